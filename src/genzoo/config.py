@@ -1,0 +1,110 @@
+"""Hyper-parameter configs: dataclasses with defaults, overrides checked by name, type and range.
+
+Every model has a `Config` dataclass; the trainer has `TrainConfig`. `--set key=value`
+strings are parsed against the field's declared type, and an unknown key or a bad value
+is a `ConfigError` that lists the valid keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A hyper-parameter that does not exist or has a bad value."""
+
+
+def field_types(config_cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(config_cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(config_cls)}
+
+
+def describe_keys(config_cls: type) -> str:
+    defaults = dataclasses.asdict(config_cls())
+    return ", ".join(f"{k}={v!r}" for k, v in defaults.items())
+
+
+def parse_value(key: str, text: str, kind: Any) -> Any:
+    """Turn the string `text` into a value of `kind` (bool, int, float, str, Literal, tuple of int)."""
+    origin = typing.get_origin(kind)
+    if origin is typing.Literal:
+        choices = typing.get_args(kind)
+        if text not in choices:
+            raise ConfigError(f"{key}={text!r}: must be one of {', '.join(map(str, choices))}")
+        return text
+    if origin in (tuple, list):
+        (inner, *_) = typing.get_args(kind)
+        return tuple(parse_value(key, part, inner) for part in text.split(",") if part)
+    if kind is bool:
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key}={text!r}: expected true or false")
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            raise ConfigError(f"{key}={text!r}: expected {kind.__name__}") from None
+    if kind is str:
+        return text
+    raise ConfigError(f"{key}: cannot parse values of type {kind}")
+
+
+def check_value(key: str, value: Any, kind: Any) -> Any:
+    """Check a Python value (from JSON or keyword arguments) against `kind`; returns it, coerced."""
+    origin = typing.get_origin(kind)
+    if origin is typing.Literal:
+        if value not in typing.get_args(kind):
+            raise ConfigError(f"{key}={value!r}: must be one of {', '.join(map(str, typing.get_args(kind)))}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (tuple, list)):
+            raise ConfigError(f"{key}={value!r}: expected a sequence")
+        (inner, *_) = typing.get_args(kind)
+        return tuple(check_value(key, v, inner) for v in value)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in (bool, int, float, str) and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+        raise ConfigError(f"{key}={value!r}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def build(config_cls: type, overrides: dict[str, Any] | None = None, owner: str = "") -> Any:
+    """Make `config_cls(**defaults)` with `overrides` applied, strings parsed, everything checked.
+
+    Range checks live in the dataclass's `__post_init__`, which raises `ConfigError`.
+    """
+    types = field_types(config_cls)
+    values = {}
+    for key, value in (overrides or {}).items():
+        if key not in types:
+            raise ConfigError(f"{owner or config_cls.__name__}: unknown key {key!r}; valid keys: {describe_keys(config_cls)}")
+        values[key] = parse_value(key, value, types[key]) if isinstance(value, str) and types[key] is not str else check_value(key, value, types[key])
+    return config_cls(**values)
+
+
+def positive(**values: float) -> None:
+    """Raise ConfigError naming each value that is not > 0."""
+    for key, value in values.items():
+        if not value > 0:
+            raise ConfigError(f"{key}={value!r}: must be > 0")
+
+
+def in_range(key: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{key}={value!r}: must lie in [{low}, {high}]")
+
+
+def parse_sets(pairs: list[str] | None) -> dict[str, str]:
+    """Parse ['key=value', ...] from the command line."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {pair!r}: expected key=value")
+        out[key.strip()] = value.strip()
+    return out

@@ -1,0 +1,1 @@
+"""genzoo models, one file per family; `genzoo.registry` maps CLI names to classes."""

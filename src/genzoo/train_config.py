@@ -1,0 +1,38 @@
+"""The trainer's own hyper-parameters (the model's live in its Config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .config import ConfigError, in_range, positive
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    steps: int = 0  # > 0: train for this many steps instead of epochs
+    batch_size: int = 128
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = 0
+    grad_clip: float = 0.0  # 0: no clipping
+    amp: bool = True  # bf16 autocast on CUDA where the model says it is safe
+    log_every: int = 50  # steps between metrics.jsonl lines
+    checkpoint_minutes: float = 5.0  # also checkpointed at every epoch end
+    sample_every: int = 1  # epochs between sample grids (0: none)
+    n_grid: int = 64  # images in each sample grid
+    time_budget: float = 0.0  # seconds; > 0 stops training (cleanly, checkpointed) after this long
+
+    def __post_init__(self):
+        positive(batch_size=self.batch_size, lr=self.lr, log_every=self.log_every, n_grid=self.n_grid)
+        in_range("beta1", self.beta1, 0.0, 1.0)
+        in_range("beta2", self.beta2, 0.0, 1.0)
+        for key in ("epochs", "steps", "warmup_steps", "sample_every"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key}={getattr(self, key)!r}: must be >= 0")
+        if self.epochs == 0 and self.steps == 0:
+            raise ConfigError("epochs=0 and steps=0: give a number of epochs or of steps")
