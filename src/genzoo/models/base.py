@@ -81,6 +81,13 @@ class GenerativeModel(nn.Module):
     def fit(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, float]:
         raise CapabilityError(f"{self.name}: has no closed-form fit (training_mode={self.training_mode!r})")
 
+    def epoch_end(self, epoch: int) -> dict[str, Any]:
+        """Called by the trainer after each epoch; the scalars returned go to metrics.jsonl.
+
+        A "warning" entry (a string) is also printed: e.g. a GAN whose samples collapsed.
+        """
+        return {}
+
     # ------------------------------------------------------------------ helpers
 
     @property

@@ -1,0 +1,59 @@
+"""Image files: sample grids as PNG, and animations as GIF (Pillow only, no torchvision)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_value: float = 0.5) -> np.ndarray:
+    """Tile (N, 1, H, W) images in [0, 1] into one uint8 (rows*H', cols*W') array, `nrow` per row."""
+    images = images.detach().float().cpu().clamp(0, 1)
+    n, _, h, w = images.shape
+    ncol = nrow or math.ceil(math.sqrt(n))
+    nrows = math.ceil(n / ncol)
+    canvas = np.full((nrows * (h + padding) + padding, ncol * (w + padding) + padding), pad_value, np.float32)
+    for i in range(n):
+        r, c = divmod(i, ncol)
+        top, left = padding + r * (h + padding), padding + c * (w + padding)
+        canvas[top : top + h, left : left + w] = images[i, 0].numpy()
+    return (canvas * 255).round().astype(np.uint8)
+
+
+def _atomic_save(image: Image.Image, path: Path, **kwargs) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.save(tmp, format=path.suffix.lstrip(".").upper() or "PNG", **kwargs)
+    os.replace(tmp, path)
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, scale: int = 2) -> Path:
+    """Write images (N, 1, H, W) in [0, 1] as a PNG grid, enlarged `scale` times (nearest)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(grid(images, nrow))
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    _atomic_save(image, path)
+    return path
+
+
+def save_rows(rows: list[torch.Tensor], path: str | Path, scale: int = 2) -> Path:
+    """Write several equal-length rows of images (e.g. clean / noisy / denoised) one above the other."""
+    ncol = len(rows[0])
+    return save_grid(torch.cat(rows), path, nrow=ncol, scale=scale)
+
+
+def save_gif(frames: list[str | Path], path: str | Path, ms_per_frame: int = 400) -> Path:
+    """Combine PNG files (same size) into a looping GIF, the last frame held longer."""
+    path = Path(path)
+    images = [Image.open(f).convert("L") for f in frames]
+    if not images:
+        raise ValueError(f"{path}: no frames to animate")
+    durations = [ms_per_frame] * (len(images) - 1) + [ms_per_frame * 4]
+    _atomic_save(images[0], path, save_all=True, append_images=images[1:], duration=durations, loop=0)
+    return path
