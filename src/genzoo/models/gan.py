@@ -1,0 +1,683 @@
+"""Adversarial models: GAN, conditional GAN and DCGAN, sharing one adversarial step.
+
+- `gan`: Goodfellow et al. 2014, "Generative Adversarial Nets": fully connected
+  generator and discriminator, with the non-saturating generator loss
+  (maximise log D(G(z)) instead of minimising log(1 - D(G(z)))) by default.
+- `cgan`: Mirza & Osindero 2014, "Conditional Generative Adversarial Nets": the
+  one-hot label is concatenated to the generator's noise and to the
+  discriminator's input. The discriminator also gets a projection term
+  (Miyato & Koyama 2018, "cGANs with Projection Discriminator"): its score adds
+  <embed(y), features(x)>, which makes samples follow their label much more
+  reliably than input concatenation alone.
+- `dcgan`: Radford et al. 2015, "Unsupervised Representation Learning with Deep
+  Convolutional GANs": project-and-reshape then fractionally strided
+  convolutions with batch norm and ReLU in the generator, strided convolutions
+  with LeakyReLU(0.2) in the discriminator (no batch norm on its first layer),
+  N(0, 0.02) weights, Adam with lr 2e-4 and beta1 0.5. `conditional=true` makes
+  it class-conditional the same way as `cgan` (one-hot planes into D).
+
+Shared options (`--set key=value`): latent size, widths, `lr_g`/`lr_d`, `d_steps`
+(discriminator steps per generator step, each on its own batch), the loss
+(`nonsaturating`, `hinge` (Lim & Ye 2017; Miyato et al. 2018), or `wgan-gp`
+(Gulrajani et al. 2017, "Improved Training of Wasserstein GANs"), with
+`gp_weight`), one-sided label smoothing (Salimans et al. 2016), and an
+exponential moving average of the generator weights used for sampling
+(Yazici et al. 2019, "The Unusual Effectiveness of Averaging in GAN Training";
+`ema_decay=0` disables it).
+
+Images enter in [0, 1] and are rescaled to [-1, 1] inside (tanh generator
+output); samples leave in [0, 1]. The trainer's `lr` is not used: the two
+learning rates are `lr_g` and `lr_d` in the model config; `beta1`/`beta2` come
+from the training config (0.5 / 0.999 by default for these models).
+
+`interpolate` decodes a straight line between two latent points into a row of
+images (one row per digit for conditional models).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ConfigError, in_range, positive
+from .base import CapabilityError, GenerativeModel
+
+N_CLASSES = 10
+IMAGE_SHAPE = (1, 28, 28)
+N_PIXELS = 28 * 28
+
+# Honest failure reporting (epoch_end): thresholds and the size of the coverage check.
+D_WINS_PROB = 0.95  # nonsaturating: mean D(x) above this and mean D(G(z)) below 1 - this
+COVERAGE_SAMPLES = 1000  # samples classified by the evaluator at each epoch end
+COVERAGE_MIN_SHARE = 0.025  # a digit counts as covered with at least a quarter of its fair 10%
+COVERAGE_MIN_DIGITS = 8  # fewer covered digits than this: "collapsed onto a few digits"
+COND_ACCURACY_WARN = 0.5  # conditional samples below this accuracy do not follow their labels
+COVERAGE_SEED = 1234
+
+
+# ---------------------------------------------------------------------------- configs
+
+
+def _check_common(cfg: Any) -> None:
+    positive(latent_dim=cfg.latent_dim, lr_g=cfg.lr_g, lr_d=cfg.lr_d, d_steps=cfg.d_steps, gp_weight=cfg.gp_weight)
+    if not cfg.widths or min(cfg.widths) <= 0:
+        raise ConfigError(f"widths={cfg.widths!r}: give positive layer widths, e.g. widths=256,512")
+    in_range("label_smoothing", cfg.label_smoothing, 0.0, 0.5)
+    in_range("ema_decay", cfg.ema_decay, 0.0, 0.99999)
+    if cfg.label_smoothing > 0 and cfg.loss != "nonsaturating":
+        raise ConfigError(f"label_smoothing={cfg.label_smoothing} only applies to loss=nonsaturating, "
+                          f"not loss={cfg.loss!r}; set label_smoothing=0")
+
+
+@dataclass
+class GANConfig:
+    latent_dim: int = 64
+    widths: tuple[int, ...] = (256, 512, 1024)  # generator hidden layers; the discriminator uses them reversed
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    d_steps: int = 1  # discriminator steps (each on a new batch) per generator step
+    loss: Literal["nonsaturating", "hinge", "wgan-gp"] = "nonsaturating"
+    gp_weight: float = 10.0  # weight of the WGAN-GP gradient penalty
+    label_smoothing: float = 0.0  # one-sided: real targets are 1 - label_smoothing
+    ema_decay: float = 0.999  # EMA of generator weights for sampling; 0 disables
+
+    def __post_init__(self):
+        _check_common(self)
+
+
+@dataclass
+class CGANConfig(GANConfig):
+    pass
+
+
+@dataclass
+class DCGANConfig:
+    latent_dim: int = 100
+    widths: tuple[int, int] = (256, 128)  # generator channels at 7x7 and 14x14; the discriminator's reversed
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    d_steps: int = 1
+    loss: Literal["nonsaturating", "hinge", "wgan-gp"] = "nonsaturating"
+    gp_weight: float = 10.0
+    label_smoothing: float = 0.0
+    ema_decay: float = 0.999
+    conditional: bool = False  # class-conditional DCGAN (label into both networks)
+
+    def __post_init__(self):
+        _check_common(self)
+        if len(self.widths) != 2:
+            raise ConfigError(f"widths={self.widths!r}: dcgan needs exactly two channel counts "
+                              "(generator at 7x7 and at 14x14), e.g. widths=256,128")
+
+
+# ---------------------------------------------------------------------------- networks
+
+
+def one_hot(y: torch.Tensor) -> torch.Tensor:
+    """(B,) int64 labels -> (B, 10) float one-hot."""
+    return F.one_hot(y, N_CLASSES).float()
+
+
+class MLPGenerator(nn.Module):
+    """z (+ one-hot y) -> Linear/BatchNorm/LeakyReLU stack -> 784 tanh pixels."""
+
+    def __init__(self, latent_dim: int, widths: tuple[int, ...], conditional: bool):
+        super().__init__()
+        self.conditional = conditional
+        layers, prev = [], latent_dim + (N_CLASSES if conditional else 0)
+        for w in widths:
+            layers += [nn.Linear(prev, w), nn.BatchNorm1d(w), nn.LeakyReLU(0.2)]
+            prev = w
+        layers += [nn.Linear(prev, N_PIXELS), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.conditional:
+            z = torch.cat([z, one_hot(y)], 1)  # (B, latent + 10)
+        return self.net(z).view(-1, *IMAGE_SHAPE)  # (B, 1, 28, 28) in [-1, 1]
+
+
+class MLPDiscriminator(nn.Module):
+    """784 pixels (+ one-hot y) -> Linear/LeakyReLU stack -> one score (a logit for nonsaturating)."""
+
+    def __init__(self, widths: tuple[int, ...], conditional: bool):
+        super().__init__()
+        layers, prev = [], N_PIXELS + (N_CLASSES if conditional else 0)
+        for w in widths:
+            layers += [nn.Linear(prev, w), nn.LeakyReLU(0.2)]
+            prev = w
+        self.conditional = conditional
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(prev, 1)
+        self.embed = nn.Embedding(N_CLASSES, prev) if conditional else None  # projection term
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = x.flatten(1)  # (B, 784)
+        if self.conditional:
+            h = torch.cat([h, one_hot(y)], 1)  # (B, 794)
+        h = self.body(h)  # (B, W)
+        score = self.head(h).squeeze(1)  # (B,)
+        if self.conditional:
+            score = score + (self.embed(y) * h).sum(1)
+        return score
+
+
+class ConvGenerator(nn.Module):
+    """DCGAN generator: z (+ y) -> project to (C0, 7, 7) -> 14x14 -> 28x28, BN + ReLU, tanh out."""
+
+    def __init__(self, latent_dim: int, widths: tuple[int, int], conditional: bool):
+        super().__init__()
+        c0, c1 = widths
+        self.conditional, self.c0 = conditional, c0
+        self.project = nn.Sequential(
+            nn.Linear(latent_dim + (N_CLASSES if conditional else 0), c0 * 7 * 7, bias=False),
+            nn.BatchNorm1d(c0 * 7 * 7),
+            nn.ReLU(),
+        )
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(c0, c1, 4, 2, 1, bias=False),  # (B, C1, 14, 14)
+            nn.BatchNorm2d(c1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(c1, 1, 4, 2, 1),  # (B, 1, 28, 28)
+            nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.conditional:
+            z = torch.cat([z, one_hot(y)], 1)  # (B, latent + 10)
+        h = self.project(z).view(-1, self.c0, 7, 7)  # (B, C0, 7, 7)
+        return self.net(h)  # (B, 1, 28, 28) in [-1, 1]
+
+
+class ConvDiscriminator(nn.Module):
+    """DCGAN discriminator: 28x28 -> 14x14 -> 7x7 strided convs, LeakyReLU(0.2), one score.
+
+    Batch norm on the second layer only (Radford et al.); WGAN-GP's penalty is per
+    sample, so with that loss a per-sample layer norm replaces it (Gulrajani et al.).
+    """
+
+    def __init__(self, widths: tuple[int, int], conditional: bool, per_sample_norm: bool):
+        super().__init__()
+        c0, c1 = widths
+        self.conditional = conditional
+        in_ch = 1 + (N_CLASSES if conditional else 0)
+        self.body = nn.Sequential(
+            nn.Conv2d(in_ch, c0, 4, 2, 1),  # (B, C0, 14, 14)
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(c0, c1, 4, 2, 1, bias=False),  # (B, C1, 7, 7)
+            nn.GroupNorm(1, c1) if per_sample_norm else nn.BatchNorm2d(c1),
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),  # (B, C1 * 49)
+        )
+        self.head = nn.Linear(c1 * 49, 1)
+        self.embed = nn.Embedding(N_CLASSES, c1 * 49) if conditional else None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.conditional:
+            planes = one_hot(y)[:, :, None, None].expand(-1, -1, *x.shape[2:])  # (B, 10, 28, 28)
+            x = torch.cat([x, planes], 1)  # (B, 11, 28, 28)
+        h = self.body(x)  # (B, C1 * 49)
+        score = self.head(h).squeeze(1)  # (B,)
+        if self.conditional:
+            score = score + (self.embed(y) * h).sum(1)
+        return score
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """Radford et al.: weights from N(0, 0.02); batch-norm scales from N(1, 0.02); biases 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+# ---------------------------------------------------------------------------- losses
+
+
+def discriminator_loss(real: torch.Tensor, fake: torch.Tensor, kind: str, label_smoothing: float = 0.0) -> torch.Tensor:
+    """The discriminator's loss (without any gradient penalty) from its scores.
+
+    Args:
+        real: (B,) scores D(x) on real images (logits for "nonsaturating").
+        fake: (B,) scores D(G(z)).
+        kind: "nonsaturating" (binary cross-entropy), "hinge" or "wgan-gp" (critic).
+        label_smoothing: one-sided; the real target is 1 - label_smoothing.
+    Returns:
+        Scalar loss.
+    """
+    if kind == "nonsaturating":
+        target = 1.0 - label_smoothing
+        # BCE with target t on logit r: t * softplus(-r) + (1 - t) * softplus(r).
+        real_term = target * F.softplus(-real) + (1 - target) * F.softplus(real)
+        return real_term.mean() + F.softplus(fake).mean()
+    if kind == "hinge":
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    return fake.mean() - real.mean()  # wgan-gp: the critic maximises E[D(x)] - E[D(G(z))]
+
+
+def generator_loss(fake: torch.Tensor, kind: str) -> torch.Tensor:
+    """The generator's loss from the discriminator's scores (B,) on its samples."""
+    if kind == "nonsaturating":
+        return F.softplus(-fake).mean()  # -log sigmoid(D(G(z)))
+    return -fake.mean()  # hinge and wgan-gp
+
+
+def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None,
+                     eps: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP penalty E[(||grad_x D(x_hat)||_2 - 1)^2] on x_hat = eps * real + (1 - eps) * fake.
+
+    Args:
+        critic: the discriminator, called as critic(x, y).
+        real, fake: (B, 1, 28, 28) in the critic's input scale.
+        y: (B,) labels for a conditional critic, else None.
+        eps: (B, 1, 1, 1) mixing weights in [0, 1].
+    Returns:
+        Scalar penalty, differentiable with respect to the critic's parameters.
+    """
+    x_hat = (eps * real + (1 - eps) * fake).detach().requires_grad_(True)
+    with torch.autocast(device_type=x_hat.device.type, enabled=False):  # second-order terms in float32
+        scores = critic(x_hat.float(), y)
+        (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+# ---------------------------------------------------------------------------- the model family
+
+
+class AdversarialModel(GenerativeModel):
+    """Generator + discriminator trained by the model's own step; subclasses build the networks."""
+
+    training_mode: ClassVar[str] = "step"
+    train_defaults: ClassVar[dict[str, Any]] = {"beta1": 0.5, "beta2": 0.999, "epochs": 30, "batch_size": 64}
+
+    def __init__(self, config: Any = None, **overrides: Any):
+        super().__init__(config, **overrides)
+        cfg = self.config
+        self.generator = self.build_generator()
+        self.discriminator = self.build_discriminator()
+        # Sampling network: an exponential moving average of the generator's weights.
+        self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if cfg.ema_decay > 0 else None
+        # Counts train_step calls (each is one D step); part of the state so resume keeps the G/D cadence.
+        self.register_buffer("n_steps", torch.zeros((), dtype=torch.long))
+        self._n_steps_host: int | None = None  # host copy, so stepping needs no device sync
+        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_n_steps_host", None))
+        self._reset_epoch_sums()
+
+    def build_generator(self) -> nn.Module:
+        raise NotImplementedError
+
+    def build_discriminator(self) -> nn.Module:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ training
+
+    def configure_optimizers(self, train: Any) -> dict[str, torch.optim.Optimizer]:
+        """Adam for each network, lr_g / lr_d from the model config, betas from the training config."""
+        betas = (train.beta1, train.beta2)
+        return {
+            "generator": torch.optim.Adam(self.generator.parameters(), lr=self.config.lr_g, betas=betas),
+            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=self.config.lr_d, betas=betas),
+        }
+
+    def _labels(self, y: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        if not self.conditional:
+            return None
+        if y is None:
+            raise ValueError(f"{self.name}: conditional training needs labels y, got None")
+        return y.to(self.device).long()
+
+    def d_losses(self, x: torch.Tensor, y: torch.Tensor | None, z: torch.Tensor,
+                 eps: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Discriminator loss on real images x ([0, 1]) and fakes G(z, y), generator held fixed.
+
+        Returns:
+            dict with "loss" (including the gradient penalty for wgan-gp), "real" and "fake" scores (B,).
+        """
+        cfg = self.config
+        real_in = x * 2 - 1  # (B, 1, 28, 28) in [-1, 1]
+        with torch.no_grad():
+            fake_in = self.generator(z, y)
+        real, fake = self.discriminator(real_in, y), self.discriminator(fake_in, y)
+        loss = discriminator_loss(real, fake, cfg.loss, cfg.label_smoothing)
+        out = {"real": real, "fake": fake}
+        if cfg.loss == "wgan-gp":
+            if eps is None:
+                eps = self.rand(len(x), 1, 1, 1)
+            out["gp"] = gradient_penalty(self.discriminator, real_in, fake_in, y, eps)
+            loss = loss + cfg.gp_weight * out["gp"]
+        out["loss"] = loss
+        return out
+
+    def g_losses(self, y: torch.Tensor | None, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Generator loss on G(z, y) against the current discriminator. Returns "loss" and "fake" scores."""
+        fake = self.discriminator(self.generator(z, y), y)
+        return {"loss": generator_loss(fake, self.config.loss), "fake": fake}
+
+    def _score_summary(self, scores: torch.Tensor) -> torch.Tensor:
+        # Probability D gives "real" for the nonsaturating loss; the raw score for hinge and wgan-gp.
+        return torch.sigmoid(scores.detach().float()).mean() if self.config.loss == "nonsaturating" else scores.detach().float().mean()
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor | None, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
+        """One discriminator step on this batch, then (every d_steps calls) one generator step.
+
+        Args:
+            x: (B, 1, 28, 28) real images in [0, 1].
+            y: (B,) labels (used by conditional models).
+            optimizers: from `configure_optimizers`.
+        Returns:
+            floats "loss_d", "loss_g" (of the latest generator step), "d_real" and "d_fake"
+            (mean D(x) and D(G(z)): probabilities for nonsaturating, raw scores otherwise).
+        """
+        cfg = self.config
+        x = x.to(self.device)
+        y = self._labels(y, len(x))
+        opt_g, opt_d = optimizers["generator"], optimizers["discriminator"]
+
+        # Discriminator step (the generator is run without a graph).
+        z = self.randn(len(x), cfg.latent_dim)
+        d = self.d_losses(x, y, z)
+        opt_d.zero_grad(set_to_none=True)
+        d["loss"].backward()
+        opt_d.step()
+        stats = [d["loss"].detach().float(), self._score_summary(d["real"]), self._score_summary(d["fake"])]
+
+        if self._n_steps_host is None:
+            self._n_steps_host = int(self.n_steps)
+        self._n_steps_host += 1
+        self.n_steps.fill_(self._n_steps_host)
+        if self._n_steps_host % cfg.d_steps == 0:
+            # Generator step: D's weights need no gradients here, only its input does.
+            self.discriminator.requires_grad_(False)
+            g = self.g_losses(y, self.randn(len(x), cfg.latent_dim))
+            opt_g.zero_grad(set_to_none=True)
+            g["loss"].backward()
+            opt_g.step()
+            self.discriminator.requires_grad_(True)
+            self._update_ema()
+            stats.append(g["loss"].detach().float())
+        loss_d, d_real, d_fake, *loss_g = torch.stack(stats).tolist()  # one device sync per step
+        if loss_g:
+            self._last_loss_g = loss_g[0]
+            self._sums["loss_g"] += loss_g[0]
+            self._sums["n_g"] += 1
+        for key, value in (("loss_d", loss_d), ("d_real", d_real), ("d_fake", d_fake)):
+            self._sums[key] += value
+        self._sums["n_d"] += 1
+        return {"loss_d": loss_d, "loss_g": self._last_loss_g, "d_real": d_real, "d_fake": d_fake}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.generator_ema is None:
+            return
+        # Warm-up: early on average over fewer steps, so short runs are not stuck near the initialisation.
+        n_g = self._n_steps_host // self.config.d_steps
+        decay = min(self.config.ema_decay, (1 + n_g) / (10 + n_g))
+        torch._foreach_lerp_(list(self.generator_ema.parameters()), list(self.generator.parameters()), 1 - decay)
+        for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
+            b_ema.copy_(b)  # batch-norm running statistics
+
+    # ------------------------------------------------------------------ honest reporting
+
+    def _reset_epoch_sums(self) -> None:
+        self._sums = {"loss_d": 0.0, "loss_g": 0.0, "d_real": 0.0, "d_fake": 0.0, "n_d": 0, "n_g": 0}
+        self._last_loss_g = float("nan")
+
+    def epoch_end(self, epoch: int) -> dict[str, Any]:
+        """Epoch averages of the losses and D outputs, the evaluator's coverage check, and a warning.
+
+        A "warning" says when the discriminator won outright (D(x) ~ 1 and D(G(z)) ~ 0 over
+        the epoch: the generator gets no useful gradient) or when samples collapsed onto a few
+        digits (or, for conditional models, do not follow their labels). The coverage check
+        needs the evaluator; without it "coverage_check" records why it was skipped.
+        """
+        s = self._sums
+        out: dict[str, Any] = {}
+        if s["n_d"]:
+            out.update({f"epoch_{k}": s[k] / s["n_d"] for k in ("loss_d", "d_real", "d_fake")})
+        if s["n_g"]:
+            out["epoch_loss_g"] = s["loss_g"] / s["n_g"]
+        warnings = []
+        if s["n_d"] and self._discriminator_won(out["epoch_d_real"], out["epoch_d_fake"]):
+            warnings.append(f"discriminator wins outright (mean D(x)={out['epoch_d_real']:.3f}, "
+                            f"D(G(z))={out['epoch_d_fake']:.3f}): the generator gets little gradient; "
+                            "try loss=hinge or wgan-gp, label_smoothing=0.1 or a lower lr_d")
+        coverage, warning = self.coverage_check()
+        out.update(coverage)
+        if warning:
+            warnings.append(warning)
+        if warnings:
+            out["warning"] = f"{self.name} epoch {epoch}: " + "; ".join(warnings)
+        self._reset_epoch_sums()
+        return out
+
+    def _discriminator_won(self, d_real: float, d_fake: float) -> bool:
+        if self.config.loss == "nonsaturating":
+            return d_real > D_WINS_PROB and d_fake < 1 - D_WINS_PROB
+        if self.config.loss == "hinge":
+            return d_real > 1 and d_fake < -1  # both hinge margins met on average: D's loss is ~0
+        return False  # a WGAN critic's scores are unbounded: no such threshold
+
+    def coverage_check(self, n: int = COVERAGE_SAMPLES) -> tuple[dict[str, Any], str | None]:
+        """Classify `n` samples with the evaluator network.
+
+        Returns:
+            (metrics, warning or None). Metrics: "class_coverage" (digits with >= 2.5% of
+            unconditional samples), "max_class_share", or "cond_accuracy" for conditional
+            models; "coverage_check": "skipped: <why>" when the evaluator is unavailable.
+        """
+        evaluator, why = _evaluator(str(self.device))
+        if evaluator is None:
+            return {"coverage_check": f"skipped: {why}"}, None
+        gen = torch.Generator().manual_seed(COVERAGE_SEED)
+        labels = self.default_labels(n) if self.conditional else None
+        pred = evaluator.predict(self.sample(n, y=labels, generator=gen)).cpu()
+        if self.conditional:
+            acc = float((pred == labels.cpu()).float().mean())
+            warning = (f"conditional samples do not follow their labels (evaluator accuracy {acc:.1%} "
+                       f"on {n} samples)") if acc < COND_ACCURACY_WARN else None
+            return {"coverage_check": "done", "cond_accuracy": acc}, warning
+        shares = torch.bincount(pred, minlength=N_CLASSES).float() / n
+        covered = int((shares >= COVERAGE_MIN_SHARE).sum())
+        warning = None
+        if covered < COVERAGE_MIN_DIGITS:
+            warning = (f"samples collapsed onto few digits: only {covered} of 10 digits have >= "
+                       f"{COVERAGE_MIN_SHARE:.1%} of {n} samples (shares {[round(v, 3) for v in shares.tolist()]})")
+        return {"coverage_check": "done", "class_coverage": covered, "max_class_share": float(shares.max())}, warning
+
+    # ------------------------------------------------------------------ sampling
+
+    def n_parameters(self) -> int:
+        """Trained parameters of both networks (the EMA copy of the generator is not counted)."""
+        return sum(p.numel() for net in (self.generator, self.discriminator) for p in net.parameters())
+
+    def sampling_network(self) -> nn.Module:
+        """The EMA generator when enabled, else the trained one."""
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None, batch_size: int = 1000) -> torch.Tensor:
+        """Generator output for given latents, in eval mode (batch-norm running statistics).
+
+        Args:
+            z: (N, latent_dim) latent points.
+            y: (N,) labels for conditional models, else None.
+        Returns:
+            (N, 1, 28, 28) images in [0, 1].
+        """
+        net = self.sampling_network()
+        was_training = net.training
+        net.eval()
+        z = z.to(self.device)
+        y = y.to(self.device).long() if y is not None else None
+        chunks = [net(zb, None if y is None else y[i * batch_size:(i + 1) * batch_size]).float()
+                  for i, zb in enumerate(z.split(batch_size))]
+        net.train(was_training)
+        return ((torch.cat(chunks) + 1) / 2).clamp(0, 1)
+
+    def _sample_labels(self, n: int, y: torch.Tensor | int | None) -> torch.Tensor | None:
+        if not self.conditional:
+            if y is not None:
+                hint = "use cgan, or dcgan with --set conditional=true" if self.name != "dcgan" else "train it with --set conditional=true"
+                raise CapabilityError(f"{self.name}: this model is unconditional, it cannot draw a chosen digit; {hint}")
+            return None
+        if y is None:
+            return self.default_labels(n)
+        y = torch.as_tensor(y, dtype=torch.long, device=self.device)
+        if y.dim() == 0:
+            y = y.expand(n)
+        if y.shape != (n,) or int(y.min()) < 0 or int(y.max()) >= N_CLASSES:
+            raise ValueError(f"{self.name}: labels must be {n} digits in 0..9, got shape {tuple(y.shape)} "
+                             f"and range [{int(y.min())}, {int(y.max())}]")
+        return y
+
+    def sample(self, n: int, *, y: torch.Tensor | int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw n images.
+
+        Args:
+            n: number of images.
+            y: digits to draw, (n,) or one int; conditional models only. None: `default_labels(n)`
+                (for n=100 a 10 x 10 grid, one digit per row).
+            generator: seeds the noise (a CPU generator gives the same images on any device).
+        Returns:
+            (n, 1, 28, 28) images in [0, 1].
+        """
+        labels = self._sample_labels(n, y)
+        z = self.randn(n, self.config.latent_dim, generator=generator)  # all noise first: chunking-independent
+        return self.decode(z, labels)
+
+
+class GAN(AdversarialModel):
+    """Fully connected GAN (Goodfellow et al. 2014)."""
+
+    name: ClassVar[str] = "gan"
+    Config: ClassVar[type] = GANConfig
+
+    def build_generator(self) -> nn.Module:
+        return MLPGenerator(self.config.latent_dim, self.config.widths, self.conditional)
+
+    def build_discriminator(self) -> nn.Module:
+        return MLPDiscriminator(tuple(reversed(self.config.widths)), self.conditional)
+
+
+class ConditionalGAN(GAN):
+    """Conditional GAN (Mirza & Osindero 2014): the label enters both networks; always conditional."""
+
+    name: ClassVar[str] = "cgan"
+    Config: ClassVar[type] = CGANConfig
+
+    @property
+    def conditional(self) -> bool:
+        return True
+
+
+class DCGAN(AdversarialModel):
+    """Deep convolutional GAN (Radford et al. 2015), optionally class-conditional."""
+
+    name: ClassVar[str] = "dcgan"
+    Config: ClassVar[type] = DCGANConfig
+    train_defaults: ClassVar[dict[str, Any]] = {"beta1": 0.5, "beta2": 0.999, "epochs": 20, "batch_size": 128}
+
+    def __init__(self, config: Any = None, **overrides: Any):
+        super().__init__(config, **overrides)
+        self.generator.apply(dcgan_init)
+        self.discriminator.apply(dcgan_init)
+        if self.generator_ema is not None:
+            self.generator_ema.load_state_dict(self.generator.state_dict())
+
+    def build_generator(self) -> nn.Module:
+        return ConvGenerator(self.config.latent_dim, self.config.widths, self.conditional)
+
+    def build_discriminator(self) -> nn.Module:
+        return ConvDiscriminator(tuple(reversed(self.config.widths)), self.conditional,
+                                 per_sample_norm=self.config.loss == "wgan-gp")
+
+
+# ---------------------------------------------------------------------------- evaluator access
+
+
+@functools.lru_cache(maxsize=4)
+def _evaluator(device: str) -> tuple[nn.Module | None, str]:
+    """The pinned evaluator on `device`, or (None, why it is unavailable). Loaded once per device."""
+    try:
+        from ..evaluator import EvaluatorError, load_evaluator
+    except ImportError as e:
+        return None, f"genzoo.evaluator does not import ({e})"
+    try:
+        return load_evaluator(device), ""
+    except EvaluatorError as e:
+        return None, str(e)
+
+
+# ---------------------------------------------------------------------------- latent interpolation
+
+
+def interpolate(model: AdversarialModel, steps: int = 10, *, label: int | None = None, rows: int = 1,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Decode straight lines between pairs of latent points.
+
+    Each row goes from one random latent point z0 to another z1 in `steps` equal steps,
+    z = (1 - t) z0 + t z1. A conditional model keeps the label fixed along a row: with
+    `label` given, every row draws that digit; without, there is one row per digit 0..9,
+    all ten sharing the same z0 and z1 (so the rows differ only by label).
+
+    Args:
+        model: a trained gan, cgan or dcgan.
+        steps: images per row (>= 2), both end points included.
+        label: digit to draw (conditional models only).
+        rows: number of independent lines (ignored for a conditional model without `label`).
+        generator: seeds the end points.
+    Returns:
+        (n_rows, steps, 1, 28, 28) images in [0, 1].
+    """
+    if steps < 2:
+        raise ValueError(f"steps={steps}: an interpolation needs at least 2 images per row")
+    if rows < 1:
+        raise ValueError(f"rows={rows}: need at least one row")
+    if label is not None and not model.conditional:
+        model._sample_labels(1, label)  # raises the CapabilityError that names the model and the fix
+    if model.conditional and label is None:
+        labels = torch.arange(N_CLASSES)  # one row per digit
+        ends = model.randn(2, model.config.latent_dim, generator=generator).expand(N_CLASSES, 2, -1)
+    else:
+        labels = torch.full((rows,), label) if model.conditional else None
+        ends = model.randn(rows, 2, model.config.latent_dim, generator=generator)  # (R, 2, latent)
+    t = torch.linspace(0, 1, steps, device=ends.device)[None, :, None]  # (1, S, 1)
+    z = (1 - t) * ends[:, :1] + t * ends[:, 1:]  # (R, S, latent)
+    n_rows = len(z)
+    y = None if labels is None else labels[:, None].expand(n_rows, steps).reshape(-1)  # (R * S,)
+    images = model.decode(z.reshape(n_rows * steps, -1), y)  # (R * S, 1, 28, 28)
+    return images.view(n_rows, steps, *IMAGE_SHAPE)
+
+
+def interpolate_run(run_dir: str | Path, out: str | Path | None = None, steps: int = 10, label: int | None = None,
+                    rows: int = 4, seed: int = 0, device: str = "cpu") -> Path:
+    """`genzoo interpolate RUN`: load a run, interpolate, write a PNG with one row per line.
+
+    Args:
+        run_dir: a run folder of a gan, cgan or dcgan.
+        out: PNG path; RUN/samples/interpolation.png by default.
+        steps, label, rows: as in `interpolate`.
+        seed: seeds the end points.
+        device: where to run the generator.
+    Returns:
+        The path written.
+    """
+    from ..images import save_rows
+    from ..runs import load
+
+    model = load(run_dir, device=device)
+    if not isinstance(model, AdversarialModel):
+        raise CapabilityError(f"{model.name}: interpolate works on gan, cgan and dcgan runs only")
+    images = interpolate(model, steps, label=label, rows=rows, generator=torch.Generator().manual_seed(seed))
+    out = Path(out) if out is not None else Path(run_dir) / "samples" / "interpolation.png"
+    return save_rows(list(images), out)
