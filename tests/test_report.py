@@ -1,0 +1,156 @@
+"""The HTML report: what run folders wrote ends up on the page, and a real browser loads every image."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import torch
+
+from genzoo.images import save_gif, save_grid, save_rows
+from genzoo.report import write_report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def make_run(root: Path, name: str, model: str, fid: float | None, epochs: int = 3, extra: bool = True) -> Path:
+    """A run folder as the trainer and `genzoo evaluate` write it, with synthetic contents."""
+    run = root / name
+    gen = torch.Generator().manual_seed(len(name))
+    grids = []
+    for epoch in range(1, epochs + 1):
+        grids.append(save_grid(torch.rand(16, 1, 28, 28, generator=gen), run / "samples" / f"epoch_{epoch:03d}.png"))
+    save_gif(grids, run / "samples" / "progress.gif")
+    if extra:
+        x = torch.rand(8, 1, 28, 28, generator=gen)
+        save_rows([x, x.flip(-1)], run / "reconstructions.png")
+    config = {"model": model, "hparams": {"latent_dim": 16}, "train": {"epochs": epochs, "batch_size": 64, "lr": 1e-3},
+              "data": "embedded", "seed": 0, "genzoo_version": "0.1.0"}
+    (run / "config.json").write_text(json.dumps(config))
+    lines = [{"step": 10 * i, "epoch": i // 5, "loss": 1.0 / (i + 1), "kl": 0.1 * i, "lr": 1e-3} for i in range(20)]
+    lines.append({"epoch": 3, "warning": "a string entry is not a curve"})
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    if fid is not None:
+        metrics = {"model": model, "parameters": 12345, "fid": fid, "precision": 0.7, "recall": 0.5,
+                   "class_coverage": [0.1] * 10, "n_samples": 1000, "evaluator_version": "v1", "seed": 0}
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    return run
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.imgs, self.tables, self.text = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.imgs.append(attrs["src"])
+        if tag == "table":
+            self.tables.append(attrs.get("id"))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(index: Path) -> _Collect:
+    page = _Collect()
+    page.feed(index.read_text())
+    return page
+
+
+def test_report_renders_what_runs_wrote(tmp_path):
+    a = make_run(tmp_path, "vae-run", "vae", fid=12.5)
+    b = make_run(tmp_path, "ae-run", "ae", fid=30.0, epochs=2, extra=False)
+    c = make_run(tmp_path / "other", "vae-run", "vae", fid=None, epochs=1)  # same folder name, no metrics.json
+    index = write_report([a, b, c], tmp_path / "report")
+    page = parse(index)
+    text = " ".join(page.text)
+    assert "leaderboard" in page.tables and "metrics-vae-run" in page.tables
+    # The two runs named vae-run get distinct slugs; every image is a local file next to the page.
+    assert "vae-run-2" in text
+    for src in page.imgs:
+        assert not re.match(r"^[a-z]+://", src), src
+        assert (index.parent / src).stat().st_size > 0, src
+    # Latest grid and progress GIF of each run, the earlier grids, the extra image, one curve plot per run with a log.
+    assert "runs/vae-run/samples/epoch_003.png" in page.imgs
+    assert "runs/vae-run/samples/epoch_001.png" in page.imgs
+    assert "runs/ae-run/samples/progress.gif" in page.imgs
+    assert "runs/vae-run/reconstructions.png" in page.imgs
+    assert "runs/ae-run/reconstructions.png" not in page.imgs
+    assert sum(src.endswith("training_curves.png") for src in page.imgs) == 3
+    assert len(page.imgs) == (3 + 1 + 1 + 1) + (2 + 1 + 1) + (1 + 1 + 1 + 1)
+    # Leaderboard: the lower FID is marked best; the run without metrics shows a dash.
+    board = index.read_text().split('id="leaderboard"')[1].split("</table>")[0]
+    assert '<td class="best">12.5</td>' in board and "<td>30</td>" in board and "<td>–</td>" in board
+    # Metrics and config values of the run are on the page.
+    assert "evaluator_version" in text and "latent_dim" in text and "embedded" in text
+
+
+def test_curves_plot_numeric_keys_only(tmp_path):
+    from genzoo import report
+
+    run = make_run(tmp_path, "r", "vae", fid=None)
+    r = report._Run(run, "r")
+    rel = report._curves(r, tmp_path)
+    from PIL import Image
+
+    width, height = Image.open(tmp_path / rel).size
+    assert width > height > 100  # loss, kl and lr: three panels in one row; no panel for "warning" or "epoch"
+
+
+def test_report_errors_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nope: no such run folder"):
+        write_report([tmp_path / "nope"], tmp_path / "out")
+    with pytest.raises(ValueError, match=r"at least one run folder, got none"):
+        write_report([], tmp_path / "out")
+    run = make_run(tmp_path, "broken", "vae", fid=1.0)
+    (run / "metrics.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"metrics.json: not valid JSON"):
+        write_report([run], tmp_path / "out")
+
+
+CHECK_SCRIPT = """
+<script>
+window.addEventListener("load", () => {
+  const imgs = Array.from(document.images);
+  const broken = imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute("src"));
+  const out = document.createElement("pre");
+  out.id = "check";
+  out.textContent = JSON.stringify({images: imgs.length, broken: broken,
+                                    table: !!document.getElementById("leaderboard")});
+  document.body.appendChild(out);
+});
+</script>
+"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (Debian: apt-get install chromium); "
+                                             ".ci/run installs it so this test runs in CI")
+def test_report_in_headless_chromium(tmp_path):
+    a = make_run(tmp_path, "vae-run", "vae", fid=12.5)
+    b = make_run(tmp_path, "ae-run", "ae", fid=30.0)
+    index = write_report([a, b], tmp_path / "report")
+    # A copy of the page with a script that writes the check's result into the DOM.
+    check = index.with_name("check.html")
+    check.write_text(index.read_text().replace("</body>", CHECK_SCRIPT + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--allow-file-access-from-files",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    env = {**os.environ, "HOME": str(tmp_path)}
+    dom = subprocess.run([CHROMIUM, *flags, "--virtual-time-budget=10000", "--dump-dom", check.as_uri()],
+                         capture_output=True, text=True, timeout=120, env=env)
+    match = re.search(r'<pre id="check">(.*?)</pre>', dom.stdout)
+    assert match, f"no check result in the DOM; chromium said: {dom.stderr[-2000:]}"
+    result = json.loads(match.group(1).replace("&quot;", '"'))
+    assert result["table"] is True
+    assert result["images"] == len(parse(index).imgs) >= 10
+    assert result["broken"] == []
+    shot = Path(os.environ.get("GENZOO_SCREENSHOT_DIR", tmp_path)) / "report-screenshot.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([CHROMIUM, *flags, "--window-size=1200,2400", "--hide-scrollbars", f"--screenshot={shot}",
+                    index.as_uri()], capture_output=True, text=True, timeout=120, env=env)
+    assert shot.exists() and shot.stat().st_size > 10_000, "chromium wrote no screenshot"
