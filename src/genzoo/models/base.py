@@ -88,6 +88,10 @@ class GenerativeModel(nn.Module):
         """
         return {}
 
+    def write_pictures(self, run_dir, data) -> None:
+        """Called once after training with the run folder and the Dataset: model-specific pictures
+        (reconstructions, latent plots, filters) go into the run folder for the report."""
+
     # ------------------------------------------------------------------ helpers
 
     @property
