@@ -644,8 +644,11 @@ class GMM(GenerativeModel):
         """(K, 1, 28, 28) component means as images."""
         return _to_images(self.density.unproject(self.density.means))
 
-    def write_pictures(self, run_dir: str | Path, per_component: int = 8) -> list[Path]:
-        """Write components.png (means) and component_samples.png (one row of samples per component)."""
+    def write_pictures(self, run_dir: str | Path, data: Any = None, per_component: int = 8) -> list[Path]:
+        """Write components.png (means) and component_samples.png (one row of samples per component).
+
+        Called by the trainer after `fit`; `data` (the Dataset) is not needed here.
+        """
         from ..images import save_grid, save_rows
 
         run_dir = Path(run_dir)
