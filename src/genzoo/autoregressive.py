@@ -1,0 +1,293 @@
+"""What the autoregressive pixel models (PixelCNN, PixelRNN) share.
+
+A binary image is generated one pixel at a time in raster order (row by row,
+left to right), each pixel a Bernoulli draw given the ones before it:
+
+    log p(x) = sum_ij log p(x_ij | x_<ij)        (exact, in nats)
+
+as in van den Oord, Kalchbrenner and Kavukcuoglu 2016, "Pixel Recurrent Neural
+Networks". This module holds:
+
+- `PixelModel`, the base of both model files: exact `log_prob`, the loss (mean
+  NLL in nats per image, and bits/dim), and `sample`;
+- two samplers that take the same random numbers: `sample_naive`, the reference,
+  runs the whole network once per pixel; `sample_cached` asks the model for one
+  pixel's logit from caches of what earlier pixels computed, so that each new
+  pixel does only the work it needs (in the spirit of Ramachandran et al. 2017,
+  "Fast Generation for Convolutional Autoregressive Models"). Both draw pixel
+  (i, j) as `u[:, 0, i, j] < p`, with one uniform tensor `u` of shape
+  (n, 1, H, W) drawn up front, so they give the same images;
+- completion of partly hidden digits (`complete`, `write_completions`) and the
+  pixel-probability picture (`pixel_probabilities`).
+
+A model plugs in with three methods: `logits(x, y)` for the whole image,
+`init_cache(n, y)` and `cached_logit(cache, x, i, j)`, called once per pixel in
+raster order after every earlier pixel of `x` has been set.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from .models.base import GenerativeModel
+
+HIDE_KINDS = ("bottom-half", "right-half", "box")
+
+
+class PixelModel(GenerativeModel):
+    """Base of the Bernoulli pixel models: exact likelihood and pixel-by-pixel sampling."""
+
+    training_mode = "gradient"
+    binary_data = True
+    log_prob_kind = "exact"
+
+    # ------------------------------------------------------------ what a model fills in
+
+    def logits(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Logit of p(x_ij = 1 | x_<ij) for every pixel: (N, 1, H, W) binary -> (N, 1, H, W)."""
+        raise NotImplementedError
+
+    def init_cache(self, n: int, y: torch.Tensor | None) -> Any:
+        """Empty caches for generating n images (labels y (n,) for conditional models)."""
+        raise NotImplementedError
+
+    def cached_logit(self, cache: Any, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        """Logit (n,) of pixel (i, j) given x's earlier pixels; updates the caches."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ protocol
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config.image_size)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        size = self.image_size
+        if x.dim() != 4 or tuple(x.shape[1:]) != (1, size, size):
+            raise ValueError(
+                f"{self.name}: expected images of shape (N, 1, {size}, {size}), got {tuple(x.shape)}; "
+                f"set image_size to match the data"
+            )
+
+    def labels(self, n: int, y: torch.Tensor | None) -> torch.Tensor | None:
+        """The labels to condition on: y, or 0..9 in rows for a conditional model; None otherwise."""
+        if not self.conditional:
+            return None
+        if y is None:
+            return self.default_labels(n)
+        y = torch.as_tensor(y, device=self.device).long().reshape(-1)
+        if y.numel() == 1:
+            y = y.expand(n)
+        if y.numel() != n or (y < 0).any() or (y >= self.config.n_classes).any():
+            raise ValueError(f"{self.name}: labels must be {n} ints in [0, {self.config.n_classes}), got {y.tolist()[:12]}")
+        return y
+
+    def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Exact log p(x) in nats, (N,), of binary images x (N, 1, H, W)."""
+        self.check_input(x)
+        logits = self.logits(x, self.labels(len(x), y)).float()
+        return -F.binary_cross_entropy_with_logits(logits, x.float(), reduction="none").sum((1, 2, 3))
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        nll = -self.log_prob(x, y).mean()
+        return {"loss": nll, "bits_per_dim": nll.detach() / (x[0].numel() * math.log(2))}
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        *,
+        y: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        method: Literal["cached", "naive"] = "cached",
+    ) -> torch.Tensor:
+        """n binary images (n, 1, H, W), pixel by pixel; the same generator gives the same images."""
+        size = self.image_size
+        u = self.rand(n, 1, size, size, generator=generator)
+        return generate(self, u, self.labels(n, y), method=method)
+
+
+# ---------------------------------------------------------------------------- samplers
+
+
+def _draw(x, u, logit, i, j, x_known, visible) -> None:
+    """Set pixel (i, j) of x in place: u < p, or the known value where it is visible."""
+    pixel = (u[:, 0, i, j] < torch.sigmoid(logit.float())).to(x.dtype)
+    if visible is not None:
+        pixel = torch.where(visible[:, 0, i, j], x_known[:, 0, i, j], pixel)
+    x[:, 0, i, j] = pixel
+
+
+def _start(u, x_known, visible, dtype) -> torch.Tensor:
+    x = torch.zeros(u.shape, dtype=dtype, device=u.device)
+    if visible is not None:
+        x = torch.where(visible, x_known.to(dtype), x)
+    return x
+
+
+@torch.no_grad()
+def sample_naive(model: PixelModel, u, y=None, x_known=None, visible=None) -> torch.Tensor:
+    """The reference sampler: the whole network once per pixel (H * W passes).
+
+    Args:
+        u: (n, 1, H, W) uniform noise; pixel (i, j) is 1 when u < p(x_ij = 1 | x_<ij).
+        y: (n,) labels for a conditional model, else None.
+        x_known, visible: (n, 1, H, W) values and a bool mask of pixels to keep (completion).
+    Returns:
+        (n, 1, H, W) binary images.
+    """
+    dtype = next(model.parameters()).dtype
+    x = _start(u, x_known, visible, dtype)
+    _, _, height, width = u.shape
+    for i in range(height):
+        for j in range(width):
+            logit = model.logits(x, y)[:, 0, i, j]
+            _draw(x, u, logit, i, j, x_known, visible)
+    return x
+
+
+@torch.no_grad()
+def sample_cached(model: PixelModel, u, y=None, x_known=None, visible=None) -> torch.Tensor:
+    """The fast sampler: each pixel's logit from the model's caches. Same arguments as `sample_naive`."""
+    dtype = next(model.parameters()).dtype
+    x = _start(u, x_known, visible, dtype)
+    n, _, height, width = u.shape
+    cache = model.init_cache(n, y)
+    for i in range(height):
+        for j in range(width):
+            logit = model.cached_logit(cache, x, i, j)
+            _draw(x, u, logit, i, j, x_known, visible)
+    return x
+
+
+def generate(model: PixelModel, u, y=None, x_known=None, visible=None, method: str = "cached") -> torch.Tensor:
+    """Run the sampler named by `method` ("cached" or "naive"), in eval mode and without gradients."""
+    samplers = {"cached": sample_cached, "naive": sample_naive}
+    if method not in samplers:
+        raise ValueError(f"method={method!r}: must be one of {', '.join(samplers)}")
+    was_training = model.training
+    model.eval()
+    try:
+        return samplers[method](model, u, y, x_known, visible)
+    finally:
+        model.train(was_training)
+
+
+# ---------------------------------------------------------------------------- completion
+
+
+def visible_mask(hide: str, size: int = 28) -> torch.Tensor:
+    """Bool mask (1, 1, size, size) of the pixels left visible when `hide` is covered.
+
+    bottom-half: rows size//2 and below hidden; right-half: columns size//2 and right;
+    box: the centre square [size//4, 3*size//4) hidden.
+    """
+    visible = torch.ones(1, 1, size, size, dtype=torch.bool)
+    half, quarter = size // 2, size // 4
+    if hide == "bottom-half":
+        visible[..., half:, :] = False
+    elif hide == "right-half":
+        visible[..., :, half:] = False
+    elif hide == "box":
+        visible[..., quarter : size - quarter, quarter : size - quarter] = False
+    else:
+        raise ValueError(f"--hide {hide!r}: must be one of {', '.join(HIDE_KINDS)}")
+    return visible
+
+
+@torch.no_grad()
+def complete(
+    model: PixelModel,
+    x: torch.Tensor,
+    hide: str,
+    n_completions: int = 4,
+    y: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    method: str = "cached",
+) -> torch.Tensor:
+    """Fill in the hidden part of binary digits, several times each; visible pixels are kept.
+
+    The model conditions each hidden pixel on all pixels before it in raster order, visible
+    or filled in; visible pixels after it (e.g. the lower left when the right half is hidden)
+    cannot inform it.
+
+    Args:
+        x: (N, 1, H, W) binary digits.
+        hide: "bottom-half", "right-half" or "box".
+        n_completions: completions per digit.
+        y: (N,) labels for a conditional model.
+    Returns:
+        (n_completions, N, 1, H, W) completed digits.
+    """
+    model.check_input(x)
+    n = len(x)
+    visible = visible_mask(hide, model.image_size).to(model.device).expand(n * n_completions, -1, -1, -1)
+    x_known = x.to(model.device).float().repeat(n_completions, 1, 1, 1)  # (K*N, 1, H, W)
+    labels = model.labels(n, y)
+    labels = labels.repeat(n_completions) if labels is not None else None
+    u = model.rand(n * n_completions, 1, model.image_size, model.image_size, generator=generator)
+    out = generate(model, u, labels, x_known, visible, method=method)
+    return out.float().view(n_completions, n, *x.shape[1:])  # (K, N, 1, H, W)
+
+
+def write_completions(model: PixelModel, x: torch.Tensor, hide: str, path: str | Path, n_completions: int = 4,
+                      y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> Path:
+    """Save a PNG with rows: originals / visible part (hidden shown grey) / one row per completion."""
+    from .images import save_rows
+
+    completions = complete(model, x, hide, n_completions, y, generator)
+    visible = visible_mask(hide, model.image_size).to(x.device)
+    shown = torch.where(visible, x.float(), torch.full_like(x.float(), 0.5))
+    return save_rows([x.float().cpu(), shown.cpu(), *completions.cpu()], path)
+
+
+@torch.no_grad()
+def pixel_probabilities(model: PixelModel, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """p(x_ij = 1 | x_<ij) for each pixel of binary digits x (N, 1, H, W) -> (N, 1, H, W)."""
+    model.check_input(x)
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.sigmoid(model.logits(x.to(model.device).float(), model.labels(len(x), y)).float())
+    finally:
+        model.train(was_training)
+
+
+def write_pixel_probabilities(model: PixelModel, x: torch.Tensor, path: str | Path, y: torch.Tensor | None = None) -> Path:
+    """Save a PNG with rows: digits / p(pixel = 1 | pixels before) / p(the observed value | pixels before)."""
+    from .images import save_rows
+
+    p_one = pixel_probabilities(model, x, y).cpu()
+    x = x.float().cpu()
+    p_observed = torch.where(x > 0.5, p_one, 1 - p_one)
+    return save_rows([x, p_one, p_observed], path)
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def complete_run(run_dir: str | Path, hide: str = "bottom-half", n_digits: int = 10, n_completions: int = 4,
+                 data: str = "auto", seed: int = 0, out: str | Path | None = None, device: str = "cpu") -> Path:
+    """`genzoo complete RUN --hide ...`: complete the first n_digits test digits (fixed binarization).
+
+    Writes `RUN/completions-<hide>.png` (or `out`) and returns its path.
+    """
+    from .data import fixed_binarization, load_data
+    from .runs import load
+
+    if hide not in HIDE_KINDS:
+        raise ValueError(f"--hide {hide!r}: must be one of {', '.join(HIDE_KINDS)}")
+    model = load(run_dir, device=device)
+    if not isinstance(model, PixelModel):
+        raise ValueError(f"{run_dir}: model {model.name!r} cannot complete digits; use a pixelcnn or pixelrnn run")
+    dataset = load_data(data)
+    x = fixed_binarization(dataset.test_x[:n_digits]).to(model.device)
+    y = dataset.test_y[:n_digits].to(model.device) if model.conditional else None
+    path = Path(out) if out else Path(run_dir) / f"completions-{hide}.png"
+    generator = torch.Generator().manual_seed(seed)
+    return write_completions(model, x, hide, path, n_completions, y=y, generator=generator)

@@ -1,0 +1,227 @@
+"""PixelCNN: masked convolutions, plain or gated, optionally class-conditional.
+
+- Plain (van den Oord, Kalchbrenner and Kavukcuoglu 2016, "Pixel Recurrent Neural
+  Networks", PixelCNN): a 7x7 convolution with mask A (the pixel itself hidden), then
+  residual blocks 1x1 -> 3x3 mask B -> 1x1, then two 1x1 layers to one Bernoulli logit
+  per pixel. Its receptive field has a blind spot up and to the right.
+- Gated (`gated=true`; van den Oord et al. 2016, "Conditional Image Generation with
+  PixelCNN Decoders"): a vertical stack that sees whole rows above, shifted down one row,
+  feeding a horizontal stack that sees the current row to the left; gates tanh * sigmoid.
+  No blind spot.
+- Class-conditional (`conditional=true`): a learned per-class vector added as a bias to
+  every layer (to both stacks' gates in the gated model).
+
+Fast sampling (`PixelModel.sample`, exact): every layer caches its activations row by
+row. Once row i is complete, nothing at rows <= i changes again; for pixel (i, j) only
+row i of each layer is recomputed, from that layer's cached rows above (a row's worth of
+work instead of a whole image's). `sample(..., method="naive")` is the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..autoregressive import PixelModel
+from ..config import ConfigError, positive
+
+
+class MaskedConv2d(nn.Conv2d):
+    """A (kh, kw) convolution that only sees pixels before the centre in raster order.
+
+    mask "A": rows above, and the current row strictly left of the centre;
+    mask "B": as "A" plus the centre itself;
+    mask "vertical": every column of the rows above and of the current row (the gated
+    PixelCNN's vertical stack, used shifted down one row).
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: tuple[int, int], mask: Literal["A", "B", "vertical"]):
+        kh, kw = kernel
+        super().__init__(c_in, c_out, kernel, padding=(kh // 2, kw // 2))
+        m = torch.zeros(kh, kw)
+        m[: kh // 2] = 1
+        if mask == "vertical":
+            m[kh // 2] = 1
+        else:
+            m[kh // 2, : kw // 2 + (mask == "B")] = 1
+        self.register_buffer("mask", m, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+
+    def row(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """Row i of the output from rows <= i of x (B, C, H, W) -> (B, C_out, 1, W)."""
+        kh, kw = self.kernel_size
+        up = kh // 2
+        weight = (self.weight * self.mask)[:, :, : up + 1]  # the rows below the centre are masked anyway
+        slab = x[:, :, max(0, i - up) : i + 1]  # (B, C, <= up + 1, W)
+        slab = F.pad(slab, (kw // 2, kw // 2, up + 1 - slab.shape[2], 0))  # (B, C, up + 1, W + kw - 1)
+        return F.conv2d(slab, weight, self.bias)
+
+
+def gate(a: torch.Tensor) -> torch.Tensor:
+    """tanh(first half of the channels) * sigmoid(second half)."""
+    value, gate_ = a.chunk(2, dim=1)
+    return torch.tanh(value) * torch.sigmoid(gate_)
+
+
+class ResidualBlock(nn.Module):
+    """x + 1x1(relu(3x3 mask B(relu(1x1(relu(x)))) + class bias)), channels 2h -> h -> h -> 2h."""
+
+    def __init__(self, channels: int, kernel: int):
+        super().__init__()
+        self.down = nn.Conv2d(channels, channels // 2, 1)
+        self.conv = MaskedConv2d(channels // 2, channels // 2, (kernel, kernel), "B")
+        self.up = nn.Conv2d(channels // 2, channels, 1)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | float = 0.0) -> torch.Tensor:
+        t = F.relu(self.down(F.relu(x)))
+        return x + self.up(F.relu(self.conv(t) + cond))
+
+    def row(self, x_row: torch.Tensor, t_cache: torch.Tensor, i: int, cond: torch.Tensor | float = 0.0) -> torch.Tensor:
+        """Row i of the block's output; x_row (B, C, 1, W), t_cache (B, C/2, H, W) gets its row i."""
+        t_cache[:, :, i : i + 1] = F.relu(self.down(F.relu(x_row)))
+        return x_row + self.up(F.relu(self.conv.row(t_cache, i) + cond))
+
+
+class GatedLayer(nn.Module):
+    """One layer of the gated PixelCNN: a vertical and a horizontal stack (no blind spot).
+
+    v_pre = vertical conv of v (rows <= r); v_out = gate(v_pre + bias);
+    h_out = h + 1x1(gate(horizontal conv of h + 1x1(v_pre shifted down one row) + bias)).
+    The first layer reads the image with mask A in its horizontal stack and has no residual.
+    """
+
+    def __init__(self, c_in: int, channels: int, kernel: int, first: bool):
+        super().__init__()
+        self.first = first
+        self.v_conv = MaskedConv2d(c_in, 2 * channels, (kernel, kernel), "vertical")
+        self.h_conv = MaskedConv2d(c_in, 2 * channels, (1, kernel), "A" if first else "B")
+        self.v_to_h = nn.Conv2d(2 * channels, 2 * channels, 1)
+        self.h_out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, v: torch.Tensor, h: torch.Tensor, cond: torch.Tensor | float = 0.0):
+        v_pre = self.v_conv(v)  # (B, 2C, H, W), row r sees rows <= r
+        v_down = F.pad(v_pre, (0, 0, 1, 0))[:, :, :-1]  # (B, 2C, H, W), row r sees rows < r
+        h_new = self.h_out(gate(self.h_conv(h) + self.v_to_h(v_down) + cond))
+        return gate(v_pre + cond), h_new if self.first else h + h_new
+
+    def h_row(self, h_row: torch.Tensor, v_pre_above: torch.Tensor, cond: torch.Tensor | float = 0.0) -> torch.Tensor:
+        """Row i of the horizontal stack from its input row (B, C, 1, W) and v_pre at row i - 1."""
+        h_new = self.h_out(gate(self.h_conv(h_row) + self.v_to_h(v_pre_above) + cond))
+        return h_new if self.first else h_row + h_new
+
+
+@dataclass
+class PixelCNNConfig:
+    image_size: int = 28
+    gated: bool = False
+    conditional: bool = False
+    n_classes: int = 10
+    channels: int = 128  # plain: 2h of the residual blocks; gated: channels of each stack
+    n_layers: int = 12  # residual blocks (plain) or gated layers after the first
+    first_kernel: int = 7  # the layer that reads the image (mask A)
+    kernel: int = 3  # every later layer
+    head_channels: int = 128  # the two 1x1 output layers
+
+    def __post_init__(self):
+        positive(image_size=self.image_size, n_classes=self.n_classes, channels=self.channels,
+                 n_layers=self.n_layers, head_channels=self.head_channels)
+        for key in ("first_kernel", "kernel"):
+            value = getattr(self, key)
+            if value < 1 or value % 2 == 0:
+                raise ConfigError(f"{key}={value!r}: must be an odd number >= 1")
+        if not self.gated and self.channels % 2:
+            raise ConfigError(f"channels={self.channels!r}: must be even for the plain PixelCNN (blocks halve it)")
+
+
+class PixelCNN(PixelModel):
+    """Bernoulli PixelCNN on binarized digits: plain, gated, optionally class-conditional."""
+
+    name = "pixelcnn"
+    Config = PixelCNNConfig
+    train_defaults = {"lr": 1e-3, "epochs": 30, "batch_size": 128, "schedule": "cosine", "warmup_steps": 200, "grad_clip": 1.0}
+
+    def __init__(self, config: Any = None, **overrides: Any):
+        super().__init__(config, **overrides)
+        cfg = self.config
+        c = cfg.channels
+        if cfg.gated:
+            # The first layer takes the image with the large kernel; later layers `kernel`.
+            self.layers = nn.ModuleList(
+                [GatedLayer(1, c, cfg.first_kernel, first=True)]
+                + [GatedLayer(c, c, cfg.kernel, first=False) for _ in range(cfg.n_layers)]
+            )
+            widths = [2 * c] * len(self.layers)  # class bias per layer, into the gates
+        else:
+            self.conv_in = MaskedConv2d(1, c, (cfg.first_kernel, cfg.first_kernel), "A")
+            self.layers = nn.ModuleList([ResidualBlock(c, cfg.kernel) for _ in range(cfg.n_layers)])
+            widths = [c] + [c // 2] * len(self.layers)  # the input conv, then each block's 3x3 conv
+        self.head = nn.Sequential(
+            nn.ReLU(), nn.Conv2d(c, cfg.head_channels, 1), nn.ReLU(), nn.Conv2d(cfg.head_channels, 1, 1)
+        )
+        if cfg.conditional:
+            # One vector per class and layer, all in one table.
+            self.widths = widths
+            self.class_bias = nn.Embedding(cfg.n_classes, sum(widths))
+            nn.init.zeros_(self.class_bias.weight)
+
+    def _conds(self, y: torch.Tensor | None) -> list[torch.Tensor | float]:
+        """Class biases (B, width, 1, 1) for the input conv (plain only) and each layer; zeros when unconditional."""
+        n = len(self.layers) + (not self.config.gated)
+        if y is None:
+            return [0.0] * n
+        bias = self.class_bias(y)  # (B, sum(widths))
+        return [b[:, :, None, None] for b in bias.split(self.widths, dim=1)]
+
+    # ------------------------------------------------------------ whole image
+
+    def logits(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        conds = self._conds(y)
+        if self.config.gated:
+            v = h = x
+            for layer, cond in zip(self.layers, conds):
+                v, h = layer(v, h, cond)
+        else:
+            h = self.conv_in(x) + conds[0]
+            for block, cond in zip(self.layers, conds[1:]):
+                h = block(h, cond)
+        return self.head(h)  # (B, 1, H, W)
+
+    # ------------------------------------------------------------ cached, row by row
+
+    def init_cache(self, n: int, y: torch.Tensor | None) -> dict:
+        size, c = self.image_size, self.config.channels
+        zeros = lambda ch, rows: torch.zeros(n, ch, rows, size, device=self.device, dtype=self.head[1].weight.dtype)  # noqa: E731
+        cache: dict[str, Any] = {"conds": self._conds(y)}
+        if self.config.gated:
+            # vin[l]: layer l's vertical input (rows filled once final); layer 0 reads the image.
+            cache["vin"] = [None] + [zeros(c, size) for _ in self.layers[1:]]
+            # vpre[l][:, :, r + 1] holds layer l's vertical conv at row r; index 0 is the zero row above.
+            cache["vpre"] = [zeros(2 * c, size + 1) for _ in self.layers]
+        else:
+            cache["t"] = [zeros(c // 2, size) for _ in self.layers]
+        return cache
+
+    def cached_logit(self, cache: dict, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        conds = cache["conds"]
+        if self.config.gated:
+            if j == 0 and i > 0:  # row i - 1 is complete: extend every vertical stack by it
+                for index, (layer, cond) in enumerate(zip(self.layers, conds)):
+                    v_in = x if index == 0 else cache["vin"][index]
+                    v_pre = layer.v_conv.row(v_in, i - 1)  # (B, 2C, 1, W)
+                    cache["vpre"][index][:, :, i : i + 1] = v_pre
+                    if index + 1 < len(self.layers):
+                        cache["vin"][index + 1][:, :, i - 1 : i] = gate(v_pre + cond)
+            h = x[:, :, i : i + 1]  # (B, 1, 1, W)
+            for index, (layer, cond) in enumerate(zip(self.layers, conds)):
+                h = layer.h_row(h, cache["vpre"][index][:, :, i : i + 1], cond)
+        else:
+            h = self.conv_in.row(x, i) + conds[0]  # (B, C, 1, W)
+            for block, t_cache, cond in zip(self.layers, cache["t"], conds[1:]):
+                h = block.row(h, t_cache, i, cond)
+        return self.head(h)[:, 0, 0, j]
