@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from .config import ConfigError
 from .models.ae import Autoencoder
 from .models.dae import DenoisingAutoencoder
+from .models.pixelcnn import PixelCNN
+from .models.pixelrnn import PixelRNN
 from .models.vae import VAE
 
 MODELS = {
     "ae": Autoencoder,
     "dae": DenoisingAutoencoder,
     "vae": VAE,
+    "pixelcnn": PixelCNN,
+    "pixelrnn": PixelRNN,
 }
 
 
@@ -17,4 +22,4 @@ def get(name: str) -> type:
     try:
         return MODELS[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; known models: {', '.join(MODELS)} (see `genzoo list`)") from None
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(MODELS)} (see `genzoo list`)") from None
