@@ -284,9 +284,10 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, 
     Returns:
         Scalar penalty, differentiable with respect to the critic's parameters.
     """
-    x_hat = (eps * real + (1 - eps) * fake).detach().requires_grad_(True)
-    with torch.autocast(device_type=x_hat.device.type, enabled=False):  # second-order terms in float32
-        scores = critic(x_hat.float(), y)
+    # fake may be bf16 under autocast; the penalty's second-order terms are computed at real's precision.
+    x_hat = (eps * real + (1 - eps) * fake.to(real.dtype)).detach().requires_grad_(True)
+    with torch.autocast(device_type=x_hat.device.type, enabled=False):
+        scores = critic(x_hat, y)
         (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 

@@ -1,0 +1,308 @@
+"""Tests of the adversarial family (gan, cgan, dcgan): tiny networks, a few steps, CPU."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genzoo.config import ConfigError
+from genzoo.models import gan as gan_module
+from genzoo.models.base import CapabilityError
+from genzoo.models.gan import (DCGAN, GAN, ConditionalGAN, discriminator_loss, gradient_penalty,
+                               interpolate)
+from genzoo.train_config import TrainConfig
+
+TINY = {
+    "gan": (GAN, {"latent_dim": 8, "widths": (16, 32)}),
+    "cgan": (ConditionalGAN, {"latent_dim": 8, "widths": (16, 32)}),
+    "dcgan": (DCGAN, {"latent_dim": 8, "widths": (8, 4)}),
+    "dcgan-cond": (DCGAN, {"latent_dim": 8, "widths": (8, 4), "conditional": True}),
+}
+
+
+def tiny(key: str, **overrides):
+    cls, base = TINY[key]
+    torch.manual_seed(0)
+    return cls(**{**base, **overrides})
+
+
+def batch(n: int = 16, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 28, 28, generator=g), torch.arange(n) % 10
+
+
+def optimizers(model):
+    return model.configure_optimizers(TrainConfig(beta1=0.5))
+
+
+def params(net):
+    return [p.detach().clone() for p in net.parameters()]
+
+
+def changed(before, net):
+    # Most weight tensors moved (not all: a WGAN critic's output bias has zero gradient, it cancels out).
+    moved = [not torch.equal(a, b) for a, b in zip(before, net.parameters())]
+    return sum(moved) >= 0.75 * len(moved)
+
+
+# ---------------------------------------------------------------------------- the adversarial step
+
+
+@pytest.mark.parametrize("key,loss", [("gan", "nonsaturating"), ("cgan", "hinge"), ("dcgan", "nonsaturating"),
+                                      ("dcgan-cond", "wgan-gp"), ("gan", "wgan-gp")])
+def test_step_changes_both_networks_and_lowers_each_ones_loss(key, loss):
+    model = tiny(key, loss=loss, lr_g=1e-3, lr_d=1e-3)
+    opts = optimizers(model)
+    x, y = batch()
+    y_in = y if model.conditional else None
+    before = copy.deepcopy(model)
+
+    # Replay the step's random draws: z for D, (eps for the penalty), z for G.
+    torch.manual_seed(7)
+    z_d = model.randn(len(x), 8)
+    eps = model.rand(len(x), 1, 1, 1) if loss == "wgan-gp" else None
+    z_g = model.randn(len(x), 8)
+    torch.manual_seed(7)
+    out = model.train_step(x, y, opts)
+    assert set(out) == {"loss_d", "loss_g", "d_real", "d_fake"} and all(isinstance(v, float) for v in out.values())
+
+    assert changed(params(before.generator), model.generator)
+    assert changed(params(before.discriminator), model.discriminator)
+
+    # D's own loss on this batch, generator held at its old weights: lower after the step.
+    d_before = before.d_losses(x, y_in, z_d, eps)["loss"].item()
+    assert out["loss_d"] == pytest.approx(d_before, rel=1e-5)
+    after_d = copy.deepcopy(before)
+    after_d.discriminator.load_state_dict(model.discriminator.state_dict())
+    d_after = after_d.d_losses(x, y_in, z_d, eps)["loss"].item()
+    assert d_after < d_before
+
+    # G's own loss against the updated D: lower after the G step.
+    g_before = after_d.g_losses(y_in, z_g)["loss"].item()
+    assert out["loss_g"] == pytest.approx(g_before, rel=1e-5)
+    after_d.generator.load_state_dict(model.generator.state_dict())
+    g_after = after_d.g_losses(y_in, z_g)["loss"].item()
+    assert g_after < g_before
+
+
+def test_d_steps_updates_the_generator_every_kth_call():
+    model = tiny("gan", d_steps=3)
+    opts = optimizers(model)
+    x, y = batch()
+    g0 = params(model.generator)
+    model.train_step(x, y, opts)
+    model.train_step(x, y, opts)
+    assert all(torch.equal(a, b) for a, b in zip(g0, model.generator.parameters()))
+    model.train_step(x, y, opts)
+    assert changed(g0, model.generator)
+    assert int(model.n_steps) == 3
+
+
+def test_ema_follows_generator_with_warmup_decay():
+    model = tiny("dcgan", ema_decay=0.999)
+    opts = optimizers(model)
+    ema0 = params(model.generator_ema)
+    model.train_step(*batch(), opts)
+    decay = (1 + 1) / (10 + 1)  # warm-up after the first generator step
+    for e0, e1, p in zip(ema0, model.generator_ema.parameters(), model.generator.parameters()):
+        torch.testing.assert_close(e1, decay * e0 + (1 - decay) * p.detach())
+    assert model.sampling_network() is model.generator_ema
+    assert tiny("dcgan", ema_decay=0.0).sampling_network() is not None
+
+
+# ---------------------------------------------------------------------------- losses
+
+
+def test_nonsaturating_loss_matches_binary_cross_entropy_with_smoothing():
+    g = torch.Generator().manual_seed(1)
+    real, fake = torch.randn(32, generator=g), torch.randn(32, generator=g)
+    expected = (F.binary_cross_entropy_with_logits(real, torch.full_like(real, 0.9))
+                + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+    torch.testing.assert_close(discriminator_loss(real, fake, "nonsaturating", 0.1), expected)
+    torch.testing.assert_close(discriminator_loss(real, fake, "hinge"),
+                               torch.clamp(1 - real, min=0).mean() + torch.clamp(1 + fake, min=0).mean())
+
+
+def test_gradient_penalty_matches_per_sample_autograd():
+    model = tiny("dcgan-cond", loss="wgan-gp").double()  # per-sample layer norm: no coupling across the batch
+    critic = model.discriminator
+    g = torch.Generator().manual_seed(3)
+    real = torch.rand(6, 1, 28, 28, generator=g, dtype=torch.float64) * 2 - 1
+    fake = torch.rand(6, 1, 28, 28, generator=g, dtype=torch.float64) * 2 - 1
+    eps = torch.rand(6, 1, 1, 1, generator=g, dtype=torch.float64)
+    y = torch.arange(6)
+
+    # Direct: one sample at a time, d critic / d input, its norm, the squared distance to 1.
+    terms = []
+    for i in range(6):
+        xi = (eps[i] * real[i:i + 1] + (1 - eps[i]) * fake[i:i + 1]).requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(xi, y[i:i + 1]).sum(), xi)
+        terms.append((grad.norm() - 1) ** 2)
+    expected = torch.stack(terms).mean()
+
+    penalty = gradient_penalty(critic, real, fake, y, eps)
+    torch.testing.assert_close(penalty, expected)
+    penalty.backward()  # second order: the penalty trains the critic's weights
+    assert critic.head.weight.grad is not None and critic.head.weight.grad.abs().sum() > 0
+
+
+def test_gradient_penalty_of_a_linear_critic_is_closed_form():
+    w = torch.randn(784, dtype=torch.float64)
+
+    def critic(x, y):
+        return x.flatten(1) @ w
+
+    real, fake = torch.rand(4, 1, 28, 28, dtype=torch.float64), torch.rand(4, 1, 28, 28, dtype=torch.float64)
+    penalty = gradient_penalty(critic, real, fake, None, torch.rand(4, 1, 1, 1, dtype=torch.float64))
+    torch.testing.assert_close(penalty, (w.norm() - 1) ** 2)
+
+
+# ---------------------------------------------------------------------------- conditioning and sampling
+
+
+@pytest.mark.parametrize("key", ["cgan", "dcgan-cond"])
+def test_conditional_generator_output_depends_on_label(key):
+    model = tiny(key)
+    model.train_step(*batch(), optimizers(model))
+    a = model.sample(8, y=3, generator=torch.Generator().manual_seed(0))
+    b = model.sample(8, y=3, generator=torch.Generator().manual_seed(0))
+    c = model.sample(8, y=torch.full((8,), 5), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a, b)  # same seed, same label: same images
+    d = model.sample(8, y=3, generator=torch.Generator().manual_seed(1))
+    # Same noise, another label: other images, by a fair part of what other noise changes
+    # (at initialisation every output is near 0.5, so compare relative differences).
+    assert (a - c).abs().mean() > 0.1 * (a - d).abs().mean() > 0
+    grid = model.sample(100)  # no labels: default 10 x 10 grid, one digit per row
+    assert grid.shape == (100, 1, 28, 28) and 0 <= grid.min() and grid.max() <= 1
+
+
+def test_cgan_learns_to_follow_labels():
+    # Label k's only real image is a bright band at rows 4 + 2k, 5 + 2k. A wiring error in either
+    # network (label ignored, wrong label) leaves samples at chance (10%) or far from every band.
+    patterns = torch.zeros(10, 1, 28, 28)
+    for k in range(10):
+        patterns[k, 0, 4 + 2 * k:6 + 2 * k] = 1
+    model = tiny("cgan", lr_g=5e-3, lr_d=5e-3, ema_decay=0.0)
+    opts = optimizers(model)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(250):
+        y = torch.randint(0, 10, (32,), generator=g)
+        model.train_step(patterns[y], y, opts)
+    labels = torch.arange(10).repeat(5)
+    samples = model.sample(50, y=labels, generator=torch.Generator().manual_seed(1))
+    distances = torch.cdist(samples.flatten(1), patterns.flatten(1))  # (50, 10)
+    assert (distances.argmin(1) == labels).float().mean() >= 0.9
+    assert distances.min(1).values.mean() < 5.0  # an empty image is 7.5 from every band
+
+
+def test_unconditional_model_refuses_labels():
+    with pytest.raises(CapabilityError, match="gan: this model is unconditional.*use cgan"):
+        tiny("gan").sample(4, y=3)
+    with pytest.raises(CapabilityError, match="dcgan: .*--set conditional=true"):
+        tiny("dcgan").sample(4, y=torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"labels must be 4 digits in 0..9, got shape \(4,\) and range \[0, 12\]"):
+        tiny("cgan").sample(4, y=torch.tensor([0, 1, 2, 12]))
+
+
+def test_sampling_is_seeded_and_independent_of_chunking():
+    model = tiny("dcgan")
+    z = model.randn(7, 8, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(model.decode(z, batch_size=3), model.decode(z))
+    torch.testing.assert_close(model.sample(7, generator=torch.Generator().manual_seed(2)), model.decode(z))
+    assert model.generator.training  # sampling leaves the training mode alone
+
+
+def test_interpolate_rows_run_between_the_end_points():
+    model = tiny("gan")
+    rows = interpolate(model, 5, rows=3, generator=torch.Generator().manual_seed(4))
+    assert rows.shape == (3, 5, 1, 28, 28)
+    ends = model.randn(3, 2, 8, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(rows[:, 0], model.decode(ends[:, 0]))
+    torch.testing.assert_close(rows[:, -1], model.decode(ends[:, 1]))
+
+    cond = tiny("cgan")
+    per_digit = interpolate(cond, 4, generator=torch.Generator().manual_seed(0))
+    assert per_digit.shape == (10, 4, 1, 28, 28)
+    assert (per_digit[0] - per_digit[1]).abs().mean() > 1e-3  # same latent path, other digit
+    assert interpolate(cond, 4, label=7, rows=2).shape == (2, 4, 1, 28, 28)
+    with pytest.raises(CapabilityError, match="unconditional"):
+        interpolate(model, 4, label=7)
+
+
+# ---------------------------------------------------------------------------- configs
+
+
+def test_config_errors_name_the_value_and_the_fix():
+    with pytest.raises(ConfigError, match=r"label_smoothing=0.1 only applies to loss=nonsaturating, not loss='hinge'"):
+        GAN(loss="hinge", label_smoothing=0.1)
+    with pytest.raises(ConfigError, match=r"widths=\(64, 32, 16\): dcgan needs exactly two channel counts"):
+        DCGAN(widths="64,32,16")
+    with pytest.raises(ConfigError, match="loss='lsgan': must be one of nonsaturating, hinge, wgan-gp"):
+        DCGAN(loss="lsgan")
+    with pytest.raises(ConfigError, match="unknown key 'conditional'"):
+        GAN(conditional=True)  # gan is unconditional; cgan is the conditional one
+    assert DCGAN(d_steps="5", loss="wgan-gp").config.d_steps == 5
+
+
+# ---------------------------------------------------------------------------- honest failure reporting
+
+
+class FakeEvaluator:
+    """Stands in for the evaluator network: predicts a fixed digit, or the requested one."""
+
+    def __init__(self, predict):
+        self._predict = predict
+
+    def predict(self, x):
+        return self._predict(len(x))
+
+
+def test_epoch_end_warns_when_the_discriminator_wins(monkeypatch):
+    monkeypatch.setattr(gan_module, "_evaluator", lambda device: (None, "no asset in this test"))
+    model = tiny("gan", lr_g=1e-7, lr_d=5e-3)  # a frozen generator against a fast discriminator
+    opts = optimizers(model)
+    x, y = batch(32)
+    for _ in range(40):
+        model.train_step(x, y, opts)
+    model.epoch_end(0)  # the first epoch, while D learns, may not trip the warning
+    for _ in range(20):
+        model.train_step(x, y, opts)
+    out = model.epoch_end(1)
+    assert out["epoch_d_real"] > 0.95 and out["epoch_d_fake"] < 0.05
+    assert "gan epoch 1: discriminator wins outright" in out["warning"]
+    assert out["coverage_check"] == "skipped: no asset in this test"
+    # Averages restart each epoch.
+    assert model.epoch_end(2) == {"coverage_check": "skipped: no asset in this test"}
+
+
+def test_epoch_end_reports_collapse_and_label_following(monkeypatch):
+    model = tiny("gan")
+    monkeypatch.setattr(gan_module, "_evaluator",
+                        lambda device: (FakeEvaluator(lambda n: torch.arange(n) % 3), ""))  # three digits only
+    out = model.epoch_end(4)
+    assert out["class_coverage"] == 3 and out["max_class_share"] == pytest.approx(0.334, abs=1e-3)
+    assert "samples collapsed onto few digits: only 3 of 10 digits" in out["warning"]
+
+    monkeypatch.setattr(gan_module, "_evaluator",
+                        lambda device: (FakeEvaluator(lambda n: torch.arange(n) * 10 // n), ""))  # all ten, evenly
+    assert "warning" not in model.epoch_end(5)
+    cond = tiny("cgan")
+    out = cond.epoch_end(1)  # predictions equal default_labels: perfect label following
+    assert out["cond_accuracy"] == 1.0 and "warning" not in out
+    monkeypatch.setattr(gan_module, "_evaluator", lambda device: (FakeEvaluator(lambda n: torch.zeros(n, dtype=torch.long)), ""))
+    assert "conditional samples do not follow their labels (evaluator accuracy 10.0%" in cond.epoch_end(2)["warning"]
+
+
+def test_state_dict_round_trip_keeps_step_count_and_samples():
+    model = tiny("dcgan-cond", d_steps=2)
+    opts = optimizers(model)
+    for _ in range(3):
+        model.train_step(*batch(), opts)
+    clone = tiny("dcgan-cond", d_steps=2)
+    clone.load_state_dict(model.state_dict())
+    assert int(clone.n_steps) == 3
+    gen = lambda: torch.Generator().manual_seed(9)  # noqa: E731
+    torch.testing.assert_close(clone.sample(10, generator=gen()), model.sample(10, generator=gen()))
