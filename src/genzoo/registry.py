@@ -5,6 +5,7 @@ from __future__ import annotations
 from .config import ConfigError
 from .models.ae import Autoencoder
 from .models.dae import DenoisingAutoencoder
+from .models.gan import DCGAN, GAN, ConditionalGAN
 from .models.pixelcnn import PixelCNN
 from .models.pixelrnn import PixelRNN
 from .models.vae import VAE
@@ -15,6 +16,9 @@ MODELS = {
     "vae": VAE,
     "pixelcnn": PixelCNN,
     "pixelrnn": PixelRNN,
+    "gan": GAN,
+    "cgan": ConditionalGAN,
+    "dcgan": DCGAN,
 }
 
 
