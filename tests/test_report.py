@@ -154,3 +154,46 @@ def test_report_in_headless_chromium(tmp_path):
     subprocess.run([CHROMIUM, *flags, "--window-size=1200,2400", "--hide-scrollbars", f"--screenshot={shot}",
                     index.as_uri()], capture_output=True, text=True, timeout=120, env=env)
     assert shot.exists() and shot.stat().st_size > 10_000, "chromium wrote no screenshot"
+
+
+def test_leaderboard_rows_and_markdown():
+    from genzoo.bench import leaderboard_markdown, leaderboard_row
+
+    good = {"model": "vae", "parameters": 1000, "fid": {"value": 3.0, "n": 500}, "precision": {"value": 0.8},
+            "recall": {"value": 0.6}, "nll_nats": {"value": 90.0, "kind": "estimate"}, "bits_per_dim": {"value": 0.17},
+            "sample_seconds_per_image": {"value": 2e-5}, "hardware": "CPU", "evaluator_version": "v1", "seed": 0}
+    poor = {"model": "gan", "parameters": 5000, "fid": {"value": 40.0, "n": 500}, "precision": {"value": 0.3},
+            "recall": {"value": 0.1}, "hardware": "CPU", "evaluator_version": "v1", "seed": 0}
+    none = {"model": "ae", "parameters": 700, "hardware": "CPU", "evaluator_version": "v1", "seed": 0}
+    rows = [leaderboard_row(Path(m["model"]), m) for m in (poor, none, good)]
+    assert rows[2]["fid"] == 3.0 and rows[2]["nll_kind"] == "estimate" and rows[2]["n_samples"] == 500
+    assert rows[0]["nll_nats"] is None and rows[1]["fid"] is None
+    meta = {"data": "embedded", "seed": 0, "budget": "10 s per model", "n_samples": 500, "evaluator_version": "v1",
+            "hardware": "CPU", "date": "2026-11-22"}
+    table = [line for line in leaderboard_markdown(rows, meta).splitlines() if line.startswith("| ")]
+    # Header, then best FID first, models without a sample score last; dashes where a metric does not apply.
+    assert [line.split("|")[1].strip() for line in table] == ["model", "vae (estimate)", "gan", "ae"]
+    assert "| 3.00 | 0.800 | 0.600 | – | 90.00 | 0.1700 |" in table[1] and "| 0.02 |" in table[1]  # 2e-5 s = 0.02 ms
+    assert table[3].count("–") == 9
+
+
+@pytest.mark.slow
+def test_train_evaluate_report_end_to_end(tmp_path):
+    """A tiny VAE run through the real trainer, `evaluate_run` with sample quality, and the report."""
+    import genzoo
+    from genzoo.evaluate import evaluate_run
+
+    run = genzoo.train("vae", data="embedded", out=tmp_path / "vae", device="cpu", seed=0, progress=False,
+                       model_overrides={"channels": 8, "latent_dim": 4},
+                       train_overrides={"steps": 4, "batch_size": 32, "n_grid": 16})
+    metrics = evaluate_run(run, device="cpu", seed=0, max_test=200, n_samples=300, iwae_k=2)
+    on_disk = json.loads((run / "metrics.json").read_text())
+    assert on_disk["fid"]["value"] == metrics["fid"]["value"] > 0
+    assert on_disk["fid"]["n"] == 300 and on_disk["fid"]["evaluator_version"] == on_disk["evaluator_version"] == "v1"
+    assert 0 <= on_disk["precision"]["value"] <= 1 and len(on_disk["class_coverage"]["value"]) == 10
+    assert on_disk["sample_seconds_per_image"]["value"] > 0 and "conditional_accuracy" not in on_disk
+    again = evaluate_run(run, device="cpu", seed=0, max_test=200, n_samples=300, iwae_k=2)
+    assert again["fid"]["value"] == metrics["fid"]["value"]  # the seed fixes the samples
+    page = parse(write_report([run], tmp_path / "report"))
+    assert "metrics-vae" in page.tables and any(src.endswith("training_curves.png") for src in page.imgs)
+    assert "runs/vae/samples/epoch_001.png" in page.imgs or any("samples/epoch_" in s for s in page.imgs)

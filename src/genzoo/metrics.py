@@ -210,3 +210,68 @@ def sample_quality(samples: torch.Tensor, real_images: torch.Tensor, evaluator: 
     if labels is not None:
         result["conditional_accuracy"] = conditional_accuracy(fake_pred, labels.cpu())
     return result
+
+
+# ---------------------------------------------------------------------------- a model's samples
+
+
+@torch.no_grad()
+def model_sample_quality(model: torch.nn.Module, real_images: torch.Tensor, n_samples: int = 10_000, seed: int = 0,
+                         batch_size: int = 1000, evaluator: torch.nn.Module | None = None) -> dict:
+    """Sample a model and score the samples: the sample-quality part of `genzoo evaluate`.
+
+    Conditional models are asked for the digits 0..9 in equal shares (`arange(n) % 10`)
+    and also get conditional accuracy. Sampling time is measured separately from scoring.
+
+    Args:
+        model: a trained `GenerativeModel` (its `sample(n, y=, generator=)` is used).
+        real_images: (M, 1, 28, 28) real test images in [0, 1].
+        n_samples: how many samples to draw and score.
+        seed: seeds the sampling generator (a CPU torch.Generator, the same samples on any device).
+        batch_size: samples drawn per `sample` call.
+        evaluator: the feature network; the pinned one on the model's device by default.
+    Returns:
+        metrics.json entries {"value", "unit", "n", ...}: fid, precision, recall, class_coverage,
+        conditional_accuracy (conditional models), sample_seconds_per_image, and evaluator_version.
+    """
+    import time
+
+    from .evaluator import EVALUATOR_VERSION, load_evaluator
+
+    device = model.device  # GenerativeModel: where its parameters or buffers are
+    evaluator = evaluator if evaluator is not None else load_evaluator(device)
+    conditional = bool(getattr(model, "conditional", False))
+    labels = torch.arange(n_samples) % N_CLASSES if conditional else None
+    generator = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    start = time.perf_counter()
+    chunks = []
+    for first in range(0, n_samples, batch_size):
+        y = labels[first:first + batch_size].to(device) if labels is not None else None
+        chunks.append(model.sample(min(batch_size, n_samples - first), y=y, generator=generator).float().cpu())
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    sample_seconds = time.perf_counter() - start
+    model.train(was_training)
+    samples = torch.cat(chunks)  # (n_samples, 1, 28, 28)
+
+    start = time.perf_counter()
+    q = sample_quality(samples, real_images, evaluator, labels=labels)
+    score_seconds = time.perf_counter() - start
+    note = {"n": n_samples, "n_real": q["n_real"], "evaluator_version": EVALUATOR_VERSION, "seed": seed}
+    out = {
+        "fid": {"value": q["fid"], "unit": f"FID-style, evaluator {EVALUATOR_VERSION} features (lower is better)", **note},
+        "precision": {"value": q["precision"], "unit": f"share, k={q['k']} (Kynkäänniemi et al. 2019)", **note},
+        "recall": {"value": q["recall"], "unit": f"share, k={q['k']} (Kynkäänniemi et al. 2019)", **note},
+        "class_coverage": {"value": q["class_coverage"], "unit": "share of digits 0..9 by the evaluator",
+                           "entropy_nats": q["class_entropy"], **note},
+        "sample_seconds_per_image": {"value": sample_seconds / n_samples, "unit": "s/image",
+                                     "batch_size": batch_size, "n": n_samples},
+        "sample_quality_seconds": {"value": round(score_seconds, 2), "unit": "s (scoring only, no sampling)"},
+        "evaluator_version": EVALUATOR_VERSION,
+    }
+    if conditional:
+        out["conditional_accuracy"] = {"value": q["conditional_accuracy"],
+                                       "unit": "share classified as the requested digit (0..9, equal shares)", **note}
+    return out

@@ -32,7 +32,8 @@ LEADERBOARD_KEYS = (
     ("sample_seconds_per_image", "sample s/img", None),
 )
 # metrics.jsonl keys that are bookkeeping, not curves.
-NOT_CURVES = {"step", "epoch", "time", "seconds", "elapsed", "wall_time", "images_per_second", "lr_step"}
+NOT_CURVES = {"step", "epoch", "time", "seconds", "elapsed", "images_per_s", "train_seconds", "steps_this_session",
+              "world_size"}
 MAX_CURVES = 12
 MAX_EPOCH_THUMBS = 8
 
@@ -168,6 +169,8 @@ def _curves(run: _Run, out_dir: Path) -> str | None:
     series: dict[str, tuple[list[float], list[float]]] = {}
     for index, row in enumerate(run.log):
         x = row.get("step", index)
+        if "event" in row:  # the trainer's end-of-run summary, not a point on a curve
+            continue
         if not isinstance(x, (int, float)):
             continue
         for key, value in row.items():

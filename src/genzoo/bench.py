@@ -1,0 +1,141 @@
+"""`genzoo bench`: every chosen model on the same data with the same seed, one leaderboard.
+
+Each model is trained with the shared trainer (`genzoo.train`, capped by a time
+budget) or taken from an existing run folder, evaluated with `evaluate_run`
+(likelihood where tractable, the FID-style score, precision and recall of
+Kynkäänniemi et al. 2019 in the fixed evaluator's feature space), and the
+results go to `leaderboard.md` and `leaderboard.json` next to the runs, with an
+HTML report of all runs (`genzoo.report`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from . import registry, runs
+from .report import write_report
+
+# (metrics.json key, leaderboard column, number format)
+COLUMNS = (
+    ("parameters", "parameters", "{:,.0f}"),
+    ("train_seconds", "train s", "{:.0f}"),
+    ("train_images_per_s", "train img/s", "{:,.0f}"),
+    ("sample_seconds_per_image", "sample ms/img", "ms"),
+    ("fid", "FID-style ↓", "{:.2f}"),
+    ("precision", "precision ↑", "{:.3f}"),
+    ("recall", "recall ↑", "{:.3f}"),
+    ("conditional_accuracy", "cond. acc ↑", "{:.3f}"),
+    ("nll_nats", "NLL nats ↓", "{:.2f}"),
+    ("bits_per_dim", "bits/dim ↓", "{:.4f}"),
+)
+
+
+def _value(entry: Any) -> Any:
+    return entry.get("value") if isinstance(entry, dict) else entry
+
+
+def leaderboard_row(run_dir: Path, metrics: dict) -> dict[str, Any]:
+    """One leaderboard row from a run's metrics.json (plain values, None where a metric does not apply)."""
+    row: dict[str, Any] = {"model": metrics.get("model"), "run": str(run_dir)}
+    for key, _, _ in COLUMNS:
+        row[key] = _value(metrics.get(key))
+    nll = metrics.get("nll_nats")
+    row["nll_kind"] = nll.get("kind") if isinstance(nll, dict) else None
+    for key in ("hardware", "evaluator_version", "seed"):
+        row[key] = metrics.get(key)
+    fid = metrics.get("fid")
+    row["n_samples"] = fid.get("n") if isinstance(fid, dict) else None
+    return row
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None:
+        return "–"
+    if fmt == "ms":
+        return f"{1000 * value:.3g}"
+    return fmt.format(value)
+
+
+def leaderboard_markdown(rows: list[dict], meta: dict) -> str:
+    """A markdown table, best FID-style score first; models without one go last."""
+    rows = sorted(rows, key=lambda r: (r["fid"] is None, r["fid"] if r["fid"] is not None else 0.0))
+    head = "| model | " + " | ".join(label for _, label, _ in COLUMNS) + " |"
+    lines = [f"# genzoo leaderboard", "",
+             f"Data: {meta['data']}; seed {meta['seed']}; training budget {meta['budget']}; "
+             f"FID-style score, precision and recall on {meta['n_samples']:,} samples against the test set in "
+             f"evaluator {meta['evaluator_version']} features; NLL on the fixed binarized test set "
+             f"(kind per model: exact, bound or estimate). Hardware: {meta['hardware']}. {meta['date']}.", "",
+             head, "|" + "---|" * (len(COLUMNS) + 1)]
+    for r in rows:
+        name = r["model"] + (f" ({r['nll_kind']})" if r.get("nll_kind") else "")
+        lines.append(f"| {name} | " + " | ".join(_cell(r[k], fmt) for k, _, fmt in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_bench(
+    models: list[str] | None = None,
+    data: str = "auto",
+    budget_seconds: float = 120.0,
+    device: str = "auto",
+    out_dir: str | Path = "bench",
+    seed: int = 0,
+    n_samples: int = 10_000,
+    reuse: bool = True,
+    train_overrides: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Train (or reuse), evaluate and rank models; write leaderboard.md, leaderboard.json and report/.
+
+    Args:
+        models: CLI names (default: every registered model).
+        data: a `--data` value shared by every model.
+        budget_seconds: training time cap per model (0: the model's own epochs).
+        device: "auto", "cpu" or "cuda".
+        out_dir: gets runs/<model>/, leaderboard.md, leaderboard.json and report/index.html.
+        seed: one seed for training and evaluation of every model.
+        n_samples: samples for the FID-style score, precision and recall.
+        reuse: take an existing finished run in out_dir/runs/<model> instead of training again.
+        train_overrides: extra TrainConfig values for every model (e.g. {"epochs": 1}).
+        progress: show training progress bars.
+    Returns:
+        The leaderboard rows (also in leaderboard.json).
+    """
+    from .evaluate import evaluate_run
+    from .trainer import resolve_device, train
+
+    models = list(models or registry.MODELS)
+    unknown = [m for m in models if m not in registry.MODELS]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(registry.MODELS)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    overrides = dict(train_overrides or {})
+    if budget_seconds:
+        overrides["time_budget"] = float(budget_seconds)
+    rows, run_dirs = [], []
+    for name in models:
+        run_dir = out_dir / "runs" / name
+        finished = (run_dir / runs.WEIGHTS).exists() and any(
+            r.get("event") == "end" and not r.get("stopped") or r.get("stopped") == "time budget reached"
+            for r in runs.read_metrics_log(run_dir))
+        if reuse and finished and runs.read_config(run_dir)["model"] == name:
+            print(f"genzoo bench: {name}: reusing {run_dir}", flush=True)
+        else:
+            print(f"genzoo bench: {name}: training (budget {budget_seconds or 'none'} s) -> {run_dir}", flush=True)
+            train(name, data=data, out=run_dir, device=device, seed=seed, train_overrides=overrides,
+                  progress=progress)
+        print(f"genzoo bench: {name}: evaluating on {n_samples:,} samples", flush=True)
+        metrics = evaluate_run(run_dir, device=device, seed=seed, n_samples=n_samples)
+        rows.append(leaderboard_row(run_dir, metrics))
+        run_dirs.append(run_dir)
+    meta = {"data": data, "seed": seed, "budget": f"{budget_seconds:g} s per model" if budget_seconds else "none",
+            "n_samples": n_samples, "evaluator_version": rows[0]["evaluator_version"] if rows else None,
+            "hardware": runs.hardware(resolve_device(device)), "date": time.strftime("%Y-%m-%d")}
+    (out_dir / "leaderboard.json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
+    (out_dir / "leaderboard.md").write_text(leaderboard_markdown(rows, meta))
+    write_report(run_dirs, out_dir / "report", title="genzoo bench")
+    print(leaderboard_markdown(rows, meta))
+    return rows
