@@ -253,7 +253,8 @@ def pixel_probabilities(model: PixelModel, x: torch.Tensor, y: torch.Tensor | No
     was_training = model.training
     model.eval()
     try:
-        return torch.sigmoid(model.logits(x.to(model.device).float(), model.labels(len(x), y)).float())
+        dtype = next(model.parameters()).dtype
+        return torch.sigmoid(model.logits(x.to(model.device, dtype), model.labels(len(x), y)).float())
     finally:
         model.train(was_training)
 

@@ -1,0 +1,130 @@
+"""PixelCNN (plain, gated, class-conditional): causality, exact normalisation, samplers, completion."""
+
+import itertools
+
+import pytest
+import torch
+
+from genzoo.autoregressive import complete, generate, pixel_probabilities, visible_mask, write_completions
+from genzoo.config import ConfigError
+from genzoo.models.pixelcnn import PixelCNN
+
+VARIANTS = {
+    "plain": {},
+    "gated": {"gated": True},
+    "plain-conditional": {"conditional": True},
+    "gated-conditional": {"gated": True, "conditional": True},
+}
+
+
+def tiny(size: int, **kw) -> PixelCNN:
+    torch.manual_seed(0)
+    model = PixelCNN(image_size=size, channels=8, n_layers=3, head_channels=8, **kw).double()
+    if model.conditional:  # zero-initialised by default; make the labels matter
+        torch.nn.init.normal_(model.class_bias.weight)
+    return model
+
+
+def input_gradients(model, size: int) -> torch.Tensor:
+    """(P, P): entry [k, m] is d logit of pixel k / d input pixel m, P = size * size (raster order)."""
+    n = size * size
+    x = torch.rand(n, 1, size, size, dtype=torch.float64, requires_grad=True)
+    y = torch.arange(n) % 10 if model.conditional else None
+    logits = model.logits(x, y).view(n, n)  # (P copies, P pixels)
+    logits[torch.arange(n), torch.arange(n)].sum().backward()  # copy k contributes pixel k's logit only
+    return x.grad.view(n, n)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_logit_ignores_its_own_and_later_pixels(variant):
+    grads = input_gradients(tiny(6, **VARIANTS[variant]), 6)
+    own_and_later = torch.triu(torch.ones(36, 36, dtype=torch.bool))
+    assert grads[own_and_later].abs().max().item() == 0.0
+    assert (grads[~own_and_later] != 0).any()
+
+
+def test_gated_has_no_blind_spot_and_plain_has_one():
+    earlier = ~torch.triu(torch.ones(36, 36, dtype=torch.bool))
+    gated = input_gradients(tiny(6, gated=True), 6)
+    assert (gated[earlier] != 0).all()  # every earlier pixel reaches every logit
+    plain = input_gradients(tiny(6), 6)
+    # pixel (3, 0) of the plain model misses (2, 4): up and to the right, the blind spot.
+    assert plain[3 * 6 + 0, 2 * 6 + 4] == 0.0 and gated[3 * 6 + 0, 2 * 6 + 4] != 0.0
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_probabilities_of_all_512_binary_3x3_images_sum_to_one(variant):
+    model = tiny(3, **VARIANTS[variant])
+    images = torch.tensor(list(itertools.product([0.0, 1.0], repeat=9)), dtype=torch.float64).view(512, 1, 3, 3)
+    y = torch.full((512,), 7) if model.conditional else None
+    total = model.log_prob(images, y).double().exp().sum().item()
+    assert total == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_cached_sampler_equals_naive_sampler_given_the_same_noise(variant):
+    model = tiny(6, **VARIANTS[variant])
+    u = torch.rand(6, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(6) if model.conditional else None
+    naive = generate(model, u, y, method="naive")
+    cached = generate(model, u, y, method="cached")
+    assert torch.equal(naive, cached)
+    assert 0 < naive.mean() < 1 and set(naive.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_same_generator_same_samples_and_shape():
+    model = tiny(6, gated=True, conditional=True)
+    a = model.sample(4, y=torch.tensor([1, 2, 3, 4]), generator=torch.Generator().manual_seed(5))
+    b = model.sample(4, y=torch.tensor([1, 2, 3, 4]), generator=torch.Generator().manual_seed(5))
+    assert a.shape == (4, 1, 6, 6) and torch.equal(a, b)
+    c = model.sample(4, y=torch.tensor([1, 2, 3, 4]), generator=torch.Generator().manual_seed(6))
+    assert not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("hide", ["bottom-half", "right-half", "box"])
+def test_completion_never_changes_visible_pixels(hide, tmp_path):
+    model = tiny(8, gated=True)
+    x = torch.bernoulli(torch.full((3, 1, 8, 8), 0.5), generator=torch.Generator().manual_seed(0)).double()
+    out = complete(model, x, hide, n_completions=2, generator=torch.Generator().manual_seed(0))
+    visible = visible_mask(hide, 8)
+    assert out.shape == (2, 3, 1, 8, 8)
+    for completion in out:
+        assert torch.equal(completion[visible.expand(3, -1, -1, -1)], x.float()[visible.expand(3, -1, -1, -1)])
+    assert (out != x.float()).any()  # the hidden part is filled in, not copied
+    assert (write_completions(model, x, hide, tmp_path / "c.png", n_completions=2)).exists()
+
+
+def test_loss_is_mean_nll_in_nats_and_bits_per_dim():
+    model = tiny(6)
+    x = torch.bernoulli(torch.full((5, 1, 6, 6), 0.3), generator=torch.Generator().manual_seed(0)).double()
+    out = model.loss(x)
+    nll = -model.log_prob(x).mean()
+    assert out["loss"].item() == pytest.approx(nll.item())
+    assert out["bits_per_dim"].item() == pytest.approx(nll.item() / (36 * 0.6931471805599453))
+    p = pixel_probabilities(model, x)
+    assert p.shape == x.shape and 0 < p.min() and p.max() < 1
+
+
+def test_training_steps_lower_the_nll():
+    torch.manual_seed(0)
+    model = PixelCNN(image_size=8, channels=16, n_layers=2, head_channels=16)
+    x = torch.zeros(32, 1, 8, 8)
+    x[:, :, 2:6, 3:5] = 1  # one bar: easy to learn
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = model.loss(x)["loss"].item()
+    for _ in range(40):
+        optimizer.zero_grad()
+        model.loss(x)["loss"].backward()
+        optimizer.step()
+    assert model.loss(x)["loss"].item() < 0.6 * first
+
+
+def test_bad_config_and_bad_input_name_the_value():
+    with pytest.raises(ConfigError, match="kernel=4: must be an odd number"):
+        PixelCNN(kernel=4)
+    with pytest.raises(ConfigError, match="channels=7: must be even"):
+        PixelCNN(channels=7)
+    with pytest.raises(ValueError, match=r"expected images of shape \(N, 1, 28, 28\), got \(2, 1, 8, 8\)"):
+        PixelCNN(channels=8, n_layers=1, head_channels=8).log_prob(torch.zeros(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="--hide 'top': must be one of bottom-half, right-half, box"):
+        visible_mask("top")
