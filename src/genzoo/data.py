@@ -60,6 +60,11 @@ class Dataset:
     test_x: torch.Tensor
     test_y: torch.Tensor
 
+    @property
+    def spec(self) -> str:
+        """The --data value that loads this set again (recorded in a run's config.json)."""
+        return "embedded" if self.name == "embedded" else self.source
+
     def describe(self) -> str:
         return f"{self.name} ({len(self.train_x):,} train / {len(self.test_x):,} test, from {self.source})"
 

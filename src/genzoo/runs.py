@@ -96,7 +96,7 @@ def build_model(config: dict):
     """The untrained model that a run's config.json describes."""
     try:
         return create(config["model"], **config["hparams"])
-    except (KeyError, ConfigError) as e:
+    except ConfigError as e:
         raise RunError(f"config.json does not describe a buildable model: {e}") from e
 
 

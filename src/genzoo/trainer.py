@@ -130,7 +130,7 @@ def train(
         torch.manual_seed(seed)  # the initial weights come from the seed (DDP then broadcasts rank 0's copy)
         model_obj = runs.create(model, **(model_overrides or {})) if isinstance(model, str) else model
         train_cfg = build(TrainConfig, {**model_obj.train_defaults, **(train_overrides or {})}, owner="trainer")
-        data_spec = data if isinstance(data, str) else data.source
+        data_spec = data if isinstance(data, str) else data.spec
     dataset = data if isinstance(data, Dataset) else load_data(data_spec)
 
     ddp = _Distributed(device)
