@@ -306,3 +306,91 @@ def test_state_dict_round_trip_keeps_step_count_and_samples():
     assert int(clone.n_steps) == 3
     gen = lambda: torch.Generator().manual_seed(9)  # noqa: E731
     torch.testing.assert_close(clone.sample(10, generator=gen()), model.sample(10, generator=gen()))
+
+
+# ---------------------------------------------------------------------------- through the shared trainer
+
+
+def tiny_data(n: int = 96):
+    from genzoo.data import Dataset
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(n, 1, 28, 28)
+    y = torch.arange(n) % 10
+    for i in range(n):  # a band per digit, with a little noise: easy, but not constant
+        x[i, 0, 4 + 2 * y[i]:6 + 2 * y[i]] = 1
+    x = (x + 0.1 * torch.rand(x.shape, generator=g)).clamp(0, 1)
+    return Dataset("synthetic-bands", "tests", x, y, x[:20], y[:20])
+
+
+def test_trainer_writes_metrics_grids_and_one_gif_frame_per_epoch(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from genzoo import runs, trainer
+
+    monkeypatch.setattr(gan_module, "_evaluator", lambda device: (None, "no asset in this test"))
+    run = trainer.train("cgan", tiny_data(), tmp_path / "run", device="cpu", progress=False,
+                        train_overrides={"epochs": 3, "batch_size": 32, "log_every": 1, "n_grid": 20},
+                        model_overrides={"latent_dim": 8, "widths": "16,32"})
+    frames = sorted((run / "samples").glob("epoch_*.png"))
+    assert [f.name for f in frames] == ["epoch_001.png", "epoch_002.png", "epoch_003.png"]
+    with Image.open(run / "samples" / "progress.gif") as gif:
+        assert gif.n_frames == 3  # consecutive identical frames would be merged: these must differ
+    assert (run / "samples" / "interpolation.png").exists()
+    log = runs.read_metrics_log(run)
+    steps = [r for r in log if "loss_d" in r]
+    assert len(steps) == 9 and all({"loss_g", "d_real", "d_fake"} <= set(r) for r in steps)
+    epochs = [r for r in log if "epoch_loss_d" in r]
+    assert [r["epoch"] for r in epochs] == [1, 2, 3]
+    assert all(r["coverage_check"] == "skipped: no asset in this test" for r in epochs)
+    loaded = runs.load(run)
+    assert isinstance(loaded, ConditionalGAN) and loaded.sample(10, y=7).shape == (10, 1, 28, 28)
+
+
+def test_resume_mid_run_gives_identical_weights(tmp_path, monkeypatch):
+    import signal
+
+    from genzoo import trainer
+
+    monkeypatch.setattr(gan_module, "_evaluator", lambda device: (None, "no asset in this test"))
+    data = tiny_data()
+    settings = dict(device="cpu", progress=False, train_overrides={"epochs": 2, "batch_size": 32, "sample_every": 0},
+                    model_overrides={"latent_dim": 8, "widths": "8,4", "conditional": "true", "d_steps": "2"})
+    whole = trainer.train("dcgan", data, tmp_path / "whole", **settings)
+
+    # The same run, interrupted by SIGINT in the middle of epoch 2 (after step 4 of 6), then resumed.
+    calls = {"n": 0}
+    original = DCGAN.train_step
+
+    def interrupting_step(self, x, y, optimizers):
+        out = original(self, x, y, optimizers)
+        calls["n"] += 1
+        if calls["n"] == 4:
+            signal.raise_signal(signal.SIGINT)  # the trainer stops cleanly after this step and checkpoints
+        return out
+
+    monkeypatch.setattr(DCGAN, "train_step", interrupting_step)
+    part = trainer.train("dcgan", data, tmp_path / "part", **settings)
+    checkpoint = torch.load(part / "checkpoint.pt", weights_only=True)
+    assert checkpoint["step"] == 4
+    monkeypatch.setattr(DCGAN, "train_step", original)
+    trainer.train("dcgan", data, part, device="cpu", progress=False, resume=True)
+
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(whole / "model.safetensors")), load_file(str(part / "model.safetensors"))
+    assert a.keys() == b.keys() and int(a["n_steps"]) == 6
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_loading_weights_resets_the_generator_step_cadence():
+    model = tiny("gan", d_steps=2)
+    opts = optimizers(model)
+    model.train_step(*batch(), opts)  # call 1: D only
+    model.load_state_dict(tiny("gan", d_steps=2).state_dict())  # back to step 0
+    g0 = params(model.generator)
+    model.train_step(*batch(), opts)  # call 1 again: still D only
+    assert all(torch.equal(a, b) for a, b in zip(g0, model.generator.parameters()))
+    model.train_step(*batch(), opts)
+    assert changed(g0, model.generator)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -307,6 +308,7 @@ class AdversarialModel(GenerativeModel):
         self.generator = self.build_generator()
         self.discriminator = self.build_discriminator()
         # Sampling network: an exponential moving average of the generator's weights.
+        self._amp = False  # bf16 autocast in train_step; set from the training config
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if cfg.ema_decay > 0 else None
         # Counts train_step calls (each is one D step); part of the state so resume keeps the G/D cadence.
         self.register_buffer("n_steps", torch.zeros((), dtype=torch.long))
@@ -323,7 +325,12 @@ class AdversarialModel(GenerativeModel):
     # ------------------------------------------------------------------ training
 
     def configure_optimizers(self, train: Any) -> dict[str, torch.optim.Optimizer]:
-        """Adam for each network, lr_g / lr_d from the model config, betas from the training config."""
+        """Adam for each network, lr_g / lr_d from the model config, betas from the training config.
+
+        Also reads `train.amp`: the adversarial step then runs its forward passes under bf16
+        autocast on CUDA (losses and the gradient penalty stay in float32).
+        """
+        self._amp = bool(train.amp) and self.amp_safe
         betas = (train.beta1, train.beta2)
         return {
             "generator": torch.optim.Adam(self.generator.parameters(), lr=self.config.lr_g, betas=betas),
@@ -348,7 +355,7 @@ class AdversarialModel(GenerativeModel):
         real_in = x * 2 - 1  # (B, 1, 28, 28) in [-1, 1]
         with torch.no_grad():
             fake_in = self.generator(z, y)
-        real, fake = self.discriminator(real_in, y), self.discriminator(fake_in, y)
+        real, fake = self.discriminator(real_in, y).float(), self.discriminator(fake_in, y).float()
         loss = discriminator_loss(real, fake, cfg.loss, cfg.label_smoothing)
         out = {"real": real, "fake": fake}
         if cfg.loss == "wgan-gp":
@@ -361,7 +368,7 @@ class AdversarialModel(GenerativeModel):
 
     def g_losses(self, y: torch.Tensor | None, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """Generator loss on G(z, y) against the current discriminator. Returns "loss" and "fake" scores."""
-        fake = self.discriminator(self.generator(z, y), y)
+        fake = self.discriminator(self.generator(z, y), y).float()
         return {"loss": generator_loss(fake, self.config.loss), "fake": fake}
 
     def _score_summary(self, scores: torch.Tensor) -> torch.Tensor:
@@ -376,20 +383,25 @@ class AdversarialModel(GenerativeModel):
             y: (B,) labels (used by conditional models).
             optimizers: from `configure_optimizers`.
         Returns:
-            floats "loss_d", "loss_g" (of the latest generator step), "d_real" and "d_fake"
+            floats "loss_d", "loss_g" (of the generator step, or on D's fakes when none was taken), "d_real" and "d_fake"
             (mean D(x) and D(G(z)): probabilities for nonsaturating, raw scores otherwise).
         """
         cfg = self.config
         x = x.to(self.device)
         y = self._labels(y, len(x))
         opt_g, opt_d = optimizers["generator"], optimizers["discriminator"]
+        use_amp = self._amp and x.device.type == "cuda"
+        autocast = functools.partial(torch.autocast, "cuda", dtype=torch.bfloat16) if use_amp else nullcontext
 
         # Discriminator step (the generator is run without a graph).
         z = self.randn(len(x), cfg.latent_dim)
-        d = self.d_losses(x, y, z)
+        with autocast():
+            d = self.d_losses(x, y, z)
         opt_d.zero_grad(set_to_none=True)
         d["loss"].backward()
         opt_d.step()
+        # Without a generator step (d_steps > 1), loss_g is G's loss on the fakes D just scored.
+        loss_g = generator_loss(d["fake"].detach(), cfg.loss)
         stats = [d["loss"].detach().float(), self._score_summary(d["real"]), self._score_summary(d["fake"])]
 
         if self._n_steps_host is None:
@@ -399,22 +411,22 @@ class AdversarialModel(GenerativeModel):
         if self._n_steps_host % cfg.d_steps == 0:
             # Generator step: D's weights need no gradients here, only its input does.
             self.discriminator.requires_grad_(False)
-            g = self.g_losses(y, self.randn(len(x), cfg.latent_dim))
+            z = self.randn(len(x), cfg.latent_dim)
+            with autocast():
+                g = self.g_losses(y, z)
             opt_g.zero_grad(set_to_none=True)
             g["loss"].backward()
             opt_g.step()
             self.discriminator.requires_grad_(True)
             self._update_ema()
-            stats.append(g["loss"].detach().float())
-        loss_d, d_real, d_fake, *loss_g = torch.stack(stats).tolist()  # one device sync per step
-        if loss_g:
-            self._last_loss_g = loss_g[0]
-            self._sums["loss_g"] += loss_g[0]
-            self._sums["n_g"] += 1
-        for key, value in (("loss_d", loss_d), ("d_real", d_real), ("d_fake", d_fake)):
+            loss_g = g["loss"].detach()
+        stats.append(loss_g.float())
+        loss_d, d_real, d_fake, loss_g = torch.stack(stats).tolist()  # one device sync per step
+        out = {"loss_d": loss_d, "loss_g": loss_g, "d_real": d_real, "d_fake": d_fake}
+        for key, value in out.items():
             self._sums[key] += value
-        self._sums["n_d"] += 1
-        return {"loss_d": loss_d, "loss_g": self._last_loss_g, "d_real": d_real, "d_fake": d_fake}
+        self._sums["n"] += 1
+        return out
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -430,8 +442,7 @@ class AdversarialModel(GenerativeModel):
     # ------------------------------------------------------------------ honest reporting
 
     def _reset_epoch_sums(self) -> None:
-        self._sums = {"loss_d": 0.0, "loss_g": 0.0, "d_real": 0.0, "d_fake": 0.0, "n_d": 0, "n_g": 0}
-        self._last_loss_g = float("nan")
+        self._sums = {"loss_d": 0.0, "loss_g": 0.0, "d_real": 0.0, "d_fake": 0.0, "n": 0}
 
     def epoch_end(self, epoch: int) -> dict[str, Any]:
         """Epoch averages of the losses and D outputs, the evaluator's coverage check, and a warning.
@@ -443,12 +454,10 @@ class AdversarialModel(GenerativeModel):
         """
         s = self._sums
         out: dict[str, Any] = {}
-        if s["n_d"]:
-            out.update({f"epoch_{k}": s[k] / s["n_d"] for k in ("loss_d", "d_real", "d_fake")})
-        if s["n_g"]:
-            out["epoch_loss_g"] = s["loss_g"] / s["n_g"]
+        if s["n"]:
+            out.update({f"epoch_{k}": s[k] / s["n"] for k in ("loss_d", "loss_g", "d_real", "d_fake")})
         warnings = []
-        if s["n_d"] and self._discriminator_won(out["epoch_d_real"], out["epoch_d_fake"]):
+        if s["n"] and self._discriminator_won(out["epoch_d_real"], out["epoch_d_fake"]):
             warnings.append(f"discriminator wins outright (mean D(x)={out['epoch_d_real']:.3f}, "
                             f"D(G(z))={out['epoch_d_fake']:.3f}): the generator gets little gradient; "
                             "try loss=hinge or wgan-gp, label_smoothing=0.1 or a lower lr_d")
@@ -500,6 +509,13 @@ class AdversarialModel(GenerativeModel):
     def n_parameters(self) -> int:
         """Trained parameters of both networks (the EMA copy of the generator is not counted)."""
         return sum(p.numel() for net in (self.generator, self.discriminator) for p in net.parameters())
+
+    def write_pictures(self, run_dir: str | Path, data: Any) -> None:
+        """After training: samples/interpolation.png, straight latent paths (one row per digit if conditional)."""
+        from ..images import save_rows
+
+        images = interpolate(self, 10, rows=8, generator=torch.Generator().manual_seed(0))
+        save_rows(list(images), Path(run_dir) / "samples" / "interpolation.png")
 
     def sampling_network(self) -> nn.Module:
         """The EMA generator when enabled, else the trained one."""
