@@ -394,3 +394,19 @@ def test_loading_weights_resets_the_generator_step_cadence():
     assert all(torch.equal(a, b) for a, b in zip(g0, model.generator.parameters()))
     model.train_step(*batch(), opts)
     assert changed(g0, model.generator)
+
+
+def test_interpolate_command_writes_rows(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from genzoo import cli, trainer
+
+    monkeypatch.setattr(gan_module, "_evaluator", lambda device: (None, "no asset in this test"))
+    run = trainer.train("gan", tiny_data(32), tmp_path / "run", device="cpu", progress=False,
+                        train_overrides={"epochs": 1, "batch_size": 16, "sample_every": 0},
+                        model_overrides={"latent_dim": 8, "widths": "16,32"})
+    out = tmp_path / "line.png"
+    assert cli.main(["interpolate", str(run), "--steps", "6", "--rows", "3", "--out", str(out)]) == 0
+    with Image.open(out) as image:  # 2x enlarged 3 x 6 grid of 28 px images with 2 px padding
+        assert image.size == (2 * (6 * 30 + 2), 2 * (3 * 30 + 2))
+    assert cli.main(["interpolate", str(run), "--label", "3"]) == 2  # unconditional: a one-line error

@@ -86,6 +86,14 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_interpolate(args) -> int:
+    from .models.gan import interpolate_run
+
+    print(interpolate_run(args.run, args.out, steps=args.steps, label=args.label, rows=args.rows, seed=args.seed,
+                          device=resolve_device(args.device)))
+    return 0
+
+
 def _test_images(run: str, n: int) -> torch.Tensor:
     from .data import load_data
 
@@ -175,6 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="PNG file (default RUN/samples/sample_seedS.png)")
     device_arg(p)
     p.set_defaults(fn=cmd_sample)
+
+    p = sub.add_parser("interpolate", help="rows of images along straight latent paths (gan, cgan, dcgan)")
+    p.add_argument("run")
+    p.add_argument("--steps", type=int, default=10, help="images per row, end points included")
+    p.add_argument("--label", type=int, help="digit of every row (conditional models; default one row per digit)")
+    p.add_argument("--rows", type=int, default=4, help="independent paths (unconditional, or with --label)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="PNG file (default RUN/samples/interpolation.png)")
+    device_arg(p)
+    p.set_defaults(fn=cmd_interpolate)
 
     p = sub.add_parser("reconstruct", help="test digits above their reconstructions (autoencoders)")
     p.add_argument("run")

@@ -688,10 +688,17 @@ def interpolate_run(run_dir: str | Path, out: str | Path | None = None, steps: i
         device: where to run the generator.
     Returns:
         The path written.
+    Raises:
+        ConfigError: steps < 2, rows < 1 or a label outside 0..9.
+        CapabilityError: the run is not an adversarial model, or --label on an unconditional one.
     """
     from ..images import save_rows
     from ..runs import load
 
+    if steps < 2 or rows < 1:
+        raise ConfigError(f"--steps {steps} --rows {rows}: need at least 2 steps and 1 row")
+    if label is not None and not 0 <= label <= 9:
+        raise ConfigError(f"--label {label}: must be a digit 0..9")
     model = load(run_dir, device=device)
     if not isinstance(model, AdversarialModel):
         raise CapabilityError(f"{model.name}: interpolate works on gan, cgan and dcgan runs only")
