@@ -34,7 +34,8 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from .models.base import GenerativeModel
+from .config import ConfigError
+from .models.base import CapabilityError, GenerativeModel
 
 HIDE_KINDS = ("bottom-half", "right-half", "box")
 
@@ -196,7 +197,7 @@ def visible_mask(hide: str, size: int = 28) -> torch.Tensor:
     elif hide == "box":
         visible[..., quarter : size - quarter, quarter : size - quarter] = False
     else:
-        raise ValueError(f"--hide {hide!r}: must be one of {', '.join(HIDE_KINDS)}")
+        raise ConfigError(f"--hide {hide!r}: must be one of {', '.join(HIDE_KINDS)}")
     return visible
 
 
@@ -273,20 +274,21 @@ def write_pixel_probabilities(model: PixelModel, x: torch.Tensor, path: str | Pa
 
 
 def complete_run(run_dir: str | Path, hide: str = "bottom-half", n_digits: int = 10, n_completions: int = 4,
-                 data: str = "auto", seed: int = 0, out: str | Path | None = None, device: str = "cpu") -> Path:
-    """`genzoo complete RUN --hide ...`: complete the first n_digits test digits (fixed binarization).
+                 data: str | None = None, seed: int = 0, out: str | Path | None = None,
+                 device: str | torch.device = "cpu") -> Path:
+    """`genzoo complete RUN --hide ...`: complete the first n_digits test digits of the run's data.
 
-    Writes `RUN/completions-<hide>.png` (or `out`) and returns its path.
+    The digits are binarized with the fixed evaluation draw (`data.FIXED_BINARIZATION`).
+    Writes `RUN/completions-<hide>.png` (or `out`): rows original / visible / completions.
     """
     from .data import fixed_binarization, load_data
-    from .runs import load
+    from .runs import load, read_config
 
-    if hide not in HIDE_KINDS:
-        raise ValueError(f"--hide {hide!r}: must be one of {', '.join(HIDE_KINDS)}")
+    visible_mask(hide)  # check --hide before loading anything
     model = load(run_dir, device=device)
     if not isinstance(model, PixelModel):
-        raise ValueError(f"{run_dir}: model {model.name!r} cannot complete digits; use a pixelcnn or pixelrnn run")
-    dataset = load_data(data)
+        raise CapabilityError(f"{model.name}: cannot complete digits; use a pixelcnn or pixelrnn run")
+    dataset = load_data(data or read_config(run_dir)["data"], verbose=False)
     x = fixed_binarization(dataset.test_x[:n_digits]).to(model.device)
     y = dataset.test_y[:n_digits].to(model.device) if model.conditional else None
     path = Path(out) if out else Path(run_dir) / f"completions-{hide}.png"

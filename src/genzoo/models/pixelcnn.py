@@ -110,9 +110,10 @@ class GatedLayer(nn.Module):
         h_new = self.h_out(gate(self.h_conv(h) + self.v_to_h(v_down) + cond))
         return gate(v_pre + cond), h_new if self.first else h + h_new
 
-    def h_row(self, h_row: torch.Tensor, v_pre_above: torch.Tensor, cond: torch.Tensor | float = 0.0) -> torch.Tensor:
-        """Row i of the horizontal stack from its input row (B, C, 1, W) and v_pre at row i - 1."""
-        h_new = self.h_out(gate(self.h_conv(h_row) + self.v_to_h(v_pre_above) + cond))
+    def h_row(self, h_row: torch.Tensor, link: torch.Tensor) -> torch.Tensor:
+        """Row i of the horizontal stack from its input row (B, C, 1, W) and
+        link = v_to_h(v_pre at row i - 1) + class bias, (B, 2C, 1, W)."""
+        h_new = self.h_out(gate(self.h_conv(h_row) + link))
         return h_new if self.first else h_row + h_new
 
 
@@ -203,6 +204,7 @@ class PixelCNN(PixelModel):
             cache["vin"] = [None] + [zeros(c, size) for _ in self.layers[1:]]
             # vpre[l][:, :, r + 1] holds layer l's vertical conv at row r; index 0 is the zero row above.
             cache["vpre"] = [zeros(2 * c, size + 1) for _ in self.layers]
+            cache["link"] = [None] * len(self.layers)  # set at the start of each row
         else:
             cache["t"] = [zeros(c // 2, size) for _ in self.layers]
         return cache
@@ -210,16 +212,19 @@ class PixelCNN(PixelModel):
     def cached_logit(self, cache: dict, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
         conds = cache["conds"]
         if self.config.gated:
-            if j == 0 and i > 0:  # row i - 1 is complete: extend every vertical stack by it
+            if j == 0:  # row i - 1 is complete: extend every vertical stack by it
                 for index, (layer, cond) in enumerate(zip(self.layers, conds)):
-                    v_in = x if index == 0 else cache["vin"][index]
-                    v_pre = layer.v_conv.row(v_in, i - 1)  # (B, 2C, 1, W)
-                    cache["vpre"][index][:, :, i : i + 1] = v_pre
-                    if index + 1 < len(self.layers):
-                        cache["vin"][index + 1][:, :, i - 1 : i] = gate(v_pre + cond)
+                    if i > 0:
+                        v_in = x if index == 0 else cache["vin"][index]
+                        v_pre = layer.v_conv.row(v_in, i - 1)  # (B, 2C, 1, W)
+                        cache["vpre"][index][:, :, i : i + 1] = v_pre
+                        if index + 1 < len(self.layers):
+                            cache["vin"][index + 1][:, :, i - 1 : i] = gate(v_pre + cond)
+                    # what the vertical stack (rows < i) adds to row i, fixed for the whole row
+                    cache["link"][index] = layer.v_to_h(cache["vpre"][index][:, :, i : i + 1]) + cond
             h = x[:, :, i : i + 1]  # (B, 1, 1, W)
-            for index, (layer, cond) in enumerate(zip(self.layers, conds)):
-                h = layer.h_row(h, cache["vpre"][index][:, :, i : i + 1], cond)
+            for layer, link in zip(self.layers, cache["link"]):
+                h = layer.h_row(h, link)
         else:
             h = self.conv_in.row(x, i) + conds[0]  # (B, C, 1, W)
             for block, t_cache, cond in zip(self.layers, cache["t"], conds[1:]):
