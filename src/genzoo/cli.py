@@ -94,6 +94,14 @@ def cmd_interpolate(args) -> int:
     return 0
 
 
+def cmd_complete(args) -> int:
+    from .autoregressive import complete_run
+
+    print(complete_run(args.run, args.hide, n_digits=args.n, n_completions=args.completions, seed=args.seed,
+                       out=args.out, device=resolve_device(args.device)))
+    return 0
+
+
 def _test_images(run: str, n: int) -> torch.Tensor:
     from .data import load_data
 
@@ -193,6 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="PNG file (default RUN/samples/interpolation.png)")
     device_arg(p)
     p.set_defaults(fn=cmd_interpolate)
+
+    p = sub.add_parser("complete", help="fill in the hidden part of test digits (pixelcnn, pixelrnn)")
+    p.add_argument("run")
+    p.add_argument("--hide", choices=["bottom-half", "right-half", "box"], default="bottom-half")
+    p.add_argument("-n", type=int, default=10, help="test digits (fixed binarization)")
+    p.add_argument("--completions", type=int, default=4, help="completions per digit")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="PNG file (default RUN/completions-HIDE.png)")
+    device_arg(p)
+    p.set_defaults(fn=cmd_complete)
 
     p = sub.add_parser("reconstruct", help="test digits above their reconstructions (autoencoders)")
     p.add_argument("run")
