@@ -87,6 +87,9 @@ def test_report_renders_what_runs_wrote(tmp_path):
     # Leaderboard: the lower FID is marked best; the run without metrics shows a dash.
     board = index.read_text().split('id="leaderboard"')[1].split("</table>")[0]
     assert '<td class="best">12.5</td>' in board and "<td>30</td>" in board and "<td>–</td>" in board
+    # A report written inside a run folder, twice, does not show its own copies.
+    inner = write_report([b], b / "report")
+    assert len(parse(write_report([b], b / "report")).imgs) == len(parse(inner).imgs) == 2 + 1 + 1
     # Metrics and config values of the run are on the page.
     assert "evaluator_version" in text and "latent_dim" in text and "embedded" in text
 
@@ -95,7 +98,7 @@ def test_curves_plot_numeric_keys_only(tmp_path):
     from genzoo import report
 
     run = make_run(tmp_path, "r", "vae", fid=None)
-    r = report._Run(run, "r")
+    r = report._Run(run, "r", tmp_path / "report")
     rel = report._curves(r, tmp_path)
     from PIL import Image
 

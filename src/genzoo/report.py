@@ -28,7 +28,10 @@ LEADERBOARD_KEYS = (
     ("conditional_accuracy", "cond. accuracy ↑", "high"),
     ("nll_nats", "NLL nats ↓", "low"),
     ("bits_per_dim", "bits/dim ↓", "low"),
+    ("elbo_nats", "ELBO nats ↑", "high"),
+    ("reconstruction_mse", "recon. MSE ↓", "low"),
     ("train_seconds", "train s", None),
+    ("train_images_per_s", "train img/s", None),
     ("sample_seconds_per_image", "sample s/img", None),
 )
 # metrics.jsonl keys that are bookkeeping, not curves.
@@ -135,15 +138,16 @@ def _epoch_key(path: Path) -> tuple[int, str]:
 class _Run:
     """What one run folder wrote, and where its images go in the report."""
 
-    def __init__(self, run_dir: Path, slug: str):
+    def __init__(self, run_dir: Path, slug: str, out_dir: Path):
         if not run_dir.is_dir():
             raise FileNotFoundError(f"{run_dir}: no such run folder; give the --out folder of `genzoo train`")
         self.dir, self.slug = run_dir, slug
         self.config = _read_json(run_dir / "config.json") or {}
         self.metrics = _read_json(run_dir / "metrics.json")
         self.log = _read_jsonl(run_dir / "metrics.jsonl")
+        report_dir = out_dir.resolve()  # a report written inside a run folder is not part of the run
         images = sorted(p for p in run_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                        and not p.name.startswith("."))
+                        and not p.name.startswith(".") and not p.resolve().is_relative_to(report_dir))
         samples = run_dir / "samples"
         self.grids = sorted((p for p in images if p.parent == samples and p.suffix.lower() == ".png"), key=_epoch_key)
         self.progress = samples / "progress.gif" if (samples / "progress.gif").exists() else None
@@ -247,6 +251,24 @@ def _figure(url: str, caption: str, cls: str) -> str:
             f'alt="{html.escape(caption)}"></a><figcaption>{html.escape(caption)}</figcaption></figure>')
 
 
+def _metrics_table(metrics: dict, table_id: str) -> str:
+    """One row per metric: value, unit, and the rest of its entry ({"value", "unit", "n", ...}) as details."""
+    rows = []
+    for key, entry in metrics.items():
+        if isinstance(entry, dict) and "value" in entry:
+            value, unit = entry["value"], entry.get("unit", "")
+            details = ", ".join(f"{k}={_fmt(v)}" for k, v in entry.items() if k not in ("value", "unit"))
+        elif isinstance(entry, dict):
+            value, unit, details = "", "", ", ".join(f"{k}={_fmt(v)}" for k, v in _flatten(entry).items())
+        else:
+            value, unit, details = entry, "", ""
+        align = "" if isinstance(value, (int, float)) else ' class="name"'  # numbers right, text left
+        rows.append(f'<tr><td class="name">{html.escape(key)}</td><td{align}>{_esc(value)}</td>'
+                    f'<td class="name">{html.escape(str(unit))}</td><td class="name">{html.escape(details)}</td></tr>')
+    return (f'<table id="{html.escape(table_id)}"><tr><th class="name">metric</th><th>value</th>'
+            f'<th class="name">unit</th><th class="name">details</th></tr>' + "".join(rows) + "</table>")
+
+
 def _run_section(run: _Run, out_dir: Path) -> str:
     parts = [f'<h2 id="{html.escape(run.slug)}">{html.escape(run.slug)} — {html.escape(run.model)}</h2>']
     cfg = run.config
@@ -278,7 +300,7 @@ def _run_section(run: _Run, out_dir: Path) -> str:
     if curves:
         parts.append("<h3>Training curves</h3>" + _figure(curves, "from metrics.jsonl", "plot"))
     if run.metrics:
-        parts.append("<h3>Metrics</h3>" + _key_value_table(run.metrics, f"metrics-{run.slug}"))
+        parts.append("<h3>Metrics</h3>" + _metrics_table(run.metrics, f"metrics-{run.slug}"))
     if isinstance(cfg.get("hparams"), dict) and cfg["hparams"]:
         parts.append("<details><summary>hyper-parameters</summary>" + _key_value_table(cfg["hparams"]) + "</details>")
     return "\n".join(parts)
@@ -317,7 +339,7 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path, title: str = "
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / "runs").exists():  # a fresh copy each time: no images of runs no longer listed
         shutil.rmtree(out_dir / "runs")
-    runs = [_Run(d, slug) for d, slug in zip(run_dirs, _slugs(run_dirs))]
+    runs = [_Run(d, slug, out_dir) for d, slug in zip(run_dirs, _slugs(run_dirs))]
     body = [f"<h1>{html.escape(title)}</h1>",
             f'<p class="meta">{len(runs)} run{"s" if len(runs) > 1 else ""}: '
             + ", ".join(f'<a href="#{r.slug}">{html.escape(r.slug)}</a>' for r in runs) + "</p>"]
