@@ -307,8 +307,8 @@ class AdversarialModel(GenerativeModel):
         cfg = self.config
         self.generator = self.build_generator()
         self.discriminator = self.build_discriminator()
-        # Sampling network: an exponential moving average of the generator's weights.
         self._amp = False  # bf16 autocast in train_step; set from the training config
+        # Sampling network: an exponential moving average of the generator's weights.
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if cfg.ema_decay > 0 else None
         # Counts train_step calls (each is one D step); part of the state so resume keeps the G/D cadence.
         self.register_buffer("n_steps", torch.zeros((), dtype=torch.long))
@@ -337,7 +337,7 @@ class AdversarialModel(GenerativeModel):
             "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=self.config.lr_d, betas=betas),
         }
 
-    def _labels(self, y: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    def _labels(self, y: torch.Tensor | None) -> torch.Tensor | None:
         if not self.conditional:
             return None
         if y is None:
@@ -388,7 +388,7 @@ class AdversarialModel(GenerativeModel):
         """
         cfg = self.config
         x = x.to(self.device)
-        y = self._labels(y, len(x))
+        y = self._labels(y)
         opt_g, opt_d = optimizers["generator"], optimizers["discriminator"]
         use_amp = self._amp and x.device.type == "cuda"
         autocast = functools.partial(torch.autocast, "cuda", dtype=torch.bfloat16) if use_amp else nullcontext
