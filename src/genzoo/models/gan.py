@@ -300,7 +300,8 @@ class AdversarialModel(GenerativeModel):
     """Generator + discriminator trained by the model's own step; subclasses build the networks."""
 
     training_mode: ClassVar[str] = "step"
-    train_defaults: ClassVar[dict[str, Any]] = {"beta1": 0.5, "beta2": 0.999, "epochs": 30, "batch_size": 64}
+    # n_grid 100: a 10 x 10 grid, one digit per row for conditional models.
+    train_defaults: ClassVar[dict[str, Any]] = {"beta1": 0.5, "beta2": 0.999, "epochs": 30, "batch_size": 64, "n_grid": 100}
 
     def __init__(self, config: Any = None, **overrides: Any):
         super().__init__(config, **overrides)
@@ -459,7 +460,7 @@ class AdversarialModel(GenerativeModel):
         warnings = []
         if s["n"] and self._discriminator_won(out["epoch_d_real"], out["epoch_d_fake"]):
             warnings.append(f"discriminator wins outright (mean D(x)={out['epoch_d_real']:.3f}, "
-                            f"D(G(z))={out['epoch_d_fake']:.3f}): the generator gets little gradient; "
+                            f"D(G(z))={out['epoch_d_fake']:.3f}); if this lasts the generator stops improving: "
                             "try loss=hinge or wgan-gp, label_smoothing=0.1 or a lower lr_d")
         coverage, warning = self.coverage_check()
         out.update(coverage)
@@ -602,7 +603,7 @@ class DCGAN(AdversarialModel):
 
     name: ClassVar[str] = "dcgan"
     Config: ClassVar[type] = DCGANConfig
-    train_defaults: ClassVar[dict[str, Any]] = {"beta1": 0.5, "beta2": 0.999, "epochs": 20, "batch_size": 128}
+    train_defaults: ClassVar[dict[str, Any]] = {"beta1": 0.5, "beta2": 0.999, "epochs": 20, "batch_size": 128, "n_grid": 100}
 
     def __init__(self, config: Any = None, **overrides: Any):
         super().__init__(config, **overrides)
