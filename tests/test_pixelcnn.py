@@ -63,9 +63,9 @@ def test_probabilities_of_all_512_binary_3x3_images_sum_to_one(variant):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_cached_sampler_equals_naive_sampler_given_the_same_noise(variant):
-    model = tiny(6, **VARIANTS[variant])
-    u = torch.rand(6, 1, 6, 6, generator=torch.Generator().manual_seed(1))
-    y = torch.arange(6) if model.conditional else None
+    model = tiny(5, **VARIANTS[variant])
+    u = torch.rand(4, 1, 5, 5, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(4) if model.conditional else None
     naive = generate(model, u, y, method="naive")
     cached = generate(model, u, y, method="cached")
     assert torch.equal(naive, cached)
@@ -108,11 +108,11 @@ def test_loss_is_mean_nll_in_nats_and_bits_per_dim():
 def test_training_steps_lower_the_nll():
     torch.manual_seed(0)
     model = PixelCNN(image_size=8, channels=16, n_layers=2, head_channels=16)
-    x = torch.zeros(32, 1, 8, 8)
+    x = torch.zeros(8, 1, 8, 8)
     x[:, :, 2:6, 3:5] = 1  # one bar: easy to learn
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     first = model.loss(x)["loss"].item()
-    for _ in range(40):
+    for _ in range(30):
         optimizer.zero_grad()
         model.loss(x)["loss"].backward()
         optimizer.step()
