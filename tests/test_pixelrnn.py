@@ -85,6 +85,11 @@ def test_skew_puts_diagonals_in_columns_and_unskew_inverts_it():
     assert s.shape == (1, 1, 3, 6)
     assert s[0, 0, :, 2].tolist() == [2.0, 5.0, 8.0]  # pixels (0, 2), (1, 1), (2, 0): i + j = 2
     assert torch.equal(unskew(s, 4), x)
+    x = torch.randn(2, 3, 5, 7)
+    reference = torch.zeros(2, 3, 5, 11)
+    for r in range(5):
+        reference[:, :, r, r : r + 7] = x[:, :, r]
+    assert torch.equal(skew(x), reference) and torch.equal(unskew(reference, 7), x)
 
 
 def test_bad_config_names_the_value():

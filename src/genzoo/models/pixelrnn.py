@@ -36,9 +36,9 @@ from ..config import ConfigError, positive
 from .pixelcnn import MaskedConv2d
 
 
-def lstm_update(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One LSTM cell update: gates (B, 4h, ...) and cell c (B, h, ...) -> new (h, c)."""
-    i, f, o, g = gates.chunk(4, dim=1)
+def lstm_update(gates: torch.Tensor, c: torch.Tensor, dim: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """One LSTM cell update: gates (..., 4h, ...) and cell c (..., h, ...), gates along `dim` -> new (h, c)."""
+    i, f, o, g = gates.chunk(4, dim=dim)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c), c
 
@@ -46,15 +46,16 @@ def lstm_update(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, tor
 def skew(x: torch.Tensor) -> torch.Tensor:
     """Shift row r right by r: (B, C, H, W) -> (B, C, H, H + W - 1); column k is the diagonal i + j = k."""
     b, c, height, width = x.shape
-    out = x.new_zeros(b, c, height, height + width - 1)
-    for r in range(height):
-        out[:, :, r, r : r + width] = x[:, :, r]
-    return out
+    # Rows of length W + H read back as rows of length W + H - 1 slide one more step each.
+    flat = F.pad(x, (0, height)).reshape(b, c, height * (width + height))  # (B, C, H * (W + H))
+    return flat[:, :, : height * (width + height - 1)].reshape(b, c, height, width + height - 1)
 
 
 def unskew(x: torch.Tensor, width: int) -> torch.Tensor:
     """Undo `skew`: (B, C, H, H + W - 1) -> (B, C, H, W)."""
-    return torch.stack([x[:, :, r, r : r + width] for r in range(x.shape[2])], dim=2)
+    b, c, height, _ = x.shape
+    flat = F.pad(x.reshape(b, c, -1), (0, height))  # (B, C, H * (W + H))
+    return flat.reshape(b, c, height, width + height)[:, :, :, :width]
 
 
 class RowLSTM(nn.Module):
@@ -83,42 +84,48 @@ class RowLSTM(nn.Module):
 
 
 class DiagonalBiLSTM(nn.Module):
-    """x + 1x1(left-to-right diagonal LSTM + right-to-left one shifted down a row)."""
+    """x + 1x1(left-to-right diagonal LSTM + right-to-left one shifted down a row).
+
+    Both directions advance together, one skewed column per step: the right-to-left one
+    runs on the mirrored image, with its own weights (a grouped state-to-state conv).
+    """
 
     def __init__(self, channels: int, hidden: int):
         super().__init__()
         self.hidden = hidden
         # index 0: left to right; 1: right to left (run on the mirrored image).
         self.input_to_state = nn.ModuleList([nn.Conv2d(channels, 4 * hidden, 1) for _ in range(2)])
-        # kernel tap 0 reads the state above (i - 1, j), tap 1 the previous one along the row.
-        self.state_to_state = nn.ModuleList([nn.Conv1d(hidden, 4 * hidden, 2) for _ in range(2)])
+        # Group d maps direction d's state to its gates; kernel tap 0 reads the state
+        # above (i - 1, j), tap 1 the previous one along the row.
+        self.state_to_state = nn.Conv1d(2 * hidden, 8 * hidden, 2, groups=2)
         self.out = nn.Conv2d(hidden, channels, 1)
 
-    def direction(self, x: torch.Tensor, d: int) -> torch.Tensor:
-        """Hidden states (B, hidden, H, W) of direction d (0: left to right) over x (B, C, H, W)."""
-        if d == 1:
-            x = x.flip(3)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, height, width = x.shape
-        gates_in = skew(self.input_to_state[d](x))  # (B, 4h, H, H + W - 1)
+        hid = self.hidden
+        gates_in = torch.cat([self.input_to_state[0](x), self.input_to_state[1](x.flip(3))], dim=1)  # (B, 8h, H, W)
+        gates_in = skew(gates_in)  # (B, 8h, H, H + W - 1)
         inside = skew(x.new_ones(1, 1, height, width))[0, 0]  # (H, H + W - 1): 1 on the image
-        h = c = x.new_zeros(b, self.hidden, height)
+        h = c = x.new_zeros(b, 2 * hid, height)  # both directions' states along the current diagonal
         columns = []
         for k in range(gates_in.shape[3]):
             # Pad one row on top: output r reads state r - 1 (above) and r (previous along the row).
-            h, c = lstm_update(gates_in[:, :, :, k] + self.state_to_state[d](F.pad(h, (1, 0))), c)
-            h, c = h * inside[:, k], c * inside[:, k]  # positions off the image stay zero
+            gates = gates_in[:, :, :, k] + self.state_to_state(F.pad(h, (1, 0)))  # (B, 8h, H)
+            h, c = lstm_update(gates.view(b, 2, 4 * hid, height), c.view(b, 2, hid, height), dim=2)
+            h = h.reshape(b, 2 * hid, height) * inside[:, k]  # positions off the image stay zero
+            c = c.reshape(b, 2 * hid, height) * inside[:, k]
             columns.append(h)
-        states = unskew(torch.stack(columns, dim=3), width)  # (B, hidden, H, W)
-        return states.flip(3) if d == 1 else states
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        right_to_left = F.pad(self.direction(x, 1), (0, 0, 1, 0))[:, :, :-1]  # shifted down one row
-        return x + self.out(self.direction(x, 0) + right_to_left)
+        states = unskew(torch.stack(columns, dim=3), width)  # (B, 2h, H, W)
+        left_to_right, right_to_left = states[:, :hid], states[:, hid:].flip(3)
+        right_to_left = F.pad(right_to_left, (0, 0, 1, 0))[:, :, :-1]  # shifted down one row
+        return x + self.out(left_to_right + right_to_left)
 
     def cell(self, d: int, x_pixel: torch.Tensor, h_above: torch.Tensor, h_before: torch.Tensor, c_before: torch.Tensor):
-        """One pixel's step: x_pixel (B, C), neighbours' h (B, hidden), c of the previous one -> (h, c)."""
+        """One pixel's step of direction d: x_pixel (B, C), neighbours' h (B, hidden), previous c -> (h, c)."""
         gates_in = self.input_to_state[d](x_pixel[:, :, None, None])[:, :, 0, 0]  # (B, 4h)
-        recurrent = self.state_to_state[d](torch.stack([h_above, h_before], dim=2))[:, :, 0]  # (B, 4h)
+        rows = slice(4 * self.hidden * d, 4 * self.hidden * (d + 1))  # direction d's group
+        weight, bias = self.state_to_state.weight[rows], self.state_to_state.bias[rows]
+        recurrent = F.conv1d(torch.stack([h_above, h_before], dim=2), weight, bias)[:, :, 0]  # (B, 4h)
         return lstm_update(gates_in + recurrent, c_before)
 
 
