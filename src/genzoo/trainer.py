@@ -160,6 +160,7 @@ class _Loop:
         torch.manual_seed(seed + ddp.rank)  # each rank draws its own noise
         self.model.to(device)
         self.dataset = dataset
+        self._order: tuple[int, torch.Tensor | None] = (-1, None)
         self.train_x = dataset.train_x.to(device)
         self.train_y = dataset.train_y.to(device)
         self.n = len(self.train_x)
@@ -250,11 +251,17 @@ class _Loop:
 
     # ------------------------------------------------------------------ loop
 
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """The seeded shuffle of epoch `epoch` (a function of seed and epoch only, so resuming repeats it)."""
+        if self._order[0] != epoch:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            self._order = (epoch, torch.randperm(self.n, generator=generator).to(self.device))
+        return self._order[1]
+
     def batch_at(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, position = divmod(step, self.steps_per_epoch)
-        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
-        index = order[position * self.batch : (position + 1) * self.batch]
-        index = index[self.ddp.rank :: self.ddp.world].to(self.device)
+        index = self.epoch_order(epoch)[position * self.batch : (position + 1) * self.batch]
+        index = index[self.ddp.rank :: self.ddp.world]
         x, y = self.train_x[index], self.train_y[index]
         if self.model.binary_data:
             x = binarize(x)

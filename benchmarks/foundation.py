@@ -1,0 +1,74 @@
+"""Foundation benchmark (issue 2): VAE test NLL by IWAE, and training speed of ae, dae, vae.
+
+    python benchmarks/foundation.py --device cuda --out foundation.json         # full: ~15 min on one H100
+    python benchmarks/foundation.py --device cpu --vae-epochs 0 --speed-steps 50  # speed only, on a CPU
+
+Targets (issue 2): VAE test NLL <= 85.0 nats (IWAE, K=5000, the fixed binarization of
+the test set); an epoch of 60,000 images for a VAE of the size of PyTorch's MNIST
+example (784-400-20) under 1 s on one GPU. Data: full MNIST from --data (default
+../shared/data/mnist beside the repo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import genzoo
+from genzoo.data import load_data
+from genzoo.evaluate import evaluate_run
+from genzoo.runs import read_metrics_log
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train_speed(name, data, device, steps, out, **hparams):
+    """Images/s of `steps` training steps at batch 128 (after a warm-up of 20 steps)."""
+    run = genzoo.train(name, data=data, out=out / f"speed_{name}", device=device, progress=False, model_overrides=hparams,
+                       train_overrides={"steps": steps + 20, "epochs": 0, "batch_size": 128, "log_every": 20,
+                                        "sample_every": 0})
+    logs = [r for r in read_metrics_log(run) if "images_per_s" in r and "event" not in r]
+    return sum(r["images_per_s"] for r in logs[1:]) / max(1, len(logs[1:]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mnist"))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--vae-epochs", type=int, default=100, help="0 skips the NLL run")
+    parser.add_argument("--iwae-k", type=int, default=5000)
+    parser.add_argument("--speed-steps", type=int, default=200)
+    parser.add_argument("--runs", default="runs/bench-foundation")
+    parser.add_argument("--out", default="foundation.json")
+    args = parser.parse_args()
+    data, out, results = load_data(args.data), Path(args.runs), {}
+
+    # Speed: images/s for each model, and one epoch of the PyTorch-example-sized VAE.
+    for name, hparams in {"ae": {}, "dae": {}, "vae": {}, "vae_mlp_400_20": {"arch": "mlp", "hidden": 400, "latent_dim": 20}}.items():
+        ips = train_speed(name.split("_")[0], data, args.device, args.speed_steps, out, **hparams)
+        results[f"{name}_train_images_per_s"] = ips
+        print(f"{name:16s} {ips:10.0f} training images/s")
+    run = genzoo.train("vae", data=data, out=out / "epoch_mlp", device=args.device, progress=False,
+                       model_overrides={"arch": "mlp", "hidden": 400, "latent_dim": 20},
+                       train_overrides={"epochs": 3, "batch_size": 128, "sample_every": 0})
+    epochs = [r["time"] for r in read_metrics_log(run) if "time" in r and float(r.get("epoch", 0)).is_integer()]
+    results["vae_mlp_epoch_seconds"] = min(b - a for a, b in zip(epochs, epochs[1:])) if len(epochs) > 1 else epochs[0]
+    print(f"VAE 784-400-20: one epoch of {len(data.train_x):,} images in {results['vae_mlp_epoch_seconds']:.2f} s (target < 1 s on a GPU)")
+
+    if args.vae_epochs:
+        started = time.perf_counter()
+        run = genzoo.train("vae", data=data, out=out / "vae", device=args.device,
+                           train_overrides={"epochs": args.vae_epochs})
+        metrics = evaluate_run(run, device=args.device, iwae_k=args.iwae_k)
+        results.update(vae_nll_nats=metrics["nll_nats"]["value"], vae_elbo_nats=metrics["elbo_nats"]["value"],
+                       vae_iwae_k=args.iwae_k, vae_epochs=args.vae_epochs, binarization=metrics["nll_nats"]["data"],
+                       vae_total_seconds=time.perf_counter() - started, hardware=metrics["hardware"])
+        print(f"VAE test NLL (IWAE, K={args.iwae_k}): {results['vae_nll_nats']:.2f} nats (target <= 85.0); "
+              f"ELBO {results['vae_elbo_nats']:.2f}")
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Shared fixtures: small real digits (the embedded subset), so tests need no network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from genzoo.data import Dataset, load_embedded
+
+SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def embedded() -> Dataset:
+    return load_embedded()
+
+
+@pytest.fixture(scope="session")
+def tiny(embedded) -> Dataset:
+    """256 training and 64 test digits, all classes."""
+    g = torch.Generator().manual_seed(0)
+    train = torch.randperm(len(embedded.train_x), generator=g)[:256]
+    test = torch.randperm(len(embedded.test_x), generator=g)[:64]
+    return Dataset("embedded", embedded.source, embedded.train_x[train], embedded.train_y[train],
+                   embedded.test_x[test], embedded.test_y[test])

@@ -1,0 +1,144 @@
+"""Trainer: resume after a kill, the NaN guard, the options, DDP with gloo."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import genzoo
+from genzoo.config import ConfigError
+from genzoo.models.base import GenerativeModel
+from genzoo.trainer import TrainingError
+
+AE_TINY = ["--set", "channels=4", "--set", "latent_dim=4"]
+
+
+def genzoo_cmd(*args, **kwargs):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "genzoo", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def weights(run):
+    return load_file(str(run / "model.safetensors"))
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
+    common = ["train", "vae", "--data", "embedded", "--steps", "60", "--batch-size", "16", "--device", "cpu",
+              "--set", "channels=4", "--set", "latent_dim=4", "--set", "checkpoint_minutes=0"]
+    full = genzoo_cmd(*common, "--out", str(tmp_path / "full"))
+    assert full.wait(timeout=300) == 0, full.stdout.read()
+
+    killed = genzoo_cmd(*common, "--out", str(tmp_path / "killed"))
+    log = tmp_path / "killed" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 2):
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)  # no chance to clean up: only the checkpoints on disk survive
+    killed.wait()
+    state = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
+    assert 0 < state["step"] < 60, "the kill should land mid-run"
+
+    resumed = genzoo_cmd("train", "vae", "--out", str(tmp_path / "killed"), "--resume", "--device", "cpu")
+    assert resumed.wait(timeout=300) == 0, resumed.stdout.read()
+    a, b = weights(tmp_path / "full"), weights(tmp_path / "killed")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    steps = [r["step"] for r in genzoo.runs.read_metrics_log(tmp_path / "killed") if "loss" in r]
+    assert steps == sorted(set(steps)), "no step is logged twice after a resume"
+
+
+def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path):
+    run = tmp_path / "run"
+    proc = genzoo_cmd("train", "ae", "--data", "embedded", "--epochs", "50", "--batch-size", "16", "--device", "cpu",
+                      *AE_TINY, "--out", str(run))
+    log = run / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not log.exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, output
+    step = torch.load(run / "checkpoint.pt", weights_only=True)["step"]
+    assert f"stopped by SIGTERM at step {step}/" in output
+    assert f"genzoo train ae --out {run} --resume" in output
+
+
+@dataclass
+class ExplodingConfig:
+    explode_at: int = 3
+
+
+class Exploding(GenerativeModel):
+    """A model whose loss turns NaN after a few steps."""
+
+    name = "exploding"
+    Config = ExplodingConfig
+
+    def __init__(self, config=None, **overrides):
+        super().__init__(config, **overrides)
+        self.w = torch.nn.Parameter(torch.ones(1))
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+
+    def loss(self, x, y=None):
+        self.calls += 1
+        bad = torch.tensor(float("nan")) if self.calls > self.config.explode_at else torch.tensor(1.0)
+        return {"loss": (self.w * x.mean() - 1).pow(2) * bad}
+
+    def sample(self, n, *, y=None, generator=None):
+        return self.rand(n, 1, 28, 28, generator=generator)
+
+
+def test_nan_loss_stops_with_message_and_keeps_checkpoint(tiny, tmp_path):
+    with pytest.raises(TrainingError, match=r"exploding: loss=nan at step 3; training stopped. The last good checkpoint \(step 2\)"):
+        genzoo.train(Exploding(), data=tiny, out=tmp_path, device="cpu", progress=False,
+                     train_overrides={"steps": 10, "epochs": 0, "batch_size": 128, "checkpoint_minutes": 0})
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 2
+
+
+def test_bad_options_list_valid_keys(tiny, tmp_path):
+    with pytest.raises(ConfigError, match=r"ae: unknown key 'latent'; valid keys: latent_dim=16, channels=32"):
+        genzoo.train("ae", data=tiny, out=tmp_path, model_overrides={"latent": "3"})
+    with pytest.raises(ConfigError, match=r"latent_dim='x': expected int"):
+        genzoo.create("ae", latent_dim="x")
+    with pytest.raises(ConfigError, match=r"latent_dim=0: must be > 0"):
+        genzoo.create("vae", latent_dim=0)
+    with pytest.raises(ConfigError, match=r"loss='l1': must be one of bce, mse"):
+        genzoo.create("ae", loss="l1")
+    with pytest.raises(ConfigError, match=r"trainer: unknown key 'epoch'"):
+        genzoo.train("ae", data=tiny, out=tmp_path, train_overrides={"epoch": 1})
+
+
+def test_cosine_schedule_and_warmup():
+    from genzoo.train_config import TrainConfig
+    from genzoo.trainer import lr_factor
+
+    f = lr_factor(TrainConfig(schedule="cosine", warmup_steps=10), 110)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.5) and f(110) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_ddp_two_processes_match_one(tmp_path):
+    """2 gloo processes, each on half of every global batch, give the weights of one process."""
+    common = ["train", "ae", "--data", "embedded", "--steps", "8", "--batch-size", "32", "--device", "cpu",
+              "--set", "channels=4", "--set", "latent_dim=4", "--set", "sample_every=0"]
+    single = genzoo_cmd(*common, "--out", str(tmp_path / "one"))
+    assert single.wait(timeout=300) == 0, single.stdout.read()
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+                          "-m", "genzoo", *common, "--out", str(tmp_path / "two")],
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert ddp.returncode == 0, ddp.stdout + ddp.stderr
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+    end = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()][-1]
+    assert end["world_size"] == 2
