@@ -528,11 +528,17 @@ class MixtureDensity(nn.Module):
                 raise ConfigError(f"pca_dim={self.pca_dim}: must be < {self.n_features} (0 for no PCA)")
             mean = X.mean(0)
             centred = X - mean
-            eigvals, eigvecs = torch.linalg.eigh(centred.T @ centred / len(X))  # ascending
-            eigvals, eigvecs = eigvals.flip(0), eigvecs.flip(1)
+            if len(X) < self.n_features:  # fewer samples than pixels: the thin SVD is much cheaper
+                _, svals, vt = torch.linalg.svd(centred, full_matrices=False)
+                eigvals, components = svals**2 / len(X), vt[: self.pca_dim]
+            else:
+                eigvals, eigvecs = torch.linalg.eigh(centred.T @ centred / len(X))  # ascending
+                eigvals, components = eigvals.flip(0), eigvecs.flip(1)[:, : self.pca_dim].T
+            # mean of the discarded eigenvalues, zeros included: (total variance - kept) / (D - d)
+            noise_var = ((centred * centred).sum() / len(X) - eigvals[: self.pca_dim].sum()) / (self.n_features - self.pca_dim)
             self.pca_mean.copy_(mean)
-            self.pca_components.copy_(eigvecs[:, : self.pca_dim].T)
-            self.pca_noise_var.copy_(eigvals[self.pca_dim :].mean().clamp_min(estimator_args.get("reg_covar", 1e-6)))
+            self.pca_components.copy_(components)
+            self.pca_noise_var.copy_(noise_var.clamp_min(estimator_args.get("reg_covar", 1e-6)))
         estimator = GaussianMixture(self.n_components, covariance_type=self.covariance_type, **estimator_args).fit(self.project(X))
         self.weights.copy_(estimator.weights_)
         self.means.copy_(estimator.means_)
