@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from .config import ConfigError
 from .models.ae import Autoencoder
+from .models.bayes import BayesClassifier
 from .models.dae import DenoisingAutoencoder
 from .models.gan import DCGAN, GAN, ConditionalGAN
+from .models.gmm import GMM
 from .models.pixelcnn import PixelCNN
 from .models.pixelrnn import PixelRNN
+from .models.rbm import RBM
 from .models.vae import VAE
 
 MODELS = {
+    "gmm": GMM,
+    "bayes": BayesClassifier,
+    "rbm": RBM,
     "ae": Autoencoder,
     "dae": DenoisingAutoencoder,
     "vae": VAE,
