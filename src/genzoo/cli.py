@@ -132,7 +132,8 @@ def cmd_denoise(args) -> int:
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate_run
 
-    metrics = evaluate_run(args.run, device=args.device, seed=args.seed, max_test=args.max_test, iwae_k=args.iwae_k)
+    metrics = evaluate_run(args.run, device=args.device, seed=args.seed, max_test=args.max_test, iwae_k=args.iwae_k,
+                           n_samples=args.n_samples)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -155,6 +156,28 @@ def cmd_demo(args) -> int:
     from .demo import run_demo
 
     print(run_demo(out=args.out, data=args.data, budget=args.budget, device=args.device, seed=args.seed))
+    return 0
+
+
+def cmd_gmm_demo(args) -> int:
+    from .models.gmm import gmm_demo
+
+    print(gmm_demo(args.out, n_components=args.components, seed=args.seed))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    run_bench(args.models, data=args.data, budget_seconds=args.budget, device=args.device, out_dir=args.out,
+              seed=args.seed, n_samples=args.n_samples, reuse=not args.retrain)
+    return 0
+
+
+def cmd_evaluator(args) -> int:
+    from .evaluator import main as train_evaluator_main
+
+    train_evaluator_main(args)
     return 0
 
 
@@ -236,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-test", dest="max_test", type=int, default=0, help="first N test images only (0: all)")
     p.add_argument("--iwae-k", dest="iwae_k", type=int, default=0, help="importance samples (0: the model's own)")
     device_arg(p)
+    p.add_argument("--samples", dest="n_samples", type=int, default=10_000,
+                   help="samples for FID-style score, precision/recall, coverage (0: none; default 10000)")
     p.set_defaults(fn=cmd_evaluate)
 
     p = sub.add_parser("report", help="static HTML gallery of one or more runs")
@@ -250,6 +275,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     device_arg(p)
     p.set_defaults(fn=cmd_demo)
+
+    p = sub.add_parser("gmm-demo", help="Gaussian mixture by EM on 2-D clusters: points, 1 and 2 std ellipses, samples")
+    p.add_argument("--out", default="gmm-demo")
+    p.add_argument("--components", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_gmm_demo)
+
+    p = sub.add_parser("bench", help="train (or reuse), evaluate and rank models: leaderboard.md/.json")
+    p.add_argument("--models", nargs="+", help="CLI names (default: every model)")
+    p.add_argument("--data", default="auto")
+    p.add_argument("--budget", type=float, default=120.0, help="training seconds per model (0: its own epochs)")
+    p.add_argument("--samples", dest="n_samples", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="bench")
+    p.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
+    device_arg(p)
+    p.set_defaults(fn=cmd_bench)
+
+    p = sub.add_parser("evaluator", help="`genzoo evaluator train`: rebuild the evaluator network asset")
+    p.add_argument("action", choices=["train"])
+    from .evaluator import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(fn=cmd_evaluator)
     return parser
 
 
