@@ -188,7 +188,7 @@ def test_train_evaluate_report_end_to_end(tmp_path):
 
     run = genzoo.train("vae", data="embedded", out=tmp_path / "vae", device="cpu", seed=0, progress=False,
                        model_overrides={"channels": 8, "latent_dim": 4},
-                       train_overrides={"steps": 4, "batch_size": 32, "n_grid": 16})
+                       train_overrides={"steps": 4, "batch_size": 32, "n_grid": 16, "log_every": 1})
     metrics = evaluate_run(run, device="cpu", seed=0, max_test=200, n_samples=300, iwae_k=2)
     on_disk = json.loads((run / "metrics.json").read_text())
     assert on_disk["fid"]["value"] == metrics["fid"]["value"] > 0
@@ -199,4 +199,4 @@ def test_train_evaluate_report_end_to_end(tmp_path):
     assert again["fid"]["value"] == metrics["fid"]["value"]  # the seed fixes the samples
     page = parse(write_report([run], tmp_path / "report"))
     assert "metrics-vae" in page.tables and any(src.endswith("training_curves.png") for src in page.imgs)
-    assert "runs/vae/samples/epoch_001.png" in page.imgs or any("samples/epoch_" in s for s in page.imgs)
+    assert "runs/vae/samples/epoch_001.png" in page.imgs

@@ -76,6 +76,7 @@ def evaluate_run(
     seed: int = 0,
     max_test: int = 0,
     iwae_k: int = 0,
+    n_samples: int = 10_000,
 ) -> dict[str, Any]:
     """Evaluate a run folder and write RUN/metrics.json; returns what it wrote.
 
@@ -85,6 +86,8 @@ def evaluate_run(
         seed: seeds every random draw of the evaluation (samples, noise, importance samples).
         max_test: evaluate on the first N test images only (0: all), e.g. for a quick look on a CPU.
         iwae_k: importance samples for models with an IWAE log_prob (0: the model's own setting).
+        n_samples: samples scored in the evaluator's feature space (FID-style, precision, recall,
+            class coverage, conditional accuracy; `genzoo.metrics.model_sample_quality`); 0: none.
     """
     start = time.perf_counter()
     run_dir = Path(run_dir)
@@ -115,6 +118,13 @@ def evaluate_run(
         takes_k = "k" in inspect.signature(model.log_prob).parameters  # importance-sampled estimates
         kwargs = {"k": iwae_k} if iwae_k and takes_k else {}
         metrics.update(likelihood_metrics(model, binary_x, **kwargs))
+    if n_samples:  # sample quality against the (first max_test) real test digits, evaluator version recorded
+        from .metrics import model_sample_quality
+
+        try:
+            metrics.update(model_sample_quality(model, test_x, n_samples, seed))
+        except CapabilityError:  # a model that cannot sample has no sample quality
+            pass
     metrics.update(seed=seed, hardware=runs.hardware(device), seconds=round(time.perf_counter() - start, 2),
                    data=data.describe())
     runs.atomic_write_text(run_dir / runs.METRICS, json.dumps(metrics, indent=2) + "\n")
