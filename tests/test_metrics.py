@@ -124,3 +124,25 @@ def test_sample_quality_on_fake_evaluator():
     assert worse["precision"] == 0.0
     with pytest.raises(ValueError, match=r"samples must lie in \[0, 1\], got range \[-1, 1\]"):
         sample_quality(bad * 2 - 1, real, FakeEvaluator())
+
+
+def test_real_features_are_cached_by_content(tmp_path, monkeypatch):
+    from genzoo import metrics
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(metrics, "_REAL_FEATURES", {})
+    calls = []
+
+    class Counting(FakeEvaluator):
+        def features_and_predictions(self, x):
+            calls.append(len(x))
+            return super().features_and_predictions(x)
+
+    real = torch.rand(50, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    first = metrics.real_features(Counting(), real)
+    assert calls == [50] and len(list((tmp_path / "genzoo" / "features").glob("v1-*.safetensors"))) == 1
+    assert metrics.real_features(Counting(), real.clone()) is first and calls == [50]  # same content: memory
+    monkeypatch.setattr(metrics, "_REAL_FEATURES", {})
+    assert torch.equal(metrics.real_features(Counting(), real), first) and calls == [50]  # from disk
+    metrics.real_features(Counting(), real[:40])  # other images: computed
+    assert calls == [50, 40]

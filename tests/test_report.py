@@ -181,8 +181,9 @@ def test_leaderboard_rows_and_markdown():
 
 
 @pytest.mark.slow
-def test_train_evaluate_report_end_to_end(tmp_path):
+def test_train_evaluate_report_end_to_end(tmp_path, monkeypatch):
     """A tiny VAE run through the real trainer, `evaluate_run` with sample quality, and the report."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # real-feature cache
     import genzoo
     from genzoo.evaluate import evaluate_run
 

@@ -141,7 +141,7 @@ def class_coverage(pred_labels: torch.Tensor, n_classes: int = N_CLASSES) -> lis
 
 def coverage_entropy(shares: list[float]) -> float:
     """Entropy in nats of class shares; log(10) = 2.303 when every digit is equally common."""
-    return -sum(p * math.log(p) for p in shares if p > 0)
+    return max(0.0, -sum(p * math.log(p) for p in shares if p > 0))  # max: no "-0.0"
 
 
 def conditional_accuracy(pred: torch.Tensor, requested: torch.Tensor) -> float:
@@ -214,6 +214,44 @@ def sample_quality(samples: torch.Tensor, real_images: torch.Tensor, evaluator: 
 
 # ---------------------------------------------------------------------------- a model's samples
 
+_REAL_FEATURES: dict[str, torch.Tensor] = {}
+
+
+def real_features(evaluator: torch.nn.Module, real_images: torch.Tensor, cache: bool = True) -> torch.Tensor:
+    """Evaluator features (M, D) of real images, cached by content in memory and in the user cache.
+
+    The real side of every score is the same test set, so `genzoo evaluate` and
+    `genzoo bench` compute its features once per evaluator version (as FID tools ship
+    precomputed Inception statistics). The key is the SHA-256 of the images' bytes and
+    of the evaluator asset; the cache file is safetensors in ~/.cache/genzoo.
+    """
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    from .data import cache_dir
+    from .evaluator import EVALUATOR_SHA256, EVALUATOR_VERSION
+
+    check_images(real_images, "real images")
+    if not cache:
+        return evaluator.features_and_predictions(real_images)[0]
+    digest = hashlib.sha256(real_images.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
+    key = f"{EVALUATOR_VERSION}-{EVALUATOR_SHA256[:12]}-{digest[:16]}"
+    if key in _REAL_FEATURES:
+        return _REAL_FEATURES[key]
+    path = cache_dir() / "features" / f"{key}.safetensors"
+    if path.exists():
+        feats = load_file(str(path))["features"]
+    else:
+        feats = evaluator.features_and_predictions(real_images)[0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file({"features": feats.contiguous()}, str(tmp))
+        tmp.replace(path)
+    _REAL_FEATURES[key] = feats
+    return feats
+
+
 
 @torch.no_grad()
 def model_sample_quality(model: torch.nn.Module, real_images: torch.Tensor, n_samples: int = 10_000, seed: int = 0,
@@ -239,6 +277,7 @@ def model_sample_quality(model: torch.nn.Module, real_images: torch.Tensor, n_sa
     from .evaluator import EVALUATOR_VERSION, load_evaluator
 
     device = model.device  # GenerativeModel: where its parameters or buffers are
+    evaluator_is_pinned = evaluator is None  # only the pinned network's features may be cached by version
     evaluator = evaluator if evaluator is not None else load_evaluator(device)
     conditional = bool(getattr(model, "conditional", False))
     labels = torch.arange(n_samples) % N_CLASSES if conditional else None
@@ -257,7 +296,8 @@ def model_sample_quality(model: torch.nn.Module, real_images: torch.Tensor, n_sa
     samples = torch.cat(chunks)  # (n_samples, 1, 28, 28)
 
     start = time.perf_counter()
-    q = sample_quality(samples, real_images, evaluator, labels=labels)
+    real = real_features(evaluator, real_images.cpu()) if evaluator_is_pinned else None
+    q = sample_quality(samples, real_images, evaluator, labels=labels, real_features=real)
     score_seconds = time.perf_counter() - start
     note = {"n": n_samples, "n_real": q["n_real"], "evaluator_version": EVALUATOR_VERSION, "seed": seed}
     out = {
