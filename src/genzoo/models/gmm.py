@@ -187,9 +187,13 @@ def sample_gaussians(
 
     With P P^T = Sigma^-1 (P upper), x = mu + P^-T z has covariance P^-T P^-1 = Sigma.
     """
-    if covariance_type in ("full", "tied"):
-        pc = precisions_chol[labels] if covariance_type == "full" else precisions_chol.expand(len(labels), -1, -1)
-        offset = torch.linalg.solve_triangular(pc.mT, noise[:, :, None], upper=False)[:, :, 0]
+    if covariance_type == "full":
+        offset = torch.empty_like(noise)
+        for k in labels.unique().tolist():  # one triangular solve per component, not a (n, D, D) gather
+            where = labels == k
+            offset[where] = torch.linalg.solve_triangular(precisions_chol[k].mT, noise[where].T, upper=False).T
+    elif covariance_type == "tied":
+        offset = torch.linalg.solve_triangular(precisions_chol.mT, noise.T, upper=False).T
     elif covariance_type == "diag":
         offset = noise / precisions_chol[labels]
     else:
