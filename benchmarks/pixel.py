@@ -87,6 +87,9 @@ def main() -> None:
     parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, from {', '.join(RECIPES)}")
     parser.add_argument("--runs", default="benchmarks/runs/pixel", help="folder for the run folders")
     parser.add_argument("--skip-train", action="store_true", help="untrained models: sampling speed only")
+    parser.add_argument("--resume", action="store_true", help="continue runs that have a checkpoint (time-limited sessions)")
+    parser.add_argument("--epochs", type=int, default=0, help="override every recipe's epochs (0: the recipe's)")
+    parser.add_argument("--time-budget", type=float, default=-1, help="override the training time budget, seconds")
     parser.add_argument("--sample-n", type=int, default=100, help="digits for the cached vs naive comparison")
     parser.add_argument("--naive-estimate", action="store_true",
                         help="estimate the naive sampler from 5 network passes x H*W instead of running it (slow CPUs)")
@@ -101,16 +104,24 @@ def main() -> None:
     results = {"device": genzoo.runs.hardware(device), "binarization": FIXED_BINARIZATION, "recipes": {}}
     for name in args.recipes.split(","):
         model_name, model_over, train_over, target = RECIPES[name]
+        train_over = dict(train_over)
+        if args.epochs:
+            train_over["epochs"] = args.epochs
+        if args.time_budget >= 0:
+            train_over["time_budget"] = args.time_budget
         row: dict = {"model": model_name, "hparams": model_over, "train": train_over, "nll_target": target}
         if args.skip_train:
             torch.manual_seed(0)
             model = genzoo.create(model_name, **model_over).to(device)
         else:
             run = Path(args.runs) / name
-            start = time.perf_counter()
-            genzoo.train(model_name, data, out=run, device=device, seed=0,
-                         train_overrides=train_over, model_overrides=model_over)
-            row["train_seconds"] = time.perf_counter() - start
+            resume = args.resume and (run / "checkpoint.pt").exists()
+            genzoo.train(model_name, data, out=run, device=device, seed=0, resume=resume,
+                         train_overrides=None if resume else train_over, model_overrides=None if resume else model_over)
+            # the trainer's own clock, summed over resumed sessions
+            ends = [r for r in genzoo.runs.read_metrics_log(run) if r.get("event") == "end"]
+            row["train_seconds"] = ends[-1]["train_seconds"] if ends else None
+            row["train_steps"] = ends[-1]["step"] if ends else None
             model = genzoo.load(run, device=device)
             row["test_nll_nats"] = test_nll(model, data.test_x)
             row["test_bits_per_dim"] = row["test_nll_nats"] / (784 * 0.6931471805599453)

@@ -98,6 +98,16 @@ class PixelModel(GenerativeModel):
         nll = -self.log_prob(x, y).mean()
         return {"loss": nll, "bits_per_dim": nll.detach() / (x[0].numel() * math.log(2))}
 
+    def write_pictures(self, run_dir, data) -> None:
+        """After training: completions of half-hidden test digits and the pixel-probability picture."""
+        from .data import fixed_binarization
+
+        x = fixed_binarization(data.test_x[:8]).to(self.device)
+        y = data.test_y[:8].to(self.device) if self.conditional else None
+        generator = torch.Generator().manual_seed(0)
+        write_completions(self, x, "bottom-half", Path(run_dir) / "completions-bottom-half.png", 2, y, generator)
+        write_pixel_probabilities(self, x, Path(run_dir) / "pixel_probabilities.png", y)
+
     @torch.no_grad()
     def sample(
         self,
