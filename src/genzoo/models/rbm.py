@@ -326,7 +326,8 @@ class RBM(GenerativeModel):
         snapshots = [s for s in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if s <= self.config.gibbs_steps]
         generator = torch.Generator(device=self.W.device).manual_seed(0)
         if data is not None:
-            start = fixed_binarization(data.test_x[:8]).to(self.W.device)
+            spread = torch.linspace(0, len(data.test_x) - 1, 8).long()  # test sets may be sorted by digit
+            start = fixed_binarization(data.test_x[spread]).to(self.W.device)
         else:
             start = torch.bernoulli(torch.sigmoid(self.base_bias()).expand(8, -1), generator=generator).reshape(8, 1, 28, 28)
         frames = self.chain(start, snapshots, generator)  # (8, T, 1, 28, 28)
