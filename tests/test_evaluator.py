@@ -83,8 +83,8 @@ def test_random_shift_is_a_zero_filled_translation_within_range():
 def test_train_evaluator_runs_and_writes_a_loadable_asset(tmp_path):
     gen = torch.Generator().manual_seed(0)
     # Two trivially separable "classes" cycling through 10 labels: bright top half vs bright bottom half.
-    y = torch.arange(256) % 10
-    x = torch.rand(256, 1, 28, 28, generator=gen) * 0.2
+    y = torch.arange(128) % 10
+    x = torch.rand(128, 1, 28, 28, generator=gen) * 0.2
     x[y % 2 == 0, :, :14] += 0.8
     x[y % 2 == 1, :, 14:] += 0.8
     data = Dataset("toy", "test", x, y, x[:64], y[:64])

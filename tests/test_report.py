@@ -187,7 +187,7 @@ def test_train_evaluate_report_end_to_end(tmp_path, monkeypatch):
     import genzoo
     from genzoo.evaluate import evaluate_run
 
-    run = genzoo.train("vae", data="embedded", out=tmp_path / "vae", device="cpu", seed=0, progress=False,
+    run = genzoo.train("vae", data="embedded", out=tmp_path / "bench" / "runs" / "vae", device="cpu", seed=0, progress=False,
                        model_overrides={"channels": 8, "latent_dim": 4},
                        train_overrides={"steps": 4, "batch_size": 32, "n_grid": 16, "log_every": 1})
     metrics = evaluate_run(run, device="cpu", seed=0, max_test=200, n_samples=300, iwae_k=2)
@@ -196,8 +196,17 @@ def test_train_evaluate_report_end_to_end(tmp_path, monkeypatch):
     assert on_disk["fid"]["n"] == 300 and on_disk["fid"]["evaluator_version"] == on_disk["evaluator_version"] == "v1"
     assert 0 <= on_disk["precision"]["value"] <= 1 and len(on_disk["class_coverage"]["value"]) == 10
     assert on_disk["sample_seconds_per_image"]["value"] > 0 and "conditional_accuracy" not in on_disk
-    again = evaluate_run(run, device="cpu", seed=0, max_test=200, n_samples=300, iwae_k=2)
-    assert again["fid"]["value"] == metrics["fid"]["value"]  # the seed fixes the samples
     page = parse(write_report([run], tmp_path / "report"))
     assert "metrics-vae" in page.tables and any(src.endswith("training_curves.png") for src in page.imgs)
     assert "runs/vae/samples/epoch_001.png" in page.imgs
+    # genzoo bench takes the finished run as it is (no training) and ranks it.
+    from genzoo.bench import run_bench
+
+    rows = run_bench(["vae"], data="embedded", budget_seconds=0, device="cpu", out_dir=tmp_path / "bench", seed=0,
+                     n_samples=300, max_test=200, iwae_k=2, progress=False)
+    board = json.loads((tmp_path / "bench" / "leaderboard.json").read_text())
+    assert board["rows"] == rows and rows[0]["n_samples"] == 300
+    assert rows[0]["fid"] == metrics["fid"]["value"]  # evaluated again: the seed fixes the samples
+    assert rows[0]["train_seconds"] == on_disk["train_seconds"]  # the first training, not a new one
+    assert "| vae (estimate) |" in (tmp_path / "bench" / "leaderboard.md").read_text()
+    assert (tmp_path / "bench" / "report" / "index.html").exists()

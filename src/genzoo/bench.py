@@ -65,7 +65,8 @@ def leaderboard_markdown(rows: list[dict], meta: dict) -> str:
     head = "| model | " + " | ".join(label for _, label, _ in COLUMNS) + " |"
     lines = [f"# genzoo leaderboard", "",
              f"Data: {meta['data']}; seed {meta['seed']}; training budget {meta['budget']}; "
-             f"FID-style score, precision and recall on {meta['n_samples']:,} samples against the test set in "
+             f"FID-style score, precision and recall on {meta['n_samples']:,} samples against the test set "
+             f"({meta.get('max_test', 'all')} images) in "
              f"evaluator {meta['evaluator_version']} features; NLL on the fixed binarized test set "
              f"(kind per model: exact, bound or estimate). Hardware: {meta['hardware']}. {meta['date']}.", "",
              head, "|" + "---|" * (len(COLUMNS) + 1)]
@@ -86,6 +87,8 @@ def run_bench(
     reuse: bool = True,
     train_overrides: dict[str, Any] | None = None,
     progress: bool = True,
+    max_test: int = 0,
+    iwae_k: int = 0,
 ) -> list[dict]:
     """Train (or reuse), evaluate and rank models; write leaderboard.md, leaderboard.json and report/.
 
@@ -100,6 +103,9 @@ def run_bench(
         reuse: take an existing finished run in out_dir/runs/<model> instead of training again.
         train_overrides: extra TrainConfig values for every model (e.g. {"epochs": 1}).
         progress: show training progress bars.
+        max_test: score likelihoods and sample quality on the first N test images only (0: all 10,000).
+        iwae_k: importance samples for IWAE likelihoods (0: each model's own, e.g. 5,000 for the VAE,
+            slow on a CPU).
     Returns:
         The leaderboard rows (also in leaderboard.json).
     """
@@ -128,10 +134,11 @@ def run_bench(
             train(name, data=data, out=run_dir, device=device, seed=seed, train_overrides=overrides,
                   progress=progress)
         print(f"genzoo bench: {name}: evaluating on {n_samples:,} samples", flush=True)
-        metrics = evaluate_run(run_dir, device=device, seed=seed, n_samples=n_samples)
+        metrics = evaluate_run(run_dir, device=device, seed=seed, n_samples=n_samples, max_test=max_test,
+                               iwae_k=iwae_k)
         rows.append(leaderboard_row(run_dir, metrics))
         run_dirs.append(run_dir)
-    meta = {"data": data, "seed": seed, "budget": f"{budget_seconds:g} s per model" if budget_seconds else "none",
+    meta = {"data": data, "seed": seed, "max_test": max_test or "all", "iwae_k": iwae_k or "model default", "budget": f"{budget_seconds:g} s per model" if budget_seconds else "none",
             "n_samples": n_samples, "evaluator_version": rows[0]["evaluator_version"] if rows else None,
             "hardware": runs.hardware(resolve_device(device)), "date": time.strftime("%Y-%m-%d")}
     (out_dir / "leaderboard.json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")

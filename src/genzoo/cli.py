@@ -170,7 +170,8 @@ def cmd_bench(args) -> int:
     from .bench import run_bench
 
     run_bench(args.models, data=args.data, budget_seconds=args.budget, device=args.device, out_dir=args.out,
-              seed=args.seed, n_samples=args.n_samples, reuse=not args.retrain)
+              seed=args.seed, n_samples=args.n_samples, reuse=not args.retrain, max_test=args.max_test,
+              iwae_k=args.iwae_k)
     return 0
 
 
@@ -290,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench")
     p.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
+    p.add_argument("--max-test", dest="max_test", type=int, default=0, help="first N test images only (0: all)")
+    p.add_argument("--iwae-k", dest="iwae_k", type=int, default=0, help="importance samples (0: each model's own)")
     device_arg(p)
     p.set_defaults(fn=cmd_bench)
 
