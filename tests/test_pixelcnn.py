@@ -17,6 +17,15 @@ VARIANTS = {
 }
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These networks are tiny: one thread spares OpenMP's overhead (large on a shared machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny(size: int, **kw) -> PixelCNN:
     torch.manual_seed(0)
     model = PixelCNN(image_size=size, channels=8, n_layers=3, head_channels=8, **kw).double()
@@ -128,3 +137,28 @@ def test_bad_config_and_bad_input_name_the_value():
         PixelCNN(channels=8, n_layers=1, head_channels=8).log_prob(torch.zeros(2, 1, 8, 8))
     with pytest.raises(ValueError, match="--hide 'top': must be one of bottom-half, right-half, box"):
         visible_mask("top")
+
+
+def test_labels_are_checked_and_a_single_label_is_broadcast():
+    model = tiny(5, conditional=True)
+    a = model.sample(3, y=torch.tensor(4), generator=torch.Generator().manual_seed(0))
+    b = model.sample(3, y=torch.full((3,), 4), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match=r"labels must be 3 ints in \[0, 10\), got \[1, 2, 12\]"):
+        model.sample(3, y=torch.tensor([1, 2, 12]))
+
+
+def test_genzoo_complete_writes_rows_from_a_trained_run(tiny, tmp_path):
+    import genzoo
+    from genzoo.autoregressive import complete_run
+    from genzoo.cli import main
+
+    run = genzoo.train("pixelcnn", data=tiny, out=tmp_path / "run", device="cpu", seed=0, progress=False,
+                       train_overrides={"steps": 2, "epochs": 0, "batch_size": 8, "sample_every": 0},
+                       model_overrides={"channels": 8, "n_layers": 1, "head_channels": 8, "gated": True})
+    assert (run / "completions-bottom-half.png").exists() and (run / "pixel_probabilities.png").exists()
+    out = tmp_path / "box.png"
+    assert main(["complete", str(run), "--hide", "box", "-n", "2", "--completions", "1", "--out", str(out)]) == 0
+    assert out.exists()
+    with pytest.raises(ConfigError, match="--hide 'top': must be one of"):
+        complete_run(run, "top")

@@ -12,6 +12,15 @@ from genzoo.models.pixelrnn import PixelRNN, skew, unskew
 VARIANTS = ("row", "diagonal")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These networks are tiny: one thread spares OpenMP's overhead (large on a shared machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny(size: int, variant: str) -> PixelRNN:
     torch.manual_seed(0)
     return PixelRNN(image_size=size, variant=variant, channels=8, hidden=4, n_layers=2, head_channels=8).double()
