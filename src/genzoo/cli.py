@@ -12,12 +12,13 @@ import torch
 from . import registry, runs
 from .config import ConfigError, field_types, parse_sets
 from .data import DataError
+from .evaluator import EvaluatorError
 from .models.base import CapabilityError
 from .train_config import TrainConfig
 from .trainer import TrainingError, resolve_device
 
 # Errors a user can cause and fix: printed as one line, never as a traceback.
-USER_ERRORS = (DataError, ConfigError, runs.RunError, TrainingError, CapabilityError, FileNotFoundError)
+USER_ERRORS = (DataError, ConfigError, runs.RunError, TrainingError, CapabilityError, EvaluatorError, FileNotFoundError)
 
 
 def split_sets(model_name: str, pairs: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:

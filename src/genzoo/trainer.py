@@ -326,7 +326,7 @@ class _Loop:
             if bad:
                 bar.close()
                 raise TrainingError(
-                    f"{self.model.name}: {', '.join(f'{k}={out[k]}' for k in bad)} at step {self.step}; training stopped. "
+                    f"{self.model.name}: {', '.join(f'{k}={out[k]}' for k in bad)} at step {self.step + 1}; training stopped. "
                     f"The last good checkpoint (step {self.last_checkpoint_step}) is kept in {self.run_dir}. "
                     "Try a lower lr, --set grad_clip=1, or --set amp=false"
                 )
@@ -389,7 +389,7 @@ class _Loop:
                 print(f"genzoo: {self.stop_reason} at step {self.step}/{self.total}; "
                       f"continue with: genzoo train {self.model.name} --out {self.run_dir} --resume", file=sys.stderr)
         self.log(record)
-        if self.ddp.main and not self.stop_reason:
+        if self.ddp.main and not self.stop_reason.startswith("stopped by"):  # a time budget still ends with pictures
             self.model.eval()
             with self.rng_fork():
                 self.model.write_pictures(self.run_dir, self.dataset)
