@@ -37,7 +37,12 @@ from .pixelcnn import MaskedConv2d
 
 
 def lstm_update(gates: torch.Tensor, c: torch.Tensor, dim: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """One LSTM cell update: gates (..., 4h, ...) and cell c (..., h, ...), gates along `dim` -> new (h, c)."""
+    """One LSTM cell update: gates (..., 4h, ...) and cell c (..., h, ...), gates along `dim` -> new (h, c).
+
+    Computed in at least float32, also under bf16 autocast: the cell state accumulates over
+    up to 55 steps.
+    """
+    gates = gates.to(torch.promote_types(gates.dtype, torch.float32))
     i, f, o, g = gates.chunk(4, dim=dim)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c), c
