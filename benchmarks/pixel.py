@@ -87,13 +87,13 @@ def main() -> None:
     parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, from {', '.join(RECIPES)}")
     parser.add_argument("--runs", default="benchmarks/runs/pixel", help="folder for the run folders")
     parser.add_argument("--skip-train", action="store_true", help="untrained models: sampling speed only")
-    parser.add_argument("--resume", action="store_true", help="continue runs that have a checkpoint (time-limited sessions)")
+    parser.add_argument("--resume", action="store_true", help="continue runs that have a checkpoint")
     parser.add_argument("--epochs", type=int, default=0, help="override every recipe's epochs (0: the recipe's)")
     parser.add_argument("--time-budget", type=float, default=-1, help="override the training time budget, seconds")
     parser.add_argument("--sample-n", type=int, default=100, help="digits for the cached vs naive comparison")
     parser.add_argument("--naive-estimate", action="store_true",
                         help="estimate the naive sampler from 5 network passes x H*W instead of running it (slow CPUs)")
-    parser.add_argument("--cpu-digits", type=int, default=2, help="digits for the CPU seconds-per-digit figure (0: skip)")
+    parser.add_argument("--cpu-digits", type=int, default=2, help="digits for CPU seconds per digit (0: skip)")
     parser.add_argument("--out", default="results.json")
     args = parser.parse_args()
 

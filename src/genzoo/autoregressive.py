@@ -85,7 +85,9 @@ class PixelModel(GenerativeModel):
         if y.numel() == 1:
             y = y.expand(n)
         if y.numel() != n or (y < 0).any() or (y >= self.config.n_classes).any():
-            raise ValueError(f"{self.name}: labels must be {n} ints in [0, {self.config.n_classes}), got {y.tolist()[:12]}")
+            raise ValueError(
+                f"{self.name}: labels must be {n} ints in [0, {self.config.n_classes}), got {y.tolist()[:12]}"
+            )
         return y
 
     def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -270,7 +272,8 @@ def pixel_probabilities(model: PixelModel, x: torch.Tensor, y: torch.Tensor | No
         model.train(was_training)
 
 
-def write_pixel_probabilities(model: PixelModel, x: torch.Tensor, path: str | Path, y: torch.Tensor | None = None) -> Path:
+def write_pixel_probabilities(model: PixelModel, x: torch.Tensor, path: str | Path,
+                              y: torch.Tensor | None = None) -> Path:
     """Save a PNG with rows: digits / p(pixel = 1 | pixels before) / p(the observed value | pixels before)."""
     from .images import save_rows
 

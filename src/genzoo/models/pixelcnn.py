@@ -145,7 +145,8 @@ class PixelCNN(PixelModel):
 
     name = "pixelcnn"
     Config = PixelCNNConfig
-    train_defaults = {"lr": 1e-3, "epochs": 30, "batch_size": 128, "schedule": "cosine", "warmup_steps": 200, "grad_clip": 1.0}
+    train_defaults = {"lr": 1e-3, "epochs": 30, "batch_size": 128, "schedule": "cosine", "warmup_steps": 200,
+                      "grad_clip": 1.0}
 
     def __init__(self, config: Any = None, **overrides: Any):
         super().__init__(config, **overrides)
@@ -197,7 +198,8 @@ class PixelCNN(PixelModel):
 
     def init_cache(self, n: int, y: torch.Tensor | None) -> dict:
         size, c = self.image_size, self.config.channels
-        zeros = lambda ch, rows: torch.zeros(n, ch, rows, size, device=self.device, dtype=self.head[1].weight.dtype)  # noqa: E731
+        dtype = self.head[1].weight.dtype
+        zeros = lambda ch, rows: torch.zeros(n, ch, rows, size, device=self.device, dtype=dtype)  # noqa: E731
         cache: dict[str, Any] = {"conds": self._conds(y)}
         if self.config.gated:
             # vin[l]: layer l's vertical input (rows filled once final); layer 0 reads the image.

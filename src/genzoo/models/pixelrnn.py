@@ -125,7 +125,8 @@ class DiagonalBiLSTM(nn.Module):
         right_to_left = F.pad(right_to_left, (0, 0, 1, 0))[:, :, :-1]  # shifted down one row
         return x + self.out(left_to_right + right_to_left)
 
-    def cell(self, d: int, x_pixel: torch.Tensor, h_above: torch.Tensor, h_before: torch.Tensor, c_before: torch.Tensor):
+    def cell(self, d: int, x_pixel: torch.Tensor, h_above: torch.Tensor, h_before: torch.Tensor,
+             c_before: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One pixel's step of direction d: x_pixel (B, C), neighbours' h (B, hidden), previous c -> (h, c)."""
         gates_in = self.input_to_state[d](x_pixel[:, :, None, None])[:, :, 0, 0]  # (B, 4h)
         rows = slice(4 * self.hidden * d, 4 * self.hidden * (d + 1))  # direction d's group
@@ -159,7 +160,8 @@ class PixelRNN(PixelModel):
 
     name = "pixelrnn"
     Config = PixelRNNConfig
-    train_defaults = {"lr": 1e-3, "epochs": 30, "batch_size": 128, "schedule": "cosine", "warmup_steps": 200, "grad_clip": 1.0}
+    train_defaults = {"lr": 1e-3, "epochs": 30, "batch_size": 128, "schedule": "cosine", "warmup_steps": 200,
+                      "grad_clip": 1.0}
 
     def __init__(self, config: Any = None, **overrides: Any):
         super().__init__(config, **overrides)
