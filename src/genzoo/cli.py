@@ -313,3 +313,5 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"genzoo {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # training has checkpointed and said how to resume
+        return 130

@@ -305,6 +305,11 @@ class _Loop:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        # Checkpointed: now let the signal do what it was sent for (interrupt a script, end a process).
+        if stop["signal"] == "SIGINT":
+            raise KeyboardInterrupt
+        if stop["signal"] == "SIGTERM":
+            raise SystemExit(128 + signal.SIGTERM)
         return self.run_dir
 
     def loop(self, stop: dict) -> None:
