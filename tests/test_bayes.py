@@ -86,3 +86,13 @@ def test_errors_name_the_problem(digits):
         BayesClassifier(components_per_class=2).fit(digits.train_x[:20], torch.zeros(20, dtype=torch.long))
     with pytest.raises(ValueError, match=r"y must hold 3 labels in 0..9, got \[11, 0, 0\]"):
         BayesClassifier().sample(3, y=torch.tensor([11, 0, 0]))
+
+
+def test_pca_larger_than_a_class_is_a_clear_error(tiny):
+    from genzoo.config import ConfigError
+    from genzoo.models.bayes import BayesClassifier
+
+    per_class = int(torch.bincount(tiny.train_y).min())
+    with pytest.raises(ConfigError, match=r"pca_dim=40: PCA needs more than 40 images, this fit has \d+; lower pca_dim"):
+        BayesClassifier(pca_dim=40).fit(tiny.train_x, tiny.train_y)
+    assert per_class <= 40

@@ -46,6 +46,8 @@ class PixelModel(GenerativeModel):
     training_mode = "gradient"
     binary_data = True
     log_prob_kind = "exact"
+    train_defaults = {"lr": 1e-3, "epochs": 30, "batch_size": 128, "schedule": "cosine", "warmup_steps": 200,
+                      "grad_clip": 1.0}
 
     # ------------------------------------------------------------ what a model fills in
 

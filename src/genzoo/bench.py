@@ -63,7 +63,7 @@ def leaderboard_markdown(rows: list[dict], meta: dict) -> str:
     """A markdown table, best FID-style score first; models without one go last."""
     rows = sorted(rows, key=lambda r: (r["fid"] is None, r["fid"] if r["fid"] is not None else 0.0))
     head = "| model | " + " | ".join(label for _, label, _ in COLUMNS) + " |"
-    lines = [f"# genzoo leaderboard", "",
+    lines = ["# genzoo leaderboard", "",
              f"Data: {meta['data']}; seed {meta['seed']}; training budget {meta['budget']}; "
              f"FID-style score, precision and recall on {meta['n_samples']:,} samples against the test set "
              f"({meta.get('max_test', 'all')} images) in "

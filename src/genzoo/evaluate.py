@@ -39,11 +39,15 @@ def likelihood_metrics(model, test_x: torch.Tensor, batch: int = 500, **log_prob
     """NLL in nats and bits/dim of a model with log_prob on test images (already binarized if needed)."""
     log_p = _batched(lambda b: model.log_prob(b, **log_prob_kwargs), test_x, batch)
     nll = float(-log_p.double().mean())
-    note = {"kind": model.log_prob_kind, "n": len(test_x),
-            "data": FIXED_BINARIZATION if model.binary_data else "test images as given (see the model's log_prob)"}
-    note.update(log_prob_kwargs)
+    note = {"kind": model.log_prob_kind, "n": len(test_x), **log_prob_kwargs}
+    if model.binary_data:
+        note["data"] = FIXED_BINARIZATION
+        bits = nll / (PIXELS * math.log(2))
+    else:  # a density on [0, 1]^784 of dequantized pixels: bits/dim of the 256-level image, as usual
+        note["data"] = "dequantized 8-bit test pixels, density on [0, 1]^784 (see the model's log_prob)"
+        bits = (nll / PIXELS + math.log(256)) / math.log(2)
     return {"nll_nats": {"value": nll, "unit": "nats/image", **note},
-            "bits_per_dim": {"value": nll / (PIXELS * math.log(2)), "unit": "bits/dim", **note}}
+            "bits_per_dim": {"value": bits, "unit": "bits/dim", **note}}
 
 
 def reconstruction_metrics(model, test_x: torch.Tensor, batch: int = 500) -> dict[str, Any]:

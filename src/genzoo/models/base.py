@@ -118,4 +118,6 @@ class GenerativeModel(nn.Module):
         return (torch.arange(n, device=self.device) * 10 // max(n, 1)).long()
 
     def n_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """Learned numbers: the parameters, or the buffers of a model fitted in closed form (GMM, RBM stats)."""
+        count = sum(p.numel() for p in self.parameters())
+        return count or sum(b.numel() for b in self.buffers())

@@ -18,35 +18,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..config import ConfigError, positive
+from ..config import positive
 from .base import GenerativeModel
-from .gmm import N_PIXELS, MixtureDensity, _to_images, bits_per_dim, dequantize
+from .gmm import N_PIXELS, MixtureDensity, MixtureFitConfig, _to_images, bits_per_dim, dequantize
 
 N_CLASSES = 10
 
 
 @dataclass
-class BayesConfig:
+class BayesConfig(MixtureFitConfig):
     components_per_class: int = 1
-    covariance_type: Literal["full", "tied", "diag", "spherical"] = "full"
-    pca_dim: int = 0  # 0: pixel space; d > 0: each class's first d principal components
     reg_covar: float = 0.01  # added to every pixel variance; also what keeps never-inked pixels from vetoing a class
-    tol: float = 1e-3
-    max_iter: int = 100
-    n_init: int = 1
-    init_params: Literal["k-means++", "random_from_data", "random"] = "k-means++"
 
     def __post_init__(self):
-        positive(components_per_class=self.components_per_class, reg_covar=self.reg_covar, max_iter=self.max_iter, n_init=self.n_init)
-        if not 0 <= self.pca_dim < N_PIXELS:
-            raise ConfigError(f"pca_dim={self.pca_dim!r}: must lie in [0, {N_PIXELS - 1}] (0: no PCA)")
-        if self.tol < 0:
-            raise ConfigError(f"tol={self.tol!r}: must be >= 0")
+        super().__post_init__()
+        positive(components_per_class=self.components_per_class)
 
 
 class BayesClassifier(GenerativeModel):

@@ -530,6 +530,9 @@ class MixtureDensity(nn.Module):
         if self.pca_dim:
             if self.pca_dim >= self.n_features:
                 raise ConfigError(f"pca_dim={self.pca_dim}: must be < {self.n_features} (0 for no PCA)")
+            if len(X) <= self.pca_dim:
+                raise ConfigError(f"pca_dim={self.pca_dim}: PCA needs more than {self.pca_dim} images, "
+                                  f"this fit has {len(X)}; lower pca_dim or give more data")
             mean = X.mean(0)
             centred = X - mean
             if len(X) < self.n_features:  # fewer samples than pixels: the thin SVD is much cheaper
@@ -591,8 +594,9 @@ def _to_images(flat: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class GMMConfig:
-    n_components: int = 10
+class MixtureFitConfig:
+    """The EM settings shared by `gmm` and `bayes` (which fits one mixture per digit)."""
+
     covariance_type: Literal["full", "tied", "diag", "spherical"] = "full"
     pca_dim: int = 0  # 0: mixture on the 784 pixels; d > 0: on the first d principal components
     reg_covar: float = 1e-3  # added to every variance; dequantization noise alone (~1e-6) overfits the empty border
@@ -602,11 +606,20 @@ class GMMConfig:
     init_params: Literal["k-means++", "random_from_data", "random"] = "k-means++"
 
     def __post_init__(self):
-        positive(n_components=self.n_components, max_iter=self.max_iter, n_init=self.n_init, reg_covar=self.reg_covar)
+        positive(max_iter=self.max_iter, n_init=self.n_init, reg_covar=self.reg_covar)
         if not 0 <= self.pca_dim < N_PIXELS:
             raise ConfigError(f"pca_dim={self.pca_dim!r}: must lie in [0, {N_PIXELS - 1}] (0: no PCA)")
         if self.tol < 0:
             raise ConfigError(f"tol={self.tol!r}: must be >= 0")
+
+
+@dataclass
+class GMMConfig(MixtureFitConfig):
+    n_components: int = 10
+
+    def __post_init__(self):
+        super().__post_init__()
+        positive(n_components=self.n_components)
 
 
 class GMM(GenerativeModel):

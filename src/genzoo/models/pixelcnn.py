@@ -145,8 +145,6 @@ class PixelCNN(PixelModel):
 
     name = "pixelcnn"
     Config = PixelCNNConfig
-    train_defaults = {"lr": 1e-3, "epochs": 30, "batch_size": 128, "schedule": "cosine", "warmup_steps": 200,
-                      "grad_clip": 1.0}
 
     def __init__(self, config: Any = None, **overrides: Any):
         super().__init__(config, **overrides)

@@ -160,8 +160,6 @@ class PixelRNN(PixelModel):
 
     name = "pixelrnn"
     Config = PixelRNNConfig
-    train_defaults = {"lr": 1e-3, "epochs": 30, "batch_size": 128, "schedule": "cosine", "warmup_steps": 200,
-                      "grad_clip": 1.0}
 
     def __init__(self, config: Any = None, **overrides: Any):
         super().__init__(config, **overrides)
