@@ -106,7 +106,9 @@ def cmd_complete(args) -> int:
 def _test_images(run: str, n: int) -> torch.Tensor:
     from .data import load_data
 
-    return load_data(runs.read_config(run)["data"], verbose=False).test_x[:n]
+    from .pictures import spread
+
+    return spread(load_data(runs.read_config(run)["data"], verbose=False).test_x, n)
 
 
 def cmd_reconstruct(args) -> int:

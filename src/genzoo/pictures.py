@@ -13,6 +13,11 @@ import torch
 from .images import save_rows
 
 
+def spread(x: torch.Tensor, n: int) -> torch.Tensor:
+    """n items evenly spaced through x: every digit of a set stored class by class (the embedded one)."""
+    return x[torch.linspace(0, len(x) - 1, min(n, len(x))).round().long()]
+
+
 @torch.no_grad()
 def write_reconstructions(model, x: torch.Tensor, path: str | Path) -> Path:
     """Originals (top row) above their reconstructions (bottom row)."""

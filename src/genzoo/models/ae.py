@@ -130,6 +130,6 @@ class Autoencoder(GenerativeModel):
         return self.decode(z)
 
     def write_pictures(self, run_dir, data):
-        from ..pictures import write_reconstructions
+        from ..pictures import spread, write_reconstructions
 
-        write_reconstructions(self, data.test_x[:16], run_dir / "reconstructions.png")
+        write_reconstructions(self, spread(data.test_x, 16), run_dir / "reconstructions.png")

@@ -84,7 +84,7 @@ class DenoisingAutoencoder(Autoencoder):
         return self.reconstruct(noisy)
 
     def write_pictures(self, run_dir, data):
-        from ..pictures import write_denoising
+        from ..pictures import spread, write_denoising
 
         super().write_pictures(run_dir, data)
-        write_denoising(self, data.test_x[:12], run_dir / "denoising.png", seed=0)
+        write_denoising(self, spread(data.test_x, 12), run_dir / "denoising.png", seed=0)

@@ -163,9 +163,9 @@ class VAE(GenerativeModel):
         return self.decode_mean(mu)
 
     def write_pictures(self, run_dir, data):
-        from ..pictures import write_latent_plots, write_reconstructions, write_samples_and_means
+        from ..pictures import spread, write_latent_plots, write_reconstructions, write_samples_and_means
 
-        write_reconstructions(self, data.test_x[:16], run_dir / "reconstructions.png")
+        write_reconstructions(self, spread(data.test_x, 16), run_dir / "reconstructions.png")
         write_samples_and_means(self, run_dir / "prior_samples_and_means.png")
         if self.config.latent_dim == 2:
             write_latent_plots(self, data.test_x[:5000], data.test_y[:5000], run_dir)
