@@ -27,6 +27,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -335,8 +336,12 @@ class _Loop:
                     f"The last good checkpoint (step {self.last_checkpoint_step}) is kept in {self.run_dir}. "
                     "Try a lower lr, --set grad_clip=1, or --set amp=false"
                 )
-            for sched in self.schedulers.values():
-                sched.step()
+            with warnings.catch_warnings():
+                # A model's own step may skip an optimizer on purpose (a GAN's G with d_steps > 1): the
+                # schedule still follows the trainer's step count.
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+                for sched in self.schedulers.values():
+                    sched.step()
             self.step += 1
             for k, v in out.items():
                 window[k] = window.get(k, 0.0) + float(v)
