@@ -28,3 +28,12 @@ def tiny(embedded) -> Dataset:
     test = torch.randperm(len(embedded.test_x), generator=g)[:64]
     return Dataset("embedded", embedded.source, embedded.train_x[train], embedded.train_y[train],
                    embedded.test_x[test], embedded.test_y[test])
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules of tiny networks: one thread spares OpenMP's overhead (large on a shared machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

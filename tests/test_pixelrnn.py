@@ -12,13 +12,7 @@ from genzoo.models.pixelrnn import PixelRNN, skew, unskew
 VARIANTS = ("row", "diagonal")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These networks are tiny: one thread spares OpenMP's overhead (large on a shared machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(size: int, variant: str) -> PixelRNN:
