@@ -2,6 +2,7 @@
 
     python benchmarks/foundation.py --device cuda --out foundation.json         # full: ~15 min on one H100
     python benchmarks/foundation.py --device cpu --vae-epochs 0 --speed-steps 50  # speed only, on a CPU
+    python benchmarks/foundation.py --device cpu --vae-epochs 1 --iwae-k 100 --max-test 200 --speed-steps 5  # smoke run
 
 Targets (issue 2): VAE test NLL <= 85.0 nats (IWAE, K=5000, the fixed binarization of
 the test set); an epoch of 60,000 images for a VAE of the size of PyTorch's MNIST
@@ -39,6 +40,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--vae-epochs", type=int, default=100, help="0 skips the NLL run")
     parser.add_argument("--iwae-k", type=int, default=5000)
+    parser.add_argument("--max-test", type=int, default=0, help="first N test digits only (0: all; for a CPU smoke run)")
     parser.add_argument("--speed-steps", type=int, default=200)
     parser.add_argument("--runs", default="runs/bench-foundation")
     parser.add_argument("--out", default="foundation.json")
@@ -61,9 +63,10 @@ def main() -> None:
         started = time.perf_counter()
         run = genzoo.train("vae", data=data, out=out / "vae", device=args.device,
                            train_overrides={"epochs": args.vae_epochs})
-        metrics = evaluate_run(run, device=args.device, iwae_k=args.iwae_k)
+        metrics = evaluate_run(run, device=args.device, iwae_k=args.iwae_k, max_test=args.max_test, n_samples=0)
         results.update(vae_nll_nats=metrics["nll_nats"]["value"], vae_elbo_nats=metrics["elbo_nats"]["value"],
                        vae_iwae_k=args.iwae_k, vae_epochs=args.vae_epochs, binarization=metrics["nll_nats"]["data"],
+                       vae_test_digits=metrics["nll_nats"]["n"],
                        vae_total_seconds=time.perf_counter() - started, hardware=metrics["hardware"])
         print(f"VAE test NLL (IWAE, K={args.iwae_k}): {results['vae_nll_nats']:.2f} nats (target <= 85.0); "
               f"ELBO {results['vae_elbo_nats']:.2f}")
