@@ -105,6 +105,16 @@ def test_nan_loss_stops_with_message_and_keeps_checkpoint(tiny, tmp_path):
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 3
 
 
+def test_resuming_a_finished_run_leaves_it_as_it_was(tiny, tmp_path):
+    train = {"steps": 4, "epochs": 0, "batch_size": 64, "log_every": 2, "sample_every": 0}
+    genzoo.train("ae", data=tiny, out=tmp_path, device="cpu", progress=False, train_overrides=train,
+                 model_overrides={"channels": 4, "latent_dim": 4})
+    log = (tmp_path / "metrics.jsonl").read_text()
+    assert '"event": "end"' in log
+    genzoo.train("ae", data=tiny, out=tmp_path, device="cpu", progress=False, resume=True)
+    assert (tmp_path / "metrics.jsonl").read_text() == log
+
+
 def test_bad_options_list_valid_keys(tiny, tmp_path):
     with pytest.raises(ConfigError, match=r"ae: unknown key 'latent'; valid keys: latent_dim=16, channels=32"):
         genzoo.train("ae", data=tiny, out=tmp_path, model_overrides={"latent": "3"})

@@ -220,7 +220,11 @@ class _Loop:
         torch.set_rng_state(state["rng"]["torch"].cpu())
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
-        if self.ddp.main:  # drop log lines written after the checkpoint: those steps are done again
+
+    def trim_log(self) -> None:
+        """Before training on from a checkpoint: drop the log lines written after it (those steps are
+        done again) and the last session's end record."""
+        if self.ddp.main:
             kept = [r for r in runs.read_metrics_log(self.run_dir) if r.get("step", 0) <= self.step and "event" not in r]
             runs.atomic_write_text(self.run_dir / runs.METRICS_LOG, "".join(json.dumps(r) + "\n" for r in kept))
 
@@ -289,6 +293,7 @@ class _Loop:
             if self.step >= self.total:
                 print(f"genzoo: {self.run_dir} already finished ({self.step} steps)", file=sys.stderr)
                 return self.run_dir
+            self.trim_log()
         self.model.train()
         if self.model.training_mode == "fit":
             return self.run_fit()
