@@ -33,7 +33,7 @@ from genzoo.models.gmm import bits_per_dim  # noqa: E402
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="/work/shared/data/mnist")
+    p.add_argument("--data", default="mnist", help="full MNIST: a folder of IDX files, or mnist ($GENZOO_DATA, the cache, else a download)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--configs", nargs="+", default=["1:0:full", "10:0:full", "1:50:full", "10:50:full"],
                    help="K:PCA_DIM:COVARIANCE_TYPE (PCA_DIM 0: pixel space)")

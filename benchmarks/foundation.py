@@ -7,7 +7,7 @@
 Targets (issue 2): VAE test NLL <= 85.0 nats (IWAE, K=5000, the fixed binarization of
 the test set); an epoch of 60,000 images for a VAE of the size of PyTorch's MNIST
 example (784-400-20) under 1 s on one GPU. Data: full MNIST from --data (default
-../shared/data/mnist beside the repo).
+`mnist`: $GENZOO_DATA, the cache, else a download).
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from genzoo.data import load_data
 from genzoo.evaluate import evaluate_run
 from genzoo.runs import read_metrics_log
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def train_speed(name, data, device, steps, out, **hparams):
     """Images/s of `steps` training steps at batch 128 (after a warm-up of 20 steps)."""
@@ -36,7 +34,7 @@ def train_speed(name, data, device, steps, out, **hparams):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mnist"))
+    parser.add_argument("--data", default="mnist", help="full MNIST: a folder of IDX files, or mnist ($GENZOO_DATA, the cache, else a download)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--vae-epochs", type=int, default=100, help="0 skips the NLL run")
     parser.add_argument("--iwae-k", type=int, default=5000)

@@ -114,7 +114,7 @@ def check_targets(key: str, timing: dict, scores: dict | None, device: str) -> l
 
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default="/work/shared/data/mnist", help="full MNIST (folder or 'mnist')")
+    parser.add_argument("--data", default="mnist", help="full MNIST: a folder of IDX files, or mnist ($GENZOO_DATA, the cache, else a download)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--models", default="dcgan,cgan,dcgan-cond", help=f"comma-separated, from {', '.join(MODELS)}")
     parser.add_argument("--batch-size", type=int, default=128)

@@ -53,7 +53,7 @@ def sync(device: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="/work/shared/data/mnist")
+    p.add_argument("--data", default="mnist", help="full MNIST: a folder of IDX files, or mnist ($GENZOO_DATA, the cache, else a download)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--iters", type=int, default=5, help="EM iterations in the speed test")
     p.add_argument("--components", type=int, default=10)

@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--data", default="mnist", help="a --data value (default: full MNIST)")
     parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, from {', '.join(RECIPES)}")
-    parser.add_argument("--runs", default="benchmarks/runs/pixel", help="folder for the run folders")
+    parser.add_argument("--runs", default="runs/pixel", help="folder for the run folders")
     parser.add_argument("--skip-train", action="store_true", help="untrained models: sampling speed only")
     parser.add_argument("--resume", action="store_true", help="continue runs that have a checkpoint")
     parser.add_argument("--epochs", type=int, default=0, help="override every recipe's epochs (0: the recipe's)")

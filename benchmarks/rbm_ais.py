@@ -35,7 +35,7 @@ TARGET = -86.34  # nats, Salakhutdinov & Murray (2008), CD25(500)
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="/work/shared/data/mnist")
+    p.add_argument("--data", default="mnist", help="full MNIST: a folder of IDX files, or mnist ($GENZOO_DATA, the cache, else a download)")
     p.add_argument("--device", default="auto")
     p.add_argument("--run", default="runs/rbm_ais",
                    help="run folder; an existing one is resumed with its own settings, or only re-scored when finished")

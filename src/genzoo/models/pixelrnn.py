@@ -82,8 +82,10 @@ class RowLSTM(nn.Module):
         gates_in = self.input_to_state(x)  # (B, 4h, H, W)
         h = c = x.new_zeros(b, self.hidden, width)
         rows = []
-        for i in range(height):
-            h, c = self.step(gates_in[:, :, i], h, c)
+        # unbind, not gates_in[:, :, i]: the backward of one slice per step would write a whole
+        # zero-filled gates_in-sized gradient each time (H of them); unbind's is one stack.
+        for gates_row in gates_in.unbind(2):
+            h, c = self.step(gates_row, h, c)
             rows.append(h)
         return x + self.out(torch.stack(rows, dim=2))  # (B, C, H, W)
 
@@ -113,9 +115,9 @@ class DiagonalBiLSTM(nn.Module):
         inside = skew(x.new_ones(1, 1, height, width))[0, 0]  # (H, H + W - 1): 1 on the image
         h = c = x.new_zeros(b, 2 * hid, height)  # both directions' states along the current diagonal
         columns = []
-        for k in range(gates_in.shape[3]):
+        for k, gates_column in enumerate(gates_in.unbind(3)):  # unbind: see RowLSTM.forward
             # Pad one row on top: output r reads state r - 1 (above) and r (previous along the row).
-            gates = gates_in[:, :, :, k] + self.state_to_state(F.pad(h, (1, 0)))  # (B, 8h, H)
+            gates = gates_column + self.state_to_state(F.pad(h, (1, 0)))  # (B, 8h, H)
             h, c = lstm_update(gates.view(b, 2, 4 * hid, height), c.view(b, 2, hid, height), dim=2)
             h = h.reshape(b, 2 * hid, height) * inside[:, k]  # positions off the image stay zero
             c = c.reshape(b, 2 * hid, height) * inside[:, k]
