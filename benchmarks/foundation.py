@@ -20,7 +20,7 @@ from pathlib import Path
 import genzoo
 from genzoo.data import load_data
 from genzoo.evaluate import evaluate_run
-from genzoo.runs import read_metrics_log
+from genzoo.runs import read_metrics_log, steady_images_per_s
 
 
 def train_speed(name, data, device, steps, out, **hparams):
@@ -28,8 +28,7 @@ def train_speed(name, data, device, steps, out, **hparams):
     run = genzoo.train(name, data=data, out=out / f"speed_{name}", device=device, progress=False, model_overrides=hparams,
                        train_overrides={"steps": steps + 20, "epochs": 0, "batch_size": 128, "log_every": 20,
                                         "sample_every": 0})
-    logs = [r for r in read_metrics_log(run) if "images_per_s" in r and "event" not in r]
-    return sum(r["images_per_s"] for r in logs[1:]) / max(1, len(logs[1:]))
+    return steady_images_per_s(run)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
     python benchmarks/pixel.py --device cuda --out results.json            # everything (GPU)
     python benchmarks/pixel.py --device cpu --skip-train --out cpu.json    # sampling speed only
+    python benchmarks/pixel.py --device cuda --speed-steps 50 --out speed.json   # training speed only
 
 Targets (issue 6), test NLL on binarized MNIST in nats:
     PixelCNN <= 81.3 (van den Oord et al. 2016: 81.30), and <= 81.45 within 15 minutes on one H100
@@ -80,6 +81,19 @@ def estimate_naive(model, n: int, passes: int = 5) -> float:
     return (time.perf_counter() - start) / passes * model.image_size**2
 
 
+def speed_probe(name, model_name, model_over, train_over, data, device, args) -> dict:
+    """Training images/s of a recipe through the shared trainer, over `args.speed_steps` steps after 5."""
+    probe = {**train_over, "epochs": 0, "steps": args.speed_steps + 5, "log_every": 5, "sample_every": 0, "time_budget": 0}
+    run = genzoo.train(model_name, data, out=Path(args.runs) / f"{name}-speed", device=device, seed=0, progress=False,
+                       train_overrides=probe, model_overrides=model_over)
+    images_per_s = genzoo.runs.steady_images_per_s(run)
+    epoch_s = len(data.train_x) / images_per_s
+    print(f"{name}: {images_per_s:,.0f} training images/s at batch {train_over['batch_size']} on {device}, "
+          f"{epoch_s:.1f} s per epoch of {len(data.train_x):,}", flush=True)
+    return {"train_images_per_s": images_per_s, "seconds_per_epoch": epoch_s, "speed_steps": args.speed_steps,
+            "torch_threads": torch.get_num_threads()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
@@ -88,6 +102,8 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/pixel", help="folder for the run folders")
     parser.add_argument("--skip-train", action="store_true", help="untrained models: sampling speed only")
     parser.add_argument("--resume", action="store_true", help="continue runs that have a checkpoint")
+    parser.add_argument("--speed-steps", type=int, default=0,
+                        help="> 0: a training speed probe only: N steps of each recipe after 5 of warm-up")
     parser.add_argument("--epochs", type=int, default=0, help="override every recipe's epochs (0: the recipe's)")
     parser.add_argument("--time-budget", type=float, default=-1, help="override the training time budget, seconds")
     parser.add_argument("--sample-n", type=int, default=100, help="digits for the cached vs naive comparison")
@@ -100,6 +116,8 @@ def main() -> None:
     device = torch.device(args.device)
     torch.backends.cudnn.allow_tf32 = False  # sampling comparisons in true fp32
     torch.backends.cuda.matmul.allow_tf32 = False
+    if args.speed_steps and args.skip_train:
+        parser.error("--speed-steps trains (briefly); drop --skip-train")
     data = None if args.skip_train else load_data(args.data)
     results = {"device": genzoo.runs.hardware(device), "binarization": FIXED_BINARIZATION, "recipes": {}}
     for name in args.recipes.split(","):
@@ -110,6 +128,9 @@ def main() -> None:
         if args.time_budget >= 0:
             train_over["time_budget"] = args.time_budget
         row: dict = {"model": model_name, "hparams": model_over, "train": train_over, "nll_target": target}
+        if args.speed_steps:
+            results["recipes"][name] = {**row, **speed_probe(name, model_name, model_over, train_over, data, device, args)}
+            continue
         if args.skip_train:
             torch.manual_seed(0)
             model = genzoo.create(model_name, **model_over).to(device)

@@ -121,3 +121,12 @@ def read_metrics_log(run_dir: str | Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def steady_images_per_s(run_dir: str | Path, skip: int = 1) -> float:
+    """Mean training images/s of a run's logged windows, leaving out the first `skip` (warm-up:
+    allocator, cudnn autotuning). For speed benchmarks: train with log_every=N, then read this."""
+    windows = [r["images_per_s"] for r in read_metrics_log(run_dir) if "images_per_s" in r and "event" not in r]
+    if len(windows) <= skip:
+        raise RunError(f"{run_dir}: {len(windows)} logged windows; a speed reading needs more than {skip}")
+    return sum(windows[skip:]) / len(windows[skip:])
