@@ -5,9 +5,9 @@ Salakhutdinov & Murray (2008) (their AIS: 14,500 intermediate distributions, 100
 base-rate model from the training pixels' means). The RBM is trained by the genzoo
 trainer (dynamically binarized training digits, PCD-1 with 100 persistent chains, SGD
 with momentum 0.5, weight decay on W, learning rate 0.05 annealed to 0 by a cosine over
-100 epochs), then scored on the fixed binarization of the 10,000 test digits.
+200 epochs), then scored on the fixed binarization of the 10,000 test digits.
 
-    python benchmarks/rbm_ais.py --device cpu --threads 1 --out rbm_ais.json      # the recipe: ~15 min on one CPU core
+    python benchmarks/rbm_ais.py --device cpu --threads 1 --out rbm_ais.json      # the recipe: ~30 min on one CPU core
     python benchmarks/rbm_ais.py --device cpu --epochs 1 --hidden 500 --ais-betas 1000 --ais-runs 20 \
         --max-test 2000 --out rbm_ais_short.json                                   # a short CPU check
 
@@ -39,7 +39,7 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--run", default="runs/rbm_ais",
                    help="run folder; an existing one is resumed with its own settings, or only re-scored when finished")
-    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--hidden", type=int, default=500)
     p.add_argument("--method", default="pcd", choices=["cd", "pcd"])
     p.add_argument("--k", type=int, default=1, help="Gibbs sweeps per update (CD-k / PCD-k)")

@@ -170,8 +170,9 @@ class RBM(GenerativeModel):
     training_mode = "step"
     binary_data = True
     log_prob_kind = "estimate"
-    # The recipe of benchmarks/rbm_ais.py (-85.84 nats by AIS on the test set): PCD-1, 100 epochs,
-    # lr annealed to 0 (PCD needs a small final rate); sample grids every 10 epochs (1000 Gibbs sweeps each).
+    # PCD-1 with the lr annealed to 0 (PCD needs a small final rate): -85.84 nats by AIS on the test set
+    # after 100 epochs, -84.62 after 200 (benchmarks/rbm_ais.py, docs/results/classical.md). Sample
+    # grids every 10 epochs (1000 Gibbs sweeps each).
     train_defaults = {"lr": 0.05, "batch_size": 100, "epochs": 100, "schedule": "cosine", "sample_every": 10}
     amp_safe = False
 
