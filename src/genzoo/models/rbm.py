@@ -171,9 +171,8 @@ class RBM(GenerativeModel):
     binary_data = True
     log_prob_kind = "estimate"
     # PCD-1 with the lr annealed to 0 (PCD needs a small final rate): -85.84 nats by AIS on the test set
-    # after 100 epochs, -84.62 after 200 (benchmarks/rbm_ais.py, docs/results/classical.md). Sample
-    # grids every 10 epochs (1000 Gibbs sweeps each).
-    train_defaults = {"lr": 0.05, "batch_size": 100, "epochs": 100, "schedule": "cosine", "sample_every": 10}
+    # after 100 epochs, -84.62 after 200 (benchmarks/rbm_ais.py, docs/results/classical.md).
+    train_defaults = {"lr": 0.05, "batch_size": 100, "epochs": 100, "schedule": "cosine"}
     amp_safe = False
 
     def __init__(self, config: Any = None, **overrides: Any):
