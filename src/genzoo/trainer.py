@@ -183,6 +183,11 @@ class _Loop:
         if ddp.enabled:
             self.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         self.use_amp = cfg.amp and device.type == "cuda" and model.amp_safe
+        if device.type == "cuda":
+            # Every training batch has one shape (an epoch's remainder is dropped): let cudnn time its
+            # convolution algorithms once and keep the fastest. The choice may vary between machines, so
+            # GPU runs repeat up to float rounding; bit-exact resume is a CPU guarantee.
+            torch.backends.cudnn.benchmark = True
 
     # ------------------------------------------------------------------ state
 
