@@ -17,11 +17,13 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from . import runs
 from .data import FIXED_BINARIZATION, fixed_binarization, load_data
@@ -31,13 +33,17 @@ from .trainer import resolve_device
 PIXELS = 784
 
 
-def _batched(fn, x: torch.Tensor, batch: int) -> torch.Tensor:
-    return torch.cat([fn(x[i : i + batch]) for i in range(0, len(x), batch)])
+def _batched(fn, x: torch.Tensor, batch: int, desc: str | None = None) -> torch.Tensor:
+    """fn over x in batches, concatenated; with `desc`, a progress bar on a terminal (long work: IWAE)."""
+    starts = range(0, len(x), batch)
+    if desc:
+        starts = tqdm(starts, desc=desc, unit="batch", disable=None, leave=False, file=sys.stderr)
+    return torch.cat([fn(x[i : i + batch]) for i in starts])
 
 
 def likelihood_metrics(model, test_x: torch.Tensor, batch: int = 500, **log_prob_kwargs) -> dict[str, Any]:
     """NLL in nats and bits/dim of a model with log_prob on test images (already binarized if needed)."""
-    log_p = _batched(lambda b: model.log_prob(b, **log_prob_kwargs), test_x, batch)
+    log_p = _batched(lambda b: model.log_prob(b, **log_prob_kwargs), test_x, batch, desc=f"{model.name}: log p(x)")
     nll = float(-log_p.double().mean())
     note = {"kind": model.log_prob_kind, "n": len(test_x), **log_prob_kwargs}
     if model.binary_data:
