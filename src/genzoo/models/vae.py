@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import positive
+from ..config import ConfigError, positive
 from .ae import ConvDecoder, ConvEncoder
 from .base import GenerativeModel
 
@@ -42,10 +42,13 @@ class VAEConfig:
     hidden: int = 400  # mlp width
     iwae_k: int = 5000  # importance samples for log_prob
     iwae_chunk: int = 500  # samples evaluated at once (memory)
+    kl_warmup_steps: int = 0  # > 0: the KL term's weight rises linearly from 0 to 1 over these steps (Sønderby et al. 2016)
 
     def __post_init__(self):
         positive(latent_dim=self.latent_dim, channels=self.channels, hidden=self.hidden,
                  iwae_k=self.iwae_k, iwae_chunk=self.iwae_chunk)
+        if self.kl_warmup_steps < 0:
+            raise ConfigError(f"kl_warmup_steps={self.kl_warmup_steps!r}: must be >= 0")
 
 
 class MLPEncoder(nn.Module):
@@ -94,6 +97,7 @@ class VAE(GenerativeModel):
         else:
             self.encoder = MLPEncoder(cfg.hidden, 2 * cfg.latent_dim)
             self.decoder = MLPDecoder(cfg.hidden, cfg.latent_dim)
+        self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))  # losses taken in training mode
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 1, 28, 28) -> mean and log-variance of q(z|x), each (B, latent_dim)."""
@@ -112,10 +116,20 @@ class VAE(GenerativeModel):
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
         return {"log_px_z": log_px_z, "kl": kl}
 
+    def kl_weight(self) -> float:
+        """Weight of the KL term in the training loss: 1, or rising from 0 during `kl_warmup_steps`."""
+        warmup = self.config.kl_warmup_steps
+        return min(1.0, float(self.train_steps) / warmup) if warmup and self.training else 1.0
+
     def loss(self, x, y=None):
+        """The negative ELBO, mean over the batch ("loss" weighs the KL by `kl_weight` during warm-up;
+        "nelbo" is always the true bound)."""
         terms = self.elbo_terms(x)
-        nelbo = (terms["kl"] - terms["log_px_z"]).mean()
-        return {"loss": nelbo, "recon": -terms["log_px_z"].mean(), "kl": terms["kl"].mean()}
+        recon, kl = -terms["log_px_z"].mean(), terms["kl"].mean()
+        weight = self.kl_weight()
+        if self.training:
+            self.train_steps += 1
+        return {"loss": recon + weight * kl, "nelbo": (recon + kl).detach(), "recon": recon, "kl": kl}
 
     @torch.no_grad()
     def elbo(self, x: torch.Tensor) -> torch.Tensor:
