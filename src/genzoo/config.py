@@ -94,6 +94,20 @@ def positive(**values: float) -> None:
             raise ConfigError(f"{key}={value!r}: must be > 0")
 
 
+def non_negative(**values: float) -> None:
+    """Raise ConfigError naming each value that is < 0."""
+    for key, value in values.items():
+        if value < 0:
+            raise ConfigError(f"{key}={value!r}: must be >= 0")
+
+
+def odd(**values: int) -> None:
+    """Raise ConfigError naming each value that is not an odd number >= 1 (kernel sizes)."""
+    for key, value in values.items():
+        if value < 1 or value % 2 == 0:
+            raise ConfigError(f"{key}={value!r}: must be an odd number >= 1")
+
+
 def in_range(key: str, value: float, low: float, high: float) -> None:
     if not low <= value <= high:
         raise ConfigError(f"{key}={value!r}: must lie in [{low}, {high}]")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .config import ConfigError, in_range, positive
+from .config import ConfigError, in_range, non_negative, positive
 
 
 @dataclass
@@ -31,8 +31,6 @@ class TrainConfig:
         positive(batch_size=self.batch_size, lr=self.lr, log_every=self.log_every, n_grid=self.n_grid)
         in_range("beta1", self.beta1, 0.0, 1.0)
         in_range("beta2", self.beta2, 0.0, 1.0)
-        for key in ("epochs", "steps", "warmup_steps", "sample_every"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{key}={getattr(self, key)!r}: must be >= 0")
+        non_negative(epochs=self.epochs, steps=self.steps, warmup_steps=self.warmup_steps, sample_every=self.sample_every)
         if self.epochs == 0 and self.steps == 0:
             raise ConfigError("epochs=0 and steps=0: give a number of epochs or of steps")

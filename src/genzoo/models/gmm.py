@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import ConfigError, positive
+from ..config import ConfigError, non_negative, positive
 from .base import CapabilityError, GenerativeModel
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -609,8 +609,7 @@ class MixtureFitConfig:
         positive(max_iter=self.max_iter, n_init=self.n_init, reg_covar=self.reg_covar)
         if not 0 <= self.pca_dim < N_PIXELS:
             raise ConfigError(f"pca_dim={self.pca_dim!r}: must lie in [0, {N_PIXELS - 1}] (0: no PCA)")
-        if self.tol < 0:
-            raise ConfigError(f"tol={self.tol!r}: must be >= 0")
+        non_negative(tol=self.tol)
 
 
 @dataclass

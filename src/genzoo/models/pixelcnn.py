@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..autoregressive import PixelModel
-from ..config import ConfigError, positive
+from ..config import ConfigError, odd, positive
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -132,10 +132,7 @@ class PixelCNNConfig:
     def __post_init__(self):
         positive(image_size=self.image_size, n_classes=self.n_classes, channels=self.channels,
                  n_layers=self.n_layers, head_channels=self.head_channels)
-        for key in ("first_kernel", "kernel"):
-            value = getattr(self, key)
-            if value < 1 or value % 2 == 0:
-                raise ConfigError(f"{key}={value!r}: must be an odd number >= 1")
+        odd(first_kernel=self.first_kernel, kernel=self.kernel)
         if not self.gated and self.channels % 2:
             raise ConfigError(f"channels={self.channels!r}: must be even for the plain PixelCNN (blocks halve it)")
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..autoregressive import PixelModel
-from ..config import ConfigError, positive
+from ..config import odd, positive
 from .pixelcnn import MaskedConv2d
 
 
@@ -151,10 +151,7 @@ class PixelRNNConfig:
     def __post_init__(self):
         positive(image_size=self.image_size, n_layers=self.n_layers, channels=self.channels,
                  hidden=self.hidden, head_channels=self.head_channels)
-        for key in ("first_kernel", "kernel"):
-            value = getattr(self, key)
-            if value < 1 or value % 2 == 0:
-                raise ConfigError(f"{key}={value!r}: must be an odd number >= 1")
+        odd(first_kernel=self.first_kernel, kernel=self.kernel)
 
 
 class PixelRNN(PixelModel):

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ConfigError, in_range, positive
+from ..config import ConfigError, in_range, non_negative, positive
 from .base import CapabilityError, GenerativeModel
 
 N_PIXELS = 28 * 28
@@ -156,8 +156,7 @@ class RBMConfig:
         positive(n_hidden=self.n_hidden, k=self.k, persistent_chains=self.persistent_chains, gibbs_steps=self.gibbs_steps,
                  ais_runs=self.ais_runs, init_std=self.init_std)
         in_range("momentum", self.momentum, 0.0, 0.999)
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay={self.weight_decay!r}: must be >= 0")
+        non_negative(weight_decay=self.weight_decay)
         if self.ais_betas < 10:
             raise ConfigError(f"ais_betas={self.ais_betas!r}: must be >= 10 (Salakhutdinov & Murray use 14500)")
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ConfigError, positive
+from ..config import non_negative, positive
 from .ae import ConvDecoder, ConvEncoder
 from .base import GenerativeModel
 
@@ -47,8 +47,7 @@ class VAEConfig:
     def __post_init__(self):
         positive(latent_dim=self.latent_dim, channels=self.channels, hidden=self.hidden,
                  iwae_k=self.iwae_k, iwae_chunk=self.iwae_chunk)
-        if self.kl_warmup_steps < 0:
-            raise ConfigError(f"kl_warmup_steps={self.kl_warmup_steps!r}: must be >= 0")
+        non_negative(kl_warmup_steps=self.kl_warmup_steps)
 
 
 class MLPEncoder(nn.Module):
