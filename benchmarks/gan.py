@@ -12,6 +12,7 @@ DCGAN samples; precision >= 0.8 and recall >= 0.6.
 
     python benchmarks/gan.py --device cuda --out results.json           # full benchmark
     python benchmarks/gan.py --device cpu --steps 20 --out cpu.json       # CPU images/s only
+    python benchmarks/gan.py --device cuda --runs runs/gan --resume ...   # go on after a time limit
 
 With `--steps N` each model trains N steps only and no quality is measured (a
 speed probe). Without the evaluator asset the quality part is skipped and says so.
@@ -48,11 +49,19 @@ def hardware(device: str) -> str:
     return f"CPU {platform.machine()}, {torch.get_num_threads()} threads"
 
 
-def train_one(key: str, data, run_dir: Path, device: str, batch_size: int, epochs: int, steps: int, seed: int) -> dict:
-    """Train one model through the shared trainer; returns timing read back from its metrics.jsonl."""
+def train_one(key: str, data, run_dir: Path, device: str, batch_size: int, epochs: int, steps: int, seed: int,
+              resume: bool = False) -> dict:
+    """Train one model through the shared trainer; returns timing read back from its metrics.jsonl.
+
+    With `resume`, a run folder that has a checkpoint is continued with its own settings
+    (a finished one is only read back), so a benchmark cut off by a time limit goes on
+    where it stopped; the training time is the trainer's clock summed over the calls.
+    """
     name, overrides, _ = MODELS[key]
     train = {"batch_size": batch_size, "epochs": 0 if steps else epochs, "steps": steps, "log_every": 100}
-    genzoo.train(name, data, run_dir, device=device, seed=seed, train_overrides=train, model_overrides=overrides)
+    resume = resume and (run_dir / "checkpoint.pt").exists()
+    genzoo.train(name, data, run_dir, device=device, seed=seed, resume=resume,
+                 train_overrides=None if resume else train, model_overrides=None if resume else overrides)
     log = runs.read_metrics_log(run_dir)
     end = next(r for r in reversed(log) if r.get("event") == "end")
     n_steps = end["step"]
@@ -123,6 +132,8 @@ def main() -> dict:
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", default=None, help="keep the run folders here (default: a temporary folder)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the runs under --runs that have a checkpoint (finished ones are only re-scored)")
     parser.add_argument("--out", default=None, help="JSON file for the results")
     args = parser.parse_args()
 
@@ -149,12 +160,14 @@ def main() -> dict:
     if skipped:
         results["quality"] = skipped
 
+    if args.resume and not args.runs:
+        parser.error("--resume continues the runs under --runs; name that folder")
     root = Path(args.runs) if args.runs else Path(tempfile.mkdtemp(prefix="genzoo-gan-bench-"))
     for key in args.models.split(","):
         if key not in MODELS:
             parser.error(f"--models: unknown {key!r}; choose from {', '.join(MODELS)}")
         epochs = args.epochs or MODELS[key][2]
-        timing = train_one(key, data, root / key, args.device, args.batch_size, epochs, args.steps, args.seed)
+        timing = train_one(key, data, root / key, args.device, args.batch_size, epochs, args.steps, args.seed, args.resume)
         scores = quality(root / key, data, evaluator, args.device, args.samples, args.seed) if evaluator else None
         verdict = check_targets(key, timing, scores, args.device)
         results["models"][key] = {**timing, "quality": scores, "targets": verdict}

@@ -67,7 +67,8 @@ def test_step_changes_both_networks_and_lowers_each_ones_loss(key, loss):
     z_g = model.randn(len(x), 8)
     torch.manual_seed(7)
     out = model.train_step(x, y, opts)
-    assert set(out) == {"loss_d", "loss_g", "d_real", "d_fake"} and all(isinstance(v, float) for v in out.values())
+    assert set(out) == {"loss_d", "loss_g", "d_real", "d_fake"} and all(v.shape == () for v in out.values())
+    out = {k: v.item() for k, v in out.items()}
 
     assert changed(params(before.generator), model.generator)
     assert changed(params(before.discriminator), model.discriminator)

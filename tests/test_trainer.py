@@ -105,6 +105,17 @@ def test_nan_loss_stops_with_message_and_keeps_checkpoint(tiny, tmp_path):
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 3
 
 
+def test_nan_between_checks_names_its_step_and_keeps_the_checkpoint_before_it(tiny, tmp_path):
+    # Values are read from the device only at log points and before checkpoints (here the epoch
+    # ends, steps 8 and 16): the NaN of step 11 is found at step 16, named as step 11, and
+    # the checkpoint of step 8 is the one on disk.
+    with pytest.raises(TrainingError, match=r"loss=nan at step 11; training stopped. The last good checkpoint \(step 8\)"):
+        genzoo.train(Exploding(explode_at=10), data=tiny, out=tmp_path, device="cpu", progress=False,
+                     train_overrides={"steps": 24, "epochs": 0, "batch_size": 32, "log_every": 100, "sample_every": 0})
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 8
+    assert [r["step"] for r in genzoo.runs.read_metrics_log(tmp_path)] == [8]
+
+
 def test_resuming_a_finished_run_leaves_it_as_it_was(tiny, tmp_path):
     train = {"steps": 4, "epochs": 0, "batch_size": 64, "log_every": 2, "sample_every": 0}
     genzoo.train("ae", data=tiny, out=tmp_path, device="cpu", progress=False, train_overrides=train,

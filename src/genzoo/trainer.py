@@ -277,20 +277,43 @@ class _Loop:
             x = binarize(x)
         return x, y
 
-    def gradient_step(self, x, y) -> dict[str, float]:
+    def gradient_step(self, x, y) -> dict[str, torch.Tensor]:
+        """One optimizer step on the model's loss; returns the loss dict's values still on the device."""
         opt = self.optimizers["model"]
         opt.zero_grad(set_to_none=True)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.use_amp else nullcontext()
         with autocast:
             out = self.net(x, y)
-        loss = out["loss"]
-        if not torch.isfinite(loss):
-            return {k: float(v.detach()) for k, v in out.items()}
-        loss.backward()
+        out["loss"].backward()
         if self.cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         opt.step()
-        return {k: float(v.detach()) for k, v in out.items()}
+        return {k: v.detach() for k, v in out.items()}
+
+    def settle(self, pending: list[tuple[int, dict]], window: dict[str, float]) -> int:
+        """Bring the steps' values to the host in one device sync, add them to `window`, return their count.
+
+        Steps return their values as device tensors (or floats) so that a GPU is never made to
+        wait for the host between steps; the values are looked at here, at log points and
+        before every checkpoint. A non-finite value stops training: the steps since the last
+        check may have spoilt the weights in memory, but the checkpoint on disk predates them.
+        """
+        tensors = [v for _, out in pending for v in out.values() if isinstance(v, torch.Tensor)]
+        host = iter(torch.stack([t.float().reshape(()) for t in tensors]).tolist() if tensors else [])
+        for step, out in pending:
+            values = {k: next(host) if isinstance(v, torch.Tensor) else float(v) for k, v in out.items()}
+            bad = [k for k, v in values.items() if not math.isfinite(v)]
+            if bad:
+                raise TrainingError(
+                    f"{self.model.name}: {', '.join(f'{k}={values[k]}' for k in bad)} at step {step}; training stopped. "
+                    f"The last good checkpoint (step {self.last_checkpoint_step}) is kept in {self.run_dir}. "
+                    "Try a lower lr, --set grad_clip=1, or --set amp=false"
+                )
+            for k, v in values.items():
+                window[k] = window.get(k, 0.0) + v
+        n = len(pending)
+        pending.clear()
+        return n
 
     def run(self, resume: bool) -> Path:
         if resume:
@@ -327,6 +350,7 @@ class _Loop:
         cfg, start_step = self.cfg, self.step
         bar = tqdm(total=self.total, initial=self.step, disable=not self.progress, desc=self.model.name, unit="step",
                    dynamic_ncols=True, file=sys.stderr)
+        pending: list[tuple[int, dict]] = []  # steps whose values are still on the device
         window: dict[str, float] = {}
         window_n, window_t, window_images = 0, time.perf_counter(), 0
         session_start = time.perf_counter()
@@ -338,14 +362,6 @@ class _Loop:
                 out = self.gradient_step(x, y)
             else:
                 out = self.model.train_step(x, y, self.optimizers)
-            bad = [k for k, v in out.items() if isinstance(v, float) and not math.isfinite(v)]
-            if bad:
-                bar.close()
-                raise TrainingError(
-                    f"{self.model.name}: {', '.join(f'{k}={out[k]}' for k in bad)} at step {self.step + 1}; training stopped. "
-                    f"The last good checkpoint (step {self.last_checkpoint_step}) is kept in {self.run_dir}. "
-                    "Try a lower lr, --set grad_clip=1, or --set amp=false"
-                )
             with warnings.catch_warnings():
                 # A model's own step may skip an optimizer on purpose (a GAN's G with d_steps > 1): the
                 # schedule still follows the trainer's step count.
@@ -353,15 +369,24 @@ class _Loop:
                 for sched in self.schedulers.values():
                     sched.step()
             self.step += 1
-            for k, v in out.items():
-                window[k] = window.get(k, 0.0) + float(v)
-            window_n += 1
+            pending.append((self.step, out))
             window_images += len(x) * self.ddp.world
             self.elapsed = elapsed_before + time.perf_counter() - session_start
             bar.update(1)
 
             epoch_done = self.step % self.steps_per_epoch == 0 or self.step == self.total
-            if self.step % cfg.log_every == 0 or epoch_done:
+            log_due = self.step % cfg.log_every == 0 or epoch_done
+            over_budget = cfg.time_budget and self.elapsed >= cfg.time_budget
+            stopping = bool(stop["signal"] or over_budget)
+            checkpoint_due = epoch_done or time.monotonic() - self.last_checkpoint_time >= cfg.checkpoint_minutes * 60
+            if log_due or stopping or checkpoint_due:
+                try:
+                    window_n += self.settle(pending, window)
+                except TrainingError:
+                    bar.close()
+                    raise
+                self.elapsed = elapsed_before + time.perf_counter() - session_start  # now that the device is done
+            if log_due:
                 now = time.perf_counter()
                 record = {k: v / window_n for k, v in window.items()}
                 record.update(step=self.step, epoch=self.step / self.steps_per_epoch, time=round(self.elapsed, 3),
@@ -374,11 +399,10 @@ class _Loop:
             if epoch_done:
                 epoch = math.ceil(self.step / self.steps_per_epoch)
                 self.end_epoch(epoch)
-            over_budget = cfg.time_budget and self.elapsed >= cfg.time_budget
-            if stop["signal"] or over_budget:
+            if stopping:
                 self.stop_reason = f"stopped by {stop['signal']}" if stop["signal"] else "time budget reached"
                 break
-            if epoch_done or time.monotonic() - self.last_checkpoint_time >= cfg.checkpoint_minutes * 60:
+            if checkpoint_due:
                 self.checkpoint()
         bar.close()
         if self.stop_reason and self.step % self.steps_per_epoch and cfg.sample_every:

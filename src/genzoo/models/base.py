@@ -75,7 +75,13 @@ class GenerativeModel(nn.Module):
         params = [p for p in self.parameters() if p.requires_grad]
         return {"model": torch.optim.Adam(params, lr=train.lr, betas=(train.beta1, train.beta2), weight_decay=train.weight_decay)}
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor | None, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor | None,
+                   optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float | torch.Tensor]:
+        """One update of a "step" model; returns scalars for the log, as floats or 0-d tensors.
+
+        Returning tensors left on the device spares a GPU a wait for the host at every step:
+        the trainer reads them in one go at its log points and stops on a non-finite one.
+        """
         raise CapabilityError(f"{self.name}: has no own training step (training_mode={self.training_mode!r})")
 
     def fit(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, float]:

@@ -61,6 +61,7 @@ COVERAGE_MIN_SHARE = 0.025  # a digit counts as covered with at least a quarter 
 COVERAGE_MIN_DIGITS = 8  # fewer covered digits than this: "collapsed onto a few digits"
 COND_ACCURACY_WARN = 0.5  # conditional samples below this accuracy do not follow their labels
 COVERAGE_SEED = 1234
+EPOCH_STATS = ("loss_d", "d_real", "d_fake", "loss_g")  # what a training step returns, in this order
 
 
 # ---------------------------------------------------------------------------- configs
@@ -376,7 +377,7 @@ class AdversarialModel(GenerativeModel):
         # Probability D gives "real" for the nonsaturating loss; the raw score for hinge and wgan-gp.
         return torch.sigmoid(scores.detach().float()).mean() if self.config.loss == "nonsaturating" else scores.detach().float().mean()
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor | None, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor | None, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
         """One discriminator step on this batch, then (every d_steps calls) one generator step.
 
         Args:
@@ -384,8 +385,9 @@ class AdversarialModel(GenerativeModel):
             y: (B,) labels (used by conditional models).
             optimizers: from `configure_optimizers`.
         Returns:
-            floats "loss_d", "loss_g" (of the generator step, or on D's fakes when none was taken), "d_real" and "d_fake"
-            (mean D(x) and D(G(z)): probabilities for nonsaturating, raw scores otherwise).
+            0-d float32 tensors on the model's device: "loss_d", "loss_g" (of the generator step, or on D's
+            fakes when none was taken), "d_real" and "d_fake" (mean D(x) and D(G(z)): probabilities for
+            nonsaturating, raw scores otherwise).
         """
         cfg = self.config
         x = x.to(self.device)
@@ -422,12 +424,10 @@ class AdversarialModel(GenerativeModel):
             self._update_ema()
             loss_g = g["loss"].detach()
         stats.append(loss_g.float())
-        loss_d, d_real, d_fake, loss_g = torch.stack(stats).tolist()  # one device sync per step
-        out = {"loss_d": loss_d, "loss_g": loss_g, "d_real": d_real, "d_fake": d_fake}
-        for key, value in out.items():
-            self._sums[key] += value
-        self._sums["n"] += 1
-        return out
+        stats = torch.stack(stats)  # stays on the device: the trainer reads it at its log points, no sync per step
+        self._sums = stats if self._sums is None else self._sums + stats
+        self._sums_n += 1
+        return dict(zip(EPOCH_STATS, stats.unbind()))
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -443,7 +443,8 @@ class AdversarialModel(GenerativeModel):
     # ------------------------------------------------------------------ honest reporting
 
     def _reset_epoch_sums(self) -> None:
-        self._sums = {"loss_d": 0.0, "loss_g": 0.0, "d_real": 0.0, "d_fake": 0.0, "n": 0}
+        self._sums: torch.Tensor | None = None  # running sums of EPOCH_STATS over the epoch's steps
+        self._sums_n = 0
 
     def epoch_end(self, epoch: int) -> dict[str, Any]:
         """Epoch averages of the losses and D outputs, the evaluator's coverage check, and a warning.
@@ -453,12 +454,11 @@ class AdversarialModel(GenerativeModel):
         digits (or, for conditional models, do not follow their labels). The coverage check
         needs the evaluator; without it "coverage_check" records why it was skipped.
         """
-        s = self._sums
         out: dict[str, Any] = {}
-        if s["n"]:
-            out.update({f"epoch_{k}": s[k] / s["n"] for k in ("loss_d", "loss_g", "d_real", "d_fake")})
+        if self._sums_n:
+            out.update({f"epoch_{k}": v / self._sums_n for k, v in zip(EPOCH_STATS, self._sums.tolist())})
         warnings = []
-        if s["n"] and self._discriminator_won(out["epoch_d_real"], out["epoch_d_fake"]):
+        if self._sums_n and self._discriminator_won(out["epoch_d_real"], out["epoch_d_fake"]):
             warnings.append(f"discriminator wins outright (mean D(x)={out['epoch_d_real']:.3f}, "
                             f"D(G(z))={out['epoch_d_fake']:.3f}); if this lasts the generator stops improving: "
                             "try loss=hinge or wgan-gp, label_smoothing=0.1 or a lower lr_d")

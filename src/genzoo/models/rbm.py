@@ -218,7 +218,7 @@ class RBM(GenerativeModel):
         return {"model": torch.optim.SGD(groups, lr=train.lr, momentum=self.config.momentum)}
 
     @torch.no_grad()
-    def train_step(self, x: torch.Tensor, y: torch.Tensor | None, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor | None, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
         """One CD-k or PCD-k update on a batch of binary digits (B, 1, 28, 28).
 
         Returns reconstruction error (mean squared, one sweep from the data) and the free
@@ -241,8 +241,8 @@ class RBM(GenerativeModel):
         self.pixel_count += len(v0)
         self.log_z.fill_(float("nan"))
         recon = self.visible_probs(torch.bernoulli(ph0))
-        return {"recon_error": float(((recon - v0) ** 2).sum(1).mean()),
-                "free_energy_gap": float(self.free_energy(v0).mean() - self.free_energy(vk).mean())}
+        return {"recon_error": ((recon - v0) ** 2).sum(1).mean(),  # 0-d tensors: the trainer reads them in batches
+                "free_energy_gap": self.free_energy(v0).mean() - self.free_energy(vk).mean()}
 
     # ------------------------------------------------------------ likelihood
 

@@ -115,10 +115,11 @@ class VAE(GenerativeModel):
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
         return {"log_px_z": log_px_z, "kl": kl}
 
-    def kl_weight(self) -> float:
-        """Weight of the KL term in the training loss: 1, or rising from 0 during `kl_warmup_steps`."""
+    def kl_weight(self) -> float | torch.Tensor:
+        """Weight of the KL term in the training loss: 1, or rising from 0 during `kl_warmup_steps`
+        (a 0-d tensor then, computed on the device from the step buffer)."""
         warmup = self.config.kl_warmup_steps
-        return min(1.0, float(self.train_steps) / warmup) if warmup and self.training else 1.0
+        return (self.train_steps / warmup).clamp(max=1.0) if warmup and self.training else 1.0
 
     def loss(self, x, y=None):
         """The negative ELBO, mean over the batch ("loss" weighs the KL by `kl_weight` during warm-up;
