@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from genzoo.autoregressive import complete, generate, visible_mask
+from genzoo.autoregressive import cached_logits, complete, generate, visible_mask
 from genzoo.config import ConfigError
 from genzoo.models.pixelrnn import PixelRNN, skew, unskew
 
@@ -40,8 +40,9 @@ def test_each_logit_ignores_its_own_and_later_pixels(variant):
 def test_diagonal_sees_more_of_the_row_above_than_the_row_lstm():
     # Pixel (5, 0): the Row LSTM's triangular context misses (4, 4) up and to the right; the
     # right-to-left diagonal LSTM reaches it. What the diagonal model still misses is only the
-    # last pixel of the row above, for the first pixels of a row: the mask-A input conv hides
-    # each pixel from its own LSTM input, so (4, 5) enters through row 5's inputs at columns >= 2.
+    # last pixel of the row above, for the pixels of a row left of column W - 4 (here 0 and 1;
+    # 24 of 28 on digits): the mask-A input conv hides each pixel from its own LSTM input, so
+    # (4, 5) enters only through row 5's inputs at columns >= W - 4 = 2, as in the paper's design.
     row, diagonal = input_gradients(tiny(6, "row"), 6), input_gradients(tiny(6, "diagonal"), 6)
     assert row[5 * 6 + 0, 4 * 6 + 4] == 0.0 and diagonal[5 * 6 + 0, 4 * 6 + 4] != 0.0
     earlier = ~torch.triu(torch.ones(36, 36, dtype=torch.bool))
@@ -54,6 +55,15 @@ def test_probabilities_of_all_512_binary_3x3_images_sum_to_one(variant):
     model = tiny(3, variant)
     images = torch.tensor(list(itertools.product([0.0, 1.0], repeat=9)), dtype=torch.float64).view(512, 1, 3, 3)
     assert model.log_prob(images).double().exp().sum().item() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_cached_logits_equal_the_whole_network_logits(variant):
+    # Finer than equal samples: a cache error too small to flip a drawn pixel still shows here.
+    model = tiny(5, variant).eval()
+    x = torch.bernoulli(torch.full((3, 1, 5, 5), 0.4, dtype=torch.float64), generator=torch.Generator().manual_seed(2))
+    y = None
+    torch.testing.assert_close(cached_logits(model, x, y), model.logits(x, y), rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -13,7 +13,11 @@ residual connections, then two 1x1 layers to one Bernoulli logit per pixel.
   runs over those columns with a 1x1 input-to-state map and a 2x1 state-to-state
   convolution, which in image coordinates reads the pixel to the left and the one
   above. A second LSTM runs right to left; its output is shifted down one row before
-  being added, so that no pixel sees itself or anything after it. Full context.
+  being added, so that no pixel sees itself or anything after it. Its context is every
+  earlier pixel but one, as in the paper's design: the last pixel of the row above,
+  x(i-1, W-1), reaches pixel (i, j) only for j >= W-4, through the 7x7 mask-A input
+  of row i (no LSTM output of row i-1 can depend on it). On digits that pixel is
+  background almost always.
 
 Fast sampling (`PixelModel.sample`, exact): the Row LSTM keeps each layer's (h, c)
 for every finished row and recomputes only the current row from the row above; the
