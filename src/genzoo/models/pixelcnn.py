@@ -91,9 +91,11 @@ class ResidualBlock(nn.Module):
 class GatedLayer(nn.Module):
     """One layer of the gated PixelCNN: a vertical and a horizontal stack (no blind spot).
 
-    v_pre = vertical conv of v (rows <= r); v_out = gate(v_pre + bias);
-    h_out = h + 1x1(gate(horizontal conv of h + 1x1(v_pre shifted down one row) + bias)).
+    v_pre = vertical conv of v (rows <= r); v_out = gate(v_pre + bias_v);
+    h_out = h + 1x1(gate(horizontal conv of h + 1x1(v_pre shifted down one row) + bias_h)).
     The first layer reads the image with mask A in its horizontal stack and has no residual.
+    The class biases bias_v and bias_h are the conditional paper's V^T h, one for each
+    stack's gated convolution.
     """
 
     def __init__(self, c_in: int, channels: int, kernel: int, first: bool):
@@ -104,15 +106,16 @@ class GatedLayer(nn.Module):
         self.v_to_h = nn.Conv2d(2 * channels, 2 * channels, 1)
         self.h_out = nn.Conv2d(channels, channels, 1)
 
-    def forward(self, v: torch.Tensor, h: torch.Tensor, cond: torch.Tensor | float = 0.0):
+    def forward(self, v: torch.Tensor, h: torch.Tensor, cond_v: torch.Tensor | float = 0.0,
+                cond_h: torch.Tensor | float = 0.0):
         v_pre = self.v_conv(v)  # (B, 2C, H, W), row r sees rows <= r
         v_down = F.pad(v_pre, (0, 0, 1, 0))[:, :, :-1]  # (B, 2C, H, W), row r sees rows < r
-        h_new = self.h_out(gate(self.h_conv(h) + self.v_to_h(v_down) + cond))
-        return gate(v_pre + cond), h_new if self.first else h + h_new
+        h_new = self.h_out(gate(self.h_conv(h) + self.v_to_h(v_down) + cond_h))
+        return gate(v_pre + cond_v), h_new if self.first else h + h_new
 
     def h_row(self, h_row: torch.Tensor, link: torch.Tensor) -> torch.Tensor:
         """Row i of the horizontal stack from its input row (B, C, 1, W) and
-        link = v_to_h(v_pre at row i - 1) + class bias, (B, 2C, 1, W)."""
+        link = v_to_h(v_pre at row i - 1) + the horizontal class bias, (B, 2C, 1, W)."""
         h_new = self.h_out(gate(self.h_conv(h_row) + link))
         return h_new if self.first else h_row + h_new
 
@@ -153,7 +156,7 @@ class PixelCNN(PixelModel):
                 [GatedLayer(1, c, cfg.first_kernel, first=True)]
                 + [GatedLayer(c, c, cfg.kernel, first=False) for _ in range(cfg.n_layers)]
             )
-            widths = [2 * c] * len(self.layers)  # class bias per layer, into the gates
+            widths = [2 * c, 2 * c] * len(self.layers)  # class biases per layer: vertical gates, horizontal gates
         else:
             self.conv_in = MaskedConv2d(1, c, (cfg.first_kernel, cfg.first_kernel), "A")
             self.layers = nn.ModuleList([ResidualBlock(c, cfg.kernel) for _ in range(cfg.n_layers)])
@@ -168,8 +171,9 @@ class PixelCNN(PixelModel):
             nn.init.zeros_(self.class_bias.weight)
 
     def _conds(self, y: torch.Tensor | None) -> list[torch.Tensor | float]:
-        """Class biases (B, width, 1, 1) for the input conv (plain only) and each layer; zeros when unconditional."""
-        n = len(self.layers) + (not self.config.gated)
+        """Class biases (B, width, 1, 1): for the input conv and each block (plain), or for the
+        vertical and the horizontal stack of each layer in turn (gated); zeros when unconditional."""
+        n = len(self.layers) * (1 + self.config.gated) + (not self.config.gated)
         if y is None:
             return [0.0] * n
         bias = self.class_bias(y)  # (B, sum(widths))
@@ -181,8 +185,8 @@ class PixelCNN(PixelModel):
         conds = self._conds(y)
         if self.config.gated:
             v = h = x
-            for layer, cond in zip(self.layers, conds):
-                v, h = layer(v, h, cond)
+            for layer, cond_v, cond_h in zip(self.layers, conds[0::2], conds[1::2]):
+                v, h = layer(v, h, cond_v, cond_h)
         else:
             h = self.conv_in(x) + conds[0]
             for block, cond in zip(self.layers, conds[1:]):
@@ -210,15 +214,15 @@ class PixelCNN(PixelModel):
         conds = cache["conds"]
         if self.config.gated:
             if j == 0:  # row i - 1 is complete: extend every vertical stack by it
-                for index, (layer, cond) in enumerate(zip(self.layers, conds)):
+                for index, (layer, cond_v, cond_h) in enumerate(zip(self.layers, conds[0::2], conds[1::2])):
                     if i > 0:
                         v_in = x if index == 0 else cache["vin"][index]
                         v_pre = layer.v_conv.row(v_in, i - 1)  # (B, 2C, 1, W)
                         cache["vpre"][index][:, :, i : i + 1] = v_pre
                         if index + 1 < len(self.layers):
-                            cache["vin"][index + 1][:, :, i - 1 : i] = gate(v_pre + cond)
+                            cache["vin"][index + 1][:, :, i - 1 : i] = gate(v_pre + cond_v)
                     # what the vertical stack (rows < i) adds to row i, fixed for the whole row
-                    cache["link"][index] = layer.v_to_h(cache["vpre"][index][:, :, i : i + 1]) + cond
+                    cache["link"][index] = layer.v_to_h(cache["vpre"][index][:, :, i : i + 1]) + cond_h
             h = x[:, :, i : i + 1]  # (B, 1, 1, W)
             for layer, link in zip(self.layers, cache["link"]):
                 h = layer.h_row(h, link)
