@@ -92,6 +92,14 @@ def test_same_generator_same_samples():
     assert a.shape == (3, 1, 5, 5) and torch.equal(a, b)
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_training_steps_lower_the_nll(variant, nll_after_steps_on_a_bar):
+    torch.manual_seed(0)
+    first, last = nll_after_steps_on_a_bar(PixelRNN(image_size=8, variant=variant, channels=16, hidden=8, n_layers=2,
+                                                    head_channels=16))
+    assert last < 0.6 * first
+
+
 def test_skew_puts_diagonals_in_columns_and_unskew_inverts_it():
     x = torch.arange(12.0).view(1, 1, 3, 4)
     s = skew(x)
