@@ -239,13 +239,32 @@ def test_interpolate_rows_run_between_the_end_points():
 def test_config_errors_name_the_value_and_the_fix():
     with pytest.raises(ConfigError, match=r"label_smoothing=0.1 only applies to loss=nonsaturating, not loss='hinge'"):
         GAN(loss="hinge", label_smoothing=0.1)
-    with pytest.raises(ConfigError, match=r"widths=\(64, 32, 16\): dcgan needs exactly two channel counts"):
-        DCGAN(widths="64,32,16")
+    with pytest.raises(ConfigError, match=r"widths=\(64, 32, 16, 8\): dcgan needs two or three channel counts"):
+        DCGAN(widths="64,32,16,8")
     with pytest.raises(ConfigError, match="loss='lsgan': must be one of nonsaturating, hinge, wgan-gp"):
         DCGAN(loss="lsgan")
     with pytest.raises(ConfigError, match="unknown key 'conditional'"):
         GAN(conditional=True)  # gan is unconditional; cgan is the conditional one
     assert DCGAN(d_steps="5", loss="wgan-gp").config.d_steps == 5
+    with pytest.raises(ConfigError, match=r"minibatch_std=4 mixes samples in D's score, which WGAN-GP's per-sample penalty"):
+        DCGAN(minibatch_std=4, loss="wgan-gp")
+
+
+def test_minibatch_std_gives_each_sample_its_groups_spread():
+    h = torch.randn(8, 3, 2, 2, dtype=torch.float64)
+    out = gan_module.MinibatchStd(4)(h)
+    assert torch.equal(out[:, :3], h)
+    for k in range(8):  # groups are strided: sample k is in group k % 2 with samples k % 2, k % 2 + 2, ...
+        members = h[k % 2 :: 2]  # (4, 3, 2, 2)
+        expected = (members.var(0, unbiased=False) + 1e-8).sqrt().mean()
+        assert torch.allclose(out[k, 3], expected.expand(2, 2))
+    # D's score of one sample then depends on the other samples of its group, and only then
+    x, _ = batch(8)
+    for group, depends in ((0, False), (4, True)):
+        d = tiny("dcgan", minibatch_std=group).discriminator.eval()
+        x2 = x.clone()
+        x2[2] = 1 - x2[2]  # same group as sample 0 (k % 2 == 0)
+        assert (d(x * 2 - 1)[0] != d(x2 * 2 - 1)[0]).item() == depends
 
 
 # ---------------------------------------------------------------------------- honest failure reporting

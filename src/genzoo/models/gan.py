@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ConfigError, in_range, positive
+from ..config import ConfigError, in_range, non_negative, positive
 from .base import CapabilityError, GenerativeModel
 
 N_CLASSES = 10
@@ -102,7 +102,9 @@ class CGANConfig(GANConfig):
 @dataclass
 class DCGANConfig:
     latent_dim: int = 100
-    widths: tuple[int, int] = (256, 128)  # generator channels at 7x7 and 14x14; the discriminator's reversed
+    # generator channels at 7x7 and 14x14 (and, with a third, at 28x28 before a 3x3 output conv);
+    # the discriminator uses the first two, reversed
+    widths: tuple[int, ...] = (256, 128)
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     d_steps: int = 1
@@ -111,12 +113,17 @@ class DCGANConfig:
     label_smoothing: float = 0.0
     ema_decay: float = 0.999
     conditional: bool = False  # class-conditional DCGAN (label into both networks)
+    minibatch_std: int = 0  # > 0: D sees the spread of its batch in groups of this size (Karras et al. 2018)
 
     def __post_init__(self):
         _check_common(self)
-        if len(self.widths) != 2:
-            raise ConfigError(f"widths={self.widths!r}: dcgan needs exactly two channel counts "
-                              "(generator at 7x7 and at 14x14), e.g. widths=256,128")
+        non_negative(minibatch_std=self.minibatch_std)
+        if self.minibatch_std and self.loss == "wgan-gp":
+            raise ConfigError(f"minibatch_std={self.minibatch_std} mixes samples in D's score, which WGAN-GP's "
+                              "per-sample penalty forbids; set minibatch_std=0 or another loss")
+        if len(self.widths) not in (2, 3):
+            raise ConfigError(f"widths={self.widths!r}: dcgan needs two or three channel counts "
+                              "(generator at 7x7, 14x14 and optionally 28x28), e.g. widths=256,128")
 
 
 # ---------------------------------------------------------------------------- networks
@@ -172,22 +179,32 @@ class MLPDiscriminator(nn.Module):
 
 
 class ConvGenerator(nn.Module):
-    """DCGAN generator: z (+ y) -> project to (C0, 7, 7) -> 14x14 -> 28x28, BN + ReLU, tanh out."""
+    """DCGAN generator: z (+ y) -> project to (C0, 7, 7) -> 14x14 -> 28x28, BN + ReLU, tanh out.
 
-    def __init__(self, latent_dim: int, widths: tuple[int, int], conditional: bool):
+    With three widths the last fractionally strided convolution gives C2 channels at 28x28
+    (BN + ReLU) and a 3x3 convolution turns them into the image.
+    """
+
+    def __init__(self, latent_dim: int, widths: tuple[int, ...], conditional: bool):
         super().__init__()
-        c0, c1 = widths
+        c0, c1 = widths[:2]
         self.conditional, self.c0 = conditional, c0
         self.project = nn.Sequential(
             nn.Linear(latent_dim + (N_CLASSES if conditional else 0), c0 * 7 * 7, bias=False),
             nn.BatchNorm1d(c0 * 7 * 7),
             nn.ReLU(),
         )
+        if len(widths) == 2:
+            out = [nn.ConvTranspose2d(c1, 1, 4, 2, 1)]  # (B, 1, 28, 28)
+        else:
+            c2 = widths[2]
+            out = [nn.ConvTranspose2d(c1, c2, 4, 2, 1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(),  # (B, C2, 28, 28)
+                   nn.Conv2d(c2, 1, 3, 1, 1)]  # (B, 1, 28, 28)
         self.net = nn.Sequential(
             nn.ConvTranspose2d(c0, c1, 4, 2, 1, bias=False),  # (B, C1, 14, 14)
             nn.BatchNorm2d(c1),
             nn.ReLU(),
-            nn.ConvTranspose2d(c1, 1, 4, 2, 1),  # (B, 1, 28, 28)
+            *out,
             nn.Tanh(),
         )
 
@@ -198,34 +215,58 @@ class ConvGenerator(nn.Module):
         return self.net(h)  # (B, 1, 28, 28) in [-1, 1]
 
 
+class MinibatchStd(nn.Module):
+    """Appends one feature map: the standard deviation across each group of `group` samples,
+    averaged over features and positions (Karras et al. 2018, "Progressive Growing of GANs").
+
+    A generator that draws too few kinds of digit makes batches that vary too little, which
+    D can then see; a batch not divisible by `group` is taken as one group.
+    """
+
+    def __init__(self, group: int):
+        super().__init__()
+        self.group = group
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        b, c, height, width = h.shape
+        g = self.group if b % self.group == 0 else b
+        var = h.float().view(g, b // g, c, height, width).var(0, unbiased=False)  # (B/G, C, H, W)
+        stat = (var + 1e-8).sqrt().mean((1, 2, 3)).to(h.dtype)  # (B/G,); the epsilon keeps the gradient finite
+        stat = stat.repeat(g)[:, None, None, None].expand(b, 1, height, width)  # sample k has group k % (B/G)
+        return torch.cat([h, stat], 1)  # (B, C + 1, H, W)
+
+
 class ConvDiscriminator(nn.Module):
     """DCGAN discriminator: 28x28 -> 14x14 -> 7x7 strided convs, LeakyReLU(0.2), one score.
 
     Batch norm on the second layer only (Radford et al.); WGAN-GP's penalty is per
     sample, so with that loss a per-sample layer norm replaces it (Gulrajani et al.).
+    With `minibatch_std` > 0 the last feature maps get the batch's spread as one more channel.
     """
 
-    def __init__(self, widths: tuple[int, int], conditional: bool, per_sample_norm: bool):
+    def __init__(self, widths: tuple[int, int], conditional: bool, per_sample_norm: bool, minibatch_std: int = 0):
         super().__init__()
         c0, c1 = widths
         self.conditional = conditional
         in_ch = 1 + (N_CLASSES if conditional else 0)
+        c_out = c1 + (1 if minibatch_std else 0)
         self.body = nn.Sequential(
             nn.Conv2d(in_ch, c0, 4, 2, 1),  # (B, C0, 14, 14)
             nn.LeakyReLU(0.2),
             nn.Conv2d(c0, c1, 4, 2, 1, bias=False),  # (B, C1, 7, 7)
             nn.GroupNorm(1, c1) if per_sample_norm else nn.BatchNorm2d(c1),
             nn.LeakyReLU(0.2),
-            nn.Flatten(),  # (B, C1 * 49)
+            *([MinibatchStd(minibatch_std)] if minibatch_std else []),  # (B, C1 + 1, 7, 7)
+            nn.Flatten(),  # (B, c_out * 49)
         )
-        self.head = nn.Linear(c1 * 49, 1)
-        self.embed = nn.Embedding(N_CLASSES, c1 * 49) if conditional else None
+        self.head = nn.Linear(c_out * 49, 1)
+        self.embed = nn.Embedding(N_CLASSES, c_out * 49) if conditional else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.conditional:
             planes = one_hot(y)[:, :, None, None].expand(-1, -1, *x.shape[2:])  # (B, 10, 28, 28)
             x = torch.cat([x, planes], 1)  # (B, 11, 28, 28)
-        h = self.body(x)  # (B, C1 * 49)
+        h = self.body(x)  # (B, c_out * 49)
         score = self.head(h).squeeze(1)  # (B,)
         if self.conditional:
             score = score + (self.embed(y) * h).sum(1)
@@ -616,8 +657,8 @@ class DCGAN(AdversarialModel):
         return ConvGenerator(self.config.latent_dim, self.config.widths, self.conditional)
 
     def build_discriminator(self) -> nn.Module:
-        return ConvDiscriminator(tuple(reversed(self.config.widths)), self.conditional,
-                                 per_sample_norm=self.config.loss == "wgan-gp")
+        return ConvDiscriminator(tuple(reversed(self.config.widths[:2])), self.conditional,
+                                 per_sample_norm=self.config.loss == "wgan-gp", minibatch_std=self.config.minibatch_std)
 
 
 # ---------------------------------------------------------------------------- evaluator access
