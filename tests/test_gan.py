@@ -20,6 +20,7 @@ TINY = {
     "cgan": (ConditionalGAN, {"latent_dim": 8, "widths": (16, 32)}),
     "dcgan": (DCGAN, {"latent_dim": 8, "widths": (8, 4)}),
     "dcgan-cond": (DCGAN, {"latent_dim": 8, "widths": (8, 4), "conditional": True}),
+    "dcgan-deep": (DCGAN, {"latent_dim": 8, "widths": (8, 4, 4), "minibatch_std": 4}),
 }
 
 
@@ -52,7 +53,7 @@ def changed(before, net):
 
 
 @pytest.mark.parametrize("key,loss", [("gan", "nonsaturating"), ("cgan", "hinge"), ("dcgan", "nonsaturating"),
-                                      ("dcgan-cond", "wgan-gp"), ("gan", "wgan-gp")])
+                                      ("dcgan-cond", "wgan-gp"), ("gan", "wgan-gp"), ("dcgan-deep", "hinge")])
 def test_step_changes_both_networks_and_lowers_each_ones_loss(key, loss):
     model = tiny(key, loss=loss, lr_g=1e-3, lr_d=1e-3)
     opts = optimizers(model)

@@ -14,7 +14,10 @@
   convolutions with batch norm and ReLU in the generator, strided convolutions
   with LeakyReLU(0.2) in the discriminator (no batch norm on its first layer),
   N(0, 0.02) weights, Adam with lr 2e-4 and beta1 0.5. `conditional=true` makes
-  it class-conditional the same way as `cgan` (one-hot planes into D).
+  it class-conditional the same way as `cgan` (one-hot planes into D). Options:
+  a third generator width (`widths=256,128,64`) adds a stage at 28x28 and a 3x3
+  output convolution; `minibatch_std=4` gives D the spread of each group of 4
+  samples as one more feature map (Karras et al. 2018).
 
 Shared options (`--set key=value`): latent size, widths, `lr_g`/`lr_d`, `d_steps`
 (discriminator steps per generator step, each on its own batch), the loss
