@@ -24,6 +24,7 @@ from genzoo.cli import split_sets
 from genzoo.data import load_data
 from genzoo.evaluate import evaluate_run
 from genzoo.runs import read_config, read_metrics_log, steady_images_per_s
+from genzoo.trainer import train_or_resume
 
 
 def train_speed(name, data, device, steps, out, **hparams):
@@ -68,11 +69,8 @@ def main() -> None:
 
     if args.vae_epochs:
         started = time.perf_counter()
-        run = out / "vae"
-        resume = args.resume and (run / "checkpoint.pt").exists()
-        genzoo.train("vae", data=data, out=run, device=args.device, resume=resume,
-                     model_overrides=None if resume else vae_model_set,
-                     train_overrides=None if resume else {"epochs": args.vae_epochs, **vae_train_set})
+        run = train_or_resume("vae", data, out / "vae", resume=args.resume, device=args.device,
+                              model_overrides=vae_model_set, train_overrides={"epochs": args.vae_epochs, **vae_train_set})
         metrics = evaluate_run(run, device=args.device, iwae_k=args.iwae_k, max_test=args.max_test, n_samples=0)
         results.update(vae_nll_nats=metrics["nll_nats"]["value"], vae_elbo_nats=metrics["elbo_nats"]["value"],
                        vae_config=read_config(run),

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import torch
 
-import genzoo
 from genzoo import runs
 from genzoo.data import load_data
+from genzoo.trainer import train_or_resume
 
 # name -> (registry model, model overrides, epochs for the full benchmark)
 MODELS = {
@@ -62,9 +62,8 @@ def train_one(key: str, data, run_dir: Path, device: str, batch_size: int, epoch
     """
     name, overrides, _ = MODELS[key]
     train = {"batch_size": batch_size, "epochs": 0 if steps else epochs, "steps": steps, "log_every": 100}
-    resume = resume and (run_dir / "checkpoint.pt").exists()
-    genzoo.train(name, data, run_dir, device=device, seed=seed, resume=resume,
-                 train_overrides=None if resume else train, model_overrides=None if resume else overrides)
+    train_or_resume(name, data, run_dir, resume=resume, device=device, seed=seed, train_overrides=train,
+                    model_overrides=overrides)
     log = runs.read_metrics_log(run_dir)
     end = next(r for r in reversed(log) if r.get("event") == "end")
     n_steps = end["step"]

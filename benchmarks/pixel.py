@@ -25,6 +25,7 @@ import torch
 import genzoo
 from genzoo.autoregressive import generate
 from genzoo.data import FIXED_BINARIZATION, fixed_binarization, load_data
+from genzoo.trainer import train_or_resume
 
 # name -> (model, model overrides, train overrides, NLL target in nats)
 RECIPES = {
@@ -136,9 +137,8 @@ def main() -> None:
             model = genzoo.create(model_name, **model_over).to(device)
         else:
             run = Path(args.runs) / name
-            resume = args.resume and (run / "checkpoint.pt").exists()
-            genzoo.train(model_name, data, out=run, device=device, seed=0, resume=resume,
-                         train_overrides=None if resume else train_over, model_overrides=None if resume else model_over)
+            train_or_resume(model_name, data, run, resume=args.resume, device=device, seed=0,
+                            train_overrides=train_over, model_overrides=model_over)
             # the trainer's own clock, summed over resumed sessions
             ends = [r for r in genzoo.runs.read_metrics_log(run) if r.get("event") == "end"]
             row["train_seconds"] = ends[-1]["train_seconds"] if ends else None

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import genzoo  # noqa: E402
 from genzoo.data import FIXED_BINARIZATION, fixed_binarization, load_data  # noqa: E402
 from genzoo.runs import read_config, read_metrics_log  # noqa: E402
+from genzoo.trainer import train_or_resume  # noqa: E402
 
 TARGET = -86.34  # nats, Salakhutdinov & Murray (2008), CD25(500)
 
@@ -62,13 +63,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     data = load_data(args.data)
     run = Path(args.run)
-    resume = (run / "checkpoint.pt").exists()  # an existing run is continued (or only re-scored) as configured
-    genzoo.train("rbm", data=data, out=run, device=args.device, seed=args.seed, resume=resume,
-                 train_overrides=None if resume else {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
-                                                      "schedule": args.schedule, "sample_every": args.sample_every},
-                 model_overrides=None if resume else {"n_hidden": args.hidden, "method": args.method, "k": args.k,
-                                                      "momentum": args.momentum, "weight_decay": args.weight_decay,
-                                                      "persistent_chains": args.chains})
+    # an existing run is continued (or only re-scored) as configured
+    train_or_resume("rbm", data, run, device=args.device, seed=args.seed,
+                    train_overrides={"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+                                     "schedule": args.schedule, "sample_every": args.sample_every},
+                    model_overrides={"n_hidden": args.hidden, "method": args.method, "k": args.k,
+                                     "momentum": args.momentum, "weight_decay": args.weight_decay,
+                                     "persistent_chains": args.chains})
     end = next(r for r in reversed(read_metrics_log(run)) if r.get("event") == "end")
     train_seconds = end["train_seconds"]  # the trainer's clock, summed over sessions
 

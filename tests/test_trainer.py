@@ -126,6 +126,19 @@ def test_resuming_a_finished_run_leaves_it_as_it_was(tiny, tmp_path):
     assert (tmp_path / "metrics.jsonl").read_text() == log
 
 
+def test_train_or_resume_continues_a_run_with_a_checkpoint_and_starts_one_without(tiny, tmp_path):
+    from genzoo.trainer import train_or_resume
+
+    kw = {"device": "cpu", "progress": False, "model_overrides": {"channels": 4, "latent_dim": 4}}
+    train = {"steps": 4, "epochs": 0, "batch_size": 64, "sample_every": 0}
+    train_or_resume("ae", tiny, tmp_path, train_overrides=train, **kw)  # no checkpoint: a fresh run
+    log = (tmp_path / "metrics.jsonl").read_text()
+    train_or_resume("ae", tiny, tmp_path, train_overrides={**train, "steps": 8}, **kw)  # continued as configured
+    assert (tmp_path / "metrics.jsonl").read_text() == log
+    train_or_resume("ae", tiny, tmp_path, resume=False, train_overrides={**train, "steps": 8}, **kw)
+    assert genzoo.runs.read_config(tmp_path)["train"]["steps"] == 8
+
+
 def test_bad_options_list_valid_keys(tiny, tmp_path):
     with pytest.raises(ConfigError, match=r"ae: unknown key 'latent'; valid keys: latent_dim=16, channels=32"):
         genzoo.train("ae", data=tiny, out=tmp_path, model_overrides={"latent": "3"})

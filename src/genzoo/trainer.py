@@ -155,6 +155,20 @@ def train(
     return _Loop(model_obj, train_cfg, dataset, run_dir, device, seed, ddp, progress).run(resume)
 
 
+def train_or_resume(model: Any, data: str | Dataset, out: str | Path, *, resume: bool = True,
+                    train_overrides: dict[str, Any] | None = None, model_overrides: dict[str, Any] | None = None,
+                    **kwargs: Any) -> Path:
+    """`train`, except that with `resume` a run folder holding a checkpoint is continued with its
+    own config (the overrides are then not used; a finished run is left as it is).
+
+    For scripts that a time limit may cut off (the benchmarks): the same command, run again,
+    goes on where the last one stopped.
+    """
+    resume = resume and (Path(out) / runs.CHECKPOINT).exists()
+    return train(model, data, out, resume=resume, train_overrides=None if resume else train_overrides,
+                 model_overrides=None if resume else model_overrides, **kwargs)
+
+
 class _Loop:
     def __init__(self, model, cfg: TrainConfig, dataset: Dataset, run_dir: Path, device, seed: int, ddp, progress: bool):
         self.model, self.cfg, self.run_dir, self.device, self.seed, self.ddp = model, cfg, run_dir, device, seed, ddp
