@@ -21,6 +21,8 @@ TINY = {
     "dcgan": (DCGAN, {"latent_dim": 8, "widths": (8, 4)}),
     "dcgan-cond": (DCGAN, {"latent_dim": 8, "widths": (8, 4), "conditional": True}),
     "dcgan-deep": (DCGAN, {"latent_dim": 8, "widths": (8, 4, 4), "minibatch_std": 4}),
+    "gan-pack-sn": (GAN, {"latent_dim": 8, "widths": (16, 32), "pack": 2, "spectral_norm": True}),
+    "dcgan-pack-sn": (DCGAN, {"latent_dim": 8, "widths": (8, 4), "pack": 2, "spectral_norm": True}),
 }
 
 
@@ -53,7 +55,8 @@ def changed(before, net):
 
 
 @pytest.mark.parametrize("key,loss", [("gan", "nonsaturating"), ("cgan", "hinge"), ("dcgan", "nonsaturating"),
-                                      ("dcgan-cond", "wgan-gp"), ("gan", "wgan-gp"), ("dcgan-deep", "hinge")])
+                                      ("dcgan-cond", "wgan-gp"), ("gan", "wgan-gp"), ("dcgan-deep", "hinge"),
+                                      ("gan-pack-sn", "nonsaturating"), ("dcgan-pack-sn", "hinge")])
 def test_step_changes_both_networks_and_lowers_each_ones_loss(key, loss):
     model = tiny(key, loss=loss, lr_g=1e-3, lr_d=1e-3)
     opts = optimizers(model)
@@ -75,19 +78,27 @@ def test_step_changes_both_networks_and_lowers_each_ones_loss(key, loss):
     assert changed(params(before.discriminator), model.discriminator)
 
     # D's own loss on this batch, generator held at its old weights: lower after the step.
-    d_before = before.d_losses(x, y_in, z_d, eps)["loss"].item()
+    replay = copy.deepcopy(before)
+    d_before = replay.d_losses(x, y_in, z_d, eps)["loss"].item()
     assert out["loss_d"] == pytest.approx(d_before, rel=1e-5)
-    after_d = copy.deepcopy(before)
-    after_d.discriminator.load_state_dict(model.discriminator.state_dict())
-    d_after = after_d.d_losses(x, y_in, z_d, eps)["loss"].item()
-    assert d_after < d_before
+    # D as the generator step saw it: the new weights, and spectral norm's power-iteration
+    # vectors as they were after the D step's two forward passes (they move at every pass).
+    d_state = model.discriminator.state_dict()
+    d_state.update({k: v for k, v in replay.discriminator.state_dict().items() if k.endswith(("._u", "._v"))})
+
+    def with_new_d(generator=None):
+        m = copy.deepcopy(before)
+        m.discriminator.load_state_dict(d_state)
+        if generator is not None:
+            m.generator.load_state_dict(generator.state_dict())
+        return m
+
+    assert with_new_d().d_losses(x, y_in, z_d, eps)["loss"].item() < d_before
 
     # G's own loss against the updated D: lower after the G step.
-    g_before = after_d.g_losses(y_in, z_g)["loss"].item()
+    g_before = with_new_d().g_losses(y_in, z_g)["loss"].item()
     assert out["loss_g"] == pytest.approx(g_before, rel=1e-5)
-    after_d.generator.load_state_dict(model.generator.state_dict())
-    g_after = after_d.g_losses(y_in, z_g)["loss"].item()
-    assert g_after < g_before
+    assert with_new_d(model.generator).g_losses(y_in, z_g)["loss"].item() < g_before
 
 
 def test_d_steps_updates_the_generator_every_kth_call():
@@ -249,6 +260,48 @@ def test_config_errors_name_the_value_and_the_fix():
     assert DCGAN(d_steps="5", loss="wgan-gp").config.d_steps == 5
     with pytest.raises(ConfigError, match=r"minibatch_std=4 mixes samples in D's score, which WGAN-GP's per-sample penalty"):
         DCGAN(minibatch_std=4, loss="wgan-gp")
+    with pytest.raises(ConfigError, match=r"pack=2 scores samples together, which WGAN-GP's per-sample penalty"):
+        GAN(pack=2, loss="wgan-gp")
+    for conditional in (lambda: ConditionalGAN(pack=2), lambda: DCGAN(pack=3, conditional=True)):
+        with pytest.raises(ConfigError, match=r"pack=\d is for unconditional models"):
+            conditional()
+    with pytest.raises(ConfigError, match="pack=0"):
+        DCGAN(pack=0)
+
+
+@pytest.mark.parametrize("key", ["gan", "dcgan"])
+def test_pack_scores_consecutive_samples_together(key):
+    d = tiny(key, pack=2).discriminator.eval()
+    x = batch(9)[0] * 2 - 1
+    scores = d(x)
+    assert scores.shape == (4,)  # 9 samples: four pairs, the ninth left out
+    x2 = x.clone()
+    x2[1] = -x2[1]  # the second sample of the first pair
+    changed_scores = d(x2)
+    assert changed_scores[0] != scores[0] and torch.equal(changed_scores[1:], scores[1:])
+    x2 = x.clone()
+    x2[8] = -x2[8]
+    assert torch.equal(d(x2), scores)
+
+
+@pytest.mark.parametrize("key", ["gan", "dcgan", "dcgan-cond"])
+def test_spectral_norm_gives_each_layer_unit_spectral_norm(key):
+    model = tiny(key, spectral_norm=True)
+    d = model.discriminator.train()
+    x, y = batch(8)
+    layers = [m for m in d.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Embedding))]
+    assert layers and all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in layers)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in d.modules())
+    if key.startswith("dcgan"):  # the DCGAN initialisation reached the weights under the normalisation
+        assert d.body[0].parametrizations.weight.original.std().item() == pytest.approx(0.02, rel=0.2)
+    with torch.no_grad():
+        for m in layers:  # far from unit norm before the normalisation, whatever the initialisation
+            m.parametrizations.weight.original.mul_(5 / torch.linalg.matrix_norm(m.parametrizations.weight.original.flatten(1), ord=2))
+        for _ in range(200):  # one power iteration per training forward pass
+            d(x * 2 - 1, y if model.conditional else None)
+    d.eval()  # eval mode uses the estimate without updating it
+    for m in layers:
+        assert torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2) == pytest.approx(1.0, rel=1e-2), m
 
 
 def test_minibatch_std_gives_each_sample_its_groups_spread():

@@ -23,10 +23,15 @@ Shared options (`--set key=value`): latent size, widths, `lr_g`/`lr_d`, `d_steps
 (discriminator steps per generator step, each on its own batch), the loss
 (`nonsaturating`, `hinge` (Lim & Ye 2017; Miyato et al. 2018), or `wgan-gp`
 (Gulrajani et al. 2017, "Improved Training of Wasserstein GANs"), with
-`gp_weight`), one-sided label smoothing (Salimans et al. 2016), and an
+`gp_weight`), one-sided label smoothing (Salimans et al. 2016), an
 exponential moving average of the generator weights used for sampling
 (Yazici et al. 2019, "The Unusual Effectiveness of Averaging in GAN Training";
-`ema_decay=0` disables it).
+`ema_decay=0` disables it), `spectral_norm=true` (each of D's weights divided by
+its largest singular value: Miyato et al. 2018, "Spectral Normalization for
+Generative Adversarial Networks"; in the DCGAN it replaces D's batch norm), and,
+for unconditional models, `pack=2` (PacGAN: Lin et al. 2018, "PacGAN: The power of
+two samples in generative adversarial networks": D scores two samples at once, so
+a generator that drops digits makes pairs that are too alike).
 
 Images enter in [0, 1] and are rescaled to [-1, 1] inside (tanh generator
 output); samples leave in [0, 1]. The trainer's `lr` is not used: the two
@@ -76,6 +81,13 @@ def _check_common(cfg: Any) -> None:
         raise ConfigError(f"widths={cfg.widths!r}: give positive layer widths, e.g. widths=256,512")
     in_range("label_smoothing", cfg.label_smoothing, 0.0, 0.5)
     in_range("ema_decay", cfg.ema_decay, 0.0, 0.99999)
+    positive(pack=cfg.pack)
+    if cfg.pack > 1 and cfg.loss == "wgan-gp":
+        raise ConfigError(f"pack={cfg.pack} scores samples together, which WGAN-GP's per-sample penalty "
+                          "forbids; set pack=1 or another loss")
+    if cfg.pack > 1 and cfg.conditional:
+        raise ConfigError(f"pack={cfg.pack} is for unconditional models (labels already spread a conditional "
+                          "model's samples over the digits); set pack=1")
     if cfg.label_smoothing > 0 and cfg.loss != "nonsaturating":
         raise ConfigError(f"label_smoothing={cfg.label_smoothing} only applies to loss=nonsaturating, "
                           f"not loss={cfg.loss!r}; set label_smoothing=0")
@@ -92,6 +104,12 @@ class GANConfig:
     gp_weight: float = 10.0  # weight of the WGAN-GP gradient penalty
     label_smoothing: float = 0.0  # one-sided: real targets are 1 - label_smoothing
     ema_decay: float = 0.999  # EMA of generator weights for sampling; 0 disables
+    spectral_norm: bool = False  # spectral normalisation of D's weights (Miyato et al. 2018)
+    pack: int = 1  # > 1: D judges this many samples at once (PacGAN, Lin et al. 2018)
+
+    @property
+    def conditional(self) -> bool:
+        return False
 
     def __post_init__(self):
         _check_common(self)
@@ -99,7 +117,9 @@ class GANConfig:
 
 @dataclass
 class CGANConfig(GANConfig):
-    pass
+    @property
+    def conditional(self) -> bool:
+        return True
 
 
 @dataclass
@@ -117,6 +137,8 @@ class DCGANConfig:
     ema_decay: float = 0.999
     conditional: bool = False  # class-conditional DCGAN (label into both networks)
     minibatch_std: int = 0  # > 0: D sees the spread of its batch in groups of this size (Karras et al. 2018)
+    spectral_norm: bool = False  # spectral normalisation of D's weights, in place of its batch norm
+    pack: int = 1  # > 1: D judges this many samples at once (PacGAN, Lin et al. 2018)
 
     def __post_init__(self):
         _check_common(self)
@@ -156,26 +178,39 @@ class MLPGenerator(nn.Module):
         return self.net(z).view(-1, *IMAGE_SHAPE)  # (B, 1, 28, 28) in [-1, 1]
 
 
-class MLPDiscriminator(nn.Module):
-    """784 pixels (+ one-hot y) -> Linear/LeakyReLU stack -> one score (a logit for nonsaturating)."""
+def pack_samples(x: torch.Tensor, pack: int) -> torch.Tensor:
+    """PacGAN's packing (Lin et al. 2018): (B, C, H, W) -> (B // pack, pack * C, H, W).
 
-    def __init__(self, widths: tuple[int, ...], conditional: bool):
+    Consecutive samples become the channels of one input, so D scores them together and
+    can see when they are too alike (a generator that drops digits). A remainder of
+    B % pack samples is left out of that batch's score.
+    """
+    if pack == 1:
+        return x
+    b, c, h, w = x.shape
+    return x[: b - b % pack].reshape(b // pack, pack * c, h, w)
+
+
+class MLPDiscriminator(nn.Module):
+    """784 pixels per packed sample (+ one-hot y) -> Linear/LeakyReLU stack -> one score (a logit for nonsaturating)."""
+
+    def __init__(self, widths: tuple[int, ...], conditional: bool, pack: int = 1):
         super().__init__()
-        layers, prev = [], N_PIXELS + (N_CLASSES if conditional else 0)
+        layers, prev = [], pack * N_PIXELS + (N_CLASSES if conditional else 0)
         for w in widths:
             layers += [nn.Linear(prev, w), nn.LeakyReLU(0.2)]
             prev = w
-        self.conditional = conditional
+        self.conditional, self.pack = conditional, pack
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(prev, 1)
         self.embed = nn.Embedding(N_CLASSES, prev) if conditional else None  # projection term
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        h = x.flatten(1)  # (B, 784)
+        h = pack_samples(x, self.pack).flatten(1)  # (B / pack, pack * 784)
         if self.conditional:
             h = torch.cat([h, one_hot(y)], 1)  # (B, 794)
-        h = self.body(h)  # (B, W)
-        score = self.head(h).squeeze(1)  # (B,)
+        h = self.body(h)  # (B / pack, W)
+        score = self.head(h).squeeze(1)  # (B / pack,)
         if self.conditional:
             score = score + (self.embed(y) * h).sum(1)
         return score
@@ -242,22 +277,26 @@ class MinibatchStd(nn.Module):
 class ConvDiscriminator(nn.Module):
     """DCGAN discriminator: 28x28 -> 14x14 -> 7x7 strided convs, LeakyReLU(0.2), one score.
 
-    Batch norm on the second layer only (Radford et al.); WGAN-GP's penalty is per
-    sample, so with that loss a per-sample layer norm replaces it (Gulrajani et al.).
-    With `minibatch_std` > 0 the last feature maps get the batch's spread as one more channel.
+    Batch norm on the second layer only (Radford et al.). `norm` chooses it: "batch";
+    "layer", a per-sample layer norm for WGAN-GP, whose penalty is per sample (Gulrajani
+    et al.); or "none", for spectral normalisation, which takes its place (Miyato et al.).
+    With `minibatch_std` > 0 the last feature maps get the batch's spread as one more channel;
+    with `pack` > 1 each input holds that many samples as channels (PacGAN).
     """
 
-    def __init__(self, widths: tuple[int, int], conditional: bool, per_sample_norm: bool, minibatch_std: int = 0):
+    def __init__(self, widths: tuple[int, int], conditional: bool, norm: Literal["batch", "layer", "none"] = "batch",
+                 minibatch_std: int = 0, pack: int = 1):
         super().__init__()
         c0, c1 = widths
-        self.conditional = conditional
-        in_ch = 1 + (N_CLASSES if conditional else 0)
+        self.conditional, self.pack = conditional, pack
+        in_ch = pack + (N_CLASSES if conditional else 0)
         c_out = c1 + (1 if minibatch_std else 0)
+        norm_layer = {"batch": lambda: nn.BatchNorm2d(c1), "layer": lambda: nn.GroupNorm(1, c1), "none": nn.Identity}[norm]
         self.body = nn.Sequential(
-            nn.Conv2d(in_ch, c0, 4, 2, 1),  # (B, C0, 14, 14)
+            nn.Conv2d(in_ch, c0, 4, 2, 1),  # (B / pack, C0, 14, 14)
             nn.LeakyReLU(0.2),
-            nn.Conv2d(c0, c1, 4, 2, 1, bias=False),  # (B, C1, 7, 7)
-            nn.GroupNorm(1, c1) if per_sample_norm else nn.BatchNorm2d(c1),
+            nn.Conv2d(c0, c1, 4, 2, 1, bias=norm == "none"),  # (B / pack, C1, 7, 7)
+            norm_layer(),
             nn.LeakyReLU(0.2),
             *([MinibatchStd(minibatch_std)] if minibatch_std else []),  # (B, C1 + 1, 7, 7)
             nn.Flatten(),  # (B, c_out * 49)
@@ -266,14 +305,24 @@ class ConvDiscriminator(nn.Module):
         self.embed = nn.Embedding(N_CLASSES, c_out * 49) if conditional else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        x = pack_samples(x, self.pack)  # (B / pack, pack, 28, 28)
         if self.conditional:
             planes = one_hot(y)[:, :, None, None].expand(-1, -1, *x.shape[2:])  # (B, 10, 28, 28)
             x = torch.cat([x, planes], 1)  # (B, 11, 28, 28)
-        h = self.body(x)  # (B, c_out * 49)
+        h = self.body(x)  # (B / pack, c_out * 49)
         score = self.head(h).squeeze(1)  # (B,)
         if self.conditional:
             score = score + (self.embed(y) * h).sum(1)
         return score
+
+
+def spectral_normalise(net: nn.Module) -> nn.Module:
+    """Divide each weight of `net` by its largest singular value, estimated by one power
+    iteration per training forward pass (Miyato et al. 2018, "Spectral Normalization for GANs")."""
+    for module in list(net.modules()):
+        if isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding)):
+            nn.utils.parametrizations.spectral_norm(module)
+    return net
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -353,6 +402,9 @@ class AdversarialModel(GenerativeModel):
         cfg = self.config
         self.generator = self.build_generator()
         self.discriminator = self.build_discriminator()
+        self.init_weights()
+        if cfg.spectral_norm:
+            spectral_normalise(self.discriminator)
         self._amp = False  # bf16 autocast in train_step; set from the training config
         # Sampling network: an exponential moving average of the generator's weights.
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if cfg.ema_decay > 0 else None
@@ -367,6 +419,9 @@ class AdversarialModel(GenerativeModel):
 
     def build_discriminator(self) -> nn.Module:
         raise NotImplementedError
+
+    def init_weights(self) -> None:
+        """Initialise both networks (before the EMA copy is taken); PyTorch's defaults here."""
 
     # ------------------------------------------------------------------ training
 
@@ -628,7 +683,7 @@ class GAN(AdversarialModel):
         return MLPGenerator(self.config.latent_dim, self.config.widths, self.conditional)
 
     def build_discriminator(self) -> nn.Module:
-        return MLPDiscriminator(tuple(reversed(self.config.widths)), self.conditional)
+        return MLPDiscriminator(tuple(reversed(self.config.widths)), self.conditional, self.config.pack)
 
 
 class ConditionalGAN(GAN):
@@ -636,10 +691,6 @@ class ConditionalGAN(GAN):
 
     name: ClassVar[str] = "cgan"
     Config: ClassVar[type] = CGANConfig
-
-    @property
-    def conditional(self) -> bool:
-        return True
 
 
 class DCGAN(AdversarialModel):
@@ -649,19 +700,18 @@ class DCGAN(AdversarialModel):
     Config: ClassVar[type] = DCGANConfig
     train_defaults: ClassVar[dict[str, Any]] = {"beta1": 0.5, "beta2": 0.999, "epochs": 20, "batch_size": 128, "n_grid": 100}
 
-    def __init__(self, config: Any = None, **overrides: Any):
-        super().__init__(config, **overrides)
+    def init_weights(self) -> None:
         self.generator.apply(dcgan_init)
         self.discriminator.apply(dcgan_init)
-        if self.generator_ema is not None:
-            self.generator_ema.load_state_dict(self.generator.state_dict())
 
     def build_generator(self) -> nn.Module:
         return ConvGenerator(self.config.latent_dim, self.config.widths, self.conditional)
 
     def build_discriminator(self) -> nn.Module:
-        return ConvDiscriminator(tuple(reversed(self.config.widths[:2])), self.conditional,
-                                 per_sample_norm=self.config.loss == "wgan-gp", minibatch_std=self.config.minibatch_std)
+        cfg = self.config
+        norm = "none" if cfg.spectral_norm else "layer" if cfg.loss == "wgan-gp" else "batch"
+        return ConvDiscriminator(tuple(reversed(cfg.widths[:2])), self.conditional, norm=norm,
+                                 minibatch_std=cfg.minibatch_std, pack=cfg.pack)
 
 
 # ---------------------------------------------------------------------------- evaluator access
