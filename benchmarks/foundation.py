@@ -21,6 +21,7 @@ from pathlib import Path
 
 import genzoo
 from genzoo.cli import split_sets
+from genzoo.config import ConfigError, parse_sets
 from genzoo.data import load_data
 from genzoo.evaluate import evaluate_run
 from genzoo.runs import read_config, read_metrics_log, steady_images_per_s
@@ -49,9 +50,10 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/bench-foundation")
     parser.add_argument("--out", default="foundation.json")
     args = parser.parse_args()
-    if bad := [kv for kv in args.vae_set if "=" not in kv]:
-        parser.error(f"--vae-set {bad[0]}: expected KEY=VALUE, e.g. --vae-set channels=96")
-    vae_model_set, vae_train_set = split_sets("vae", dict(kv.split("=", 1) for kv in args.vae_set))
+    try:
+        vae_model_set, vae_train_set = split_sets("vae", parse_sets(args.vae_set))
+    except ConfigError as e:
+        parser.error(f"--vae-set: {e}")
     data, out, results = load_data(args.data), Path(args.runs), {}
 
     if args.speed_steps:

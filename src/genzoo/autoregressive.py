@@ -145,6 +145,23 @@ def _start(u, x_known, visible, dtype) -> torch.Tensor:
     return x
 
 
+def _raster_logits(model: PixelModel, x: torch.Tensor, y: torch.Tensor | None, cached: bool):
+    """Yield (i, j, logit of pixel (i, j) given x) in raster order, from the caches or from the
+    whole network; the caller sets pixel (i, j) of x before asking for the next one."""
+    n, _, height, width = x.shape
+    cache = model.init_cache(n, y) if cached else None
+    for i in range(height):
+        for j in range(width):
+            yield i, j, model.cached_logit(cache, x, i, j) if cached else model.logits(x, y)[:, 0, i, j]
+
+
+def _sample(model: PixelModel, u, y, x_known, visible, cached: bool) -> torch.Tensor:
+    x = _start(u, x_known, visible, next(model.parameters()).dtype)
+    for i, j, logit in _raster_logits(model, x, y, cached):
+        _draw(x, u, logit, i, j, x_known, visible)
+    return x
+
+
 @torch.no_grad()
 def sample_naive(model: PixelModel, u, y=None, x_known=None, visible=None) -> torch.Tensor:
     """The reference sampler: the whole network once per pixel (H * W passes).
@@ -156,28 +173,13 @@ def sample_naive(model: PixelModel, u, y=None, x_known=None, visible=None) -> to
     Returns:
         (n, 1, H, W) binary images.
     """
-    dtype = next(model.parameters()).dtype
-    x = _start(u, x_known, visible, dtype)
-    _, _, height, width = u.shape
-    for i in range(height):
-        for j in range(width):
-            logit = model.logits(x, y)[:, 0, i, j]
-            _draw(x, u, logit, i, j, x_known, visible)
-    return x
+    return _sample(model, u, y, x_known, visible, cached=False)
 
 
 @torch.no_grad()
 def sample_cached(model: PixelModel, u, y=None, x_known=None, visible=None) -> torch.Tensor:
     """The fast sampler: each pixel's logit from the model's caches. Same arguments as `sample_naive`."""
-    dtype = next(model.parameters()).dtype
-    x = _start(u, x_known, visible, dtype)
-    n, _, height, width = u.shape
-    cache = model.init_cache(n, y)
-    for i in range(height):
-        for j in range(width):
-            logit = model.cached_logit(cache, x, i, j)
-            _draw(x, u, logit, i, j, x_known, visible)
-    return x
+    return _sample(model, u, y, x_known, visible, cached=True)
 
 
 @torch.no_grad()
@@ -193,13 +195,10 @@ def cached_logits(model: PixelModel, x: torch.Tensor, y: torch.Tensor | None = N
     Returns:
         (n, 1, H, W) logits.
     """
-    n, _, height, width = x.shape
     revealed, out = torch.zeros_like(x), torch.empty_like(x)
-    cache = model.init_cache(n, y)
-    for i in range(height):
-        for j in range(width):
-            out[:, 0, i, j] = model.cached_logit(cache, revealed, i, j)
-            revealed[:, :, i, j] = x[:, :, i, j]
+    for i, j, logit in _raster_logits(model, revealed, y, cached=True):
+        out[:, 0, i, j] = logit
+        revealed[:, :, i, j] = x[:, :, i, j]
     return out
 
 

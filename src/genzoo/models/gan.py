@@ -291,12 +291,11 @@ class ConvDiscriminator(nn.Module):
         self.conditional, self.pack = conditional, pack
         in_ch = pack + (N_CLASSES if conditional else 0)
         c_out = c1 + (1 if minibatch_std else 0)
-        norm_layer = {"batch": lambda: nn.BatchNorm2d(c1), "layer": lambda: nn.GroupNorm(1, c1), "none": nn.Identity}[norm]
         self.body = nn.Sequential(
             nn.Conv2d(in_ch, c0, 4, 2, 1),  # (B / pack, C0, 14, 14)
             nn.LeakyReLU(0.2),
             nn.Conv2d(c0, c1, 4, 2, 1, bias=norm == "none"),  # (B / pack, C1, 7, 7)
-            norm_layer(),
+            nn.BatchNorm2d(c1) if norm == "batch" else nn.GroupNorm(1, c1) if norm == "layer" else nn.Identity(),
             nn.LeakyReLU(0.2),
             *([MinibatchStd(minibatch_std)] if minibatch_std else []),  # (B, C1 + 1, 7, 7)
             nn.Flatten(),  # (B, c_out * 49)
