@@ -20,9 +20,9 @@ TINY = {
     "cgan": (ConditionalGAN, {"latent_dim": 8, "widths": (16, 32)}),
     "dcgan": (DCGAN, {"latent_dim": 8, "widths": (8, 4)}),
     "dcgan-cond": (DCGAN, {"latent_dim": 8, "widths": (8, 4), "conditional": True}),
-    "dcgan-deep": (DCGAN, {"latent_dim": 8, "widths": (8, 4, 4), "minibatch_std": 4}),
+    "dcgan-deep": (DCGAN, {"latent_dim": 8, "widths": (8, 4, 4), "minibatch_std": 4, "fc_width": 16, "d_fc_width": 16}),
     "gan-pack-sn": (GAN, {"latent_dim": 8, "widths": (16, 32), "pack": 2, "spectral_norm": True}),
-    "dcgan-pack-sn": (DCGAN, {"latent_dim": 8, "widths": (8, 4), "pack": 2, "spectral_norm": True}),
+    "dcgan-pack-sn": (DCGAN, {"latent_dim": 8, "widths": (8, 4), "pack": 2, "spectral_norm": True, "d_fc_width": 16}),
 }
 
 
@@ -267,6 +267,8 @@ def test_config_errors_name_the_value_and_the_fix():
             conditional()
     with pytest.raises(ConfigError, match="pack=0"):
         DCGAN(pack=0)
+    with pytest.raises(ConfigError, match="d_fc_width=-1"):
+        DCGAN(d_fc_width=-1)
 
 
 @pytest.mark.parametrize("key", ["gan", "dcgan"])

@@ -17,7 +17,9 @@
   it class-conditional the same way as `cgan` (one-hot planes into D). Options:
   a third generator width (`widths=256,128,64`) adds a stage at 28x28 and a 3x3
   output convolution; `minibatch_std=4` gives D the spread of each group of 4
-  samples as one more feature map (Karras et al. 2018).
+  samples as one more feature map (Karras et al. 2018); `fc_width=1024` puts a
+  fully connected layer between z and the projection, `d_fc_width=1024` one
+  before D's score (InfoGAN's MNIST networks, Chen et al. 2016).
 
 Shared options (`--set key=value`): latent size, widths, `lr_g`/`lr_d`, `d_steps`
 (discriminator steps per generator step, each on its own batch), the loss
@@ -137,12 +139,14 @@ class DCGANConfig:
     ema_decay: float = 0.999
     conditional: bool = False  # class-conditional DCGAN (label into both networks)
     minibatch_std: int = 0  # > 0: D sees the spread of its batch in groups of this size (Karras et al. 2018)
+    fc_width: int = 0  # > 0: a fully connected layer of this width between z and the 7x7 projection (InfoGAN's G)
+    d_fc_width: int = 0  # > 0: a fully connected layer of this width before D's score (InfoGAN's D)
     spectral_norm: bool = False  # spectral normalisation of D's weights, in place of its batch norm
     pack: int = 1  # > 1: D judges this many samples at once (PacGAN, Lin et al. 2018)
 
     def __post_init__(self):
         _check_common(self)
-        non_negative(minibatch_std=self.minibatch_std)
+        non_negative(minibatch_std=self.minibatch_std, fc_width=self.fc_width, d_fc_width=self.d_fc_width)
         if self.minibatch_std and self.loss == "wgan-gp":
             raise ConfigError(f"minibatch_std={self.minibatch_std} mixes samples in D's score, which WGAN-GP's "
                               "per-sample penalty forbids; set minibatch_std=0 or another loss")
@@ -220,15 +224,20 @@ class ConvGenerator(nn.Module):
     """DCGAN generator: z (+ y) -> project to (C0, 7, 7) -> 14x14 -> 28x28, BN + ReLU, tanh out.
 
     With three widths the last fractionally strided convolution gives C2 channels at 28x28
-    (BN + ReLU) and a 3x3 convolution turns them into the image.
+    (BN + ReLU) and a 3x3 convolution turns them into the image. With `fc_width` > 0 a fully
+    connected layer of that width (BN + ReLU) comes before the projection, as in InfoGAN's
+    MNIST generator (Chen et al. 2016): one more nonlinearity between z and the digit's shape.
     """
 
-    def __init__(self, latent_dim: int, widths: tuple[int, ...], conditional: bool):
+    def __init__(self, latent_dim: int, widths: tuple[int, ...], conditional: bool, fc_width: int = 0):
         super().__init__()
         c0, c1 = widths[:2]
         self.conditional, self.c0 = conditional, c0
+        d_in = latent_dim + (N_CLASSES if conditional else 0)
+        fc = [nn.Linear(d_in, fc_width, bias=False), nn.BatchNorm1d(fc_width), nn.ReLU()] if fc_width else []
         self.project = nn.Sequential(
-            nn.Linear(latent_dim + (N_CLASSES if conditional else 0), c0 * 7 * 7, bias=False),
+            *fc,  # (B, fc_width)
+            nn.Linear(fc_width or d_in, c0 * 7 * 7, bias=False),
             nn.BatchNorm1d(c0 * 7 * 7),
             nn.ReLU(),
         )
@@ -274,6 +283,15 @@ class MinibatchStd(nn.Module):
         return torch.cat([h, stat], 1)  # (B, C + 1, H, W)
 
 
+def _norm(kind: Literal["batch", "layer", "none"], channels: int, dims: int) -> nn.Module:
+    """The discriminator's normalisation over `channels` features of a (B, C) (dims=1) or (B, C, H, W) tensor."""
+    if kind == "batch":
+        return nn.BatchNorm1d(channels) if dims == 1 else nn.BatchNorm2d(channels)
+    if kind == "layer":
+        return nn.GroupNorm(1, channels)  # per sample: statistics over all of its features
+    return nn.Identity()
+
+
 class ConvDiscriminator(nn.Module):
     """DCGAN discriminator: 28x28 -> 14x14 -> 7x7 strided convs, LeakyReLU(0.2), one score.
 
@@ -281,34 +299,40 @@ class ConvDiscriminator(nn.Module):
     "layer", a per-sample layer norm for WGAN-GP, whose penalty is per sample (Gulrajani
     et al.); or "none", for spectral normalisation, which takes its place (Miyato et al.).
     With `minibatch_std` > 0 the last feature maps get the batch's spread as one more channel;
-    with `pack` > 1 each input holds that many samples as channels (PacGAN).
+    with `pack` > 1 each input holds that many samples as channels (PacGAN); with `fc_width`
+    > 0 a fully connected layer of that width (same norm, LeakyReLU) comes before the score,
+    as in InfoGAN's MNIST discriminator (Chen et al. 2016).
     """
 
     def __init__(self, widths: tuple[int, int], conditional: bool, norm: Literal["batch", "layer", "none"] = "batch",
-                 minibatch_std: int = 0, pack: int = 1):
+                 minibatch_std: int = 0, pack: int = 1, fc_width: int = 0):
         super().__init__()
         c0, c1 = widths
         self.conditional, self.pack = conditional, pack
         in_ch = pack + (N_CLASSES if conditional else 0)
         c_out = c1 + (1 if minibatch_std else 0)
+        features = fc_width or c_out * 49
+        fc = [nn.Linear(c_out * 49, fc_width, bias=norm == "none"), _norm(norm, fc_width, dims=1),
+              nn.LeakyReLU(0.2)] if fc_width else []
         self.body = nn.Sequential(
             nn.Conv2d(in_ch, c0, 4, 2, 1),  # (B / pack, C0, 14, 14)
             nn.LeakyReLU(0.2),
             nn.Conv2d(c0, c1, 4, 2, 1, bias=norm == "none"),  # (B / pack, C1, 7, 7)
-            nn.BatchNorm2d(c1) if norm == "batch" else nn.GroupNorm(1, c1) if norm == "layer" else nn.Identity(),
+            _norm(norm, c1, dims=2),
             nn.LeakyReLU(0.2),
             *([MinibatchStd(minibatch_std)] if minibatch_std else []),  # (B, C1 + 1, 7, 7)
             nn.Flatten(),  # (B, c_out * 49)
+            *fc,  # (B, fc_width)
         )
-        self.head = nn.Linear(c_out * 49, 1)
-        self.embed = nn.Embedding(N_CLASSES, c_out * 49) if conditional else None
+        self.head = nn.Linear(features, 1)
+        self.embed = nn.Embedding(N_CLASSES, features) if conditional else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         x = pack_samples(x, self.pack)  # (B / pack, pack, 28, 28)
         if self.conditional:
             planes = one_hot(y)[:, :, None, None].expand(-1, -1, *x.shape[2:])  # (B, 10, 28, 28)
             x = torch.cat([x, planes], 1)  # (B, 11, 28, 28)
-        h = self.body(x)  # (B / pack, c_out * 49)
+        h = self.body(x)  # (B / pack, features)
         score = self.head(h).squeeze(1)  # (B,)
         if self.conditional:
             score = score + (self.embed(y) * h).sum(1)
@@ -704,13 +728,13 @@ class DCGAN(AdversarialModel):
         self.discriminator.apply(dcgan_init)
 
     def build_generator(self) -> nn.Module:
-        return ConvGenerator(self.config.latent_dim, self.config.widths, self.conditional)
+        return ConvGenerator(self.config.latent_dim, self.config.widths, self.conditional, self.config.fc_width)
 
     def build_discriminator(self) -> nn.Module:
         cfg = self.config
         norm = "none" if cfg.spectral_norm else "layer" if cfg.loss == "wgan-gp" else "batch"
         return ConvDiscriminator(tuple(reversed(cfg.widths[:2])), self.conditional, norm=norm,
-                                 minibatch_std=cfg.minibatch_std, pack=cfg.pack)
+                                 minibatch_std=cfg.minibatch_std, pack=cfg.pack, fc_width=cfg.d_fc_width)
 
 
 # ---------------------------------------------------------------------------- evaluator access
