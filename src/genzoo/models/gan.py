@@ -333,7 +333,7 @@ class ConvDiscriminator(nn.Module):
             planes = one_hot(y)[:, :, None, None].expand(-1, -1, *x.shape[2:])  # (B, 10, 28, 28)
             x = torch.cat([x, planes], 1)  # (B, 11, 28, 28)
         h = self.body(x)  # (B / pack, features)
-        score = self.head(h).squeeze(1)  # (B,)
+        score = self.head(h).squeeze(1)  # (B / pack,)
         if self.conditional:
             score = score + (self.embed(y) * h).sum(1)
         return score
