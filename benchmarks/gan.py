@@ -39,11 +39,13 @@ MODELS = {
     "cgan": ("cgan", {}, 30),
     "dcgan-cond": ("dcgan", {"conditional": "true"}, 20),
     # not in the default list: the fully connected layers of InfoGAN's MNIST networks in both
-    # G and D (at the default widths, and at half of them, as measured on the CPU), the deeper
-    # generator, the hinge-loss fully connected GAN and the spectrally normalised hinge DCGAN
-    # of docs/results/gan.md's CPU experiments
+    # G and D (at the default widths, and at half of them as measured on the CPU, unconditional
+    # and conditional), the deeper generator, the hinge-loss fully connected GAN and the
+    # spectrally normalised hinge DCGAN of docs/results/gan.md's CPU experiments
     "dcgan-fc": ("dcgan", {"fc_width": "1024", "d_fc_width": "1024"}, 20),
     "dcgan-fc-narrow": ("dcgan", {"widths": "128,64", "fc_width": "1024", "d_fc_width": "1024"}, 20),
+    "dcgan-cond-fc-narrow": ("dcgan", {"conditional": "true", "widths": "128,64", "fc_width": "1024",
+                                       "d_fc_width": "1024"}, 20),
     "dcgan-deep": ("dcgan", {"widths": "256,128,64"}, 20),
     "gan-hinge": ("gan", {"loss": "hinge"}, 30),
     "dcgan-sn-hinge": ("dcgan", {"loss": "hinge", "spectral_norm": "true"}, 20),
