@@ -20,10 +20,10 @@
   samples as one more feature map (Karras et al. 2018); `fc_width=1024` puts a
   fully connected layer between z and the projection, `d_fc_width=1024` one
   before D's score (InfoGAN's MNIST networks, Chen et al. 2016). The defaults
-  keep Radford et al.'s networks, which drop some digits on MNIST; with both
-  fully connected layers (`widths=128,64 fc_width=1024 d_fc_width=1024`, 20
-  epochs: `benchmarks/gan.py`'s `dcgan-fc-narrow`) every digit is drawn at its
-  share (docs/results/gan.md).
+  keep Radford et al.'s networks, which draw some digits far more often than
+  others on MNIST; with both fully connected layers (`widths=128,64
+  fc_width=1024 d_fc_width=1024`, 20 epochs: `benchmarks/gan.py`'s
+  `dcgan-fc-narrow`) every digit is drawn at its share (docs/results/gan.md).
 
 Shared options (`--set key=value`): latent size, widths, `lr_g`/`lr_d`, `d_steps`
 (discriminator steps per generator step, each on its own batch), the loss
