@@ -314,9 +314,9 @@ class ConvDiscriminator(nn.Module):
         c0, c1 = widths
         self.conditional, self.pack = conditional, pack
         in_ch = pack + (N_CLASSES if conditional else 0)
-        c_out = c1 + (1 if minibatch_std else 0)
-        features = fc_width or c_out * 49
-        fc = [nn.Linear(c_out * 49, fc_width, bias=norm == "none"), _norm(norm, fc_width, dims=1),
+        flat = (c1 + (1 if minibatch_std else 0)) * 7 * 7  # the last feature maps, flattened
+        features = fc_width or flat
+        fc = [nn.Linear(flat, fc_width, bias=norm == "none"), _norm(norm, fc_width, dims=1),
               nn.LeakyReLU(0.2)] if fc_width else []
         self.body = nn.Sequential(
             nn.Conv2d(in_ch, c0, 4, 2, 1),  # (B / pack, C0, 14, 14)
@@ -325,7 +325,7 @@ class ConvDiscriminator(nn.Module):
             _norm(norm, c1, dims=2),
             nn.LeakyReLU(0.2),
             *([MinibatchStd(minibatch_std)] if minibatch_std else []),  # (B, C1 + 1, 7, 7)
-            nn.Flatten(),  # (B, c_out * 49)
+            nn.Flatten(),  # (B, flat)
             *fc,  # (B, fc_width)
         )
         self.head = nn.Linear(features, 1)
