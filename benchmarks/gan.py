@@ -24,6 +24,7 @@ import argparse
 import json
 import platform
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import torch
 
 from genzoo import runs
 from genzoo.data import load_data
+from genzoo.metrics import describe_quality, sample_quality
 from genzoo.trainer import train_or_resume
 
 # name -> (registry model, model overrides, epochs for the full benchmark)
@@ -98,8 +100,6 @@ def _last_epoch_seconds(log: list[dict], steps_per_epoch: int) -> float | None:
 
 def quality(run_dir: Path, data, evaluator, device: str, n: int, seed: int) -> dict:
     """Sample-quality metrics of n samples of a trained run (labels 0..9 in turn when conditional)."""
-    from genzoo.metrics import sample_quality
-
     model = runs.load(run_dir, device)
     labels = (torch.arange(n) % 10).to(device) if model.conditional else None
     start = time.perf_counter()
@@ -163,8 +163,6 @@ def main() -> dict:
                "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "seed": args.seed,
                "batch_size": args.batch_size, "n_samples": args.samples, "models": {}}
     if evaluator is not None:
-        from genzoo.metrics import sample_quality
-
         results["evaluator_version"] = EVALUATOR_VERSION
         floor = data.train_x[torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(args.seed))[:args.samples]]
         results["real_data_floor"] = sample_quality(floor, data.test_x, evaluator)
@@ -187,9 +185,7 @@ def main() -> dict:
               f"({timing['seconds_per_epoch']:.2f} s/epoch, {timing['images_per_s']:.0f} images/s, "
               f"last epoch {timing['last_epoch_seconds']})")
         if scores:
-            print(f"  FID-style {scores['fid']:.3f}  precision {scores['precision']:.3f}  recall {scores['recall']:.3f}"
-                  + (f"  conditional accuracy {scores['conditional_accuracy']:.2%}" if "conditional_accuracy" in scores else "")
-                  + f"\n  digit shares {[round(s, 3) for s in scores['class_coverage']]}")
+            print(textwrap.indent(describe_quality(scores), "  "))
         for line in verdict + [f"warning: {w}" for w in timing["warnings"][-3:]]:
             print(f"  {line}")
     if args.out:

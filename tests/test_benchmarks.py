@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -48,3 +49,51 @@ def test_pixel_recipe_builds_and_scores(key):
     log_p = model.log_prob(x)
     assert log_p.shape == (2,) and bool((log_p < 0).all())
     assert target is None or 75 < target < 90  # nats per image on binarized MNIST
+
+
+REFERENCE = load_benchmark("pytorch_gan_reference")
+
+
+@pytest.mark.parametrize("key, n_generator, n_discriminator", [
+    # Counted by hand from PyTorch-GAN's layer lists (weights + biases, batch-norm scales + shifts):
+    # DCGAN G: Linear(100, 128*8*8) 827,392 + BN(128) 256 + Conv(128, 128, 3) 147,584 + BN 256
+    #          + Conv(128, 64, 3) 73,792 + BN(64) 128 + Conv(64, 1, 3) 577
+    # DCGAN D: Conv(1, 16) 160 + Conv(16, 32) 4,640 + BN 64 + Conv(32, 64) 18,496 + BN 128
+    #          + Conv(64, 128) 73,856 + Linear(128*2*2, 1) 513
+    # CGAN G:  Embedding(10, 10) 100 + Linear(110, 128) 14,208 + Linear(128, 256) 33,024 + BN 512
+    #          + Linear(256, 512) 131,584 + BN 1,024 + Linear(512, 1024) 525,312 + BN 2,048 + Linear(1024, 1024) 1,049,600
+    # CGAN D:  Embedding 100 + Linear(1034, 512) 529,920 + 2 x Linear(512, 512) 525,312 + Linear(512, 1) 513
+    ("dcgan", 1_049_985, 97_857),
+    ("cgan", 1_757_412, 1_055_845),
+])
+def test_reference_networks_have_the_published_sizes(key, n_generator, n_discriminator):
+    generator, discriminator = REFERENCE.build(key, "cpu")
+    assert sum(p.numel() for p in generator.parameters()) == n_generator
+    assert sum(p.numel() for p in discriminator.parameters()) == n_discriminator
+    z, y = torch.randn(3, REFERENCE.LATENT), torch.tensor([1, 2, 3])
+    x = generator(z, y)
+    assert x.shape == (3, 1, 32, 32) and discriminator(x, y).shape == (3, 1)
+
+
+def test_reference_resizing_round_trip_keeps_real_digits():
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    up = REFERENCE.to_their_images(x)
+    assert up.shape == (4, 1, 32, 32) and -1 <= up.min() and up.max() <= 1
+    torch.testing.assert_close(REFERENCE.to_our_images(up), x, atol=1e-5, rtol=0)
+
+
+def test_reference_training_resumes_where_it_stopped(tmp_path, capsys):
+    g = torch.Generator().manual_seed(0)
+    data = SimpleNamespace(train_x=torch.rand(100, 1, 28, 28, generator=g), train_y=torch.randint(0, 10, (100,), generator=g))
+    REFERENCE.train("cgan", data, tmp_path / "whole", "cpu", epochs=2, seed=0, resume=False, checkpoint_minutes=5)
+    REFERENCE.train("cgan", data, tmp_path / "cut", "cpu", epochs=1, seed=0, resume=False, checkpoint_minutes=5)
+    capsys.readouterr()
+    timing = REFERENCE.train("cgan", data, tmp_path / "cut", "cpu", epochs=2, seed=0, resume=True, checkpoint_minutes=5)
+    out = capsys.readouterr().out
+    assert "resumed at epoch 2, batch 0" in out and "epoch 1/2" not in out and timing["epochs"] == 2
+    whole, cut = (torch.load(tmp_path / run / "generator.pt", weights_only=True)["generator"] for run in ("whole", "cut"))
+    assert whole.keys() == cut.keys()
+    for name in whole:
+        torch.testing.assert_close(cut[name], whole[name], atol=0, rtol=0)
+    with pytest.raises(SystemExit, match="--resume"):
+        REFERENCE.train("cgan", data, tmp_path / "cut", "cpu", epochs=2, seed=0, resume=False, checkpoint_minutes=5)

@@ -212,6 +212,15 @@ def sample_quality(samples: torch.Tensor, real_images: torch.Tensor, evaluator: 
     return result
 
 
+
+def describe_quality(scores: dict) -> str:
+    """Two lines for a log: the scores of `sample_quality`, then the digit shares."""
+    line = f"FID-style {scores['fid']:.3f}  precision {scores['precision']:.3f}  recall {scores['recall']:.3f}"
+    if "conditional_accuracy" in scores:
+        line += f"  conditional accuracy {scores['conditional_accuracy']:.2%}"
+    return f"{line}\ndigit shares {[round(s, 3) for s in scores['class_coverage']]}"
+
+
 # ---------------------------------------------------------------------------- a model's samples
 
 _REAL_FEATURES: dict[str, torch.Tensor] = {}
