@@ -217,12 +217,23 @@ def train(key: str, data, run_dir: Path, device: str, epochs: int, seed: int, re
                            "global_rng": torch.get_rng_state(), "state": state}, ckpt)
 
     n_batches = -(-n // BATCH)
-    last_save = time.perf_counter()
+    clock = last_save = time.perf_counter()  # clock: training time since then is not yet in state["train_seconds"]
+
+    def tick() -> None:
+        nonlocal clock
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        state["train_seconds"] += now - clock
+        clock = now
+
     while state["epoch"] < epochs:
         if state["order"] is None:
             state["order"] = torch.randperm(n, device=device, generator=rng)
         order = state["order"]
-        epoch_start, epoch_done = time.perf_counter(), state["batch"]
+        whole = state["batch"] == 0  # an epoch not resumed part-way is timed
+        tick()
+        epoch_from, first = state["train_seconds"], state["batch"]
         for i in range(state["batch"], n_batches):
             idx = order[i * BATCH:(i + 1) * BATCH]
             real, y = images[idx], labels[idx]
@@ -243,25 +254,21 @@ def train(key: str, data, run_dir: Path, device: str, epochs: int, seed: int, re
 
             state["batch"] = i + 1
             if (i + 1) % 200 == 0 or i + 1 == n_batches:
-                if device.startswith("cuda"):
-                    torch.cuda.synchronize()
-                rate = (i + 1 - epoch_done) * BATCH / (time.perf_counter() - epoch_start)
+                tick()
+                seconds = state["train_seconds"] - epoch_from
                 print(f"{key} epoch {state['epoch'] + 1}/{epochs} batch {i + 1}/{n_batches}  "
-                      f"loss_d {loss_d.item():.4f}  loss_g {loss_g.item():.4f}  {rate:.0f} images/s", flush=True)
-            if time.perf_counter() - last_save > 60 * checkpoint_minutes:
-                state["train_seconds"] += time.perf_counter() - epoch_start
-                epoch_start, epoch_done = time.perf_counter(), i + 1
+                      f"loss_d {loss_d.item():.4f}  loss_g {loss_g.item():.4f}  "
+                      f"{(i + 1 - first) * BATCH / seconds:.0f} images/s", flush=True)
+            if i + 1 < n_batches and time.perf_counter() - last_save > 60 * checkpoint_minutes:
+                tick()
                 save()
-                last_save = time.perf_counter()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - epoch_start
-        state["train_seconds"] += seconds
-        if epoch_done == 0:  # an epoch timed whole, not resumed nor cut by a checkpoint
-            state["epoch_seconds"].append(seconds)
+                clock = last_save = time.perf_counter()  # the save is not training time
+        tick()
+        if whole:
+            state["epoch_seconds"].append(state["train_seconds"] - epoch_from)
         state.update(epoch=state["epoch"] + 1, batch=0, order=None)
         save()
-        last_save = time.perf_counter()
+        clock = last_save = time.perf_counter()
     torch.save({"generator": generator.state_dict()}, run_dir / "generator.pt")
     whole = state["epoch_seconds"]
     return {"epochs": epochs, "batch_size": BATCH, "train_seconds": state["train_seconds"],

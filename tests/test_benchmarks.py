@@ -82,15 +82,27 @@ def test_reference_resizing_round_trip_keeps_real_digits():
     torch.testing.assert_close(REFERENCE.to_our_images(up), x, atol=1e-5, rtol=0)
 
 
-def test_reference_training_resumes_where_it_stopped(tmp_path, capsys):
+def test_reference_training_resumes_where_it_stopped(tmp_path, capsys, monkeypatch):
     g = torch.Generator().manual_seed(0)
     data = SimpleNamespace(train_x=torch.rand(100, 1, 28, 28, generator=g), train_y=torch.randint(0, 10, (100,), generator=g))
     REFERENCE.train("cgan", data, tmp_path / "whole", "cpu", epochs=2, seed=0, resume=False, checkpoint_minutes=5)
-    REFERENCE.train("cgan", data, tmp_path / "cut", "cpu", epochs=1, seed=0, resume=False, checkpoint_minutes=5)
+
+    # Killed right after the first checkpoint, written after batch 1 of 2 of epoch 1.
+    save = REFERENCE.atomic_torch_save
+
+    def save_then_die(obj, path):
+        save(obj, path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(REFERENCE, "atomic_torch_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        REFERENCE.train("cgan", data, tmp_path / "cut", "cpu", epochs=2, seed=0, resume=False, checkpoint_minutes=0)
+    monkeypatch.setattr(REFERENCE, "atomic_torch_save", save)
     capsys.readouterr()
-    timing = REFERENCE.train("cgan", data, tmp_path / "cut", "cpu", epochs=2, seed=0, resume=True, checkpoint_minutes=5)
-    out = capsys.readouterr().out
-    assert "resumed at epoch 2, batch 0" in out and "epoch 1/2" not in out and timing["epochs"] == 2
+    timing = REFERENCE.train("cgan", data, tmp_path / "cut", "cpu", epochs=2, seed=0, resume=True, checkpoint_minutes=0)
+    assert "resumed at epoch 1, batch 1" in capsys.readouterr().out and timing["epochs"] == 2
+    assert len(torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["state"]["epoch_seconds"]) == 1
+
     whole, cut = (torch.load(tmp_path / run / "generator.pt", weights_only=True)["generator"] for run in ("whole", "cut"))
     assert whole.keys() == cut.keys()
     for name in whole:
