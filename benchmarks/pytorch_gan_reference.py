@@ -24,9 +24,10 @@ from torch generators seeded by --seed.
 Samples (tanh outputs) are mapped to [0, 1] and brought to 28 x 28 for the evaluator by the
 least-squares inverse of the bilinear upsampling, which returns a real digit unchanged;
 10,000 real training digits taken through 28 -> 32 -> 28 check that (their scores are the
-real-data floor's). Each model is scored with its generator in
-eval mode (batch-norm running statistics) and in training mode (statistics of each batch of
-64, as in the pictures their scripts save); both are reported.
+real-data floor's). Each model is scored with its generator in eval mode (batch-norm
+running statistics) and in training mode (statistics of each batch of 64, as in the pictures
+their scripts save); both are reported, and the first 100 samples of each go to
+`RUNS/MODEL/samples_eval_mode.png` and `samples_batch_stats.png`.
 
     python benchmarks/pytorch_gan_reference.py --device cuda --out ref.json      # 20 / 30 epochs
     python benchmarks/pytorch_gan_reference.py --device cpu --models dcgan --epochs 5 --runs runs/ref --out ref.json
@@ -50,6 +51,7 @@ from torch import nn
 
 from genzoo.data import load_data
 from genzoo.evaluator import EVALUATOR_VERSION, load_evaluator
+from genzoo.images import save_grid
 from genzoo.metrics import describe_quality, sample_quality
 from genzoo.runs import atomic_torch_save, hardware
 
@@ -269,12 +271,12 @@ def train(key: str, data, run_dir: Path, device: str, epochs: int, seed: int, re
         state.update(epoch=state["epoch"] + 1, batch=0, order=None)
         save()
         clock = last_save = time.perf_counter()
-    torch.save({"generator": generator.state_dict()}, run_dir / "generator.pt")
-    whole = state["epoch_seconds"]
+    atomic_torch_save({"generator": generator.state_dict()}, run_dir / "generator.pt")
+    timed = state["epoch_seconds"]
     return {"epochs": epochs, "batch_size": BATCH, "train_seconds": state["train_seconds"],
             "images_per_s": epochs * n / state["train_seconds"],
-            "last_epoch_seconds": whole[-1] if whole else None,
-            "fastest_epoch_seconds": min(whole) if whole else None}
+            "last_epoch_seconds": timed[-1] if timed else None,
+            "fastest_epoch_seconds": min(timed) if timed else None}
 
 
 @torch.no_grad()
@@ -337,6 +339,7 @@ def main() -> dict:
         for mode, batch_stats in (("eval_mode", False), ("batch_stats", True)):
             samples = sample(key, generator, args.samples, args.device, args.seed, batch_stats)
             scores[mode] = sample_quality(samples, data.test_x, evaluator, labels=labels)
+            save_grid(samples[:100], root / key / f"samples_{mode}.png", nrow=10)
         results["models"][key] = {**timing, "quality": scores}
         print(f"\n{key}: {timing['epochs']} epochs in {timing['train_seconds']:.1f} s "
               f"({timing['images_per_s']:.0f} images/s, last whole epoch {timing['last_epoch_seconds']})")
