@@ -17,9 +17,9 @@ and scores 10,000 of their samples with the evaluator and metrics of `benchmarks
 - their batch norms' eps of 0.8 (`BatchNorm2d(c, 0.8)`: the second argument is eps) kept
   as published.
 
-Deliberately different: the data lie on the device as one tensor (their DataLoader over PIL
-images is not timed, so the speed here is theirs at its best), and the random numbers come
-from torch generators seeded by --seed.
+Deliberately different: the data lie on the device as one tensor (so the speed here leaves
+out their DataLoader over PIL images), and the random numbers come from torch generators
+seeded by --seed.
 
 Samples (tanh outputs) are mapped to [0, 1] and brought to 28 x 28 for the evaluator by the
 least-squares inverse of the bilinear upsampling, which returns a real digit unchanged;
