@@ -212,7 +212,6 @@ def sample_quality(samples: torch.Tensor, real_images: torch.Tensor, evaluator: 
     return result
 
 
-
 def describe_quality(scores: dict) -> str:
     """Two lines for a log: the scores of `sample_quality`, then the digit shares."""
     line = f"FID-style {scores['fid']:.3f}  precision {scores['precision']:.3f}  recall {scores['recall']:.3f}"
