@@ -233,9 +233,8 @@ def train(key: str, data, run_dir: Path, device: str, epochs: int, seed: int, re
         if state["order"] is None:
             state["order"] = torch.randperm(n, device=device, generator=rng)
         order = state["order"]
-        whole = state["batch"] == 0  # an epoch not resumed part-way is timed
         tick()
-        epoch_from, first = state["train_seconds"], state["batch"]
+        epoch_from, first = state["train_seconds"], state["batch"]  # an epoch begun at batch 0 is timed whole
         for i in range(state["batch"], n_batches):
             idx = order[i * BATCH:(i + 1) * BATCH]
             real, y = images[idx], labels[idx]
@@ -266,7 +265,7 @@ def train(key: str, data, run_dir: Path, device: str, epochs: int, seed: int, re
                 save()
                 clock = last_save = time.perf_counter()  # the save is not training time
         tick()
-        if whole:
+        if first == 0:
             state["epoch_seconds"].append(state["train_seconds"] - epoch_from)
         state.update(epoch=state["epoch"] + 1, batch=0, order=None)
         save()
