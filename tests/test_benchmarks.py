@@ -53,6 +53,15 @@ def test_pixel_recipe_builds_and_scores(key):
     assert target is None or 75 < target < 90  # nats per image on binarized MNIST
 
 
+def test_pixel_time_to_quality_is_the_first_epoch_end_at_or_under_the_level():
+    log = [{"step": 10, "loss": 80.0, "time": 30.0},  # a training line: not a test figure
+           {"step": 10, "epoch": 1, "time": 60.0, "test_loss": 85.0},
+           {"step": 20, "epoch": 2, "time": 120.0, "test_loss": 81.45},
+           {"step": 30, "epoch": 3, "time": 180.0, "test_loss": 81.0}]
+    minutes_to = load_benchmark("pixel").minutes_to
+    assert minutes_to(log, 81.45) == 2.0 and minutes_to(log, 81.3) == 3.0 and minutes_to(log, 80.0) is None
+
+
 REFERENCE = load_benchmark("pytorch_gan_reference")
 
 

@@ -60,6 +60,14 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert f"{tmp_path}: not a genzoo run folder (no config.json)" in capsys.readouterr().err
 
 
+def test_resume_takes_a_new_length_and_refuses_other_changes(dae_run, capsys):
+    # dae_run is a finished 200-step run: --resume with --set must not drop the setting silently.
+    assert main(["train", "dae", "--out", str(dae_run), "--resume", "--set", "lr=1e-2"]) == 2
+    assert "--resume continues a run with its own config.json; drop --set" in capsys.readouterr().err
+    assert main(["train", "dae", "--out", str(dae_run), "--resume", "--steps", "100"]) == 2
+    assert "the run is at step 200, past the 100 steps that steps=100, epochs=0 make" in capsys.readouterr().err
+
+
 def test_label_on_unconditional_model(dae_run, capsys):
     assert main(["sample", str(dae_run), "--label", "3"]) == 2
     assert "dae: not a conditional model, --label does not apply" in capsys.readouterr().err

@@ -90,7 +90,7 @@ class Exploding(GenerativeModel):
         self.register_buffer("calls", torch.zeros((), dtype=torch.long))
 
     def loss(self, x, y=None):
-        self.calls += 1
+        self.calls += self.training  # training steps only, not the test pass at epoch ends
         bad = torch.tensor(float("nan")) if self.calls > self.config.explode_at else torch.tensor(1.0)
         return {"loss": (self.w * x.mean() - 1).pow(2) * bad}
 
@@ -113,7 +113,7 @@ def test_nan_between_checks_names_its_step_and_keeps_the_checkpoint_before_it(ti
         genzoo.train(Exploding(explode_at=10), data=tiny, out=tmp_path, device="cpu", progress=False,
                      train_overrides={"steps": 24, "epochs": 0, "batch_size": 32, "log_every": 100, "sample_every": 0})
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 8
-    assert [r["step"] for r in genzoo.runs.read_metrics_log(tmp_path)] == [8]
+    assert [r["step"] for r in genzoo.runs.read_metrics_log(tmp_path) if "loss" in r] == [8]
 
 
 def test_resuming_a_finished_run_leaves_it_as_it_was(tiny, tmp_path):
@@ -177,3 +177,86 @@ def test_ddp_two_processes_match_one(tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
     end = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()][-1]
     assert end["world_size"] == 2
+
+
+def test_test_pass_logs_the_exact_test_nll_of_a_pixel_model(tiny, tmp_path):
+    # A pixel model's test_loss is its exact NLL on the fixed binarization: the figure logged at the
+    # last epoch end must equal log_prob of the saved (final) weights, computed here independently.
+    from genzoo.data import fixed_binarization
+
+    genzoo.train("pixelcnn", data=tiny, out=tmp_path, device="cpu", progress=False,
+                 model_overrides={"gated": True, "channels": 8, "n_layers": 1, "head_channels": 8},
+                 train_overrides={"epochs": 2, "batch_size": 32, "sample_every": 0, "test_images": 40})
+    tests = [r for r in genzoo.runs.read_metrics_log(tmp_path) if "test_loss" in r]
+    assert [r["epoch"] for r in tests] == [1, 2] and all(r["test_images"] == 40 for r in tests)
+    model = genzoo.load(tmp_path, device="cpu").eval()
+    with torch.no_grad():
+        nll = -model.log_prob(fixed_binarization(tiny.test_x[:40])).double().mean().item()
+    assert tests[-1]["test_loss"] == pytest.approx(nll, rel=1e-5)
+    assert tests[-1]["test_loss"] < tests[0]["test_loss"]
+
+
+def test_test_pass_repeats_and_leaves_training_as_it_was(tiny, tmp_path):
+    # The denoising autoencoder's loss draws noise: a test pass that took its noise from the
+    # training RNG would change every later batch's corruption, and so the weights.
+    def run(out, test_every):
+        genzoo.train("dae", data=tiny, out=out, device="cpu", progress=False,
+                     model_overrides={"channels": 4, "latent_dim": 4},
+                     train_overrides={"epochs": 3, "batch_size": 64, "sample_every": 0, "test_every": test_every})
+        return weights(out), [r for r in genzoo.runs.read_metrics_log(out) if "test_loss" in r]
+
+    plain, no_tests = run(tmp_path / "plain", 0)
+    tested, tests = run(tmp_path / "tested", 1)
+    _, tests_again = run(tmp_path / "again", 1)
+    assert no_tests == [] and [r["epoch"] for r in tests] == [1, 2, 3]
+    for key in plain:
+        assert torch.equal(plain[key], tested[key]), key
+    assert [r["test_loss"] for r in tests] == [r["test_loss"] for r in tests_again]
+
+
+def test_a_finished_run_trained_for_longer_matches_a_run_of_that_length(tiny, tmp_path):
+    # Constant schedule: 2 epochs, then --resume to 4, must be the 4-epoch run bit for bit.
+    kw = {"device": "cpu", "progress": False, "model_overrides": {"channels": 4, "latent_dim": 4}}
+    train = {"batch_size": 64, "sample_every": 0, "schedule": "constant"}
+    genzoo.train("vae", data=tiny, out=tmp_path / "four", train_overrides={**train, "epochs": 4}, **kw)
+    genzoo.train("vae", data=tiny, out=tmp_path / "two", train_overrides={**train, "epochs": 2}, **kw)
+    genzoo.train("vae", data=tiny, out=tmp_path / "two", resume=True, train_overrides={"epochs": 4},
+                 device="cpu", progress=False)
+    a, b = weights(tmp_path / "four"), weights(tmp_path / "two")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert genzoo.runs.read_config(tmp_path / "two")["train"]["epochs"] == 4
+    test_epochs = [r["epoch"] for r in genzoo.runs.read_metrics_log(tmp_path / "two") if "test_loss" in r]
+    assert test_epochs == [1, 2, 3, 4]
+    with pytest.raises(TrainingError, match=r"at step 16, past the 12 steps that epochs=3 make"):
+        genzoo.train("vae", data=tiny, out=tmp_path / "two", resume=True, train_overrides={"epochs": 3})
+    with pytest.raises(TrainingError, match="drop lr"):
+        genzoo.train("vae", data=tiny, out=tmp_path / "two", resume=True, train_overrides={"epochs": 6, "lr": 0.1})
+
+
+def test_lengthening_a_cosine_run_follows_the_new_schedule_and_says_so(tiny, tmp_path, capsys):
+    from genzoo.trainer import lr_factor
+
+    train = {"epochs": 2, "batch_size": 64, "sample_every": 0, "log_every": 1, "schedule": "cosine", "lr": 0.01}
+    genzoo.train("ae", data=tiny, out=tmp_path, device="cpu", progress=False, train_overrides=train,
+                 model_overrides={"channels": 4, "latent_dim": 4})
+    genzoo.train("ae", data=tiny, out=tmp_path, device="cpu", progress=False, resume=True, train_overrides={"epochs": 4})
+    assert "training to step 16 instead of 8 (now at step 8); the cosine schedule now spans 16 steps: " \
+           "the learning rate goes from 0 to 0.005" in capsys.readouterr().err
+    cfg = genzoo.config.build(genzoo.train_config.TrainConfig, genzoo.runs.read_config(tmp_path)["train"])
+    logged = {r["step"]: r["lr"] for r in genzoo.runs.read_metrics_log(tmp_path) if "lr" in r}
+    for step in range(9, 17):  # the rate after each step of the lengthened part: the 16-step cosine
+        assert logged[step] == pytest.approx(0.01 * lr_factor(cfg, 16)(step))
+
+
+def test_the_first_step_of_a_lengthened_run_takes_the_new_rate(tiny, tmp_path):
+    # The finished 8-step cosine run ends at rate 0; were that rate kept for the first new step,
+    # one more step (to 9) would leave the weights as they were.
+    train = {"epochs": 2, "batch_size": 64, "sample_every": 0, "schedule": "cosine", "lr": 0.01}
+    genzoo.train("ae", data=tiny, out=tmp_path, device="cpu", progress=False, train_overrides=train,
+                 model_overrides={"channels": 4, "latent_dim": 4})
+    before = weights(tmp_path)
+    genzoo.train("ae", data=tiny, out=tmp_path, device="cpu", progress=False, resume=True,
+                 train_overrides={"steps": 9, "epochs": 0})
+    after = weights(tmp_path)
+    assert not torch.equal(before["encoder.net.0.weight"], after["encoder.net.0.weight"])

@@ -52,6 +52,9 @@ def cmd_train(args) -> int:
     if args.resume:
         if args.out is None:
             raise TrainingError("--resume needs --out RUN, the run folder to continue")
+        if args.set:
+            raise TrainingError(f"{args.out}: --resume continues a run with its own config.json; drop --set "
+                                "(only --epochs or --steps may go with it, to train the run for longer)")
         model_part, train_part = {}, {}
     else:
         model_part, train_part = split_sets(args.model, parse_sets(args.set))
@@ -206,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="run folder (default runs/MODEL)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint; with --epochs or --steps, train it for longer")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any model or trainer hyper-parameter")
     p.set_defaults(fn=cmd_train)
 

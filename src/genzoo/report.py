@@ -36,7 +36,8 @@ LEADERBOARD_KEYS = (
 )
 # metrics.jsonl keys that are bookkeeping, not curves.
 NOT_CURVES = {"step", "epoch", "time", "seconds", "elapsed", "images_per_s", "train_seconds", "steps_this_session",
-              "world_size"}
+              "world_size", "test_images", "test_seconds"}
+TEST_PREFIX = "test_"  # the trainer's per-epoch pass over the test set: drawn over the training curve of the same key
 MAX_CURVES = 12
 MAX_EPOCH_THUMBS = 8
 
@@ -185,7 +186,8 @@ def _curves(run: _Run, out_dir: Path) -> str | None:
             xs, ys = series.setdefault(key, ([], []))
             xs.append(float(x))
             ys.append(float(value))
-    keys = [k for k, (xs, _) in series.items() if len(xs) >= 2]
+    paired = {k for k in series if k.startswith(TEST_PREFIX) and k.removeprefix(TEST_PREFIX) in series}
+    keys = [k for k, (xs, _) in series.items() if len(xs) >= 2 and k not in paired]
     keys = sorted(keys, key=lambda k: (k != "loss", k))[:MAX_CURVES]  # loss first
     if not keys:
         return None
@@ -197,7 +199,12 @@ def _curves(run: _Run, out_dir: Path) -> str | None:
     for i, key in enumerate(keys):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         xs, ys = series[key]
-        ax.plot(xs, ys, lw=1.2)
+        ax.plot(xs, ys, lw=1.2, label="train")
+        if TEST_PREFIX + key in paired:
+            test_xs, test_ys = series[TEST_PREFIX + key]
+            ax.plot(test_xs, test_ys, "o-", ms=3, lw=1.2, label="test (epoch ends)")
+            ys = ys + test_ys  # the log-scale choice below sees both
+            ax.legend(fontsize=7)
         ax.set_title(key, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)

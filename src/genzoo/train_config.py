@@ -25,12 +25,15 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0  # also checkpointed at every epoch end
     sample_every: int = 1  # epochs between sample grids (0: none)
     n_grid: int = 64  # images in each sample grid
+    test_every: int = 1  # epochs between passes of the loss over the test set, logged as test_* (0: none)
+    test_images: int = 0  # test images in that pass (0: all)
     time_budget: float = 0.0  # seconds; > 0 stops training (cleanly, checkpointed) after this long
 
     def __post_init__(self):
         positive(batch_size=self.batch_size, lr=self.lr, log_every=self.log_every, n_grid=self.n_grid)
         in_range("beta1", self.beta1, 0.0, 1.0)
         in_range("beta2", self.beta2, 0.0, 1.0)
-        non_negative(epochs=self.epochs, steps=self.steps, warmup_steps=self.warmup_steps, sample_every=self.sample_every)
+        non_negative(epochs=self.epochs, steps=self.steps, warmup_steps=self.warmup_steps, sample_every=self.sample_every,
+                     test_every=self.test_every, test_images=self.test_images)
         if self.epochs == 0 and self.steps == 0:
             raise ConfigError("epochs=0 and steps=0: give a number of epochs or of steps")

@@ -7,8 +7,9 @@ It chooses how to train from the model's `training_mode`:
 - "step": the model's own `train_step(x, y, optimizers)` (adversarial, CD-k);
 - "fit": one closed-form `fit(train_x, train_y)` on the whole training set.
 
-Around that it keeps the run folder: config.json, metrics.jsonl, a sample grid per
-epoch and `samples/progress.gif`, `model.safetensors`, and an atomic `checkpoint.pt`
+Around that it keeps the run folder: config.json, metrics.jsonl (with, for gradient-
+trained models, the loss on the test set after each epoch), a sample grid per epoch
+and `samples/progress.gif`, `model.safetensors`, and an atomic `checkpoint.pt`
 (weights, optimizer and scheduler states, step, RNG) every few minutes and at each
 epoch end. `resume=True` continues a killed run exactly where its last checkpoint
 left it. The whole data set is kept on the device and batches are cut from a seeded
@@ -21,6 +22,7 @@ and only rank 0 writes to the run folder.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -38,7 +40,7 @@ from tqdm import tqdm
 
 from . import runs
 from .config import build
-from .data import Dataset, binarize, load_data
+from .data import Dataset, binarize, fixed_binarization, load_data
 from .images import save_gif, save_grid
 from .train_config import TrainConfig
 
@@ -110,7 +112,8 @@ def train(
         device: "auto" (GPU when there is one), "cpu" or "cuda".
         seed: seeds weights, batches, noise and the fixed sample grid.
         resume: continue the run in `out` from its checkpoint, with its own config.
-        train_overrides: TrainConfig values (epochs, steps, batch_size, lr, ...).
+        train_overrides: TrainConfig values (epochs, steps, batch_size, lr, ...). With `resume`, only
+            epochs or steps: a finished (or killed) run then trains on to that new length.
         model_overrides: model hyper-parameters (strings are parsed as with --set).
         progress: show a progress bar.
     """
@@ -119,8 +122,10 @@ def train(
     run_dir = Path(out) if out is not None else Path("runs") / name
     if resume:
         config = runs.read_config(run_dir)
-        if train_overrides or model_overrides:
-            raise TrainingError(f"{run_dir}: --resume continues a run with its own config.json; drop --set/--epochs")
+        changed = sorted(set(model_overrides or {}) | (set(train_overrides or {}) - set(LENGTH_KEYS)))
+        if changed:
+            raise TrainingError(f"{run_dir}: --resume continues a run with its own config.json; drop {', '.join(changed)} "
+                                "(only --epochs or --steps may go with it, to train the run for longer)")
         torch.manual_seed(config["seed"])
         model_obj = runs.build_model(config)
         train_cfg = build(TrainConfig, config["train"], owner="trainer")
@@ -133,6 +138,9 @@ def train(
         train_cfg = build(TrainConfig, {**model_obj.train_defaults, **(train_overrides or {})}, owner="trainer")
         data_spec = data if isinstance(data, str) else data.spec
     dataset = data if isinstance(data, Dataset) else load_data(data_spec)
+    lengthened = resume and bool(train_overrides) and _lengthen(run_dir, train_cfg, train_overrides, len(dataset.train_x))
+    if lengthened:
+        train_cfg = lengthened
 
     ddp = _Distributed(device)
     if ddp.enabled and model_obj.training_mode != "gradient":
@@ -151,8 +159,44 @@ def train(
             for stale in (runs.CHECKPOINT, runs.METRICS_LOG):
                 (run_dir / stale).unlink(missing_ok=True)
             runs.write_config(run_dir, model_obj, train_cfg, data_spec, seed)
+        elif lengthened:  # the new length is the run's own from now on: a later plain --resume keeps it
+            config["train"] = dataclasses.asdict(train_cfg)
+            runs.atomic_write_text(run_dir / runs.CONFIG, json.dumps(config, indent=2) + "\n")
     ddp.barrier()
     return _Loop(model_obj, train_cfg, dataset, run_dir, device, seed, ddp, progress).run(resume)
+
+
+LENGTH_KEYS = ("epochs", "steps")  # the trainer settings that --resume may change
+
+
+def total_steps(cfg: TrainConfig, n_train: int) -> int:
+    """Optimizer steps of a run: `steps`, or `epochs` of n_train // batch_size (the remainder is dropped)."""
+    return cfg.steps or cfg.epochs * max(1, n_train // min(cfg.batch_size, n_train))
+
+
+def _lengthen(run_dir: Path, cfg: TrainConfig, lengths: dict[str, Any], n_train: int) -> TrainConfig | None:
+    """The run's trainer settings with a new number of epochs or steps, or None when the length is unchanged.
+
+    The learning-rate schedule is recomputed over the new length from the checkpoint's step on; a
+    cosine schedule that had reached its end thus rises again, and this says by how much.
+    """
+    path = run_dir / runs.CHECKPOINT
+    if not path.exists():
+        raise TrainingError(f"{path}: no checkpoint to resume from; start the run again without --resume")
+    new = build(TrainConfig, {**dataclasses.asdict(cfg), **lengths}, owner="trainer")
+    step = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"]
+    before, after = total_steps(cfg, n_train), total_steps(new, n_train)
+    if after < step:
+        raise TrainingError(f"{run_dir}: the run is at step {step}, past the {after} steps that "
+                            f"{', '.join(f'{k}={v}' for k, v in lengths.items())} make; ask for more, or drop them")
+    if after == before:
+        return None
+    note = f"genzoo: {run_dir}: training to step {after} instead of {before} (now at step {step})"
+    lr_now, lr_new = cfg.lr * lr_factor(cfg, before)(step), new.lr * lr_factor(new, after)(step)
+    if lr_new != lr_now:
+        note += f"; the {new.schedule} schedule now spans {after} steps: the learning rate goes from {lr_now:.3g} to {lr_new:.3g}"
+    print(note, file=sys.stderr)
+    return new
 
 
 def train_or_resume(model: Any, data: str | Dataset, out: str | Path, *, resume: bool = True,
@@ -176,6 +220,7 @@ class _Loop:
         self.model.to(device)
         self.dataset = dataset
         self._order: tuple[int, torch.Tensor | None] = (-1, None)
+        self._test: tuple[torch.Tensor, torch.Tensor] | None = None  # test images and labels on the device, once
         self.train_x = dataset.train_x.to(device)
         self.train_y = dataset.train_y.to(device)
         self.n = len(self.train_x)
@@ -183,7 +228,7 @@ class _Loop:
         if self.batch % ddp.world:
             raise TrainingError(f"batch_size={self.batch} must be divisible by the {ddp.world} processes")
         self.steps_per_epoch = max(1, self.n // self.batch)
-        self.total = cfg.steps or cfg.epochs * self.steps_per_epoch
+        self.total = total_steps(cfg, self.n)
         self.progress = progress and ddp.main
         self.step = 0
         self.elapsed = 0.0  # training seconds, summed over resumed sessions
@@ -235,6 +280,9 @@ class _Loop:
             opt.load_state_dict(state["optimizers"][key])
         for key, sched in self.schedulers.items():
             sched.load_state_dict(state["schedulers"][key])
+            # the rate of the step to come, by this run's schedule (the same value, unless the run was lengthened)
+            for group, base, factor in zip(sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
+                group["lr"] = base * factor(sched.last_epoch)
         self.step, self.elapsed = state["step"], state["elapsed"]
         torch.set_rng_state(state["rng"]["torch"].cpu())
         if "cuda" in state["rng"] and self.device.type == "cuda":
@@ -434,6 +482,38 @@ class _Loop:
                 tqdm.write(f"genzoo: warning (epoch {epoch}): {extra['warning']}", file=sys.stderr)
         if self.cfg.sample_every and epoch % self.cfg.sample_every == 0:
             self.sample_grid(epoch)
+        test_due = self.cfg.test_every and epoch % self.cfg.test_every == 0 and len(self.dataset.test_x)
+        if test_due and self.model.training_mode == "gradient" and self.ddp.main:
+            start = time.perf_counter()
+            record = self.test_losses()
+            self.log({"step": self.step, "epoch": epoch, "time": round(self.elapsed, 3), **record,
+                      "test_images": len(self._test[0]), "test_seconds": round(time.perf_counter() - start, 3)})
+
+    @torch.no_grad()
+    def test_losses(self) -> dict[str, float]:
+        """Every entry of the model's loss dict, averaged over the test set, as test_<key>.
+
+        Eval mode, no autocast, Bernoulli models on the fixed binarization that evaluation uses (a
+        pixel model's test_loss is then its exact test NLL, a VAE's its negative ELBO). Any noise the
+        loss draws comes from the run's seed inside a forked RNG: the figure repeats, and training's
+        random stream is left as it was.
+        """
+        if self._test is None:
+            n = self.cfg.test_images or len(self.dataset.test_x)
+            x = self.dataset.test_x[:n]
+            self._test = ((fixed_binarization(x) if self.model.binary_data else x).to(self.device),
+                          self.dataset.test_y[:n].to(self.device))
+        x, y = self._test
+        totals: dict[str, float] = {}
+        self.model.eval()
+        with self.rng_fork():
+            torch.manual_seed(self.seed)
+            for start in range(0, len(x), self.batch):
+                xb, yb = x[start : start + self.batch], y[start : start + self.batch]
+                for key, value in self.model.loss(xb, yb).items():
+                    totals[key] = totals.get(key, 0.0) + float(value) * len(xb)
+        self.model.train()
+        return {f"test_{key}": total / len(x) for key, total in totals.items()}
 
     def finish(self, start_step: int) -> None:
         steps = self.step - start_step
