@@ -504,12 +504,13 @@ class _Loop:
             self._test = ((fixed_binarization(x) if self.model.binary_data else x).to(self.device),
                           self.dataset.test_y[:n].to(self.device))
         x, y = self._test
+        size = self.batch // self.ddp.world  # one process's training batch: known to fit
         totals: dict[str, float] = {}
         self.model.eval()
         with self.rng_fork():
             torch.manual_seed(self.seed)
-            for start in range(0, len(x), self.batch):
-                xb, yb = x[start : start + self.batch], y[start : start + self.batch]
+            for start in range(0, len(x), size):
+                xb, yb = x[start : start + size], y[start : start + size]
                 for key, value in self.model.loss(xb, yb).items():
                     totals[key] = totals.get(key, 0.0) + float(value) * len(xb)
         self.model.train()
