@@ -68,6 +68,23 @@ def test_iwae_is_above_elbo_and_tightens_with_k(model, x):
     assert (iwae[200] - elbo).mean() > 1.0  # a gap of nats, not noise
 
 
+def test_iwae_decodes_in_parts_without_changing_the_estimate(model, x, monkeypatch):
+    # The decoder sees at most DECODED_PER_PASS images at once (memory); the draws, and so the
+    # estimate, must be those of decoding each chunk whole.
+    import genzoo.models.vae as vae_module
+
+    torch.manual_seed(4)
+    whole = model.log_prob(x, k=50)
+    calls = []
+    decode = model.decode_logits
+    monkeypatch.setattr(model, "decode_logits", lambda z: calls.append(len(z)) or decode(z))
+    monkeypatch.setattr(vae_module, "DECODED_PER_PASS", 3 * len(x))
+    torch.manual_seed(4)
+    parts = model.log_prob(x, k=50)
+    assert max(calls) == 3 * len(x) and sum(calls) == 50 * len(x)
+    torch.testing.assert_close(parts, whole)
+
+
 def test_log_prob_normalises_on_a_tiny_decoder():
     """With 1-D latent and 2 pixels we can sum p(x) over all 4 images by quadrature."""
     torch.manual_seed(0)

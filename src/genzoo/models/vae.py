@@ -32,6 +32,11 @@ from .ae import ConvDecoder, ConvEncoder
 from .base import GenerativeModel
 
 LOG_2PI = math.log(2 * math.pi)
+# Images decoded at once by `log_prob`: K importance samples of a batch of B digits are K * B decoder
+# passes, and the conv decoder holds 64 x 28 x 28 floats per image (K = 500 samples of 500 digits
+# would need 50 GB for one layer's output). Chunking the decoding leaves the draws, and so the
+# estimate, as they are.
+DECODED_PER_PASS = 8192
 
 
 @dataclass
@@ -41,7 +46,7 @@ class VAEConfig:
     channels: int = 64  # conv width (first layer)
     hidden: int = 400  # mlp width
     iwae_k: int = 5000  # importance samples for log_prob
-    iwae_chunk: int = 500  # samples evaluated at once (memory)
+    iwae_chunk: int = 500  # importance samples drawn at once (decoded DECODED_PER_PASS images at a time)
     kl_warmup_steps: int = 0  # > 0: the KL term's weight rises linearly from 0 to 1 over these steps (Sønderby et al. 2016)
 
     def __post_init__(self):
@@ -147,8 +152,10 @@ class VAE(GenerativeModel):
         for start in range(0, k, self.config.iwae_chunk):
             m = min(self.config.iwae_chunk, k - start)
             z = mu + std * torch.randn(m, *mu.shape, device=mu.device)  # (m, B, D)
-            logits = self.decode_logits(z.flatten(0, 1)).view(m, len(x), 1, 28, 28)
-            log_w = (bernoulli_log_likelihood(logits, x)  # (m, B)
+            log_px_z = torch.cat([  # (m, B), decoded a few samples at a time
+                bernoulli_log_likelihood(self.decode_logits(part.flatten(0, 1)).view(len(part), len(x), 1, 28, 28), x)
+                for part in z.split(max(1, DECODED_PER_PASS // len(x)))])
+            log_w = (log_px_z
                      + gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
                      - gaussian_log_density(z, mu, logvar))
             chunks.append(log_w)
