@@ -66,6 +66,8 @@ def test_resume_takes_a_new_length_and_refuses_other_changes(dae_run, capsys):
     assert "--resume continues a run with its own config.json; drop --set" in capsys.readouterr().err
     assert main(["train", "dae", "--out", str(dae_run), "--resume", "--steps", "100"]) == 2
     assert "the run is at step 200, past the 100 steps that steps=100, epochs=0 make" in capsys.readouterr().err
+    assert main(["train", "ae", "--out", str(dae_run), "--resume"]) == 2
+    assert f"a dae run, not ae; continue it with: genzoo train dae --out {dae_run} --resume" in capsys.readouterr().err
 
 
 def test_label_on_unconditional_model(dae_run, capsys):

@@ -122,6 +122,9 @@ def train(
     run_dir = Path(out) if out is not None else Path("runs") / name
     if resume:
         config = runs.read_config(run_dir)
+        if name != config["model"]:
+            raise TrainingError(f"{run_dir}: a {config['model']} run, not {name}; "
+                                f"continue it with: genzoo train {config['model']} --out {run_dir} --resume")
         changed = sorted(set(model_overrides or {}) | (set(train_overrides or {}) - set(LENGTH_KEYS)))
         if changed:
             raise TrainingError(f"{run_dir}: --resume continues a run with its own config.json; drop {', '.join(changed)} "
