@@ -172,9 +172,14 @@ def train(
 LENGTH_KEYS = ("epochs", "steps")  # the trainer settings that --resume may change
 
 
+def epoch_steps(cfg: TrainConfig, n_train: int) -> int:
+    """Optimizer steps of an epoch: n_train // batch_size (the remainder is dropped), at least one."""
+    return max(1, n_train // min(cfg.batch_size, n_train))
+
+
 def total_steps(cfg: TrainConfig, n_train: int) -> int:
-    """Optimizer steps of a run: `steps`, or `epochs` of n_train // batch_size (the remainder is dropped)."""
-    return cfg.steps or cfg.epochs * max(1, n_train // min(cfg.batch_size, n_train))
+    """Optimizer steps of a run: `steps`, or `epochs` epochs."""
+    return cfg.steps or cfg.epochs * epoch_steps(cfg, n_train)
 
 
 def _lengthen(run_dir: Path, cfg: TrainConfig, lengths: dict[str, Any], n_train: int) -> TrainConfig | None:
@@ -230,7 +235,7 @@ class _Loop:
         self.batch = min(cfg.batch_size, self.n)
         if self.batch % ddp.world:
             raise TrainingError(f"batch_size={self.batch} must be divisible by the {ddp.world} processes")
-        self.steps_per_epoch = max(1, self.n // self.batch)
+        self.steps_per_epoch = epoch_steps(cfg, self.n)
         self.total = total_steps(cfg, self.n)
         self.progress = progress and ddp.main
         self.step = 0
