@@ -138,15 +138,16 @@ def cmd_denoise(args) -> int:
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate_run
 
-    metrics = evaluate_run(args.run, device=args.device, seed=args.seed, max_test=args.max_test, iwae_k=args.iwae_k,
-                           n_samples=args.n_samples)
+    metrics = evaluate_run(args.run, device=args.device, seed=args.seed, max_test=args.max_test,
+                           random_subset=args.random_subset, iwae_k=args.iwae_k, n_samples=args.n_samples)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
         for key, value in metrics.items():
             shown = value["value"] if isinstance(value, dict) and "value" in value else value
             unit = value.get("unit", "") if isinstance(value, dict) else ""
-            print(f"{key:28s} {shown:.6g} {unit}" if isinstance(shown, float) else f"{key:28s} {shown}")
+            se = f" ± {value['se']:.2g}" if isinstance(value, dict) and value.get("se") is not None else ""
+            print(f"{key:28s} {shown:.6g}{se} {unit}" if isinstance(shown, float) else f"{key:28s} {shown}")
         print(f"written to {Path(args.run) / runs.METRICS}")
     return 0
 
@@ -265,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-test", dest="max_test", type=int, default=0, help="first N test images only (0: all)")
+    p.add_argument("--random-subset", dest="random_subset", action="store_true",
+                   help="with --max-test: N test images drawn at random (seeded) instead of the first N; for the "
+                        "VAE, also estimates the whole test set's NLL from them")
     p.add_argument("--iwae-k", dest="iwae_k", type=int, default=0, help="importance samples (0: the model's own)")
     device_arg(p)
     p.add_argument("--samples", dest="n_samples", type=int, default=10_000,

@@ -6,7 +6,11 @@ Metrics are chosen by what the model can do, never by its name:
 - `denoise`: PSNR of noisy and of denoised test digits against the clean ones, per noise kind;
 - `elbo`: the one-sample ELBO in nats on the binarized test set;
 - `log_prob`: NLL in nats and bits/dim, with its kind (exact, bound, estimate) and,
-  for Bernoulli models, the fixed binarization of the test set it was measured on.
+  for Bernoulli models, the fixed binarization of the test set it was measured on;
+- both (the VAE): the IWAE gap, log p(x) minus the ELBO per image, and, when a random subset of
+  the test set was scored, an estimate of the whole test set's NLL with its standard error.
+
+Means over test images carry their standard error, `se` (sd / sqrt(n)).
 
 Each entry of metrics.json is {"value", "unit", "n", ...}; the file also records the
 seed, the hardware and the seconds taken.
@@ -31,29 +35,98 @@ from .models.base import CapabilityError
 from .trainer import resolve_device
 
 PIXELS = 784
+DECODED_PER_CALL = 65_536  # IWAE: images decoded per log_prob call (test images x K), so progress shows
+ELBO_DRAWS = 10  # ELBO draws averaged per image for the IWAE gap: the one-sample ELBO's noise is most of its spread
 
 
 def _batched(fn, x: torch.Tensor, batch: int, desc: str | None = None) -> torch.Tensor:
-    """fn over x in batches, concatenated; with `desc`, a progress bar on a terminal (long work: IWAE)."""
-    starts = range(0, len(x), batch)
-    if desc:
-        starts = tqdm(starts, desc=desc, unit="batch", disable=None, leave=False, file=sys.stderr)
-    return torch.cat([fn(x[i : i + batch]) for i in starts])
+    """fn over x in batches, concatenated; with `desc`, a progress bar in images on a terminal (long work: IWAE)."""
+    parts = []
+    with tqdm(total=len(x), desc=desc, unit="image", disable=None if desc else True, leave=False,
+              file=sys.stderr) as bar:
+        for i in range(0, len(x), batch):
+            parts.append(fn(x[i : i + batch]))
+            bar.update(len(parts[-1]))
+    return torch.cat(parts)
 
 
-def likelihood_metrics(model, test_x: torch.Tensor, batch: int = 500, **log_prob_kwargs) -> dict[str, Any]:
-    """NLL in nats and bits/dim of a model with log_prob on test images (already binarized if needed)."""
-    log_p = _batched(lambda b: model.log_prob(b, **log_prob_kwargs), test_x, batch, desc=f"{model.name}: log p(x)")
-    nll = float(-log_p.double().mean())
-    note = {"kind": model.log_prob_kind, "n": len(test_x), **log_prob_kwargs}
+def mean_and_se(values: torch.Tensor) -> dict[str, float | None]:
+    """{"value": mean, "se": standard error of the mean, sd / sqrt(n)} of per-image values (None for one)."""
+    values = values.double()
+    se = float(values.std() / math.sqrt(len(values))) if len(values) > 1 else None
+    return {"value": float(values.mean()), "se": se}
+
+
+def subset_indices(n_total: int, max_test: int, seed: int, random_subset: bool) -> torch.Tensor:
+    """Indices of the test images to score: all, the first `max_test`, or a seeded random `max_test` (sorted).
+
+    The first images of a data set need not be typical (MNIST's first 5,000 test digits are the cleaner
+    half); a random subset's mean estimates the whole set's, with the standard error that goes with it.
+    """
+    n = min(max_test or n_total, n_total)
+    if not random_subset or n == n_total:
+        return torch.arange(n)
+    return torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+
+
+def per_image_log_prob(model, test_x: torch.Tensor, batch: int = 500, **log_prob_kwargs) -> torch.Tensor:
+    """The model's log p(x) in nats of each test image (already binarized if needed), (N,), with progress."""
+    if "k" in log_prob_kwargs:  # K decoder passes per image: fewer images per call keep the progress bar moving
+        batch = max(1, min(batch, DECODED_PER_CALL // log_prob_kwargs["k"]))
+    return _batched(lambda b: model.log_prob(b, **log_prob_kwargs), test_x, batch, desc=f"{model.name}: log p(x)")
+
+
+def likelihood_metrics(model, log_p: torch.Tensor, **log_prob_kwargs) -> dict[str, Any]:
+    """NLL in nats (with its standard error) and bits/dim from per-image log p(x) of test images."""
+    nll = mean_and_se(-log_p)
+    note = {"kind": model.log_prob_kind, "n": len(log_p), **log_prob_kwargs}
     if model.binary_data:
         note["data"] = FIXED_BINARIZATION
-        bits = nll / (PIXELS * math.log(2))
+        bits = nll["value"] / (PIXELS * math.log(2))
     else:  # a density on [0, 1]^784 of dequantized pixels: bits/dim of the 256-level image, as usual
         note["data"] = "dequantized 8-bit test pixels, density on [0, 1]^784 (see the model's log_prob)"
-        bits = (nll / PIXELS + math.log(256)) / math.log(2)
-    return {"nll_nats": {"value": nll, "unit": "nats/image", **note},
+        bits = (nll["value"] / PIXELS + math.log(256)) / math.log(2)
+    return {"nll_nats": {**nll, "unit": "nats/image", **note},
             "bits_per_dim": {"value": bits, "unit": "bits/dim", **note}}
+
+
+def mean_elbo(model, x: torch.Tensor, seed: int) -> torch.Tensor:
+    """The ELBO of each image averaged over ELBO_DRAWS draws, (N,) float64.
+
+    Drawn in a forked RNG, so the other metrics' random draws are the same with or without it.
+    """
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        return torch.stack([_batched(model.elbo, x, 500) for _ in range(ELBO_DRAWS)]).double().mean(0)
+
+
+def iwae_gap_metrics(elbo: torch.Tensor, log_p: torch.Tensor, elbo_all: torch.Tensor | None = None) -> dict[str, Any]:
+    """The IWAE gap, log p(x) - ELBO per scored image, and, from a random subset, the whole set's NLL.
+
+    Args:
+        elbo: the ELBO of the scored images, (n,) (any unbiased estimate; `mean_elbo`'s has little noise).
+        log_p: IWAE log p(x) of the same images, (n,).
+        elbo_all: the same ELBO estimate of every test image, (N,), when the scored images are a simple
+            random sample of the test set; then the whole set's NLL is estimated too.
+
+    The whole set's NLL is the mean of -ELBO over all N images, which is known, minus the mean gap,
+    estimated from the n scored images (a difference estimator). The gap varies much less from image
+    to image than the NLL does, so a few hundred images pin the whole set's NLL to a fraction of a nat:
+    se = sd(gap) / sqrt(n) * sqrt(1 - n / N), the last factor for sampling without replacement.
+    """
+    gap = log_p.double() - elbo.double()
+    out = {"iwae_gap_nats": {**mean_and_se(gap), "unit": "nats/image, log p(x) (IWAE) - ELBO", "n": len(gap),
+                             "elbo_draws": ELBO_DRAWS}}
+    n = len(gap)
+    if elbo_all is not None and 1 < n < len(elbo_all):
+        n_total = len(elbo_all)
+        out["nll_nats_whole_test"] = {
+            "value": float(-elbo_all.double().mean() - gap.mean()),
+            "se": float(gap.std() / math.sqrt(n) * math.sqrt(1 - n / n_total)),
+            "unit": "nats/image", "n": n_total, "kind": "estimate",
+            "method": f"-ELBO of all {n_total} test images ({ELBO_DRAWS} draws each) minus the IWAE gap "
+                      f"of a random {n} of them"}
+    return out
 
 
 def reconstruction_metrics(model, test_x: torch.Tensor, batch: int = 500) -> dict[str, Any]:
@@ -85,6 +158,7 @@ def evaluate_run(
     device: str = "auto",
     seed: int = 0,
     max_test: int = 0,
+    random_subset: bool = False,
     iwae_k: int = 0,
     n_samples: int = 10_000,
 ) -> dict[str, Any]:
@@ -94,7 +168,9 @@ def evaluate_run(
         run_dir: a folder written by `genzoo train`.
         device: "auto", "cpu" or "cuda".
         seed: seeds every random draw of the evaluation (samples, noise, importance samples).
-        max_test: evaluate on the first N test images only (0: all), e.g. for a quick look on a CPU.
+        max_test: evaluate on N test images only (0: all), e.g. for a quick look on a CPU.
+        random_subset: take those N at random (seeded by `seed`) instead of the first N; with a model
+            that has both an ELBO and an IWAE log_prob, this also estimates the whole test set's NLL.
         iwae_k: importance samples for models with an IWAE log_prob (0: the model's own setting).
         n_samples: samples scored in the evaluator's feature space (FID-style, precision, recall,
             class coverage, conditional accuracy; `genzoo.metrics.model_sample_quality`); 0: none.
@@ -105,7 +181,8 @@ def evaluate_run(
     config = runs.read_config(run_dir)
     model = runs.load(run_dir, device)
     data = load_data(config["data"], verbose=False)
-    test_x = data.test_x[: max_test or None].to(device)
+    subset = subset_indices(len(data.test_x), max_test, seed, random_subset)
+    test_x = data.test_x[subset].to(device)
     torch.manual_seed(seed)
 
     metrics: dict[str, Any] = {"model": model.name, "parameters": model.n_parameters()}
@@ -119,16 +196,25 @@ def evaluate_run(
         metrics.update(reconstruction_metrics(model, test_x))
     except CapabilityError:
         pass
-    binary_x = fixed_binarization(test_x) if model.binary_data else test_x
+    # the fixed binarization is drawn for the whole test set, so a subset's images are the same draws
+    binary_all = fixed_binarization(data.test_x) if model.binary_data else data.test_x
+    binary_x = binary_all[subset].to(device)
     if hasattr(model, "elbo"):
-        elbo = float(_batched(model.elbo, binary_x, 500).double().mean())
-        metrics["elbo_nats"] = {"value": elbo, "unit": "nats/image (higher is better)", "n": len(binary_x),
+        elbo = _batched(model.elbo, binary_x, 500)
+        metrics["elbo_nats"] = {**mean_and_se(elbo), "unit": "nats/image (higher is better)", "n": len(elbo),
                                 "data": FIXED_BINARIZATION}
     if model.log_prob_kind is not None:
         takes_k = "k" in inspect.signature(model.log_prob).parameters  # importance-sampled estimates
-        kwargs = {"k": iwae_k} if iwae_k and takes_k else {}
-        metrics.update(likelihood_metrics(model, binary_x, **kwargs))
-    if n_samples:  # sample quality against the (first max_test) real test digits, evaluator version recorded
+        kwargs = {"k": iwae_k or model.config.iwae_k} if takes_k else {}
+        log_p = per_image_log_prob(model, binary_x, **kwargs)
+        metrics.update(likelihood_metrics(model, log_p, **kwargs))
+        if hasattr(model, "elbo") and takes_k:
+            if random_subset:  # the ELBO of every test image turns the subset's gap into the whole set's NLL
+                elbo_all = mean_elbo(model, binary_all.to(device), seed)
+                metrics.update(iwae_gap_metrics(elbo_all[subset], log_p, elbo_all))
+            else:
+                metrics.update(iwae_gap_metrics(mean_elbo(model, binary_x, seed), log_p))
+    if n_samples:  # sample quality against the scored real test digits, evaluator version recorded
         from .metrics import model_sample_quality
 
         try:

@@ -1,0 +1,100 @@
+"""`genzoo evaluate`: test subsets, standard errors, and the whole test set's NLL from a random subset."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from genzoo.evaluate import evaluate_run, iwae_gap_metrics, mean_and_se, subset_indices
+
+
+def test_subset_indices_first_random_and_all():
+    assert torch.equal(subset_indices(10, 0, seed=0, random_subset=True), torch.arange(10))  # 0: all
+    assert torch.equal(subset_indices(10, 4, seed=0, random_subset=False), torch.arange(4))
+    assert torch.equal(subset_indices(10, 50, seed=0, random_subset=True), torch.arange(10))  # more than there are
+    drawn = subset_indices(10_000, 300, seed=3, random_subset=True)
+    assert len(drawn.unique()) == 300 and torch.equal(drawn, drawn.sort().values)
+    assert torch.equal(drawn, subset_indices(10_000, 300, seed=3, random_subset=True))  # seeded
+    assert not torch.equal(drawn, subset_indices(10_000, 300, seed=4, random_subset=True))
+    assert drawn.float().mean() > 3_000 and drawn.max() > 9_000  # from the whole set, not its start
+
+
+def test_mean_and_se():
+    values = torch.tensor([1.0, 2.0, 3.0, 6.0])
+    out = mean_and_se(values)
+    assert out["value"] == 3.0
+    assert out["se"] == pytest.approx(math.sqrt(((4 + 1 + 0 + 9) / 3) / 4))
+    assert mean_and_se(torch.tensor([2.0]))["se"] is None
+
+
+def test_whole_set_estimate_is_unbiased_and_its_se_is_its_spread():
+    """Over many random subsets, the difference estimator centres on the whole set's NLL, and the
+    standard error it states matches the spread of its estimates (with the finite-population factor)."""
+    g = torch.Generator().manual_seed(0)
+    n_total, n = 2_000, 800  # a large share, so that the finite-population factor matters (sqrt(0.6))
+    elbo_all = -90 - 15 * torch.rand(n_total, generator=g, dtype=torch.float64)  # varies a lot
+    gap_all = 4 + 0.1 * (elbo_all + 90) + torch.randn(n_total, generator=g, dtype=torch.float64)  # varies little
+    log_p_all = elbo_all + gap_all
+    truth = float(-log_p_all.mean())
+    estimates, ses = [], []
+    for seed in range(400):
+        idx = subset_indices(n_total, n, seed=seed, random_subset=True)
+        out = iwae_gap_metrics(elbo_all[idx], log_p_all[idx], elbo_all)["nll_nats_whole_test"]
+        estimates.append(out["value"])
+        ses.append(out["se"])
+        assert out["n"] == n_total and out["kind"] == "estimate"
+    estimates = torch.tensor(estimates, dtype=torch.float64)
+    spread, se = float(estimates.std()), float(torch.tensor(ses).mean())
+    assert abs(float(estimates.mean()) - truth) < 4 * spread / math.sqrt(len(estimates))
+    assert se == pytest.approx(spread, rel=0.1)
+    # the NLL's own standard error over the subset is many times wider: what the difference estimator saves
+    assert mean_and_se(-log_p_all[idx])["se"] > 3 * se
+    # without the whole set's ELBO, or scoring the whole set, there is only the gap
+    assert set(iwae_gap_metrics(elbo_all[idx], log_p_all[idx])) == {"iwae_gap_nats"}
+    assert set(iwae_gap_metrics(elbo_all, log_p_all, elbo_all)) == {"iwae_gap_nats"}
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+    import genzoo
+
+    return genzoo.train("vae", data="embedded", out=tmp_path_factory.mktemp("eval") / "vae", device="cpu", seed=0,
+                        progress=False, model_overrides={"arch": "mlp", "hidden": 200, "latent_dim": 8},
+                        train_overrides={"epochs": 6, "batch_size": 64, "lr": 3e-3, "n_grid": 16, "test_every": 0})
+
+
+def test_random_subset_estimates_the_whole_sets_iwae_nll(vae_run):
+    """On the 500 embedded test digits: the estimate from a random 150 lands within its error of the
+    NLL measured on all 500, and the scored digits are the whole set's binarization at their indices."""
+    whole = evaluate_run(vae_run, device="cpu", seed=0, iwae_k=20, n_samples=0)
+    assert whole["nll_nats"]["n"] == 500 and whole["nll_nats"]["k"] == 20 and "nll_nats_whole_test" not in whole
+    assert whole["iwae_gap_nats"]["value"] > 0 and whole["nll_nats"]["se"] > 0
+    sub = evaluate_run(vae_run, device="cpu", seed=1, max_test=150, random_subset=True, iwae_k=20, n_samples=0)
+    assert sub["nll_nats"]["n"] == sub["elbo_nats"]["n"] == 150
+    estimate = sub["nll_nats_whole_test"]
+    assert estimate["n"] == 500 and 0 < estimate["se"] < sub["nll_nats"]["se"] / 3
+    # both sides are random (IWAE draws, the subset): allow the estimate's error and the measurement's
+    assert abs(estimate["value"] - whole["nll_nats"]["value"]) < 4 * estimate["se"] + 0.3
+    assert json.loads((vae_run / "metrics.json").read_text())["nll_nats_whole_test"] == estimate
+
+
+def test_first_n_is_the_start_of_the_whole_sets_binarization(vae_run):
+    """--max-test N without --random-subset scores the first N digits, the same draws as in the whole set."""
+    from genzoo.evaluate import mean_elbo, per_image_log_prob
+    from genzoo.data import fixed_binarization, load_data
+    import genzoo
+
+    first = evaluate_run(vae_run, device="cpu", seed=0, max_test=40, iwae_k=20, n_samples=0)
+    model = genzoo.load(vae_run)
+    binary = fixed_binarization(load_data("embedded", verbose=False).test_x)[:40]
+    torch.manual_seed(0)
+    elbo = model.elbo(binary)
+    log_p = per_image_log_prob(model, binary, k=20)
+    assert first["elbo_nats"]["value"] == pytest.approx(float(elbo.double().mean()), abs=1e-9)
+    assert first["nll_nats"]["value"] == pytest.approx(float(-log_p.double().mean()), abs=1e-9)
+    gap = log_p.double() - mean_elbo(model, binary, seed=0)
+    assert first["iwae_gap_nats"]["value"] == pytest.approx(float(gap.mean()), abs=1e-9)
+    assert "nll_nats_whole_test" not in first
