@@ -74,13 +74,14 @@ def main() -> None:
         run = train_or_resume("vae", data, out / "vae", resume=args.resume, device=args.device,
                               model_overrides=vae_model_set, train_overrides={"epochs": args.vae_epochs, **vae_train_set})
         metrics = evaluate_run(run, device=args.device, iwae_k=args.iwae_k, max_test=args.max_test, n_samples=0)
-        results.update(vae_nll_nats=metrics["nll_nats"]["value"], vae_elbo_nats=metrics["elbo_nats"]["value"],
+        results.update(vae_nll_nats=metrics["nll_nats"]["value"], vae_nll_se=metrics["nll_nats"]["se"],
+                       vae_elbo_nats=metrics["elbo_nats"]["value"], vae_iwae_gap_nats=metrics["iwae_gap_nats"]["value"],
                        vae_config=read_config(run),
                        vae_iwae_k=args.iwae_k, vae_epochs=args.vae_epochs, binarization=metrics["nll_nats"]["data"],
                        vae_test_digits=metrics["nll_nats"]["n"],
                        vae_total_seconds=time.perf_counter() - started, hardware=metrics["hardware"])
-        print(f"VAE test NLL (IWAE, K={args.iwae_k}): {results['vae_nll_nats']:.2f} nats (target <= 85.0); "
-              f"ELBO {results['vae_elbo_nats']:.2f}")
+        print(f"VAE test NLL (IWAE, K={args.iwae_k}): {results['vae_nll_nats']:.2f} ± {results['vae_nll_se']:.2f} nats "
+              f"(target <= 85.0); ELBO {results['vae_elbo_nats']:.2f}, IWAE gap {results['vae_iwae_gap_nats']:.2f}")
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
 
 

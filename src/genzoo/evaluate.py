@@ -100,7 +100,8 @@ def mean_elbo(model, x: torch.Tensor, seed: int) -> torch.Tensor:
         return torch.stack([_batched(model.elbo, x, 500) for _ in range(ELBO_DRAWS)]).double().mean(0)
 
 
-def iwae_gap_metrics(elbo: torch.Tensor, log_p: torch.Tensor, elbo_all: torch.Tensor | None = None) -> dict[str, Any]:
+def iwae_gap_metrics(elbo: torch.Tensor, log_p: torch.Tensor, elbo_all: torch.Tensor | None = None,
+                     elbo_draws: int = 1) -> dict[str, Any]:
     """The IWAE gap, log p(x) - ELBO per scored image, and, from a random subset, the whole set's NLL.
 
     Args:
@@ -108,6 +109,7 @@ def iwae_gap_metrics(elbo: torch.Tensor, log_p: torch.Tensor, elbo_all: torch.Te
         log_p: IWAE log p(x) of the same images, (n,).
         elbo_all: the same ELBO estimate of every test image, (N,), when the scored images are a simple
             random sample of the test set; then the whole set's NLL is estimated too.
+        elbo_draws: how many draws each ELBO value averages (recorded with the figures).
 
     The whole set's NLL is the mean of -ELBO over all N images, which is known, minus the mean gap,
     estimated from the n scored images (a difference estimator). The gap varies much less from image
@@ -116,7 +118,7 @@ def iwae_gap_metrics(elbo: torch.Tensor, log_p: torch.Tensor, elbo_all: torch.Te
     """
     gap = log_p.double() - elbo.double()
     out = {"iwae_gap_nats": {**mean_and_se(gap), "unit": "nats/image, log p(x) (IWAE) - ELBO", "n": len(gap),
-                             "elbo_draws": ELBO_DRAWS}}
+                             "elbo_draws": elbo_draws}}
     n = len(gap)
     if elbo_all is not None and 1 < n < len(elbo_all):
         n_total = len(elbo_all)
@@ -124,7 +126,7 @@ def iwae_gap_metrics(elbo: torch.Tensor, log_p: torch.Tensor, elbo_all: torch.Te
             "value": float(-elbo_all.double().mean() - gap.mean()),
             "se": float(gap.std() / math.sqrt(n) * math.sqrt(1 - n / n_total)),
             "unit": "nats/image", "n": n_total, "kind": "estimate",
-            "method": f"-ELBO of all {n_total} test images ({ELBO_DRAWS} draws each) minus the IWAE gap "
+            "method": f"-ELBO of all {n_total} test images ({elbo_draws} draws each) minus the IWAE gap "
                       f"of a random {n} of them"}
     return out
 
@@ -211,9 +213,9 @@ def evaluate_run(
         if hasattr(model, "elbo") and takes_k:
             if random_subset:  # the ELBO of every test image turns the subset's gap into the whole set's NLL
                 elbo_all = mean_elbo(model, binary_all.to(device), seed)
-                metrics.update(iwae_gap_metrics(elbo_all[subset], log_p, elbo_all))
+                metrics.update(iwae_gap_metrics(elbo_all[subset], log_p, elbo_all, elbo_draws=ELBO_DRAWS))
             else:
-                metrics.update(iwae_gap_metrics(mean_elbo(model, binary_x, seed), log_p))
+                metrics.update(iwae_gap_metrics(mean_elbo(model, binary_x, seed), log_p, elbo_draws=ELBO_DRAWS))
     if n_samples:  # sample quality against the scored real test digits, evaluator version recorded
         from .metrics import model_sample_quality
 
