@@ -8,7 +8,10 @@ import math
 import pytest
 import torch
 
-from genzoo.evaluate import evaluate_run, iwae_gap_metrics, mean_and_se, subset_indices
+import genzoo
+from genzoo.cli import main
+from genzoo.data import fixed_binarization, load_data
+from genzoo.evaluate import evaluate_run, iwae_gap_metrics, mean_and_se, mean_elbo, per_image_log_prob, subset_indices
 
 
 def test_subset_indices_first_random_and_all():
@@ -59,8 +62,6 @@ def test_whole_set_estimate_is_unbiased_and_its_se_is_its_spread():
 
 @pytest.fixture(scope="module")
 def vae_run(tmp_path_factory):
-    import genzoo
-
     return genzoo.train("vae", data="embedded", out=tmp_path_factory.mktemp("eval") / "vae", device="cpu", seed=0,
                         progress=False, model_overrides={"arch": "mlp", "hidden": 200, "latent_dim": 8},
                         train_overrides={"epochs": 6, "batch_size": 64, "lr": 3e-3, "n_grid": 16, "test_every": 0})
@@ -68,7 +69,7 @@ def vae_run(tmp_path_factory):
 
 def test_random_subset_estimates_the_whole_sets_iwae_nll(vae_run):
     """On the 500 embedded test digits: the estimate from a random 150 lands within its error of the
-    NLL measured on all 500, and the scored digits are the whole set's binarization at their indices."""
+    NLL measured on all 500."""
     whole = evaluate_run(vae_run, device="cpu", seed=0, iwae_k=20, n_samples=0)
     assert whole["nll_nats"]["n"] == 500 and whole["nll_nats"]["k"] == 20 and "nll_nats_whole_test" not in whole
     assert whole["iwae_gap_nats"]["value"] > 0 and whole["nll_nats"]["se"] > 0
@@ -83,10 +84,6 @@ def test_random_subset_estimates_the_whole_sets_iwae_nll(vae_run):
 
 def test_first_n_is_the_start_of_the_whole_sets_binarization(vae_run):
     """--max-test N without --random-subset scores the first N digits, the same draws as in the whole set."""
-    from genzoo.evaluate import mean_elbo, per_image_log_prob
-    from genzoo.data import fixed_binarization, load_data
-    import genzoo
-
     first = evaluate_run(vae_run, device="cpu", seed=0, max_test=40, iwae_k=20, n_samples=0)
     model = genzoo.load(vae_run)
     binary = fixed_binarization(load_data("embedded", verbose=False).test_x)[:40]
@@ -98,3 +95,8 @@ def test_first_n_is_the_start_of_the_whole_sets_binarization(vae_run):
     gap = log_p.double() - mean_elbo(model, binary, seed=0)
     assert first["iwae_gap_nats"]["value"] == pytest.approx(float(gap.mean()), abs=1e-9)
     assert "nll_nats_whole_test" not in first
+
+
+def test_random_subset_without_max_test_is_an_error(vae_run, capsys):
+    assert main(["evaluate", str(vae_run), "--random-subset", "--samples", "0", "--device", "cpu"]) == 2
+    assert "give max_test too (e.g. genzoo evaluate RUN --max-test 300 --random-subset)" in capsys.readouterr().err

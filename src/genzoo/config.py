@@ -13,7 +13,7 @@ from typing import Any
 
 
 class ConfigError(ValueError):
-    """A hyper-parameter that does not exist or has a bad value."""
+    """A setting (a hyper-parameter, an option) that does not exist or has a bad value."""
 
 
 def field_types(config_cls: type) -> dict[str, Any]:

@@ -30,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 from . import runs
+from .config import ConfigError
 from .data import FIXED_BINARIZATION, fixed_binarization, load_data
 from .models.base import CapabilityError
 from .trainer import resolve_device
@@ -177,6 +178,9 @@ def evaluate_run(
         n_samples: samples scored in the evaluator's feature space (FID-style, precision, recall,
             class coverage, conditional accuracy; `genzoo.metrics.model_sample_quality`); 0: none.
     """
+    if random_subset and not max_test:
+        raise ConfigError("random_subset draws max_test test images at random; give max_test too "
+                         "(e.g. genzoo evaluate RUN --max-test 300 --random-subset)")
     start = time.perf_counter()
     run_dir = Path(run_dir)
     device = resolve_device(device)
