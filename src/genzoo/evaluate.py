@@ -33,7 +33,7 @@ from . import runs
 from .config import ConfigError
 from .data import FIXED_BINARIZATION, fixed_binarization, load_data
 from .models.base import CapabilityError
-from .trainer import resolve_device
+from .trainer import forked_rng, resolve_device
 
 PIXELS = 784
 DECODED_PER_CALL = 65_536  # IWAE: images decoded per log_prob call (test images x K), so progress shows
@@ -96,7 +96,7 @@ def mean_elbo(model, x: torch.Tensor, seed: int) -> torch.Tensor:
 
     Drawn in a forked RNG, so the other metrics' random draws are the same with or without it.
     """
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+    with forked_rng(x.device):
         torch.manual_seed(seed)
         return torch.stack([_batched(model.elbo, x, 500) for _ in range(ELBO_DRAWS)]).double().mean(0)
 

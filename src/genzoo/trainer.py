@@ -172,6 +172,11 @@ def train(
 LENGTH_KEYS = ("epochs", "steps")  # the trainer settings that --resume may change
 
 
+def forked_rng(device: torch.device):
+    """A context in which torch's random draws (CPU, and `device`'s if a GPU) leave the outer stream as it was."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
 def epoch_steps(cfg: TrainConfig, n_train: int) -> int:
     """Optimizer steps of an epoch: n_train // batch_size (the remainder is dropped), at least one."""
     return max(1, n_train // min(cfg.batch_size, n_train))
@@ -312,7 +317,7 @@ class _Loop:
 
     def rng_fork(self):
         # Pictures and epoch hooks must not move the training RNG, or a resumed run would diverge.
-        return torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
+        return forked_rng(self.device)
 
     @torch.no_grad()
     def sample_grid(self, epoch: int) -> None:
