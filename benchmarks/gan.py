@@ -39,18 +39,18 @@ from genzoo.trainer import train_or_resume
 MODELS = {
     "dcgan": ("dcgan", {}, 20),
     "cgan": ("cgan", {}, 30),
-    "dcgan-cond": ("dcgan", {"conditional": "true"}, 20),
+    "dcgan-cond": ("dcgan", {"conditional": True}, 20),
     # not in the default list: the fully connected layers of InfoGAN's MNIST networks in both
     # G and D (at the default widths, and at half of them as measured on the CPU, unconditional
     # and conditional), the deeper generator, the hinge-loss fully connected GAN and the
     # spectrally normalised hinge DCGAN of docs/results/gan.md's CPU experiments
-    "dcgan-fc": ("dcgan", {"fc_width": "1024", "d_fc_width": "1024"}, 20),
-    "dcgan-fc-narrow": ("dcgan", {"widths": "128,64", "fc_width": "1024", "d_fc_width": "1024"}, 20),
-    "dcgan-cond-fc-narrow": ("dcgan", {"conditional": "true", "widths": "128,64", "fc_width": "1024",
-                                       "d_fc_width": "1024"}, 20),
-    "dcgan-deep": ("dcgan", {"widths": "256,128,64"}, 20),
+    "dcgan-fc": ("dcgan", {"fc_width": 1024, "d_fc_width": 1024}, 20),
+    "dcgan-fc-narrow": ("dcgan", {"widths": (128, 64), "fc_width": 1024, "d_fc_width": 1024}, 20),
+    "dcgan-cond-fc-narrow": ("dcgan", {"conditional": True, "widths": (128, 64), "fc_width": 1024,
+                                       "d_fc_width": 1024}, 20),
+    "dcgan-deep": ("dcgan", {"widths": (256, 128, 64)}, 20),
     "gan-hinge": ("gan", {"loss": "hinge"}, 30),
-    "dcgan-sn-hinge": ("dcgan", {"loss": "hinge", "spectral_norm": "true"}, 20),
+    "dcgan-sn-hinge": ("dcgan", {"loss": "hinge", "spectral_norm": True}, 20),
 }
 DEFAULT_MODELS = "dcgan,cgan,dcgan-cond"
 TARGETS = {"dcgan_epoch_s": 3.0, "cond_accuracy": 0.99, "share_low": 0.07, "share_high": 0.13,

@@ -47,7 +47,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--schedule", default="cosine", choices=["constant", "cosine"], help="learning rate over training")
     p.add_argument("--momentum", type=float, default=0.5)
-    p.add_argument("--weight-decay", type=float, default=2e-4, help="L2 on W")
+    p.add_argument("--weight-cost", type=float, default=2e-4, help="L2 on W (weight decay)")
     p.add_argument("--chains", type=int, default=100, help="persistent chains (pcd)")
     p.add_argument("--sample-every", type=int, default=10, help="epochs between sample grids")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
@@ -68,7 +68,7 @@ def main() -> None:
                     train_overrides={"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
                                      "schedule": args.schedule, "sample_every": args.sample_every},
                     model_overrides={"n_hidden": args.hidden, "method": args.method, "k": args.k,
-                                     "momentum": args.momentum, "weight_decay": args.weight_decay,
+                                     "momentum": args.momentum, "weight_cost": args.weight_cost,
                                      "persistent_chains": args.chains})
     end = next(r for r in reversed(read_metrics_log(run)) if r.get("event") == "end")
     train_seconds = end["train_seconds"]  # the trainer's clock, summed over sessions

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
 import genzoo
 from genzoo import registry
+from genzoo.config import ConfigError
+from genzoo.models.base import CapabilityError
 from genzoo.runs import read_metrics_log
 
 # Small networks so that every model trains in seconds on a CPU.
@@ -14,9 +18,9 @@ TINY = {
     "ae": {"channels": 8, "latent_dim": 8},
     "dae": {"channels": 8, "latent_dim": 8},
     "vae": {"channels": 8, "latent_dim": 8, "iwae_k": 8, "iwae_chunk": 4},
-    "gan": {"latent_dim": 8, "widths": "32,32"},
-    "cgan": {"latent_dim": 8, "widths": "32,32"},
-    "dcgan": {"latent_dim": 8, "widths": "16,8"},
+    "gan": {"latent_dim": 8, "widths": (32, 32)},
+    "cgan": {"latent_dim": 8, "widths": (32, 32)},
+    "dcgan": {"latent_dim": 8, "widths": (16, 8)},
     "gmm": {"n_components": 3, "pca_dim": 20, "max_iter": 20},
     "bayes": {"pca_dim": 10},
     "rbm": {"n_hidden": 16, "persistent_chains": 32, "gibbs_steps": 20, "ais_betas": 100, "ais_runs": 8},
@@ -29,8 +33,9 @@ TRAIN = {"steps": 40, "epochs": 0, "batch_size": 32, "log_every": 10, "n_grid": 
 @pytest.fixture(scope="module", params=list(registry.MODELS))
 def trained(request, tiny, tmp_path_factory):
     name = request.param
+    used = {k: v for k, v in TRAIN.items() if k not in registry.get(name).unused_train_keys}
     run = genzoo.train(name, data=tiny, out=tmp_path_factory.mktemp(name), device="cpu", seed=0,
-                       train_overrides=TRAIN, model_overrides=TINY.get(name), progress=False)
+                       train_overrides=used, model_overrides=TINY.get(name), progress=False)
     return name, run
 
 
@@ -70,3 +75,41 @@ def test_load_restores_weights(trained):
     state = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, state[key], rtol=0, atol=0, equal_nan=True, msg=key)  # e.g. an unset log Z
+
+
+def test_sample_checks_what_it_is_asked_once_for_every_model(trained):
+    name, run = trained
+    model = genzoo.load(run)
+    with pytest.raises(ConfigError, match=rf"{name}: n=0 images to sample; give a whole number >= 1"):
+        model.sample(0)
+    with pytest.raises(CapabilityError, match=rf"{name}: sampling has no option temperature"):
+        model.sample(2, temperature=2.0)
+    if model.conditional:
+        a = model.sample(3, y=7, generator=torch.Generator().manual_seed(1))
+        b = model.sample(3, y=torch.full((3,), 7), generator=torch.Generator().manual_seed(1))
+        assert torch.equal(a, b)  # one int is every image's label
+        with pytest.raises(ValueError, match=rf"{name}: labels must be digits 0..9, got values in \[0, 10\]"):
+            model.sample(2, y=torch.tensor([0, 10]))
+    else:  # an unconditional model given labels says so; it never ignores them
+        with pytest.raises(CapabilityError, match=rf"{name}: this model is unconditional, it cannot draw a chosen digit"):
+            model.sample(2, y=torch.tensor([3, 3]))
+
+
+@pytest.mark.parametrize("name", list(registry.MODELS))
+def test_model_and_trainer_keys_are_apart_and_unused_trainer_keys_are_refused(name, tiny, tmp_path):
+    from dataclasses import fields
+
+    from genzoo.train_config import TrainConfig
+
+    cls = registry.get(name)
+    shared = {f.name for f in fields(cls.Config)} & {f.name for f in fields(TrainConfig)}
+    assert not shared, f"{name}: --set {shared} would be ambiguous between the model and the trainer"
+    for key, instead in cls.unused_train_keys.items():
+        with pytest.raises(ConfigError, match=rf"{name}: does not use the trainer's {key}: {re.escape(instead)}"):
+            genzoo.train(name, data=tiny, out=tmp_path, device="cpu", train_overrides={key: 0.1}, progress=False)
+
+
+def test_the_python_api_takes_typed_values_and_says_which():
+    with pytest.raises(ConfigError, match=r"gan: widths='32,32' is a string; .*here widths=\(32, 32\)"):
+        genzoo.create("gan", widths="32,32")
+    assert genzoo.create("gan", widths=(32, 32), latent_dim=8).config.widths == (32, 32)

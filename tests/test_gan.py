@@ -216,8 +216,10 @@ def test_unconditional_model_refuses_labels():
         tiny("gan").sample(4, y=3)
     with pytest.raises(CapabilityError, match="dcgan: .*--set conditional=true"):
         tiny("dcgan").sample(4, y=torch.zeros(4, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"labels must be 4 digits in 0..9, got shape \(4,\) and range \[0, 12\]"):
+    with pytest.raises(ValueError, match=r"cgan: labels must be digits 0..9, got values in \[0, 12\]"):
         tiny("cgan").sample(4, y=torch.tensor([0, 1, 2, 12]))
+    with pytest.raises(ValueError, match=r"cgan: labels must have shape \(4,\) for 4 images, got \(3,\)"):
+        tiny("cgan").sample(4, y=torch.tensor([0, 1, 2]))
 
 
 def test_sampling_is_seeded_and_independent_of_chunking():
@@ -252,7 +254,7 @@ def test_config_errors_name_the_value_and_the_fix():
     with pytest.raises(ConfigError, match=r"label_smoothing=0.1 only applies to loss=nonsaturating, not loss='hinge'"):
         GAN(loss="hinge", label_smoothing=0.1)
     with pytest.raises(ConfigError, match=r"widths=\(64, 32, 16, 8\): dcgan needs two or three channel counts"):
-        DCGAN(widths="64,32,16,8")
+        DCGAN(widths=(64, 32, 16, 8))
     with pytest.raises(ConfigError, match="loss='lsgan': must be one of nonsaturating, hinge, wgan-gp"):
         DCGAN(loss="lsgan")
     with pytest.raises(ConfigError, match="unknown key 'conditional'"):
@@ -407,7 +409,7 @@ def test_trainer_writes_metrics_grids_and_one_gif_frame_per_epoch(tmp_path, monk
     monkeypatch.setattr(gan_module, "_evaluator", lambda device: (None, "no asset in this test"))
     run = trainer.train("cgan", tiny_data(), tmp_path / "run", device="cpu", progress=False,
                         train_overrides={"epochs": 3, "batch_size": 32, "log_every": 1, "n_grid": 20},
-                        model_overrides={"latent_dim": 8, "widths": "16,32"})
+                        model_overrides={"latent_dim": 8, "widths": (16, 32)})
     frames = sorted((run / "samples").glob("epoch_*.png"))
     assert [f.name for f in frames] == ["epoch_001.png", "epoch_002.png", "epoch_003.png"]
     with Image.open(run / "samples" / "progress.gif") as gif:
@@ -431,7 +433,7 @@ def test_resume_mid_run_gives_identical_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(gan_module, "_evaluator", lambda device: (None, "no asset in this test"))
     data = tiny_data()
     settings = dict(device="cpu", progress=False, train_overrides={"epochs": 2, "batch_size": 32, "sample_every": 0},
-                    model_overrides={"latent_dim": 8, "widths": "8,4", "conditional": "true", "d_steps": "2"})
+                    model_overrides={"latent_dim": 8, "widths": (8, 4), "conditional": True, "d_steps": 2})
     whole = trainer.train("dcgan", data, tmp_path / "whole", **settings)
 
     # The same run, interrupted by SIGINT in the middle of epoch 2 (after step 4 of 6), then resumed.
@@ -482,7 +484,7 @@ def test_interpolate_command_writes_rows(tmp_path, monkeypatch):
     monkeypatch.setattr(gan_module, "_evaluator", lambda device: (None, "no asset in this test"))
     run = trainer.train("gan", tiny_data(32), tmp_path / "run", device="cpu", progress=False,
                         train_overrides={"epochs": 1, "batch_size": 16, "sample_every": 0},
-                        model_overrides={"latent_dim": 8, "widths": "16,32"})
+                        model_overrides={"latent_dim": 8, "widths": (16, 32)})
     out = tmp_path / "line.png"
     assert cli.main(["interpolate", str(run), "--steps", "6", "--rows", "3", "--out", str(out)]) == 0
     with Image.open(out) as image:  # 2x enlarged 3 x 6 grid of 28 px images with 2 px padding

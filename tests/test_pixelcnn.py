@@ -140,7 +140,7 @@ def test_labels_are_checked_and_a_single_label_is_broadcast():
     a = model.sample(3, y=torch.tensor(4), generator=torch.Generator().manual_seed(0))
     b = model.sample(3, y=torch.full((3,), 4), generator=torch.Generator().manual_seed(0))
     assert torch.equal(a, b)
-    with pytest.raises(ValueError, match=r"labels must be 3 ints in \[0, 10\), got \[1, 2, 12\]"):
+    with pytest.raises(ValueError, match=r"pixelcnn: labels must be digits 0..9, got values in \[1, 12\]"):
         model.sample(3, y=torch.tensor([1, 2, 12]))
 
 

@@ -85,8 +85,8 @@ def test_cd_lowers_free_energy_of_data_relative_to_noise(digits, method):
     assert math.isfinite(out["recon_error"]) and math.isfinite(out["free_energy_gap"])
 
 
-def test_weight_decay_applies_to_weights_only():
-    model = RBM(n_hidden=8, weight_decay=0.01, momentum=0.9)
+def test_weight_cost_applies_to_weights_only():
+    model = RBM(n_hidden=8, weight_cost=0.01, momentum=0.9)
     (opt,) = model.configure_optimizers(TrainConfig(lr=0.1)).values()
     decay = {tuple(p.shape): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
     assert decay == {(784, 8): 0.01, (784,): 0.0, (8,): 0.0}

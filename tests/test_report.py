@@ -86,7 +86,7 @@ def test_report_renders_what_runs_wrote(tmp_path):
     assert len(page.imgs) == (3 + 1 + 1 + 1) + (2 + 1 + 1) + (1 + 1 + 1 + 1)
     # Leaderboard: the lower FID is marked best; the run without metrics shows a dash.
     board = index.read_text().split('id="leaderboard"')[1].split("</table>")[0]
-    assert '<td class="best">12.5</td>' in board and "<td>30</td>" in board and "<td>–</td>" in board
+    assert '<td class="best">12.50</td>' in board and "<td>30.00</td>" in board and "<td>–</td>" in board
     # A report written inside a run folder, twice, does not show its own copies.
     inner = write_report([b], b / "report")
     assert len(parse(write_report([b], b / "report")).imgs) == len(parse(inner).imgs) == 2 + 1 + 1
@@ -160,7 +160,8 @@ def test_report_in_headless_chromium(tmp_path):
 
 
 def test_leaderboard_rows_and_markdown():
-    from genzoo.bench import leaderboard_markdown, leaderboard_row
+    from genzoo.bench import leaderboard_markdown
+    from genzoo.leaderboard import leaderboard_row
 
     good = {"model": "vae", "parameters": 1000, "fid": {"value": 3.0, "n": 500}, "precision": {"value": 0.8},
             "recall": {"value": 0.6}, "nll_nats": {"value": 90.0, "kind": "estimate"}, "bits_per_dim": {"value": 0.17},
@@ -177,7 +178,7 @@ def test_leaderboard_rows_and_markdown():
     # Header, then best FID first, models without a sample score last; dashes where a metric does not apply.
     assert [line.split("|")[1].strip() for line in table] == ["model", "vae (estimate)", "gan", "ae"]
     assert "| 3.00 | 0.800 | 0.600 | – | 90.00 | 0.1700 |" in table[1] and "| 0.02 |" in table[1]  # 2e-5 s = 0.02 ms
-    assert table[3].count("–") == 9
+    assert table[3].count("–") == 11
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -118,3 +119,14 @@ def test_kl_warmup_weighs_the_kl_from_0_to_1_and_survives_a_reload(x):
     reloaded = VAE(arch="mlp", hidden=16, latent_dim=2, kl_warmup_steps=4)
     reloaded.load_state_dict(vae.state_dict())  # a resumed run continues the warm-up where it was
     assert int(reloaded.train_steps) == 6 and reloaded.train().kl_weight() == 1.0
+
+
+def test_elbo_and_log_prob_draw_from_the_generator_they_are_given():
+    model = VAE(channels=4, latent_dim=3, iwae_chunk=4)
+    x = (torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    state = torch.get_rng_state()
+    for fn in (model.elbo, functools.partial(model.log_prob, k=10)):
+        a = fn(x, generator=torch.Generator().manual_seed(1))
+        assert torch.equal(a, fn(x, generator=torch.Generator().manual_seed(1)))
+        assert not torch.equal(a, fn(x, generator=torch.Generator().manual_seed(2)))
+    assert torch.equal(state, torch.get_rng_state())  # the global stream is left alone

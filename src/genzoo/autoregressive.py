@@ -78,19 +78,8 @@ class PixelModel(GenerativeModel):
             )
 
     def labels(self, n: int, y: torch.Tensor | None) -> torch.Tensor | None:
-        """The labels to condition on: y, or 0..9 in rows for a conditional model; None otherwise."""
-        if not self.conditional:
-            return None
-        if y is None:
-            return self.default_labels(n)
-        y = torch.as_tensor(y, device=self.device).long().reshape(-1)
-        if y.numel() == 1:
-            y = y.expand(n)
-        if y.numel() != n or (y < 0).any() or (y >= self.config.n_classes).any():
-            raise ValueError(
-                f"{self.name}: labels must be {n} ints in [0, {self.config.n_classes}), got {y.tolist()[:12]}"
-            )
-        return y
+        """The labels to condition on (`check_labels`) for a conditional model; None otherwise."""
+        return self.check_labels(n, y) if self.conditional else None
 
     def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Exact log p(x) in nats, (N,), of binary images x (N, 1, H, W)."""
@@ -113,18 +102,12 @@ class PixelModel(GenerativeModel):
         write_pixel_probabilities(self, x, Path(run_dir) / "pixel_probabilities.png", y)
 
     @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        *,
-        y: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-        method: Literal["cached", "naive"] = "cached",
-    ) -> torch.Tensor:
+    def _sample(self, n: int, y: torch.Tensor | None, generator: torch.Generator | None,
+                method: Literal["cached", "naive"] = "cached") -> torch.Tensor:
         """n binary images (n, 1, H, W), pixel by pixel; the same generator gives the same images."""
         size = self.image_size
         u = self.rand(n, 1, size, size, generator=generator)
-        return generate(self, u, self.labels(n, y), method=method)
+        return generate(self, u, y, method=method)
 
 
 # ---------------------------------------------------------------------------- samplers

@@ -16,53 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from . import registry, runs
+from .leaderboard import COLUMNS, cell, leaderboard_row
 from .report import write_report
-
-# (metrics.json key, leaderboard column, number format)
-COLUMNS = (
-    ("parameters", "parameters", "{:,.0f}"),
-    ("train_seconds", "train s", "{:.0f}"),
-    ("train_images_per_s", "train img/s", "{:,.0f}"),
-    ("sample_seconds_per_image", "sample ms/img", "ms"),
-    ("fid", "FID-style ↓", "{:.2f}"),
-    ("precision", "precision ↑", "{:.3f}"),
-    ("recall", "recall ↑", "{:.3f}"),
-    ("conditional_accuracy", "cond. acc ↑", "{:.3f}"),
-    ("nll_nats", "NLL nats ↓", "{:.2f}"),
-    ("bits_per_dim", "bits/dim ↓", "{:.4f}"),
-)
-
-
-def _value(entry: Any) -> Any:
-    return entry.get("value") if isinstance(entry, dict) else entry
-
-
-def leaderboard_row(run_dir: Path, metrics: dict) -> dict[str, Any]:
-    """One leaderboard row from a run's metrics.json (plain values, None where a metric does not apply)."""
-    row: dict[str, Any] = {"model": metrics.get("model"), "run": str(run_dir)}
-    for key, _, _ in COLUMNS:
-        row[key] = _value(metrics.get(key))
-    nll = metrics.get("nll_nats")
-    row["nll_kind"] = nll.get("kind") if isinstance(nll, dict) else None
-    for key in ("hardware", "evaluator_version", "seed"):
-        row[key] = metrics.get(key)
-    fid = metrics.get("fid")
-    row["n_samples"] = fid.get("n") if isinstance(fid, dict) else None
-    return row
-
-
-def _cell(value: Any, fmt: str) -> str:
-    if value is None:
-        return "–"
-    if fmt == "ms":
-        return f"{1000 * value:.3g}"
-    return fmt.format(value)
 
 
 def leaderboard_markdown(rows: list[dict], meta: dict) -> str:
     """A markdown table, best FID-style score first; models without one go last."""
     rows = sorted(rows, key=lambda r: (r["fid"] is None, r["fid"] if r["fid"] is not None else 0.0))
-    head = "| model | " + " | ".join(label for _, label, _ in COLUMNS) + " |"
+    head = "| model | " + " | ".join(c.label for c in COLUMNS) + " |"
     lines = ["# genzoo leaderboard", "",
              f"Data: {meta['data']}; seed {meta['seed']}; training budget {meta['budget']}; "
              f"FID-style score, precision and recall on {meta['n_samples']:,} samples against the test set "
@@ -72,7 +33,7 @@ def leaderboard_markdown(rows: list[dict], meta: dict) -> str:
              head, "|" + "---|" * (len(COLUMNS) + 1)]
     for r in rows:
         name = r["model"] + (f" ({r['nll_kind']})" if r.get("nll_kind") else "")
-        lines.append(f"| {name} | " + " | ".join(_cell(r[k], fmt) for k, _, fmt in COLUMNS) + " |")
+        lines.append(f"| {name} | " + " | ".join(cell(r[c.key], c) for c in COLUMNS) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -6,11 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from . import registry, runs
-from .config import ConfigError, field_types, parse_sets
+from .config import ConfigError, field_types, parse_sets, parse_value
 from .data import DataError
 from .evaluator import EvaluatorError
 from .models.base import CapabilityError
@@ -21,16 +22,19 @@ from .trainer import TrainingError, resolve_device
 USER_ERRORS = (DataError, ConfigError, runs.RunError, TrainingError, CapabilityError, EvaluatorError, FileNotFoundError)
 
 
-def split_sets(model_name: str, pairs: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """Send each --set key to the model's Config or to the TrainConfig; unknown keys are errors."""
+def split_sets(model_name: str, pairs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Parse each --set value by its field's type and send it to the model's Config or to the TrainConfig.
+
+    The one place where strings become typed values; unknown keys are errors.
+    """
     model_keys = field_types(registry.get(model_name).Config)
     train_keys = field_types(TrainConfig)
     model_part, train_part = {}, {}
     for key, value in pairs.items():
         if key in model_keys:
-            model_part[key] = value
+            model_part[key] = parse_value(key, value, model_keys[key])
         elif key in train_keys:
-            train_part[key] = value
+            train_part[key] = parse_value(key, value, train_keys[key])
         else:
             raise ConfigError(
                 f"--set {key}={value}: unknown key {key!r}. {model_name} keys: {', '.join(model_keys)}; "
@@ -127,7 +131,7 @@ def cmd_denoise(args) -> int:
     from .pictures import write_denoising
 
     model = runs.load(args.run, resolve_device(args.device))
-    if not hasattr(model, "denoise"):
+    if not model.can_denoise:
         raise CapabilityError(f"{model.name}: is not a denoising autoencoder; train a `dae` run")
     noises = [parse_noise(text) for text in args.noise] if args.noise else None
     out = args.out or Path(args.run) / "denoising.png"

@@ -1,8 +1,9 @@
 """Hyper-parameter configs: dataclasses with defaults, overrides checked by name, type and range.
 
-Every model has a `Config` dataclass; the trainer has `TrainConfig`. `--set key=value`
-strings are parsed against the field's declared type, and an unknown key or a bad value
-is a `ConfigError` that lists the valid keys.
+Every model has a `Config` dataclass; the trainer has `TrainConfig`. The Python API takes
+typed values (`widths=(128, 64)`); `--set key=value` strings are parsed against the field's
+declared type at the command line only (`parse_sets`, `parse_value`). An unknown key or a bad
+value is a `ConfigError` that lists the valid keys.
 """
 
 from __future__ import annotations
@@ -74,16 +75,23 @@ def check_value(key: str, value: Any, kind: Any) -> Any:
 
 
 def build(config_cls: type, overrides: dict[str, Any] | None = None, owner: str = "") -> Any:
-    """Make `config_cls(**defaults)` with `overrides` applied, strings parsed, everything checked.
+    """Make `config_cls(**defaults)` with typed `overrides` applied, everything checked.
 
-    Range checks live in the dataclass's `__post_init__`, which raises `ConfigError`.
+    A string given for a field of another type is an error that shows the typed value to pass:
+    strings are parsed at the command line only. Range checks live in the dataclass's
+    `__post_init__`, which raises `ConfigError`.
     """
     types = field_types(config_cls)
+    owner = owner or config_cls.__name__
     values = {}
     for key, value in (overrides or {}).items():
         if key not in types:
-            raise ConfigError(f"{owner or config_cls.__name__}: unknown key {key!r}; valid keys: {describe_keys(config_cls)}")
-        values[key] = parse_value(key, value, types[key]) if isinstance(value, str) and types[key] is not str else check_value(key, value, types[key])
+            raise ConfigError(f"{owner}: unknown key {key!r}; valid keys: {describe_keys(config_cls)}")
+        if isinstance(value, str) and types[key] is not str and typing.get_origin(types[key]) is not typing.Literal:
+            raise ConfigError(f"{owner}: {key}={value!r} is a string; the Python API takes typed values, "
+                              f"here {key}={parse_value(key, value, types[key])!r} (--set parses strings on the "
+                              "command line only)")
+        values[key] = check_value(key, value, types[key])
     return config_cls(**values)
 
 

@@ -18,7 +18,7 @@ seed, the hardware and the seconds taken.
 
 from __future__ import annotations
 
-import inspect
+import functools
 import json
 import math
 import sys
@@ -32,8 +32,7 @@ from tqdm import tqdm
 from . import runs
 from .config import ConfigError
 from .data import FIXED_BINARIZATION, fixed_binarization, load_data
-from .models.base import CapabilityError
-from .trainer import forked_rng, resolve_device
+from .trainer import resolve_device
 
 PIXELS = 784
 DECODED_PER_CALL = 65_536  # IWAE: images decoded per log_prob call (test images x K), so progress shows
@@ -94,11 +93,10 @@ def likelihood_metrics(model, log_p: torch.Tensor, **log_prob_kwargs) -> dict[st
 def mean_elbo(model, x: torch.Tensor, seed: int) -> torch.Tensor:
     """The ELBO of each image averaged over ELBO_DRAWS draws, (N,) float64.
 
-    Drawn in a forked RNG, so the other metrics' random draws are the same with or without it.
+    Drawn from a generator of its own, so the other metrics' random draws are the same with or without it.
     """
-    with forked_rng(x.device):
-        torch.manual_seed(seed)
-        return torch.stack([_batched(model.elbo, x, 500) for _ in range(ELBO_DRAWS)]).double().mean(0)
+    elbo = functools.partial(model.elbo, generator=torch.Generator(x.device).manual_seed(seed))
+    return torch.stack([_batched(elbo, x, 500) for _ in range(ELBO_DRAWS)]).double().mean(0)
 
 
 def iwae_gap_metrics(elbo: torch.Tensor, log_p: torch.Tensor, elbo_all: torch.Tensor | None = None,
@@ -196,37 +194,35 @@ def evaluate_run(
     if end:
         metrics["train_seconds"] = end[-1]["train_seconds"]
         metrics["train_images_per_s"] = end[-1]["images_per_s"]
-    if hasattr(model, "denoise"):
+    if model.can_denoise:
         metrics.update(denoising_metrics(model, test_x, seed))
-    try:
+    if model.can_reconstruct:
         metrics.update(reconstruction_metrics(model, test_x))
-    except CapabilityError:
-        pass
     # the fixed binarization is drawn for the whole test set, so a subset's images are the same draws
     binary_all = fixed_binarization(data.test_x) if model.binary_data else data.test_x
     binary_x = binary_all[subset].to(device)
-    if hasattr(model, "elbo"):
-        elbo = _batched(model.elbo, binary_x, 500)
+    # one stream for the ELBO's and the importance samples' draws, seeded like the rest of the evaluation
+    generator = torch.Generator(device).manual_seed(seed)
+    if model.has_elbo:
+        elbo = _batched(functools.partial(model.elbo, generator=generator), binary_x, 500)
         metrics["elbo_nats"] = {**mean_and_se(elbo), "unit": "nats/image (higher is better)", "n": len(elbo),
                                 "data": FIXED_BINARIZATION}
     if model.log_prob_kind is not None:
-        takes_k = "k" in inspect.signature(model.log_prob).parameters  # importance-sampled estimates
+        takes_k = "k" in model.log_prob_options  # importance-sampled estimates
         kwargs = {"k": iwae_k or model.config.iwae_k} if takes_k else {}
-        log_p = per_image_log_prob(model, binary_x, **kwargs)
+        draws = {"generator": generator} if "generator" in model.log_prob_options else {}
+        log_p = per_image_log_prob(model, binary_x, **kwargs, **draws)
         metrics.update(likelihood_metrics(model, log_p, **kwargs))
-        if hasattr(model, "elbo") and takes_k:
+        if model.has_elbo and takes_k:
             if random_subset:  # the ELBO of every test image turns the subset's gap into the whole set's NLL
                 elbo_all = mean_elbo(model, binary_all.to(device), seed)
                 metrics.update(iwae_gap_metrics(elbo_all[subset], log_p, elbo_all, elbo_draws=ELBO_DRAWS))
             else:
                 metrics.update(iwae_gap_metrics(mean_elbo(model, binary_x, seed), log_p, elbo_draws=ELBO_DRAWS))
-    if n_samples:  # sample quality against the scored real test digits, evaluator version recorded
+    if n_samples and model.can_sample:  # sample quality against the scored real test digits, evaluator version recorded
         from .metrics import model_sample_quality
 
-        try:
-            metrics.update(model_sample_quality(model, test_x, n_samples, seed))
-        except CapabilityError:  # a model that cannot sample has no sample quality
-            pass
+        metrics.update(model_sample_quality(model, test_x, n_samples, seed))
     metrics.update(seed=seed, hardware=runs.hardware(device), seconds=round(time.perf_counter() - start, 2),
                    data=data.describe())
     runs.atomic_write_text(run_dir / runs.METRICS, json.dumps(metrics, indent=2) + "\n")

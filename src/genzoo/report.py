@@ -18,22 +18,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .leaderboard import COLUMNS, best, cell, leaderboard_row
+
 IMAGE_SUFFIXES = (".png", ".gif", ".jpg", ".jpeg", ".svg")
-# Leaderboard columns in this order when present in metrics.json (lower/higher is better noted).
-LEADERBOARD_KEYS = (
-    ("parameters", "parameters", None),
-    ("fid", "FID-style ↓", "low"),
-    ("precision", "precision ↑", "high"),
-    ("recall", "recall ↑", "high"),
-    ("conditional_accuracy", "cond. accuracy ↑", "high"),
-    ("nll_nats", "NLL nats ↓", "low"),
-    ("bits_per_dim", "bits/dim ↓", "low"),
-    ("elbo_nats", "ELBO nats ↑", "high"),
-    ("reconstruction_mse", "recon. MSE ↓", "low"),
-    ("train_seconds", "train s", None),
-    ("train_images_per_s", "train img/s", None),
-    ("sample_seconds_per_image", "sample s/img", None),
-)
 # metrics.jsonl keys that are bookkeeping, not curves.
 NOT_CURVES = {"step", "epoch", "time", "seconds", "elapsed", "images_per_s", "train_seconds", "steps_this_session",
               "world_size", "test_images", "test_seconds"}
@@ -94,18 +81,6 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
             out.update(_flatten(value, f"{name}."))
         else:
             out[name] = value
-    return out
-
-
-def _scalar_metrics(metrics: dict) -> dict[str, float]:
-    """Numeric scalars of a metrics.json, by bare key (nested {"fid": {"value": 3}} -> fid: 3)."""
-    out: dict[str, float] = {}
-    for key, value in metrics.items():
-        if isinstance(value, dict) and isinstance(value.get("value"), (int, float)):
-            value = value["value"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        out[key] = float(value)
     return out
 
 
@@ -218,29 +193,18 @@ def _curves(run: _Run, out_dir: Path) -> str | None:
 
 
 def _leaderboard(runs: list[_Run]) -> str:
-    scalars = [(_scalar_metrics(r.metrics) if r.metrics else {}) for r in runs]
-    keys = [k for k in LEADERBOARD_KEYS if any(k[0] in s for s in scalars)]
-    head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in keys)
-    best: dict[str, float] = {}
-    for key, _, direction in keys:
-        values = [s[key] for s in scalars if key in s]
-        if direction and len(set(values)) > 1:  # no "best" when every run ties
-            best[key] = min(values) if direction == "low" else max(values)
-    rows = []
-    for run, s in zip(runs, scalars):
-        cells = []
-        for key, _, _ in keys:
-            value = s.get(key)
-            if value is None:
-                cells.append("<td>–</td>")
-                continue
-            shown = _fmt(int(value)) if key == "parameters" else _fmt(value)
-            cls = ' class="best"' if best.get(key) == value else ""
-            cells.append(f"<td{cls}>{shown}</td>")
-        rows.append(f'<tr><td class="name"><a href="#{run.slug}">{html.escape(run.slug)}</a></td>'
-                    f'<td class="name">{html.escape(run.model)}</td>{"".join(cells)}</tr>')
+    rows = [leaderboard_row(r.dir, r.metrics or {}) for r in runs]
+    columns = [c for c in COLUMNS if any(row[c.key] is not None for row in rows)]
+    head = "".join(f"<th>{html.escape(c.label)}</th>" for c in columns)
+    bests = {c.key: best(rows, c) for c in columns}
+    lines = []
+    for run, row in zip(runs, rows):
+        marks = [' class="best"' if row[c.key] is not None and row[c.key] == bests[c.key] else "" for c in columns]
+        cells = "".join(f"<td{mark}>{html.escape(cell(row[c.key], c))}</td>" for c, mark in zip(columns, marks))
+        lines.append(f'<tr><td class="name"><a href="#{run.slug}">{html.escape(run.slug)}</a></td>'
+                     f'<td class="name">{html.escape(run.model)}</td>{cells}</tr>')
     return (f'<h2>Leaderboard</h2>\n<table id="leaderboard"><tr><th class="name">run</th><th class="name">model</th>'
-            f'{head}</tr>\n' + "\n".join(rows) + "</table>\n"
+            f'{head}</tr>\n' + "\n".join(lines) + "</table>\n"
             '<p class="meta">Bold: best in its column. Numbers come from each run\'s metrics.json '
             "(`genzoo evaluate`); runs without one show –.</p>")
 

@@ -31,7 +31,7 @@ class RunError(ValueError):
 
 
 def create(name: str, **hparams: Any):
-    """Build a fresh model by CLI name with hyper-parameter overrides (strings are parsed)."""
+    """Build a fresh model by CLI name with typed hyper-parameter overrides (e.g. widths=(128, 64))."""
     return registry.get(name)(**hparams)
 
 

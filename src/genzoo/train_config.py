@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from .config import ConfigError, in_range, non_negative, positive
 
@@ -37,3 +37,10 @@ class TrainConfig:
                      test_every=self.test_every, test_images=self.test_images)
         if self.epochs == 0 and self.steps == 0:
             raise ConfigError("epochs=0 and steps=0: give a number of epochs or of steps")
+
+
+def check_train_keys(model: Any, overrides: dict[str, Any]) -> None:
+    """A trainer setting that the model does not use is an error naming what it uses instead."""
+    for key in overrides:
+        if key in model.unused_train_keys:
+            raise ConfigError(f"{model.name}: does not use the trainer's {key}: {model.unused_train_keys[key]}")

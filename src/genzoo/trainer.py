@@ -42,7 +42,7 @@ from . import runs
 from .config import build
 from .data import Dataset, binarize, fixed_binarization, load_data
 from .images import save_gif, save_grid
-from .train_config import TrainConfig
+from .train_config import TrainConfig, check_train_keys
 
 
 class TrainingError(RuntimeError):
@@ -114,7 +114,7 @@ def train(
         resume: continue the run in `out` from its checkpoint, with its own config.
         train_overrides: TrainConfig values (epochs, steps, batch_size, lr, ...). With `resume`, only
             epochs or steps: a finished (or killed) run then trains on to that new length.
-        model_overrides: model hyper-parameters (strings are parsed as with --set).
+        model_overrides: model hyper-parameters, typed (e.g. {"widths": (128, 64)}; --set parses strings).
         progress: show a progress bar.
     """
     device = resolve_device(device)
@@ -138,6 +138,7 @@ def train(
             raise TrainingError("model_overrides apply to a model given by name; configure the instance instead")
         torch.manual_seed(seed)  # the initial weights come from the seed (DDP then broadcasts rank 0's copy)
         model_obj = runs.create(model, **(model_overrides or {})) if isinstance(model, str) else model
+        check_train_keys(model_obj, train_overrides or {})
         train_cfg = build(TrainConfig, {**model_obj.train_defaults, **(train_overrides or {})}, owner="trainer")
         data_spec = data if isinstance(data, str) else data.spec
     dataset = data if isinstance(data, Dataset) else load_data(data_spec)

@@ -97,6 +97,7 @@ class Autoencoder(GenerativeModel):
 
     name = "ae"
     Config = AEConfig
+    can_reconstruct = True
     train_defaults = {"epochs": 20, "batch_size": 128, "lr": 2e-3, "schedule": "cosine"}
 
     def __init__(self, config=None, **overrides):
@@ -133,7 +134,7 @@ class Autoencoder(GenerativeModel):
         return self.decode(self.encode(x))
 
     @torch.no_grad()
-    def sample(self, n, *, y=None, generator=None):
+    def _sample(self, n, y, generator):
         eye = torch.eye(self.config.latent_dim, device=self.code_cov.device)
         chol = torch.linalg.cholesky(self.code_cov + 1e-5 * eye)
         z = self.code_mean + self.randn(n, self.config.latent_dim, generator=generator) @ chol.T

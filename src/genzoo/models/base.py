@@ -23,11 +23,18 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..config import build
+from ..config import ConfigError, build
+
+N_CLASSES = 10
 
 
 class CapabilityError(NotImplementedError):
     """Raised when a model is asked for something it cannot do (e.g. log_prob of a GAN)."""
+
+
+# What a model fitted in closed form or by EM ("fit" mode) does not use of the trainer's settings.
+NO_OPTIMIZER = {key: "it is fitted in closed form or by EM, with no optimizer"
+                for key in ("lr", "beta1", "beta2", "weight_decay", "schedule", "warmup_steps", "grad_clip")}
 
 
 class GenerativeModel(nn.Module):
@@ -35,9 +42,20 @@ class GenerativeModel(nn.Module):
     Config: ClassVar[type]
     training_mode: ClassVar[str] = "gradient"  # "gradient" | "step" | "fit"
     binary_data: ClassVar[bool] = False  # trained on dynamically binarized digits, evaluated on the fixed draw
+    # What the model can do, declared once here and read by evaluation, the commands and the report:
+    can_sample: ClassVar[bool] = True
     log_prob_kind: ClassVar[str | None] = None  # "exact" | "bound" | "estimate" where log_prob exists
+    log_prob_options: ClassVar[tuple[str, ...]] = ()  # keyword options of log_prob, e.g. ("k",) for IWAE
+    has_elbo: ClassVar[bool] = False  # elbo(x) -> (N,) nats
+    can_reconstruct: ClassVar[bool] = False  # reconstruct(x) -> x_hat
+    can_denoise: ClassVar[bool] = False  # denoise(x_noisy) -> x_hat
+    sample_options: ClassVar[tuple[str, ...]] = ()  # keyword options of sample beyond n, y, generator
+    # what to use instead when a chosen digit is asked of an unconditional model
+    conditional_hint: ClassVar[str] = "use a conditional model: cgan, bayes, or one trained with --set conditional=true"
     train_defaults: ClassVar[dict[str, Any]] = {}  # TrainConfig values this model is best trained with
     amp_safe: ClassVar[bool] = True  # bf16 autocast on GPU is safe for its loss
+    # TrainConfig keys this model does not use -> what it uses instead (asking for one is an error)
+    unused_train_keys: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: Any = None, **overrides: Any):
         super().__init__()
@@ -51,7 +69,11 @@ class GenerativeModel(nn.Module):
 
     @property
     def conditional(self) -> bool:
-        """True when the model takes a digit label (sampling and training)."""
+        """True when the model takes a digit label (sampling and training).
+
+        Declared one way, by the Config's `conditional` (a field, or a fixed property where a model
+        is always or never conditional); a Config without one is an unconditional model.
+        """
         return bool(getattr(self.config, "conditional", False))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -61,8 +83,55 @@ class GenerativeModel(nn.Module):
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         raise CapabilityError(f"{self.name}: trains with '{self.training_mode}', it has no gradient loss")
 
-    def sample(self, n: int, *, y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, *, y: torch.Tensor | int | None = None, generator: torch.Generator | None = None,
+               **options: Any) -> torch.Tensor:
+        """Draw n images, (n, 1, 28, 28) in [0, 1]; the same generator gives the same images.
+
+        The one place that checks what a caller asks for: `n`, the labels (`check_labels`) and the
+        options a model declares in `sample_options`; models implement `_sample(n, y, generator, **options)`.
+
+        Args:
+            n: number of images, >= 1.
+            y: conditional models only: the digits to draw, (n,) or one int for all; None: `default_labels(n)`.
+            generator: seeds the noise (a CPU generator gives the same images on any device).
+        """
+        if not self.can_sample:
+            raise CapabilityError(f"{self.name}: cannot sample")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"{self.name}: n={n!r} images to sample; give a whole number >= 1")
+        unknown = sorted(set(options) - set(self.sample_options))
+        if unknown:
+            known = ", ".join(self.sample_options) or "none"
+            raise CapabilityError(f"{self.name}: sampling has no option {', '.join(unknown)} (its options: {known})")
+        labels = self.check_labels(n, y) if y is not None or self.conditional else None
+        return self._sample(n, labels, generator, **options)
+
+    def _sample(self, n: int, y: torch.Tensor | None, generator: torch.Generator | None, **options: Any) -> torch.Tensor:
         raise CapabilityError(f"{self.name}: cannot sample")
+
+    def check_labels(self, n: int, y: torch.Tensor | int | None) -> torch.Tensor:
+        """The labels a conditional model draws or scores n images with, as (n,) int64 on its device.
+
+        y: (n,) digits, one int for all, or None for `default_labels(n)`. An unconditional model given
+        labels, or labels of the wrong shape or range, is an error that says what came and what fits.
+        """
+        if not self.conditional:
+            raise CapabilityError(f"{self.name}: this model is unconditional, it cannot draw a chosen digit "
+                                  f"(labels y were given); {self.conditional_hint}")
+        if y is None:
+            return self.default_labels(n)
+        y = torch.as_tensor(y, device=self.device)
+        if y.dtype.is_floating_point or y.dtype == torch.bool:
+            raise ConfigError(f"{self.name}: labels must be integers (digits), got dtype {y.dtype}")
+        y = y.long().expand(n) if y.dim() == 0 else y.long()
+        if y.shape != (n,):
+            raise ConfigError(f"{self.name}: labels must have shape ({n},) for {n} images, got {tuple(y.shape)}")
+        n_classes = getattr(self.config, "n_classes", N_CLASSES)
+        if n and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+            raise ConfigError(f"{self.name}: labels must be digits 0..{n_classes - 1}, "
+                              f"got values in [{int(y.min())}, {int(y.max())}]")
+        return y
+
 
     def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         raise CapabilityError(f"{self.name}: has no tractable log-likelihood (log_prob)")

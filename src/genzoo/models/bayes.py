@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..config import positive
-from .base import GenerativeModel
+from .base import NO_OPTIMIZER, GenerativeModel
 from .gmm import N_PIXELS, MixtureDensity, MixtureFitConfig, _to_images, bits_per_dim, dequantize
 
 N_CLASSES = 10
@@ -34,6 +34,10 @@ N_CLASSES = 10
 class BayesConfig(MixtureFitConfig):
     components_per_class: int = 1
     reg_covar: float = 0.01  # added to every pixel variance; also what keeps never-inked pixels from vetoing a class
+
+    @property
+    def conditional(self) -> bool:
+        return True  # p(x | y) for each digit y: always conditional
 
     def __post_init__(self):
         super().__post_init__()
@@ -46,6 +50,7 @@ class BayesClassifier(GenerativeModel):
     name = "bayes"
     Config = BayesConfig
     training_mode = "fit"
+    unused_train_keys = NO_OPTIMIZER
     log_prob_kind = "exact"
     train_defaults = {"epochs": 1}
 
@@ -54,10 +59,6 @@ class BayesClassifier(GenerativeModel):
         c = self.config
         self.classes = nn.ModuleList([MixtureDensity(c.components_per_class, c.covariance_type, c.pca_dim) for _ in range(N_CLASSES)])
         self.register_buffer("log_prior", torch.full((N_CLASSES,), -torch.log(torch.tensor(float(N_CLASSES))).item(), dtype=torch.float64))
-
-    @property
-    def conditional(self) -> bool:
-        return True
 
     # ------------------------------------------------------------ fitting
 
@@ -128,11 +129,8 @@ class BayesClassifier(GenerativeModel):
 
     # ------------------------------------------------------------ sampling and pictures
 
-    def sample(self, n: int, *, y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw digits of the labels y (n,) (default: 0..9 in rows). Returns (n, 1, 28, 28) in [0, 1]."""
-        y = self.default_labels(n) if y is None else torch.as_tensor(y).reshape(-1)
-        if len(y) != n or int(y.min()) < 0 or int(y.max()) >= N_CLASSES:
-            raise ValueError(f"{self.name}.sample: y must hold {n} labels in 0..9, got {y.tolist()[:12]}")
+    def _sample(self, n: int, y: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Draw digits of the labels y (n,). Returns (n, 1, 28, 28) in [0, 1]."""
         generator = generator if generator is not None else torch.Generator().manual_seed(0)
         out = torch.empty(n, N_PIXELS, dtype=torch.float64, device=self.log_prior.device)
         for label in range(N_CLASSES):

@@ -71,6 +71,7 @@ class DenoisingAutoencoder(Autoencoder):
 
     name = "dae"
     Config = DAEConfig
+    can_denoise = True
 
     def loss(self, x, y=None):
         noisy = corrupt(x, self.config.noise, self.config.noise_level)

@@ -452,6 +452,11 @@ class AdversarialModel(GenerativeModel):
 
     # ------------------------------------------------------------------ training
 
+    unused_train_keys: ClassVar[dict[str, str]] = {
+        "lr": "set lr_g and lr_d, the generator's and the discriminator's learning rates",
+        "weight_decay": "the adversarial networks train without weight decay",
+    }
+
     def configure_optimizers(self, train: Any) -> dict[str, torch.optim.Optimizer]:
         """Adam for each network, lr_g / lr_d from the model config, betas from the training config.
 
@@ -668,36 +673,10 @@ class AdversarialModel(GenerativeModel):
         net.train(was_training)
         return ((torch.cat(chunks) + 1) / 2).clamp(0, 1)
 
-    def _sample_labels(self, n: int, y: torch.Tensor | int | None) -> torch.Tensor | None:
-        if not self.conditional:
-            if y is not None:
-                hint = "use cgan, or dcgan with --set conditional=true" if self.name != "dcgan" else "train it with --set conditional=true"
-                raise CapabilityError(f"{self.name}: this model is unconditional, it cannot draw a chosen digit; {hint}")
-            return None
-        if y is None:
-            return self.default_labels(n)
-        y = torch.as_tensor(y, dtype=torch.long, device=self.device)
-        if y.dim() == 0:
-            y = y.expand(n)
-        if y.shape != (n,) or int(y.min()) < 0 or int(y.max()) >= N_CLASSES:
-            raise ValueError(f"{self.name}: labels must be {n} digits in 0..9, got shape {tuple(y.shape)} "
-                             f"and range [{int(y.min())}, {int(y.max())}]")
-        return y
-
-    def sample(self, n: int, *, y: torch.Tensor | int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw n images.
-
-        Args:
-            n: number of images.
-            y: digits to draw, (n,) or one int; conditional models only. None: `default_labels(n)`
-                (for n=100 a 10 x 10 grid, one digit per row).
-            generator: seeds the noise (a CPU generator gives the same images on any device).
-        Returns:
-            (n, 1, 28, 28) images in [0, 1].
-        """
-        labels = self._sample_labels(n, y)
+    def _sample(self, n: int, y: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
+        """n images (n, 1, 28, 28) in [0, 1] of the labels y (n,) (conditional models), from generator's noise."""
         z = self.randn(n, self.config.latent_dim, generator=generator)  # all noise first: chunking-independent
-        return self.decode(z, labels)
+        return self.decode(z, y)
 
 
 class GAN(AdversarialModel):
@@ -705,6 +684,7 @@ class GAN(AdversarialModel):
 
     name: ClassVar[str] = "gan"
     Config: ClassVar[type] = GANConfig
+    conditional_hint: ClassVar[str] = "use cgan, or dcgan with --set conditional=true"
 
     def build_generator(self) -> nn.Module:
         return MLPGenerator(self.config.latent_dim, self.config.widths, self.conditional)
@@ -725,6 +705,7 @@ class DCGAN(AdversarialModel):
 
     name: ClassVar[str] = "dcgan"
     Config: ClassVar[type] = DCGANConfig
+    conditional_hint: ClassVar[str] = "train it with --set conditional=true"
     train_defaults: ClassVar[dict[str, Any]] = {"beta1": 0.5, "beta2": 0.999, "epochs": 20, "batch_size": 128, "n_grid": 100}
 
     def init_weights(self) -> None:
@@ -783,7 +764,7 @@ def interpolate(model: AdversarialModel, steps: int = 10, *, label: int | None =
     if rows < 1:
         raise ValueError(f"rows={rows}: need at least one row")
     if label is not None and not model.conditional:
-        model._sample_labels(1, label)  # raises the CapabilityError that names the model and the fix
+        model.check_labels(1, label)  # raises the CapabilityError that names the model and the fix
     if model.conditional and label is None:
         labels = torch.arange(N_CLASSES)  # one row per digit
         ends = model.randn(2, model.config.latent_dim, generator=generator).expand(N_CLASSES, 2, -1)

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError, non_negative, positive
-from .base import CapabilityError, GenerativeModel
+from .base import NO_OPTIMIZER, GenerativeModel
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("k-means++", "random_from_data", "random")
@@ -629,6 +629,7 @@ class GMM(GenerativeModel):
     training_mode = "fit"
     log_prob_kind = "exact"
     train_defaults = {"epochs": 1}
+    unused_train_keys = NO_OPTIMIZER
 
     def __init__(self, config: Any = None, **overrides: Any):
         super().__init__(config, **overrides)
@@ -656,10 +657,8 @@ class GMM(GenerativeModel):
         """Log density of the uniformly dequantized pixels (noise seeded 0), nats on [0, 1]^784. (N,)"""
         return self.density.log_prob(dequantize(x.reshape(len(x), -1))).float()
 
-    def sample(self, n: int, *, y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def _sample(self, n: int, y: None, generator: torch.Generator | None) -> torch.Tensor:
         """(n, 1, 28, 28) draws, clamped to [0, 1]."""
-        if y is not None:
-            raise CapabilityError(f"{self.name}: is unconditional, it cannot sample a given label (use `bayes`)")
         return _to_images(self.density.sample(n, generator))
 
     def component_means(self) -> torch.Tensor:

@@ -27,14 +27,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError, in_range, non_negative, positive
-from .base import CapabilityError, GenerativeModel
+from .base import GenerativeModel
 
 N_PIXELS = 28 * 28
 
@@ -146,7 +146,7 @@ class RBMConfig:
     k: int = 1  # Gibbs sweeps per update (CD-k / PCD-k)
     persistent_chains: int = 100  # fantasy particles kept between updates (pcd)
     momentum: float = 0.5
-    weight_decay: float = 2e-4  # L2 on W only (Hinton 2010)
+    weight_cost: float = 2e-4  # L2 on W only, Hinton 2010's "weight-cost" (the trainer's weight_decay is not used)
     init_std: float = 0.01
     gibbs_steps: int = 1000  # sweeps from base-rate noise to a sample
     ais_betas: int = 14500  # intermediate distributions (Salakhutdinov & Murray 2008)
@@ -156,7 +156,7 @@ class RBMConfig:
         positive(n_hidden=self.n_hidden, k=self.k, persistent_chains=self.persistent_chains, gibbs_steps=self.gibbs_steps,
                  ais_runs=self.ais_runs, init_std=self.init_std)
         in_range("momentum", self.momentum, 0.0, 0.999)
-        non_negative(weight_decay=self.weight_decay)
+        non_negative(weight_cost=self.weight_cost)
         if self.ais_betas < 10:
             raise ConfigError(f"ais_betas={self.ais_betas!r}: must be >= 10 (Salakhutdinov & Murray use 14500)")
 
@@ -212,9 +212,16 @@ class RBM(GenerativeModel):
 
     # ------------------------------------------------------------ training
 
+    unused_train_keys: ClassVar[dict[str, str]] = {
+        "beta1": "SGD with the config's momentum (set momentum)",
+        "beta2": "SGD with the config's momentum (set momentum)",
+        "weight_decay": "set weight_cost, the L2 penalty on W only",
+    }
+
     def configure_optimizers(self, train: Any) -> dict[str, torch.optim.Optimizer]:
-        """SGD with the config's momentum; weight decay on W only."""
-        groups = [{"params": [self.W], "weight_decay": self.config.weight_decay}, {"params": [self.b, self.c], "weight_decay": 0.0}]
+        """SGD with the config's momentum; weight decay (the config's weight_cost) on W only."""
+        groups = [{"params": [self.W], "weight_decay": self.config.weight_cost},
+                  {"params": [self.b, self.c], "weight_decay": 0.0}]
         return {"model": torch.optim.SGD(groups, lr=train.lr, momentum=self.config.momentum)}
 
     @torch.no_grad()
@@ -280,10 +287,8 @@ class RBM(GenerativeModel):
     # ------------------------------------------------------------ sampling and pictures
 
     @torch.no_grad()
-    def sample(self, n: int, *, y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def _sample(self, n: int, y: None, generator: torch.Generator | None) -> torch.Tensor:
         """`gibbs_steps` sweeps from base-rate noise; returns the last p(v | h), (n, 1, 28, 28) in [0, 1]."""
-        if y is not None:
-            raise CapabilityError(f"{self.name}: is unconditional, it cannot sample a given label")
         v = (self.rand(n, N_PIXELS, generator=generator) < torch.sigmoid(self.base_bias())).to(self.W.dtype)
         probs = v
         for _ in range(self.config.gibbs_steps):  # noise drawn like `rand`: same samples on any device

@@ -90,6 +90,9 @@ class VAE(GenerativeModel):
     Config = VAEConfig
     binary_data = True
     log_prob_kind = "estimate"
+    log_prob_options = ("k", "generator")
+    has_elbo = True
+    can_reconstruct = True
     train_defaults = {"epochs": 100, "batch_size": 128, "lr": 1e-3, "schedule": "cosine"}
 
     def __init__(self, config=None, **overrides):
@@ -111,10 +114,12 @@ class VAE(GenerativeModel):
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
-    def elbo_terms(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Per-image reconstruction log-likelihood and KL, (B,) each, from one sample z = mu + sigma * eps."""
+    def elbo_terms(self, x: torch.Tensor, eps: torch.Tensor | None = None,
+                   generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Per-image reconstruction log-likelihood and KL, (B,) each, from one sample z = mu + sigma * eps
+        (eps drawn from `generator` when not given)."""
         mu, logvar = self.encode(x)
-        eps = torch.randn_like(mu) if eps is None else eps
+        eps = self.randn(*mu.shape, generator=generator) if eps is None else eps
         z = mu + (0.5 * logvar).exp() * eps
         log_px_z = bernoulli_log_likelihood(self.decode_logits(z), x)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
@@ -137,21 +142,21 @@ class VAE(GenerativeModel):
         return {"loss": recon + weight * kl, "nelbo": (recon + kl).detach(), "recon": recon, "kl": kl}
 
     @torch.no_grad()
-    def elbo(self, x: torch.Tensor) -> torch.Tensor:
-        """One-sample ELBO per image in nats, (B,)."""
-        terms = self.elbo_terms(x)
+    def elbo(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One-sample ELBO per image in nats, (B,); the posterior sample drawn from `generator`."""
+        terms = self.elbo_terms(x, generator=generator)
         return terms["log_px_z"] - terms["kl"]
 
     @torch.no_grad()
-    def log_prob(self, x, y=None, k: int | None = None):
-        """IWAE estimate of log p(x) per image in nats, (B,), with k importance samples."""
+    def log_prob(self, x, y=None, k: int | None = None, generator: torch.Generator | None = None):
+        """IWAE estimate of log p(x) per image in nats, (B,), with k importance samples drawn from `generator`."""
         k = k or self.config.iwae_k
         mu, logvar = self.encode(x)  # (B, D) each
         std = (0.5 * logvar).exp()
         chunks = []
         for start in range(0, k, self.config.iwae_chunk):
             m = min(self.config.iwae_chunk, k - start)
-            z = mu + std * torch.randn(m, *mu.shape, device=mu.device)  # (m, B, D)
+            z = mu + std * self.randn(m, *mu.shape, generator=generator)  # (m, B, D)
             log_px_z = torch.cat([  # (m, B), decoded a few samples at a time
                 bernoulli_log_likelihood(self.decode_logits(part.flatten(0, 1)).view(len(part), len(x), 1, 28, 28), x)
                 for part in z.split(max(1, DECODED_PER_PASS // len(x)))])
@@ -175,7 +180,7 @@ class VAE(GenerativeModel):
         return (u < means).float(), means
 
     @torch.no_grad()
-    def sample(self, n, *, y=None, generator=None):
+    def _sample(self, n, y, generator):
         return self.sample_with_means(n, generator)[0]
 
     @torch.no_grad()
