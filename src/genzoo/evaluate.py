@@ -109,7 +109,7 @@ def class_conditional_likelihood_metrics(model, test_x: torch.Tensor, test_y: to
     Returns:
         "nll_nats"/"bits_per_dim" (marginal) and "nll_nats_conditional"/"bits_per_dim_conditional".
     """
-    n_classes = int(model.config.n_classes)
+    n_classes = int(getattr(model.config, "n_classes", 10))
     index = torch.arange(len(test_x), device=test_x.device)
     test_y = test_y.to(test_x.device).long()
     log_p_given = torch.stack([  # (n_classes, N): log p(x_i | y = c)
