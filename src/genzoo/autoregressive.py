@@ -82,7 +82,17 @@ class PixelModel(GenerativeModel):
         return self.check_labels(n, y) if self.conditional else None
 
     def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Exact log p(x) in nats, (N,), of binary images x (N, 1, H, W)."""
+        """Exact log p(x) in nats, (N,), of binary images x (N, 1, H, W); log p(x | y) for a conditional model.
+
+        A conditional model needs the labels y (N,): filling in default ones would score each image under
+        a label picked by its position in the batch. Its log p(x) is the mixture over labels
+        (`genzoo.evaluate.class_conditional_likelihood_metrics`).
+        """
+        if self.conditional and y is None:
+            raise CapabilityError(
+                f"{self.name}: is class-conditional, log_prob gives log p(x | y) and needs the labels; "
+                f"pass them as log_prob(x, y), y (N,) ints in [0, {self.config.n_classes})"
+            )
         self.check_input(x)
         logits = self.logits(x, self.labels(len(x), y)).float()
         return -F.binary_cross_entropy_with_logits(logits, x.float(), reduction="none").sum((1, 2, 3))

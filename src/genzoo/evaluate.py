@@ -6,7 +6,10 @@ Metrics are chosen by what the model can do, never by its name:
 - `denoise`: PSNR of noisy and of denoised test digits against the clean ones, per noise kind;
 - `elbo`: the one-sample ELBO in nats on the binarized test set;
 - `log_prob`: NLL in nats and bits/dim, with its kind (exact, bound, estimate) and,
-  for Bernoulli models, the fixed binarization of the test set it was measured on;
+  for Bernoulli models, the fixed binarization of the test set it was measured on; for a
+  class-conditional model, the marginal NLL over the labels and the NLL given the true labels;
+- an AIS estimate of log Z inside log_prob (the RBM): that estimate with its standard error over the
+  AIS runs, also written beside the NLL as `se_log_z`;
 - both (the VAE): the IWAE gap, log p(x) minus the ELBO per image, and, when a random subset of
   the test set was scored, an estimate of the whole test set's NLL with its standard error.
 
@@ -88,6 +91,51 @@ def likelihood_metrics(model, log_p: torch.Tensor, **log_prob_kwargs) -> dict[st
         bits = (nll["value"] / PIXELS + math.log(256)) / math.log(2)
     return {"nll_nats": {**nll, "unit": "nats/image", **note},
             "bits_per_dim": {"value": bits, "unit": "bits/dim", **note}}
+
+
+def class_conditional_likelihood_metrics(model, test_x: torch.Tensor, test_y: torch.Tensor,
+                                         train_y: torch.Tensor, batch: int = 500) -> dict[str, Any]:
+    """A class-conditional model's NLL two ways: given the true test labels, and marginal over the labels.
+
+    log p(x | y) is scored under every label (n_classes passes over the test images); then
+    - conditional: -log p(x | y_true), the test digit's own label;
+    - marginal: -log sum_y p(y) p(x | y) (log-sum-exp over the labels), with p(y) the training set's
+      label frequencies; this is log p(x), comparable with unconditional models' NLL.
+
+    Args:
+        test_x: (N, 1, H, W) test images as the model scores them (binarized for Bernoulli models).
+        test_y: (N,) their labels. train_y: the training labels, for the prior p(y).
+    Returns:
+        "nll_nats"/"bits_per_dim" (marginal) and "nll_nats_conditional"/"bits_per_dim_conditional".
+    """
+    n_classes = int(getattr(model.config, "n_classes", 10))
+    index = torch.arange(len(test_x), device=test_x.device)
+    test_y = test_y.to(test_x.device).long()
+    log_p_given = torch.stack([  # (n_classes, N): log p(x_i | y = c)
+        _batched(lambda i, c=c: model.log_prob(test_x[i], torch.full_like(i, c)), index, batch,
+                 desc=f"{model.name}: log p(x | y={c})").double()
+        for c in range(n_classes)])
+    counts = torch.bincount(train_y.long().cpu(), minlength=n_classes).double()
+    log_prior = (counts / counts.sum()).log().to(log_p_given.device)  # (n_classes,)
+    log_p_marginal = torch.logsumexp(log_prior[:, None] + log_p_given, dim=0)  # (N,)
+    log_p_conditional = log_p_given[test_y, index]  # (N,)
+    prior = f"p(y) = the label frequencies of the {len(train_y)} training digits"
+    out = {key: {**entry, "method": f"marginal over the labels, -log sum_y p(y) p(x | y); {prior}"}
+           for key, entry in likelihood_metrics(model, log_p_marginal).items()}
+    for key, entry in likelihood_metrics(model, log_p_conditional).items():
+        out[f"{key}_conditional"] = {**entry, "method": "given the true test label, -log p(x | y)"}
+    return out
+
+
+def log_z_metrics(model, metrics: dict[str, Any]) -> dict[str, Any]:
+    """For a model whose log p(x) uses an estimated log partition function (the RBM's AIS): that estimate
+    with its spread over the AIS runs, and its standard error beside the NLL, which it shifts as a whole."""
+    log_z = model.log_z_uncertainty()
+    out = {"log_z": {**log_z, "unit": "nats", "method": "AIS (Salakhutdinov & Murray 2008); se by the delta method "
+                     "over the AIS runs, low/high = log(mean weight -/+ 3 se)"}}
+    if "nll_nats" in metrics:
+        out["nll_nats"] = {**metrics["nll_nats"], "se_log_z": log_z["se"]}
+    return out
 
 
 def mean_elbo(model, x: torch.Tensor, seed: int) -> torch.Tensor:
@@ -207,12 +255,16 @@ def evaluate_run(
         elbo = _batched(functools.partial(model.elbo, generator=generator), binary_x, 500)
         metrics["elbo_nats"] = {**mean_and_se(elbo), "unit": "nats/image (higher is better)", "n": len(elbo),
                                 "data": FIXED_BINARIZATION}
-    if model.log_prob_kind is not None:
+    if model.log_prob_kind is not None and model.conditional:  # log p(x | y) and the marginal log p(x)
+        metrics.update(class_conditional_likelihood_metrics(model, binary_x, data.test_y[subset], data.train_y))
+    elif model.log_prob_kind is not None:
         takes_k = "k" in model.log_prob_options  # importance-sampled estimates
         kwargs = {"k": iwae_k or model.config.iwae_k} if takes_k else {}
         draws = {"generator": generator} if "generator" in model.log_prob_options else {}
         log_p = per_image_log_prob(model, binary_x, **kwargs, **draws)
         metrics.update(likelihood_metrics(model, log_p, **kwargs))
+        if model.estimates_log_z:  # log p(x) through an AIS estimate of log Z: its spread
+            metrics.update(log_z_metrics(model, metrics))
         if model.has_elbo and takes_k:
             if random_subset:  # the ELBO of every test image turns the subset's gap into the whole set's NLL
                 elbo_all = mean_elbo(model, binary_all.to(device), seed)

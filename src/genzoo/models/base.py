@@ -47,6 +47,7 @@ class GenerativeModel(nn.Module):
     log_prob_kind: ClassVar[str | None] = None  # "exact" | "bound" | "estimate" where log_prob exists
     log_prob_options: ClassVar[tuple[str, ...]] = ()  # keyword options of log_prob, e.g. ("k",) for IWAE
     has_elbo: ClassVar[bool] = False  # elbo(x) -> (N,) nats
+    estimates_log_z: ClassVar[bool] = False  # log_prob uses an estimated log Z: log_z_uncertainty() gives its spread
     can_reconstruct: ClassVar[bool] = False  # reconstruct(x) -> x_hat
     can_denoise: ClassVar[bool] = False  # denoise(x_noisy) -> x_hat
     sample_options: ClassVar[tuple[str, ...]] = ()  # keyword options of sample beyond n, y, generator

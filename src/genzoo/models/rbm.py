@@ -169,6 +169,7 @@ class RBM(GenerativeModel):
     training_mode = "step"
     binary_data = True
     log_prob_kind = "estimate"
+    estimates_log_z = True  # log Z by AIS: log_z_uncertainty() gives its spread
     # PCD-1 with the lr annealed to 0 (PCD needs a small final rate): -85.84 nats by AIS on the test set
     # after 100 epochs, -84.62 after 200 (benchmarks/rbm_ais.py, docs/results/classical.md).
     train_defaults = {"lr": 0.05, "batch_size": 100, "epochs": 100, "schedule": "cosine"}
@@ -269,6 +270,17 @@ class RBM(GenerativeModel):
         self.log_z.fill_(out["log_z"])
         self.log_z_spread.copy_(torch.tensor([out["log_z_low"], out["log_z_high"]]))
         return {**out, "ais_betas": n_betas, "ais_runs": n_runs}
+
+    def log_z_uncertainty(self) -> dict[str, float]:
+        """The stored AIS estimate of log Z with its spread over the AIS runs (NaN before an estimate).
+
+        "low"/"high" are log(mean weight -/+ 3 standard errors) as `ais_log_partition` gives them; "se" is
+        the standard error of log Z by the delta method, se(mean weight) / mean weight, read back from
+        "high". Every image's log p(x) = -F(x) - log Z shares this error, so it is also the NLL's error
+        from log Z (the NLL's "se" over test images leaves it out).
+        """
+        log_z, (low, high) = float(self.log_z), self.log_z_spread.tolist()
+        return {"value": log_z, "se": math.expm1(high - log_z) / 3, "low": low, "high": high}
 
     @torch.no_grad()
     def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,0 +1,237 @@
+"""Plant faults in genzoo one at a time and report which the test suite catches.
+
+    python benchmarks/mutations.py                 # every mutation; a Markdown table on stdout
+    python benchmarks/mutations.py --only vae-kl-sign,gan-wgan-critic-sign
+    python benchmarks/mutations.py --list          # the mutations, without running anything
+    python benchmarks/mutations.py --check         # only check that every old text is still found
+
+Each mutation is (file under src/genzoo, exact old text, new text, test files). The source tree is
+copied to a temporary folder once; for each mutation the one file is rewritten there, the mutation's
+test files run with PYTHONPATH pointing at the copy (`pytest -x`: the first failure is enough; the
+reference tests first, the family's other tests only if those pass), and the file is restored. The working tree is never touched, so a crash or Ctrl-C cannot leave a fault behind.
+
+An old text must occur exactly once in its file: if the code has moved or changed so that it does
+not, the script stops with the mutation's name before running anything (update the mutation).
+Before the mutations, the reference test files run on the unmutated copy and must pass (with
+--baseline-all, the family test files too; the suite itself checks those).
+
+Exit status: 0 when every mutation is caught, 1 when one survives, 2 when an old text is not found
+(or found more than once) or the unmutated suite fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The test files each family's faults should be caught by: the reference tests first (fast, and the
+# ones written to catch them), then the family's own tests.
+TESTS = {
+    "pixelcnn": ["tests/test_reference_pixel.py", "tests/test_pixelcnn.py"],
+    "pixelrnn": ["tests/test_reference_pixel.py", "tests/test_pixelrnn.py"],
+    "gan": ["tests/test_reference_gan.py", "tests/test_gan.py"],
+    "rbm": ["tests/test_reference_rbm.py", "tests/test_rbm.py"],
+    "vae": ["tests/test_reference_vae.py", "tests/test_vae.py"],
+    "evaluate": ["tests/test_reference_evaluate.py", "tests/test_evaluate.py"],
+    "metrics": ["tests/test_reference_evaluate.py", "tests/test_metrics.py"],
+}
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str  # under src/genzoo
+    old: str  # must occur exactly once in the file
+    new: str
+    tests: str  # a key of TESTS
+    what: str
+
+
+MUTATIONS = [
+    # PixelCNN
+    Mutation("pixelcnn-residual-doubled", "models/pixelcnn.py", "h = block(h, cond)", "h = h + block(h, cond)",
+             "pixelcnn", "the model adds the block's input again (pytorch-generative's doubled skip)"),
+    Mutation("pixelcnn-mask-a-in-3x3", "models/pixelcnn.py", '(kernel, kernel), "B")', '(kernel, kernel), "A")',
+             "pixelcnn", "mask A instead of B in the residual blocks' kxk convolutions"),
+    Mutation("pixelcnn-class-bias-dropped", "models/pixelcnn.py", "h = self.conv_in(x) + conds[0]",
+             "h = self.conv_in(x)", "pixelcnn", "plain PixelCNN: no class bias on the input convolution"),
+    Mutation("gated-horizontal-residual-removed", "models/pixelcnn.py", "h_new if self.first else h + h_new",
+             "h_new", "pixelcnn", "gated PixelCNN: the horizontal stack's residual removed"),
+    Mutation("gated-vertical-class-bias-dropped", "models/pixelcnn.py", "return gate(v_pre + cond_v)",
+             "return gate(v_pre)", "pixelcnn", "gated PixelCNN: the vertical stack's class bias dropped"),
+    # PixelRNN
+    Mutation("diagonal-residual-removed", "models/pixelrnn.py", "return x + self.out(left_to_right + right_to_left)",
+             "return self.out(left_to_right + right_to_left)", "pixelrnn", "Diagonal BiLSTM: its residual removed"),
+    Mutation("row-lstm-residual-removed", "models/pixelrnn.py", "return x + self.out(torch.stack(rows, dim=2))",
+             "return self.out(torch.stack(rows, dim=2))", "pixelrnn", "Row LSTM: its residual removed"),
+    Mutation("lstm-gates-swapped", "models/pixelrnn.py",
+             "c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)",
+             "c = torch.sigmoid(i) * c + torch.sigmoid(f) * torch.tanh(g)", "pixelrnn",
+             "LSTM cell: input and forget gates swapped"),
+    Mutation("row-lstm-recurrence-dropped", "models/pixelrnn.py", "lstm_update(gates_in + self.state_to_state(h), c)",
+             "lstm_update(gates_in, c)", "pixelrnn", "Row LSTM: the state-to-state convolution dropped"),
+    # GAN losses
+    Mutation("gan-wgan-critic-sign", "models/gan.py", "return fake.mean() - real.mean()",
+             "return real.mean() - fake.mean()", "gan", "WGAN critic loss sign flipped"),
+    Mutation("gan-hinge-wgan-generator-sign", "models/gan.py", "return -fake.mean()", "return fake.mean()", "gan",
+             "hinge / WGAN generator loss sign flipped"),
+    Mutation("gan-hinge-critic-margins", "models/gan.py", "F.relu(1 - real).mean() + F.relu(1 + fake).mean()",
+             "F.relu(1 + real).mean() + F.relu(1 - fake).mean()", "gan", "hinge discriminator margins swapped"),
+    Mutation("gan-nonsaturating-generator-sign", "models/gan.py", "return F.softplus(-fake).mean()",
+             "return F.softplus(fake).mean()", "gan", "non-saturating generator minimises log D(G(z))"),
+    Mutation("gan-nonsaturating-fake-term", "models/gan.py", "real_term.mean() + F.softplus(fake).mean()",
+             "real_term.mean() + F.softplus(-fake).mean()", "gan", "discriminator told fakes are real"),
+    Mutation("gan-gradient-penalty-no-minus-one", "models/gan.py", "((grad.flatten(1).norm(2, dim=1) - 1) ** 2)",
+             "((grad.flatten(1).norm(2, dim=1)) ** 2)", "gan", "WGAN-GP penalises ||grad||^2 instead of (||grad|| - 1)^2"),
+    # RBM
+    Mutation("rbm-visible-bias-sign", "models/rbm.py", "self.b.grad = -(v0.mean(0) - vk.mean(0))",
+             "self.b.grad = (v0.mean(0) - vk.mean(0))", "rbm", "sign of the visible-bias CD gradient flipped"),
+    Mutation("rbm-hidden-bias-sign", "models/rbm.py", "self.c.grad = -(ph0.mean(0) - phk.mean(0))",
+             "self.c.grad = -(phk.mean(0) - ph0.mean(0))", "rbm", "sign of the hidden-bias CD gradient flipped"),
+    Mutation("rbm-weight-negative-phase", "models/rbm.py", "vk.T @ phk / len(vk)", "vk.T @ ph0 / len(vk)", "rbm",
+             "negative statistics use the data's hidden probabilities"),
+    # VAE
+    Mutation("vae-kl-sign", "models/vae.py", "logvar.exp() - 1 - logvar)", "logvar.exp() - 1 + logvar)", "vae",
+             "KL: sign of the log-variance term flipped"),
+    Mutation("vae-reconstruction-sign", "models/vae.py", 'recon, kl = -terms["log_px_z"].mean()',
+             'recon, kl = terms["log_px_z"].mean()', "vae", "loss adds +log p(x|z) instead of -log p(x|z)"),
+    Mutation("vae-iwae-no-log-k", "models/vae.py", "torch.logsumexp(torch.cat(chunks), dim=0) - math.log(k)",
+             "torch.logsumexp(torch.cat(chunks), dim=0)", "vae", "IWAE: the 1/K of the average dropped"),
+    Mutation("vae-iwae-proposal-sign", "models/vae.py", "- gaussian_log_density(z, mu, logvar))",
+             "+ gaussian_log_density(z, mu, logvar))", "vae", "IWAE weight multiplies by q(z|x) instead of dividing"),
+    # evaluation and metrics
+    Mutation("bits-per-dim-binary-no-ln2", "evaluate.py", 'bits = nll["value"] / (PIXELS * math.log(2))',
+             'bits = nll["value"] / PIXELS', "evaluate", "binary bits/dim divided by 784 only (ln 2 dropped)"),
+    Mutation("bits-per-dim-dequantized-sign", "evaluate.py", '(nll["value"] / PIXELS + math.log(256))',
+             '(nll["value"] / PIXELS - math.log(256))', "evaluate", "dequantized bits/dim: the 8-bit offset's sign"),
+    Mutation("marginal-nll-prior-dropped", "evaluate.py", "log_prior[:, None] + log_p_given", "log_p_given",
+             "evaluate", "conditional model's marginal NLL sums p(x|y) without the prior p(y)"),
+    Mutation("conditional-nll-default-labels", "autoregressive.py", "if self.conditional and y is None:",
+             "if self.conditional and y is None and False:", "evaluate",
+             "a conditional PixelCNN's log_prob fills in default labels again (defect 1)"),
+    Mutation("frechet-trace-factor", "metrics.py", "- 2 * tr_sqrt", "- tr_sqrt", "metrics",
+             "Fréchet distance: the 2 of -2 tr((A B)^1/2) dropped"),
+    Mutation("psnr-20-log10", "models/dae.py", "return -10 * torch.log10(mse)", "return -20 * torch.log10(mse)",
+             "metrics", "PSNR with 20 log10 of the MSE (an amplitude formula on a power)"),
+]
+
+
+def check(mutations: list[Mutation], src: Path) -> list[str]:
+    """Problems with the mutations' old texts in `src` (the genzoo package folder): not found, or ambiguous."""
+    problems = []
+    for m in mutations:
+        path = src / m.file
+        if not path.exists():
+            problems.append(f"{m.name}: {path.relative_to(src.parents[1])} does not exist")
+            continue
+        count = path.read_text().count(m.old)
+        if count != 1:
+            problems.append(f"{m.name}: old text {m.old!r} found {count} times in src/genzoo/{m.file} "
+                            "(must be exactly once); the code has changed: update the mutation")
+    return problems
+
+
+def run_tests(tests: list[str], pythonpath: Path, timeout: float) -> tuple[int, str, float]:
+    env = {**os.environ, "PYTHONPATH": str(pythonpath), "PYTHONDONTWRITEBYTECODE": "1"}
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider", *tests]
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        return proc.returncode, proc.stdout + proc.stderr, time.perf_counter() - start
+    except subprocess.TimeoutExpired as err:
+        out = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
+        return -1, out + f"\ntimed out after {timeout:.0f} s", time.perf_counter() - start
+
+
+def first_failure(output: str) -> str:
+    found = re.search(r"^(?:FAILED|ERROR) (\S+)", output, re.MULTILINE)
+    return found.group(1) if found else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="", help="comma-separated mutation names")
+    parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    parser.add_argument("--check", action="store_true", help="only check that every old text is found once")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per test run")
+    parser.add_argument("--baseline-all", action="store_true",
+                        help="check that the family tests pass unmutated too, not only the reference tests")
+    args = parser.parse_args(argv)
+
+    mutations = MUTATIONS
+    if args.only:
+        names = set(args.only.split(","))
+        unknown = names - {m.name for m in MUTATIONS}
+        if unknown:
+            print(f"unknown mutation(s): {', '.join(sorted(unknown))}; see --list", file=sys.stderr)
+            return 2
+        mutations = [m for m in MUTATIONS if m.name in names]
+    if args.list:
+        for m in mutations:
+            print(f"{m.name:36s} src/genzoo/{m.file:22s} {m.what}")
+        return 0
+    problems = check(mutations, ROOT / "src" / "genzoo")
+    if problems:
+        print("mutations that no longer apply:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+    if args.check:
+        print(f"all {len(mutations)} old texts found exactly once")
+        return 0
+
+    started = datetime.now(timezone.utc)
+    with tempfile.TemporaryDirectory(prefix="genzoo-mutations-") as tmp:
+        copy = Path(tmp) / "src"
+        shutil.copytree(ROOT / "src", copy, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        # the reference tests (the first of each family's list); with --baseline-all, the family tests too
+        all_tests = sorted({t for m in mutations for t in TESTS[m.tests][: None if args.baseline_all else 1]})
+        print(f"unmutated: {' '.join(all_tests)} ...", file=sys.stderr, flush=True)
+        rc, out, seconds = run_tests(all_tests, copy, args.timeout)
+        if rc != 0:
+            print(out[-3000:], file=sys.stderr)
+            print(f"the unmutated tests fail (rc {rc}); fix them before planting faults", file=sys.stderr)
+            return 2
+        print(f"unmutated: pass ({seconds:.0f} s)", file=sys.stderr, flush=True)
+        rows = []
+        for index, m in enumerate(mutations, 1):
+            path = copy / "genzoo" / m.file
+            original = path.read_text()
+            path.write_text(original.replace(m.old, m.new, 1))
+            try:  # the reference tests alone first: most faults stop there, before the slower family tests
+                rc, out, seconds = run_tests(TESTS[m.tests][:1], copy, args.timeout)
+                if rc == 0:
+                    rc, out, more = run_tests(TESTS[m.tests][1:], copy, args.timeout)
+                    seconds += more
+            finally:
+                path.write_text(original)
+            caught = rc != 0
+            by = first_failure(out) or ("timeout" if rc == -1 else f"pytest rc {rc}" if caught else "")
+            rows.append((m, caught, by, seconds))
+            print(f"[{index}/{len(mutations)}] {m.name}: {'caught by ' + by if caught else 'SURVIVED'} "
+                  f"({seconds:.0f} s)", file=sys.stderr, flush=True)
+
+    n_caught = sum(caught for _, caught, _, _ in rows)
+    print(f"Planted {len(rows)} faults, caught {n_caught}. `python benchmarks/mutations.py`, "
+          f"{started:%Y-%m-%d %H:%M} UTC, {platform.machine()} {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}.\n")
+    print("| # | fault | file | caught | first failing test | s |")
+    print("|---|---|---|---|---|---|")
+    for index, (m, caught, by, seconds) in enumerate(rows, 1):
+        print(f"| {index} | `{m.name}`: {m.what} | {m.file} | {'yes' if caught else '**no**'} | "
+              f"{by.replace('tests/', '')} | {seconds:.0f} |")
+    return 0 if n_caught == len(rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

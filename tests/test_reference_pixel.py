@@ -1,0 +1,242 @@
+"""The pixel networks against plain NumPy re-computations of what the papers say they are.
+
+Each test takes a tiny model with seeded weights, copies the raw weights out (the masks are NOT copied:
+the reference applies its own, written from the paper's definition), recomputes every pixel's logit
+with loops, and compares value for value with `model.logits`:
+
+- PixelCNN (van den Oord et al. 2016a): 7x7-style mask A input, residual blocks 1x1 -> kxk mask B -> 1x1
+  with `h + block(h)`, class bias added to every layer;
+- gated PixelCNN (van den Oord et al. 2016b): vertical stack over the rows above (shifted down a row into
+  the horizontal stack), horizontal stack over the row to the left, gates tanh * sigmoid, the horizontal
+  residual after the first layer, one class bias per stack and layer;
+- Row LSTM and Diagonal BiLSTM (van den Oord et al. 2016a): the recurrences written in image coordinates
+  (no skewing), each layer `x + 1x1(LSTM states)`, the right-to-left direction shifted down a row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from genzoo.models.pixelcnn import PixelCNN
+from genzoo.models.pixelrnn import PixelRNN
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def w(t: torch.Tensor) -> np.ndarray:
+    return t.detach().double().numpy().copy()
+
+
+def allowed(kh: int, kw: int, mask: str) -> np.ndarray:
+    """Taps a masked kernel may use, from the paper: rows above the centre; on the centre row the
+    taps left of it (A), also the centre (B), or the whole row (vertical stack)."""
+    out = np.zeros((kh, kw), dtype=bool)
+    for a in range(kh):
+        for c in range(kw):
+            if a < kh // 2:
+                out[a, c] = True
+            elif a == kh // 2:
+                out[a, c] = mask == "vertical" or c < kw // 2 or (mask == "B" and c == kw // 2)
+    return out
+
+
+def conv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, taps: np.ndarray | None = None) -> np.ndarray:
+    """'Same'-padded convolution (cross-correlation) of x (C, H, W), by loops; only `taps` are used."""
+    n_out, _, kh, kw = weight.shape
+    _, height, width = x.shape
+    out = np.repeat(bias[:, None, None], height * width, axis=1).reshape(n_out, height, width).astype(float)
+    for a in range(kh):
+        for c in range(kw):
+            if taps is not None and not taps[a, c]:
+                continue
+            for i in range(height):
+                for j in range(width):
+                    ii, jj = i + a - kh // 2, j + c - kw // 2
+                    if 0 <= ii < height and 0 <= jj < width:
+                        out[:, i, j] += weight[:, :, a, c] @ x[:, ii, jj]
+    return out
+
+
+def conv1x1(x: np.ndarray, layer) -> np.ndarray:
+    return np.einsum("oc,chw->ohw", w(layer.weight)[:, :, 0, 0], x) + w(layer.bias)[:, None, None]
+
+
+def relu(a):
+    return np.maximum(a, 0)
+
+
+def sigmoid(a):
+    return 1 / (1 + np.exp(-a))
+
+
+def gate(a):
+    half = len(a) // 2
+    return np.tanh(a[:half]) * sigmoid(a[half:])
+
+
+def head(model, h: np.ndarray) -> np.ndarray:
+    """ReLU -> 1x1 -> ReLU -> 1x1 to one logit per pixel."""
+    return conv1x1(relu(conv1x1(relu(h), model.head[1])), model.head[3])[0]
+
+
+def images(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.bernoulli(torch.full((n, 1, size, size), 0.5, dtype=torch.float64), generator=g)
+
+
+def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Seeded weights large enough that every path moves the logits (class biases are zero-initialised)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.4)
+    return model
+
+
+# ---------------------------------------------------------------------------- PixelCNN
+
+
+def plain_pixelcnn_reference(model: PixelCNN, x: np.ndarray, y: int | None) -> np.ndarray:
+    cfg = model.config
+    conds = []
+    if cfg.conditional:
+        table = w(model.class_bias.weight)[y]
+        widths = [cfg.channels] + [cfg.channels // 2] * cfg.n_layers
+        conds = np.split(table, np.cumsum(widths)[:-1])
+    bias = (lambda k: conds[k][:, None, None]) if cfg.conditional else (lambda k: 0.0)
+    k0 = cfg.first_kernel
+    h = conv(x, w(model.conv_in.weight), w(model.conv_in.bias), allowed(k0, k0, "A")) + bias(0)
+    for index, block in enumerate(model.layers):
+        t = relu(conv1x1(relu(h), block.down))
+        t = relu(conv(t, w(block.conv.weight), w(block.conv.bias), allowed(cfg.kernel, cfg.kernel, "B")) + bias(index + 1))
+        h = h + conv1x1(t, block.up)  # the residual: once
+    return head(model, h)
+
+
+def gated_pixelcnn_reference(model: PixelCNN, x: np.ndarray, y: int | None) -> np.ndarray:
+    cfg = model.config
+    n_layers = len(model.layers)
+    if cfg.conditional:
+        conds = np.split(w(model.class_bias.weight)[y], n_layers * 2)  # (vertical, horizontal) per layer
+    else:
+        conds = [0.0] * (2 * n_layers)
+    v = h = x
+    for index, layer in enumerate(model.layers):
+        first = index == 0
+        k = cfg.first_kernel if first else cfg.kernel
+        cond_v, cond_h = (c[:, None, None] if cfg.conditional else 0.0 for c in conds[2 * index : 2 * index + 2])
+        v_pre = conv(v, w(layer.v_conv.weight), w(layer.v_conv.bias), allowed(k, k, "vertical"))
+        v_down = np.zeros_like(v_pre)
+        v_down[:, 1:] = v_pre[:, :-1]  # row r sees only rows < r
+        h_pre = conv(h, w(layer.h_conv.weight), w(layer.h_conv.bias), allowed(1, k, "A" if first else "B"))
+        h_new = conv1x1(gate(h_pre + conv1x1(v_down, layer.v_to_h) + cond_h), layer.h_out)
+        v = gate(v_pre + cond_v)
+        h = h_new if first else h + h_new  # the horizontal residual, from the second layer on
+    return head(model, h)
+
+
+@pytest.mark.parametrize("gated", [False, True], ids=["plain", "gated"])
+@pytest.mark.parametrize("conditional", [False, True], ids=["unconditional", "conditional"])
+def test_pixelcnn_logits_match_the_plain_computation(gated, conditional):
+    torch.manual_seed(0)
+    model = PixelCNN(image_size=5, channels=4, n_layers=2, first_kernel=5, kernel=3, head_channels=3,
+                     gated=gated, conditional=conditional).double()
+    randomise(model)
+    x = images(3, 5)
+    y = torch.tensor([2, 7, 2]) if conditional else None
+    with torch.no_grad():
+        got = model.logits(x, y)[:, 0].numpy()
+    reference = gated_pixelcnn_reference if gated else plain_pixelcnn_reference
+    for n in range(len(x)):
+        expected = reference(model, x[n].numpy(), int(y[n]) if conditional else None)
+        np.testing.assert_allclose(got[n], expected, rtol=1e-9, atol=1e-9)
+    assert np.ptp(got) > 0.1  # the logits move: the comparison has something to compare
+
+
+def test_pixelcnn_log_prob_is_the_bernoulli_sum_of_the_reference_logits():
+    torch.manual_seed(0)
+    model = randomise(PixelCNN(image_size=4, channels=4, n_layers=1, first_kernel=3, head_channels=3).double())
+    x = images(2, 4, seed=3)
+    with torch.no_grad():
+        got = model.log_prob(x).numpy()
+    for n in range(2):
+        p = sigmoid(plain_pixelcnn_reference(model, x[n].numpy(), None))
+        v = x[n, 0].numpy()
+        np.testing.assert_allclose(got[n], np.sum(v * np.log(p) + (1 - v) * np.log(1 - p)), rtol=1e-6)  # float32 sum
+
+
+# ---------------------------------------------------------------------------- PixelRNN
+
+
+def lstm(gates: np.ndarray, c: np.ndarray):
+    """Gates (4h,) in the order input, forget, output, candidate; returns (h, c)."""
+    i, f, o, g = np.split(gates, 4)
+    c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+    return sigmoid(o) * np.tanh(c), c
+
+
+def row_lstm_reference(layer, x: np.ndarray, kernel: int) -> np.ndarray:
+    """Row by row: gates = (1 x k mask-B conv of the row) + (width-k conv of the row above's h)."""
+    hid = layer.hidden
+    _, height, width = x.shape
+    gates_in = conv(x, w(layer.input_to_state.weight), w(layer.input_to_state.bias), allowed(1, kernel, "B"))
+    ss_w, ss_b = w(layer.state_to_state.weight), w(layer.state_to_state.bias)  # (4h, h, k), (4h,)
+    h_prev, c_prev = np.zeros((hid, width)), np.zeros((hid, width))
+    states = np.zeros((hid, height, width))
+    for i in range(height):
+        h_row, c_row = np.zeros((hid, width)), np.zeros((hid, width))
+        for j in range(width):
+            recurrent = ss_b.copy()
+            for t in range(kernel):
+                jj = j + t - kernel // 2
+                if 0 <= jj < width:
+                    recurrent += ss_w[:, :, t] @ h_prev[:, jj]
+            h_row[:, j], c_row[:, j] = lstm(gates_in[:, i, j] + recurrent, c_prev[:, j])
+        states[:, i] = h_row
+        h_prev, c_prev = h_row, c_row
+    return x + conv1x1(states, layer.out)
+
+
+def diagonal_bilstm_reference(layer, x: np.ndarray) -> np.ndarray:
+    """Two LSTMs over the image, each state from the pixel above and the previous one along the row
+    (left for the left-to-right direction, right for the other); the cell state comes along the row."""
+    hid = layer.hidden
+    _, height, width = x.shape
+    ss_w, ss_b = w(layer.state_to_state.weight), w(layer.state_to_state.bias)  # (8h, h, 2), (8h,)
+    states = []
+    for d, columns in ((0, list(range(width))), (1, list(reversed(range(width))))):
+        rows = slice(4 * hid * d, 4 * hid * (d + 1))
+        gates_in = conv1x1(x, layer.input_to_state[d])  # (4h, H, W)
+        h, c = np.zeros((hid, height, width)), np.zeros((hid, height, width))
+        step = -1 if d == 0 else 1  # where the previous pixel along the row is
+        for i in range(height):
+            for j in columns:
+                above = h[:, i - 1, j] if i > 0 else np.zeros(hid)
+                jj = j + step
+                before_h = h[:, i, jj] if 0 <= jj < width else np.zeros(hid)
+                before_c = c[:, i, jj] if 0 <= jj < width else np.zeros(hid)
+                gates = gates_in[:, i, j] + ss_w[rows, :, 0] @ above + ss_w[rows, :, 1] @ before_h + ss_b[rows]
+                h[:, i, j], c[:, i, j] = lstm(gates, before_c)
+        states.append(h)
+    right_to_left = np.zeros_like(states[1])
+    right_to_left[:, 1:] = states[1][:, :-1]  # shifted down one row: no pixel sees itself or later ones
+    return x + conv1x1(states[0] + right_to_left, layer.out)
+
+
+@pytest.mark.parametrize("variant", ["row", "diagonal"])
+def test_pixelrnn_logits_match_the_plain_computation(variant):
+    torch.manual_seed(0)
+    model = PixelRNN(image_size=5, variant=variant, n_layers=2, channels=4, hidden=3, kernel=3, first_kernel=5,
+                     head_channels=3).double()
+    randomise(model, seed=1)
+    x = images(2, 5, seed=2)
+    with torch.no_grad():
+        got = model.logits(x)[:, 0].numpy()
+    for n in range(len(x)):
+        h = conv(x[n].numpy(), w(model.conv_in.weight), w(model.conv_in.bias), allowed(5, 5, "A"))
+        for layer in model.layers:
+            h = row_lstm_reference(layer, h, 3) if variant == "row" else diagonal_bilstm_reference(layer, h)
+        np.testing.assert_allclose(got[n], head(model, h), rtol=1e-9, atol=1e-9)
+    assert np.ptp(got) > 0.1
