@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from genzoo.data import load_data  # noqa: E402
 from genzoo.metrics import model_sample_quality  # noqa: E402
 from genzoo.models.bayes import BayesClassifier  # noqa: E402
-from genzoo.models.gmm import bits_per_dim  # noqa: E402
+from genzoo.metrics import bits_per_dim  # noqa: E402
 
 
 def main() -> None:
@@ -61,7 +61,7 @@ def main() -> None:
         quality = model_sample_quality(model, data.test_x, n_samples=args.samples, seed=args.seed) if args.samples else {}
         row = {"config": spec, "components_per_class": int(k), "pca_dim": int(pca_dim), "covariance_type": covariance_type,
                "reg_covar": args.reg_covar, "fit_seconds": fit_seconds, "fit": fit, "test_accuracy": accuracy,
-               "test_log_likelihood": float(log_p), "test_bits_per_dim_8bit": float(bits_per_dim(log_p)),
+               "test_log_likelihood": float(log_p), "test_bits_per_dim_8bit": float(bits_per_dim(-log_p, dequantized=True)),
                **{key: quality[key]["value"] for key in ("fid", "precision", "recall", "conditional_accuracy") if key in quality}}
         rows.append(row)
         fid = row.get("fid", float("nan"))

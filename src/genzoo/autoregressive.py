@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import ConfigError
+from .metrics import bits_per_dim
 from .models.base import CapabilityError, GenerativeModel
 
 HIDE_KINDS = ("bottom-half", "right-half", "box")
@@ -100,7 +101,7 @@ class PixelModel(GenerativeModel):
 
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         nll = -self.log_prob(x, y).mean()
-        return {"loss": nll, "bits_per_dim": nll.detach() / (x[0].numel() * math.log(2))}
+        return {"loss": nll, "bits_per_dim": bits_per_dim(nll.detach(), dequantized=False, n_dims=x[0].numel())}
 
     def write_pictures(self, run_dir, data) -> None:
         """After training: completions of half-hidden test digits and the pixel-probability picture."""

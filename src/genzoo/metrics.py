@@ -24,7 +24,22 @@ import math
 
 import torch
 
-N_CLASSES = 10
+from .constants import N_CLASSES, N_PIXELS
+
+
+def bits_per_dim(nll_nats: torch.Tensor | float, *, dequantized: bool, n_dims: int = N_PIXELS) -> torch.Tensor | float:
+    """Bits per dimension of an image's negative log-likelihood in nats.
+
+    Args:
+        nll_nats: -log p(x) per image in nats (a tensor or a float).
+        dequantized: True for a density on [0, 1]^D of uniformly dequantized 8-bit pixels; the figure is
+            then that of the 256-level image, (nll / D + log 256) / log 2 (Theis et al. 2016). False for a
+            probability of binary pixels: nll / (D log 2).
+        n_dims: D, the pixels of one image.
+    """
+    if dequantized:
+        return (nll_nats / n_dims + math.log(256)) / math.log(2)
+    return nll_nats / (n_dims * math.log(2))
 
 
 def _as_2d(feats: torch.Tensor, name: str) -> torch.Tensor:

@@ -24,10 +24,11 @@ import torch
 from torch import nn
 
 from ..config import positive
+from ..constants import N_CLASSES, N_PIXELS
+from ..metrics import bits_per_dim
 from .base import GenerativeModel
-from .gmm import N_PIXELS, MixtureDensity, MixtureFitConfig, _to_images, bits_per_dim, dequantize
+from .gmm import MixtureDensity, MixtureFitConfig, _to_images, dequantize
 
-N_CLASSES = 10
 
 
 @dataclass
@@ -89,7 +90,7 @@ class BayesClassifier(GenerativeModel):
         log_xy = joint.gather(1, y[:10_000, None].to(X.device))[:, 0]
         return {
             "train_log_likelihood": float(log_xy.mean()),
-            "train_bits_per_dim": float(bits_per_dim(log_xy.mean())),
+            "train_bits_per_dim": float(bits_per_dim(-log_xy.mean(), dequantized=True)),
             "train_accuracy": float((joint.argmax(1) == y[:10_000].to(X.device)).double().mean()),
             "mean_em_iterations": sum(n_iter) / len(n_iter),
         }

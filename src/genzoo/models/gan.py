@@ -62,11 +62,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError, in_range, non_negative, positive
+from ..constants import IMAGE_SHAPE, N_CLASSES, N_PIXELS
 from .base import CapabilityError, GenerativeModel
-
-N_CLASSES = 10
-IMAGE_SHAPE = (1, 28, 28)
-N_PIXELS = 28 * 28
 
 # Honest failure reporting (epoch_end): thresholds and the size of the coverage check.
 D_WINS_PROB = 0.95  # nonsaturating: mean D(x) above this and mean D(G(z)) below 1 - this

@@ -40,11 +40,12 @@ import torch
 from torch import nn
 
 from ..config import ConfigError, non_negative, positive
+from ..constants import N_PIXELS
+from ..metrics import bits_per_dim
 from .base import CapabilityError, GenerativeModel
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("k-means++", "random_from_data", "random")
-N_PIXELS = 28 * 28
 
 
 class ConvergenceWarning(UserWarning):
@@ -496,11 +497,6 @@ def dequantize(x: torch.Tensor, generator: torch.Generator | None = None) -> tor
     return ((x.double() * 255).round() + u) / 256
 
 
-def bits_per_dim(log_prob: torch.Tensor, n_dims: int = N_PIXELS) -> torch.Tensor:
-    """8-bit bits/dim of a density on [0, 1]^D given in nats: (-log p / D + log 256) / log 2."""
-    return (-log_prob / n_dims + math.log(256)) / math.log(2)
-
-
 class MixtureDensity(nn.Module):
     """A Gaussian mixture over flattened pixels, optionally inside a PCA subspace.
 
@@ -647,7 +643,7 @@ class GMM(GenerativeModel):
         ll = self.density.log_prob(X).mean()
         return {
             "train_log_likelihood": float(ll),
-            "train_bits_per_dim": float(bits_per_dim(ll)),
+            "train_bits_per_dim": float(bits_per_dim(-ll, dequantized=True)),
             "n_iter": estimator.n_iter_,
             "converged": float(estimator.converged_),
         }

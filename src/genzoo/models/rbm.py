@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError, in_range, non_negative, positive
+from ..constants import N_PIXELS
 from .base import CapabilityError, GenerativeModel
 
-N_PIXELS = 28 * 28
 
 
 # ---------------------------------------------------------------------------- partition function

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import non_negative, positive
+from ..constants import N_PIXELS
 from .ae import ConvDecoder, ConvEncoder
 from .base import GenerativeModel
 
@@ -58,7 +59,7 @@ class VAEConfig:
 class MLPEncoder(nn.Module):
     def __init__(self, hidden: int, out_dim: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(N_PIXELS, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
 
     def forward(self, x):
         return self.net(x)
@@ -67,7 +68,7 @@ class MLPEncoder(nn.Module):
 class MLPDecoder(nn.Module):
     def __init__(self, hidden: int, in_dim: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, 784))
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, N_PIXELS))
 
     def forward(self, z):
         return self.net(z).view(len(z), 1, 28, 28)  # (B, 1, 28, 28) logits
