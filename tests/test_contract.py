@@ -26,6 +26,11 @@ TINY = {
 TRAIN = {"steps": 40, "epochs": 0, "batch_size": 32, "log_every": 10, "n_grid": 16, "lr": 3e-3}
 
 
+def test_registry_keys_are_the_class_names_and_every_model_has_a_tiny_config():
+    assert {key: cls.name for key, cls in registry.MODELS.items()} == {key: key for key in registry.MODELS}
+    assert set(TINY) == set(registry.MODELS), "add a tiny config for every registered model (and none for others)"
+
+
 @pytest.fixture(scope="module", params=list(registry.MODELS))
 def trained(request, tiny, tmp_path_factory):
     name = request.param
