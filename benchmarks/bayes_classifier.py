@@ -26,14 +26,20 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from genzoo.data import load_data  # noqa: E402
-from genzoo.metrics import model_sample_quality  # noqa: E402
+from genzoo.metrics import (
+    bits_per_dim,  # noqa: E402
+    model_sample_quality,  # noqa: E402
+)
 from genzoo.models.bayes import BayesClassifier  # noqa: E402
-from genzoo.models.gmm import bits_per_dim  # noqa: E402
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="mnist", help="full MNIST: a folder of IDX files, or mnist ($GENZOO_DATA, the cache, else a download)")
+    p.add_argument(
+        "--data",
+        default="mnist",
+        help="full MNIST: a folder of IDX files, or mnist ($GENZOO_DATA, the cache, else a download)",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--configs", nargs="+", default=["1:0:full", "10:0:full", "1:50:full", "10:50:full"],
                    help="K:PCA_DIM:COVARIANCE_TYPE (PCA_DIM 0: pixel space)")
@@ -58,16 +64,41 @@ def main() -> None:
         fit_seconds = time.perf_counter() - start
         accuracy = model.accuracy(test_x, test_y)
         log_p = torch.cat([model.log_prob(test_x[i : i + 1000]) for i in range(0, len(test_x), 1000)]).double().mean()
-        quality = model_sample_quality(model, data.test_x, n_samples=args.samples, seed=args.seed) if args.samples else {}
-        row = {"config": spec, "components_per_class": int(k), "pca_dim": int(pca_dim), "covariance_type": covariance_type,
-               "reg_covar": args.reg_covar, "fit_seconds": fit_seconds, "fit": fit, "test_accuracy": accuracy,
-               "test_log_likelihood": float(log_p), "test_bits_per_dim_8bit": float(bits_per_dim(log_p)),
-               **{key: quality[key]["value"] for key in ("fid", "precision", "recall", "conditional_accuracy") if key in quality}}
+        quality = (
+            model_sample_quality(model, data.test_x, n_samples=args.samples, seed=args.seed) if args.samples else {}
+        )
+        row = {
+            "config": spec,
+            "components_per_class": int(k),
+            "pca_dim": int(pca_dim),
+            "covariance_type": covariance_type,
+            "reg_covar": args.reg_covar,
+            "fit_seconds": fit_seconds,
+            "fit": fit,
+            "test_accuracy": accuracy,
+            "test_log_likelihood": float(log_p),
+            "test_bits_per_dim_8bit": float(bits_per_dim(-log_p, dequantized=True)),
+            **{
+                key: quality[key]["value"]
+                for key in ("fid", "precision", "recall", "conditional_accuracy")
+                if key in quality
+            },
+        }
         rows.append(row)
         fid = row.get("fid", float("nan"))
-        print(f"{spec:12s} test accuracy {accuracy:.4f}  test log-lik {float(log_p):9.2f} nats ({row['test_bits_per_dim_8bit']:.3f} bits/dim)  "
-              f"FID-style {fid:8.2f}  fit {fit_seconds:.1f} s", flush=True)
-    result = {"date": time.strftime("%Y-%m-%d"), "device": str(device), "data": data.describe(), "samples": args.samples, "rows": rows}
+        print(
+            f"{spec:12s} test accuracy {accuracy:.4f}  test log-lik {float(log_p):9.2f} nats "
+            f"({row['test_bits_per_dim_8bit']:.3f} bits/dim)  "
+            f"FID-style {fid:8.2f}  fit {fit_seconds:.1f} s",
+            flush=True,
+        )
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": str(device),
+        "data": data.describe(),
+        "samples": args.samples,
+        "rows": rows,
+    }
     Path(args.out).write_text(json.dumps(result, indent=2, default=str))
     print(f"wrote {args.out}")
 

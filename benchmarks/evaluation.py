@@ -6,7 +6,7 @@ training digits against the 10,000 test digits) and deliberately bad samplers
 `sample_quality` on 10,000 images is the evaluation cost of `genzoo evaluate`
 without the model's own sampling time.
 
-    python benchmarks/evaluation.py --data /work/shared/data/mnist --device cpu --out results.json
+    python benchmarks/evaluation.py --data ../shared/data/mnist --device cpu --out results.json
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ def main() -> dict:
     results = {"evaluator_version": EVALUATOR_VERSION, "data": data.describe(), "n": args.n, "n_real": len(real),
                "seed": args.seed, "hardware": hardware, "date": time.strftime("%Y-%m-%d"),
                "evaluator_test_accuracy": accuracy(evaluator, data.test_x, data.test_y), "scores": {}}
-    print(f"evaluator {EVALUATOR_VERSION}: test accuracy {results['evaluator_test_accuracy']:.4%} on {len(data.test_x):,}")
+    print(
+        f"evaluator {EVALUATOR_VERSION}: test accuracy {results['evaluator_test_accuracy']:.4%} on {len(data.test_x):,}"
+    )
 
     floor = data.train_x[torch.randperm(len(data.train_x), generator=gen)[: args.n]]
     candidates = {"real training digits (floor)": floor, **bad_samplers(data.train_x, data.train_y, args.n, gen)}
@@ -61,7 +63,9 @@ def main() -> dict:
           "| top class share | seconds |\n|---|---|---|---|---|---|")
     for name, samples in candidates.items():
         start = time.perf_counter()
-        q = sample_quality(samples.to(args.device), real.to(args.device), evaluator)  # real features recomputed: full cost
+        q = sample_quality(
+            samples.to(args.device), real.to(args.device), evaluator
+        )  # real features recomputed: full cost
         seconds = time.perf_counter() - start
         results["scores"][name] = {**q, "seconds": round(seconds, 2)}
         print(f"| {name} | {q['fid']:.3f} | {q['precision']:.3f} | {q['recall']:.3f} "

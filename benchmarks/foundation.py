@@ -1,4 +1,4 @@
-"""Foundation benchmark (issue 2): VAE test NLL by IWAE, and training speed of ae, dae, vae.
+"""Foundation benchmark: VAE test NLL by IWAE, and training speed of ae, dae, vae.
 
     python benchmarks/foundation.py --device cuda --out foundation.json         # full: ~15 min on one H100
     python benchmarks/foundation.py --device cpu --vae-epochs 0 --speed-steps 50  # speed only, on a CPU
@@ -6,7 +6,7 @@
     python benchmarks/foundation.py --device cuda --speed-steps 0 --vae-epochs 300 --vae-set channels=96 \
         --runs runs/vae-wide --out wide.json     # another recipe for the NLL run; --resume goes on after a cut
 
-Targets (issue 2): VAE test NLL <= 85.0 nats (IWAE, K=5000, the fixed binarization of
+Targets: VAE test NLL <= 85.0 nats (IWAE, K=5000, the fixed binarization of
 the test set); an epoch of 60,000 images for a VAE of the size of PyTorch's MNIST
 example (784-400-20) under 1 s on one GPU. Data: full MNIST from --data (default
 `mnist`: $GENZOO_DATA, the cache, else a download).
@@ -30,19 +30,38 @@ from genzoo.trainer import train_or_resume
 
 def train_speed(name, data, device, steps, out, **hparams):
     """Images/s of `steps` training steps at batch 128 (after a warm-up of 20 steps)."""
-    run = genzoo.train(name, data=data, out=out / f"speed_{name}", device=device, progress=False, model_overrides=hparams,
-                       train_overrides={"steps": steps + 20, "epochs": 0, "batch_size": 128, "log_every": 20,
-                                        "sample_every": 0, "test_every": 0})
+    run = genzoo.train(
+        name,
+        data=data,
+        out=out / f"speed_{name}",
+        device=device,
+        progress=False,
+        model_overrides=hparams,
+        train_overrides={
+            "steps": steps + 20,
+            "epochs": 0,
+            "batch_size": 128,
+            "log_every": 20,
+            "sample_every": 0,
+            "test_every": 0,
+        },
+    )
     return steady_images_per_s(run)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="mnist", help="full MNIST: a folder of IDX files, or mnist ($GENZOO_DATA, the cache, else a download)")
+    parser.add_argument(
+        "--data",
+        default="mnist",
+        help="full MNIST: a folder of IDX files, or mnist ($GENZOO_DATA, the cache, else a download)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--vae-epochs", type=int, default=100, help="0 skips the NLL run")
     parser.add_argument("--iwae-k", type=int, default=5000)
-    parser.add_argument("--max-test", type=int, default=0, help="first N test digits only (0: all; for a CPU smoke run)")
+    parser.add_argument(
+        "--max-test", type=int, default=0, help="first N test digits only (0: all; for a CPU smoke run)"
+    )
     parser.add_argument("--vae-set", action="append", default=[], metavar="KEY=VALUE",
                         help="a model or trainer hyper-parameter of the NLL run's VAE (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue the NLL run under --runs from its checkpoint")
@@ -58,7 +77,12 @@ def main() -> None:
 
     if args.speed_steps:
         # Speed: images/s for each model, and one epoch of the PyTorch-example-sized VAE.
-        for name, hparams in {"ae": {}, "dae": {}, "vae": {}, "vae_mlp_400_20": {"arch": "mlp", "hidden": 400, "latent_dim": 20}}.items():
+        for name, hparams in {
+            "ae": {},
+            "dae": {},
+            "vae": {},
+            "vae_mlp_400_20": {"arch": "mlp", "hidden": 400, "latent_dim": 20},
+        }.items():
             ips = train_speed(name.split("_")[0], data, args.device, args.speed_steps, out, **hparams)
             results[f"{name}_train_images_per_s"] = ips
             print(f"{name:16s} {ips:10.0f} training images/s")
@@ -66,13 +90,25 @@ def main() -> None:
                            model_overrides={"arch": "mlp", "hidden": 400, "latent_dim": 20},
                            train_overrides={"epochs": 3, "batch_size": 128, "sample_every": 0, "test_every": 0})
         epochs = [r["time"] for r in read_metrics_log(run) if "loss" in r and float(r["epoch"]).is_integer()]
-        results["vae_mlp_epoch_seconds"] = min(b - a for a, b in zip(epochs, epochs[1:])) if len(epochs) > 1 else epochs[0]
-        print(f"VAE 784-400-20: one epoch of {len(data.train_x):,} images in {results['vae_mlp_epoch_seconds']:.2f} s (target < 1 s on a GPU)")
+        results["vae_mlp_epoch_seconds"] = (
+            min(b - a for a, b in zip(epochs, epochs[1:])) if len(epochs) > 1 else epochs[0]
+        )
+        print(
+            f"VAE 784-400-20: one epoch of {len(data.train_x):,} images in "
+            f"{results['vae_mlp_epoch_seconds']:.2f} s (target < 1 s on a GPU)"
+        )
 
     if args.vae_epochs:
         started = time.perf_counter()
-        run = train_or_resume("vae", data, out / "vae", resume=args.resume, device=args.device,
-                              model_overrides=vae_model_set, train_overrides={"epochs": args.vae_epochs, **vae_train_set})
+        run = train_or_resume(
+            "vae",
+            data,
+            out / "vae",
+            resume=args.resume,
+            device=args.device,
+            model_overrides=vae_model_set,
+            train_overrides={"epochs": args.vae_epochs, **vae_train_set},
+        )
         metrics = evaluate_run(run, device=args.device, iwae_k=args.iwae_k, max_test=args.max_test, n_samples=0)
         results.update(vae_nll_nats=metrics["nll_nats"]["value"], vae_nll_se=metrics["nll_nats"]["se"],
                        vae_elbo_nats=metrics["elbo_nats"]["value"], vae_iwae_gap_nats=metrics["iwae_gap_nats"]["value"],

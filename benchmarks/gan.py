@@ -6,7 +6,7 @@ on CUDA), then scores 10,000 samples with the evaluator network against the
 10,000 test digits: conditional accuracy, per-digit shares, precision/recall and
 the FID-style score, next to the real-data floor (10,000 training digits).
 
-Targets (issue 4): a DCGAN epoch in < 3 s on one H100; conditional accuracy
+Targets: a DCGAN epoch in < 3 s on one H100; conditional accuracy
 >= 99% (cgan, conditional DCGAN); every digit between 7% and 13% of unconditional
 DCGAN samples; precision >= 0.8 and recall >= 0.6.
 
@@ -118,7 +118,9 @@ def check_targets(key: str, timing: dict, scores: dict | None, device: str) -> l
     unconditional_dcgan = timing["model"] == "dcgan" and "conditional" not in timing["overrides"]
     if unconditional_dcgan and device.startswith("cuda"):
         s = timing["last_epoch_seconds"] or timing["seconds_per_epoch"]
-        lines.append(f"epoch {s:.2f} s < {TARGETS['dcgan_epoch_s']} s: {'PASS' if s < TARGETS['dcgan_epoch_s'] else 'FAIL'}")
+        lines.append(
+            f"epoch {s:.2f} s < {TARGETS['dcgan_epoch_s']} s: {'PASS' if s < TARGETS['dcgan_epoch_s'] else 'FAIL'}"
+        )
     if scores is None:
         return lines
     if "conditional_accuracy" in scores:
@@ -128,14 +130,21 @@ def check_targets(key: str, timing: dict, scores: dict | None, device: str) -> l
         shares = scores["class_coverage"]
         ok = all(TARGETS["share_low"] <= s <= TARGETS["share_high"] for s in shares)
         lines.append(f"digit shares {min(shares):.1%}..{max(shares):.1%} within 7-13%: {'PASS' if ok else 'FAIL'}")
-    lines.append(f"precision {scores['precision']:.3f} >= 0.8: {'PASS' if scores['precision'] >= TARGETS['precision'] else 'FAIL'}")
+    lines.append(
+        f"precision {scores['precision']:.3f} >= 0.8: "
+        f"{'PASS' if scores['precision'] >= TARGETS['precision'] else 'FAIL'}"
+    )
     lines.append(f"recall {scores['recall']:.3f} >= 0.6: {'PASS' if scores['recall'] >= TARGETS['recall'] else 'FAIL'}")
     return lines
 
 
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default="mnist", help="full MNIST: a folder of IDX files, or mnist ($GENZOO_DATA, the cache, else a download)")
+    parser.add_argument(
+        "--data",
+        default="mnist",
+        help="full MNIST: a folder of IDX files, or mnist ($GENZOO_DATA, the cache, else a download)",
+    )
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--models", default=DEFAULT_MODELS, help=f"comma-separated, from {', '.join(MODELS)}")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -164,7 +173,9 @@ def main() -> dict:
                "batch_size": args.batch_size, "n_samples": args.samples, "models": {}}
     if evaluator is not None:
         results["evaluator_version"] = EVALUATOR_VERSION
-        floor = data.train_x[torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(args.seed))[:args.samples]]
+        floor = data.train_x[
+            torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(args.seed))[: args.samples]
+        ]
         results["real_data_floor"] = sample_quality(floor, data.test_x, evaluator)
         print(f"real-data floor: FID-style {results['real_data_floor']['fid']:.3f}")
     if skipped:
@@ -177,7 +188,9 @@ def main() -> dict:
         if key not in MODELS:
             parser.error(f"--models: unknown {key!r}; choose from {', '.join(MODELS)}")
         epochs = args.epochs or MODELS[key][2]
-        timing = train_one(key, data, root / key, args.device, args.batch_size, epochs, args.steps, args.seed, args.resume)
+        timing = train_one(
+            key, data, root / key, args.device, args.batch_size, epochs, args.steps, args.seed, args.resume
+        )
         scores = quality(root / key, data, evaluator, args.device, args.samples, args.seed) if evaluator else None
         verdict = check_targets(key, timing, scores, args.device)
         results["models"][key] = {**timing, "quality": scores, "targets": verdict}

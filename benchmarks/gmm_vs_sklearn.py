@@ -53,7 +53,11 @@ def sync(device: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="mnist", help="full MNIST: a folder of IDX files, or mnist ($GENZOO_DATA, the cache, else a download)")
+    p.add_argument(
+        "--data",
+        default="mnist",
+        help="full MNIST: a folder of IDX files, or mnist ($GENZOO_DATA, the cache, else a download)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--iters", type=int, default=5, help="EM iterations in the speed test")
     p.add_argument("--components", type=int, default=10)
@@ -67,12 +71,19 @@ def main() -> None:
     warnings.simplefilter("ignore")  # tol=0 runs end with ConvergenceWarning on purpose
 
     data = load_data(args.data)
-    X = dequantize(data.train_x.reshape(len(data.train_x), -1), torch.Generator().manual_seed(0))  # (60000, 784) float64
+    X = dequantize(
+        data.train_x.reshape(len(data.train_x), -1), torch.Generator().manual_seed(0)
+    )  # (60000, 784) float64
     result = {
         "date": time.strftime("%Y-%m-%d"),
-        "host": {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                 "torch": torch.__version__, "device": args.device,
-                 "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None},
+        "host": {
+            "cpu": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "device": args.device,
+            "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
+        },
         "agreement": {},
     }
 
@@ -88,8 +99,14 @@ def main() -> None:
         ours = GaussianMixture(args.components, device=args.device, **kw).fit(Z)
         ll_sk, ll_ours = sk.score(Z.numpy()), ours.score(Z)
         rel = abs(ll_ours - ll_sk) / abs(ll_sk)
-        result["agreement"][ct] = {"sklearn": ll_sk, "genzoo": ll_ours, "relative_difference": rel,
-                                   "n_iter_sklearn": int(sk.n_iter_), "n_iter_genzoo": ours.n_iter_, "within_1e-6": rel <= 1e-6}
+        result["agreement"][ct] = {
+            "sklearn": ll_sk,
+            "genzoo": ll_ours,
+            "relative_difference": rel,
+            "n_iter_sklearn": int(sk.n_iter_),
+            "n_iter_genzoo": ours.n_iter_,
+            "within_1e-6": rel <= 1e-6,
+        }
         print(f"agreement {ct:9s}: sklearn {ll_sk:.10f}  genzoo {ll_ours:.10f}  rel diff {rel:.2e}  "
               f"iterations {sk.n_iter_}/{ours.n_iter_}", flush=True)
 
@@ -111,12 +128,24 @@ def main() -> None:
         sync(args.device)
         t_ours = time.perf_counter() - start
         ll_sk, ll_ours = sk.score(Xn), ours.score(Xd)
-        result["speed"] = {"n_samples": len(X), "n_features": X.shape[1], "n_components": args.components, "iterations": args.iters,
-                           "sklearn_seconds": t_sk, "genzoo_seconds": t_ours, "speedup": t_sk / t_ours,
-                           "sklearn_log_likelihood": ll_sk, "genzoo_log_likelihood": ll_ours,
-                           "relative_difference": abs(ll_ours - ll_sk) / abs(ll_sk)}
-        print(f"speed genzoo ({args.device}): {t_ours:.1f} s for {ours.n_iter_} iterations; speed-up x{t_sk / t_ours:.2f}; "
-              f"avg log-lik sklearn {ll_sk:.6f} genzoo {ll_ours:.6f}", flush=True)
+        result["speed"] = {
+            "n_samples": len(X),
+            "n_features": X.shape[1],
+            "n_components": args.components,
+            "iterations": args.iters,
+            "sklearn_seconds": t_sk,
+            "genzoo_seconds": t_ours,
+            "speedup": t_sk / t_ours,
+            "sklearn_log_likelihood": ll_sk,
+            "genzoo_log_likelihood": ll_ours,
+            "relative_difference": abs(ll_ours - ll_sk) / abs(ll_sk),
+        }
+        print(
+            f"speed genzoo ({args.device}): {t_ours:.1f} s for {ours.n_iter_} iterations; "
+            f"speed-up x{t_sk / t_ours:.2f}; "
+            f"avg log-lik sklearn {ll_sk:.6f} genzoo {ll_ours:.6f}",
+            flush=True,
+        )
 
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

@@ -6,7 +6,7 @@
 
 Time to quality comes from the trainer's test NLL at every epoch end (`minutes_to_nll`).
 
-Targets (issue 6), test NLL on binarized MNIST in nats:
+Targets, test NLL on binarized MNIST in nats:
     PixelCNN <= 81.3 (van den Oord et al. 2016: 81.30), and <= 81.45 within 15 minutes on one H100
     Diagonal BiLSTM <= 80.0 (paper: 79.20 with 7 layers); best of ours <= 79.0
     sampling 100 digits on GPU: cached sampler >= 20x faster than the naive one, same batch
@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 import genzoo
-from genzoo.autoregressive import generate
 from genzoo.data import FIXED_BINARIZATION, fixed_binarization, load_data
+from genzoo.models.autoregressive import generate
 from genzoo.trainer import train_or_resume
 
 # name -> (model, model overrides, train overrides, NLL target in nats)
@@ -95,8 +95,15 @@ def estimate_naive(model, n: int, passes: int = 5) -> float:
 
 def speed_probe(name, model_name, model_over, train_over, data, device, args) -> dict:
     """Training images/s of a recipe through the shared trainer, over `args.speed_steps` steps after 5."""
-    probe = {**train_over, "epochs": 0, "steps": args.speed_steps + 5, "log_every": 5, "sample_every": 0, "time_budget": 0,
-             "test_every": 0}
+    probe = {
+        **train_over,
+        "epochs": 0,
+        "steps": args.speed_steps + 5,
+        "log_every": 5,
+        "sample_every": 0,
+        "time_budget": 0,
+        "test_every": 0,
+    }
     run = genzoo.train(model_name, data, out=Path(args.runs) / f"{name}-speed", device=device, seed=0, progress=False,
                        train_overrides=probe, model_overrides=model_over)
     images_per_s = genzoo.runs.steady_images_per_s(run)
@@ -142,7 +149,10 @@ def main() -> None:
             train_over["time_budget"] = args.time_budget
         row: dict = {"model": model_name, "hparams": model_over, "train": train_over, "nll_target": target}
         if args.speed_steps:
-            results["recipes"][name] = {**row, **speed_probe(name, model_name, model_over, train_over, data, device, args)}
+            results["recipes"][name] = {
+                **row,
+                **speed_probe(name, model_name, model_over, train_over, data, device, args),
+            }
             continue
         if args.skip_train:
             torch.manual_seed(0)

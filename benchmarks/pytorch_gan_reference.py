@@ -1,7 +1,7 @@
-"""The PyTorch-GAN DCGAN and CGAN, trained and scored like our models, for issue 4's comparison.
+"""The PyTorch-GAN DCGAN and CGAN, trained and scored like our models, to compare with ours.
 
-Issue 4 asks for a DCGAN "at equal or better quality [than eriklindernoren/PyTorch-GAN]
-after the same number of epochs". This script restates, in our own code, the networks and
+Our DCGAN should reach equal or better quality than eriklindernoren/PyTorch-GAN's after the
+same number of epochs. This script restates, in our own code, the networks and
 the training loop of that repository's `implementations/dcgan/dcgan.py` and
 `implementations/cgan/cgan.py` at their default settings, trains them on the same MNIST,
 and scores 10,000 of their samples with the evaluator and metrics of `benchmarks/gan.py`:
@@ -296,7 +296,11 @@ def sample(key: str, generator: nn.Module, n: int, device: str, seed: int, batch
 
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default="mnist", help="full MNIST: a folder of IDX files, or mnist ($GENZOO_DATA, the cache, else a download)")
+    parser.add_argument(
+        "--data",
+        default="mnist",
+        help="full MNIST: a folder of IDX files, or mnist ($GENZOO_DATA, the cache, else a download)",
+    )
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--models", default="dcgan,cgan", help="comma-separated, from dcgan, cgan")
     parser.add_argument("--epochs", type=int, default=0, help="override every model's epochs (0: dcgan 20, cgan 30)")

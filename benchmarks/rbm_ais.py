@@ -36,7 +36,11 @@ TARGET = -86.34  # nats, Salakhutdinov & Murray (2008), CD25(500)
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="mnist", help="full MNIST: a folder of IDX files, or mnist ($GENZOO_DATA, the cache, else a download)")
+    p.add_argument(
+        "--data",
+        default="mnist",
+        help="full MNIST: a folder of IDX files, or mnist ($GENZOO_DATA, the cache, else a download)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--run", default="runs/rbm_ais",
                    help="run folder; an existing one is resumed with its own settings, or only re-scored when finished")
@@ -87,15 +91,27 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "training": read_config(run),
-        "settings": {"data": args.data, "max_test": args.max_test, "ais_betas": args.ais_betas, "ais_runs": args.ais_runs,
-                     "ais_seed": args.seed, "binarization": FIXED_BINARIZATION,
-                     "ais_base": "base-rate model, visible logits of the training pixels' means (smoothed)",
-                     "ais_schedule": "Salakhutdinov & Murray proportions: 1/29 of betas in [0,0.5), 8/29 in [0.5,0.9), 20/29 in [0.9,1]"},
-        "log_z": ais["log_z"], "log_z_3se": [ais["log_z_low"], ais["log_z_high"]],
+        "settings": {
+            "data": args.data,
+            "max_test": args.max_test,
+            "ais_betas": args.ais_betas,
+            "ais_runs": args.ais_runs,
+            "ais_seed": args.seed,
+            "binarization": FIXED_BINARIZATION,
+            "ais_base": "base-rate model, visible logits of the training pixels' means (smoothed)",
+            "ais_schedule": "Salakhutdinov & Murray proportions: "
+            "1/29 of betas in [0,0.5), 8/29 in [0.5,0.9), 20/29 in [0.9,1]",
+        },
+        "log_z": ais["log_z"],
+        "log_z_3se": [ais["log_z_low"], ais["log_z_high"]],
         "test_log_likelihood": mean,
         "test_log_likelihood_3se": [free - ais["log_z_high"], free - ais["log_z_low"]],
-        "n_test": len(test), "target": TARGET, "beats_target": mean > TARGET,
-        "train_seconds": train_seconds, "train_device": end.get("device"), "ais_seconds": ais_seconds,
+        "n_test": len(test),
+        "target": TARGET,
+        "beats_target": mean > TARGET,
+        "train_seconds": train_seconds,
+        "train_device": end.get("device"),
+        "ais_seconds": ais_seconds,
     }
     print(f"log Z = {ais['log_z']:.3f}  (3 s.e.: {ais['log_z_low']:.3f} .. {ais['log_z_high']:.3f}; "
           f"{args.ais_betas} betas x {args.ais_runs} runs, {ais_seconds:.0f} s)")

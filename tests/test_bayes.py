@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from genzoo.data import load_data
+from genzoo.images import save_pictures
 from genzoo.models.bayes import BayesClassifier
 from genzoo.models.gmm import dequantize
 
@@ -13,7 +14,9 @@ from genzoo.models.gmm import dequantize
 @pytest.fixture(scope="module")
 def digits():
     data = load_data("embedded")
-    keep = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(0))[:2500]  # the embedded set is sorted by digit
+    keep = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(0))[
+        :2500
+    ]  # the embedded set is sorted by digit
     data.train_x, data.train_y = data.train_x[keep], data.train_y[keep]
     return data
 
@@ -31,7 +34,9 @@ def test_one_gaussian_per_class_is_the_class_mean_and_covariance(digits, one_gau
     assert 0.9 < metrics["train_accuracy"] <= 1.0
     # the same dequantization noise as fit: it drew its seed from the global RNG seeded 0
     torch.manual_seed(0)
-    X = dequantize(digits.train_x.reshape(len(digits.train_x), -1), torch.Generator().manual_seed(int(torch.randint(2**31, ()))))
+    X = dequantize(
+        digits.train_x.reshape(len(digits.train_x), -1), torch.Generator().manual_seed(int(torch.randint(2**31, ())))
+    )
     label = 3
     Xc = X[digits.train_y == label]
     mean = Xc.mean(0)
@@ -47,7 +52,9 @@ def test_one_gaussian_per_class_is_the_class_mean_and_covariance(digits, one_gau
 def test_bayes_rule(digits, one_gaussian):
     model, _ = one_gaussian
     x = digits.test_x[:40]
-    per_class = torch.stack([model.log_prob(x, y=torch.full((40,), c)) for c in range(10)], 1).double() + model.log_prior
+    per_class = (
+        torch.stack([model.log_prob(x, y=torch.full((40,), c)) for c in range(10)], 1).double() + model.log_prior
+    )
     assert torch.equal(model.predict(x), per_class.argmax(1))
     torch.testing.assert_close(torch.logsumexp(model.predict_log_proba(x), 1), torch.zeros(40), atol=1e-5, rtol=0)
     torch.testing.assert_close(model.log_prob(x), torch.logsumexp(per_class, 1).float(), rtol=1e-6, atol=1e-3)
@@ -75,8 +82,11 @@ def test_mixture_per_class_fits_better_and_reloads(digits, tmp_path):
     clone.load_state_dict(model.state_dict())
     g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
     assert torch.equal(clone.sample(10, generator=g()), model.sample(10, generator=g()))
-    (path,) = model.write_pictures(tmp_path)
-    assert path.exists()
+    pictures = model.pictures()
+    assert pictures["means_and_samples.png"].shape == (6, 10, 1, 28, 28)  # the means, then 5 rows of samples
+    torch.testing.assert_close(pictures["means_and_samples.png"][0], model.class_means())
+    (path,) = save_pictures(pictures, tmp_path)
+    assert path == tmp_path / "means_and_samples.png" and path.exists()
 
 
 def test_errors_name_the_problem(digits):
@@ -93,6 +103,8 @@ def test_pca_larger_than_a_class_is_a_clear_error(tiny):
     from genzoo.models.bayes import BayesClassifier
 
     per_class = int(torch.bincount(tiny.train_y).min())
-    with pytest.raises(ConfigError, match=r"pca_dim=40: PCA needs more than 40 images, this fit has \d+; lower pca_dim"):
+    with pytest.raises(
+        ConfigError, match=r"pca_dim=40: PCA needs more than 40 images, this fit has \d+; lower pca_dim"
+    ):
         BayesClassifier(pca_dim=40).fit(tiny.train_x, tiny.train_y)
     assert per_class <= 40

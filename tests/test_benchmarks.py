@@ -1,7 +1,7 @@
 """The benchmarks' recipes are valid: each builds its model and trainer config and runs a forward pass.
 
 A typo in a recipe would otherwise show only on the GPU, part-way through a benchmark
-call of a session's limited device time. The PyTorch-GAN reference of issue 4's comparison
+call of a session's limited device time. The PyTorch-GAN reference of the DCGAN comparison
 is checked too: its networks have the published sizes, its resizing keeps real digits, and
 a run killed after a checkpoint resumes to the weights of an uninterrupted one.
 """
@@ -65,18 +65,22 @@ def test_pixel_time_to_quality_is_the_first_epoch_end_at_or_under_the_level():
 REFERENCE = load_benchmark("pytorch_gan_reference")
 
 
-@pytest.mark.parametrize("key, n_generator, n_discriminator", [
-    # Counted by hand from PyTorch-GAN's layer lists (weights + biases, batch-norm scales + shifts):
-    # DCGAN G: Linear(100, 128*8*8) 827,392 + BN(128) 256 + Conv(128, 128, 3) 147,584 + BN 256
-    #          + Conv(128, 64, 3) 73,792 + BN(64) 128 + Conv(64, 1, 3) 577
-    # DCGAN D: Conv(1, 16) 160 + Conv(16, 32) 4,640 + BN 64 + Conv(32, 64) 18,496 + BN 128
-    #          + Conv(64, 128) 73,856 + Linear(128*2*2, 1) 513
-    # CGAN G:  Embedding(10, 10) 100 + Linear(110, 128) 14,208 + Linear(128, 256) 33,024 + BN 512
-    #          + Linear(256, 512) 131,584 + BN 1,024 + Linear(512, 1024) 525,312 + BN 2,048 + Linear(1024, 1024) 1,049,600
-    # CGAN D:  Embedding 100 + Linear(1034, 512) 529,920 + 2 x Linear(512, 512) 525,312 + Linear(512, 1) 513
-    ("dcgan", 1_049_985, 97_857),
-    ("cgan", 1_757_412, 1_055_845),
-])
+@pytest.mark.parametrize(
+    "key, n_generator, n_discriminator",
+    [
+        # Counted by hand from PyTorch-GAN's layer lists (weights + biases, batch-norm scales + shifts):
+        # DCGAN G: Linear(100, 128*8*8) 827,392 + BN(128) 256 + Conv(128, 128, 3) 147,584 + BN 256
+        #          + Conv(128, 64, 3) 73,792 + BN(64) 128 + Conv(64, 1, 3) 577
+        # DCGAN D: Conv(1, 16) 160 + Conv(16, 32) 4,640 + BN 64 + Conv(32, 64) 18,496 + BN 128
+        #          + Conv(64, 128) 73,856 + Linear(128*2*2, 1) 513
+        # CGAN G:  Embedding(10, 10) 100 + Linear(110, 128) 14,208 + Linear(128, 256) 33,024 + BN 512
+        #          + Linear(256, 512) 131,584 + BN 1,024 + Linear(512, 1024) 525,312 + BN 2,048
+        #          + Linear(1024, 1024) 1,049,600
+        # CGAN D:  Embedding 100 + Linear(1034, 512) 529,920 + 2 x Linear(512, 512) 525,312 + Linear(512, 1) 513
+        ("dcgan", 1_049_985, 97_857),
+        ("cgan", 1_757_412, 1_055_845),
+    ],
+)
 def test_reference_networks_have_the_published_sizes(key, n_generator, n_discriminator):
     generator, discriminator = REFERENCE.build(key, "cpu")
     assert sum(p.numel() for p in generator.parameters()) == n_generator
@@ -95,7 +99,9 @@ def test_reference_resizing_round_trip_keeps_real_digits():
 
 def test_reference_training_resumes_where_it_stopped(tmp_path, capsys, monkeypatch):
     g = torch.Generator().manual_seed(0)
-    data = SimpleNamespace(train_x=torch.rand(100, 1, 28, 28, generator=g), train_y=torch.randint(0, 10, (100,), generator=g))
+    data = SimpleNamespace(
+        train_x=torch.rand(100, 1, 28, 28, generator=g), train_y=torch.randint(0, 10, (100,), generator=g)
+    )
     REFERENCE.train("cgan", data, tmp_path / "whole", "cpu", epochs=2, seed=0, resume=False, checkpoint_minutes=5)
 
     # Killed right after the first checkpoint, written after batch 1 of 2 of epoch 1.
@@ -114,7 +120,9 @@ def test_reference_training_resumes_where_it_stopped(tmp_path, capsys, monkeypat
     assert "resumed at epoch 1, batch 1" in capsys.readouterr().out and timing["epochs"] == 2
     assert len(torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["state"]["epoch_seconds"]) == 1
 
-    whole, cut = (torch.load(tmp_path / run / "generator.pt", weights_only=True)["generator"] for run in ("whole", "cut"))
+    whole, cut = (
+        torch.load(tmp_path / run / "generator.pt", weights_only=True)["generator"] for run in ("whole", "cut")
+    )
     assert whole.keys() == cut.keys()
     for name in whole:
         torch.testing.assert_close(cut[name], whole[name], atol=0, rtol=0)

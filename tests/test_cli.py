@@ -72,7 +72,7 @@ def test_resume_takes_a_new_length_and_refuses_other_changes(dae_run, capsys):
 
 def test_label_on_unconditional_model(dae_run, capsys):
     assert main(["sample", str(dae_run), "--label", "3"]) == 2
-    assert "dae: not a conditional model, --label does not apply" in capsys.readouterr().err
+    assert "dae: this model is unconditional, it cannot draw a chosen digit" in capsys.readouterr().err
 
 
 def test_demo_end_to_end(tmp_path, monkeypatch):

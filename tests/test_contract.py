@@ -30,6 +30,11 @@ TINY = {
 TRAIN = {"steps": 40, "epochs": 0, "batch_size": 32, "log_every": 10, "n_grid": 16, "lr": 3e-3}
 
 
+def test_registry_keys_are_the_class_names_and_every_model_has_a_tiny_config():
+    assert {key: cls.name for key, cls in registry.MODELS.items()} == {key: key for key in registry.MODELS}
+    assert set(TINY) == set(registry.MODELS), "add a tiny config for every registered model (and none for others)"
+
+
 @pytest.fixture(scope="module", params=list(registry.MODELS))
 def trained(request, tiny, tmp_path_factory):
     name = request.param
@@ -91,7 +96,7 @@ def test_sample_checks_what_it_is_asked_once_for_every_model(trained):
         with pytest.raises(ValueError, match=rf"{name}: labels must be digits 0..9, got values in \[0, 10\]"):
             model.sample(2, y=torch.tensor([0, 10]))
     else:  # an unconditional model given labels says so; it never ignores them
-        with pytest.raises(CapabilityError, match=rf"{name}: this model is unconditional, it cannot draw a chosen digit"):
+        with pytest.raises(CapabilityError, match=rf"{name}: this model is unconditional, it cannot draw a chosen"):
             model.sample(2, y=torch.tensor([3, 3]))
 
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from genzoo import runs
 from genzoo.config import ConfigError
 from genzoo.models import gan as gan_module
 from genzoo.models.base import CapabilityError
-from genzoo.models.gan import (DCGAN, GAN, ConditionalGAN, discriminator_loss, gradient_penalty,
-                               interpolate)
+from genzoo.models.gan import DCGAN, GAN, ConditionalGAN, discriminator_loss, gradient_penalty, interpolate
 from genzoo.train_config import TrainConfig
 
 TINY = {
@@ -58,7 +58,7 @@ def changed(before, net):
                                       ("dcgan-cond", "wgan-gp"), ("gan", "wgan-gp"), ("dcgan-deep", "hinge"),
                                       ("gan-pack-sn", "nonsaturating"), ("dcgan-pack-sn", "hinge")])
 def test_step_changes_both_networks_and_lowers_each_ones_loss(key, loss):
-    model = tiny(key, loss=loss, lr_g=1e-3, lr_d=1e-3)
+    model = tiny(key, loss=loss, lr_g=1e-3, lr_d=1e-3, d_steps=1)  # one D step, then one G step (WGAN-GP's own: 5)
     opts = optimizers(model)
     x, y = batch()
     y_in = y if model.conditional else None
@@ -260,7 +260,9 @@ def test_config_errors_name_the_value_and_the_fix():
     with pytest.raises(ConfigError, match="unknown key 'conditional'"):
         GAN(conditional=True)  # gan is unconditional; cgan is the conditional one
     assert DCGAN(d_steps="5", loss="wgan-gp").config.d_steps == 5
-    with pytest.raises(ConfigError, match=r"minibatch_std=4 mixes samples in D's score, which WGAN-GP's per-sample penalty"):
+    with pytest.raises(
+        ConfigError, match=r"minibatch_std=4 mixes samples in D's score, which WGAN-GP's per-sample penalty"
+    ):
         DCGAN(minibatch_std=4, loss="wgan-gp")
     with pytest.raises(ConfigError, match=r"pack=2 scores samples together, which WGAN-GP's per-sample penalty"):
         GAN(pack=2, loss="wgan-gp")
@@ -300,7 +302,9 @@ def test_spectral_norm_gives_each_layer_unit_spectral_norm(key):
         assert d.body[0].parametrizations.weight.original.std().item() == pytest.approx(0.02, rel=0.2)
     with torch.no_grad():
         for m in layers:  # far from unit norm before the normalisation, whatever the initialisation
-            m.parametrizations.weight.original.mul_(5 / torch.linalg.matrix_norm(m.parametrizations.weight.original.flatten(1), ord=2))
+            m.parametrizations.weight.original.mul_(
+                5 / torch.linalg.matrix_norm(m.parametrizations.weight.original.flatten(1), ord=2)
+            )
         for _ in range(200):  # one power iteration per training forward pass
             d(x * 2 - 1, y if model.conditional else None)
     d.eval()  # eval mode uses the estimate without updating it
@@ -338,8 +342,7 @@ class FakeEvaluator:
         return self._predict(len(x))
 
 
-def test_epoch_end_warns_when_the_discriminator_wins(monkeypatch):
-    monkeypatch.setattr(gan_module, "_evaluator", lambda device: (None, "no asset in this test"))
+def test_epoch_end_warns_when_the_discriminator_wins():
     model = tiny("gan", lr_g=1e-7, lr_d=5e-3)  # a frozen generator against a fast discriminator
     opts = optimizers(model)
     x, y = batch(32)
@@ -351,27 +354,26 @@ def test_epoch_end_warns_when_the_discriminator_wins(monkeypatch):
     out = model.epoch_end(1)
     assert out["epoch_d_real"] > 0.95 and out["epoch_d_fake"] < 0.05
     assert "gan epoch 1: discriminator wins outright" in out["warning"]
-    assert out["coverage_check"] == "skipped: no asset in this test"
+    assert out["coverage_check"] == "skipped: no evaluator network"
     # Averages restart each epoch.
-    assert model.epoch_end(2) == {"coverage_check": "skipped: no asset in this test"}
+    assert model.epoch_end(2) == {"coverage_check": "skipped: no evaluator network"}
 
 
-def test_epoch_end_reports_collapse_and_label_following(monkeypatch):
+def test_epoch_end_reports_collapse_and_label_following():
     model = tiny("gan")
-    monkeypatch.setattr(gan_module, "_evaluator",
-                        lambda device: (FakeEvaluator(lambda n: torch.arange(n) % 3), ""))  # three digits only
-    out = model.epoch_end(4)
+    out = model.epoch_end(4, evaluator=FakeEvaluator(lambda n: torch.arange(n) % 3))  # three digits only
     assert out["class_coverage"] == 3 and out["max_class_share"] == pytest.approx(0.334, abs=1e-3)
     assert "samples collapsed onto few digits: only 3 of 10 digits" in out["warning"]
 
-    monkeypatch.setattr(gan_module, "_evaluator",
-                        lambda device: (FakeEvaluator(lambda n: torch.arange(n) * 10 // n), ""))  # all ten, evenly
-    assert "warning" not in model.epoch_end(5)
+    assert "warning" not in model.epoch_end(5, evaluator=FakeEvaluator(lambda n: torch.arange(n) * 10 // n))  # all ten
     cond = tiny("cgan")
-    out = cond.epoch_end(1)  # predictions equal default_labels: perfect label following
+    out = cond.epoch_end(1, evaluator=FakeEvaluator(lambda n: torch.arange(n) * 10 // n))  # = default_labels
     assert out["cond_accuracy"] == 1.0 and "warning" not in out
-    monkeypatch.setattr(gan_module, "_evaluator", lambda device: (FakeEvaluator(lambda n: torch.zeros(n, dtype=torch.long)), ""))
-    assert "conditional samples do not follow their labels (evaluator accuracy 10.0%" in cond.epoch_end(2)["warning"]
+    zeros = FakeEvaluator(lambda n: torch.zeros(n, dtype=torch.long))
+    assert (
+        "conditional samples do not follow their labels (evaluator accuracy 10.0%"
+        in cond.epoch_end(2, zeros)["warning"]
+    )
 
 
 def test_state_dict_round_trip_keeps_step_count_and_samples():
@@ -404,9 +406,9 @@ def tiny_data(n: int = 96):
 def test_trainer_writes_metrics_grids_and_one_gif_frame_per_epoch(tmp_path, monkeypatch):
     from PIL import Image
 
-    from genzoo import runs, trainer
+    from genzoo import trainer
 
-    monkeypatch.setattr(gan_module, "_evaluator", lambda device: (None, "no asset in this test"))
+    monkeypatch.setattr(trainer, "evaluator_or_reason", lambda device: (None, "no asset in this test"))
     run = trainer.train("cgan", tiny_data(), tmp_path / "run", device="cpu", progress=False,
                         train_overrides={"epochs": 3, "batch_size": 32, "log_every": 1, "n_grid": 20},
                         model_overrides={"latent_dim": 8, "widths": (16, 32)})
@@ -420,7 +422,8 @@ def test_trainer_writes_metrics_grids_and_one_gif_frame_per_epoch(tmp_path, monk
     assert len(steps) == 9 and all({"loss_g", "d_real", "d_fake"} <= set(r) for r in steps)
     epochs = [r for r in log if "epoch_loss_d" in r]
     assert [r["epoch"] for r in epochs] == [1, 2, 3]
-    assert all(r["coverage_check"] == "skipped: no asset in this test" for r in epochs)
+    assert all(r["coverage_check"] == "skipped: no evaluator network" for r in epochs)
+    assert all(r["evaluator"] == "unavailable: no asset in this test" for r in epochs)
     loaded = runs.load(run)
     assert isinstance(loaded, ConditionalGAN) and loaded.sample(10, y=7).shape == (10, 1, 28, 28)
 
@@ -430,7 +433,7 @@ def test_resume_mid_run_gives_identical_weights(tmp_path, monkeypatch):
 
     from genzoo import trainer
 
-    monkeypatch.setattr(gan_module, "_evaluator", lambda device: (None, "no asset in this test"))
+    monkeypatch.setattr(trainer, "evaluator_or_reason", lambda device: (None, "no asset in this test"))
     data = tiny_data()
     settings = dict(device="cpu", progress=False, train_overrides={"epochs": 2, "batch_size": 32, "sample_every": 0},
                     model_overrides={"latent_dim": 8, "widths": (8, 4), "conditional": True, "d_steps": 2})
@@ -440,8 +443,8 @@ def test_resume_mid_run_gives_identical_weights(tmp_path, monkeypatch):
     calls = {"n": 0}
     original = DCGAN.train_step
 
-    def interrupting_step(self, x, y, optimizers):
-        out = original(self, x, y, optimizers)
+    def interrupting_step(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
         calls["n"] += 1
         if calls["n"] == 4:
             signal.raise_signal(signal.SIGINT)  # the trainer stops cleanly after this step and checkpoints
@@ -462,6 +465,73 @@ def test_resume_mid_run_gives_identical_weights(tmp_path, monkeypatch):
     assert a.keys() == b.keys() and int(a["n_steps"]) == 6
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    # The epoch averages too: epoch 2's running sums of steps 3 and 4 travelled in the checkpoint.
+    epoch_records = [[r for r in runs.read_metrics_log(run) if "epoch_loss_d" in r] for run in (whole, part)]
+    assert [r["epoch"] for r in epoch_records[1]] == [1, 2]
+    for key in ("epoch_loss_d", "epoch_loss_g", "epoch_d_real", "epoch_d_fake"):
+        assert [r[key] for r in epoch_records[0]] == [r[key] for r in epoch_records[1]], key
+
+
+def test_weights_saved_without_epoch_sums_still_load():
+    model = tiny("gan")
+    old = {k: v for k, v in model.state_dict().items() if k not in ("epoch_sums", "epoch_steps")}
+    clone = tiny("gan")
+    clone.epoch_sums.fill_(3.0)
+    assert clone.load_state_dict(old, strict=True).missing_keys == []
+    assert int(clone.epoch_steps) == 0 and not clone.epoch_sums.any()
+
+
+def test_averaged_generator_normalises_with_statistics_of_its_own_weights():
+    """The EMA generator's first batch norm follows z @ W.T with z ~ N(0, I): mean 0, variance |W_row|^2 exactly.
+
+    Its running statistics must be those of the averaged W (estimated from 2,048 draws: a few per cent),
+    not the raw generator's (which a copy of the raw running statistics would give).
+    """
+    model = tiny("dcgan", ema_decay=0.9)
+    opts = optimizers(model)
+    for seed in range(6):
+        model.train_step(*batch(seed=seed), opts)
+    rng = torch.get_rng_state()
+    model.sample(4, generator=torch.Generator().manual_seed(0))  # brings the statistics up to date
+    assert torch.equal(rng, torch.get_rng_state())  # fixed draws: training's random stream is untouched
+    linear, norm = model.generator_ema.project[0], model.generator_ema.project[1]
+    expected_var = linear.weight.detach().pow(2).sum(1)  # (C0 * 49,)
+    ratio = norm.running_var / expected_var
+    assert (ratio - 1).abs().mean() < 0.05 and (ratio - 1).abs().max() < 0.25
+    assert norm.running_mean.abs().mean() < 0.05 * expected_var.sqrt().mean()
+    raw_var = model.generator.project[1].running_var
+    assert (raw_var / expected_var - 1).abs().mean() > 0.5  # the raw generator's statistics would be far off
+    # A reloaded model recomputes the same statistics from the same weights.
+    clone = tiny("dcgan", ema_decay=0.9)
+    clone.load_state_dict(model.state_dict())
+    clone.sampling_network()
+    torch.testing.assert_close(clone.generator_ema.project[1].running_var, norm.running_var, rtol=0, atol=0)
+
+
+def test_wgan_gp_defaults_are_the_papers_and_explicit_settings_win(tmp_path, monkeypatch):
+    """Gulrajani et al. 2017, Algorithm 1: alpha = 1e-4, n_critic = 5, Adam (beta1, beta2) = (0, 0.9)."""
+    from genzoo import trainer
+
+    model = DCGAN(loss="wgan-gp")
+    assert (model.config.lr_g, model.config.lr_d, model.config.d_steps) == (1e-4, 1e-4, 5)
+    opts = model.configure_optimizers(TrainConfig(**model.train_defaults))
+    assert all(o.param_groups[0]["betas"] == (0.0, 0.9) and o.param_groups[0]["lr"] == 1e-4 for o in opts.values())
+    gan = GAN(loss="wgan-gp", lr_g=3e-4, d_steps=2)  # explicit values win, the others follow the loss
+    assert (gan.config.lr_g, gan.config.lr_d, gan.config.d_steps) == (3e-4, 1e-4, 2)
+    plain = GAN()  # other losses keep Radford et al.'s settings
+    assert (plain.config.lr_g, plain.config.lr_d, plain.config.d_steps) == (2e-4, 2e-4, 1)
+    assert (plain.train_defaults["beta1"], plain.train_defaults["beta2"]) == (0.5, 0.999)
+
+    monkeypatch.setattr(trainer, "evaluator_or_reason", lambda device: (None, "no asset in this test"))
+    settings = dict(
+        device="cpu", progress=False, model_overrides={"latent_dim": 8, "widths": "16,32", "loss": "wgan-gp"}
+    )
+    lengths = {"steps": 1, "epochs": 0, "batch_size": 16, "sample_every": 0}
+    run = trainer.train("gan", tiny_data(32), tmp_path / "paper", train_overrides=lengths, **settings)
+    config = runs.read_config(run)
+    assert (config["train"]["beta1"], config["train"]["beta2"], config["hparams"]["d_steps"]) == (0.0, 0.9, 5)
+    run = trainer.train("gan", tiny_data(32), tmp_path / "mine", train_overrides={**lengths, "beta1": 0.5}, **settings)
+    assert (runs.read_config(run)["train"]["beta1"], runs.read_config(run)["train"]["beta2"]) == (0.5, 0.9)
 
 
 def test_loading_weights_resets_the_generator_step_cadence():
@@ -481,7 +551,7 @@ def test_interpolate_command_writes_rows(tmp_path, monkeypatch):
 
     from genzoo import cli, trainer
 
-    monkeypatch.setattr(gan_module, "_evaluator", lambda device: (None, "no asset in this test"))
+    monkeypatch.setattr(trainer, "evaluator_or_reason", lambda device: (None, "no asset in this test"))
     run = trainer.train("gan", tiny_data(32), tmp_path / "run", device="cpu", progress=False,
                         train_overrides={"epochs": 1, "batch_size": 16, "sample_every": 0},
                         model_overrides={"latent_dim": 8, "widths": (16, 32)})

@@ -9,14 +9,14 @@ import pytest
 import torch
 from sklearn.mixture import GaussianMixture as SklearnGM
 
+from genzoo.commands import anisotropic_clusters, gmm_demo
+from genzoo.images import save_pictures
+from genzoo.metrics import bits_per_dim
 from genzoo.models.gmm import (
     GMM,
     ConvergenceWarning,
     GaussianMixture,
     SingularCovarianceError,
-    anisotropic_clusters,
-    bits_per_dim,
-    gmm_demo,
 )
 
 TYPES = ("full", "tied", "diag", "spherical")
@@ -109,7 +109,9 @@ def test_samples_recover_the_fitted_means_and_covariances():
     for k in range(4):
         s = samples[labels == k]
         np.testing.assert_allclose(s.mean(0).numpy(), gm.means_[k].numpy(), atol=0.05)
-        np.testing.assert_allclose(torch.cov(s.T).numpy(), gm.covariances_[k].numpy(), rtol=0.05, atol=0.03)  # ~10,000 draws each
+        np.testing.assert_allclose(
+            torch.cov(s.T).numpy(), gm.covariances_[k].numpy(), rtol=0.05, atol=0.03
+        )  # ~10,000 draws each
     # and the fit found the true cluster centres
     centres = np.array([[0.0, 0.0], [6.0, 1.0], [2.0, 6.0], [8.0, 7.0]])
     found = gm.means_.numpy()
@@ -146,7 +148,7 @@ def test_gmm_model_on_digits_fit_sample_load(tmp_path):
     assert out["train_log_likelihood"] > 0 and np.isfinite(out["train_bits_per_dim"])
     lp = model.log_prob(data.test_x[:50])
     assert lp.shape == (50,) and torch.isfinite(lp).all()
-    assert float(bits_per_dim(lp.double()).mean()) > 0
+    assert float(bits_per_dim(-lp.double(), dequantized=True).mean()) > 0
     samples = model.sample(6, generator=torch.Generator().manual_seed(1))
     assert samples.shape == (6, 1, 28, 28) and samples.min() >= 0 and samples.max() <= 1
     # rebuild from the config and the buffers alone (what genzoo.load does)
@@ -154,8 +156,11 @@ def test_gmm_model_on_digits_fit_sample_load(tmp_path):
     clone.load_state_dict(model.state_dict())
     assert torch.equal(clone.sample(6, generator=torch.Generator().manual_seed(1)), samples)
     assert torch.allclose(clone.log_prob(data.test_x[:50]), lp)
-    paths = model.write_pictures(tmp_path)
-    assert all(p.exists() for p in paths)
+    pictures = model.pictures()
+    assert pictures["components.png"].shape == (1, 3, 1, 28, 28)  # three means in one row
+    assert pictures["component_samples.png"].shape == (3, 8, 1, 28, 28)  # a row of samples per component
+    paths = save_pictures(pictures, tmp_path)
+    assert [p.name for p in paths] == ["components.png", "component_samples.png"] and all(p.exists() for p in paths)
 
 
 def test_pca_density_matches_a_gaussian_in_pixel_space():

@@ -38,7 +38,9 @@ def test_frechet_distance_closed_form_and_identity():
     gen = torch.Generator().manual_seed(0)
     d, n = 4, 200_000
     a = torch.randn(n, d, generator=gen, dtype=torch.float64)
-    b = 2 * torch.randn(n, d, generator=gen, dtype=torch.float64) + torch.tensor([1.0, 2.0, 0.0, 0.0], dtype=torch.float64)
+    b = 2 * torch.randn(n, d, generator=gen, dtype=torch.float64) + torch.tensor(
+        [1.0, 2.0, 0.0, 0.0], dtype=torch.float64
+    )
     assert frechet_distance(a, b) == pytest.approx(5.0 + d, rel=0.02)
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
 

@@ -5,8 +5,15 @@ import itertools
 import pytest
 import torch
 
-from genzoo.autoregressive import cached_logits, complete, generate, pixel_probabilities, visible_mask, write_completions
 from genzoo.config import ConfigError
+from genzoo.models.autoregressive import (
+    cached_logits,
+    complete,
+    completion_rows,
+    generate,
+    pixel_probabilities,
+    visible_mask,
+)
 from genzoo.models.pixelcnn import PixelCNN
 
 VARIANTS = {
@@ -103,7 +110,8 @@ def test_completion_never_changes_visible_pixels(hide, tmp_path):
     for completion in out:
         assert torch.equal(completion[visible.expand(3, -1, -1, -1)], x.float()[visible.expand(3, -1, -1, -1)])
     assert (out != x.float()).any()  # the hidden part is filled in, not copied
-    assert (write_completions(model, x, hide, tmp_path / "c.png", n_completions=2)).exists()
+    rows = completion_rows(model, x, hide, n_completions=2, generator=torch.Generator().manual_seed(0))
+    assert rows.shape == (4, 3, 1, 8, 8) and torch.equal(rows[2:], out)  # original, visible, then the completions
 
 
 def test_loss_is_mean_nll_in_nats_and_bits_per_dim():
@@ -120,7 +128,9 @@ def test_loss_is_mean_nll_in_nats_and_bits_per_dim():
 @pytest.mark.parametrize("gated", [False, True])
 def test_training_steps_lower_the_nll(gated, nll_after_steps_on_a_bar):
     torch.manual_seed(0)
-    first, last = nll_after_steps_on_a_bar(PixelCNN(image_size=8, channels=16, n_layers=2, head_channels=16, gated=gated))
+    first, last = nll_after_steps_on_a_bar(
+        PixelCNN(image_size=8, channels=16, n_layers=2, head_channels=16, gated=gated)
+    )
     assert last < 0.6 * first
 
 
@@ -146,8 +156,8 @@ def test_labels_are_checked_and_a_single_label_is_broadcast():
 
 def test_genzoo_complete_writes_rows_from_a_trained_run(tiny, tmp_path):
     import genzoo
-    from genzoo.autoregressive import complete_run
     from genzoo.cli import main
+    from genzoo.commands import complete
 
     run = genzoo.train("pixelcnn", data=tiny, out=tmp_path / "run", device="cpu", seed=0, progress=False,
                        train_overrides={"steps": 2, "epochs": 0, "batch_size": 8, "sample_every": 0},
@@ -157,4 +167,4 @@ def test_genzoo_complete_writes_rows_from_a_trained_run(tiny, tmp_path):
     assert main(["complete", str(run), "--hide", "box", "-n", "2", "--completions", "1", "--out", str(out)]) == 0
     assert out.exists()
     with pytest.raises(ConfigError, match="--hide 'top': must be one of"):
-        complete_run(run, "top")
+        complete(run, "top")

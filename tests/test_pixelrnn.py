@@ -5,8 +5,8 @@ import itertools
 import pytest
 import torch
 
-from genzoo.autoregressive import cached_logits, complete, generate, visible_mask
 from genzoo.config import ConfigError
+from genzoo.models.autoregressive import cached_logits, complete, generate, visible_mask
 from genzoo.models.pixelrnn import PixelRNN, skew, unskew
 
 VARIANTS = ("row", "diagonal")

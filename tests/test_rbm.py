@@ -8,13 +8,18 @@ import pytest
 import torch
 
 from genzoo.data import binarize, load_data
+from genzoo.images import save_pictures
 from genzoo.models.rbm import RBM, ais_betas, ais_log_partition, exact_log_partition, free_energy
 from genzoo.train_config import TrainConfig
 
 
 def tiny_rbm(n_vis=10, n_hid=6, seed=0, scale=1.0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(n_vis, n_hid, generator=g) * scale, torch.randn(n_vis, generator=g) * 0.5, torch.randn(n_hid, generator=g) * 0.5)
+    return (
+        torch.randn(n_vis, n_hid, generator=g) * scale,
+        torch.randn(n_vis, generator=g) * 0.5,
+        torch.randn(n_hid, generator=g) * 0.5,
+    )
 
 
 def brute_force_log_z(W, b, c):
@@ -31,7 +36,9 @@ def test_exact_log_partition_matches_the_joint_sum():
     W, b, c = tiny_rbm()
     expected = brute_force_log_z(W, b, c)
     assert exact_log_partition(W, b, c) == pytest.approx(expected, abs=1e-9)  # enumerates h (6 < 10)
-    assert exact_log_partition(W.T, c, b) == pytest.approx(expected, abs=1e-9)  # the same RBM, layers swapped: enumerates v
+    assert exact_log_partition(W.T, c, b) == pytest.approx(
+        expected, abs=1e-9
+    )  # the same RBM, layers swapped: enumerates v
 
 
 def test_free_energy_is_minus_log_of_the_hidden_sum():
@@ -70,7 +77,9 @@ def test_cd_lowers_free_energy_of_data_relative_to_noise(digits, method):
     torch.manual_seed(0)
     model = RBM(n_hidden=32, method=method, k=1, persistent_chains=50)
     opt = model.configure_optimizers(TrainConfig(lr=0.05))
-    noise = torch.bernoulli(torch.full((200, 1, 28, 28), float(digits.mean())), generator=torch.Generator().manual_seed(2))
+    noise = torch.bernoulli(
+        torch.full((200, 1, 28, 28), float(digits.mean())), generator=torch.Generator().manual_seed(2)
+    )
 
     def gap():
         return float(model.free_energy(digits).mean() - model.free_energy(noise).mean())
@@ -110,5 +119,9 @@ def test_log_prob_sample_pictures_and_reload(digits, tmp_path):
     clone.load_state_dict(model.state_dict())
     assert torch.equal(clone.sample(4, generator=torch.Generator().manual_seed(3)), samples)
     assert float(clone.log_z) == float(model.log_z)
-    paths = model.write_pictures(tmp_path)
+    pictures = model.pictures()
+    assert pictures["filters.png"].shape == (2, 10, 1, 28, 28)  # 16 filters, 10 a row, the short row padded grey
+    assert (pictures["filters.png"][1, 6:] == 0.5).all()
+    assert pictures["gibbs_chain.png"].shape == (8, 4, 1, 28, 28)  # chains x sweeps 0, 1, 2, 5
+    paths = save_pictures(pictures, tmp_path)
     assert all(p.exists() for p in paths)

@@ -188,9 +188,16 @@ def test_train_evaluate_report_end_to_end(tmp_path, monkeypatch):
     import genzoo
     from genzoo.evaluate import evaluate_run
 
-    run = genzoo.train("vae", data="embedded", out=tmp_path / "bench" / "runs" / "vae", device="cpu", seed=0, progress=False,
-                       model_overrides={"channels": 8, "latent_dim": 4},
-                       train_overrides={"steps": 4, "batch_size": 32, "n_grid": 16, "log_every": 1})
+    run = genzoo.train(
+        "vae",
+        data="embedded",
+        out=tmp_path / "bench" / "runs" / "vae",
+        device="cpu",
+        seed=0,
+        progress=False,
+        model_overrides={"channels": 8, "latent_dim": 4},
+        train_overrides={"steps": 4, "batch_size": 32, "n_grid": 16, "log_every": 1},
+    )
     metrics = evaluate_run(run, device="cpu", seed=0, max_test=200, n_samples=300, iwae_k=2)
     on_disk = json.loads((run / "metrics.json").read_text())
     assert on_disk["fid"]["value"] == metrics["fid"]["value"] > 0

@@ -99,7 +99,9 @@ class Exploding(GenerativeModel):
 
 
 def test_nan_loss_stops_with_message_and_keeps_checkpoint(tiny, tmp_path):
-    with pytest.raises(TrainingError, match=r"exploding: loss=nan at step 4; training stopped. The last good checkpoint \(step 3\)"):
+    with pytest.raises(
+        TrainingError, match=r"exploding: loss=nan at step 4; training stopped. The last good checkpoint \(step 3\)"
+    ):
         genzoo.train(Exploding(), data=tiny, out=tmp_path, device="cpu", progress=False,
                      train_overrides={"steps": 10, "epochs": 0, "batch_size": 128, "checkpoint_minutes": 0})
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 3
@@ -109,7 +111,9 @@ def test_nan_between_checks_names_its_step_and_keeps_the_checkpoint_before_it(ti
     # Values are read from the device only at log points and before checkpoints (here the epoch
     # ends, steps 8 and 16): the NaN of step 11 is found at step 16, named as step 11, and
     # the checkpoint of step 8 is the one on disk.
-    with pytest.raises(TrainingError, match=r"loss=nan at step 11; training stopped. The last good checkpoint \(step 8\)"):
+    with pytest.raises(
+        TrainingError, match=r"loss=nan at step 11; training stopped. The last good checkpoint \(step 8\)"
+    ):
         genzoo.train(Exploding(explode_at=10), data=tiny, out=tmp_path, device="cpu", progress=False,
                      train_overrides={"steps": 24, "epochs": 0, "batch_size": 32, "log_every": 100, "sample_every": 0})
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 8
@@ -240,7 +244,9 @@ def test_lengthening_a_cosine_run_follows_the_new_schedule_and_says_so(tiny, tmp
     train = {"epochs": 2, "batch_size": 64, "sample_every": 0, "log_every": 1, "schedule": "cosine", "lr": 0.01}
     genzoo.train("ae", data=tiny, out=tmp_path, device="cpu", progress=False, train_overrides=train,
                  model_overrides={"channels": 4, "latent_dim": 4})
-    genzoo.train("ae", data=tiny, out=tmp_path, device="cpu", progress=False, resume=True, train_overrides={"epochs": 4})
+    genzoo.train(
+        "ae", data=tiny, out=tmp_path, device="cpu", progress=False, resume=True, train_overrides={"epochs": 4}
+    )
     assert "training to step 16 instead of 8 (now at step 8); the cosine schedule now spans 16 steps: " \
            "the learning rate goes from 0 to 0.005" in capsys.readouterr().err
     cfg = genzoo.config.build(genzoo.train_config.TrainConfig, genzoo.runs.read_config(tmp_path)["train"])

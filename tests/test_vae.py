@@ -62,7 +62,9 @@ def test_kl_matches_monte_carlo(model, x):
 def test_iwae_is_above_elbo_and_tightens_with_k(model, x):
     torch.manual_seed(3)
     elbo = torch.stack([model.elbo(x) for _ in range(200)]).mean(0)  # expected ELBO per image
-    iwae = {k: torch.stack([model.log_prob(x, k=k) for _ in range(200 if k == 1 else 20)]).mean(0) for k in (1, 10, 200)}
+    iwae = {
+        k: torch.stack([model.log_prob(x, k=k) for _ in range(200 if k == 1 else 20)]).mean(0) for k in (1, 10, 200)
+    }
     torch.testing.assert_close(iwae[1], elbo, rtol=0.01, atol=0)  # K=1 is the ELBO itself, in expectation
     assert iwae[10].mean() > elbo.mean() + 0.5 and iwae[200].mean() > iwae[10].mean() + 0.3
     assert (iwae[200] > elbo).all()

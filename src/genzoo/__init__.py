@@ -7,9 +7,8 @@
     images = model.sample(16, generator=torch.Generator().manual_seed(0))
 """
 
-__version__ = "0.1.0"
-
-from .runs import create, load  # noqa: E402
-from .trainer import train  # noqa: E402
+from ._version import __version__
+from .runs import create, load
+from .trainer import train
 
 __all__ = ["create", "load", "train", "__version__"]

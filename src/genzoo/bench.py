@@ -99,9 +99,17 @@ def run_bench(
                                iwae_k=iwae_k)
         rows.append(leaderboard_row(run_dir, metrics))
         run_dirs.append(run_dir)
-    meta = {"data": data, "seed": seed, "max_test": max_test or "all", "iwae_k": iwae_k or "model default", "budget": f"{budget_seconds:g} s per model" if budget_seconds else "none",
-            "n_samples": n_samples, "evaluator_version": rows[0]["evaluator_version"] if rows else None,
-            "hardware": runs.hardware(resolve_device(device)), "date": time.strftime("%Y-%m-%d")}
+    meta = {
+        "data": data,
+        "seed": seed,
+        "max_test": max_test or "all",
+        "iwae_k": iwae_k or "model default",
+        "budget": f"{budget_seconds:g} s per model" if budget_seconds else "none",
+        "n_samples": n_samples,
+        "evaluator_version": rows[0]["evaluator_version"] if rows else None,
+        "hardware": runs.hardware(resolve_device(device)),
+        "date": time.strftime("%Y-%m-%d"),
+    }
     (out_dir / "leaderboard.json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
     (out_dir / "leaderboard.md").write_text(leaderboard_markdown(rows, meta))
     write_report(run_dirs, out_dir / "report", title="genzoo bench")

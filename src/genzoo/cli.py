@@ -3,194 +3,84 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import Any
 
-import torch
-
-from . import registry, runs
-from .config import ConfigError, field_types, parse_sets, parse_value
+from . import commands, registry, runs
+from .bench import run_bench
+from .config import ConfigError
 from .data import DataError
-from .evaluator import EvaluatorError
+from .demo import run_demo
+from .evaluator import EvaluatorError, add_arguments
+from .evaluator import main as train_evaluator_main
 from .models.base import CapabilityError
-from .train_config import TrainConfig
-from .trainer import TrainingError, resolve_device
+from .report import write_report
+from .trainer import TrainingError
 
 # Errors a user can cause and fix: printed as one line, never as a traceback.
 USER_ERRORS = (DataError, ConfigError, runs.RunError, TrainingError, CapabilityError, EvaluatorError, FileNotFoundError)
 
-
-def split_sets(model_name: str, pairs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Parse each --set value by its field's type and send it to the model's Config or to the TrainConfig.
-
-    The one place where strings become typed values; unknown keys are errors.
-    """
-    model_keys = field_types(registry.get(model_name).Config)
-    train_keys = field_types(TrainConfig)
-    model_part, train_part = {}, {}
-    for key, value in pairs.items():
-        if key in model_keys:
-            model_part[key] = parse_value(key, value, model_keys[key])
-        elif key in train_keys:
-            train_part[key] = parse_value(key, value, train_keys[key])
-        else:
-            raise ConfigError(
-                f"--set {key}={value}: unknown key {key!r}. {model_name} keys: {', '.join(model_keys)}; "
-                f"trainer keys: {', '.join(train_keys)}"
-            )
-    return model_part, train_part
+# Each verb is one call of a library function; what it returns (a path, a text) is printed by `main`.
 
 
-def cmd_list(args) -> int:
-    for name, cls in registry.MODELS.items():
-        summary = (cls.__doc__ or "").strip().splitlines()[0]
-        print(f"{name:10s} {summary}")
-    return 0
+def cmd_list(args):
+    return commands.list_models()
 
 
-def cmd_train(args) -> int:
-    from .trainer import train
-
-    if args.resume:
-        if args.out is None:
-            raise TrainingError("--resume needs --out RUN, the run folder to continue")
-        if args.set:
-            raise TrainingError(f"{args.out}: --resume continues a run with its own config.json; drop --set "
-                                "(only --epochs or --steps may go with it, to train the run for longer)")
-        model_part, train_part = {}, {}
-    else:
-        model_part, train_part = split_sets(args.model, parse_sets(args.set))
-    for key in ("epochs", "steps", "batch_size", "lr"):
-        if getattr(args, key) is not None:
-            train_part[key] = getattr(args, key)
-    if args.steps and "epochs" not in train_part:
-        train_part["epochs"] = 0
-    out = train(args.model, data=args.data, out=args.out, device=args.device, seed=args.seed, resume=args.resume,
-                train_overrides=train_part, model_overrides=model_part)
-    print(out)
-    return 0
+def cmd_train(args):
+    return commands.train(args.model, data=args.data, out=args.out, device=args.device, seed=args.seed,
+                          resume=args.resume, sets=args.set, epochs=args.epochs, steps=args.steps,
+                          batch_size=args.batch_size, lr=args.lr)
 
 
-def cmd_sample(args) -> int:
-    from .images import save_grid
-
-    model = runs.load(args.run, resolve_device(args.device))
-    labels = None
-    if args.label is not None:
-        if not model.conditional:
-            raise CapabilityError(f"{model.name}: not a conditional model, --label does not apply")
-        if not 0 <= args.label <= 9:
-            raise ConfigError(f"--label {args.label}: must be a digit 0..9")
-        labels = torch.full((args.n,), args.label, dtype=torch.long, device=model.device)
-    elif model.conditional:
-        labels = model.default_labels(args.n)
-    with torch.no_grad():
-        images = model.sample(args.n, y=labels, generator=torch.Generator().manual_seed(args.seed))
-    out = Path(args.out or Path(args.run) / "samples" / f"sample_seed{args.seed}.png")
-    save_grid(images, out, nrow=10 if labels is not None and args.label is None else None)
-    print(out)
-    return 0
+def cmd_sample(args):
+    return commands.sample(args.run, args.n, label=args.label, seed=args.seed, out=args.out, device=args.device)
 
 
-def cmd_interpolate(args) -> int:
-    from .models.gan import interpolate_run
-
-    print(interpolate_run(args.run, args.out, steps=args.steps, label=args.label, rows=args.rows, seed=args.seed,
-                          device=resolve_device(args.device)))
-    return 0
+def cmd_interpolate(args):
+    return commands.interpolate(args.run, args.out, steps=args.steps, label=args.label, rows=args.rows,
+                                seed=args.seed, device=args.device)
 
 
-def cmd_complete(args) -> int:
-    from .autoregressive import complete_run
-
-    print(complete_run(args.run, args.hide, n_digits=args.n, n_completions=args.completions, seed=args.seed,
-                       out=args.out, device=resolve_device(args.device)))
-    return 0
+def cmd_complete(args):
+    return commands.complete(args.run, args.hide, args.n, completions=args.completions, seed=args.seed,
+                             out=args.out, device=args.device)
 
 
-def _test_images(run: str, n: int) -> torch.Tensor:
-    from .data import load_data
-
-    from .pictures import spread
-
-    return spread(load_data(runs.read_config(run)["data"], verbose=False).test_x, n)
+def cmd_reconstruct(args):
+    return commands.reconstruct(args.run, args.n, out=args.out, device=args.device)
 
 
-def cmd_reconstruct(args) -> int:
-    from .pictures import write_reconstructions
-
-    model = runs.load(args.run, resolve_device(args.device))
-    print(write_reconstructions(model, _test_images(args.run, args.n), args.out or Path(args.run) / "reconstructions.png"))
-    return 0
+def cmd_denoise(args):
+    return commands.denoise(args.run, args.noise, args.n, seed=args.seed, out=args.out, device=args.device)
 
 
-def cmd_denoise(args) -> int:
-    from .models.dae import parse_noise
-    from .pictures import write_denoising
-
-    model = runs.load(args.run, resolve_device(args.device))
-    if not model.can_denoise:
-        raise CapabilityError(f"{model.name}: is not a denoising autoencoder; train a `dae` run")
-    noises = [parse_noise(text) for text in args.noise] if args.noise else None
-    out = args.out or Path(args.run) / "denoising.png"
-    print(write_denoising(model, _test_images(args.run, args.n), out, seed=args.seed, noises=noises))
-    return 0
+def cmd_evaluate(args):
+    return commands.evaluate(args.run, as_json=args.json, device=args.device, seed=args.seed,
+                             max_test=args.max_test, random_subset=args.random_subset, iwae_k=args.iwae_k,
+                             n_samples=args.n_samples)
 
 
-def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate_run
-
-    metrics = evaluate_run(args.run, device=args.device, seed=args.seed, max_test=args.max_test,
-                           random_subset=args.random_subset, iwae_k=args.iwae_k, n_samples=args.n_samples)
-    if args.json:
-        print(json.dumps(metrics, indent=2))
-    else:
-        for key, value in metrics.items():
-            shown = value["value"] if isinstance(value, dict) and "value" in value else value
-            unit = value.get("unit", "") if isinstance(value, dict) else ""
-            se = f" ± {value['se']:.2g}" if isinstance(value, dict) and value.get("se") is not None else ""
-            print(f"{key:28s} {shown:.6g}{se} {unit}" if isinstance(shown, float) else f"{key:28s} {shown}")
-        print(f"written to {Path(args.run) / runs.METRICS}")
-    return 0
+def cmd_report(args):
+    return write_report(args.runs, args.out)
 
 
-def cmd_report(args) -> int:
-    from .report import write_report
-
-    print(write_report(args.runs, args.out))
-    return 0
+def cmd_demo(args):
+    return run_demo(out=args.out, data=args.data, budget=args.budget, device=args.device, seed=args.seed)
 
 
-def cmd_demo(args) -> int:
-    from .demo import run_demo
-
-    print(run_demo(out=args.out, data=args.data, budget=args.budget, device=args.device, seed=args.seed))
-    return 0
+def cmd_gmm_demo(args):
+    return commands.gmm_demo(args.out, n_components=args.components, seed=args.seed)
 
 
-def cmd_gmm_demo(args) -> int:
-    from .models.gmm import gmm_demo
-
-    print(gmm_demo(args.out, n_components=args.components, seed=args.seed))
-    return 0
-
-
-def cmd_bench(args) -> int:
-    from .bench import run_bench
-
-    run_bench(args.models, data=args.data, budget_seconds=args.budget, device=args.device, out_dir=args.out,
-              seed=args.seed, n_samples=args.n_samples, reuse=not args.retrain, max_test=args.max_test,
-              iwae_k=args.iwae_k)
-    return 0
+def cmd_bench(args):
+    return run_bench(args.models, data=args.data, budget_seconds=args.budget, device=args.device, out_dir=args.out,
+                     seed=args.seed, n_samples=args.n_samples, reuse=not args.retrain, max_test=args.max_test,
+                     iwae_k=args.iwae_k)
 
 
-def cmd_evaluator(args) -> int:
-    from .evaluator import main as train_evaluator_main
-
-    train_evaluator_main(args)
-    return 0
+def cmd_evaluator(args):
+    return train_evaluator_main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,8 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="run folder (default runs/MODEL)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last checkpoint; with --epochs or --steps, train it for longer")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint; with --epochs or --steps, train it for longer",
+    )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any model or trainer hyper-parameter")
     p.set_defaults(fn=cmd_train)
 
@@ -313,8 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluator", help="`genzoo evaluator train`: rebuild the evaluator network asset")
     p.add_argument("action", choices=["train"])
-    from .evaluator import add_arguments
-
     add_arguments(p)
     p.set_defaults(fn=cmd_evaluator)
     return parser
@@ -323,9 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.fn(args)
+        result = args.fn(args)
     except USER_ERRORS as e:
         print(f"genzoo {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # training has checkpointed and said how to resume
         return 130
+    if isinstance(result, (str, Path)):  # a written file or a text; bench and evaluator print their own tables
+        print(result)
+    return 0

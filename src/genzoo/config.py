@@ -9,6 +9,7 @@ value is a `ConfigError` that lists the valid keys.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from typing import Any
 
@@ -27,8 +28,19 @@ def describe_keys(config_cls: type) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in defaults.items())
 
 
+def _optional(kind: Any) -> Any:
+    """T for a field typed `T | None` (None: "use the default that fits the other settings"), else None."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        rest = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        if len(rest) == 1 and len(typing.get_args(kind)) == 2:
+            return rest[0]
+    return None
+
+
 def parse_value(key: str, text: str, kind: Any) -> Any:
-    """Turn the string `text` into a value of `kind` (bool, int, float, str, Literal, tuple of int)."""
+    """Turn the string `text` into a value of `kind` (bool, int, float, str, Literal, tuple of int, or T | None)."""
+    if _optional(kind) is not None:
+        return None if text.lower() == "none" else parse_value(key, text, _optional(kind))
     origin = typing.get_origin(kind)
     if origin is typing.Literal:
         choices = typing.get_args(kind)
@@ -57,6 +69,8 @@ def parse_value(key: str, text: str, kind: Any) -> Any:
 
 def check_value(key: str, value: Any, kind: Any) -> Any:
     """Check a Python value (from JSON or keyword arguments) against `kind`; returns it, coerced."""
+    if _optional(kind) is not None:
+        return None if value is None else check_value(key, value, _optional(kind))
     origin = typing.get_origin(kind)
     if origin is typing.Literal:
         if value not in typing.get_args(kind):

@@ -282,3 +282,8 @@ def fixed_binarization(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
 
 
 FIXED_BINARIZATION = "stochastic: one Bernoulli draw of the test set, torch.Generator seed 0"
+
+
+def spread(x: torch.Tensor, n: int) -> torch.Tensor:
+    """n items evenly spaced through x: every digit of a set stored class by class (the embedded one)."""
+    return x[torch.linspace(0, len(x) - 1, min(n, len(x))).round().long()]

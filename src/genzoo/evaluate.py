@@ -35,9 +35,9 @@ from tqdm import tqdm
 from . import runs
 from .config import ConfigError
 from .data import FIXED_BINARIZATION, fixed_binarization, load_data
+from .metrics import bits_per_dim
 from .trainer import resolve_device
 
-PIXELS = 784
 DECODED_PER_CALL = 65_536  # IWAE: images decoded per log_prob call (test images x K), so progress shows
 ELBO_DRAWS = 10  # ELBO draws averaged per image for the IWAE gap: the one-sample ELBO's noise is most of its spread
 
@@ -85,10 +85,10 @@ def likelihood_metrics(model, log_p: torch.Tensor, **log_prob_kwargs) -> dict[st
     note = {"kind": model.log_prob_kind, "n": len(log_p), **log_prob_kwargs}
     if model.binary_data:
         note["data"] = FIXED_BINARIZATION
-        bits = nll["value"] / (PIXELS * math.log(2))
+        bits = bits_per_dim(nll["value"], dequantized=False)
     else:  # a density on [0, 1]^784 of dequantized pixels: bits/dim of the 256-level image, as usual
         note["data"] = "dequantized 8-bit test pixels, density on [0, 1]^784 (see the model's log_prob)"
-        bits = (nll["value"] / PIXELS + math.log(256)) / math.log(2)
+        bits = bits_per_dim(nll["value"], dequantized=True)
     return {"nll_nats": {**nll, "unit": "nats/image", **note},
             "bits_per_dim": {"value": bits, "unit": "bits/dim", **note}}
 

@@ -16,13 +16,14 @@ one-cycle learning rate, random shifts of up to 2 px and dropout.
 
 Reproduce the asset with::
 
-    genzoo evaluator train --data /work/shared/data/mnist --out src/genzoo/assets/evaluator-v1.safetensors
+    genzoo evaluator train --data ../shared/data/mnist --out src/genzoo/assets/evaluator-v1.safetensors
     # or: python -m genzoo.evaluator --data ... --out ...
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -157,6 +158,16 @@ def load_evaluator(device: str | torch.device = "cpu", path: str | Path | None =
     model.load_state_dict(state)
     model.eval().requires_grad_(False)
     return model.to(device)
+
+
+@functools.lru_cache(maxsize=4)
+def evaluator_or_reason(device: str) -> tuple[Evaluator | None, str]:
+    """The pinned evaluator on `device` for optional checks during training, loaded once per device;
+    (None, why) when it cannot be loaded, so that training goes on and says why the check was skipped."""
+    try:
+        return load_evaluator(device), ""
+    except EvaluatorError as e:
+        return None, str(e)
 
 
 def save_evaluator(model: Evaluator, path: str | Path, metadata: dict[str, str] | None = None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,6 +47,40 @@ def save_rows(rows: list[torch.Tensor], path: str | Path, scale: int = 2) -> Pat
     """Write several equal-length rows of images (e.g. clean / noisy / denoised) one above the other."""
     ncol = len(rows[0])
     return save_grid(torch.cat(rows), path, nrow=ncol, scale=scale)
+
+
+# Pictures at most this many images wide are enlarged twice (nearest) so that digits are visible; wider ones,
+# such as a 20 x 20 latent manifold, are already large and keep their own size.
+ENLARGE_UP_TO_COLUMNS = 16
+
+
+def save_pictures(pictures: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """Write a model's `pictures(data)` into `out_dir`: the one place where pictures become files.
+
+    Args:
+        pictures: {file name relative to out_dir: (rows, columns, 1, H, W) images in [0, 1], or a matplotlib
+            Figure (saved at its own dpi)}.
+        out_dir: the run folder (or any folder).
+    Returns:
+        The paths written, in the dict's order.
+    """
+    paths = []
+    for name, picture in pictures.items():
+        path = Path(out_dir) / name
+        if isinstance(picture, torch.Tensor):
+            if picture.dim() != 5:
+                raise ValueError(
+                    f"{name}: a picture is (rows, columns, 1, H, W) images, got shape {tuple(picture.shape)}"
+                )
+            scale = 2 if picture.shape[1] <= ENLARGE_UP_TO_COLUMNS else 1
+            paths.append(save_rows(list(picture), path, scale=scale))
+        else:  # a matplotlib Figure
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+            picture.savefig(tmp, bbox_inches="tight")
+            os.replace(tmp, path)
+            paths.append(path)
+    return paths
 
 
 def save_gif(frames: list[str | Path], path: str | Path, ms_per_frame: int = 400) -> Path:

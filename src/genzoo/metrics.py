@@ -24,7 +24,22 @@ import math
 
 import torch
 
-N_CLASSES = 10
+from .constants import N_CLASSES, N_PIXELS
+
+
+def bits_per_dim(nll_nats: torch.Tensor | float, *, dequantized: bool, n_dims: int = N_PIXELS) -> torch.Tensor | float:
+    """Bits per dimension of an image's negative log-likelihood in nats.
+
+    Args:
+        nll_nats: -log p(x) per image in nats (a tensor or a float).
+        dequantized: True for a density on [0, 1]^D of uniformly dequantized 8-bit pixels; the figure is
+            then that of the 256-level image, (nll / D + log 256) / log 2 (Theis et al. 2016). False for a
+            probability of binary pixels: nll / (D log 2).
+        n_dims: D, the pixels of one image.
+    """
+    if dequantized:
+        return (nll_nats / n_dims + math.log(256)) / math.log(2)
+    return nll_nats / (n_dims * math.log(2))
 
 
 def _as_2d(feats: torch.Tensor, name: str) -> torch.Tensor:
@@ -261,6 +276,45 @@ def real_features(evaluator: torch.nn.Module, real_images: torch.Tensor, cache: 
 
 
 
+# A quick check of a generator's samples during training (a GAN's epoch ends): thresholds and size.
+COVERAGE_SAMPLES = 1000  # samples classified by the evaluator
+COVERAGE_SEED = 1234
+COVERAGE_MIN_SHARE = 0.025  # a digit counts as covered with at least a quarter of its fair 10%
+COVERAGE_MIN_DIGITS = 8  # fewer covered digits than this: "collapsed onto a few digits"
+COND_ACCURACY_WARN = 0.5  # conditional samples below this accuracy do not follow their labels
+
+
+@torch.no_grad()
+def coverage_check(model: torch.nn.Module, evaluator: torch.nn.Module, n: int = COVERAGE_SAMPLES,
+                   seed: int = COVERAGE_SEED) -> tuple[dict, str | None]:
+    """Classify n samples of `model` with `evaluator`: do they cover the digits, or follow their labels?
+
+    Args:
+        model: a `GenerativeModel`; a conditional one is asked for `default_labels(n)`.
+        evaluator: any network with `predict(images) -> (n,) labels` (the pinned evaluator, handed in).
+        n: samples to classify; seed: seeds them (a CPU generator: the same samples on any device).
+    Returns:
+        (metrics, warning or None). Metrics: "coverage_check": "done", then "class_coverage" (digits with at
+        least COVERAGE_MIN_SHARE of the samples) and "max_class_share", or "cond_accuracy" for conditional
+        models. The warning says the samples collapsed onto fewer than COVERAGE_MIN_DIGITS digits, or that
+        fewer than COND_ACCURACY_WARN of conditional samples show their digit.
+    """
+    labels = model.default_labels(n) if model.conditional else None
+    pred = evaluator.predict(model.sample(n, y=labels, generator=torch.Generator().manual_seed(seed))).cpu()
+    if labels is not None:
+        acc = float((pred == labels.cpu()).float().mean())
+        warning = (f"conditional samples do not follow their labels (evaluator accuracy {acc:.1%} "
+                   f"on {n} samples)") if acc < COND_ACCURACY_WARN else None
+        return {"coverage_check": "done", "cond_accuracy": acc}, warning
+    shares = torch.tensor(class_coverage(pred))
+    covered = int((shares >= COVERAGE_MIN_SHARE).sum())
+    warning = None
+    if covered < COVERAGE_MIN_DIGITS:
+        warning = (f"samples collapsed onto few digits: only {covered} of 10 digits have >= "
+                   f"{COVERAGE_MIN_SHARE:.1%} of {n} samples (shares {[round(v, 3) for v in shares.tolist()]})")
+    return {"coverage_check": "done", "class_coverage": covered, "max_class_share": float(shares.max())}, warning
+
+
 @torch.no_grad()
 def model_sample_quality(model: torch.nn.Module, real_images: torch.Tensor, n_samples: int = 10_000, seed: int = 0,
                          batch_size: int = 1000, evaluator: torch.nn.Module | None = None) -> dict:
@@ -309,13 +363,25 @@ def model_sample_quality(model: torch.nn.Module, real_images: torch.Tensor, n_sa
     score_seconds = time.perf_counter() - start
     note = {"n": n_samples, "n_real": q["n_real"], "evaluator_version": EVALUATOR_VERSION, "seed": seed}
     out = {
-        "fid": {"value": q["fid"], "unit": f"FID-style, evaluator {EVALUATOR_VERSION} features (lower is better)", **note},
+        "fid": {
+            "value": q["fid"],
+            "unit": f"FID-style, evaluator {EVALUATOR_VERSION} features (lower is better)",
+            **note,
+        },
         "precision": {"value": q["precision"], "unit": f"share, k={q['k']} (Kynkäänniemi et al. 2019)", **note},
         "recall": {"value": q["recall"], "unit": f"share, k={q['k']} (Kynkäänniemi et al. 2019)", **note},
-        "class_coverage": {"value": q["class_coverage"], "unit": "share of digits 0..9 by the evaluator",
-                           "entropy_nats": q["class_entropy"], **note},
-        "sample_seconds_per_image": {"value": sample_seconds / n_samples, "unit": "s/image",
-                                     "batch_size": batch_size, "n": n_samples},
+        "class_coverage": {
+            "value": q["class_coverage"],
+            "unit": "share of digits 0..9 by the evaluator",
+            "entropy_nats": q["class_entropy"],
+            **note,
+        },
+        "sample_seconds_per_image": {
+            "value": sample_seconds / n_samples,
+            "unit": "s/image",
+            "batch_size": batch_size,
+            "n": n_samples,
+        },
         "sample_quality_seconds": {"value": round(score_seconds, 2), "unit": "s (scoring only, no sampling)"},
         "evaluator_version": EVALUATOR_VERSION,
     }

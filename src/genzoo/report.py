@@ -246,7 +246,9 @@ def _run_section(run: _Run, out_dir: Path) -> str:
     summary = {k: cfg[k] for k in ("model", "data", "seed", "genzoo_version") if k in cfg}
     train = cfg.get("train", {})
     if isinstance(train, dict):
-        summary.update({f"train.{k}": train[k] for k in ("epochs", "steps", "batch_size", "lr") if train.get(k) is not None})
+        summary.update(
+            {f"train.{k}": train[k] for k in ("epochs", "steps", "batch_size", "lr") if train.get(k) is not None}
+        )
     parts.append(f'<p class="meta">{html.escape(str(run.dir))}<br>'
                  + " · ".join(f"{html.escape(k)}: {_esc(v)}" for k, v in summary.items()) + "</p>")
     if run.grids or run.progress:

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import registry
+from ._version import __version__
 from .config import ConfigError
 
 CONFIG = "config.json"
@@ -59,12 +60,12 @@ def hardware(device: torch.device | str) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    return (
+        f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    )
 
 
 def write_config(run_dir: Path, model, train_cfg, data: str, seed: int) -> dict:
-    from . import __version__
-
     config = {
         "model": model.name,
         "hparams": dataclasses.asdict(model.config),
@@ -112,7 +113,9 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu"):
         raise RunError(f"{run_dir}: no {WEIGHTS} yet; the run has not saved weights (resume it with --resume)")
     missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
     if missing or unexpected:
-        raise RunError(f"{weights}: weights do not fit the model in config.json (missing {missing}, unexpected {unexpected})")
+        raise RunError(
+            f"{weights}: weights do not fit the model in config.json (missing {missing}, unexpected {unexpected})"
+        )
     return model.to(device).eval()
 
 

@@ -33,8 +33,14 @@ class TrainConfig:
         positive(batch_size=self.batch_size, lr=self.lr, log_every=self.log_every, n_grid=self.n_grid)
         in_range("beta1", self.beta1, 0.0, 1.0)
         in_range("beta2", self.beta2, 0.0, 1.0)
-        non_negative(epochs=self.epochs, steps=self.steps, warmup_steps=self.warmup_steps, sample_every=self.sample_every,
-                     test_every=self.test_every, test_images=self.test_images)
+        non_negative(
+            epochs=self.epochs,
+            steps=self.steps,
+            warmup_steps=self.warmup_steps,
+            sample_every=self.sample_every,
+            test_every=self.test_every,
+            test_images=self.test_images,
+        )
         if self.epochs == 0 and self.steps == 0:
             raise ConfigError("epochs=0 and steps=0: give a number of epochs or of steps")
 

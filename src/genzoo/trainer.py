@@ -41,7 +41,8 @@ from tqdm import tqdm
 from . import runs
 from .config import build
 from .data import Dataset, binarize, fixed_binarization, load_data
-from .images import save_gif, save_grid
+from .evaluator import evaluator_or_reason
+from .images import save_gif, save_grid, save_pictures
 from .train_config import TrainConfig, check_train_keys
 
 
@@ -488,8 +489,12 @@ class _Loop:
         self.finish(start_step)
 
     def end_epoch(self, epoch: int) -> None:
+        # A model that checks its samples at epoch ends is handed the evaluator; models never load it themselves.
+        evaluator, why = evaluator_or_reason(str(self.device)) if self.model.uses_evaluator else (None, "")
         with self.rng_fork():
-            extra = self.model.epoch_end(epoch) or {}
+            extra = self.model.epoch_end(epoch, evaluator=evaluator) or {}
+        if why:
+            extra["evaluator"] = f"unavailable: {why}"
         if extra:
             self.log({"step": self.step, "epoch": epoch, **extra})
             if extra.get("warning") and self.ddp.main:
@@ -545,7 +550,7 @@ class _Loop:
         if self.ddp.main and not self.stop_reason.startswith("stopped by"):  # a time budget still ends with pictures
             self.model.eval()
             with self.rng_fork():
-                self.model.write_pictures(self.run_dir, self.dataset)
+                save_pictures(self.model.pictures(self.dataset), self.run_dir)
             self.model.train()
 
     def run_fit(self) -> Path:

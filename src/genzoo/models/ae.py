@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import in_range, positive
+from ..data import spread
 from .base import GenerativeModel
 
 
@@ -140,7 +141,6 @@ class Autoencoder(GenerativeModel):
         z = self.code_mean + self.randn(n, self.config.latent_dim, generator=generator) @ chol.T
         return self.decode(z)
 
-    def write_pictures(self, run_dir, data):
-        from ..pictures import spread, write_reconstructions
-
-        write_reconstructions(self, spread(data.test_x, 16), run_dir / "reconstructions.png")
+    def pictures(self, data):
+        """reconstructions.png: 16 test digits spread over the set, above their reconstructions."""
+        return {"reconstructions.png": self.reconstruction_rows(spread(data.test_x, 16))}

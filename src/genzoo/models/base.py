@@ -4,10 +4,20 @@ A model is an `nn.Module` with a `Config` dataclass of hyper-parameters and:
 
 - `loss(x, y=None) -> dict` with a "loss" entry (plus any scalars worth logging),
   for models trained by gradient steps;
-- `sample(n, *, y=None, generator=None) -> (n, 1, 28, 28)` in [0, 1];
+- `sample(n, *, y=None, generator=None, **options) -> (n, 1, 28, 28)` in [0, 1]: checked here
+  once (n, labels, the options a model declares), drawn by the model's `_sample`;
 - `log_prob(x, y=None) -> (N,)` in nats, only where it is defined; `log_prob_kind`
   says whether it is exact, a bound or an estimate;
-- `reconstruct(x)` for autoencoders.
+- `reconstruct(x)` for autoencoders;
+- capabilities declared as class attributes (`can_sample`, `log_prob_kind`, `log_prob_options`,
+  `has_elbo`, `can_reconstruct`, `can_denoise`, `sample_options`, ...), which evaluation reads;
+- `pictures(data) -> dict[str, Tensor | Figure]`: what the model shows after training, as
+  data, not files. Each key is a file name relative to the run folder (the report looks
+  for these names: "reconstructions.png", "samples/interpolation.png", ...); each value is
+  rows of images, a (rows, columns, 1, H, W) tensor in [0, 1], or a matplotlib
+  `Figure`. The model writes nothing: the trainer (after training) and `genzoo.commands`
+  (on a trained run) hand the dict to `images.save_pictures`, the one writer of picture
+  files, so models never touch the file system nor import the image-file code.
 
 The trainer picks how to train from `training_mode`: "gradient" (it owns the
 optimizer and calls `loss`), "step" (the model's own `train_step`, e.g. an
@@ -24,8 +34,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError, build
-
-N_CLASSES = 10
+from ..constants import N_CLASSES
 
 
 class CapabilityError(NotImplementedError):
@@ -57,6 +66,7 @@ class GenerativeModel(nn.Module):
     amp_safe: ClassVar[bool] = True  # bf16 autocast on GPU is safe for its loss
     # TrainConfig keys this model does not use -> what it uses instead (asking for one is an error)
     unused_train_keys: ClassVar[dict[str, str]] = {}
+    uses_evaluator: ClassVar[bool] = False  # epoch_end wants the evaluator network (handed in by the trainer)
 
     def __init__(self, config: Any = None, **overrides: Any):
         super().__init__()
@@ -107,7 +117,8 @@ class GenerativeModel(nn.Module):
         labels = self.check_labels(n, y) if y is not None or self.conditional else None
         return self._sample(n, labels, generator, **options)
 
-    def _sample(self, n: int, y: torch.Tensor | None, generator: torch.Generator | None, **options: Any) -> torch.Tensor:
+    def _sample(self, n: int, y: torch.Tensor | None, generator: torch.Generator | None,
+                **options: Any) -> torch.Tensor:
         raise CapabilityError(f"{self.name}: cannot sample")
 
     def check_labels(self, n: int, y: torch.Tensor | int | None) -> torch.Tensor:
@@ -140,10 +151,20 @@ class GenerativeModel(nn.Module):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         raise CapabilityError(f"{self.name}: is not an autoencoder, it cannot reconstruct")
 
+    @torch.no_grad()
+    def reconstruction_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """Originals (N, 1, 28, 28) above their reconstructions: (2, N, 1, 28, 28)."""
+        x = x.to(self.device)
+        return torch.stack([x, self.reconstruct(x)])
+
     def configure_optimizers(self, train: Any) -> dict[str, torch.optim.Optimizer]:
         """The optimizers the trainer steps (and checkpoints); override for several networks."""
         params = [p for p in self.parameters() if p.requires_grad]
-        return {"model": torch.optim.Adam(params, lr=train.lr, betas=(train.beta1, train.beta2), weight_decay=train.weight_decay)}
+        return {
+            "model": torch.optim.Adam(
+                params, lr=train.lr, betas=(train.beta1, train.beta2), weight_decay=train.weight_decay
+            )
+        }
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor | None,
                    optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float | torch.Tensor]:
@@ -157,16 +178,21 @@ class GenerativeModel(nn.Module):
     def fit(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, float]:
         raise CapabilityError(f"{self.name}: has no closed-form fit (training_mode={self.training_mode!r})")
 
-    def epoch_end(self, epoch: int) -> dict[str, Any]:
+    def epoch_end(self, epoch: int, evaluator: Any = None) -> dict[str, Any]:
         """Called by the trainer after each epoch; the scalars returned go to metrics.jsonl.
 
-        A "warning" entry (a string) is also printed: e.g. a GAN whose samples collapsed.
+        `evaluator` is the pinned evaluator network when the class sets `uses_evaluator` (and the asset
+        loads), else None. A "warning" entry (a string) is also printed: e.g. a GAN whose samples collapsed.
         """
         return {}
 
-    def write_pictures(self, run_dir, data) -> None:
-        """Called once after training with the run folder and the Dataset: model-specific pictures
-        (reconstructions, latent plots, filters) go into the run folder for the report."""
+    def pictures(self, data) -> dict[str, Any]:
+        """Model-specific pictures of the trained model (reconstructions, latent plots, filters), from the
+        Dataset `data`: {file name in the run folder: (rows, columns, 1, H, W) images | matplotlib Figure}.
+
+        Called once after training, in eval mode inside a forked RNG; the caller writes the files.
+        """
+        return {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -197,3 +223,12 @@ class GenerativeModel(nn.Module):
         """Learned numbers: the parameters, or the buffers of a model fitted in closed form (GMM, RBM stats)."""
         count = sum(p.numel() for p in self.parameters())
         return count or sum(b.numel() for b in self.buffers())
+
+
+def image_rows(images: torch.Tensor, columns: int) -> torch.Tensor:
+    """(N, 1, H, W) images as rows of `columns`, (R, columns, 1, H, W); a short last row is filled with
+    grey (0.5), the colour of the grid's padding, so the picture looks like a grid of N images."""
+    short = -len(images) % columns
+    if short:
+        images = torch.cat([images, images.new_full((short, *images.shape[1:]), 0.5)])
+    return images.view(-1, columns, *images.shape[1:])

@@ -17,17 +17,16 @@ dequantized as in `gmm` ((round(255 x) + u) / 256, noise seeded 0 when scoring),
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..config import positive
+from ..constants import N_CLASSES, N_PIXELS
+from ..metrics import bits_per_dim
 from .base import NO_OPTIMIZER, GenerativeModel
-from .gmm import N_PIXELS, MixtureDensity, MixtureFitConfig, _to_images, bits_per_dim, dequantize
-
-N_CLASSES = 10
+from .gmm import MixtureDensity, MixtureFitConfig, _to_images, dequantize
 
 
 @dataclass
@@ -57,8 +56,13 @@ class BayesClassifier(GenerativeModel):
     def __init__(self, config: Any = None, **overrides: Any):
         super().__init__(config, **overrides)
         c = self.config
-        self.classes = nn.ModuleList([MixtureDensity(c.components_per_class, c.covariance_type, c.pca_dim) for _ in range(N_CLASSES)])
-        self.register_buffer("log_prior", torch.full((N_CLASSES,), -torch.log(torch.tensor(float(N_CLASSES))).item(), dtype=torch.float64))
+        self.classes = nn.ModuleList(
+            [MixtureDensity(c.components_per_class, c.covariance_type, c.pca_dim) for _ in range(N_CLASSES)]
+        )
+        self.register_buffer(
+            "log_prior",
+            torch.full((N_CLASSES,), -torch.log(torch.tensor(float(N_CLASSES))).item(), dtype=torch.float64),
+        )
 
     # ------------------------------------------------------------ fitting
 
@@ -83,14 +87,21 @@ class BayesClassifier(GenerativeModel):
         self.log_prior.copy_((counts.double() / counts.sum()).log())
         n_iter = []
         for label, density in enumerate(self.classes):
-            estimator = density.fit(X[y == label], tol=c.tol, reg_covar=c.reg_covar, max_iter=c.max_iter, n_init=c.n_init,
-                                    init_params=c.init_params, random_state=int(torch.randint(2**31, ())))
+            estimator = density.fit(
+                X[y == label],
+                tol=c.tol,
+                reg_covar=c.reg_covar,
+                max_iter=c.max_iter,
+                n_init=c.n_init,
+                init_params=c.init_params,
+                random_state=int(torch.randint(2**31, ())),
+            )
             n_iter.append(estimator.n_iter_)
         joint = self.joint_log_prob(X[:10_000])  # (n, 10)
         log_xy = joint.gather(1, y[:10_000, None].to(X.device))[:, 0]
         return {
             "train_log_likelihood": float(log_xy.mean()),
-            "train_bits_per_dim": float(bits_per_dim(log_xy.mean())),
+            "train_bits_per_dim": float(bits_per_dim(-log_xy.mean(), dequantized=True)),
             "train_accuracy": float((joint.argmax(1) == y[:10_000].to(X.device)).double().mean()),
             "mean_em_iterations": sum(n_iter) / len(n_iter),
         }
@@ -123,8 +134,10 @@ class BayesClassifier(GenerativeModel):
 
     def accuracy(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000) -> float:
         """Fraction of digits x (N, 1, 28, 28) classified as their labels y (N,)."""
-        correct = sum(int((self.predict(x[i : i + batch_size]) == y[i : i + batch_size].to(self.log_prior.device)).sum())
-                      for i in range(0, len(x), batch_size))
+        correct = sum(
+            int((self.predict(x[i : i + batch_size]) == y[i : i + batch_size].to(self.log_prior.device)).sum())
+            for i in range(0, len(x), batch_size)
+        )
         return correct / len(x)
 
     # ------------------------------------------------------------ sampling and pictures
@@ -144,11 +157,10 @@ class BayesClassifier(GenerativeModel):
         means = [(d.weights[:, None] * d.unproject(d.means)).sum(0) for d in self.classes]
         return _to_images(torch.stack(means))
 
-    def write_pictures(self, run_dir: str | Path, data: Any = None, n_rows: int = 5) -> list[Path]:
-        """means_and_samples.png: first row the per-class means, then `n_rows` rows of samples (columns: digits 0..9)."""
-        from ..images import save_rows
-
+    def pictures(self, data: Any = None, n_rows: int = 5) -> dict[str, torch.Tensor]:
+        """means_and_samples.png: first row the per-class means, then `n_rows` rows of samples
+        (columns: digits 0..9)."""
         generator = torch.Generator().manual_seed(0)
         labels = torch.arange(N_CLASSES)
         rows = [self.class_means()] + [self.sample(N_CLASSES, y=labels, generator=generator) for _ in range(n_rows)]
-        return [save_rows(rows, Path(run_dir) / "means_and_samples.png")]
+        return {"means_and_samples.png": torch.stack(rows)}

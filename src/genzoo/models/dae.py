@@ -17,9 +17,11 @@ from typing import Literal
 import torch
 
 from ..config import ConfigError, in_range
+from ..data import spread
 from .ae import AEConfig, Autoencoder, reconstruction_error
 
 NOISE_KINDS = ("gaussian", "salt-and-pepper", "masking")
+DEFAULT_PICTURE_NOISES = [("gaussian", 0.5), ("salt-and-pepper", 0.3), ("masking", 0.5)]
 
 
 @dataclass
@@ -84,8 +86,23 @@ class DenoisingAutoencoder(Autoencoder):
     def denoise(self, noisy: torch.Tensor) -> torch.Tensor:
         return self.reconstruct(noisy)
 
-    def write_pictures(self, run_dir, data):
-        from ..pictures import spread, write_denoising
+    @torch.no_grad()
+    def denoising_rows(self, x: torch.Tensor, noises: list[tuple[str, float]] | None = None,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """For each noise (kind, strength): rows clean / noisy / denoised of x (N, 1, 28, 28).
 
-        super().write_pictures(run_dir, data)
-        write_denoising(self, spread(data.test_x, 12), run_dir / "denoising.png", seed=0)
+        Returns:
+            (3 * len(noises), N, 1, 28, 28); by default the three kinds at gaussian:0.5,
+            salt-and-pepper:0.3 and masking:0.5.
+        """
+        x = x.to(self.device)
+        rows = []
+        for kind, level in noises or DEFAULT_PICTURE_NOISES:
+            noisy = corrupt(x, kind, level, generator)
+            rows += [x, noisy, self.reconstruct(noisy)]
+        return torch.stack(rows)
+
+    def pictures(self, data):
+        """reconstructions.png, and denoising.png: 12 test digits under each kind of noise (seed 0)."""
+        rows = self.denoising_rows(spread(data.test_x, 12), generator=torch.Generator().manual_seed(0))
+        return {**super().pictures(data), "denoising.png": rows}

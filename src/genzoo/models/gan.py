@@ -1,4 +1,4 @@
-"""Adversarial models: GAN, conditional GAN and DCGAN, sharing one adversarial step.
+"""Adversarial models: GAN, conditional GAN and DCGAN, sharing one config and one adversarial step.
 
 - `gan`: Goodfellow et al. 2014, "Generative Adversarial Nets": fully connected
   generator and discriminator, with the non-saturating generator loss
@@ -7,45 +7,46 @@
   one-hot label is concatenated to the generator's noise and to the
   discriminator's input. The discriminator also gets a projection term
   (Miyato & Koyama 2018, "cGANs with Projection Discriminator"): its score adds
-  <embed(y), features(x)>, which makes samples follow their label much more
-  reliably than input concatenation alone.
+  <embed(y), features(x)>.
 - `dcgan`: Radford et al. 2015, "Unsupervised Representation Learning with Deep
   Convolutional GANs": project-and-reshape then fractionally strided
   convolutions with batch norm and ReLU in the generator, strided convolutions
   with LeakyReLU(0.2) in the discriminator (no batch norm on its first layer),
   N(0, 0.02) weights, Adam with lr 2e-4 and beta1 0.5. `conditional=true` makes
-  it class-conditional the same way as `cgan` (one-hot planes into D). Options:
-  a third generator width (`widths=256,128,64`) adds a stage at 28x28 and a 3x3
-  output convolution; `minibatch_std=4` gives D the spread of each group of 4
-  samples as one more feature map (Karras et al. 2018); `fc_width=1024` puts a
-  fully connected layer between z and the projection, `d_fc_width=1024` one
-  before D's score (InfoGAN's MNIST networks, Chen et al. 2016). The defaults
-  keep Radford et al.'s networks, which draw some digits far more often than
-  others on MNIST; with both fully connected layers (`widths=128,64
-  fc_width=1024 d_fc_width=1024`, 20 epochs: `benchmarks/gan.py`'s
-  `dcgan-fc-narrow`) every digit is drawn at its share (docs/results/gan.md).
+  it class-conditional the same way as `cgan` (one-hot planes into D). Options of
+  its own: a third generator width (`widths=256,128,64`) adds a stage at 28x28 and
+  a 3x3 output convolution; `minibatch_std=4` gives D the spread of each group of 4
+  samples as one more feature map (Karras et al. 2018, "Progressive Growing of
+  GANs"); `fc_width=1024` puts a fully connected layer between z and the projection,
+  `d_fc_width=1024` one before D's score (InfoGAN's MNIST networks, Chen et al. 2016).
 
-Shared options (`--set key=value`): latent size, widths, `lr_g`/`lr_d`, `d_steps`
-(discriminator steps per generator step, each on its own batch), the loss
-(`nonsaturating`, `hinge` (Lim & Ye 2017; Miyato et al. 2018), or `wgan-gp`
-(Gulrajani et al. 2017, "Improved Training of Wasserstein GANs"), with
-`gp_weight`), one-sided label smoothing (Salimans et al. 2016), an
-exponential moving average of the generator weights used for sampling
-(Yazici et al. 2019, "The Unusual Effectiveness of Averaging in GAN Training";
-`ema_decay=0` disables it), `spectral_norm=true` (each of D's weights divided by
-its largest singular value: Miyato et al. 2018, "Spectral Normalization for
-Generative Adversarial Networks"; in the DCGAN it replaces D's batch norm), and,
-for unconditional models, `pack=2` (PacGAN: Lin et al. 2018, "PacGAN: The power of
-two samples in generative adversarial networks": D scores two samples at once, so
-a generator that drops digits makes pairs that are too alike).
+Options of all three (`AdversarialConfig`, `--set key=value`): latent size, widths,
+`lr_g`/`lr_d`, `d_steps` (discriminator steps per generator step, each on its own
+batch), the loss (`nonsaturating`; `hinge`, Lim & Ye 2017 and Miyato et al. 2018; or
+`wgan-gp`, Gulrajani et al. 2017, "Improved Training of Wasserstein GANs", with
+`gp_weight`), one-sided label smoothing (Salimans et al. 2016, "Improved Techniques
+for Training GANs"), an exponential moving average of the generator weights used for
+sampling (Yazici et al. 2019, "The Unusual Effectiveness of Averaging in GAN
+Training"; `ema_decay=0` disables it), with batch-norm statistics recomputed for the
+averaged weights (Brock et al. 2019's "standing statistics"), `spectral_norm=true`
+(each of D's weights divided by its largest singular value: Miyato et al. 2018,
+"Spectral Normalization for Generative Adversarial Networks"; in the DCGAN it replaces
+D's batch norm), and, for unconditional models, `pack=2` (PacGAN: Lin et al. 2018,
+"PacGAN: The power of two samples in generative adversarial networks": D scores two
+samples at once, so a generator that drops digits makes pairs that are too alike).
 
-Images enter in [0, 1] and are rescaled to [-1, 1] inside (tanh generator
-output); samples leave in [0, 1]. The trainer's `lr` is not used: the two
-learning rates are `lr_g` and `lr_d` in the model config; `beta1`/`beta2` come
-from the training config (0.5 / 0.999 by default for these models).
+Defaults follow the loss: lr_g = lr_d = 2e-4, one D step per G step and Adam betas
+(0.5, 0.999) (Radford et al.); with `loss=wgan-gp`, Gulrajani et al.'s Algorithm 1:
+lr 1e-4, five critic steps per generator step, betas (0, 0.9). An explicit setting wins.
 
-`interpolate` decodes a straight line between two latent points into a row of
-images (one row per digit for conditional models).
+Images enter in [0, 1] and are rescaled to [-1, 1] inside (tanh generator output);
+samples leave in [0, 1]. The trainer's `lr` is not used: the two learning rates are
+`lr_g` and `lr_d` in the model config; `beta1`/`beta2` are the training config's.
+At each epoch end the model reports its epoch averages and, with the evaluator
+network the trainer hands in, whether its samples cover the digits (`metrics.coverage_check`).
+
+`interpolate` decodes straight lines between latent points into rows of images.
+Measured results (FID-style scores, digit coverage per configuration): docs/results/gan.md.
 """
 
 from __future__ import annotations
@@ -54,7 +55,6 @@ import copy
 import functools
 from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -62,50 +62,37 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError, in_range, non_negative, positive
-from .base import CapabilityError, GenerativeModel
+from ..constants import IMAGE_SHAPE, N_CLASSES, N_PIXELS
+from ..metrics import coverage_check
+from .base import GenerativeModel
 
-N_CLASSES = 10
-IMAGE_SHAPE = (1, 28, 28)
-N_PIXELS = 28 * 28
-
-# Honest failure reporting (epoch_end): thresholds and the size of the coverage check.
-D_WINS_PROB = 0.95  # nonsaturating: mean D(x) above this and mean D(G(z)) below 1 - this
-COVERAGE_SAMPLES = 1000  # samples classified by the evaluator at each epoch end
-COVERAGE_MIN_SHARE = 0.025  # a digit counts as covered with at least a quarter of its fair 10%
-COVERAGE_MIN_DIGITS = 8  # fewer covered digits than this: "collapsed onto a few digits"
-COND_ACCURACY_WARN = 0.5  # conditional samples below this accuracy do not follow their labels
-COVERAGE_SEED = 1234
+D_WINS_PROB = 0.95  # nonsaturating: mean D(x) above this and mean D(G(z)) below 1 - this warns at an epoch end
 EPOCH_STATS = ("loss_d", "d_real", "d_fake", "loss_g")  # what a training step returns, in this order
+EMA_STATS_BATCHES, EMA_STATS_BATCH = 8, 256  # latent draws that set the averaged generator's batch-norm statistics
+
+# Defaults that depend on the loss: Radford et al.'s for the (non-saturating, hinge) GANs, and Gulrajani et al.'s
+# Algorithm 1 for WGAN-GP (alpha = 1e-4, n_critic = 5, beta1 = 0, beta2 = 0.9).
+LOSS_DEFAULTS = {
+    "nonsaturating": {"lr_g": 2e-4, "lr_d": 2e-4, "d_steps": 1},
+    "hinge": {"lr_g": 2e-4, "lr_d": 2e-4, "d_steps": 1},
+    "wgan-gp": {"lr_g": 1e-4, "lr_d": 1e-4, "d_steps": 5},
+}
+WGAN_GP_BETAS = {"beta1": 0.0, "beta2": 0.9}
 
 
 # ---------------------------------------------------------------------------- configs
 
 
-def _check_common(cfg: Any) -> None:
-    positive(latent_dim=cfg.latent_dim, lr_g=cfg.lr_g, lr_d=cfg.lr_d, d_steps=cfg.d_steps, gp_weight=cfg.gp_weight)
-    if not cfg.widths or min(cfg.widths) <= 0:
-        raise ConfigError(f"widths={cfg.widths!r}: give positive layer widths, e.g. widths=256,512")
-    in_range("label_smoothing", cfg.label_smoothing, 0.0, 0.5)
-    in_range("ema_decay", cfg.ema_decay, 0.0, 0.99999)
-    positive(pack=cfg.pack)
-    if cfg.pack > 1 and cfg.loss == "wgan-gp":
-        raise ConfigError(f"pack={cfg.pack} scores samples together, which WGAN-GP's per-sample penalty "
-                          "forbids; set pack=1 or another loss")
-    if cfg.pack > 1 and cfg.conditional:
-        raise ConfigError(f"pack={cfg.pack} is for unconditional models (labels already spread a conditional "
-                          "model's samples over the digits); set pack=1")
-    if cfg.label_smoothing > 0 and cfg.loss != "nonsaturating":
-        raise ConfigError(f"label_smoothing={cfg.label_smoothing} only applies to loss=nonsaturating, "
-                          f"not loss={cfg.loss!r}; set label_smoothing=0")
-
-
 @dataclass
-class GANConfig:
+class AdversarialConfig:
+    """The options every adversarial model shares; `lr_g`, `lr_d` and `d_steps` left at None take the
+    loss's defaults (LOSS_DEFAULTS), so `loss=wgan-gp` alone gives the WGAN-GP paper's settings."""
+
     latent_dim: int = 64
-    widths: tuple[int, ...] = (256, 512, 1024)  # generator hidden layers; the discriminator uses them reversed
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    d_steps: int = 1  # discriminator steps (each on a new batch) per generator step
+    widths: tuple[int, ...] = (256, 512, 1024)
+    lr_g: float | None = None  # generator's Adam learning rate
+    lr_d: float | None = None  # discriminator's
+    d_steps: int | None = None  # discriminator steps (each on a new batch) per generator step
     loss: Literal["nonsaturating", "hinge", "wgan-gp"] = "nonsaturating"
     gp_weight: float = 10.0  # weight of the WGAN-GP gradient penalty
     label_smoothing: float = 0.0  # one-sided: real targets are 1 - label_smoothing
@@ -115,41 +102,57 @@ class GANConfig:
 
     @property
     def conditional(self) -> bool:
+        """Whether the label enters both networks: fixed by the model (gan: no, cgan: yes), an option for dcgan."""
         return False
 
     def __post_init__(self):
-        _check_common(self)
+        for key, value in LOSS_DEFAULTS[self.loss].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        positive(latent_dim=self.latent_dim, lr_g=self.lr_g, lr_d=self.lr_d, d_steps=self.d_steps,
+                 gp_weight=self.gp_weight, pack=self.pack)
+        if not self.widths or min(self.widths) <= 0:
+            raise ConfigError(f"widths={self.widths!r}: give positive layer widths, e.g. widths=256,512")
+        in_range("label_smoothing", self.label_smoothing, 0.0, 0.5)
+        in_range("ema_decay", self.ema_decay, 0.0, 0.99999)
+        if self.pack > 1 and self.loss == "wgan-gp":
+            raise ConfigError(f"pack={self.pack} scores samples together, which WGAN-GP's per-sample penalty "
+                              "forbids; set pack=1 or another loss")
+        if self.pack > 1 and self.conditional:
+            raise ConfigError(f"pack={self.pack} is for unconditional models (labels already spread a conditional "
+                              "model's samples over the digits); set pack=1")
+        if self.label_smoothing > 0 and self.loss != "nonsaturating":
+            raise ConfigError(f"label_smoothing={self.label_smoothing} only applies to loss=nonsaturating, "
+                              f"not loss={self.loss!r}; set label_smoothing=0")
 
 
 @dataclass
-class CGANConfig(GANConfig):
+class GANConfig(AdversarialConfig):
+    """`gan`: generator hidden layers `widths`; the discriminator uses them reversed. Unconditional."""
+
+
+@dataclass
+class CGANConfig(AdversarialConfig):
+    """`cgan`: the fully connected networks of `gan`, always class-conditional."""
+
     @property
     def conditional(self) -> bool:
         return True
 
 
 @dataclass
-class DCGANConfig:
+class DCGANConfig(AdversarialConfig):
+    conditional: bool = False  # class-conditional DCGAN (label into both networks)
     latent_dim: int = 100
     # generator channels at 7x7 and 14x14 (and, with a third, at 28x28 before a 3x3 output conv);
     # the discriminator uses the first two, reversed
     widths: tuple[int, ...] = (256, 128)
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    d_steps: int = 1
-    loss: Literal["nonsaturating", "hinge", "wgan-gp"] = "nonsaturating"
-    gp_weight: float = 10.0
-    label_smoothing: float = 0.0
-    ema_decay: float = 0.999
-    conditional: bool = False  # class-conditional DCGAN (label into both networks)
     minibatch_std: int = 0  # > 0: D sees the spread of its batch in groups of this size (Karras et al. 2018)
     fc_width: int = 0  # > 0: a fully connected layer of this width between z and the 7x7 projection (InfoGAN's G)
     d_fc_width: int = 0  # > 0: a fully connected layer of this width before D's score (InfoGAN's D)
-    spectral_norm: bool = False  # spectral normalisation of D's weights, in place of its batch norm
-    pack: int = 1  # > 1: D judges this many samples at once (PacGAN, Lin et al. 2018)
 
     def __post_init__(self):
-        _check_common(self)
+        super().__post_init__()
         non_negative(minibatch_std=self.minibatch_std, fc_width=self.fc_width, d_fc_width=self.d_fc_width)
         if self.minibatch_std and self.loss == "wgan-gp":
             raise ConfigError(f"minibatch_std={self.minibatch_std} mixes samples in D's score, which WGAN-GP's "
@@ -421,8 +424,10 @@ class AdversarialModel(GenerativeModel):
     """Generator + discriminator trained by the model's own step; subclasses build the networks."""
 
     training_mode: ClassVar[str] = "step"
+    uses_evaluator: ClassVar[bool] = True  # epoch_end checks the samples' digits with the evaluator handed in
     # n_grid 100: a 10 x 10 grid, one digit per row for conditional models.
-    train_defaults: ClassVar[dict[str, Any]] = {"beta1": 0.5, "beta2": 0.999, "epochs": 30, "batch_size": 64, "n_grid": 100}
+    adversarial_train_defaults: ClassVar[dict[str, Any]] = {"beta1": 0.5, "beta2": 0.999, "epochs": 30,
+                                                            "batch_size": 64, "n_grid": 100}
 
     def __init__(self, config: Any = None, **overrides: Any):
         super().__init__(config, **overrides)
@@ -439,7 +444,20 @@ class AdversarialModel(GenerativeModel):
         self.register_buffer("n_steps", torch.zeros((), dtype=torch.long))
         self._n_steps_host: int | None = None  # host copy, so stepping needs no device sync
         self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_n_steps_host", None))
-        self._reset_epoch_sums()
+        # Running sums of EPOCH_STATS over the epoch's steps and their count: buffers, so that a checkpoint
+        # taken mid-epoch carries them and a resumed run reports the same epoch averages.
+        self.register_buffer("epoch_sums", torch.zeros(len(EPOCH_STATS)))
+        self.register_buffer("epoch_steps", torch.zeros((), dtype=torch.long))
+        self.register_load_state_dict_pre_hook(_fill_epoch_sums)
+        # The averaged weights need batch-norm statistics of their own; recomputed before sampling when stale.
+        self._ema_stats_stale = True
+        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_ema_stats_stale", True))
+
+    @property
+    def train_defaults(self) -> dict[str, Any]:
+        """TrainConfig defaults: Radford et al.'s Adam betas (0.5, 0.999), or WGAN-GP's (0, 0.9) for that loss."""
+        betas = WGAN_GP_BETAS if self.config.loss == "wgan-gp" else {}
+        return {**self.adversarial_train_defaults, **betas}
 
     def build_generator(self) -> nn.Module:
         raise NotImplementedError
@@ -506,9 +524,15 @@ class AdversarialModel(GenerativeModel):
 
     def _score_summary(self, scores: torch.Tensor) -> torch.Tensor:
         # Probability D gives "real" for the nonsaturating loss; the raw score for hinge and wgan-gp.
-        return torch.sigmoid(scores.detach().float()).mean() if self.config.loss == "nonsaturating" else scores.detach().float().mean()
+        return (
+            torch.sigmoid(scores.detach().float()).mean()
+            if self.config.loss == "nonsaturating"
+            else scores.detach().float().mean()
+        )
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor | None, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
+    def train_step(
+        self, x: torch.Tensor, y: torch.Tensor | None, optimizers: dict[str, torch.optim.Optimizer]
+    ) -> dict[str, torch.Tensor]:
         """One discriminator step on this batch, then (every d_steps calls) one generator step.
 
         Args:
@@ -556,8 +580,8 @@ class AdversarialModel(GenerativeModel):
             loss_g = g["loss"].detach()
         stats.append(loss_g.float())
         stats = torch.stack(stats)  # stays on the device: the trainer reads it at its log points, no sync per step
-        self._sums = stats if self._sums is None else self._sums + stats
-        self._sums_n += 1
+        self.epoch_sums += stats
+        self.epoch_steps += 1
         return dict(zip(EPOCH_STATS, stats.unbind()))
 
     @torch.no_grad()
@@ -568,38 +592,69 @@ class AdversarialModel(GenerativeModel):
         n_g = self._n_steps_host // self.config.d_steps
         decay = min(self.config.ema_decay, (1 + n_g) / (10 + n_g))
         torch._foreach_lerp_(list(self.generator_ema.parameters()), list(self.generator.parameters()), 1 - decay)
-        for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
-            b_ema.copy_(b)  # batch-norm running statistics
+        self._ema_stats_stale = True
+
+    @torch.no_grad()
+    def refresh_ema_statistics(self) -> None:
+        """Set the averaged generator's batch-norm statistics from its own activations.
+
+        An average of weights is a network that was never run in training: the raw generator's
+        running statistics describe other weights' activations. As BigGAN's "standing statistics"
+        (Brock et al. 2019), run the averaged network in training mode on EMA_STATS_BATCHES batches of
+        fixed latent draws (and balanced labels) and keep the plain average of their batch statistics
+        (momentum None). Fixed draws make the result a function of the weights only: a resumed or
+        reloaded model gets the same statistics, and training's random stream is not touched.
+        """
+        net = self.generator_ema
+        norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            self._ema_stats_stale = False
+            return
+        saved = [(m.momentum, m.training) for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches below
+            m.train()
+        generator = torch.Generator().manual_seed(0)
+        for _ in range(EMA_STATS_BATCHES):
+            z = self.randn(EMA_STATS_BATCH, self.config.latent_dim, generator=generator)
+            y = self.default_labels(EMA_STATS_BATCH) if self.conditional else None
+            net(z, y)
+        for m, (momentum, training) in zip(norms, saved):
+            m.momentum = momentum
+            m.train(training)
+        self._ema_stats_stale = False
 
     # ------------------------------------------------------------------ honest reporting
 
-    def _reset_epoch_sums(self) -> None:
-        self._sums: torch.Tensor | None = None  # running sums of EPOCH_STATS over the epoch's steps
-        self._sums_n = 0
-
-    def epoch_end(self, epoch: int) -> dict[str, Any]:
+    def epoch_end(self, epoch: int, evaluator: Any = None) -> dict[str, Any]:
         """Epoch averages of the losses and D outputs, the evaluator's coverage check, and a warning.
 
         A "warning" says when the discriminator won outright (D(x) ~ 1 and D(G(z)) ~ 0 over
         the epoch: the generator gets no useful gradient) or when samples collapsed onto a few
-        digits (or, for conditional models, do not follow their labels). The coverage check
-        needs the evaluator; without it "coverage_check" records why it was skipped.
+        digits (or, for conditional models, do not follow their labels): `metrics.coverage_check`
+        with the `evaluator` network that the caller hands in. Without one, "coverage_check" says so.
         """
         out: dict[str, Any] = {}
-        if self._sums_n:
-            out.update({f"epoch_{k}": v / self._sums_n for k, v in zip(EPOCH_STATS, self._sums.tolist())})
+        n = int(self.epoch_steps)
+        if n:
+            out.update({f"epoch_{k}": v / n for k, v in zip(EPOCH_STATS, self.epoch_sums.tolist())})
         warnings = []
-        if self._sums_n and self._discriminator_won(out["epoch_d_real"], out["epoch_d_fake"]):
+        if n and self._discriminator_won(out["epoch_d_real"], out["epoch_d_fake"]):
             warnings.append(f"discriminator wins outright (mean D(x)={out['epoch_d_real']:.3f}, "
                             f"D(G(z))={out['epoch_d_fake']:.3f}); if this lasts the generator stops improving: "
                             "try loss=hinge or wgan-gp, label_smoothing=0.1 or a lower lr_d")
-        coverage, warning = self.coverage_check()
-        out.update(coverage)
-        if warning:
-            warnings.append(warning)
+        if evaluator is None:
+            out["coverage_check"] = "skipped: no evaluator network"
+        else:
+            coverage, warning = coverage_check(self, evaluator)
+            out.update(coverage)
+            if warning:
+                warnings.append(warning)
         if warnings:
             out["warning"] = f"{self.name} epoch {epoch}: " + "; ".join(warnings)
-        self._reset_epoch_sums()
+        self.epoch_sums.zero_()
+        self.epoch_steps.zero_()
         return out
 
     def _discriminator_won(self, d_real: float, d_fake: float) -> bool:
@@ -609,49 +664,23 @@ class AdversarialModel(GenerativeModel):
             return d_real > 1 and d_fake < -1  # both hinge margins met on average: D's loss is ~0
         return False  # a WGAN critic's scores are unbounded: no such threshold
 
-    def coverage_check(self, n: int = COVERAGE_SAMPLES) -> tuple[dict[str, Any], str | None]:
-        """Classify `n` samples with the evaluator network.
-
-        Returns:
-            (metrics, warning or None). Metrics: "class_coverage" (digits with >= 2.5% of
-            unconditional samples), "max_class_share", or "cond_accuracy" for conditional
-            models; "coverage_check": "skipped: <why>" when the evaluator is unavailable.
-        """
-        evaluator, why = _evaluator(str(self.device))
-        if evaluator is None:
-            return {"coverage_check": f"skipped: {why}"}, None
-        gen = torch.Generator().manual_seed(COVERAGE_SEED)
-        labels = self.default_labels(n) if self.conditional else None
-        pred = evaluator.predict(self.sample(n, y=labels, generator=gen)).cpu()
-        if self.conditional:
-            acc = float((pred == labels.cpu()).float().mean())
-            warning = (f"conditional samples do not follow their labels (evaluator accuracy {acc:.1%} "
-                       f"on {n} samples)") if acc < COND_ACCURACY_WARN else None
-            return {"coverage_check": "done", "cond_accuracy": acc}, warning
-        shares = torch.bincount(pred, minlength=N_CLASSES).float() / n
-        covered = int((shares >= COVERAGE_MIN_SHARE).sum())
-        warning = None
-        if covered < COVERAGE_MIN_DIGITS:
-            warning = (f"samples collapsed onto few digits: only {covered} of 10 digits have >= "
-                       f"{COVERAGE_MIN_SHARE:.1%} of {n} samples (shares {[round(v, 3) for v in shares.tolist()]})")
-        return {"coverage_check": "done", "class_coverage": covered, "max_class_share": float(shares.max())}, warning
-
     # ------------------------------------------------------------------ sampling
 
     def n_parameters(self) -> int:
         """Trained parameters of both networks (the EMA copy of the generator is not counted)."""
         return sum(p.numel() for net in (self.generator, self.discriminator) for p in net.parameters())
 
-    def write_pictures(self, run_dir: str | Path, data: Any) -> None:
-        """After training: samples/interpolation.png, straight latent paths (one row per digit if conditional)."""
-        from ..images import save_rows
-
-        images = interpolate(self, 10, rows=8, generator=torch.Generator().manual_seed(0))
-        save_rows(list(images), Path(run_dir) / "samples" / "interpolation.png")
+    def pictures(self, data: Any = None) -> dict[str, torch.Tensor]:
+        """samples/interpolation.png: straight latent paths, 8 rows of 10 (one row per digit if conditional)."""
+        return {"samples/interpolation.png": interpolate(self, 10, rows=8, generator=torch.Generator().manual_seed(0))}
 
     def sampling_network(self) -> nn.Module:
-        """The EMA generator when enabled, else the trained one."""
-        return self.generator_ema if self.generator_ema is not None else self.generator
+        """The EMA generator (its batch-norm statistics brought up to date) when enabled, else the trained one."""
+        if self.generator_ema is None:
+            return self.generator
+        if self._ema_stats_stale:
+            self.refresh_ema_statistics()
+        return self.generator_ema
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None, batch_size: int = 1000) -> torch.Tensor:
@@ -706,7 +735,8 @@ class DCGAN(AdversarialModel):
     name: ClassVar[str] = "dcgan"
     Config: ClassVar[type] = DCGANConfig
     conditional_hint: ClassVar[str] = "train it with --set conditional=true"
-    train_defaults: ClassVar[dict[str, Any]] = {"beta1": 0.5, "beta2": 0.999, "epochs": 20, "batch_size": 128, "n_grid": 100}
+    adversarial_train_defaults: ClassVar[dict[str, Any]] = {"beta1": 0.5, "beta2": 0.999, "epochs": 20,
+                                                            "batch_size": 128, "n_grid": 100}
 
     def init_weights(self) -> None:
         self.generator.apply(dcgan_init)
@@ -722,20 +752,10 @@ class DCGAN(AdversarialModel):
                                  minibatch_std=cfg.minibatch_std, pack=cfg.pack, fc_width=cfg.d_fc_width)
 
 
-# ---------------------------------------------------------------------------- evaluator access
-
-
-@functools.lru_cache(maxsize=4)
-def _evaluator(device: str) -> tuple[nn.Module | None, str]:
-    """The pinned evaluator on `device`, or (None, why it is unavailable). Loaded once per device."""
-    try:
-        from ..evaluator import EvaluatorError, load_evaluator
-    except ImportError as e:
-        return None, f"genzoo.evaluator does not import ({e})"
-    try:
-        return load_evaluator(device), ""
-    except EvaluatorError as e:
-        return None, str(e)
+def _fill_epoch_sums(module, state_dict, prefix, *args) -> None:
+    """Weights saved before the epoch sums were part of the state load with empty sums."""
+    for key in ("epoch_sums", "epoch_steps"):
+        state_dict.setdefault(prefix + key, getattr(module, key).new_zeros(getattr(module, key).shape))
 
 
 # ---------------------------------------------------------------------------- latent interpolation
@@ -777,34 +797,3 @@ def interpolate(model: AdversarialModel, steps: int = 10, *, label: int | None =
     y = None if labels is None else labels[:, None].expand(n_rows, steps).reshape(-1)  # (R * S,)
     images = model.decode(z.reshape(n_rows * steps, -1), y)  # (R * S, 1, 28, 28)
     return images.view(n_rows, steps, *IMAGE_SHAPE)
-
-
-def interpolate_run(run_dir: str | Path, out: str | Path | None = None, steps: int = 10, label: int | None = None,
-                    rows: int = 4, seed: int = 0, device: str = "cpu") -> Path:
-    """`genzoo interpolate RUN`: load a run, interpolate, write a PNG with one row per line.
-
-    Args:
-        run_dir: a run folder of a gan, cgan or dcgan.
-        out: PNG path; RUN/samples/interpolation.png by default.
-        steps, label, rows: as in `interpolate`.
-        seed: seeds the end points.
-        device: where to run the generator.
-    Returns:
-        The path written.
-    Raises:
-        ConfigError: steps < 2, rows < 1 or a label outside 0..9.
-        CapabilityError: the run is not an adversarial model, or --label on an unconditional one.
-    """
-    from ..images import save_rows
-    from ..runs import load
-
-    if steps < 2 or rows < 1:
-        raise ConfigError(f"--steps {steps} --rows {rows}: need at least 2 steps and 1 row")
-    if label is not None and not 0 <= label <= 9:
-        raise ConfigError(f"--label {label}: must be a digit 0..9")
-    model = load(run_dir, device=device)
-    if not isinstance(model, AdversarialModel):
-        raise CapabilityError(f"{model.name}: interpolate works on gan, cgan and dcgan runs only")
-    images = interpolate(model, steps, label=label, rows=rows, generator=torch.Generator().manual_seed(seed))
-    out = Path(out) if out is not None else Path(run_dir) / "samples" / "interpolation.png"
-    return save_rows(list(images), out)

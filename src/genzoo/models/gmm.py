@@ -23,8 +23,6 @@ Pixels are dequantized uniformly before fitting and scoring: a pixel value x in
 u ~ U[0, 1). `log_prob` is then a density on [0, 1]^784 in nats, and
 bits/dim = (-log_prob / 784 + log 256) / log 2 is the usual 8-bit figure (an upper
 bound on the discrete code length).
-
-`gmm_demo` draws a 2-D fit with its 1- and 2-standard-deviation ellipses (`genzoo gmm-demo`).
 """
 
 from __future__ import annotations
@@ -32,19 +30,18 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..config import ConfigError, non_negative, positive
-from .base import NO_OPTIMIZER, GenerativeModel
+from ..constants import N_PIXELS
+from ..metrics import bits_per_dim
+from .base import NO_OPTIMIZER, GenerativeModel, image_rows
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("k-means++", "random_from_data", "random")
-N_PIXELS = 28 * 28
 
 
 class ConvergenceWarning(UserWarning):
@@ -383,7 +380,7 @@ class GaussianMixture:
     def _set_parameters(self, params: tuple) -> None:
         self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
 
-    def fit(self, X: Any, y: Any = None) -> "GaussianMixture":
+    def fit(self, X: Any, y: Any = None) -> GaussianMixture:
         """Fit by EM, `n_init` times from different initialisations, keeping the best lower bound.
 
         Args:
@@ -494,11 +491,6 @@ def dequantize(x: torch.Tensor, generator: torch.Generator | None = None) -> tor
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     u = torch.rand(x.shape, generator=generator, dtype=torch.float64).to(x.device)
     return ((x.double() * 255).round() + u) / 256
-
-
-def bits_per_dim(log_prob: torch.Tensor, n_dims: int = N_PIXELS) -> torch.Tensor:
-    """8-bit bits/dim of a density on [0, 1]^D given in nats: (-log p / D + log 256) / log 2."""
-    return (-log_prob / n_dims + math.log(256)) / math.log(2)
 
 
 class MixtureDensity(nn.Module):
@@ -648,7 +640,7 @@ class GMM(GenerativeModel):
         ll = self.density.log_prob(X).mean()
         return {
             "train_log_likelihood": float(ll),
-            "train_bits_per_dim": float(bits_per_dim(ll)),
+            "train_bits_per_dim": float(bits_per_dim(-ll, dequantized=True)),
             "n_iter": estimator.n_iter_,
             "converged": float(estimator.converged_),
         }
@@ -665,69 +657,12 @@ class GMM(GenerativeModel):
         """(K, 1, 28, 28) component means as images."""
         return _to_images(self.density.unproject(self.density.means))
 
-    def write_pictures(self, run_dir: str | Path, data: Any = None, per_component: int = 8) -> list[Path]:
-        """Write components.png (means) and component_samples.png (one row of samples per component).
+    def pictures(self, data: Any = None, per_component: int = 8) -> dict[str, torch.Tensor]:
+        """components.png (the means, 10 a row) and component_samples.png (one row of samples per component).
 
-        Called by the trainer after `fit`; `data` (the Dataset) is not needed here.
+        `data` (the Dataset) is not needed here.
         """
-        from ..images import save_grid, save_rows
-
-        run_dir = Path(run_dir)
         generator = torch.Generator().manual_seed(0)
         rows = [_to_images(self.density.sample(per_component, generator, component=k)) for k in range(self.config.n_components)]
-        return [
-            save_grid(self.component_means(), run_dir / "components.png", nrow=min(10, self.config.n_components)),
-            save_rows(rows, run_dir / "component_samples.png"),
-        ]
-
-
-# ---------------------------------------------------------------------------- 2-D demo
-
-
-def anisotropic_clusters(n_per_cluster: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Four stretched and rotated 2-D Gaussian clusters. Returns X (4n, 2) and labels (4n,)."""
-    rng = np.random.default_rng(seed)
-    centres = np.array([[0.0, 0.0], [6.0, 1.0], [2.0, 6.0], [8.0, 7.0]])
-    transforms = [np.array([[2.0, 0.0], [1.2, 0.4]]), np.array([[0.5, -0.9], [0.2, 1.5]]), np.array([[1.8, 0.6], [0.0, 0.3]]), np.eye(2) * 0.7]
-    X = np.concatenate([rng.standard_normal((n_per_cluster, 2)) @ t + c for c, t in zip(centres, transforms)])
-    return X, np.repeat(np.arange(len(centres)), n_per_cluster)
-
-
-def gmm_demo(out: str | Path, n_components: int = 4, seed: int = 0) -> Path:
-    """Fit a full-covariance mixture to 2-D anisotropic clusters and plot it.
-
-    Draws the data, each component's ellipses at 1 and 2 standard deviations, its
-    mean, and fresh samples from the fit, in one figure `OUT/gmm_demo.png`.
-
-    Returns:
-        The path of the figure.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Ellipse
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    X, _ = anisotropic_clusters(seed=seed)
-    gm = GaussianMixture(n_components, covariance_type="full", random_state=seed, n_init=3).fit(X)
-    samples, _ = gm.sample(400, generator=torch.Generator().manual_seed(seed + 1))
-    fig, ax = plt.subplots(figsize=(7, 6))
-    ax.scatter(X[:, 0], X[:, 1], s=6, c="0.6", label="data")
-    ax.scatter(samples[:, 0].numpy(), samples[:, 1].numpy(), s=6, c="tab:red", marker="x", label="samples from the fit")
-    for k, (mean, cov) in enumerate(zip(gm.means_.numpy(), gm.covariances_.numpy())):
-        eigvals, eigvecs = np.linalg.eigh(cov)
-        angle = math.degrees(math.atan2(eigvecs[1, 1], eigvecs[0, 1]))
-        for n_std, style in ((1, "-"), (2, "--")):
-            w, h = 2 * n_std * np.sqrt(eigvals[::-1])
-            ax.add_patch(Ellipse(mean, w, h, angle=angle, fill=False, lw=1.5, ls=style, color=f"C{k}"))
-        ax.plot(*mean, "k+", ms=10)
-    ax.set_title(f"Gaussian mixture by EM: {n_components} components, {gm.n_iter_} iterations, "
-                 f"log-lik {gm.lower_bound_:.3f}/point\nellipses at 1 (solid) and 2 (dashed) standard deviations")
-    ax.set_aspect("equal")
-    ax.legend(loc="upper left")
-    path = out / "gmm_demo.png"
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+        return {"components.png": image_rows(self.component_means(), min(10, self.config.n_components)),
+                "component_samples.png": torch.stack(rows)}

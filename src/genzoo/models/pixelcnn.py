@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..autoregressive import PixelModel
 from ..config import ConfigError, odd, positive
+from .autoregressive import PixelModel
 
 
 class MaskedConv2d(nn.Conv2d):

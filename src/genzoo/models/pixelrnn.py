@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..autoregressive import PixelModel
 from ..config import odd, positive
+from .autoregressive import PixelModel
 from .pixelcnn import MaskedConv2d
 
 

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import non_negative, positive
+from ..constants import IMAGE_SHAPE, N_PIXELS
+from ..data import spread
 from .ae import ConvDecoder, ConvEncoder
 from .base import GenerativeModel
 
@@ -47,7 +49,9 @@ class VAEConfig:
     hidden: int = 400  # mlp width
     iwae_k: int = 5000  # importance samples for log_prob
     iwae_chunk: int = 500  # importance samples drawn at once (decoded DECODED_PER_PASS images at a time)
-    kl_warmup_steps: int = 0  # > 0: the KL term's weight rises linearly from 0 to 1 over these steps (Sønderby et al. 2016)
+    kl_warmup_steps: int = (
+        0  # > 0: the KL term's weight rises linearly from 0 to 1 over these steps (Sønderby et al. 2016)
+    )
 
     def __post_init__(self):
         positive(latent_dim=self.latent_dim, channels=self.channels, hidden=self.hidden,
@@ -58,7 +62,7 @@ class VAEConfig:
 class MLPEncoder(nn.Module):
     def __init__(self, hidden: int, out_dim: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(N_PIXELS, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
 
     def forward(self, x):
         return self.net(x)
@@ -67,7 +71,7 @@ class MLPEncoder(nn.Module):
 class MLPDecoder(nn.Module):
     def __init__(self, hidden: int, in_dim: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, 784))
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, N_PIXELS))
 
     def forward(self, z):
         return self.net(z).view(len(z), 1, 28, 28)  # (B, 1, 28, 28) logits
@@ -80,7 +84,9 @@ def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
 
 def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """sum over pixels of log Bernoulli(x; sigmoid(logits)); returns the leading shape."""
-    return -F.binary_cross_entropy_with_logits(logits.float(), x.expand_as(logits), reduction="none").flatten(-3).sum(-1)
+    return (
+        -F.binary_cross_entropy_with_logits(logits.float(), x.expand_as(logits), reduction="none").flatten(-3).sum(-1)
+    )
 
 
 class VAE(GenerativeModel):
@@ -188,10 +194,38 @@ class VAE(GenerativeModel):
         mu, _ = self.encode(x)
         return self.decode_mean(mu)
 
-    def write_pictures(self, run_dir, data):
-        from ..pictures import spread, write_latent_plots, write_reconstructions, write_samples_and_means
-
-        write_reconstructions(self, spread(data.test_x, 16), run_dir / "reconstructions.png")
-        write_samples_and_means(self, run_dir / "prior_samples_and_means.png")
+    def pictures(self, data):
+        """reconstructions.png; prior_samples_and_means.png (16 prior samples above the decoder means they
+        were drawn from, seed 0); with a 2-D latent space, latent_space.png and latent_manifold.png."""
+        samples, means = self.sample_with_means(16, torch.Generator().manual_seed(0))
+        out = {"reconstructions.png": self.reconstruction_rows(spread(data.test_x, 16)),
+               "prior_samples_and_means.png": torch.stack([samples, means])}
         if self.config.latent_dim == 2:
-            write_latent_plots(self, data.test_x[:5000], data.test_y[:5000], run_dir)
+            out["latent_space.png"] = self.latent_scatter(data.test_x[:5000], data.test_y[:5000])
+            out["latent_manifold.png"] = self.latent_manifold()
+        return out
+
+    @torch.no_grad()
+    def latent_scatter(self, x: torch.Tensor, y: torch.Tensor):
+        """A matplotlib Figure of test digits at their encoder means, coloured by digit (2-D latents)."""
+        from matplotlib.figure import Figure  # optional heavy dependency, only for 2-D latent spaces
+
+        mu = self.encode(x.to(self.device))[0].cpu()  # (N, 2)
+        fig = Figure(figsize=(6, 5.5), dpi=110)
+        ax = fig.subplots()
+        points = ax.scatter(mu[:, 0], mu[:, 1], c=y.cpu(), cmap="tab10", s=3, vmin=-0.5, vmax=9.5)
+        fig.colorbar(points, ax=ax, ticks=range(10), label="digit")
+        ax.set(xlabel="z1", ylabel="z2", title="Test digits in the latent space (encoder means)")
+        return fig
+
+    @torch.no_grad()
+    def latent_manifold(self, steps: int = 20) -> torch.Tensor:
+        """Decoder means over a grid of 2-D latents: (steps, steps, 1, 28, 28).
+
+        The grid covers the prior's central mass at Gaussian quantiles 0.05..0.95, as in
+        Kingma & Welling's figure 4; z2 decreases down the rows.
+        """
+        q = torch.distributions.Normal(0, 1).icdf(torch.linspace(0.05, 0.95, steps))
+        z1, z2 = torch.meshgrid(q, q.flip(0), indexing="xy")
+        z = torch.stack([z1.flatten(), z2.flatten()], dim=1).to(self.device)  # (steps^2, 2)
+        return self.decode_mean(z).view(steps, steps, *IMAGE_SHAPE)

@@ -17,8 +17,8 @@ Networks". This module holds:
   "Fast Generation for Convolutional Autoregressive Models"). Both draw pixel
   (i, j) as `u[:, 0, i, j] < p`, with one uniform tensor `u` of shape
   (n, 1, H, W) drawn up front, so they give the same images;
-- completion of partly hidden digits (`complete`, `write_completions`) and the
-  pixel-probability picture (`pixel_probabilities`).
+- completion of partly hidden digits (`complete`, `completion_rows`) and the
+  pixel-probability picture (`pixel_probability_rows`).
 
 A model plugs in with three methods: `logits(x, y)` for the whole image,
 `init_cache(n, y)` and `cached_logit(cache, x, i, j)`, called once per pixel in
@@ -27,15 +27,15 @@ raster order after every earlier pixel of `x` has been set.
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
-from .config import ConfigError
-from .models.base import CapabilityError, GenerativeModel
+from ..config import ConfigError
+from ..data import fixed_binarization
+from ..metrics import bits_per_dim
+from .base import CapabilityError, GenerativeModel
 
 HIDE_KINDS = ("bottom-half", "right-half", "box")
 
@@ -99,17 +99,15 @@ class PixelModel(GenerativeModel):
 
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         nll = -self.log_prob(x, y).mean()
-        return {"loss": nll, "bits_per_dim": nll.detach() / (x[0].numel() * math.log(2))}
+        return {"loss": nll, "bits_per_dim": bits_per_dim(nll.detach(), dequantized=False, n_dims=x[0].numel())}
 
-    def write_pictures(self, run_dir, data) -> None:
-        """After training: completions of half-hidden test digits and the pixel-probability picture."""
-        from .data import fixed_binarization
-
+    def pictures(self, data) -> dict[str, torch.Tensor]:
+        """Completions of eight half-hidden test digits and their pixel probabilities (fixed binarization)."""
         x = fixed_binarization(data.test_x[:8]).to(self.device)
         y = data.test_y[:8].to(self.device) if self.conditional else None
         generator = torch.Generator().manual_seed(0)
-        write_completions(self, x, "bottom-half", Path(run_dir) / "completions-bottom-half.png", 2, y, generator)
-        write_pixel_probabilities(self, x, Path(run_dir) / "pixel_probabilities.png", y)
+        return {"completions-bottom-half.png": completion_rows(self, x, "bottom-half", 2, y, generator),
+                "pixel_probabilities.png": pixel_probability_rows(self, x, y)}
 
     @torch.no_grad()
     def _sample(self, n: int, y: torch.Tensor | None, generator: torch.Generator | None,
@@ -148,7 +146,7 @@ def _raster_logits(model: PixelModel, x: torch.Tensor, y: torch.Tensor | None, c
             yield i, j, model.cached_logit(cache, x, i, j) if cached else model.logits(x, y)[:, 0, i, j]
 
 
-def _sample(model: PixelModel, u, y, x_known, visible, cached: bool) -> torch.Tensor:
+def _raster_sample(model: PixelModel, u, y, x_known, visible, cached: bool) -> torch.Tensor:
     x = _start(u, x_known, visible, next(model.parameters()).dtype)
     for i, j, logit in _raster_logits(model, x, y, cached):
         _draw(x, u, logit, i, j, x_known, visible)
@@ -166,13 +164,13 @@ def sample_naive(model: PixelModel, u, y=None, x_known=None, visible=None) -> to
     Returns:
         (n, 1, H, W) binary images.
     """
-    return _sample(model, u, y, x_known, visible, cached=False)
+    return _raster_sample(model, u, y, x_known, visible, cached=False)
 
 
 @torch.no_grad()
 def sample_cached(model: PixelModel, u, y=None, x_known=None, visible=None) -> torch.Tensor:
     """The fast sampler: each pixel's logit from the model's caches. Same arguments as `sample_naive`."""
-    return _sample(model, u, y, x_known, visible, cached=True)
+    return _raster_sample(model, u, y, x_known, visible, cached=True)
 
 
 @torch.no_grad()
@@ -265,15 +263,17 @@ def complete(
     return out.float().view(n_completions, n, *x.shape[1:])  # (K, N, 1, H, W)
 
 
-def write_completions(model: PixelModel, x: torch.Tensor, hide: str, path: str | Path, n_completions: int = 4,
-                      y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> Path:
-    """Save a PNG with rows: originals / visible part (hidden shown grey) / one row per completion."""
-    from .images import save_rows
+def completion_rows(model: PixelModel, x: torch.Tensor, hide: str, n_completions: int = 4,
+                    y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Rows for a picture: originals / visible part (hidden pixels grey) / one row per completion.
 
-    completions = complete(model, x, hide, n_completions, y, generator)
+    Returns:
+        (2 + n_completions, N, 1, H, W) images in [0, 1], on the CPU.
+    """
+    completions = complete(model, x, hide, n_completions, y, generator)  # (K, N, 1, H, W)
     visible = visible_mask(hide, model.image_size).to(x.device)
     shown = torch.where(visible, x.float(), torch.full_like(x.float(), 0.5))
-    return save_rows([x.float().cpu(), shown.cpu(), *completions.cpu()], path)
+    return torch.cat([torch.stack([x.float(), shown]).cpu(), completions.cpu()])
 
 
 @torch.no_grad()
@@ -289,38 +289,13 @@ def pixel_probabilities(model: PixelModel, x: torch.Tensor, y: torch.Tensor | No
         model.train(was_training)
 
 
-def write_pixel_probabilities(model: PixelModel, x: torch.Tensor, path: str | Path,
-                              y: torch.Tensor | None = None) -> Path:
-    """Save a PNG with rows: digits / p(pixel = 1 | pixels before) / p(the observed value | pixels before)."""
-    from .images import save_rows
+def pixel_probability_rows(model: PixelModel, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """Rows for a picture: digits / p(pixel = 1 | pixels before) / p(the observed value | pixels before).
 
+    Returns:
+        (3, N, 1, H, W) in [0, 1], on the CPU.
+    """
     p_one = pixel_probabilities(model, x, y).cpu()
     x = x.float().cpu()
     p_observed = torch.where(x > 0.5, p_one, 1 - p_one)
-    return save_rows([x, p_one, p_observed], path)
-
-
-# ---------------------------------------------------------------------------- CLI
-
-
-def complete_run(run_dir: str | Path, hide: str = "bottom-half", n_digits: int = 10, n_completions: int = 4,
-                 data: str | None = None, seed: int = 0, out: str | Path | None = None,
-                 device: str | torch.device = "cpu") -> Path:
-    """`genzoo complete RUN --hide ...`: complete the first n_digits test digits of the run's data.
-
-    The digits are binarized with the fixed evaluation draw (`data.FIXED_BINARIZATION`).
-    Writes `RUN/completions-<hide>.png` (or `out`): rows original / visible / completions.
-    """
-    from .data import fixed_binarization, load_data
-    from .runs import load, read_config
-
-    visible_mask(hide)  # check --hide before loading anything
-    model = load(run_dir, device=device)
-    if not isinstance(model, PixelModel):
-        raise CapabilityError(f"{model.name}: cannot complete digits; use a pixelcnn or pixelrnn run")
-    dataset = load_data(data or read_config(run_dir)["data"], verbose=False)
-    x = fixed_binarization(dataset.test_x[:n_digits]).to(model.device)
-    y = dataset.test_y[:n_digits].to(model.device) if model.conditional else None
-    path = Path(out) if out else Path(run_dir) / f"completions-{hide}.png"
-    generator = torch.Generator().manual_seed(seed)
-    return write_completions(model, x, hide, path, n_completions, y=y, generator=generator)
+    return torch.stack([x, p_one, p_observed])

@@ -1,0 +1,243 @@
+"""Run-level commands: what each `genzoo` verb does, as library functions the CLI calls in one line.
+
+Each function takes typed arguments (the CLI parses strings), opens the run folder it is given,
+asks the model for tensors or figures, and writes the files; it returns what the CLI prints
+(a path, or a text). Models never import this module: they compute, this module writes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import registry, runs
+from .config import ConfigError, field_types, parse_sets, parse_value
+from .data import fixed_binarization, load_data, spread
+from .evaluate import evaluate_run
+from .images import save_grid, save_pictures
+from .models.autoregressive import PixelModel, completion_rows, visible_mask
+from .models.base import CapabilityError
+from .models.dae import parse_noise
+from .models.gan import AdversarialModel
+from .models.gan import interpolate as interpolate_latents
+from .models.gmm import GaussianMixture
+from .train_config import TrainConfig
+from .trainer import TrainingError, resolve_device
+from .trainer import train as train_model
+
+
+def list_models() -> str:
+    """`genzoo list`: one line per model, its CLI name and the first line of its docstring."""
+    return "\n".join(
+        f"{name:10s} {(cls.__doc__ or '').strip().splitlines()[0]}" for name, cls in registry.MODELS.items()
+    )
+
+
+def split_sets(model_name: str, pairs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Parse each --set value by its field's type and send it to the model's Config or to the TrainConfig.
+
+    The one place where strings become typed values; unknown keys are errors.
+    """
+    model_keys = field_types(registry.get(model_name).Config)
+    train_keys = field_types(TrainConfig)
+    model_part, train_part = {}, {}
+    for key, value in pairs.items():
+        if key in model_keys:
+            model_part[key] = parse_value(key, value, model_keys[key])
+        elif key in train_keys:
+            train_part[key] = parse_value(key, value, train_keys[key])
+        else:
+            raise ConfigError(
+                f"--set {key}={value}: unknown key {key!r}. {model_name} keys: {', '.join(model_keys)}; "
+                f"trainer keys: {', '.join(train_keys)}"
+            )
+    return model_part, train_part
+
+
+def train(model: str, *, data: str = "auto", out: str | None = None, device: str = "auto", seed: int = 0,
+          resume: bool = False, sets: list[str] | None = None, epochs: int | None = None, steps: int | None = None,
+          batch_size: int | None = None, lr: float | None = None) -> Path:
+    """`genzoo train MODEL`: train into a run folder (or continue one with `resume`) and return the folder.
+
+    Args:
+        sets: "key=value" strings for the model's or the trainer's config (not with `resume`).
+        epochs, steps, batch_size, lr: the trainer settings the CLI names; `steps` alone means no epochs.
+    """
+    if resume:
+        if out is None:
+            raise TrainingError("--resume needs --out RUN, the run folder to continue")
+        if sets:
+            raise TrainingError(f"{out}: --resume continues a run with its own config.json; drop --set "
+                                "(only --epochs or --steps may go with it, to train the run for longer)")
+        model_part, train_part = {}, {}
+    else:
+        model_part, train_part = split_sets(model, parse_sets(sets))
+    given = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "lr": lr}
+    train_part.update({key: value for key, value in given.items() if value is not None})
+    if steps and "epochs" not in train_part:
+        train_part["epochs"] = 0
+    return train_model(model, data=data, out=out, device=device, seed=seed, resume=resume,
+                       train_overrides=train_part, model_overrides=model_part)
+
+
+def sample(run: str | Path, n: int = 64, *, label: int | None = None, seed: int = 0, out: str | Path | None = None,
+           device: str = "auto") -> Path:
+    """`genzoo sample RUN`: a grid of n samples, of one digit with `label` (conditional models).
+
+    A conditional model without `label` draws the default layout, one digit per row of 10.
+    Writes `out` (default RUN/samples/sample_seedS.png) and returns its path.
+    """
+    model = runs.load(run, resolve_device(device))
+    with torch.no_grad():  # the model checks the label (and n) and says what fits
+        images = model.sample(n, y=label, generator=torch.Generator().manual_seed(seed))
+    path = Path(out or Path(run) / "samples" / f"sample_seed{seed}.png")
+    return save_grid(images, path, nrow=10 if model.conditional and label is None else None)
+
+
+def _test_images(run: str | Path, n: int) -> torch.Tensor:
+    """n test digits spread evenly over the run's test set (so a set stored class by class shows every digit)."""
+    return spread(load_data(runs.read_config(run)["data"], verbose=False).test_x, n)
+
+
+def reconstruct(run: str | Path, n: int = 16, *, out: str | Path | None = None, device: str = "auto") -> Path:
+    """`genzoo reconstruct RUN`: n test digits (top row) above their reconstructions; RUN/reconstructions.png."""
+    model = runs.load(run, resolve_device(device))
+    if not model.can_reconstruct:
+        raise CapabilityError(f"{model.name}: is not an autoencoder, it cannot reconstruct; use an ae, dae or vae run")
+    return _write_rows(model.reconstruction_rows(_test_images(run, n)), out or Path(run) / "reconstructions.png")
+
+
+def denoise(run: str | Path, noises: list[str] | None = None, n: int = 12, *, seed: int = 0,
+            out: str | Path | None = None, device: str = "auto") -> Path:
+    """`genzoo denoise RUN`: rows clean / noisy / denoised for each noise ("gaussian:0.5", ...; default three).
+
+    Writes `out` (default RUN/denoising.png) and returns its path.
+    """
+    model = runs.load(run, resolve_device(device))
+    if not model.can_denoise:
+        raise CapabilityError(f"{model.name}: is not a denoising autoencoder; train a `dae` run")
+    parsed = [parse_noise(text) for text in noises] if noises else None
+    rows = model.denoising_rows(_test_images(run, n), parsed, torch.Generator().manual_seed(seed))
+    return _write_rows(rows, out or Path(run) / "denoising.png")
+
+
+def interpolate(run: str | Path, out: str | Path | None = None, *, steps: int = 10, label: int | None = None,
+                rows: int = 4, seed: int = 0, device: str = "auto") -> Path:
+    """`genzoo interpolate RUN`: rows of images along straight latent paths of a gan, cgan or dcgan.
+
+    Args:
+        out: PNG path; RUN/samples/interpolation.png by default.
+        steps: images per row, end points included; label: the digit of every row (conditional models;
+            default one row per digit); rows: independent paths; seed: seeds the end points.
+    Raises:
+        ConfigError: steps < 2, rows < 1 or a label outside 0..9.
+        CapabilityError: the run is not an adversarial model, or a label for an unconditional one.
+    """
+    if steps < 2 or rows < 1:
+        raise ConfigError(f"--steps {steps} --rows {rows}: need at least 2 steps and 1 row")
+    if label is not None and not 0 <= label <= 9:
+        raise ConfigError(f"--label {label}: must be a digit 0..9")
+    model = runs.load(run, resolve_device(device))
+    if not isinstance(model, AdversarialModel):
+        raise CapabilityError(f"{model.name}: interpolate works on gan, cgan and dcgan runs only")
+    images = interpolate_latents(model, steps, label=label, rows=rows, generator=torch.Generator().manual_seed(seed))
+    return _write_rows(images, out or Path(run) / "samples" / "interpolation.png")
+
+
+def complete(run: str | Path, hide: str = "bottom-half", n: int = 10, *, completions: int = 4, seed: int = 0,
+             out: str | Path | None = None, data: str | None = None, device: str = "auto") -> Path:
+    """`genzoo complete RUN --hide ...`: complete the first n test digits of the run's data (pixel models).
+
+    The digits are binarized with the fixed evaluation draw (`data.FIXED_BINARIZATION`). Writes
+    `out` (default RUN/completions-<hide>.png): rows original / visible / one per completion.
+    """
+    visible_mask(hide)  # check --hide before loading anything
+    model = runs.load(run, resolve_device(device))
+    if not isinstance(model, PixelModel):
+        raise CapabilityError(f"{model.name}: cannot complete digits; use a pixelcnn or pixelrnn run")
+    dataset = load_data(data or runs.read_config(run)["data"], verbose=False)
+    x = fixed_binarization(dataset.test_x[:n]).to(model.device)
+    y = dataset.test_y[:n].to(model.device) if model.conditional else None
+    rows = completion_rows(model, x, hide, completions, y, torch.Generator().manual_seed(seed))
+    return _write_rows(rows, out or Path(run) / f"completions-{hide}.png")
+
+
+def _write_rows(rows: torch.Tensor, path: str | Path) -> Path:
+    """Rows (R, C, 1, H, W) as one PNG at `path`, enlarged like every picture."""
+    path = Path(path)
+    (written,) = save_pictures({path.name: rows}, path.parent)
+    return written
+
+
+def evaluate(run: str | Path, *, as_json: bool = False, device: str = "auto", seed: int = 0, max_test: int = 0,
+             random_subset: bool = False, iwae_k: int = 0, n_samples: int = 10_000) -> str:
+    """`genzoo evaluate RUN`: every metric that applies, written to RUN/metrics.json; returns them as text
+    (one line each, with standard errors and units) or as JSON."""
+    metrics = evaluate_run(run, device=device, seed=seed, max_test=max_test, random_subset=random_subset,
+                           iwae_k=iwae_k, n_samples=n_samples)
+    if as_json:
+        return json.dumps(metrics, indent=2)
+    lines = []
+    for key, value in metrics.items():
+        shown = value["value"] if isinstance(value, dict) and "value" in value else value
+        unit = value.get("unit", "") if isinstance(value, dict) else ""
+        se = f" ± {value['se']:.2g}" if isinstance(value, dict) and value.get("se") is not None else ""
+        lines.append(f"{key:28s} {shown:.6g}{se} {unit}" if isinstance(shown, float) else f"{key:28s} {shown}")
+    lines.append(f"written to {Path(run) / runs.METRICS}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- the 2-D mixture demo
+
+
+def anisotropic_clusters(n_per_cluster: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Four stretched and rotated 2-D Gaussian clusters. Returns X (4n, 2) and labels (4n,)."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0, 0.0], [6.0, 1.0], [2.0, 6.0], [8.0, 7.0]])
+    transforms = [np.array([[2.0, 0.0], [1.2, 0.4]]), np.array([[0.5, -0.9], [0.2, 1.5]]),
+                  np.array([[1.8, 0.6], [0.0, 0.3]]), np.eye(2) * 0.7]
+    X = np.concatenate([rng.standard_normal((n_per_cluster, 2)) @ t + c for c, t in zip(centres, transforms)])
+    return X, np.repeat(np.arange(len(centres)), n_per_cluster)
+
+
+def mixture_figure(X: np.ndarray, gm: GaussianMixture, samples: np.ndarray):
+    """A matplotlib Figure of 2-D data, each component's ellipses at 1 and 2 standard deviations, its mean,
+    and samples from the fitted mixture `gm` (full covariances)."""
+    import math
+
+    from matplotlib.figure import Figure  # optional heavy dependency, only for this picture
+    from matplotlib.patches import Ellipse
+
+    fig = Figure(figsize=(7, 6), dpi=120)
+    ax = fig.subplots()
+    ax.scatter(X[:, 0], X[:, 1], s=6, c="0.6", label="data")
+    ax.scatter(samples[:, 0], samples[:, 1], s=6, c="tab:red", marker="x", label="samples from the fit")
+    for k, (mean, cov) in enumerate(zip(gm.means_.numpy(), gm.covariances_.numpy())):
+        eigvals, eigvecs = np.linalg.eigh(cov)
+        angle = math.degrees(math.atan2(eigvecs[1, 1], eigvecs[0, 1]))
+        for n_std, style in ((1, "-"), (2, "--")):
+            w, h = 2 * n_std * np.sqrt(eigvals[::-1])
+            ax.add_patch(Ellipse(mean, w, h, angle=angle, fill=False, lw=1.5, ls=style, color=f"C{k}"))
+        ax.plot(*mean, "k+", ms=10)
+    ax.set_title(f"Gaussian mixture by EM: {gm.n_components} components, {gm.n_iter_} iterations, "
+                 f"log-lik {gm.lower_bound_:.3f}/point\nellipses at 1 (solid) and 2 (dashed) standard deviations")
+    ax.set_aspect("equal")
+    ax.legend(loc="upper left")
+    return fig
+
+
+def gmm_demo(out: str | Path = "gmm-demo", n_components: int = 4, seed: int = 0) -> Path:
+    """`genzoo gmm-demo`: fit a full-covariance mixture to 2-D anisotropic clusters and plot it.
+
+    Draws the data, each component's ellipses at 1 and 2 standard deviations, its mean, and
+    400 fresh samples from the fit, in one figure `OUT/gmm_demo.png`; returns its path.
+    """
+    X, _ = anisotropic_clusters(seed=seed)
+    gm = GaussianMixture(n_components, covariance_type="full", random_state=seed, n_init=3).fit(X)
+    samples, _ = gm.sample(400, generator=torch.Generator().manual_seed(seed + 1))
+    (path,) = save_pictures({"gmm_demo.png": mixture_figure(X, gm, samples.numpy())}, out)
+    return path
