@@ -327,7 +327,8 @@ def test_a_run_shorter_than_the_test_set_scores_as_many_test_digits_as_it_trains
     genzoo.train("ae", data=tiny, out=tmp_path, device="cpu", progress=False,
                  model_overrides={"channels": 4, "latent_dim": 4},
                  train_overrides={"steps": 3, "epochs": 0, "batch_size": 16, "sample_every": 0})
-    assert "this run trains on 48 images, fewer than the 64 test digits: its test pass scores 48" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "this run trains on 48 images, fewer than the 64 test digits: its test pass scores 48" in err
     (test,) = [r for r in genzoo.runs.read_metrics_log(tmp_path) if "test_loss" in r]
     assert test["test_images"] == 48
     spread = tiny.test_x[torch.linspace(0, 63, 48).long()]  # evenly over the test set
@@ -386,8 +387,9 @@ def test_sigterm_during_the_test_pass_stops_within_seconds_with_the_checkpoint_k
 
 def test_ddp_resume_of_a_noise_drawing_model_is_exact(tmp_path):
     """2 gloo processes training a VAE (each rank draws its own noise): 8 steps straight, or 4 then --resume to 8."""
-    common = ["--data", "embedded", "--batch-size", "32", "--device", "cpu", "--set", "channels=4", "--set", "latent_dim=4",
-              "--set", "sample_every=0", "--set", "test_every=0", "--set", "schedule=constant"]  # 4 steps, then 8: one rate
+    common = ["--data", "embedded", "--batch-size", "32", "--device", "cpu", "--set", "channels=4",
+              "--set", "latent_dim=4", "--set", "sample_every=0", "--set", "test_every=0",
+              "--set", "schedule=constant"]  # the rate of a 4-step run then is that of the 8-step one
 
     def torchrun(*args):
         done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",

@@ -76,7 +76,9 @@ def train(
     else:
         model_obj, train_cfg, data_spec = _fresh(model, data, seed, train_overrides, model_overrides)
     dataset = data if isinstance(data, Dataset) else load_data(data_spec)
-    lengthened = resume and bool(train_overrides) and _lengthen(run_dir, train_cfg, train_overrides, len(dataset.train_x))
+    lengthened = None
+    if resume and train_overrides:
+        lengthened = _lengthen(run_dir, train_cfg, train_overrides, len(dataset.train_x))
     train_cfg = lengthened or train_cfg
 
     ddp = Distributed(device)

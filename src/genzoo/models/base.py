@@ -58,11 +58,13 @@ class GenerativeModel(nn.Module):
         """True when the model takes a digit label (sampling and training)."""
         return bool(getattr(self.config, "conditional", False))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, step: int | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
+                step: int | None = None) -> dict[str, torch.Tensor]:
         # forward is the loss so that DistributedDataParallel sees the computation it must sync.
         return self.loss(x, y, step=step)
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None, *, step: int | None = None) -> dict[str, torch.Tensor]:
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None, *,
+             step: int | None = None) -> dict[str, torch.Tensor]:
         """The training objective of a batch; `step` counts the optimizer steps taken before this one
         (a warm-up may read it), None outside training (evaluation: the fully trained objective)."""
         raise CapabilityError(f"{self.name}: trains with '{self.training_mode}', it has no gradient loss")

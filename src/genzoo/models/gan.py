@@ -434,7 +434,7 @@ class AdversarialModel(GenerativeModel):
         # Sampling network: an exponential moving average of the generator's weights.
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if cfg.ema_decay > 0 else None
         # Runs saved before the trainer passed the step count held it in an "n_steps" buffer.
-        self.register_load_state_dict_pre_hook(lambda module, state, prefix, *_: state.pop(f"{prefix}n_steps", None))
+        self.register_load_state_dict_pre_hook(lambda module, state, prefix, *_: state.pop(prefix + "n_steps", None))
         self._reset_epoch_sums()
 
     def build_generator(self) -> nn.Module:

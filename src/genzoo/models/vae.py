@@ -102,7 +102,7 @@ class VAE(GenerativeModel):
             self.encoder = MLPEncoder(cfg.hidden, 2 * cfg.latent_dim)
             self.decoder = MLPDecoder(cfg.hidden, cfg.latent_dim)
         # Runs saved before the trainer passed the step count held it in a "train_steps" buffer.
-        self.register_load_state_dict_pre_hook(lambda module, state, prefix, *_: state.pop(f"{prefix}train_steps", None))
+        self.register_load_state_dict_pre_hook(lambda _, state, prefix, *__: state.pop(prefix + "train_steps", None))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 1, 28, 28) -> mean and log-variance of q(z|x), each (B, latent_dim)."""

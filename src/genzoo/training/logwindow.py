@@ -39,7 +39,8 @@ class LogWindow:
     def settle(self, extra: torch.Tensor | None = None) -> list[float]:
         """Bring the pending values and `extra` (a 1-d tensor) to the host in one device sync; add the
         values to the sums and return `extra`'s. Raises NonFinite for the first step with a bad value."""
-        parts = [v.detach().float().reshape(1) for _, out in self.pending for v in out.values() if isinstance(v, torch.Tensor)]
+        parts = [v.detach().float().reshape(1)
+                 for _, out in self.pending for v in out.values() if isinstance(v, torch.Tensor)]
         if extra is not None:
             parts.append(extra.float().reshape(-1))
         host = iter(torch.cat(parts).tolist() if parts else [])

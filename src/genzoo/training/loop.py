@@ -197,7 +197,8 @@ class Loop:
             raise TrainingError(self.stop_message(f"{bad} at step {bad.step}")) from None
         if not all(finite):
             names = [name for (name, _), ok in zip(self.model.named_parameters(), finite) if not ok]
-            steps = f"step {self.step}" if self.settled_step + 1 == self.step else f"steps {self.settled_step + 1} to {self.step}"
+            first = self.settled_step + 1
+            steps = f"step {self.step}" if first == self.step else f"steps {first} to {self.step}"
             raise TrainingError(self.stop_message(
                 f"non-finite weights ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}) after {steps}, "
                 "whose losses were finite"))
@@ -230,7 +231,8 @@ class Loop:
         """Before training on from a checkpoint: drop the log lines written after it (those steps are
         done again) and the last session's end record."""
         if self.ddp.main:
-            kept = [r for r in runs.read_metrics_log(self.run_dir) if r.get("step", 0) <= self.step and "event" not in r]
+            log = runs.read_metrics_log(self.run_dir)
+            kept = [r for r in log if r.get("step", 0) <= self.step and "event" not in r]
             runs.write_metrics_log(self.run_dir, kept)
 
     def save_checkpoint(self) -> None:
