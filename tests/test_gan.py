@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from contextlib import nullcontext
 
 import pytest
 import torch
@@ -41,6 +42,11 @@ def optimizers(model):
     return model.configure_optimizers(TrainConfig(beta1=0.5))
 
 
+def train_step(model, x, y, opts, step: int = 0):
+    """One step as the trainer takes it: step `step` of the run (the trainer counts), no autocast (CPU)."""
+    return model.train_step(x, y, opts, step=step, autocast=nullcontext)
+
+
 def params(net):
     return [p.detach().clone() for p in net.parameters()]
 
@@ -70,7 +76,7 @@ def test_step_changes_both_networks_and_lowers_each_ones_loss(key, loss):
     eps = model.rand(len(x), 1, 1, 1) if loss == "wgan-gp" else None
     z_g = model.randn(len(x), 8)
     torch.manual_seed(7)
-    out = model.train_step(x, y, opts)
+    out = train_step(model, x, y, opts)
     assert set(out) == {"loss_d", "loss_g", "d_real", "d_fake"} and all(v.shape == () for v in out.values())
     out = {k: v.item() for k, v in out.items()}
 
@@ -106,19 +112,18 @@ def test_d_steps_updates_the_generator_every_kth_call():
     opts = optimizers(model)
     x, y = batch()
     g0 = params(model.generator)
-    model.train_step(x, y, opts)
-    model.train_step(x, y, opts)
+    train_step(model, x, y, opts, step=0)
+    train_step(model, x, y, opts, step=1)
     assert all(torch.equal(a, b) for a, b in zip(g0, model.generator.parameters()))
-    model.train_step(x, y, opts)
+    train_step(model, x, y, opts, step=2)
     assert changed(g0, model.generator)
-    assert int(model.n_steps) == 3
 
 
 def test_ema_follows_generator_with_warmup_decay():
     model = tiny("dcgan", ema_decay=0.999)
     opts = optimizers(model)
     ema0 = params(model.generator_ema)
-    model.train_step(*batch(), opts)
+    train_step(model, *batch(), opts)
     decay = (1 + 1) / (10 + 1)  # warm-up after the first generator step
     for e0, e1, p in zip(ema0, model.generator_ema.parameters(), model.generator.parameters()):
         torch.testing.assert_close(e1, decay * e0 + (1 - decay) * p.detach())
@@ -179,7 +184,7 @@ def test_gradient_penalty_of_a_linear_critic_is_closed_form():
 @pytest.mark.parametrize("key", ["cgan", "dcgan-cond"])
 def test_conditional_generator_output_depends_on_label(key):
     model = tiny(key)
-    model.train_step(*batch(), optimizers(model))
+    train_step(model, *batch(), optimizers(model))
     a = model.sample(8, y=3, generator=torch.Generator().manual_seed(0))
     b = model.sample(8, y=3, generator=torch.Generator().manual_seed(0))
     c = model.sample(8, y=torch.full((8,), 5), generator=torch.Generator().manual_seed(0))
@@ -201,9 +206,9 @@ def test_cgan_learns_to_follow_labels():
     model = tiny("cgan", lr_g=5e-3, lr_d=5e-3, ema_decay=0.0)
     opts = optimizers(model)
     g = torch.Generator().manual_seed(0)
-    for _ in range(250):
+    for i in range(250):
         y = torch.randint(0, 10, (32,), generator=g)
-        model.train_step(patterns[y], y, opts)
+        train_step(model, patterns[y], y, opts, step=i)
     labels = torch.arange(10).repeat(5)
     samples = model.sample(50, y=labels, generator=torch.Generator().manual_seed(1))
     distances = torch.cdist(samples.flatten(1), patterns.flatten(1))  # (50, 10)
@@ -346,11 +351,11 @@ def test_epoch_end_warns_when_the_discriminator_wins():
     model = tiny("gan", lr_g=1e-7, lr_d=5e-3)  # a frozen generator against a fast discriminator
     opts = optimizers(model)
     x, y = batch(32)
-    for _ in range(40):
-        model.train_step(x, y, opts)
+    for i in range(40):
+        train_step(model, x, y, opts, step=i)
     model.epoch_end(0)  # the first epoch, while D learns, may not trip the warning
-    for _ in range(20):
-        model.train_step(x, y, opts)
+    for i in range(40, 60):
+        train_step(model, x, y, opts, step=i)
     out = model.epoch_end(1)
     assert out["epoch_d_real"] > 0.95 and out["epoch_d_fake"] < 0.05
     assert "gan epoch 1: discriminator wins outright" in out["warning"]
@@ -376,14 +381,13 @@ def test_epoch_end_reports_collapse_and_label_following():
     )
 
 
-def test_state_dict_round_trip_keeps_step_count_and_samples():
+def test_state_dict_round_trip_keeps_samples_and_reads_the_step_count_of_older_runs():
     model = tiny("dcgan-cond", d_steps=2)
     opts = optimizers(model)
-    for _ in range(3):
-        model.train_step(*batch(), opts)
+    for i in range(3):
+        train_step(model, *batch(), opts, step=i)
     clone = tiny("dcgan-cond", d_steps=2)
-    clone.load_state_dict(model.state_dict())
-    assert int(clone.n_steps) == 3
+    clone.load_state_dict({**model.state_dict(), "n_steps": torch.tensor(3)})  # the buffer runs of before held
     gen = lambda: torch.Generator().manual_seed(9)  # noqa: E731
     torch.testing.assert_close(clone.sample(10, generator=gen()), model.sample(10, generator=gen()))
 
@@ -443,8 +447,8 @@ def test_resume_mid_run_gives_identical_weights(tmp_path, monkeypatch):
     calls = {"n": 0}
     original = DCGAN.train_step
 
-    def interrupting_step(self, *args, **kwargs):
-        out = original(self, *args, **kwargs)
+    def interrupting_step(self, x, y, optimizers, **kwargs):
+        out = original(self, x, y, optimizers, **kwargs)
         calls["n"] += 1
         if calls["n"] == 4:
             signal.raise_signal(signal.SIGINT)  # the trainer stops cleanly after this step and checkpoints
@@ -462,7 +466,7 @@ def test_resume_mid_run_gives_identical_weights(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
     a, b = load_file(str(whole / "model.safetensors")), load_file(str(part / "model.safetensors"))
-    assert a.keys() == b.keys() and int(a["n_steps"]) == 6
+    assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
     # The epoch averages too: epoch 2's running sums of steps 3 and 4 travelled in the checkpoint.
@@ -534,15 +538,13 @@ def test_wgan_gp_defaults_are_the_papers_and_explicit_settings_win(tmp_path, mon
     assert (runs.read_config(run)["train"]["beta1"], runs.read_config(run)["train"]["beta2"]) == (0.5, 0.9)
 
 
-def test_loading_weights_resets_the_generator_step_cadence():
+def test_the_generator_step_cadence_follows_the_trainers_step_not_the_calls():
     model = tiny("gan", d_steps=2)
     opts = optimizers(model)
-    model.train_step(*batch(), opts)  # call 1: D only
-    model.load_state_dict(tiny("gan", d_steps=2).state_dict())  # back to step 0
     g0 = params(model.generator)
-    model.train_step(*batch(), opts)  # call 1 again: still D only
+    train_step(model, *batch(), opts, step=4)  # the 5th step: D only
     assert all(torch.equal(a, b) for a, b in zip(g0, model.generator.parameters()))
-    model.train_step(*batch(), opts)
+    train_step(model, *batch(), opts, step=5)  # a resumed run's first call can be a generator step
     assert changed(g0, model.generator)
 
 

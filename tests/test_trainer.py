@@ -89,7 +89,7 @@ class Exploding(GenerativeModel):
         self.w = torch.nn.Parameter(torch.ones(1))
         self.register_buffer("calls", torch.zeros((), dtype=torch.long))
 
-    def loss(self, x, y=None):
+    def loss(self, x, y=None, *, step=None):
         self.calls += self.training  # training steps only, not the test pass at epoch ends
         bad = torch.tensor(float("nan")) if self.calls > self.config.explode_at else torch.tensor(1.0)
         return {"loss": (self.w * x.mean() - 1).pow(2) * bad}
@@ -266,3 +266,147 @@ def test_the_first_step_of_a_lengthened_run_takes_the_new_rate(tiny, tmp_path):
                  train_overrides={"steps": 9, "epochs": 0})
     after = weights(tmp_path)
     assert not torch.equal(before["encoder.net.0.weight"], after["encoder.net.0.weight"])
+
+
+def test_resume_survives_a_torn_last_line_of_the_log(tiny, tmp_path):
+    kw = {"device": "cpu", "progress": False}
+    genzoo.train("ae", data=tiny, out=tmp_path, model_overrides={"channels": 4, "latent_dim": 4}, **kw,
+                 train_overrides={"steps": 4, "epochs": 0, "batch_size": 64, "log_every": 1, "sample_every": 0})
+    log = tmp_path / "metrics.jsonl"
+    whole = log.read_text()
+    log.write_text(whole + '{"loss": 0.31, "st')  # a kill in the middle of a write
+    assert genzoo.runs.read_metrics_log(tmp_path) == [json.loads(line) for line in whole.splitlines()]
+    genzoo.train("ae", data=tiny, out=tmp_path, resume=True, train_overrides={"steps": 6}, **kw)
+    records = [json.loads(line) for line in log.read_text().splitlines()]  # every line whole again
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert records[-1]["event"] == "end" and records[-1]["step"] == 6
+    log.write_text('{"step": 1\n' + log.read_text())  # a bad line before the last is damage, not a kill
+    with pytest.raises(genzoo.runs.RunError, match=r"metrics.jsonl: line 1 is not valid JSON"):
+        genzoo.runs.read_metrics_log(tmp_path)
+
+
+@dataclass
+class NaNGradientConfig:
+    nan_from: int = 3
+
+
+class NaNGradient(GenerativeModel):
+    """A finite loss whose gradient is NaN from step `nan_from` on: sqrt(v * 0) is 0, its derivative inf * 0."""
+
+    name = "nan-gradient"
+    Config = NaNGradientConfig
+
+    def __init__(self, config=None, **overrides):
+        super().__init__(config, **overrides)
+        self.w = torch.nn.Parameter(torch.ones(1))
+        self.v = torch.nn.Parameter(torch.ones(1))
+
+    def loss(self, x, y=None, *, step=None):
+        loss = (self.w * x.mean() - 1).pow(2)
+        if step is not None and step >= self.config.nan_from:
+            loss = loss + torch.sqrt(self.v * 0)
+        return {"loss": loss}
+
+    def sample(self, n, *, y=None, generator=None):
+        return self.rand(n, 1, 28, 28, generator=generator)
+
+
+def test_nan_gradients_stop_training_before_a_checkpoint_holds_them(tiny, tmp_path):
+    with pytest.raises(TrainingError, match=r"nan-gradient: non-finite weights \(v\) after step 4, whose losses were "
+                                            r"finite; training stopped. The last good checkpoint \(step 3\) is kept in "
+                                            r".*Try a lower lr or --set grad_clip=1$"):
+        genzoo.train(NaNGradient(), data=tiny, out=tmp_path, device="cpu", progress=False,
+                     train_overrides={"steps": 10, "epochs": 0, "batch_size": 128, "checkpoint_minutes": 0})
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 3 and all(torch.isfinite(v).all() for v in state["model"].values())
+    assert all(torch.isfinite(v).all() for v in weights(tmp_path).values())
+
+
+def test_a_nan_before_any_checkpoint_says_there_is_none(tiny, tmp_path):
+    with pytest.raises(TrainingError, match=r"loss=nan at step 1; training stopped. No checkpoint was written yet: "):
+        genzoo.train(Exploding(explode_at=0), data=tiny, out=tmp_path, device="cpu", progress=False,
+                     train_overrides={"steps": 10, "epochs": 0, "batch_size": 128, "log_every": 100})
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_a_run_shorter_than_the_test_set_scores_as_many_test_digits_as_it_trains_on(tiny, tmp_path, capsys):
+    genzoo.train("ae", data=tiny, out=tmp_path, device="cpu", progress=False,
+                 model_overrides={"channels": 4, "latent_dim": 4},
+                 train_overrides={"steps": 3, "epochs": 0, "batch_size": 16, "sample_every": 0})
+    err = capsys.readouterr().err
+    assert "this run trains on 48 images, fewer than the 64 test digits: its test pass scores 48" in err
+    (test,) = [r for r in genzoo.runs.read_metrics_log(tmp_path) if "test_loss" in r]
+    assert test["test_images"] == 48
+    spread = tiny.test_x[torch.linspace(0, 63, 48).long()]  # evenly over the test set
+    model = genzoo.load(tmp_path)
+    with torch.no_grad():
+        expected = sum(model.loss(part)["loss"].item() * len(part) for part in spread.split(16)) / 48
+    assert test["test_loss"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_signal_during_the_pictures_skips_them_and_resume_makes_them(tiny, tmp_path, monkeypatch, capsys):
+    from genzoo.models.ae import Autoencoder
+
+    calls, made = [], []
+
+    def pictures(self, run_dir, data):
+        calls.append(run_dir)
+        if len(calls) == 1:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C while the pictures are drawn: they stop at once
+        made.append(run_dir)
+
+    monkeypatch.setattr(Autoencoder, "write_pictures", pictures)
+    kw = {"device": "cpu", "progress": False}
+    with pytest.raises(KeyboardInterrupt):
+        genzoo.train("ae", data=tiny, out=tmp_path, model_overrides={"channels": 4, "latent_dim": 4}, **kw,
+                     train_overrides={"steps": 2, "epochs": 0, "batch_size": 64, "sample_every": 0, "test_every": 0})
+    assert made == []
+    assert f"stopped by SIGINT at step 2/2 during the pictures (checkpointed); the pictures were skipped; make them " \
+           f"with: genzoo train ae --out {tmp_path} --resume" in capsys.readouterr().err
+    log = genzoo.runs.read_metrics_log(tmp_path)
+    assert log[-1] == {"event": "pictures_skipped", "step": 2} and log[-2]["event"] == "end"
+    genzoo.train("ae", data=tiny, out=tmp_path, resume=True, **kw)
+    assert made == [tmp_path]
+    assert genzoo.runs.read_metrics_log(tmp_path) == log[:-1]
+
+
+def test_sigterm_during_the_test_pass_stops_within_seconds_with_the_checkpoint_kept(tmp_path):
+    run = tmp_path / "run"
+    # 500 test digits one at a time through the default PixelCNN: a test pass of many seconds.
+    proc = genzoo_cmd("train", "pixelcnn", "--data", "embedded", "--steps", "2", "--batch-size", "1", "--device", "cpu",
+                      "--set", "sample_every=0", "--set", "test_images=500", "--out", str(run))
+    checkpoint = run / "checkpoint.pt"  # written at the last step, before the test pass
+    deadline = time.time() + 120
+    while time.time() < deadline and not checkpoint.exists():
+        time.sleep(0.05)
+    time.sleep(1.0)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=60)[0]
+    assert time.monotonic() - sent < 10, output
+    assert proc.returncode == 128 + signal.SIGTERM, output
+    assert "stopped by SIGTERM at step 2/2 during the test pass (checkpointed)" in output
+    assert torch.load(checkpoint, weights_only=True)["step"] == 2
+    assert all(torch.isfinite(v).all() for v in weights(run).values())
+    assert not [r for r in genzoo.runs.read_metrics_log(run) if "test_loss" in r]
+
+
+def test_ddp_resume_of_a_noise_drawing_model_is_exact(tmp_path):
+    """2 gloo processes training a VAE (each rank draws its own noise): 8 steps straight, or 4 then --resume to 8."""
+    common = ["--data", "embedded", "--batch-size", "32", "--device", "cpu", "--set", "channels=4",
+              "--set", "latent_dim=4", "--set", "sample_every=0", "--set", "test_every=0",
+              "--set", "schedule=constant"]  # the rate of a 4-step run then is that of the 8-step one
+
+    def torchrun(*args):
+        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                               "--master_port=29518", "-m", "genzoo", "train", "vae", *args],
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    torchrun(*common, "--steps", "8", "--out", str(tmp_path / "straight"))
+    torchrun(*common, "--steps", "4", "--out", str(tmp_path / "resumed"))
+    torchrun("--out", str(tmp_path / "resumed"), "--resume", "--steps", "8", "--device", "cpu")
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert len(torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["rng_ranks"]) == 2

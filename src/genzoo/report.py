@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from . import runs
 from .leaderboard import COLUMNS, best, cell, leaderboard_row
 
 IMAGE_SUFFIXES = (".png", ".gif", ".jpg", ".jpeg", ".svg")
@@ -53,23 +54,6 @@ def _read_json(path: Path) -> dict | None:
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e}); rerun `genzoo evaluate` or delete the file") from e
     return value if isinstance(value, dict) else {"value": value}
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            # A run killed mid-write leaves a torn last line; everything before it is good.
-            if number == len(path.read_text().splitlines()):
-                break
-            raise ValueError(f"{path}: line {number} is not valid JSON") from None
-    return [r for r in rows if isinstance(r, dict)]
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -120,7 +104,7 @@ class _Run:
         self.dir, self.slug = run_dir, slug
         self.config = _read_json(run_dir / "config.json") or {}
         self.metrics = _read_json(run_dir / "metrics.json")
-        self.log = _read_jsonl(run_dir / "metrics.jsonl")
+        self.log = runs.read_metrics_log(run_dir)
         report_dir = out_dir.resolve()  # a report written inside a run folder is not part of the run
         images = sorted(p for p in run_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
                         and not p.name.startswith(".") and not p.resolve().is_relative_to(report_dir))

@@ -120,10 +120,35 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu"):
 
 
 def read_metrics_log(run_dir: str | Path) -> list[dict]:
+    """The records of a run's metrics.jsonl, in order; [] when there is none.
+
+    A run killed mid-write leaves a torn last line: it is left out (everything before it is
+    whole, and --resume rewrites the file without it). A bad line anywhere else is an error.
+    """
     path = Path(run_dir) / METRICS_LOG
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise RunError(f"{path}: line {number} is not valid JSON; the file was edited or damaged") from None
+    return [r for r in records if isinstance(r, dict)]
+
+
+def append_metrics_log(run_dir: Path, record: dict) -> None:
+    """One record as one line, written whole: a kill can tear only the last line."""
+    with open(Path(run_dir) / METRICS_LOG, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def write_metrics_log(run_dir: Path, records: list[dict]) -> None:
+    """Replace metrics.jsonl atomically (e.g. with the records a resume keeps)."""
+    atomic_write_text(Path(run_dir) / METRICS_LOG, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def steady_images_per_s(run_dir: str | Path, skip: int = 1) -> float:

@@ -2,8 +2,9 @@
 
 A model is an `nn.Module` with a `Config` dataclass of hyper-parameters and:
 
-- `loss(x, y=None) -> dict` with a "loss" entry (plus any scalars worth logging),
-  for models trained by gradient steps;
+- `loss(x, y=None, *, step=None) -> dict` with a "loss" entry (plus any scalars worth
+  logging), for models trained by gradient steps; `step` is the trainer's step count
+  (None outside training: the fully trained behaviour);
 - `sample(n, *, y=None, generator=None, **options) -> (n, 1, 28, 28)` in [0, 1]: checked here
   once (n, labels, the options a model declares), drawn by the model's `_sample`;
 - `log_prob(x, y=None) -> (N,)` in nats, only where it is defined; `log_prob_kind`
@@ -20,14 +21,17 @@ A model is an `nn.Module` with a `Config` dataclass of hyper-parameters and:
   files, so models never touch the file system nor import the image-file code.
 
 The trainer picks how to train from `training_mode`: "gradient" (it owns the
-optimizer and calls `loss`), "step" (the model's own `train_step`, e.g. an
-adversarial or contrastive-divergence update, with optimizers it asked for in
-`configure_optimizers`), or "fit" (a closed-form `fit` on the whole training set).
+optimizer, calls `loss` and then `after_optimizer_step`), "step" (the model's own
+`train_step`, e.g. an adversarial or contrastive-divergence update, with optimizers it
+asked for in `configure_optimizers`), or "fit" (a closed-form `fit` on the whole
+training set). In every mode the trainer owns the step count and the autocast decision.
 Inputs are always float32 in [0, 1], (N, 1, 28, 28); models rescale inside.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
 import torch
@@ -87,11 +91,15 @@ class GenerativeModel(nn.Module):
         """
         return bool(getattr(self.config, "conditional", False))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
+                step: int | None = None) -> dict[str, torch.Tensor]:
         # forward is the loss so that DistributedDataParallel sees the computation it must sync.
-        return self.loss(x, y)
+        return self.loss(x, y, step=step)
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None, *,
+             step: int | None = None) -> dict[str, torch.Tensor]:
+        """The training objective of a batch; `step` counts the optimizer steps taken before this one
+        (a warm-up may read it), None outside training (evaluation: the fully trained objective)."""
         raise CapabilityError(f"{self.name}: trains with '{self.training_mode}', it has no gradient loss")
 
     def sample(self, n: int, *, y: torch.Tensor | int | None = None, generator: torch.Generator | None = None,
@@ -166,10 +174,16 @@ class GenerativeModel(nn.Module):
             )
         }
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor | None,
-                   optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float | torch.Tensor]:
+    def after_optimizer_step(self, step: int) -> None:
+        """Called by the trainer after optimizer step `step` (0-based) of a gradient-trained model,
+        e.g. for an exponential moving average of the weights."""
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor | None, optimizers: dict[str, torch.optim.Optimizer], *,
+                   step: int, autocast: Callable[[], AbstractContextManager]) -> dict[str, float | torch.Tensor]:
         """One update of a "step" model; returns scalars for the log, as floats or 0-d tensors.
 
+        `step` counts the trainer's steps before this one (resume restores it); `autocast()` is the
+        context for forward passes that the trainer chose (bf16 on CUDA where `amp_safe`, else none).
         Returning tensors left on the device spares a GPU a wait for the host at every step:
         the trainer reads them in one go at its log points and stops on a non-finite one.
         """

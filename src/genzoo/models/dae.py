@@ -75,7 +75,7 @@ class DenoisingAutoencoder(Autoencoder):
     Config = DAEConfig
     can_denoise = True
 
-    def loss(self, x, y=None):
+    def loss(self, x, y=None, *, step=None):
         noisy = corrupt(x, self.config.noise, self.config.noise_level)
         z = self.encode(noisy)
         if self.training:

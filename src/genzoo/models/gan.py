@@ -52,8 +52,6 @@ Measured results (FID-style scores, digit coverage per configuration): docs/resu
 from __future__ import annotations
 
 import copy
-import functools
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -437,13 +435,10 @@ class AdversarialModel(GenerativeModel):
         self.init_weights()
         if cfg.spectral_norm:
             spectral_normalise(self.discriminator)
-        self._amp = False  # bf16 autocast in train_step; set from the training config
         # Sampling network: an exponential moving average of the generator's weights.
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if cfg.ema_decay > 0 else None
-        # Counts train_step calls (each is one D step); part of the state so resume keeps the G/D cadence.
-        self.register_buffer("n_steps", torch.zeros((), dtype=torch.long))
-        self._n_steps_host: int | None = None  # host copy, so stepping needs no device sync
-        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_n_steps_host", None))
+        # Runs saved before the trainer passed the step count held it in an "n_steps" buffer.
+        self.register_load_state_dict_pre_hook(lambda module, state, prefix, *_: state.pop(prefix + "n_steps", None))
         # Running sums of EPOCH_STATS over the epoch's steps and their count: buffers, so that a checkpoint
         # taken mid-epoch carries them and a resumed run reports the same epoch averages.
         self.register_buffer("epoch_sums", torch.zeros(len(EPOCH_STATS)))
@@ -476,12 +471,7 @@ class AdversarialModel(GenerativeModel):
     }
 
     def configure_optimizers(self, train: Any) -> dict[str, torch.optim.Optimizer]:
-        """Adam for each network, lr_g / lr_d from the model config, betas from the training config.
-
-        Also reads `train.amp`: the adversarial step then runs its forward passes under bf16
-        autocast on CUDA (losses and the gradient penalty stay in float32).
-        """
-        self._amp = bool(train.amp) and self.amp_safe
+        """Adam for each network, lr_g / lr_d from the model config, betas from the training config."""
         betas = (train.beta1, train.beta2)
         return {
             "generator": torch.optim.Adam(self.generator.parameters(), lr=self.config.lr_g, betas=betas),
@@ -530,15 +520,16 @@ class AdversarialModel(GenerativeModel):
             else scores.detach().float().mean()
         )
 
-    def train_step(
-        self, x: torch.Tensor, y: torch.Tensor | None, optimizers: dict[str, torch.optim.Optimizer]
-    ) -> dict[str, torch.Tensor]:
-        """One discriminator step on this batch, then (every d_steps calls) one generator step.
+    def train_step(self, x: torch.Tensor, y: torch.Tensor | None, optimizers: dict[str, torch.optim.Optimizer], *,
+                   step: int, autocast) -> dict[str, torch.Tensor]:
+        """One discriminator step on this batch, then (after every d_steps-th D step) one generator step.
 
         Args:
             x: (B, 1, 28, 28) real images in [0, 1].
             y: (B,) labels (used by conditional models).
             optimizers: from `configure_optimizers`.
+            step: the trainer's steps before this one (each one D step).
+            autocast: the context for forward passes (losses and the gradient penalty stay in float32).
         Returns:
             0-d float32 tensors on the model's device: "loss_d", "loss_g" (of the generator step, or on D's
             fakes when none was taken), "d_real" and "d_fake" (mean D(x) and D(G(z)): probabilities for
@@ -548,8 +539,6 @@ class AdversarialModel(GenerativeModel):
         x = x.to(self.device)
         y = self._labels(y)
         opt_g, opt_d = optimizers["generator"], optimizers["discriminator"]
-        use_amp = self._amp and x.device.type == "cuda"
-        autocast = functools.partial(torch.autocast, "cuda", dtype=torch.bfloat16) if use_amp else nullcontext
 
         # Discriminator step (the generator is run without a graph).
         z = self.randn(len(x), cfg.latent_dim)
@@ -562,11 +551,7 @@ class AdversarialModel(GenerativeModel):
         loss_g = generator_loss(d["fake"].detach(), cfg.loss)
         stats = [d["loss"].detach().float(), self._score_summary(d["real"]), self._score_summary(d["fake"])]
 
-        if self._n_steps_host is None:
-            self._n_steps_host = int(self.n_steps)
-        self._n_steps_host += 1
-        self.n_steps.fill_(self._n_steps_host)
-        if self._n_steps_host % cfg.d_steps == 0:
+        if (step + 1) % cfg.d_steps == 0:
             # Generator step: D's weights need no gradients here, only its input does.
             self.discriminator.requires_grad_(False)
             z = self.randn(len(x), cfg.latent_dim)
@@ -576,7 +561,7 @@ class AdversarialModel(GenerativeModel):
             g["loss"].backward()
             opt_g.step()
             self.discriminator.requires_grad_(True)
-            self._update_ema()
+            self._update_ema(generator_steps=(step + 1) // cfg.d_steps)
             loss_g = g["loss"].detach()
         stats.append(loss_g.float())
         stats = torch.stack(stats)  # stays on the device: the trainer reads it at its log points, no sync per step
@@ -585,12 +570,11 @@ class AdversarialModel(GenerativeModel):
         return dict(zip(EPOCH_STATS, stats.unbind()))
 
     @torch.no_grad()
-    def _update_ema(self) -> None:
+    def _update_ema(self, generator_steps: int) -> None:
         if self.generator_ema is None:
             return
         # Warm-up: early on average over fewer steps, so short runs are not stuck near the initialisation.
-        n_g = self._n_steps_host // self.config.d_steps
-        decay = min(self.config.ema_decay, (1 + n_g) / (10 + n_g))
+        decay = min(self.config.ema_decay, (1 + generator_steps) / (10 + generator_steps))
         torch._foreach_lerp_(list(self.generator_ema.parameters()), list(self.generator.parameters()), 1 - decay)
         self._ema_stats_stale = True
 

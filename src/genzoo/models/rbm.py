@@ -245,10 +245,10 @@ class RBM(GenerativeModel):
         return {"model": torch.optim.SGD(groups, lr=train.lr, momentum=self.config.momentum)}
 
     @torch.no_grad()
-    def train_step(
-        self, x: torch.Tensor, y: torch.Tensor | None, optimizers: dict[str, torch.optim.Optimizer]
-    ) -> dict[str, torch.Tensor]:
-        """One CD-k or PCD-k update on a batch of binary digits (B, 1, 28, 28).
+    def train_step(self, x: torch.Tensor, y: torch.Tensor | None, optimizers: dict[str, torch.optim.Optimizer], *,
+                   step: int, autocast) -> dict[str, torch.Tensor]:
+        """One CD-k or PCD-k update on a batch of binary digits (B, 1, 28, 28). `step` and `autocast` go
+        unused: the update is the same at every step, and `amp_safe` is False (no bf16 sampling).
 
         Returns reconstruction error (mean squared, one sweep from the data) and the free
         energy gap F(data) - F(negative samples) averaged per image.

@@ -110,7 +110,8 @@ class VAE(GenerativeModel):
         else:
             self.encoder = MLPEncoder(cfg.hidden, 2 * cfg.latent_dim)
             self.decoder = MLPDecoder(cfg.hidden, cfg.latent_dim)
-        self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))  # losses taken in training mode
+        # Runs saved before the trainer passed the step count held it in a "train_steps" buffer.
+        self.register_load_state_dict_pre_hook(lambda _, state, prefix, *__: state.pop(prefix + "train_steps", None))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 1, 28, 28) -> mean and log-variance of q(z|x), each (B, latent_dim)."""
@@ -131,20 +132,18 @@ class VAE(GenerativeModel):
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
         return {"log_px_z": log_px_z, "kl": kl}
 
-    def kl_weight(self) -> float | torch.Tensor:
-        """Weight of the KL term in the training loss: 1, or rising from 0 during `kl_warmup_steps`
-        (a 0-d tensor then, computed on the device from the step buffer)."""
+    def kl_weight(self, step: int | None = None) -> float:
+        """Weight of the KL term in the training loss at the trainer's `step`: rising from 0 during
+        `kl_warmup_steps`, then 1; always 1 without a step (evaluation scores the true bound)."""
         warmup = self.config.kl_warmup_steps
-        return (self.train_steps / warmup).clamp(max=1.0) if warmup and self.training else 1.0
+        return min(1.0, step / warmup) if warmup and step is not None else 1.0
 
-    def loss(self, x, y=None):
-        """The negative ELBO, mean over the batch ("loss" weighs the KL by `kl_weight` during warm-up;
+    def loss(self, x, y=None, *, step=None):
+        """The negative ELBO, mean over the batch ("loss" weighs the KL by `kl_weight(step)` during warm-up;
         "nelbo" is always the true bound)."""
         terms = self.elbo_terms(x)
         recon, kl = -terms["log_px_z"].mean(), terms["kl"].mean()
-        weight = self.kl_weight()
-        if self.training:
-            self.train_steps += 1
+        weight = self.kl_weight(step)
         return {"loss": recon + weight * kl, "nelbo": (recon + kl).detach(), "recon": recon, "kl": kl}
 
     @torch.no_grad()

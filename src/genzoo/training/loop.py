@@ -1,0 +1,406 @@
+"""A training session of a run: batch, step, log, epoch end, checkpoint; then the pictures.
+
+The trainer chooses how to train from the model's `training_mode`: gradient steps on its loss
+(the trainer's optimizer, `model(x, y, step=step)`, then `after_optimizer_step`), the model's own
+`train_step` (adversarial, CD-k) or one closed-form `fit`. In every mode the trainer owns the
+step count and the autocast choice, and passes them in.
+
+Work after a checkpoint (a sample grid, the test pass, the pictures) is stopped at once by
+SIGINT/SIGTERM; training steps finish the step in progress and checkpoint first.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .. import runs
+from ..data import Dataset, binarize, fixed_binarization
+from ..evaluator import evaluator_or_reason
+from ..images import save_gif, save_grid, save_pictures
+from ..train_config import TrainConfig
+from . import TrainingError, progress
+from .checkpoint import Checkpoints
+from .devices import Distributed, autocast_for, forked_rng
+from .logwindow import Clock, LogWindow, NonFinite
+from .schedule import LearningRates, epoch_steps, total_steps
+from .signals import Interrupted, StopSignals
+
+PICTURES_SKIPPED = "pictures_skipped"  # the metrics.jsonl event of a finished run whose pictures a signal cut short
+
+
+class Batches:
+    """Training batches cut from the data set kept on the device, in a seeded order per epoch (a
+    function of seed and epoch only, so a resumed run repeats it). No DataLoader, no workers."""
+
+    def __init__(self, dataset: Dataset, cfg: TrainConfig, device: torch.device, ddp: Distributed, seed: int,
+                 binary: bool):
+        self.x, self.y = dataset.train_x.to(device), dataset.train_y.to(device)
+        self.n = len(self.x)
+        self.size = min(cfg.batch_size, self.n)
+        if self.size % ddp.world:
+            raise TrainingError(f"batch_size={self.size} must be divisible by the {ddp.world} processes")
+        self.per_epoch = epoch_steps(cfg, self.n)
+        self.device, self.ddp, self.seed, self.binary = device, ddp, seed, binary
+        self._order: tuple[int, torch.Tensor | None] = (-1, None)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        if self._order[0] != epoch:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            self._order = (epoch, torch.randperm(self.n, generator=generator).to(self.device))
+        return self._order[1]
+
+    def at(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's part of the global batch of `step` (rank r takes every world-th image)."""
+        epoch, position = divmod(step, self.per_epoch)
+        index = self.order(epoch)[position * self.size : (position + 1) * self.size]
+        index = index[self.ddp.rank :: self.ddp.world]
+        x, y = self.x[index], self.y[index]
+        return (binarize(x) if self.binary else x), y
+
+
+class Loop:
+    def __init__(self, model, cfg: TrainConfig, dataset: Dataset, run_dir: Path, device: torch.device, seed: int,
+                 ddp: Distributed, show_progress: bool):
+        self.model, self.cfg, self.dataset, self.run_dir = model, cfg, dataset, run_dir
+        self.device, self.seed, self.ddp = device, seed, ddp
+        torch.manual_seed(seed + ddp.rank)  # each rank draws its own noise
+        model.to(device)
+        self.batches = Batches(dataset, cfg, device, ddp, seed, model.binary_data)
+        self.total = total_steps(cfg, self.batches.n)
+        self.progress = show_progress and ddp.main
+        self.step = self.start_step = self.settled_step = 0
+        self.elapsed = 0.0  # training seconds, summed over resumed sessions
+        self.stop_reason, self.phase, self.ended = "", "", False
+        self.optimizers = model.configure_optimizers(cfg) if model.training_mode != "fit" else {}
+        self.rates = LearningRates(self.optimizers, cfg, self.total)
+        self.net = model
+        if ddp.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        self.autocast = autocast_for(cfg.amp, device, model)
+        self.checkpoints = Checkpoints(run_dir, ddp, device, seed)
+        self._test: tuple[torch.Tensor, torch.Tensor] | None = None  # test images and labels on the device, once
+        if device.type == "cuda":
+            # Every training batch has one shape (an epoch's remainder is dropped): let cudnn time its
+            # convolution algorithms once and keep the fastest. The choice may vary between machines, so
+            # GPU runs repeat up to float rounding; bit-exact resume is a CPU guarantee.
+            torch.backends.cudnn.benchmark = True
+
+    # ------------------------------------------------------------------ the session
+
+    def run(self, resume: bool) -> Path:
+        if resume:
+            self.step, self.elapsed = self.checkpoints.restore(self.model, self.optimizers)
+            self.start_step = self.settled_step = self.step
+            if self.step >= self.total:
+                return self.resume_finished()
+            self.trim_log()
+        self.rates.set(self.step)
+        self.model.train()
+        if self.model.training_mode == "fit":
+            self.fit()  # before the handlers: Ctrl-C ends a fit at once, there is nothing to save yet
+        with StopSignals() as stops:
+            try:
+                if self.model.training_mode != "fit":
+                    self.loop(stops)
+                elif self.cfg.sample_every:
+                    self.sample_grid(1, stops)
+                self.finish(stops)
+            except Interrupted:
+                self.interrupted(stops)
+        stops.reraise()
+        return self.run_dir
+
+    def loop(self, stops: StopSignals) -> None:
+        window, clock = LogWindow(), Clock(self.elapsed)
+        bar = progress.bar(self.total, self.model.name, "step", self.progress, initial=self.step)
+        self.checkpoints.time = time.monotonic()
+        with bar:
+            while self.step < self.total:
+                x, y = self.batches.at(self.step)
+                window.add(self.step + 1, self.train_step(x, y), images=len(x) * self.ddp.world)
+                self.step += 1
+                self.rates.set(self.step)  # the rate of the step to come
+                self.elapsed = clock.elapsed()
+                bar.update(1)
+                epoch_end, log_due, stop, checkpoint_due = self.due(stops)
+                if log_due or checkpoint_due:
+                    self.settle(window, clock)
+                if log_due:
+                    self.log_window(window, bar)
+                if epoch_end:
+                    self.epoch_hook(self.epoch)
+                if checkpoint_due:
+                    self.save_checkpoint()
+                if epoch_end and not stops.requested:
+                    self.epoch_outputs(self.epoch, stops)
+                if stop:
+                    self.stop_reason = self.why_stopped(stops)
+                    break
+
+    @property
+    def epoch(self) -> int:
+        return math.ceil(self.step / self.batches.per_epoch)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor | float]:
+        """One step at `self.step`; returns the step's values for the log, still on the device."""
+        if self.model.training_mode == "step":
+            return self.model.train_step(x, y, self.optimizers, step=self.step, autocast=self.autocast)
+        opt = self.optimizers["model"]
+        opt.zero_grad(set_to_none=True)
+        with self.autocast():
+            out = self.net(x, y, step=self.step)
+        out["loss"].backward()
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        opt.step()
+        self.model.after_optimizer_step(self.step)
+        return {k: v.detach() for k, v in out.items()}
+
+    def due(self, stops: StopSignals) -> tuple[bool, bool, bool, bool]:
+        """What the step just taken ends: (an epoch, a log window, training, a checkpoint interval)."""
+        cfg = self.cfg
+        epoch_end = self.step % self.batches.per_epoch == 0 or self.step == self.total
+        log_due = self.step % cfg.log_every == 0 or epoch_end
+        stop = bool(stops.requested or (cfg.time_budget and self.elapsed >= cfg.time_budget))
+        timed = time.monotonic() - self.checkpoints.time >= cfg.checkpoint_minutes * 60
+        if self.ddp.enabled:  # the ranks decide together (a checkpoint gathers from all), at steps all of them reach
+            stop, timed = self.ddp.any(stop, timed) if log_due else (False, False)
+        return epoch_end, log_due, stop, epoch_end or timed or stop
+
+    def why_stopped(self, stops: StopSignals) -> str:
+        if stops.requested:
+            return f"stopped by {stops.requested}"
+        if self.cfg.time_budget and self.elapsed >= self.cfg.time_budget:
+            return "time budget reached"
+        return "stopped with another process (a signal or its time budget)"
+
+    # ------------------------------------------------------------------ reading the steps' values
+
+    def settle(self, window: LogWindow, clock: Clock) -> None:
+        """Read the pending steps' values and check the weights, in one device sync; stop on a non-finite one.
+
+        This runs before every checkpoint, so no checkpoint holds what a bad step left: a NaN loss,
+        or NaN weights from a finite loss whose gradient was not finite.
+        """
+        params = [p for p in self.model.parameters()]
+        flags = torch.stack([p.detach().isfinite().all() for p in params]) if params else None
+        try:
+            finite = window.settle(flags)
+        except NonFinite as bad:
+            raise TrainingError(self.stop_message(f"{bad} at step {bad.step}")) from None
+        if not all(finite):
+            names = [name for (name, _), ok in zip(self.model.named_parameters(), finite) if not ok]
+            first = self.settled_step + 1
+            steps = f"step {self.step}" if first == self.step else f"steps {first} to {self.step}"
+            raise TrainingError(self.stop_message(
+                f"non-finite weights ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}) after {steps}, "
+                "whose losses were finite"))
+        self.settled_step = self.step
+        self.elapsed = clock.elapsed()  # now that the device is done
+
+    def stop_message(self, what: str) -> str:
+        if self.checkpoints.step >= 0:
+            kept = f"The last good checkpoint (step {self.checkpoints.step}) is kept in {self.run_dir}."
+        else:
+            kept = f"No checkpoint was written yet: {self.run_dir} has nothing to resume from."
+        advice = "a lower lr, --set grad_clip=1, or --set amp=false" if self.autocast is not nullcontext else \
+            "a lower lr or --set grad_clip=1"
+        return f"{self.model.name}: {what}; training stopped. {kept} Try {advice}"
+
+    def log_window(self, window: LogWindow, bar: tqdm) -> None:
+        means, speed = window.close()
+        self.log({**means, "step": self.step, "epoch": self.step / self.batches.per_epoch,
+                  "time": round(self.elapsed, 3), "lr": self.rates.current(), "images_per_s": speed})
+        shown = means.get("loss", next(iter(means.values()), math.nan))
+        bar.set_postfix(loss=f"{shown:.4g}", img_s=f"{speed:.0f}")
+
+    # ------------------------------------------------------------------ run folder
+
+    def log(self, record: dict) -> None:
+        if self.ddp.main:
+            runs.append_metrics_log(self.run_dir, record)
+
+    def trim_log(self) -> None:
+        """Before training on from a checkpoint: drop the log lines written after it (those steps are
+        done again) and the last session's end record."""
+        if self.ddp.main:
+            log = runs.read_metrics_log(self.run_dir)
+            kept = [r for r in log if r.get("step", 0) <= self.step and "event" not in r]
+            runs.write_metrics_log(self.run_dir, kept)
+
+    def save_checkpoint(self) -> None:
+        self.checkpoints.save(self.model, self.optimizers, self.step, self.elapsed)
+
+    # ------------------------------------------------------------------ epoch ends
+
+    def epoch_hook(self, epoch: int) -> None:
+        """The model's own epoch-end report (before the checkpoint; e.g. a GAN's averages and coverage)."""
+        # A model that checks its samples at epoch ends is handed the evaluator; models never load it themselves.
+        evaluator, why = evaluator_or_reason(str(self.device)) if self.model.uses_evaluator else (None, "")
+        with forked_rng(self.device):  # pictures and hooks must not move the training RNG: a resume would diverge
+            extra = self.model.epoch_end(epoch, evaluator=evaluator) or {}
+        if why:
+            extra["evaluator"] = f"unavailable: {why}"
+        if extra:
+            self.log({"step": self.step, "epoch": epoch, **extra})
+            if extra.get("warning") and self.ddp.main:
+                tqdm.write(f"genzoo: warning (epoch {epoch}): {extra['warning']}", file=sys.stderr)
+
+    def epoch_outputs(self, epoch: int, stops: StopSignals) -> None:
+        """After the epoch's checkpoint: its sample grid and its test pass (a signal stops them at once)."""
+        if self.cfg.sample_every and epoch % self.cfg.sample_every == 0:
+            self.sample_grid(epoch, stops)
+        test_due = self.cfg.test_every and epoch % self.cfg.test_every == 0 and len(self.dataset.test_x)
+        if test_due and self.model.training_mode == "gradient" and self.ddp.main:
+            with self.in_phase("test pass", stops):
+                start = time.perf_counter()
+                record = self.test_losses()
+                self.log({"step": self.step, "epoch": epoch, "time": round(self.elapsed, 3), **record,
+                          "test_images": len(self._test[0]), "test_seconds": round(time.perf_counter() - start, 3)})
+
+    @contextmanager
+    def in_phase(self, name: str, stops: StopSignals, ticking: bool = False):
+        """A phase after the checkpoint: a signal ends it at once; its name goes into the stop message."""
+        self.phase = name
+        with stops.immediate(), progress.ticking(name, self.progress and ticking):
+            yield
+        self.phase = ""
+
+    @torch.no_grad()
+    def sample_grid(self, epoch: int, stops: StopSignals) -> None:
+        if not self.ddp.main:
+            return
+        n = self.cfg.n_grid
+        with self.in_phase(f"sample grid of epoch {epoch}", stops, ticking=True), forked_rng(self.device):
+            self.model.eval()
+            labels = self.model.default_labels(n) if self.model.conditional else None
+            images = self.model.sample(n, y=labels, generator=torch.Generator().manual_seed(self.seed))
+            self.model.train()
+        samples = self.run_dir / "samples"
+        save_grid(images, samples / f"epoch_{epoch:03d}.png", nrow=10 if self.model.conditional else None)
+        save_gif(sorted(samples.glob("epoch_*.png")), samples / "progress.gif")
+
+    def test_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The test images (fixed binarization for Bernoulli models) and labels on the device, chosen once.
+
+        `test_images` picks the first so many. By default all of them, except in a run that trains on
+        fewer images than the test set holds: it scores as many as it trains on, spread over the set,
+        so that a short run does not spend most of its time on the test pass.
+        """
+        if self._test is None:
+            x, y = self.dataset.test_x, self.dataset.test_y
+            index = torch.arange(min(self.cfg.test_images or len(x), len(x)))
+            trained = self.total * self.batches.size
+            if not self.cfg.test_images and trained < len(x):
+                index = torch.linspace(0, len(x) - 1, trained).long()
+                if self.ddp.main:
+                    print(f"genzoo: this run trains on {trained:,} images, fewer than the {len(x):,} test digits: its "
+                          f"test pass scores {trained:,} of them, spread over the test set (--set test_images=N "
+                          "to choose)", file=sys.stderr)
+            x, y = x[index], y[index]
+            self._test = ((fixed_binarization(x) if self.model.binary_data else x).to(self.device), y.to(self.device))
+        return self._test
+
+    @torch.no_grad()
+    def test_losses(self) -> dict[str, float]:
+        """Every entry of the model's loss dict, averaged over the test set, as test_<key>.
+
+        Eval mode, no autocast, no step (the fully trained objective), Bernoulli models on the fixed
+        binarization that evaluation uses (a pixel model's test_loss is then its exact test NLL, a VAE's
+        its negative ELBO). Any noise the loss draws comes from the run's seed inside a forked RNG: the
+        figure repeats, and training's random stream is left as it was.
+        """
+        x, y = self.test_set()
+        size = self.batches.size // self.ddp.world  # one process's training batch: known to fit
+        totals: dict[str, float] = {}
+        self.model.eval()
+        with forked_rng(self.device), progress.bar(len(x), "test pass", "img", self.progress, delay=2.0) as bar:
+            torch.manual_seed(self.seed)
+            for start in range(0, len(x), size):
+                xb, yb = x[start : start + size], y[start : start + size]
+                for key, value in self.model.loss(xb, yb).items():
+                    totals[key] = totals.get(key, 0.0) + float(value) * len(xb)
+                bar.update(len(xb))
+        self.model.train()
+        return {f"test_{key}": total / len(x) for key, total in totals.items()}
+
+    # ------------------------------------------------------------------ the end
+
+    def finish(self, stops: StopSignals) -> None:
+        """The end record, then (unless a signal stopped training) the model's pictures."""
+        if self.stop_reason == "time budget reached" and self.step % self.batches.per_epoch and self.cfg.sample_every:
+            self.sample_grid(self.epoch, stops)  # a picture of where it stopped
+        self.log_end()
+        if self.ddp.main and not stops.requested:
+            self.make_pictures(stops)
+
+    def log_end(self) -> None:
+        record = {"event": "end", "step": self.step, "train_seconds": round(self.elapsed, 3),
+                  "images_per_s": self.step * self.batches.size / max(self.elapsed, 1e-9),
+                  "steps_this_session": self.step - self.start_step, "device": runs.hardware(self.device),
+                  "world_size": self.ddp.world}
+        if self.stop_reason:
+            record["stopped"] = self.stop_reason
+            self.say_stopped()
+        self.log(record)
+        self.ended = True
+
+    def say_stopped(self) -> None:
+        if self.ddp.main:
+            during = f" during the {self.phase}" if self.phase else ""
+            then = "the pictures were skipped; make them" if self.step >= self.total else "continue"
+            print(f"genzoo: {self.stop_reason} at step {self.step}/{self.total}{during} (checkpointed); {then} with: "
+                  f"genzoo train {self.model.name} --out {self.run_dir} --resume", file=sys.stderr)
+
+    def make_pictures(self, stops: StopSignals) -> None:
+        with self.in_phase("pictures", stops, ticking=True), forked_rng(self.device):
+            self.model.eval()
+            save_pictures(self.model.pictures(self.dataset), self.run_dir)
+            self.model.train()
+
+    def interrupted(self, stops: StopSignals) -> None:
+        """A signal ended a phase after the checkpoint: say so, and mark skipped pictures for --resume."""
+        self.stop_reason = f"stopped by {stops.requested}"
+        if self.ended:
+            self.say_stopped()
+        else:
+            self.log_end()
+        if self.step >= self.total:
+            self.log({"event": PICTURES_SKIPPED, "step": self.step})
+
+    def resume_finished(self) -> Path:
+        """--resume of a finished run: make the pictures a signal skipped, else leave the run as it is."""
+        log = runs.read_metrics_log(self.run_dir)
+        if not (log and log[-1].get("event") == PICTURES_SKIPPED):
+            print(f"genzoo: {self.run_dir} already finished ({self.step} steps)", file=sys.stderr)
+            return self.run_dir
+        print(f"genzoo: {self.run_dir} is finished; making the pictures that were skipped", file=sys.stderr)
+        with StopSignals() as stops:
+            try:
+                self.make_pictures(stops)
+                runs.write_metrics_log(self.run_dir, log[:-1])
+            except Interrupted:
+                print(f"genzoo: stopped by {stops.requested} again; the pictures are still to be made", file=sys.stderr)
+        stops.reraise()
+        return self.run_dir
+
+    # ------------------------------------------------------------------ closed-form models
+
+    def fit(self) -> None:
+        start = time.perf_counter()
+        if self.ddp.main:
+            print(f"genzoo: fitting {self.model.name} on {self.batches.n:,} images ...", file=sys.stderr)
+        x = binarize(self.batches.x) if self.model.binary_data else self.batches.x
+        out = self.model.fit(x, self.batches.y) or {}
+        self.elapsed = time.perf_counter() - start
+        self.step = self.total
+        self.log({"step": 0, "epoch": 1, **out})
+        self.save_checkpoint()
