@@ -9,15 +9,8 @@ import pytest
 import torch
 from sklearn.mixture import GaussianMixture as SklearnGM
 
-from genzoo.models.gmm import (
-    GMM,
-    ConvergenceWarning,
-    GaussianMixture,
-    SingularCovarianceError,
-    anisotropic_clusters,
-    bits_per_dim,
-    gmm_demo,
-)
+from genzoo.mixture import ConvergenceWarning, GaussianMixture, SingularCovarianceError
+from genzoo.models.gmm import GMM, anisotropic_clusters, bits_per_dim, gmm_demo
 
 TYPES = ("full", "tied", "diag", "spherical")
 
