@@ -156,7 +156,9 @@ class MixtureFitConfig:
     tol: float = 1e-3
     max_iter: int = 100
     n_init: int = 1
-    init_params: Literal["k-means++", "random_from_data", "random"] = "k-means++"
+    # "k-means++_nearest": k-means++ seeds, every image to its nearest seed (genzoo.mixture explains the names)
+    init_params: Literal["k-means++_nearest", "random_from_data_nearest", "kmeans", "k-means++", "random_from_data",
+                         "random"] = "k-means++_nearest"
 
     def __post_init__(self):
         positive(max_iter=self.max_iter, n_init=self.n_init, reg_covar=self.reg_covar)
@@ -265,7 +267,7 @@ def gmm_demo(out: str | Path, n_components: int = 4, seed: int = 0) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     X, _ = anisotropic_clusters(seed=seed)
-    gm = GaussianMixture(n_components, covariance_type="full", random_state=seed, n_init=3).fit(X)
+    gm = GaussianMixture(n_components, covariance_type="full", random_state=seed, n_init=3).fit(torch.as_tensor(X))
     samples, _ = gm.sample(400, generator=torch.Generator().manual_seed(seed + 1))
     fig, ax = plt.subplots(figsize=(7, 6))
     ax.scatter(X[:, 0], X[:, 1], s=6, c="0.6", label="data")
