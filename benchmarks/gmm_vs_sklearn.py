@@ -31,7 +31,8 @@ from sklearn.mixture import GaussianMixture as SklearnGM
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from genzoo.data import load_data  # noqa: E402
-from genzoo.models.gmm import GaussianMixture, dequantize, estimate_gaussian_parameters, kmeans_plusplus  # noqa: E402
+from genzoo.mixture import GaussianMixture, estimate_gaussian_parameters, kmeans_plusplus  # noqa: E402
+from genzoo.models.gmm import dequantize  # noqa: E402
 
 TYPES = ("full", "tied", "diag", "spherical")
 

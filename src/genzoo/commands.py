@@ -19,12 +19,12 @@ from .config import ConfigError, field_types, parse_sets, parse_value
 from .data import fixed_binarization, load_data, spread
 from .evaluate import evaluate_run
 from .images import save_grid, save_pictures
+from .mixture import GaussianMixture
 from .models.autoregressive import PixelModel, completion_rows, visible_mask
 from .models.base import CapabilityError
 from .models.dae import parse_noise
 from .models.gan import AdversarialModel
 from .models.gan import interpolate as interpolate_latents
-from .models.gmm import GaussianMixture
 from .train_config import TrainConfig
 from .trainer import TrainingError, resolve_device
 from .trainer import train as train_model
