@@ -34,6 +34,7 @@ def train_speed(name, data, device, steps, out, **hparams):
         name,
         data=data,
         out=out / f"speed_{name}",
+        overwrite=True,  # a scratch run, measured afresh each time
         device=device,
         progress=False,
         model_overrides=hparams,
@@ -86,7 +87,7 @@ def main() -> None:
             ips = train_speed(name.split("_")[0], data, args.device, args.speed_steps, out, **hparams)
             results[f"{name}_train_images_per_s"] = ips
             print(f"{name:16s} {ips:10.0f} training images/s")
-        run = genzoo.train("vae", data=data, out=out / "epoch_mlp", device=args.device, progress=False,
+        run = genzoo.train("vae", data=data, out=out / "epoch_mlp", device=args.device, progress=False, overwrite=True,
                            model_overrides={"arch": "mlp", "hidden": 400, "latent_dim": 20},
                            train_overrides={"epochs": 3, "batch_size": 128, "sample_every": 0, "test_every": 0})
         epochs = [r["time"] for r in read_metrics_log(run) if "loss" in r and float(r["epoch"]).is_integer()]

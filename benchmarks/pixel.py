@@ -105,7 +105,7 @@ def speed_probe(name, model_name, model_over, train_over, data, device, args) ->
         "test_every": 0,
     }
     run = genzoo.train(model_name, data, out=Path(args.runs) / f"{name}-speed", device=device, seed=0, progress=False,
-                       train_overrides=probe, model_overrides=model_over)
+                       train_overrides=probe, model_overrides=model_over, overwrite=True)
     images_per_s = genzoo.runs.steady_images_per_s(run)
     epoch_s = len(data.train_x) / images_per_s
     print(f"{name}: {images_per_s:,.0f} training images/s at batch {train_over['batch_size']} on {device}, "

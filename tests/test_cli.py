@@ -84,3 +84,40 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
         assert (tmp_path / "demo" / name / "metrics.json").exists()
         assert (tmp_path / "demo" / name / "samples" / "progress.gif").exists()
     assert "reconstructions.png" in page and "denoising.png" in page and "prior_samples_and_means.png" in page
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sample", "RUN", "-n", "0"], "argument -n: 0 must be >= 1"),
+    (["evaluate", "RUN", "--max-test", "-1"], "argument --max-test: -1 must be >= 0"),
+    (["evaluate", "RUN", "--samples", "-5"], "argument --samples: -5 must be >= 0"),
+    (["evaluate", "RUN", "--iwae-k", "x"], "argument --iwae-k: 'x' is not a whole number"),
+    (["complete", "RUN", "--completions", "0"], "argument --completions: 0 must be >= 1"),
+])
+def test_counts_are_checked_where_they_are_parsed(argv, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_bad_device_model_list_or_output_path_is_one_line(dae_run, capsys, tmp_path):
+    assert main(["train", "ae", "--device", "tpu", "--steps", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "--device tpu: genzoo runs on cpu or cuda; use --device auto, cpu or cuda" in capsys.readouterr().err
+    assert main(["bench", "--models", "foo", "--out", str(tmp_path / "b")]) == 2
+    assert "unknown model(s) foo; known: gmm" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["sample", str(dae_run), "-n", "2", "--out", str(blocker / "x.png")]) == 2
+    assert f"{blocker}: Not a directory; choose another path" in capsys.readouterr().err
+
+
+def test_a_folder_holding_a_run_is_kept_unless_overwrite(dae_run, capsys, tmp_path):
+    assert main(["train", "ae", "--steps", "1", "--out", str(dae_run)]) == 2
+    err = capsys.readouterr().err
+    assert f"{dae_run}: holds a dae run already; continue it with `genzoo train dae --out {dae_run} --resume`" in err
+    assert "or start afresh with --overwrite" in err
+    run = tmp_path / "run"
+    args = ["train", "ae", "--data", "embedded", "--steps", "1", "--batch-size", "8", "--device", "cpu",
+            "--set", "channels=4", "--set", "latent_dim=4", "--set", "test_every=0", "--out", str(run)]
+    assert main(args) == 0
+    (run / "samples" / "epoch_099.png").write_bytes(b"left by an earlier run")
+    assert main(args + ["--overwrite"]) == 0 and not (run / "samples" / "epoch_099.png").exists()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import registry, runs
+from .config import ConfigError
 from .leaderboard import COLUMNS, cell, leaderboard_row
 from .report import write_report
 
@@ -76,7 +77,7 @@ def run_bench(
     models = list(models or registry.MODELS)
     unknown = [m for m in models if m not in registry.MODELS]
     if unknown:
-        raise ValueError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(registry.MODELS)}")
+        raise ConfigError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(registry.MODELS)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     overrides = dict(train_overrides or {})
@@ -93,7 +94,7 @@ def run_bench(
         else:
             print(f"genzoo bench: {name}: training (budget {budget_seconds or 'none'} s) -> {run_dir}", flush=True)
             train(name, data=data, out=run_dir, device=device, seed=seed, train_overrides=overrides,
-                  progress=progress)
+                  progress=progress, overwrite=True)  # an unfinished or unwanted earlier run is replaced
         print(f"genzoo bench: {name}: evaluating on {n_samples:,} samples", flush=True)
         metrics = evaluate_run(run_dir, device=device, seed=seed, n_samples=n_samples, max_test=max_test,
                                iwae_k=iwae_k)

@@ -20,6 +20,30 @@ from .trainer import TrainingError
 # Errors a user can cause and fix: printed as one line, never as a traceback.
 USER_ERRORS = (DataError, ConfigError, runs.RunError, TrainingError, CapabilityError, EvaluatorError, FileNotFoundError)
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (a count of images, steps, rows)."""
+    return _bounded(text, int, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0 (where 0 means "all" or "none", as the help says)."""
+    return _bounded(text, int, 0)
+
+
+def non_negative_float(text: str) -> float:
+    return _bounded(text, float, 0)
+
+
+def _bounded(text: str, kind: type, low: float):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{text} must be >= {low:g}")
+    return value
+
+
 # Each verb is one call of a library function; what it returns (a path, a text) is printed by `main`.
 
 
@@ -30,7 +54,7 @@ def cmd_list(args):
 def cmd_train(args):
     return commands.train(args.model, data=args.data, out=args.out, device=args.device, seed=args.seed,
                           resume=args.resume, sets=args.set, epochs=args.epochs, steps=args.steps,
-                          batch_size=args.batch_size, lr=args.lr)
+                          batch_size=args.batch_size, lr=args.lr, overwrite=args.overwrite)
 
 
 def cmd_sample(args):
@@ -97,9 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", choices=list(registry.MODELS), metavar="MODEL")
     p.add_argument("--data", default="auto", help="folder of IDX files, mnist, embedded, fashion-mnist or auto")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--epochs", type=int)
-    group.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", dest="batch_size", type=int)
+    group.add_argument("--epochs", type=positive_int)
+    group.add_argument("--steps", type=positive_int)
+    p.add_argument("--batch-size", dest="batch_size", type=positive_int)
     p.add_argument("--lr", type=float)
     device_arg(p)
     p.add_argument("--seed", type=int, default=0)
@@ -109,12 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue the run in --out from its last checkpoint; with --epochs or --steps, train it for longer",
     )
+    p.add_argument("--overwrite", action="store_true",
+                   help="--out holds a run: delete it and train afresh (without this, such a folder is refused)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any model or trainer hyper-parameter")
     p.set_defaults(fn=cmd_train)
 
     p = sub.add_parser("sample", help="draw a grid of samples from a trained run")
     p.add_argument("run")
-    p.add_argument("-n", type=int, default=64)
+    p.add_argument("-n", type=positive_int, default=64)
     p.add_argument("--label", type=int, help="digit to draw (conditional models)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="PNG file (default RUN/samples/sample_seedS.png)")
@@ -123,9 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("interpolate", help="rows of images along straight latent paths (gan, cgan, dcgan)")
     p.add_argument("run")
-    p.add_argument("--steps", type=int, default=10, help="images per row, end points included")
+    p.add_argument("--steps", type=positive_int, default=10, help="images per row, end points included")
     p.add_argument("--label", type=int, help="digit of every row (conditional models; default one row per digit)")
-    p.add_argument("--rows", type=int, default=4, help="independent paths (unconditional, or with --label)")
+    p.add_argument("--rows", type=positive_int, default=4, help="independent paths (unconditional, or with --label)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="PNG file (default RUN/samples/interpolation.png)")
     device_arg(p)
@@ -134,8 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("complete", help="fill in the hidden part of test digits (pixelcnn, pixelrnn)")
     p.add_argument("run")
     p.add_argument("--hide", choices=["bottom-half", "right-half", "box"], default="bottom-half")
-    p.add_argument("-n", type=int, default=10, help="test digits (fixed binarization)")
-    p.add_argument("--completions", type=int, default=4, help="completions per digit")
+    p.add_argument("-n", type=positive_int, default=10, help="test digits (fixed binarization)")
+    p.add_argument("--completions", type=positive_int, default=4, help="completions per digit")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="PNG file (default RUN/completions-HIDE.png)")
     device_arg(p)
@@ -143,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reconstruct", help="test digits above their reconstructions (autoencoders)")
     p.add_argument("run")
-    p.add_argument("-n", type=int, default=16)
+    p.add_argument("-n", type=positive_int, default=16)
     p.add_argument("--out")
     device_arg(p)
     p.set_defaults(fn=cmd_reconstruct)
@@ -152,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--noise", action="append", metavar="KIND:LEVEL",
                    help="gaussian:0.5, salt-and-pepper:0.3 or masking:0.5 (repeatable; default all three)")
-    p.add_argument("-n", type=int, default=12)
+    p.add_argument("-n", type=positive_int, default=12)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out")
     device_arg(p)
@@ -162,13 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-test", dest="max_test", type=int, default=0, help="first N test images only (0: all)")
+    p.add_argument("--max-test", dest="max_test", type=non_negative_int, default=0,
+                   help="first N test images only (0: all)")
     p.add_argument("--random-subset", dest="random_subset", action="store_true",
                    help="with --max-test: N test images drawn at random (seeded) instead of the first N; for the "
                         "VAE, also estimates the whole test set's NLL from them")
-    p.add_argument("--iwae-k", dest="iwae_k", type=int, default=0, help="importance samples (0: the model's own)")
+    p.add_argument("--iwae-k", dest="iwae_k", type=non_negative_int, default=0,
+                   help="importance samples (0: the model's own)")
     device_arg(p)
-    p.add_argument("--samples", dest="n_samples", type=int, default=10_000,
+    p.add_argument("--samples", dest="n_samples", type=non_negative_int, default=10_000,
                    help="samples for FID-style score, precision/recall, coverage (0: none; default 10000)")
     p.set_defaults(fn=cmd_evaluate)
 
@@ -180,27 +208,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train ae, dae and vae on the data at hand and write the report")
     p.add_argument("--out", default="genzoo-demo")
     p.add_argument("--data", default="auto")
-    p.add_argument("--budget", type=float, default=240.0, help="seconds of training in all (default 240)")
+    p.add_argument("--budget", type=non_negative_float, default=240.0, help="seconds of training in all (default 240)")
     p.add_argument("--seed", type=int, default=0)
     device_arg(p)
     p.set_defaults(fn=cmd_demo)
 
     p = sub.add_parser("gmm-demo", help="Gaussian mixture by EM on 2-D clusters: points, 1 and 2 std ellipses, samples")
     p.add_argument("--out", default="gmm-demo")
-    p.add_argument("--components", type=int, default=4)
+    p.add_argument("--components", type=positive_int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_gmm_demo)
 
     p = sub.add_parser("bench", help="train (or reuse), evaluate and rank models: leaderboard.md/.json")
     p.add_argument("--models", nargs="+", help="CLI names (default: every model)")
     p.add_argument("--data", default="auto")
-    p.add_argument("--budget", type=float, default=120.0, help="training seconds per model (0: its own epochs)")
-    p.add_argument("--samples", dest="n_samples", type=int, default=10_000)
+    p.add_argument("--budget", type=non_negative_float, default=120.0,
+                   help="training seconds per model (0: its own epochs)")
+    p.add_argument("--samples", dest="n_samples", type=non_negative_int, default=10_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench")
     p.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
-    p.add_argument("--max-test", dest="max_test", type=int, default=0, help="first N test images only (0: all)")
-    p.add_argument("--iwae-k", dest="iwae_k", type=int, default=0, help="importance samples (0: each model's own)")
+    p.add_argument("--max-test", dest="max_test", type=non_negative_int, default=0,
+                   help="first N test images only (0: all)")
+    p.add_argument("--iwae-k", dest="iwae_k", type=non_negative_int, default=0,
+                   help="importance samples (0: each model's own)")
     device_arg(p)
     p.set_defaults(fn=cmd_bench)
 
@@ -217,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
         result = args.fn(args)
     except USER_ERRORS as e:
         print(f"genzoo {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file that cannot be read or written: name it, no traceback
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"genzoo {args.command}: error: {where}{e.strerror or e}; choose another path", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # training has checkpointed and said how to resume
         return 130

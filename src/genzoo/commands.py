@@ -60,7 +60,7 @@ def split_sets(model_name: str, pairs: dict[str, str]) -> tuple[dict[str, Any], 
 
 def train(model: str, *, data: str = "auto", out: str | None = None, device: str = "auto", seed: int = 0,
           resume: bool = False, sets: list[str] | None = None, epochs: int | None = None, steps: int | None = None,
-          batch_size: int | None = None, lr: float | None = None) -> Path:
+          batch_size: int | None = None, lr: float | None = None, overwrite: bool = False) -> Path:
     """`genzoo train MODEL`: train into a run folder (or continue one with `resume`) and return the folder.
 
     Args:
@@ -81,7 +81,7 @@ def train(model: str, *, data: str = "auto", out: str | None = None, device: str
     if steps and "epochs" not in train_part:
         train_part["epochs"] = 0
     return train_model(model, data=data, out=out, device=device, seed=seed, resume=resume,
-                       train_overrides=train_part, model_overrides=model_part)
+                       train_overrides=train_part, model_overrides=model_part, overwrite=overwrite)
 
 
 def sample(run: str | Path, n: int = 64, *, label: int | None = None, seed: int = 0, out: str | Path | None = None,

@@ -40,7 +40,7 @@ def run_demo(out: str | Path = "genzoo-demo", data: str = "auto", budget: float 
     run_dirs = []
     for name, share in BUDGET_SHARE.items():
         started = time.perf_counter()
-        run_dir = train(name, data=dataset, out=out / name, device=device, seed=seed,
+        run_dir = train(name, data=dataset, out=out / name, device=device, seed=seed, overwrite=True,
                         model_overrides=CPU_HPARAMS[name] if on_cpu else None,
                         train_overrides={"epochs": 200, "time_budget": budget * share, "schedule": "constant",
                                          "checkpoint_minutes": 1.0, "sample_every": 1})

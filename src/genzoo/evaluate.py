@@ -33,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from . import runs
-from .config import ConfigError
+from .config import ConfigError, non_negative
 from .data import FIXED_BINARIZATION, fixed_binarization, load_data
 from .metrics import bits_per_dim
 from .trainer import resolve_device
@@ -224,6 +224,7 @@ def evaluate_run(
         n_samples: samples scored in the evaluator's feature space (FID-style, precision, recall,
             class coverage, conditional accuracy; `genzoo.metrics.model_sample_quality`); 0: none.
     """
+    non_negative(max_test=max_test, iwae_k=iwae_k, n_samples=n_samples)
     if random_subset and not max_test:
         raise ConfigError("random_subset draws max_test test images at random; give max_test too "
                          "(e.g. genzoo evaluate RUN --max-test 300 --random-subset)")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ def train(
     train_overrides: dict[str, Any] | None = None,
     model_overrides: dict[str, Any] | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Train a model into a run folder and return the folder.
 
@@ -67,10 +69,16 @@ def train(
             epochs or steps: a finished (or killed) run then trains on to that new length.
         model_overrides: model hyper-parameters, typed (e.g. {"widths": (128, 64)}; --set parses strings).
         progress: show a progress bar.
+        overwrite: a new run in a folder that holds one deletes that run first; without it (and without
+            `resume`) such a folder is an error, so that no run is lost by a repeated command.
     """
     device = resolve_device(device)
     name = model if isinstance(model, str) else model.name
     run_dir = Path(out) if out is not None else Path("runs") / name
+    if not resume and not overwrite and (run_dir / runs.CONFIG).exists():
+        held = runs.read_config(run_dir)["model"]
+        raise TrainingError(f"{run_dir}: holds a {held} run already; continue it with `genzoo train {held} --out "
+                            f"{run_dir} --resume`, or start afresh with --overwrite (which deletes that run)")
     if resume:
         config, model_obj, train_cfg, data_spec, seed = _resumed(name, run_dir, train_overrides, model_overrides)
     else:
@@ -121,6 +129,8 @@ def _fresh(model: Any, data: str | Dataset, seed: int, train_overrides: dict | N
 
 def _prepare_run_dir(run_dir: Path, model, train_cfg: TrainConfig, data_spec: str, seed: int,
                      lengthened_config: dict | None, resume: bool) -> None:
+    if not resume and (run_dir / runs.CONFIG).exists():  # --overwrite: nothing of the earlier run may linger
+        shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "samples").mkdir(exist_ok=True)
     if not resume:
@@ -168,4 +178,4 @@ def train_or_resume(model: Any, data: str | Dataset, out: str | Path, *, resume:
     """
     resume = resume and (Path(out) / runs.CHECKPOINT).exists()
     return train(model, data, out, resume=resume, train_overrides=None if resume else train_overrides,
-                 model_overrides=None if resume else model_overrides, **kwargs)
+                 model_overrides=None if resume else model_overrides, overwrite=not resume, **kwargs)

@@ -17,7 +17,13 @@ from . import TrainingError
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise TrainingError(f"--device {device}: not a device; use auto, cpu or cuda (cuda:N for one of several GPUs)"
+                            ) from None
+    if device.type not in ("cpu", "cuda"):
+        raise TrainingError(f"--device {device}: genzoo runs on cpu or cuda; use --device auto, cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainingError("--device cuda: no CUDA device is available here; use --device cpu or auto")
     return device
