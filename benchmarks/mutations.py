@@ -8,7 +8,8 @@
 Each mutation is (file under src/genzoo, exact old text, new text, test files). The source tree is
 copied to a temporary folder once; for each mutation the one file is rewritten there, the mutation's
 test files run with PYTHONPATH pointing at the copy (`pytest -x`: the first failure is enough; the
-reference tests first, the family's other tests only if those pass), and the file is restored. The working tree is never touched, so a crash or Ctrl-C cannot leave a fault behind.
+reference tests first, the family's other tests only if those pass), and the file is restored. The
+working tree is never touched, so a crash or Ctrl-C cannot leave a fault behind.
 
 An old text must occur exactly once in its file: if the code has moved or changed so that it does
 not, the script stops with the mutation's name before running anything (update the mutation).
@@ -94,7 +95,8 @@ MUTATIONS = [
     Mutation("gan-nonsaturating-fake-term", "models/gan.py", "real_term.mean() + F.softplus(fake).mean()",
              "real_term.mean() + F.softplus(-fake).mean()", "gan", "discriminator told fakes are real"),
     Mutation("gan-gradient-penalty-no-minus-one", "models/gan.py", "((grad.flatten(1).norm(2, dim=1) - 1) ** 2)",
-             "((grad.flatten(1).norm(2, dim=1)) ** 2)", "gan", "WGAN-GP penalises ||grad||^2 instead of (||grad|| - 1)^2"),
+             "((grad.flatten(1).norm(2, dim=1)) ** 2)", "gan",
+             "WGAN-GP penalises ||grad||^2 instead of (||grad|| - 1)^2"),
     # RBM
     Mutation("rbm-visible-bias-sign", "models/rbm.py", "self.b.grad = -(v0.mean(0) - vk.mean(0))",
              "self.b.grad = (v0.mean(0) - vk.mean(0))", "rbm", "sign of the visible-bias CD gradient flipped"),
@@ -112,13 +114,13 @@ MUTATIONS = [
     Mutation("vae-iwae-proposal-sign", "models/vae.py", "- gaussian_log_density(z, mu, logvar))",
              "+ gaussian_log_density(z, mu, logvar))", "vae", "IWAE weight multiplies by q(z|x) instead of dividing"),
     # evaluation and metrics
-    Mutation("bits-per-dim-binary-no-ln2", "evaluate.py", 'bits = nll["value"] / (PIXELS * math.log(2))',
-             'bits = nll["value"] / PIXELS', "evaluate", "binary bits/dim divided by 784 only (ln 2 dropped)"),
-    Mutation("bits-per-dim-dequantized-sign", "evaluate.py", '(nll["value"] / PIXELS + math.log(256))',
-             '(nll["value"] / PIXELS - math.log(256))', "evaluate", "dequantized bits/dim: the 8-bit offset's sign"),
+    Mutation("bits-per-dim-binary-no-ln2", "metrics.py", "return nll_nats / (n_dims * math.log(2))",
+             "return nll_nats / n_dims", "evaluate", "binary bits/dim divided by 784 only (ln 2 dropped)"),
+    Mutation("bits-per-dim-dequantized-sign", "metrics.py", "(nll_nats / n_dims + math.log(256))",
+             "(nll_nats / n_dims - math.log(256))", "evaluate", "dequantized bits/dim: the 8-bit offset's sign"),
     Mutation("marginal-nll-prior-dropped", "evaluate.py", "log_prior[:, None] + log_p_given", "log_p_given",
              "evaluate", "conditional model's marginal NLL sums p(x|y) without the prior p(y)"),
-    Mutation("conditional-nll-default-labels", "autoregressive.py", "if self.conditional and y is None:",
+    Mutation("conditional-nll-default-labels", "models/autoregressive.py", "if self.conditional and y is None:",
              "if self.conditional and y is None and False:", "evaluate",
              "a conditional PixelCNN's log_prob fills in default labels again (defect 1)"),
     Mutation("frechet-trace-factor", "metrics.py", "- 2 * tr_sqrt", "- tr_sqrt", "metrics",
