@@ -51,7 +51,8 @@ def reference_losses(real: np.ndarray, fake: np.ndarray, kind: str, smoothing: f
 @pytest.mark.parametrize("kind", KINDS)
 def test_loss_functions_match_their_definitions(kind):
     g = torch.Generator().manual_seed(0)
-    real, fake = torch.randn(16, generator=g, dtype=torch.float64) * 2, torch.randn(16, generator=g, dtype=torch.float64) * 2
+    real = torch.randn(16, generator=g, dtype=torch.float64) * 2
+    fake = torch.randn(16, generator=g, dtype=torch.float64) * 2
     smoothing = 0.1 if kind == "nonsaturating" else 0.0
     d_ref, g_ref = reference_losses(real.numpy(), fake.numpy(), kind, smoothing)
     assert float(discriminator_loss(real, fake, kind, smoothing)) == pytest.approx(d_ref, rel=1e-12)
@@ -62,9 +63,13 @@ def test_gradient_penalty_of_a_critic_with_a_known_gradient():
     """D(x) = sum_i a_i tanh(x_i): grad = a (1 - tanh^2 x), at x_hat = eps real + (1 - eps) fake."""
     g = torch.Generator().manual_seed(0)
     a = torch.randn(6, generator=g, dtype=torch.float64)
-    real, fake = torch.randn(5, 6, generator=g, dtype=torch.float64), torch.randn(5, 6, generator=g, dtype=torch.float64)
+    real = torch.randn(5, 6, generator=g, dtype=torch.float64)
+    fake = torch.randn(5, 6, generator=g, dtype=torch.float64)
     eps = torch.rand(5, 1, generator=g, dtype=torch.float64)
-    critic = lambda x, y: (a * torch.tanh(x)).sum(1)
+
+    def critic(x, y):
+        return (a * torch.tanh(x)).sum(1)
+
     x_hat = eps.numpy() * real.numpy() + (1 - eps.numpy()) * fake.numpy()
     grad = a.numpy() * (1 - np.tanh(x_hat) ** 2)
     expected = np.mean((np.sqrt((grad**2).sum(1)) - 1) ** 2)

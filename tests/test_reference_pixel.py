@@ -110,7 +110,8 @@ def plain_pixelcnn_reference(model: PixelCNN, x: np.ndarray, y: int | None) -> n
     h = conv(x, w(model.conv_in.weight), w(model.conv_in.bias), allowed(k0, k0, "A")) + bias(0)
     for index, block in enumerate(model.layers):
         t = relu(conv1x1(relu(h), block.down))
-        t = relu(conv(t, w(block.conv.weight), w(block.conv.bias), allowed(cfg.kernel, cfg.kernel, "B")) + bias(index + 1))
+        mask_b = allowed(cfg.kernel, cfg.kernel, "B")
+        t = relu(conv(t, w(block.conv.weight), w(block.conv.bias), mask_b) + bias(index + 1))
         h = h + conv1x1(t, block.up)  # the residual: once
     return head(model, h)
 
