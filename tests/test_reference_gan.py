@@ -12,6 +12,7 @@ by central finite differences of that NumPy discriminator.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from types import SimpleNamespace
 
@@ -180,8 +181,8 @@ def test_gan_learns_both_modes_of_a_1d_mixture(kind):
     model = LineGAN(latent_dim=2, widths=(32,), loss=kind, lr_g=2e-3, lr_d=2e-3, ema_decay=0.0)
     optimizers = model.configure_optimizers(SimpleNamespace(beta1=0.5, beta2=0.9, amp=False))
     g = torch.Generator().manual_seed(0)
-    for _ in range(400):
-        model.train_step(mixture(64, g), None, optimizers)
+    for step in range(400):
+        model.train_step(mixture(64, g), None, optimizers, step=step, autocast=contextlib.nullcontext)
     with torch.no_grad():
         samples = ((model.generator(torch.randn(4000, 2, generator=g)) + 1) / 2).flatten().numpy()
     for mode in MODES:
