@@ -6,6 +6,7 @@ import scipy.linalg
 import torch
 
 from genzoo.metrics import (
+    bits_per_dim,
     class_coverage,
     conditional_accuracy,
     frechet_distance,
@@ -148,3 +149,15 @@ def test_real_features_are_cached_by_content(tmp_path, monkeypatch):
     assert torch.equal(metrics.real_features(Counting(), real), first) and calls == [50]  # from disk
     metrics.real_features(Counting(), real[:40])  # other images: computed
     assert calls == [50, 40]
+
+
+def test_bits_per_dim_of_images_with_known_code_lengths():
+    # 784 fair coin flips: 784 ln 2 nats, one bit a pixel; 10 of them at p = 1/4: 2 bits a pixel.
+    assert bits_per_dim(784 * np.log(2), dequantized=False) == pytest.approx(1.0)
+    assert bits_per_dim(10 * np.log(4), dequantized=False, n_dims=10) == pytest.approx(2.0)
+    # The uniform density on [0, 1]^784 (log p = 0) is the uniform law over 256 levels: 8 bits a pixel;
+    # a density 2^784 times higher saves one bit a pixel.
+    assert bits_per_dim(0.0, dequantized=True) == pytest.approx(8.0)
+    assert bits_per_dim(-784 * np.log(2), dequantized=True) == pytest.approx(7.0)
+    nll = torch.tensor([784 * float(np.log(2)), 0.0])
+    torch.testing.assert_close(bits_per_dim(nll, dequantized=False), torch.tensor([1.0, 0.0]))
