@@ -9,7 +9,11 @@ MNIST, and the trainer's step (`Loop.train_step`: the optimizer step of a gradie
 or the model's own `train_step`) runs on the trainer's batches: `--warmup` steps first (first-call
 costs), then steps until `--seconds` have passed (at least 3). No test pass, sample grid or pictures:
 this is the speed of training itself. Closed-form models (`fit`) report the time of their fit.
-Prints a markdown table (model, images/s, batch size, threads, steps, seconds) and writes JSON.
+
+Besides images per wall-clock second, images per CPU-second of the process (all its threads):
+on a machine shared with other jobs the first drops with the load, the second much less
+(times the threads, it approaches the idle machine's images/s). The 1-minute load average
+is recorded beside each model. Prints a markdown table and writes JSON.
 """
 
 from __future__ import annotations
@@ -54,15 +58,17 @@ def measure_steps(loop: Loop, seconds: float, warmup: int) -> dict:
         loop.train_step(*loop.batches.at(loop.step))
         loop.step += 1
     sync(loop.device)
-    start, steps = time.perf_counter(), 0
+    start, cpu_start, steps = time.perf_counter(), time.process_time(), 0
     while steps < 3 or time.perf_counter() - start < seconds:
         out = loop.train_step(*loop.batches.at(loop.step))
         loop.step += 1
         steps += 1
     for value in out.values():
         float(value)  # the device's work is done once the last step's values are on the host
-    elapsed = time.perf_counter() - start
-    return {"images_per_s": steps * loop.batches.size / elapsed, "steps": steps, "seconds": round(elapsed, 2)}
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    images = steps * loop.batches.size
+    return {"images_per_s": images / elapsed, "images_per_cpu_s": images / cpu, "steps": steps,
+            "seconds": round(elapsed, 2)}
 
 
 def measure_fit(loop: Loop) -> dict:
@@ -80,10 +86,12 @@ def subset(data: Dataset, n: int) -> Dataset:
 
 
 def row(r: dict) -> str:
-    speed = (f"{r['images_per_s']:,.1f}" if "images_per_s" in r
-             else f"fit: {r['fit_seconds']:,.1f} s on {r['fit_images']:,} images")
+    if "images_per_s" in r:
+        speed = f"{r['images_per_s']:,.1f} | {r['images_per_cpu_s']:,.1f}"
+    else:
+        speed = f"fit: {r['fit_seconds']:,.1f} s on {r['fit_images']:,} images | -"
     steps = f"{r['steps']} in {r['seconds']} s" if "steps" in r else "-"
-    return f"| {r['model']} | {speed} | {r['batch_size']} | {r['threads']} | {steps} |"
+    return f"| {r['model']} | {speed} | {r['batch_size']} | {r['threads']} | {steps} | {r['load_average']:.1f} |"
 
 
 def main() -> None:
@@ -111,7 +119,8 @@ def main() -> None:
     meta = {"command": "python " + " ".join(sys.argv), "hardware": hardware(device), "torch": torch.__version__,
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     Path(args.out).write_text(json.dumps({**meta, "models": results}, indent=2) + "\n")
-    print("\n| model | training images/s | batch size | threads | steps measured |\n|---|---|---|---|---|")
+    print("\n| model | training images/s | images per CPU-second | batch size | threads | steps measured | load |\n"
+          "|---|---|---|---|---|---|---|")
     print("\n".join(row(r) for r in results))
     print(f"\n{meta['command']} ({meta['date']}, {meta['hardware']}, torch {meta['torch']})")
 
