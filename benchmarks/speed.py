@@ -91,7 +91,8 @@ def row(r: dict) -> str:
     else:
         speed = f"fit: {r['fit_seconds']:,.1f} s on {r['fit_images']:,} images | -"
     steps = f"{r['steps']} in {r['seconds']} s" if "steps" in r else "-"
-    return f"| {r['model']} | {speed} | {r['batch_size']} | {r['threads']} | {steps} | {r['load_average']:.1f} |"
+    batch = r["batch_size"] if "steps" in r else "-"  # a fit takes the whole training set at once
+    return f"| {r['model']} | {speed} | {batch} | {r['threads']} | {steps} | {r['load_average']:.1f} |"
 
 
 def main() -> None:
