@@ -128,3 +128,11 @@ def test_reference_training_resumes_where_it_stopped(tmp_path, capsys, monkeypat
         torch.testing.assert_close(cut[name], whole[name], atol=0, rtol=0)
     with pytest.raises(SystemExit, match="--resume"):
         REFERENCE.train("cgan", data, tmp_path / "cut", "cpu", epochs=2, seed=0, resume=False, checkpoint_minutes=5)
+
+
+def test_speed_benchmark_times_the_trainers_own_step(tiny, tmp_path):
+    speed = load_benchmark("speed")
+    loop = speed.trainer_loop("ae", tiny, torch.device("cpu"), tmp_path)
+    figures = speed.measure_steps(loop, seconds=0, warmup=1)
+    assert figures["steps"] == 3 and loop.step == 4 and figures["images_per_s"] > 0
+    assert speed.row({"model": "ae", **figures, "batch_size": 128, "threads": 2, "load_average": 1.0}).startswith("| ae | ")

@@ -21,48 +21,20 @@ import torch
 from tqdm import tqdm
 
 from .. import runs
-from ..data import Dataset, binarize, fixed_binarization
+from ..data import Dataset, binarize
 from ..evaluator import evaluator_or_reason
-from ..images import save_gif, save_grid, save_pictures
+from ..images import save_pictures
 from ..train_config import TrainConfig
 from . import TrainingError, progress
+from .batches import Batches
 from .checkpoint import Checkpoints
 from .devices import Distributed, autocast_for, forked_rng
 from .logwindow import Clock, LogWindow, NonFinite
-from .schedule import LearningRates, epoch_steps, total_steps
+from .outputs import TestPass, write_sample_grid
+from .schedule import LearningRates, total_steps
 from .signals import Interrupted, StopSignals
 
 PICTURES_SKIPPED = "pictures_skipped"  # the metrics.jsonl event of a finished run whose pictures a signal cut short
-
-
-class Batches:
-    """Training batches cut from the data set kept on the device, in a seeded order per epoch (a
-    function of seed and epoch only, so a resumed run repeats it). No DataLoader, no workers."""
-
-    def __init__(self, dataset: Dataset, cfg: TrainConfig, device: torch.device, ddp: Distributed, seed: int,
-                 binary: bool):
-        self.x, self.y = dataset.train_x.to(device), dataset.train_y.to(device)
-        self.n = len(self.x)
-        self.size = min(cfg.batch_size, self.n)
-        if self.size % ddp.world:
-            raise TrainingError(f"batch_size={self.size} must be divisible by the {ddp.world} processes")
-        self.per_epoch = epoch_steps(cfg, self.n)
-        self.device, self.ddp, self.seed, self.binary = device, ddp, seed, binary
-        self._order: tuple[int, torch.Tensor | None] = (-1, None)
-
-    def order(self, epoch: int) -> torch.Tensor:
-        if self._order[0] != epoch:
-            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            self._order = (epoch, torch.randperm(self.n, generator=generator).to(self.device))
-        return self._order[1]
-
-    def at(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """This process's part of the global batch of `step` (rank r takes every world-th image)."""
-        epoch, position = divmod(step, self.per_epoch)
-        index = self.order(epoch)[position * self.size : (position + 1) * self.size]
-        index = index[self.ddp.rank :: self.ddp.world]
-        x, y = self.x[index], self.y[index]
-        return (binarize(x) if self.binary else x), y
 
 
 class Loop:
@@ -86,7 +58,8 @@ class Loop:
             self.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
         self.autocast = autocast_for(cfg.amp, device, model)
         self.checkpoints = Checkpoints(run_dir, ddp, device, seed)
-        self._test: tuple[torch.Tensor, torch.Tensor] | None = None  # test images and labels on the device, once
+        self.test_pass = TestPass(model, dataset, cfg, self.total * self.batches.size, device, seed,
+                                  self.batches.size // ddp.world, self.progress)
         if device.type == "cuda":
             # Every training batch has one shape (an epoch's remainder is dropped): let cudnn time its
             # convolution algorithms once and keep the fastest. The choice may vary between machines, so
@@ -261,10 +234,7 @@ class Loop:
         test_due = self.cfg.test_every and epoch % self.cfg.test_every == 0 and len(self.dataset.test_x)
         if test_due and self.model.training_mode == "gradient" and self.ddp.main:
             with self.in_phase("test pass", stops):
-                start = time.perf_counter()
-                record = self.test_losses()
-                self.log({"step": self.step, "epoch": epoch, "time": round(self.elapsed, 3), **record,
-                          "test_images": len(self._test[0]), "test_seconds": round(time.perf_counter() - start, 3)})
+                self.log({"step": self.step, "epoch": epoch, "time": round(self.elapsed, 3), **self.test_pass()})
 
     @contextmanager
     def in_phase(self, name: str, stops: StopSignals, ticking: bool = False):
@@ -274,63 +244,10 @@ class Loop:
             yield
         self.phase = ""
 
-    @torch.no_grad()
     def sample_grid(self, epoch: int, stops: StopSignals) -> None:
-        if not self.ddp.main:
-            return
-        n = self.cfg.n_grid
-        with self.in_phase(f"sample grid of epoch {epoch}", stops, ticking=True), forked_rng(self.device):
-            self.model.eval()
-            labels = self.model.default_labels(n) if self.model.conditional else None
-            images = self.model.sample(n, y=labels, generator=torch.Generator().manual_seed(self.seed))
-            self.model.train()
-        samples = self.run_dir / "samples"
-        save_grid(images, samples / f"epoch_{epoch:03d}.png", nrow=10 if self.model.conditional else None)
-        save_gif(sorted(samples.glob("epoch_*.png")), samples / "progress.gif")
-
-    def test_set(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The test images (fixed binarization for Bernoulli models) and labels on the device, chosen once.
-
-        `test_images` picks the first so many. By default all of them, except in a run that trains on
-        fewer images than the test set holds: it scores as many as it trains on, spread over the set,
-        so that a short run does not spend most of its time on the test pass.
-        """
-        if self._test is None:
-            x, y = self.dataset.test_x, self.dataset.test_y
-            index = torch.arange(min(self.cfg.test_images or len(x), len(x)))
-            trained = self.total * self.batches.size
-            if not self.cfg.test_images and trained < len(x):
-                index = torch.linspace(0, len(x) - 1, trained).long()
-                if self.ddp.main:
-                    print(f"genzoo: this run trains on {trained:,} images, fewer than the {len(x):,} test digits: its "
-                          f"test pass scores {trained:,} of them, spread over the test set (--set test_images=N "
-                          "to choose)", file=sys.stderr)
-            x, y = x[index], y[index]
-            self._test = ((fixed_binarization(x) if self.model.binary_data else x).to(self.device), y.to(self.device))
-        return self._test
-
-    @torch.no_grad()
-    def test_losses(self) -> dict[str, float]:
-        """Every entry of the model's loss dict, averaged over the test set, as test_<key>.
-
-        Eval mode, no autocast, no step (the fully trained objective), Bernoulli models on the fixed
-        binarization that evaluation uses (a pixel model's test_loss is then its exact test NLL, a VAE's
-        its negative ELBO). Any noise the loss draws comes from the run's seed inside a forked RNG: the
-        figure repeats, and training's random stream is left as it was.
-        """
-        x, y = self.test_set()
-        size = self.batches.size // self.ddp.world  # one process's training batch: known to fit
-        totals: dict[str, float] = {}
-        self.model.eval()
-        with forked_rng(self.device), progress.bar(len(x), "test pass", "img", self.progress, delay=2.0) as bar:
-            torch.manual_seed(self.seed)
-            for start in range(0, len(x), size):
-                xb, yb = x[start : start + size], y[start : start + size]
-                for key, value in self.model.loss(xb, yb).items():
-                    totals[key] = totals.get(key, 0.0) + float(value) * len(xb)
-                bar.update(len(xb))
-        self.model.train()
-        return {f"test_{key}": total / len(x) for key, total in totals.items()}
+        if self.ddp.main:
+            with self.in_phase(f"sample grid of epoch {epoch}", stops, ticking=True):
+                write_sample_grid(self.model, self.cfg.n_grid, self.seed, self.run_dir / "samples", epoch)
 
     # ------------------------------------------------------------------ the end
 
@@ -339,7 +256,9 @@ class Loop:
         if self.stop_reason == "time budget reached" and self.step % self.batches.per_epoch and self.cfg.sample_every:
             self.sample_grid(self.epoch, stops)  # a picture of where it stopped
         self.log_end()
-        if self.ddp.main and not stops.requested:
+        if stops.requested:  # training stopped at its last step: the pictures wait for --resume
+            self.mark_skipped_pictures()
+        elif self.ddp.main:
             self.make_pictures(stops)
 
     def log_end(self) -> None:
@@ -373,12 +292,17 @@ class Loop:
             self.say_stopped()
         else:
             self.log_end()
-        if self.step >= self.total:
+        self.mark_skipped_pictures()
+
+    def mark_skipped_pictures(self) -> None:
+        if self.step >= self.total:  # a finished run: --resume makes them (an unfinished one's come at its end)
             self.log({"event": PICTURES_SKIPPED, "step": self.step})
 
     def resume_finished(self) -> Path:
         """--resume of a finished run: make the pictures a signal skipped, else leave the run as it is."""
         log = runs.read_metrics_log(self.run_dir)
+        if not self.ddp.main:
+            return self.run_dir
         if not (log and log[-1].get("event") == PICTURES_SKIPPED):
             print(f"genzoo: {self.run_dir} already finished ({self.step} steps)", file=sys.stderr)
             return self.run_dir
