@@ -31,7 +31,12 @@ from sklearn.mixture import GaussianMixture as SklearnGM
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from genzoo.data import load_data  # noqa: E402
-from genzoo.mixture import GaussianMixture, estimate_gaussian_parameters, kmeans_plusplus  # noqa: E402
+from genzoo.mixture import (  # noqa: E402
+    GaussianMixture,
+    compute_precision_cholesky,
+    estimate_gaussian_parameters,
+    kmeans_plusplus,
+)
 from genzoo.models.gmm import dequantize  # noqa: E402
 
 TYPES = ("full", "tied", "diag", "spherical")
@@ -43,7 +48,8 @@ def initial_parameters(X: torch.Tensor, n_components: int, covariance_type: str,
     sq = (X * X).sum(1, keepdim=True) - 2 * X @ X[seeds].T + (X[seeds] ** 2).sum(1)
     resp = torch.nn.functional.one_hot(sq.argmin(1), n_components).double()
     nk, means, cov = estimate_gaussian_parameters(X, resp, reg_covar, covariance_type)
-    precisions = torch.linalg.inv(cov) if covariance_type in ("full", "tied") else 1.0 / cov
+    pc = compute_precision_cholesky(cov, covariance_type, reg_covar)  # not batched torch.linalg.inv: it can hang on the CPU
+    precisions = pc @ pc.mT if covariance_type in ("full", "tied") else pc**2
     return {"weights_init": (nk / nk.sum()).numpy(), "means_init": means.numpy(), "precisions_init": precisions.numpy()}
 
 

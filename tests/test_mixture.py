@@ -88,7 +88,7 @@ def test_m_step_matches_sklearn(data, covariance_type):
     log_resp = np.log(np.random.default_rng(1).dirichlet(np.ones(3), size=len(data)))
     sk._m_step(data, log_resp)
     ours._m_step(torch.as_tensor(data), torch.as_tensor(log_resp))
-    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):  # sklearn sets precisions_ after fit only
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):  # sklearn sets precisions_ in fit
         np.testing.assert_allclose(getattr(ours, name), getattr(sk, name), rtol=1e-9, atol=1e-12, err_msg=name)
 
 
@@ -183,7 +183,7 @@ def test_kmeans_init_is_an_m_step_on_a_kmeans_labelling():
         np.testing.assert_allclose(gm.means_[k], members.mean(0), rtol=1e-12)
         np.testing.assert_allclose(gm.covariances_[k], np.cov(members.T, bias=True) + 1e-6 * np.eye(2), rtol=1e-10)
     sk = SklearnGM(3, init_params="kmeans", max_iter=0, random_state=0).fit(X)
-    order, sk_order = np.argsort(gm.means_[:, 0] + 3 * gm.means_[:, 1]), np.argsort(sk.means_[:, 0] + 3 * sk.means_[:, 1])
+    order, sk_order = np.argsort(gm.means_ @ [1, 3]), np.argsort(sk.means_ @ [1, 3])
     np.testing.assert_allclose(gm.means_[order], sk.means_[sk_order], rtol=1e-10)
 
 
@@ -219,7 +219,7 @@ def test_get_set_params_clone_and_repr():
     params = gm.get_params()
     assert params["n_components"] == 3 and params["covariance_type"] == "diag" and params["dtype"] is torch.float64
     assert gm.set_params(n_components=4, tol=1e-4) is gm and gm.n_components == 4
-    with pytest.raises(ValueError, match=r"'n_comps' is not a parameter of GaussianMixture; valid parameters: .*n_components"):
+    with pytest.raises(ValueError, match=r"'n_comps' is not a parameter of GaussianMixture; valid parameters:"):
         gm.set_params(n_comps=2)
     copy = clone(gm)
     assert copy is not gm and copy.get_params() == gm.get_params()
@@ -230,10 +230,12 @@ def test_grid_search_and_pipeline_work(data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         cv = KFold(3, shuffle=True, random_state=0)
-        search = GridSearchCV(GaussianMixture(random_state=0, max_iter=20), {"n_components": [1, 3, 6]}, cv=cv).fit(data)
-        reference = GridSearchCV(SklearnGM(random_state=0, max_iter=20), {"n_components": [1, 3, 6]}, cv=cv).fit(data)
+        grid = {"n_components": [1, 3, 6]}
+        search = GridSearchCV(GaussianMixture(random_state=0, max_iter=20), grid, cv=cv).fit(data)
+        reference = GridSearchCV(SklearnGM(random_state=0, max_iter=20), grid, cv=cv).fit(data)
     assert search.best_params_ == reference.best_params_
-    np.testing.assert_allclose(search.cv_results_["mean_test_score"], reference.cv_results_["mean_test_score"], rtol=0.05)
+    scores, reference_scores = search.cv_results_["mean_test_score"], reference.cv_results_["mean_test_score"]
+    np.testing.assert_allclose(scores, reference_scores, rtol=0.05)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         pipe = make_pipeline(StandardScaler(), GaussianMixture(3, covariance_type="diag", random_state=0)).fit(data)
@@ -286,7 +288,8 @@ def test_convergence_warning_is_sklearns(data):
     ({"weights_init": [0.5, 0.7, -0.2]}, r"weights_init: expected values in \[0, 1\], got min -0\.2 and max 0\.7"),
     ({"weights_init": [0.5, 0.3, 0.3]}, r"weights_init: expected weights summing to 1, got sum 1\.1; divide"),
     ({"weights_init": [0.5, 0.5]}, r"weights_init: expected shape \(n_components,\) = \(3,\), got \(2,\)"),
-    ({"means_init": np.zeros((4, 5))}, r"means_init: expected shape \(n_components, n_features\) = \(3, 5\), got \(4, 5\)"),
+    ({"means_init": np.zeros((4, 5))},
+     r"means_init: expected shape \(n_components, n_features\) = \(3, 5\), got \(4, 5\)"),
     ({"means_init": np.zeros((3, 2))}, r"means_init: expected shape .* = \(3, 5\), got \(3, 2\)"),
     ({"precisions_init": np.ones((3, 5))},
      r"precisions_init: expected shape \(n_components, n_features, n_features\) = \(3, 5, 5\) for "
@@ -320,7 +323,7 @@ def test_bad_data_messages():
         GaussianMixture(1).fit(np.array([[0.0, np.nan], [1.0, 2.0]]))
     with pytest.raises(ValueError, match="X: contains NaN or infinity"):
         GaussianMixture(1).fit(np.array([[1e308, 1e308], [1e308, 2.0]]) * np.array([1, np.inf]))
-    gm = GaussianMixture(1).fit(np.array([[1e308, 1e308], [1e308, 2.0], [-1e308, 0.0]]))  # the sum overflows, no value is infinite
+    gm = GaussianMixture(1).fit(np.array([[1e308, 1e308], [1e308, 2.0], [-1e308, 0.0]]))  # a sum overflows, no value
     with pytest.raises(ValueError, match=r"X: has 3 features, but this GaussianMixture was fitted on 2"):
         gm.predict(np.zeros((2, 3)))
 
