@@ -89,7 +89,7 @@ class Exploding(GenerativeModel):
         self.w = torch.nn.Parameter(torch.ones(1))
         self.register_buffer("calls", torch.zeros((), dtype=torch.long))
 
-    def loss(self, x, y=None):
+    def loss(self, x, y=None, *, step=None):
         self.calls += self.training  # training steps only, not the test pass at epoch ends
         bad = torch.tensor(float("nan")) if self.calls > self.config.explode_at else torch.tensor(1.0)
         return {"loss": (self.w * x.mean() - 1).pow(2) * bad}

@@ -98,7 +98,7 @@ class PixelModel(GenerativeModel):
         logits = self.logits(x, self.labels(len(x), y)).float()
         return -F.binary_cross_entropy_with_logits(logits, x.float(), reduction="none").sum((1, 2, 3))
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None, *, step: int | None = None) -> dict[str, torch.Tensor]:
         nll = -self.log_prob(x, y).mean()
         return {"loss": nll, "bits_per_dim": nll.detach() / (x[0].numel() * math.log(2))}
 

@@ -69,10 +69,31 @@ def cmd_train(args) -> int:
     return 0
 
 
+SAMPLE_OPTIONS = ("guidance", "steps", "eta", "sampler")  # flags of sample, reverse-process and evaluate
+
+
+def sample_options(model, args) -> dict:
+    """The sampling flags given on the command line, checked against what the model's `sample` takes."""
+    given = {k: getattr(args, k) for k in SAMPLE_OPTIONS if getattr(args, k, None) is not None}
+    unknown = [k for k in given if k not in model.sample_options]
+    if unknown:
+        raise CapabilityError(f"{model.name}: --{' --'.join(unknown)} does not apply; its sampling options: "
+                              f"{', '.join(model.sample_options) or 'none'}")
+    return given
+
+
+def sampling_args(p) -> None:
+    p.add_argument("--guidance", type=float, help="diffusion: classifier-free guidance w (0 uncond., 1 cond., >1 guided)")
+    p.add_argument("--steps", type=int, help="diffusion: DDIM steps")
+    p.add_argument("--eta", type=float, help="diffusion: DDIM eta (0 deterministic, 1 ancestral variance)")
+    p.add_argument("--sampler", choices=["ddim", "ancestral"], help="diffusion: the sampler")
+
+
 def cmd_sample(args) -> int:
     from .images import save_grid
 
     model = runs.load(args.run, resolve_device(args.device))
+    options = sample_options(model, args)
     labels = None
     if args.label is not None:
         if not model.conditional:
@@ -83,10 +104,28 @@ def cmd_sample(args) -> int:
     elif model.conditional:
         labels = model.default_labels(args.n)
     with torch.no_grad():
-        images = model.sample(args.n, y=labels, generator=torch.Generator().manual_seed(args.seed))
+        images = model.sample(args.n, y=labels, generator=torch.Generator().manual_seed(args.seed), **options)
     out = Path(args.out or Path(args.run) / "samples" / f"sample_seed{args.seed}.png")
     save_grid(images, out, nrow=10 if labels is not None and args.label is None else None)
     print(out)
+    return 0
+
+
+def cmd_reverse_process(args) -> int:
+    from .images import save_rows
+    from .models.ddpm import reverse_process_rows
+
+    model = runs.load(args.run, resolve_device(args.device))
+    if "guidance" not in model.sample_options:
+        raise CapabilityError(f"{model.name}: has no reverse process to draw; train a `ddpm` run")
+    y = None
+    if args.label is not None:
+        if not 0 <= args.label <= 9:
+            raise ConfigError(f"--label {args.label}: must be a digit 0..9")
+        y = torch.full((args.n,), args.label, dtype=torch.long, device=model.device)
+    rows = reverse_process_rows(model, args.n, args.columns, y, torch.Generator().manual_seed(args.seed),
+                                **sample_options(model, args))
+    print(save_rows(rows, args.out or Path(args.run) / "samples" / "reverse_process.png"))
     return 0
 
 
@@ -136,14 +175,23 @@ def cmd_denoise(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from .config import parse_value
     from .evaluate import evaluate_run
 
+    options = {k: getattr(args, k) for k in SAMPLE_OPTIONS if getattr(args, k) is not None}
+    sweep = list(parse_value("--guidance-sweep", args.guidance_sweep, tuple[float, ...])) if args.guidance_sweep else None
     metrics = evaluate_run(args.run, device=args.device, seed=args.seed, max_test=args.max_test,
-                           random_subset=args.random_subset, iwae_k=args.iwae_k, n_samples=args.n_samples)
+                           random_subset=args.random_subset, iwae_k=args.iwae_k, n_samples=args.n_samples,
+                           sample_options=options, guidance_sweep=sweep, sweep_samples=args.sweep_samples)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
         for key, value in metrics.items():
+            if key == "guidance_sweep":
+                for row in value["value"]:
+                    print(f"{'  guidance ' + format(row['guidance'], 'g'):28s} FID-style {row['fid']:.4g}  "
+                          f"conditional accuracy {row['conditional_accuracy']:.4f}")
+                continue
             shown = value["value"] if isinstance(value, dict) and "value" in value else value
             unit = value.get("unit", "") if isinstance(value, dict) else ""
             se = f" ± {value['se']:.2g}" if isinstance(value, dict) and value.get("se") is not None else ""
@@ -221,8 +269,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", type=int, help="digit to draw (conditional models)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="PNG file (default RUN/samples/sample_seedS.png)")
+    sampling_args(p)
     device_arg(p)
     p.set_defaults(fn=cmd_sample)
+
+    p = sub.add_parser("reverse-process", help="diffusion: rows of x_T ... x_0, one digit per row (ddpm)")
+    p.add_argument("run")
+    p.add_argument("-n", type=int, default=4, help="rows (digits 0, 3, 6, 9, ... unless --label)")
+    p.add_argument("--columns", type=int, default=10, help="states per row, x_T first and x_0 last")
+    p.add_argument("--label", type=int, help="the digit of every row")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="PNG file (default RUN/samples/reverse_process.png)")
+    sampling_args(p)
+    device_arg(p)
+    p.set_defaults(fn=cmd_reverse_process)
 
     p = sub.add_parser("interpolate", help="rows of images along straight latent paths (gan, cgan, dcgan)")
     p.add_argument("run")
@@ -273,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(p)
     p.add_argument("--samples", dest="n_samples", type=int, default=10_000,
                    help="samples for FID-style score, precision/recall, coverage (0: none; default 10000)")
+    sampling_args(p)
+    p.add_argument("--guidance-sweep", dest="guidance_sweep", metavar="W,W,...",
+                   help="diffusion: FID-style and conditional accuracy at each guidance weight, e.g. 0,1,2,3,5; "
+                        "writes RUN/guidance_sweep.json and .png")
+    p.add_argument("--sweep-samples", dest="sweep_samples", type=int, default=0,
+                   help="samples per guidance weight (0: --samples)")
     p.set_defaults(fn=cmd_evaluate)
 
     p = sub.add_parser("report", help="static HTML gallery of one or more runs")

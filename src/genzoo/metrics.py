@@ -263,7 +263,8 @@ def real_features(evaluator: torch.nn.Module, real_images: torch.Tensor, cache: 
 
 @torch.no_grad()
 def model_sample_quality(model: torch.nn.Module, real_images: torch.Tensor, n_samples: int = 10_000, seed: int = 0,
-                         batch_size: int = 1000, evaluator: torch.nn.Module | None = None) -> dict:
+                         batch_size: int = 1000, evaluator: torch.nn.Module | None = None,
+                         sample_options: dict | None = None) -> dict:
     """Sample a model and score the samples: the sample-quality part of `genzoo evaluate`.
 
     Conditional models are asked for the digits 0..9 in equal shares (`arange(n) % 10`)
@@ -276,6 +277,8 @@ def model_sample_quality(model: torch.nn.Module, real_images: torch.Tensor, n_sa
         seed: seeds the sampling generator (a CPU torch.Generator, the same samples on any device).
         batch_size: samples drawn per `sample` call.
         evaluator: the feature network; the pinned one on the model's device by default.
+        sample_options: options of the model's `sample` (diffusion: guidance, steps, eta, sampler); the
+            settings in force are recorded beside every metric as "sampling".
     Returns:
         metrics.json entries {"value", "unit", "n", ...}: fid, precision, recall, class_coverage,
         conditional_accuracy (conditional models), sample_seconds_per_image, and evaluator_version.
@@ -296,7 +299,8 @@ def model_sample_quality(model: torch.nn.Module, real_images: torch.Tensor, n_sa
     chunks = []
     for first in range(0, n_samples, batch_size):
         y = labels[first:first + batch_size].to(device) if labels is not None else None
-        chunks.append(model.sample(min(batch_size, n_samples - first), y=y, generator=generator).float().cpu())
+        chunks.append(model.sample(min(batch_size, n_samples - first), y=y, generator=generator,
+                                   **(sample_options or {})).float().cpu())
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     sample_seconds = time.perf_counter() - start
@@ -308,6 +312,8 @@ def model_sample_quality(model: torch.nn.Module, real_images: torch.Tensor, n_sa
     q = sample_quality(samples, real_images, evaluator, labels=labels, real_features=real)
     score_seconds = time.perf_counter() - start
     note = {"n": n_samples, "n_real": q["n_real"], "evaluator_version": EVALUATOR_VERSION, "seed": seed}
+    if getattr(model, "sample_options", ()):  # how the samples were drawn matters as much as how many
+        note["sampling"] = model.sample_settings(**(sample_options or {}))
     out = {
         "fid": {"value": q["fid"], "unit": f"FID-style, evaluator {EVALUATOR_VERSION} features (lower is better)", **note},
         "precision": {"value": q["precision"], "unit": f"share, k={q['k']} (Kynkäänniemi et al. 2019)", **note},
@@ -315,7 +321,8 @@ def model_sample_quality(model: torch.nn.Module, real_images: torch.Tensor, n_sa
         "class_coverage": {"value": q["class_coverage"], "unit": "share of digits 0..9 by the evaluator",
                            "entropy_nats": q["class_entropy"], **note},
         "sample_seconds_per_image": {"value": sample_seconds / n_samples, "unit": "s/image",
-                                     "batch_size": batch_size, "n": n_samples},
+                                     "batch_size": batch_size, "n": n_samples,
+                                     **({"sampling": note["sampling"]} if "sampling" in note else {})},
         "sample_quality_seconds": {"value": round(score_seconds, 2), "unit": "s (scoring only, no sampling)"},
         "evaluator_version": EVALUATOR_VERSION,
     }

@@ -358,11 +358,12 @@ class _Loop:
         opt.zero_grad(set_to_none=True)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.use_amp else nullcontext()
         with autocast:
-            out = self.net(x, y)
+            out = self.net(x, y, step=self.step)
         out["loss"].backward()
         if self.cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         opt.step()
+        self.model.after_optimizer_step(self.step)
         return {k: v.detach() for k, v in out.items()}
 
     def settle(self, pending: list[tuple[int, dict]], window: dict[str, float]) -> int:

@@ -114,7 +114,7 @@ class Autoencoder(GenerativeModel):
         """Codes (B, latent_dim) -> images (B, 1, 28, 28) in [0, 1]."""
         return torch.sigmoid(self.decoder(z).float())
 
-    def loss(self, x, y=None):
+    def loss(self, x, y=None, *, step=None):
         z = self.encode(x)
         error = reconstruction_error(self.decoder(z), x, self.config.loss).mean()
         if self.training:

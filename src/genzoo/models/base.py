@@ -38,6 +38,7 @@ class GenerativeModel(nn.Module):
     log_prob_kind: ClassVar[str | None] = None  # "exact" | "bound" | "estimate" where log_prob exists
     train_defaults: ClassVar[dict[str, Any]] = {}  # TrainConfig values this model is best trained with
     amp_safe: ClassVar[bool] = True  # bf16 autocast on GPU is safe for its loss
+    sample_options: ClassVar[tuple[str, ...]] = ()  # extra keyword options of `sample` (ddpm: guidance, steps, ...)
 
     def __init__(self, config: Any = None, **overrides: Any):
         super().__init__()
@@ -54,12 +55,20 @@ class GenerativeModel(nn.Module):
         """True when the model takes a digit label (sampling and training)."""
         return bool(getattr(self.config, "conditional", False))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, step: int | None = None) -> dict[str, torch.Tensor]:
         # forward is the loss so that DistributedDataParallel sees the computation it must sync.
-        return self.loss(x, y)
+        return self.loss(x, y, step=step)
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None, *, step: int | None = None) -> dict[str, torch.Tensor]:
+        """The training loss; `step` is the trainer's step count (None: the fully trained behaviour, evaluation)."""
         raise CapabilityError(f"{self.name}: trains with '{self.training_mode}', it has no gradient loss")
+
+    def after_optimizer_step(self, step: int) -> None:
+        """Called by the trainer after each gradient-mode optimizer step (e.g. an EMA update); no-op by default."""
+
+    def sample_settings(self, **options) -> dict:
+        """The sampling options a `sample(**options)` call would use, defaults filled in (for the record)."""
+        return dict(options)
 
     def sample(self, n: int, *, y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         raise CapabilityError(f"{self.name}: cannot sample")

@@ -72,7 +72,7 @@ class DenoisingAutoencoder(Autoencoder):
     name = "dae"
     Config = DAEConfig
 
-    def loss(self, x, y=None):
+    def loss(self, x, y=None, *, step=None):
         noisy = corrupt(x, self.config.noise, self.config.noise_level)
         z = self.encode(noisy)
         if self.training:

@@ -126,7 +126,7 @@ class VAE(GenerativeModel):
         warmup = self.config.kl_warmup_steps
         return (self.train_steps / warmup).clamp(max=1.0) if warmup and self.training else 1.0
 
-    def loss(self, x, y=None):
+    def loss(self, x, y=None, *, step=None):
         """The negative ELBO, mean over the batch ("loss" weighs the KL by `kl_weight` during warm-up;
         "nelbo" is always the true bound)."""
         terms = self.elbo_terms(x)
