@@ -53,6 +53,27 @@ def test_pixel_recipe_builds_and_scores(key):
     assert target is None or 75 < target < 90  # nats per image on binarized MNIST
 
 
+DDPM = load_benchmark("ddpm")
+
+
+@pytest.mark.parametrize("key", list(DDPM.RECIPES))
+def test_ddpm_recipe_builds_and_takes_a_loss(key):
+    model_overrides, train_overrides = DDPM.RECIPES[key]
+    config.build(TrainConfig, train_overrides)
+    model = runs.create("ddpm", **model_overrides)
+    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    for step in (0, None):  # a latent recipe's first stage, then diffusion
+        loss = model.loss(x, torch.tensor([3, 7]), step=step)["loss"]
+        assert loss.dim() == 0 and torch.isfinite(loss)
+
+
+def test_ddpm_best_guidance_prefers_the_accuracy_bar_then_the_fid():
+    rows = [{"guidance": 0, "fid": 5.0, "conditional_accuracy": 0.5}, {"guidance": 2, "fid": 8.0, "conditional_accuracy": 0.985},
+            {"guidance": 3, "fid": 9.0, "conditional_accuracy": 0.99}]
+    assert DDPM.pick_best(rows)["guidance"] == 2
+    assert DDPM.pick_best(rows[:1])["guidance"] == 0
+
+
 def test_pixel_time_to_quality_is_the_first_epoch_end_at_or_under_the_level():
     log = [{"step": 10, "loss": 80.0, "time": 30.0},  # a training line: not a test figure
            {"step": 10, "epoch": 1, "time": 60.0, "test_loss": 85.0},
