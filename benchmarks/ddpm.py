@@ -11,6 +11,7 @@ Three parts, each a subcommand writing JSON (hardware, date, command and setting
         --samples 10000 --ancestral-samples 500 --out docs/results/ddpm-latent-cpu.json
 
     # speed: training images/s (pixel and latent recipes' networks) and sampling seconds per image
+    # floor: FID-style of n real training digits (the score's floor at the sample counts used)
     python benchmarks/ddpm.py speed --data ../shared/data/mnist --steps 60 --out speed.json
 
     # on a GPU (the GPU issue): the pixel recipe, 10,000 samples for every figure
@@ -153,6 +154,22 @@ def cmd_speed(args) -> dict:
     return out
 
 
+def cmd_floor(args) -> dict:
+    """FID-style of n real training digits against the test set: the floor at the sample counts used above
+    (the score's bias grows as n shrinks, so a figure on n samples is read against the floor at n)."""
+    from genzoo.evaluator import load_evaluator
+    from genzoo.metrics import frechet_distance, real_features
+
+    data = load_data(args.data, verbose=False)
+    evaluator = load_evaluator("cpu")
+    real = real_features(evaluator, data.test_x)
+    out: dict = {"floor_fid": {}, **stamp(torch.device("cpu"))}
+    for n in (int(v) for v in args.n.split(",")):
+        index = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(args.seed))[:n]
+        out["floor_fid"][n] = frechet_distance(evaluator.features_and_predictions(data.train_x[index])[0], real)
+    return out
+
+
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -183,6 +200,11 @@ def main() -> dict:
     p.add_argument("--batch-size", dest="batch_size", type=int, default=128)
     p.add_argument("--sample-n", dest="sample_n", type=int, default=100)
     p.set_defaults(fn=cmd_speed)
+    p = sub.add_parser("floor")
+    p.add_argument("--data", default="mnist")
+    p.add_argument("--n", default="50,250,1000,10000", help="sample counts")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_floor)
     for q in sub.choices.values():
         q.add_argument("--out", help="JSON file for the results")
     args = parser.parse_args()
