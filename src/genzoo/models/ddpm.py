@@ -274,6 +274,9 @@ class NoiseSchedule(nn.Module):
             "alphas": alphas,
             "alpha_bar": alpha_bar,
             "alpha_bar_prev": alpha_bar_prev,
+            # the square roots too: 1 - abar taken in float32 loses digits where abar is near 1 (small t)
+            "sqrt_alpha_bar": alpha_bar.sqrt(),
+            "sqrt_one_minus_alpha_bar": (1 - alpha_bar).sqrt(),
             # q(x_{t-1} | x_t, x_0) = N(coef_x0 x_0 + coef_xt x_t, posterior_var) (Ho et al. eq. 7)
             "posterior_var": betas * (1 - alpha_bar_prev) / (1 - alpha_bar),
             "coef_x0": betas * alpha_bar_prev.sqrt() / (1 - alpha_bar),
@@ -284,8 +287,7 @@ class NoiseSchedule(nn.Module):
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) noise."""
-        abar = _as(self.alpha_bar, t, x0)
-        return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+        return _as(self.sqrt_alpha_bar, t, x0) * x0 + _as(self.sqrt_one_minus_alpha_bar, t, x0) * noise
 
     def posterior(self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of q(x_{t-1} | x_t, x_0)."""
@@ -293,20 +295,18 @@ class NoiseSchedule(nn.Module):
         return mean, _as(self.posterior_var, t, xt)
 
     def v_target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        abar = _as(self.alpha_bar, t, x0)
-        return abar.sqrt() * noise - (1 - abar).sqrt() * x0
+        return _as(self.sqrt_alpha_bar, t, x0) * noise - _as(self.sqrt_one_minus_alpha_bar, t, x0) * x0
 
     def split(self, output: torch.Tensor, xt: torch.Tensor, t: torch.Tensor,
               prediction: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The network's output (eps or v) at x_t -> (predicted eps, predicted x_0)."""
-        abar = _as(self.alpha_bar, t, xt)
+        a, s = _as(self.sqrt_alpha_bar, t, xt), _as(self.sqrt_one_minus_alpha_bar, t, xt)
         if prediction == "v":
-            return (1 - abar).sqrt() * xt + abar.sqrt() * output, abar.sqrt() * xt - (1 - abar).sqrt() * output
-        return output, (xt - (1 - abar).sqrt() * output) / abar.sqrt()
+            return s * xt + a * output, a * xt - s * output
+        return output, (xt - s * output) / a
 
     def eps_from_x0(self, xt: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-        abar = _as(self.alpha_bar, t, xt)
-        return (xt - abar.sqrt() * x0) / (1 - abar).sqrt()
+        return (xt - _as(self.sqrt_alpha_bar, t, xt) * x0) / _as(self.sqrt_one_minus_alpha_bar, t, xt)
 
 
 # ---------------------------------------------------------------------------- the sampler
