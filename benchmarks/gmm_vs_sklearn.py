@@ -48,7 +48,8 @@ def initial_parameters(X: torch.Tensor, n_components: int, covariance_type: str,
     sq = (X * X).sum(1, keepdim=True) - 2 * X @ X[seeds].T + (X[seeds] ** 2).sum(1)
     resp = torch.nn.functional.one_hot(sq.argmin(1), n_components).double()
     nk, means, cov = estimate_gaussian_parameters(X, resp, reg_covar, covariance_type)
-    pc = compute_precision_cholesky(cov, covariance_type, reg_covar)  # not batched torch.linalg.inv: it can hang on the CPU
+    # not batched torch.linalg.inv: it can hang on the CPU
+    pc = compute_precision_cholesky(cov, covariance_type, reg_covar)
     precisions = pc @ pc.mT if covariance_type in ("full", "tied") else pc**2
     return {"weights_init": (nk / nk.sum()).numpy(), "means_init": means.numpy(), "precisions_init": precisions.numpy()}
 

@@ -53,6 +53,28 @@ def test_pixel_recipe_builds_and_scores(key):
     assert target is None or 75 < target < 90  # nats per image on binarized MNIST
 
 
+DDPM = load_benchmark("ddpm")
+
+
+@pytest.mark.parametrize("key", list(DDPM.RECIPES))
+def test_ddpm_recipe_builds_and_takes_a_loss(key):
+    model_overrides, train_overrides = DDPM.RECIPES[key]
+    config.build(TrainConfig, train_overrides)
+    model = runs.create("ddpm", **model_overrides)
+    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    for step in (0, None):  # a latent recipe's first stage, then diffusion
+        loss = model.loss(x, torch.tensor([3, 7]), step=step)["loss"]
+        assert loss.dim() == 0 and torch.isfinite(loss)
+
+
+def test_ddpm_best_guidance_prefers_the_accuracy_bar_then_the_fid():
+    rows = [{"guidance": 0, "fid": 5.0, "conditional_accuracy": 0.5},
+            {"guidance": 2, "fid": 8.0, "conditional_accuracy": 0.985},
+            {"guidance": 3, "fid": 9.0, "conditional_accuracy": 0.99}]
+    assert DDPM.pick_best(rows)["guidance"] == 2
+    assert DDPM.pick_best(rows[:1])["guidance"] == 0
+
+
 def test_pixel_time_to_quality_is_the_first_epoch_end_at_or_under_the_level():
     log = [{"step": 10, "loss": 80.0, "time": 30.0},  # a training line: not a test figure
            {"step": 10, "epoch": 1, "time": 60.0, "test_loss": 85.0},
@@ -135,4 +157,5 @@ def test_speed_benchmark_times_the_trainers_own_step(tiny, tmp_path):
     loop = speed.trainer_loop("ae", tiny, torch.device("cpu"), tmp_path)
     figures = speed.measure_steps(loop, seconds=0, warmup=1)
     assert figures["steps"] == 3 and loop.step == 4 and figures["images_per_s"] > 0
-    assert speed.row({"model": "ae", **figures, "batch_size": 128, "threads": 2, "load_average": 1.0}).startswith("| ae | ")
+    row = speed.row({"model": "ae", **figures, "batch_size": 128, "threads": 2, "load_average": 1.0})
+    assert row.startswith("| ae | ")

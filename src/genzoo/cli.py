@@ -44,6 +44,27 @@ def _bounded(text: str, kind: type, low: float):
     return value
 
 
+SAMPLING_FLAGS = ("guidance", "steps", "eta", "sampler")  # sampling options a model may declare (diffusion)
+
+
+def sampling_options(args) -> dict:
+    """The sampling flags given on the command line; the model checks them against its `sample_options`."""
+    return {key: getattr(args, key) for key in SAMPLING_FLAGS if getattr(args, key, None) is not None}
+
+
+def sampling_args(p) -> None:
+    p.add_argument("--guidance", type=float,
+                   help="diffusion: classifier-free guidance w (0 uncond., 1 cond., >1 guided)")
+    p.add_argument("--steps", type=positive_int, help="diffusion: DDIM steps")
+    p.add_argument("--eta", type=float, help="diffusion: DDIM eta (0 deterministic, 1 ancestral variance)")
+    p.add_argument("--sampler", choices=["ddim", "ancestral"], help="diffusion: the sampler")
+
+
+def guidance_weights(text: str) -> list[float]:
+    """argparse type of --guidance-sweep: comma-separated weights >= 0."""
+    return [_bounded(part, float, 0) for part in text.split(",") if part.strip()]
+
+
 # Each verb is one call of a library function; what it returns (a path, a text) is printed by `main`.
 
 
@@ -58,7 +79,13 @@ def cmd_train(args):
 
 
 def cmd_sample(args):
-    return commands.sample(args.run, args.n, label=args.label, seed=args.seed, out=args.out, device=args.device)
+    return commands.sample(args.run, args.n, label=args.label, seed=args.seed, out=args.out, device=args.device,
+                           options=sampling_options(args))
+
+
+def cmd_reverse_process(args):
+    return commands.reverse_process(args.run, args.n, columns=args.columns, label=args.label, seed=args.seed,
+                                    out=args.out, device=args.device, options=sampling_options(args))
 
 
 def cmd_interpolate(args):
@@ -82,7 +109,8 @@ def cmd_denoise(args):
 def cmd_evaluate(args):
     return commands.evaluate(args.run, as_json=args.json, device=args.device, seed=args.seed,
                              max_test=args.max_test, random_subset=args.random_subset, iwae_k=args.iwae_k,
-                             n_samples=args.n_samples)
+                             n_samples=args.n_samples, options=sampling_options(args),
+                             guidance_sweep=args.guidance_sweep, sweep_samples=args.sweep_samples)
 
 
 def cmd_report(args):
@@ -144,8 +172,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", type=int, help="digit to draw (conditional models)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="PNG file (default RUN/samples/sample_seedS.png)")
+    sampling_args(p)
     device_arg(p)
     p.set_defaults(fn=cmd_sample)
+
+    p = sub.add_parser("reverse-process", help="diffusion: rows of x_T ... x_0, one digit per row (ddpm)")
+    p.add_argument("run")
+    p.add_argument("-n", type=positive_int, default=4, help="rows (digits 0, 3, 6, 9, ... unless --label)")
+    p.add_argument("--columns", type=positive_int, default=10, help="states per row, x_T first and x_0 last")
+    p.add_argument("--label", type=int, help="the digit of every row")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="PNG file (default RUN/samples/reverse_process.png)")
+    sampling_args(p)
+    device_arg(p)
+    p.set_defaults(fn=cmd_reverse_process)
 
     p = sub.add_parser("interpolate", help="rows of images along straight latent paths (gan, cgan, dcgan)")
     p.add_argument("run")
@@ -198,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(p)
     p.add_argument("--samples", dest="n_samples", type=non_negative_int, default=10_000,
                    help="samples for FID-style score, precision/recall, coverage (0: none; default 10000)")
+    sampling_args(p)
+    p.add_argument("--guidance-sweep", dest="guidance_sweep", metavar="W,W,...", type=guidance_weights,
+                   help="diffusion: FID-style and conditional accuracy at each guidance weight, e.g. 0,1,2,3,5; "
+                        "writes RUN/guidance_sweep.json and .png")
+    p.add_argument("--sweep-samples", dest="sweep_samples", type=non_negative_int, default=0,
+                   help="samples per guidance weight (0: --samples)")
     p.set_defaults(fn=cmd_evaluate)
 
     p = sub.add_parser("report", help="static HTML gallery of one or more runs")

@@ -23,6 +23,7 @@ from .mixture import GaussianMixture
 from .models.autoregressive import PixelModel, completion_rows, visible_mask
 from .models.base import CapabilityError
 from .models.dae import parse_noise
+from .models.ddpm import DDPM, reverse_process_rows
 from .models.gan import AdversarialModel
 from .models.gan import interpolate as interpolate_latents
 from .train_config import TrainConfig
@@ -85,17 +86,31 @@ def train(model: str, *, data: str = "auto", out: str | None = None, device: str
 
 
 def sample(run: str | Path, n: int = 64, *, label: int | None = None, seed: int = 0, out: str | Path | None = None,
-           device: str = "auto") -> Path:
+           device: str = "auto", options: dict[str, Any] | None = None) -> Path:
     """`genzoo sample RUN`: a grid of n samples, of one digit with `label` (conditional models).
 
     A conditional model without `label` draws the default layout, one digit per row of 10.
     Writes `out` (default RUN/samples/sample_seedS.png) and returns its path.
     """
     model = runs.load(run, resolve_device(device))
-    with torch.no_grad():  # the model checks the label (and n) and says what fits
-        images = model.sample(n, y=label, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():  # the model checks the label, n and the options (diffusion: guidance, steps, ...)
+        images = model.sample(n, y=label, generator=torch.Generator().manual_seed(seed), **(options or {}))
     path = Path(out or Path(run) / "samples" / f"sample_seed{seed}.png")
     return save_grid(images, path, nrow=10 if model.conditional and label is None else None)
+
+
+def reverse_process(run: str | Path, n: int = 4, *, columns: int = 10, label: int | None = None, seed: int = 0,
+                    out: str | Path | None = None, device: str = "auto", options: dict[str, Any] | None = None) -> Path:
+    """`genzoo reverse-process RUN`: rows of x_T ... x_0 (`columns` states), one digit per row, of a diffusion run.
+
+    Writes `out` (default RUN/samples/reverse_process.png) and returns its path.
+    """
+    model = runs.load(run, resolve_device(device))
+    if not isinstance(model, DDPM):
+        raise CapabilityError(f"{model.name}: has no reverse process to draw; use a ddpm run")
+    y = None if label is None else model.check_labels(n, label)
+    rows = reverse_process_rows(model, n, columns, y, torch.Generator().manual_seed(seed), **(options or {}))
+    return _write_rows(rows, out or Path(run) / "samples" / "reverse_process.png")
 
 
 def _test_images(run: str | Path, n: int) -> torch.Tensor:
@@ -174,15 +189,23 @@ def _write_rows(rows: torch.Tensor, path: str | Path) -> Path:
 
 
 def evaluate(run: str | Path, *, as_json: bool = False, device: str = "auto", seed: int = 0, max_test: int = 0,
-             random_subset: bool = False, iwae_k: int = 0, n_samples: int = 10_000) -> str:
+             random_subset: bool = False, iwae_k: int = 0, n_samples: int = 10_000,
+             options: dict[str, Any] | None = None, guidance_sweep: list[float] | None = None,
+             sweep_samples: int = 0) -> str:
     """`genzoo evaluate RUN`: every metric that applies, written to RUN/metrics.json; returns them as text
-    (one line each, with standard errors and units) or as JSON."""
+    (one line each, with standard errors and units) or as JSON. `options` are the model's sampling options
+    (diffusion: guidance, steps, eta, sampler); `guidance_sweep` scores each guidance weight too."""
     metrics = evaluate_run(run, device=device, seed=seed, max_test=max_test, random_subset=random_subset,
-                           iwae_k=iwae_k, n_samples=n_samples)
+                           iwae_k=iwae_k, n_samples=n_samples, sample_options=options, guidance_sweep=guidance_sweep,
+                           sweep_samples=sweep_samples)
     if as_json:
         return json.dumps(metrics, indent=2)
     lines = []
     for key, value in metrics.items():
+        if key == "guidance_sweep":
+            lines += [f"{'  guidance ' + format(row['guidance'], 'g'):28s} FID-style {row['fid']:.4g}  "
+                      f"conditional accuracy {row['conditional_accuracy']:.4f}" for row in value["value"]]
+            continue
         shown = value["value"] if isinstance(value, dict) and "value" in value else value
         unit = value.get("unit", "") if isinstance(value, dict) else ""
         se = f" ± {value['se']:.2g}" if isinstance(value, dict) and value.get("se") is not None else ""

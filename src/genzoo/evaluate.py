@@ -210,6 +210,9 @@ def evaluate_run(
     random_subset: bool = False,
     iwae_k: int = 0,
     n_samples: int = 10_000,
+    sample_options: dict[str, Any] | None = None,
+    guidance_sweep: list[float] | None = None,
+    sweep_samples: int = 0,
 ) -> dict[str, Any]:
     """Evaluate a run folder and write RUN/metrics.json; returns what it wrote.
 
@@ -223,6 +226,10 @@ def evaluate_run(
         iwae_k: importance samples for models with an IWAE log_prob (0: the model's own setting).
         n_samples: samples scored in the evaluator's feature space (FID-style, precision, recall,
             class coverage, conditional accuracy; `genzoo.metrics.model_sample_quality`); 0: none.
+        sample_options: options of the model's `sample` (diffusion: guidance, steps, eta, sampler).
+        guidance_sweep: classifier-free guidance weights: FID-style score and conditional accuracy at each,
+            written to RUN/guidance_sweep.json and drawn in RUN/guidance_sweep.png.
+        sweep_samples: samples per guidance weight (0: n_samples).
     """
     non_negative(max_test=max_test, iwae_k=iwae_k, n_samples=n_samples)
     if random_subset and not max_test:
@@ -233,6 +240,11 @@ def evaluate_run(
     device = resolve_device(device)
     config = runs.read_config(run_dir)
     model = runs.load(run_dir, device)
+    sample_options = {k: v for k, v in (sample_options or {}).items() if v is not None}
+    wanted = set(sample_options) | ({"guidance"} if guidance_sweep else set())
+    if wanted - set(model.sample_options):
+        raise ConfigError(f"{model.name}: no sampling option {', '.join(sorted(wanted - set(model.sample_options)))}; "
+                          f"its options: {', '.join(model.sample_options) or 'none'}")
     data = load_data(config["data"], verbose=False)
     subset = subset_indices(len(data.test_x), max_test, seed, random_subset)
     test_x = data.test_x[subset].to(device)
@@ -275,8 +287,59 @@ def evaluate_run(
     if n_samples and model.can_sample:  # sample quality against the scored real test digits, evaluator version recorded
         from .metrics import model_sample_quality
 
-        metrics.update(model_sample_quality(model, test_x, n_samples, seed))
+        metrics.update(model_sample_quality(model, test_x, n_samples, seed, sample_options=sample_options))
+    if guidance_sweep:
+        metrics["guidance_sweep"] = guidance_sweep_metrics(model, test_x, guidance_sweep, sweep_samples or n_samples,
+                                                           seed, sample_options, run_dir)
     metrics.update(seed=seed, hardware=runs.hardware(device), seconds=round(time.perf_counter() - start, 2),
                    data=data.describe())
     runs.atomic_write_text(run_dir / runs.METRICS, json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def guidance_sweep_metrics(model, test_x: torch.Tensor, weights: list[float], n_samples: int, seed: int,
+                           sample_options: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """FID-style score and conditional accuracy at each guidance weight (the fidelity/diversity trade-off of
+    classifier-free guidance); writes RUN/guidance_sweep.json and RUN/guidance_sweep.png."""
+    from .metrics import model_sample_quality
+
+    if not model.conditional:
+        raise ConfigError(f"{model.name}: an unconditional model has no guidance to sweep; train it conditional")
+    rows = []
+    for w in tqdm(weights, desc="guidance sweep", unit="weight", disable=None, file=sys.stderr):
+        q = model_sample_quality(model, test_x, n_samples, seed, sample_options={**sample_options, "guidance": w})
+        rows.append({"guidance": w, "fid": q["fid"]["value"],
+                     "conditional_accuracy": q["conditional_accuracy"]["value"],
+                     "precision": q["precision"]["value"], "recall": q["recall"]["value"],
+                     "sample_seconds_per_image": q["sample_seconds_per_image"]["value"]})
+    settings = {k: v for k, v in model.sample_settings(**sample_options).items() if k != "guidance"}
+    result = {"value": rows, "unit": "FID-style (evaluator features) and conditional accuracy per guidance weight",
+              "n": n_samples, "seed": seed, "sampling": settings}
+    runs.atomic_write_text(run_dir / "guidance_sweep.json", json.dumps(result, indent=2) + "\n")
+    plot_guidance_sweep(result, run_dir / "guidance_sweep.png")
+    return result
+
+
+def plot_guidance_sweep(result: dict[str, Any], path: Path) -> Path:
+    """FID-style score (left axis) and conditional accuracy (right axis) against the guidance weight."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["value"]
+    w = [r["guidance"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(w, [r["fid"] for r in rows], "o-", color="tab:blue")
+    ax.set_xlabel("guidance weight w (0 unconditional, 1 conditional)")
+    ax.set_ylabel("FID-style score (lower is better)", color="tab:blue")
+    acc = ax.twinx()
+    acc.plot(w, [100 * r["conditional_accuracy"] for r in rows], "s--", color="tab:red")
+    acc.set_ylabel("conditional accuracy %", color="tab:red")
+    s = result["sampling"]
+    ax.set_title(f"Classifier-free guidance: {s['sampler']} {s['steps']} steps, eta {s['eta']:g}, "
+                 f"{result['n']} samples each", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

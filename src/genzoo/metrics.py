@@ -317,7 +317,8 @@ def coverage_check(model: torch.nn.Module, evaluator: torch.nn.Module, n: int = 
 
 @torch.no_grad()
 def model_sample_quality(model: torch.nn.Module, real_images: torch.Tensor, n_samples: int = 10_000, seed: int = 0,
-                         batch_size: int = 1000, evaluator: torch.nn.Module | None = None) -> dict:
+                         batch_size: int = 1000, evaluator: torch.nn.Module | None = None,
+                         sample_options: dict | None = None) -> dict:
     """Sample a model and score the samples: the sample-quality part of `genzoo evaluate`.
 
     Conditional models are asked for the digits 0..9 in equal shares (`arange(n) % 10`)
@@ -330,6 +331,8 @@ def model_sample_quality(model: torch.nn.Module, real_images: torch.Tensor, n_sa
         seed: seeds the sampling generator (a CPU torch.Generator, the same samples on any device).
         batch_size: samples drawn per `sample` call.
         evaluator: the feature network; the pinned one on the model's device by default.
+        sample_options: options of the model's `sample` (diffusion: guidance, steps, eta, sampler); the
+            settings in force are recorded beside every metric as "sampling".
     Returns:
         metrics.json entries {"value", "unit", "n", ...}: fid, precision, recall, class_coverage,
         conditional_accuracy (conditional models), sample_seconds_per_image, and evaluator_version.
@@ -350,7 +353,8 @@ def model_sample_quality(model: torch.nn.Module, real_images: torch.Tensor, n_sa
     chunks = []
     for first in range(0, n_samples, batch_size):
         y = labels[first:first + batch_size].to(device) if labels is not None else None
-        chunks.append(model.sample(min(batch_size, n_samples - first), y=y, generator=generator).float().cpu())
+        chunks.append(model.sample(min(batch_size, n_samples - first), y=y, generator=generator,
+                                   **(sample_options or {})).float().cpu())
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     sample_seconds = time.perf_counter() - start
@@ -362,6 +366,8 @@ def model_sample_quality(model: torch.nn.Module, real_images: torch.Tensor, n_sa
     q = sample_quality(samples, real_images, evaluator, labels=labels, real_features=real)
     score_seconds = time.perf_counter() - start
     note = {"n": n_samples, "n_real": q["n_real"], "evaluator_version": EVALUATOR_VERSION, "seed": seed}
+    if getattr(model, "sample_options", ()):  # how the samples were drawn matters as much as how many
+        note["sampling"] = model.sample_settings(**(sample_options or {}))
     out = {
         "fid": {
             "value": q["fid"],
@@ -381,6 +387,7 @@ def model_sample_quality(model: torch.nn.Module, real_images: torch.Tensor, n_sa
             "unit": "s/image",
             "batch_size": batch_size,
             "n": n_samples,
+            **({"sampling": note["sampling"]} if "sampling" in note else {}),
         },
         "sample_quality_seconds": {"value": round(score_seconds, 2), "unit": "s (scoring only, no sampling)"},
         "evaluator_version": EVALUATOR_VERSION,

@@ -6,6 +6,7 @@ from .config import ConfigError
 from .models.ae import Autoencoder
 from .models.bayes import BayesClassifier
 from .models.dae import DenoisingAutoencoder
+from .models.ddpm import DDPM
 from .models.gan import DCGAN, GAN, ConditionalGAN
 from .models.gmm import GMM
 from .models.pixelcnn import PixelCNN
@@ -25,6 +26,7 @@ MODELS = {
     "gan": GAN,
     "cgan": ConditionalGAN,
     "dcgan": DCGAN,
+    "ddpm": DDPM,
 }
 
 

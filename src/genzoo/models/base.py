@@ -125,6 +125,10 @@ class GenerativeModel(nn.Module):
         labels = self.check_labels(n, y) if y is not None or self.conditional else None
         return self._sample(n, labels, generator, **options)
 
+    def sample_settings(self, **options: Any) -> dict[str, Any]:
+        """The sampling options a `sample(**options)` call would use, defaults filled in (for the record)."""
+        return dict(options)
+
     def _sample(self, n: int, y: torch.Tensor | None, generator: torch.Generator | None,
                 **options: Any) -> torch.Tensor:
         raise CapabilityError(f"{self.name}: cannot sample")
