@@ -44,14 +44,6 @@ def _bounded(text: str, kind: type, low: float):
     return value
 
 
-SAMPLING_FLAGS = ("guidance", "steps", "eta", "sampler")  # sampling options a model may declare (diffusion)
-
-
-def sampling_options(args) -> dict:
-    """The sampling flags given on the command line; the model checks them against its `sample_options`."""
-    return {key: getattr(args, key) for key in SAMPLING_FLAGS if getattr(args, key, None) is not None}
-
-
 def sampling_args(p) -> None:
     p.add_argument("--guidance", type=float,
                    help="diffusion: classifier-free guidance w (0 uncond., 1 cond., >1 guided)")
@@ -80,12 +72,13 @@ def cmd_train(args):
 
 def cmd_sample(args):
     return commands.sample(args.run, args.n, label=args.label, seed=args.seed, out=args.out, device=args.device,
-                           options=sampling_options(args))
+                           guidance=args.guidance, steps=args.steps, eta=args.eta, sampler=args.sampler)
 
 
 def cmd_reverse_process(args):
     return commands.reverse_process(args.run, args.n, columns=args.columns, label=args.label, seed=args.seed,
-                                    out=args.out, device=args.device, options=sampling_options(args))
+                                    out=args.out, device=args.device, guidance=args.guidance, steps=args.steps,
+                                    eta=args.eta, sampler=args.sampler)
 
 
 def cmd_interpolate(args):
@@ -109,8 +102,8 @@ def cmd_denoise(args):
 def cmd_evaluate(args):
     return commands.evaluate(args.run, as_json=args.json, device=args.device, seed=args.seed,
                              max_test=args.max_test, random_subset=args.random_subset, iwae_k=args.iwae_k,
-                             n_samples=args.n_samples, options=sampling_options(args),
-                             guidance_sweep=args.guidance_sweep, sweep_samples=args.sweep_samples)
+                             n_samples=args.n_samples, guidance=args.guidance, steps=args.steps, eta=args.eta,
+                             sampler=args.sampler, guidance_sweep=args.guidance_sweep, sweep_samples=args.sweep_samples)
 
 
 def cmd_report(args):

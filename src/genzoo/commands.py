@@ -86,7 +86,7 @@ def train(model: str, *, data: str = "auto", out: str | None = None, device: str
 
 
 def sample(run: str | Path, n: int = 64, *, label: int | None = None, seed: int = 0, out: str | Path | None = None,
-           device: str = "auto", options: dict[str, Any] | None = None) -> Path:
+           device: str = "auto", **sampling: Any) -> Path:
     """`genzoo sample RUN`: a grid of n samples, of one digit with `label` (conditional models).
 
     A conditional model without `label` draws the default layout, one digit per row of 10.
@@ -94,13 +94,13 @@ def sample(run: str | Path, n: int = 64, *, label: int | None = None, seed: int 
     """
     model = runs.load(run, resolve_device(device))
     with torch.no_grad():  # the model checks the label, n and the options (diffusion: guidance, steps, ...)
-        images = model.sample(n, y=label, generator=torch.Generator().manual_seed(seed), **(options or {}))
+        images = model.sample(n, y=label, generator=torch.Generator().manual_seed(seed), **given(sampling))
     path = Path(out or Path(run) / "samples" / f"sample_seed{seed}.png")
     return save_grid(images, path, nrow=10 if model.conditional and label is None else None)
 
 
 def reverse_process(run: str | Path, n: int = 4, *, columns: int = 10, label: int | None = None, seed: int = 0,
-                    out: str | Path | None = None, device: str = "auto", options: dict[str, Any] | None = None) -> Path:
+                    out: str | Path | None = None, device: str = "auto", **sampling: Any) -> Path:
     """`genzoo reverse-process RUN`: rows of x_T ... x_0 (`columns` states), one digit per row, of a diffusion run.
 
     Writes `out` (default RUN/samples/reverse_process.png) and returns its path.
@@ -109,8 +109,13 @@ def reverse_process(run: str | Path, n: int = 4, *, columns: int = 10, label: in
     if not isinstance(model, DDPM):
         raise CapabilityError(f"{model.name}: has no reverse process to draw; use a ddpm run")
     y = None if label is None else model.check_labels(n, label)
-    rows = reverse_process_rows(model, n, columns, y, torch.Generator().manual_seed(seed), **(options or {}))
+    rows = reverse_process_rows(model, n, columns, y, torch.Generator().manual_seed(seed), **given(sampling))
     return _write_rows(rows, out or Path(run) / "samples" / "reverse_process.png")
+
+
+def given(options: dict[str, Any]) -> dict[str, Any]:
+    """The sampling options a caller set (the CLI passes None for a flag left out); the model checks them."""
+    return {key: value for key, value in options.items() if value is not None}
 
 
 def _test_images(run: str | Path, n: int) -> torch.Tensor:
@@ -190,14 +195,14 @@ def _write_rows(rows: torch.Tensor, path: str | Path) -> Path:
 
 def evaluate(run: str | Path, *, as_json: bool = False, device: str = "auto", seed: int = 0, max_test: int = 0,
              random_subset: bool = False, iwae_k: int = 0, n_samples: int = 10_000,
-             options: dict[str, Any] | None = None, guidance_sweep: list[float] | None = None,
-             sweep_samples: int = 0) -> str:
+             guidance_sweep: list[float] | None = None, sweep_samples: int = 0, **sampling: Any) -> str:
     """`genzoo evaluate RUN`: every metric that applies, written to RUN/metrics.json; returns them as text
-    (one line each, with standard errors and units) or as JSON. `options` are the model's sampling options
-    (diffusion: guidance, steps, eta, sampler); `guidance_sweep` scores each guidance weight too."""
+    (one line each, with standard errors and units) or as JSON. `sampling`: the model's sampling options
+    (diffusion: guidance, steps, eta, sampler; None: the model's default); `guidance_sweep` scores each
+    guidance weight too."""
     metrics = evaluate_run(run, device=device, seed=seed, max_test=max_test, random_subset=random_subset,
-                           iwae_k=iwae_k, n_samples=n_samples, sample_options=options, guidance_sweep=guidance_sweep,
-                           sweep_samples=sweep_samples)
+                           iwae_k=iwae_k, n_samples=n_samples, sample_options=given(sampling),
+                           guidance_sweep=guidance_sweep, sweep_samples=sweep_samples)
     if as_json:
         return json.dumps(metrics, indent=2)
     lines = []
