@@ -47,6 +47,7 @@ TESTS = {
     "vae": ["tests/test_reference_vae.py", "tests/test_vae.py"],
     "evaluate": ["tests/test_reference_evaluate.py", "tests/test_evaluate.py"],
     "metrics": ["tests/test_reference_evaluate.py", "tests/test_metrics.py"],
+    "ddpm": ["tests/test_ddpm.py"],
 }
 
 
@@ -113,6 +114,20 @@ MUTATIONS = [
              "torch.logsumexp(torch.cat(chunks), dim=0)", "vae", "IWAE: the 1/K of the average dropped"),
     Mutation("vae-iwae-proposal-sign", "models/vae.py", "- gaussian_log_density(z, mu, logvar))",
              "+ gaussian_log_density(z, mu, logvar))", "vae", "IWAE weight multiplies by q(z|x) instead of dividing"),
+    # diffusion
+    Mutation("ddpm-noising-sign", "models/ddpm.py", "* x0 + _as(self.sqrt_one_minus_alpha_bar, t, x0) * noise",
+             "* x0 - _as(self.sqrt_one_minus_alpha_bar, t, x0) * noise", "ddpm",
+             "q(x_t given x_0): the noise subtracted instead of added"),
+    Mutation("ddpm-posterior-coefficients-swapped", "models/ddpm.py",
+             "mean = _as(self.coef_x0, t, xt) * x0 + _as(self.coef_xt, t, xt) * xt",
+             "mean = _as(self.coef_xt, t, xt) * x0 + _as(self.coef_x0, t, xt) * xt", "ddpm",
+             "posterior mean of x_{t-1} given x_t, x_0: the two coefficients swapped"),
+    Mutation("ddpm-loss-target", "models/ddpm.py", 'target = noise if self.config.prediction == "eps"',
+             'target = x0 if self.config.prediction == "eps"', "ddpm", "eps-prediction loss regresses x_0, not eps"),
+    Mutation("ddpm-guidance-base", "models/ddpm.py", "return uncond + guidance * (cond - uncond)",
+             "return cond + guidance * (cond - uncond)", "ddpm", "classifier-free guidance extrapolates from cond"),
+    Mutation("ddim-sigma-dropped", "models/ddpm.py", "math.sqrt(max(1 - abar_prev - sigma**2, 0.0)) * eps",
+             "math.sqrt(max(1 - abar_prev, 0.0)) * eps", "ddpm", "DDIM step: sigma^2 left out of the eps term"),
     # evaluation and metrics
     Mutation("bits-per-dim-binary-no-ln2", "metrics.py", "return nll_nats / (n_dims * math.log(2))",
              "return nll_nats / n_dims", "evaluate", "binary bits/dim divided by 784 only (ln 2 dropped)"),

@@ -162,7 +162,8 @@ def _lengthen(run_dir: Path, cfg: TrainConfig, lengths: dict[str, Any], n_train:
     note = f"genzoo: {run_dir}: training to step {after} instead of {before} (now at step {step})"
     lr_now, lr_new = cfg.lr * lr_factor(cfg, before)(step), new.lr * lr_factor(new, after)(step)
     if lr_new != lr_now:
-        note += f"; the {new.schedule} schedule now spans {after} steps: the learning rate goes from {lr_now:.3g} to {lr_new:.3g}"
+        note += (f"; the {new.schedule} schedule now spans {after} steps: the learning rate goes from {lr_now:.3g} "
+                 f"to {lr_new:.3g}")
     print(note, file=sys.stderr)
     return new
 

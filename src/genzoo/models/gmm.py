@@ -56,13 +56,20 @@ class MixtureDensity(nn.Module):
 
     def __init__(self, n_components: int, covariance_type: str, pca_dim: int, n_features: int = N_PIXELS):
         super().__init__()
-        self.n_components, self.covariance_type, self.pca_dim, self.n_features = n_components, covariance_type, pca_dim, n_features
+        self.n_components, self.covariance_type = n_components, covariance_type
+        self.pca_dim, self.n_features = pca_dim, n_features
         d = pca_dim or n_features
-        shape = {"full": (n_components, d, d), "tied": (d, d), "diag": (n_components, d), "spherical": (n_components,)}[covariance_type]
+        shapes = {"full": (n_components, d, d), "tied": (d, d), "diag": (n_components, d), "spherical": (n_components,)}
+        shape = shapes[covariance_type]
         f64 = torch.float64
         self.register_buffer("weights", torch.full((n_components,), 1.0 / n_components, dtype=f64))
         self.register_buffer("means", torch.zeros(n_components, d, dtype=f64))
-        self.register_buffer("precisions_cholesky", torch.ones(shape, dtype=f64) if covariance_type in ("diag", "spherical") else torch.eye(d, dtype=f64).expand(shape).clone())
+        self.register_buffer(
+            "precisions_cholesky",
+            torch.ones(shape, dtype=f64)
+            if covariance_type in ("diag", "spherical")
+            else torch.eye(d, dtype=f64).expand(shape).clone(),
+        )
         if pca_dim:
             self.register_buffer("pca_mean", torch.zeros(n_features, dtype=f64))
             self.register_buffer("pca_components", torch.eye(pca_dim, n_features, dtype=f64))  # (d, D) orthonormal rows
@@ -74,8 +81,10 @@ class MixtureDensity(nn.Module):
             if self.pca_dim >= self.n_features:
                 raise ConfigError(f"pca_dim={self.pca_dim}: must be < {self.n_features} (0 for no PCA)")
             if len(X) <= self.pca_dim:
-                raise ConfigError(f"pca_dim={self.pca_dim}: PCA needs more than {self.pca_dim} images, "
-                                  f"this fit has {len(X)}; lower pca_dim or give more data")
+                raise ConfigError(
+                    f"pca_dim={self.pca_dim}: PCA needs more than {self.pca_dim} images, "
+                    f"this fit has {len(X)}; lower pca_dim or give more data"
+                )
             mean = X.mean(0)
             centred = X - mean
             if len(X) < self.n_features:  # fewer samples than pixels: the thin SVD is much cheaper
@@ -85,11 +94,15 @@ class MixtureDensity(nn.Module):
                 eigvals, eigvecs = torch.linalg.eigh(centred.T @ centred / len(X))  # ascending
                 eigvals, components = eigvals.flip(0), eigvecs.flip(1)[:, : self.pca_dim].T
             # mean of the discarded eigenvalues, zeros included: (total variance - kept) / (D - d)
-            noise_var = ((centred * centred).sum() / len(X) - eigvals[: self.pca_dim].sum()) / (self.n_features - self.pca_dim)
+            noise_var = ((centred * centred).sum() / len(X) - eigvals[: self.pca_dim].sum()) / (
+                self.n_features - self.pca_dim
+            )
             self.pca_mean.copy_(mean)
             self.pca_components.copy_(components)
             self.pca_noise_var.copy_(noise_var.clamp_min(estimator_args.get("reg_covar", 1e-6)))
-        estimator = GaussianMixture(self.n_components, covariance_type=self.covariance_type, **estimator_args).fit(self.project(X))
+        estimator = GaussianMixture(self.n_components, covariance_type=self.covariance_type, **estimator_args).fit(
+            self.project(X)
+        )
         self.weights.copy_(estimator.weights_)
         self.means.copy_(estimator.means_)
         self.precisions_cholesky.copy_(estimator.precisions_cholesky_)
@@ -106,11 +119,17 @@ class MixtureDensity(nn.Module):
     def component_log_prob(self, X: torch.Tensor) -> torch.Tensor:
         """(N, D) float64 -> (N, K) log(w_k N(x | k)) in pixel space, nats."""
         Z = self.project(X)
-        out = estimate_log_gaussian_prob(Z, self.means, self.precisions_cholesky, self.covariance_type) + self.weights.log()
+        out = (
+            estimate_log_gaussian_prob(Z, self.means, self.precisions_cholesky, self.covariance_type)
+            + self.weights.log()
+        )
         if self.pca_dim:
             resid = X - self.unproject(Z)
             n_rest = self.n_features - self.pca_dim
-            out = out + (-0.5 * n_rest * torch.log(2 * math.pi * self.pca_noise_var) - 0.5 * (resid * resid).sum(1, keepdim=True) / self.pca_noise_var)
+            out = out + (
+                -0.5 * n_rest * torch.log(2 * math.pi * self.pca_noise_var)
+                - 0.5 * (resid * resid).sum(1, keepdim=True) / self.pca_noise_var
+            )
         return out
 
     def log_prob(self, X: torch.Tensor) -> torch.Tensor:
@@ -125,7 +144,13 @@ class MixtureDensity(nn.Module):
         else:
             labels = torch.full((n,), component, dtype=torch.long)
         noise = torch.randn(n, self.means.shape[1], generator=generator, dtype=torch.float64)
-        Z = sample_gaussians(self.means, self.precisions_cholesky, self.covariance_type, labels.to(self.means.device), noise.to(self.means.device))
+        Z = sample_gaussians(
+            self.means,
+            self.precisions_cholesky,
+            self.covariance_type,
+            labels.to(self.means.device),
+            noise.to(self.means.device),
+        )
         return self.unproject(Z)
 
 
@@ -147,8 +172,9 @@ class MixtureFitConfig:
     max_iter: int = 100
     n_init: int = 1
     # "k-means++_nearest": k-means++ seeds, every image to its nearest seed (genzoo.mixture explains the names)
-    init_params: Literal["k-means++_nearest", "random_from_data_nearest", "kmeans", "k-means++", "random_from_data",
-                         "random"] = "k-means++_nearest"
+    init_params: Literal[
+        "k-means++_nearest", "random_from_data_nearest", "kmeans", "k-means++", "random_from_data", "random"
+    ] = "k-means++_nearest"
 
     def __post_init__(self):
         positive(max_iter=self.max_iter, n_init=self.n_init, reg_covar=self.reg_covar)
@@ -184,7 +210,14 @@ class GMM(GenerativeModel):
     def estimator_args(self) -> dict[str, Any]:
         c = self.config
         seed = int(torch.randint(2**31, ()))  # from the trainer's seeded global RNG
-        return dict(tol=c.tol, reg_covar=c.reg_covar, max_iter=c.max_iter, n_init=c.n_init, init_params=c.init_params, random_state=seed)
+        return dict(
+            tol=c.tol,
+            reg_covar=c.reg_covar,
+            max_iter=c.max_iter,
+            n_init=c.n_init,
+            init_params=c.init_params,
+            random_state=seed,
+        )
 
     def fit(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, float]:
         """EM on dequantized training pixels (N, 1, 28, 28). Returns train log-likelihood, bits/dim, iterations."""
@@ -216,6 +249,11 @@ class GMM(GenerativeModel):
         `data` (the Dataset) is not needed here.
         """
         generator = torch.Generator().manual_seed(0)
-        rows = [_to_images(self.density.sample(per_component, generator, component=k)) for k in range(self.config.n_components)]
-        return {"components.png": image_rows(self.component_means(), min(10, self.config.n_components)),
-                "component_samples.png": torch.stack(rows)}
+        rows = [
+            _to_images(self.density.sample(per_component, generator, component=k))
+            for k in range(self.config.n_components)
+        ]
+        return {
+            "components.png": image_rows(self.component_means(), min(10, self.config.n_components)),
+            "component_samples.png": torch.stack(rows),
+        }
