@@ -44,20 +44,20 @@ from genzoo.trainer import resolve_device, train_or_resume
 RECIPES = {
     # What fits a shared 2-core CPU: latent diffusion with a small U-Net at 7 -> 4, a small first stage trained
     # for 400 steps, then diffusion until the time budget (45 minutes of wall clock, both stages together).
-    "latent-cpu": ({"space": "latent", "schedule": "linear", "widths": "32,64", "res_blocks": "1",
-                    "ae_widths": "16,32", "first_stage_steps": "400", "ema_decay": "0.995"},
+    "latent-cpu": ({"space": "latent", "noise_schedule": "linear", "widths": (32, 64), "res_blocks": 1,
+                    "ae_widths": (16, 32), "first_stage_steps": 400, "ema_decay": 0.995},
                    {"steps": 30000, "epochs": 0, "batch_size": 128, "lr": 1e-3, "time_budget": 2700.0,
                     "test_images": 1000}),
     # The same with the issue's full hour.
-    "latent-cpu-60min": ({"space": "latent", "schedule": "linear", "widths": "32,64", "res_blocks": "1",
-                          "ae_widths": "16,32", "first_stage_steps": "400", "ema_decay": "0.995"},
+    "latent-cpu-60min": ({"space": "latent", "noise_schedule": "linear", "widths": (32, 64), "res_blocks": 1,
+                          "ae_widths": (16, 32), "first_stage_steps": 400, "ema_decay": 0.995},
                          {"steps": 60000, "epochs": 0, "batch_size": 128, "lr": 1e-3, "time_budget": 3600.0,
                           "test_images": 1000}),
     # GPU recipes (not yet run: the GPU issue gathers them).
-    "pixel-gpu": ({"widths": "64,128,128", "res_blocks": "2", "dropout": "0.1", "ema_decay": "0.9995"},
+    "pixel-gpu": ({"widths": (64, 128, 128), "res_blocks": 2, "dropout": 0.1, "ema_decay": 0.9995},
                   {"epochs": 40, "batch_size": 128, "lr": 2e-4, "warmup_steps": 1000}),
-    "latent-gpu": ({"space": "latent", "schedule": "linear", "widths": "128,256", "res_blocks": "2",
-                    "ae_widths": "32,64", "first_stage_steps": "5000", "dropout": "0.1", "ema_decay": "0.9995"},
+    "latent-gpu": ({"space": "latent", "noise_schedule": "linear", "widths": (128, 256), "res_blocks": 2,
+                    "ae_widths": (32, 64), "first_stage_steps": 5000, "dropout": 0.1, "ema_decay": 0.9995},
                    {"epochs": 60, "batch_size": 128, "lr": 2e-4, "warmup_steps": 1000}),
 }
 # The networks whose speed `speed` measures: the default pixel model and the CPU latent recipe.
@@ -127,7 +127,7 @@ def cmd_speed(args) -> dict:
         run = Path(args.runs) / f"speed-{space}"
         # first_stage_steps=0 in the latent case: the measured steps are diffusion steps (an untrained first stage
         # costs the same); the autoencoder's own speed is measured as a second latent run below.
-        hparams = {**overrides, **({"first_stage_steps": "0"} if space == "latent" else {})}
+        hparams = {**overrides, **({"first_stage_steps": 0} if space == "latent" else {})}
         train = {"steps": args.steps, "epochs": 0, "batch_size": args.batch_size, "log_every": max(1, args.steps // 4),
                  "sample_every": 0, "test_every": 0}
         train_or_resume("ddpm", data, run, resume=False, device=device, seed=0, train_overrides=train,

@@ -94,7 +94,7 @@ def test_errors_name_the_problem(digits):
         BayesClassifier().fit(digits.train_x[:20])
     with pytest.raises(ValueError, match=r"has 0 digits for components_per_class=2"):
         BayesClassifier(components_per_class=2).fit(digits.train_x[:20], torch.zeros(20, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"y must hold 3 labels in 0..9, got \[11, 0, 0\]"):
+    with pytest.raises(ValueError, match=r"bayes: labels must be digits 0..9, got values in \[0, 11\]"):
         BayesClassifier().sample(3, y=torch.tensor([11, 0, 0]))
 
 

@@ -101,7 +101,7 @@ def test_counts_are_checked_where_they_are_parsed(argv, message, capsys):
 
 def test_a_bad_device_model_list_or_output_path_is_one_line(dae_run, capsys, tmp_path):
     assert main(["train", "ae", "--device", "tpu", "--steps", "1", "--out", str(tmp_path / "x")]) == 2
-    assert "--device tpu: genzoo runs on cpu or cuda; use --device auto, cpu or cuda" in capsys.readouterr().err
+    assert "--device tpu: not a device; use auto, cpu or cuda" in capsys.readouterr().err
     assert main(["bench", "--models", "foo", "--out", str(tmp_path / "b")]) == 2
     assert "unknown model(s) foo; known: gmm" in capsys.readouterr().err
     blocker = tmp_path / "file"

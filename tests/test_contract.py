@@ -26,7 +26,7 @@ TINY = {
     "rbm": {"n_hidden": 16, "persistent_chains": 32, "gibbs_steps": 20, "ais_betas": 100, "ais_runs": 8},
     "pixelcnn": {"channels": 8, "n_layers": 2, "head_channels": 8},
     "pixelrnn": {"channels": 8, "n_layers": 1, "hidden": 8, "head_channels": 8},
-    "ddpm": {"widths": "8,16", "res_blocks": 1, "attn_heads": 2, "timesteps": 50, "sample_steps": 4},
+    "ddpm": {"widths": (8, 16), "res_blocks": 1, "attn_heads": 2, "timesteps": 50, "sample_steps": 4},
 }
 TRAIN = {"steps": 40, "epochs": 0, "batch_size": 32, "log_every": 10, "n_grid": 16, "lr": 3e-3}
 

@@ -167,7 +167,7 @@ def test_guidance_0_and_1_are_the_unconditional_and_conditional_predictions():
 
 @pytest.mark.parametrize("prediction", ["eps", "v"])
 def test_loss_against_a_plain_recomputation(prediction):
-    model = scrambled(DDPM(**TINY, prediction=prediction, schedule="linear")).train()
+    model = scrambled(DDPM(**TINY, prediction=prediction, noise_schedule="linear")).train()
     x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     y = torch.arange(6)
     torch.manual_seed(7)

@@ -15,6 +15,7 @@ from genzoo.models import gan as gan_module
 from genzoo.models.base import CapabilityError
 from genzoo.models.gan import DCGAN, GAN, ConditionalGAN, discriminator_loss, gradient_penalty, interpolate
 from genzoo.train_config import TrainConfig
+from genzoo.training import loop as training_loop
 
 TINY = {
     "gan": (GAN, {"latent_dim": 8, "widths": (16, 32)}),
@@ -264,7 +265,7 @@ def test_config_errors_name_the_value_and_the_fix():
         DCGAN(loss="lsgan")
     with pytest.raises(ConfigError, match="unknown key 'conditional'"):
         GAN(conditional=True)  # gan is unconditional; cgan is the conditional one
-    assert DCGAN(d_steps="5", loss="wgan-gp").config.d_steps == 5
+    assert DCGAN(d_steps=5, loss="wgan-gp").config.d_steps == 5
     with pytest.raises(
         ConfigError, match=r"minibatch_std=4 mixes samples in D's score, which WGAN-GP's per-sample penalty"
     ):
@@ -412,7 +413,7 @@ def test_trainer_writes_metrics_grids_and_one_gif_frame_per_epoch(tmp_path, monk
 
     from genzoo import trainer
 
-    monkeypatch.setattr(trainer, "evaluator_or_reason", lambda device: (None, "no asset in this test"))
+    monkeypatch.setattr(training_loop, "evaluator_or_reason", lambda device: (None, "no asset in this test"))
     run = trainer.train("cgan", tiny_data(), tmp_path / "run", device="cpu", progress=False,
                         train_overrides={"epochs": 3, "batch_size": 32, "log_every": 1, "n_grid": 20},
                         model_overrides={"latent_dim": 8, "widths": (16, 32)})
@@ -437,7 +438,7 @@ def test_resume_mid_run_gives_identical_weights(tmp_path, monkeypatch):
 
     from genzoo import trainer
 
-    monkeypatch.setattr(trainer, "evaluator_or_reason", lambda device: (None, "no asset in this test"))
+    monkeypatch.setattr(training_loop, "evaluator_or_reason", lambda device: (None, "no asset in this test"))
     data = tiny_data()
     settings = dict(device="cpu", progress=False, train_overrides={"epochs": 2, "batch_size": 32, "sample_every": 0},
                     model_overrides={"latent_dim": 8, "widths": (8, 4), "conditional": True, "d_steps": 2})
@@ -494,7 +495,7 @@ def test_averaged_generator_normalises_with_statistics_of_its_own_weights():
     model = tiny("dcgan", ema_decay=0.9)
     opts = optimizers(model)
     for seed in range(6):
-        model.train_step(*batch(seed=seed), opts)
+        train_step(model, *batch(seed=seed), opts, step=seed)
     rng = torch.get_rng_state()
     model.sample(4, generator=torch.Generator().manual_seed(0))  # brings the statistics up to date
     assert torch.equal(rng, torch.get_rng_state())  # fixed draws: training's random stream is untouched
@@ -526,9 +527,9 @@ def test_wgan_gp_defaults_are_the_papers_and_explicit_settings_win(tmp_path, mon
     assert (plain.config.lr_g, plain.config.lr_d, plain.config.d_steps) == (2e-4, 2e-4, 1)
     assert (plain.train_defaults["beta1"], plain.train_defaults["beta2"]) == (0.5, 0.999)
 
-    monkeypatch.setattr(trainer, "evaluator_or_reason", lambda device: (None, "no asset in this test"))
+    monkeypatch.setattr(training_loop, "evaluator_or_reason", lambda device: (None, "no asset in this test"))
     settings = dict(
-        device="cpu", progress=False, model_overrides={"latent_dim": 8, "widths": "16,32", "loss": "wgan-gp"}
+        device="cpu", progress=False, model_overrides={"latent_dim": 8, "widths": (16, 32), "loss": "wgan-gp"}
     )
     lengths = {"steps": 1, "epochs": 0, "batch_size": 16, "sample_every": 0}
     run = trainer.train("gan", tiny_data(32), tmp_path / "paper", train_overrides=lengths, **settings)
@@ -553,7 +554,7 @@ def test_interpolate_command_writes_rows(tmp_path, monkeypatch):
 
     from genzoo import cli, trainer
 
-    monkeypatch.setattr(trainer, "evaluator_or_reason", lambda device: (None, "no asset in this test"))
+    monkeypatch.setattr(training_loop, "evaluator_or_reason", lambda device: (None, "no asset in this test"))
     run = trainer.train("gan", tiny_data(32), tmp_path / "run", device="cpu", progress=False,
                         train_overrides={"epochs": 1, "batch_size": 16, "sample_every": 0},
                         model_overrides={"latent_dim": 8, "widths": (16, 32)})

@@ -8,6 +8,7 @@ the model expectation and so the exact gradient are computed here in NumPy, in f
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from types import SimpleNamespace
 
@@ -39,7 +40,7 @@ def plain_sgd(model: RBM, lr: float) -> dict:
 
 def small_rbm(n_hidden: int, seed: int, scale: float, **config) -> RBM:
     torch.manual_seed(seed)
-    model = RBM(n_hidden=n_hidden, momentum=0.0, weight_decay=0.0, **config)
+    model = RBM(n_hidden=n_hidden, momentum=0.0, weight_cost=0.0, **config)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         model.W.copy_(torch.randn(model.W.shape, generator=g) * scale)
@@ -64,7 +65,7 @@ def test_cd_update_is_positive_minus_negative_statistics(monkeypatch):
     monkeypatch.setattr(model, "gibbs", lambda v, steps, generator=None: (vk, vk))
     W, b, c = params(model)
     lr = 0.1
-    model.train_step(x, None, plain_sgd(model, lr))
+    model.train_step(x, None, plain_sgd(model, lr), step=0, autocast=contextlib.nullcontext)
     v0, vn = x.reshape(12, -1).double().numpy(), vk.double().numpy()
     ph0, phk = sigmoid(v0 @ W + c), sigmoid(vn @ W + c)
     expected = {
@@ -97,7 +98,7 @@ def test_cd_with_many_gibbs_steps_approaches_the_exact_gradient():
     x = data(2000, seed=4)
     W, b, c = params(model)
     torch.manual_seed(5)
-    model.train_step(x, None, plain_sgd(model, 1.0))
+    model.train_step(x, None, plain_sgd(model, 1.0), step=0, autocast=contextlib.nullcontext)
     W1, b1, c1 = params(model)
     exact = exact_gradient(W, b, c, x.reshape(len(x), -1).double().numpy())
     for name, got, want in zip("Wbc", (W1 - W, b1 - b, c1 - c), exact):

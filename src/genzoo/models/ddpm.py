@@ -59,7 +59,7 @@ class DDPMConfig:
     conditional: bool = True
     p_uncond: float = 0.1  # chance of dropping the label in training (classifier-free guidance)
     timesteps: int = 1000
-    schedule: Literal["linear", "cosine"] = "cosine"
+    noise_schedule: Literal["linear", "cosine"] = "cosine"  # (not `schedule`: that is the trainer's lr schedule)
     beta_start: float = 1e-4  # linear schedule (Ho et al.)
     beta_end: float = 0.02
     prediction: Literal["eps", "v"] = "eps"
@@ -448,7 +448,7 @@ class DDPM(GenerativeModel):
         self.unet = UNet(self.shape[0], self.shape[1], cfg.unet_widths, cfg.res_blocks, cfg.attn_resolution,
                          cfg.attn_heads, cfg.dropout, N_CLASSES if cfg.conditional else 0)
         self.ema = copy.deepcopy(self.unet).requires_grad_(False) if cfg.ema_decay > 0 else None
-        self.schedule = NoiseSchedule(make_betas(cfg.schedule, cfg.timesteps, cfg.beta_start, cfg.beta_end))
+        self.schedule = NoiseSchedule(make_betas(cfg.noise_schedule, cfg.timesteps, cfg.beta_start, cfg.beta_end))
         # 1 / std of the first stage's latents, measured on the first diffusion batch (0: not yet), as Rombach et al.
         self.register_buffer("latent_scale", torch.zeros(()))
 
