@@ -22,7 +22,7 @@ from .images import save_grid, save_pictures
 from .mixture import GaussianMixture
 from .models.autoregressive import PixelModel, completion_rows, visible_mask
 from .models.base import CapabilityError
-from .models.dae import parse_noise
+from .models.dae import DenoisingAutoencoder, parse_noise
 from .models.gan import AdversarialModel
 from .models.gan import interpolate as interpolate_latents
 from .train_config import TrainConfig
@@ -85,13 +85,22 @@ def train(model: str, *, data: str = "auto", out: str | None = None, device: str
 
 
 def sample(run: str | Path, n: int = 64, *, label: int | None = None, seed: int = 0, out: str | Path | None = None,
-           device: str = "auto") -> Path:
+           device: str = "auto", chain: bool = False) -> Path:
     """`genzoo sample RUN`: a grid of n samples, of one digit with `label` (conditional models).
 
     A conditional model without `label` draws the default layout, one digit per row of 10.
-    Writes `out` (default RUN/samples/sample_seedS.png) and returns its path.
+    Writes `out` (default RUN/samples/sample_seedS.png) and returns its path. With `chain` (a dae run):
+    min(n, 16) Markov chains from noise, one a row, at the steps of `chain_snapshots` (Bengio et al. 2013),
+    written to RUN/samples/chain_seedS.png by default.
     """
     model = runs.load(run, resolve_device(device))
+    if chain:
+        if not isinstance(model, DenoisingAutoencoder):
+            raise CapabilityError(f"{model.name}: --chain alternates corruption and denoising; it needs a dae run")
+        if label is not None:
+            raise CapabilityError(f"{model.name}: is unconditional, --chain draws no chosen digit; drop --label")
+        frames = model.markov_chain(min(n, 16), model.chain_snapshots(), torch.Generator().manual_seed(seed))
+        return _write_rows(frames, out or Path(run) / "samples" / f"chain_seed{seed}.png")
     with torch.no_grad():  # the model checks the label (and n) and says what fits
         images = model.sample(n, y=label, generator=torch.Generator().manual_seed(seed))
     path = Path(out or Path(run) / "samples" / f"sample_seed{seed}.png")

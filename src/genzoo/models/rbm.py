@@ -239,7 +239,7 @@ class RBM(GenerativeModel):
     def configure_optimizers(self, train: Any) -> dict[str, torch.optim.Optimizer]:
         """SGD with the config's momentum; weight decay on W only."""
         groups = [
-            {"params": [self.W], "weight_decay": self.config.weight_decay},
+            {"params": [self.W], "weight_decay": self.config.weight_cost},
             {"params": [self.b, self.c], "weight_decay": 0.0},
         ]
         return {"model": torch.optim.SGD(groups, lr=train.lr, momentum=self.config.momentum)}
