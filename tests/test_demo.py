@@ -28,6 +28,7 @@ def test_every_registered_model_has_a_recipe_and_a_leaf():
         assert name in leaves, f"{name}: not in genzoo.zoo.TAXONOMY"
     assert set(RECIPES) <= set(registry.MODELS)
     assert all(r.share > 0 for r in RECIPES.values())  # relative shares, normalised over the models run
+    assert all(callable(getattr(commands, extra)) for r in RECIPES.values() for extra in r.extras)
     assert check_models(None) == list(registry.MODELS)
     with pytest.raises(ConfigError, match=r"--models nope: unknown; known models: gmm, bayes"):
         check_models(["nope"])

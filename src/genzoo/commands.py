@@ -225,7 +225,7 @@ def mixture_figure(X: np.ndarray, gm: GaussianMixture, samples: np.ndarray):
     ax = fig.subplots()
     ax.scatter(X[:, 0], X[:, 1], s=6, c="0.6", label="data")
     ax.scatter(samples[:, 0], samples[:, 1], s=6, c="tab:red", marker="x", label="samples from the fit")
-    for k, (mean, cov) in enumerate(zip(gm.means_.numpy(), gm.covariances_.numpy())):
+    for k, (mean, cov) in enumerate(zip(np.asarray(gm.means_), np.asarray(gm.covariances_))):
         eigvals, eigvecs = np.linalg.eigh(cov)
         angle = math.degrees(math.atan2(eigvecs[1, 1], eigvecs[0, 1]))
         for n_std, style in ((1, "-"), (2, "--")):
@@ -248,5 +248,6 @@ def gmm_demo(out: str | Path = "gmm-demo", n_components: int = 4, seed: int = 0)
     X, _ = anisotropic_clusters(seed=seed)
     gm = GaussianMixture(n_components, covariance_type="full", random_state=seed, n_init=3).fit(X)
     samples, _ = gm.sample(400, generator=torch.Generator().manual_seed(seed + 1))
-    (path,) = save_pictures({"gmm_demo.png": mixture_figure(X, gm, samples.numpy())}, out)
+    # the mixture answers in the type it was given (numpy here); np.asarray also takes a CPU tensor
+    (path,) = save_pictures({"gmm_demo.png": mixture_figure(X, gm, np.asarray(samples))}, out)
     return path

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from . import registry, runs
+from . import commands, registry, runs
 from .config import ConfigError
 from .data import Dataset, load_data
 from .evaluate import evaluate_run
@@ -183,6 +183,8 @@ def run_demo(out: str | Path = "genzoo-demo", data: str | Dataset = "auto", budg
         began = time.perf_counter()
         run_dir = out / name
         what = train_slice(name, dataset, run_dir, seed, device, scale, seconds, progress)
+        for extra in recipe.extras:  # pictures a command draws from the run (e.g. the 2-D mixture)
+            getattr(commands, extra)(run_dir)
         trained = time.perf_counter() - began
         settings = eval_settings(name, scale, len(dataset.test_x))
         say(f"genzoo demo [{i + 1}/{len(names)}] {name}: {what}; evaluating ({settings['n_samples']} samples, "

@@ -66,7 +66,8 @@ READINGS = {
     "fid": "lower is better; compare with the real-data floor above",
     "precision": "high: samples look like real digits",
     "recall": "high: samples cover the variety of real digits",
-    "confident_share": "samples the evaluator reads with >= 90% confidence: recognisable digits",
+    "confident_share": "samples the evaluator reads with >= 90% confidence: recognisable digits (read it with the "
+                       "class entropy: a collapsed sampler can be confidently one digit, or confidently a blob)",
     "class_entropy_bits": "3.32 bits (log2 10) when every digit is equally common; lower: some digits missing",
     "class_coverage": "each digit's share among the samples, by the evaluator (0.1 each is even)",
     "conditional_accuracy": "samples drawn as the digit asked for",

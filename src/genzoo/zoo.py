@@ -36,6 +36,7 @@ class Recipe:
     captions: dict[str, str] = field(default_factory=dict)  # picture file (relative to the run) -> what to look at
     full_recipe: str = ""  # the command that trains the full recipe
     cpu_note: str = ""  # what the CPU recipe cannot reach within its share, said in the section
+    extras: tuple[str, ...] = ()  # genzoo.commands functions called as fn(run_dir) after training: more pictures
 
 
 # Trainer settings shared by every CPU recipe: a constant rate (a continued run goes on at the same rate),
@@ -61,7 +62,10 @@ RECIPES: dict[str, Recipe] = {
               "Tipping & Bishop 1999, \"Probabilistic principal component analysis\"",
         cpu={"n_components": 10, "pca_dim": 50},
         tiny={"n_components": 3, "pca_dim": 10, "max_iter": 5},
-        captions={"components.png": "each component's mean: ten prototypes, one per cluster of digits EM found",
+        extras=("gmm_demo",),
+        captions={"gmm_demo.png": "EM on 2-D synthetic clusters (the seed's \"gmm syn\"): data in grey, each "
+                                  "component's ellipses at 1 and 2 standard deviations, samples of the fit in red",
+                  "components.png": "each component's mean: ten prototypes, one per cluster of digits EM found",
                   "component_samples.png": "one row of samples per component: how much each Gaussian varies"},
         full_recipe="genzoo train gmm --data mnist --set n_components=10 --set pca_dim=50",
     ),
