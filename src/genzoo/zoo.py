@@ -60,7 +60,7 @@ RECIPES: dict[str, Recipe] = {
         code=("genzoo.mixture:GaussianMixture._e_step", "genzoo.mixture:GaussianMixture._m_step"),
         paper="Dempster, Laird & Rubin 1977, \"Maximum likelihood from incomplete data via the EM algorithm\"; "
               "Tipping & Bishop 1999, \"Probabilistic principal component analysis\"",
-        cpu={"n_components": 10, "pca_dim": 50},
+        cpu={"n_components": 10, "pca_dim": 50, "max_iter": 30, "tol": 0.01},  # EM's late rounds change little
         tiny={"n_components": 3, "pca_dim": 10, "max_iter": 5},
         extras=("gmm_demo",),
         captions={"gmm_demo.png": "EM on 2-D synthetic clusters (the seed's \"gmm syn\"): data in grey, each "
