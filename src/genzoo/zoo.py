@@ -81,7 +81,7 @@ RECIPES: dict[str, Recipe] = {
         code=("genzoo.models.bayes:BayesClassifier.joint_log_prob", "genzoo.models.bayes:BayesClassifier.log_prob"),
         paper="Gaussian discriminant analysis (e.g. Murphy 2012, \"Machine Learning: a Probabilistic Perspective\", "
               "ch. 4); EM per class: Dempster, Laird & Rubin 1977",
-        cpu={"components_per_class": 4, "pca_dim": 50},
+        cpu={"components_per_class": 2, "pca_dim": 50, "max_iter": 30, "tol": 0.01},
         tiny={"components_per_class": 1, "pca_dim": 10, "max_iter": 5},
         captions={"means_and_samples.png": "first row: each digit's mean; below, samples of each digit: "
                                            "recognisable shapes with Gaussian speckle"},
@@ -104,9 +104,11 @@ RECIPES: dict[str, Recipe] = {
         paper="Hinton 2002, \"Training products of experts by minimizing contrastive divergence\"; Tieleman 2008 "
               "(persistent CD); Salakhutdinov & Murray 2008, \"On the quantitative analysis of deep belief networks\" "
               "(AIS)",
-        cpu={"n_hidden": 200, "gibbs_steps": 200, "ais_betas": 2000, "ais_runs": 50},
+        cpu={"n_hidden": 200, "gibbs_steps": 100, "ais_betas": 2000, "ais_runs": 50},
         cpu_train={"lr": 0.02, "batch_size": 100, "sample_every": 5},
         tiny={"n_hidden": 16, "gibbs_steps": 5, "ais_betas": 20, "ais_runs": 4, "persistent_chains": 16},
+        cpu_samples=500,
+        eval_seconds=45.0,
         captions={"gibbs_chain.png": "Gibbs chains (rows) from test digits, p(v | h) after 0, 1, 2, 5, ... sweeps "
                                      "(columns): the chain forgets its start and wanders between digits",
                   "filters.png": "the weights of 100 hidden units: strokes and blobs each unit votes for"},
@@ -148,6 +150,7 @@ RECIPES: dict[str, Recipe] = {
         cpu_train={"lr": 2e-3},
         tiny={"channels": 4, "latent_dim": 4, "chain_steps": 3},
         cpu_samples=500,
+        eval_seconds=20.0,
         captions={"markov_chain.png": "chains (rows) from uniform noise: corrupt, denoise, draw, repeat; "
                                       "columns after 0, 1, 2, 3, 5, 10, 20, 30 steps: noise turns into digits",
                   "denoising.png": "clean / noisy / denoised rows for Gaussian, salt-and-pepper and masking noise",
@@ -170,6 +173,7 @@ RECIPES: dict[str, Recipe] = {
               "\"Importance weighted autoencoders\"",
         cpu={"channels": 16, "latent_dim": 16},
         tiny={"channels": 4, "latent_dim": 4},
+        eval_seconds=25.0,
         captions={"prior_samples_and_means.png": "prior samples (top: binary pixels drawn) above the decoder means "
                                                  "they came from (bottom): the mean is the smooth digit",
                   "kl_per_dimension.png": "mean KL of each latent dimension: dimensions near 0 are unused "
@@ -191,7 +195,7 @@ RECIPES: dict[str, Recipe] = {
         cpu_train={"sample_every": 10, "n_grid": 36},
         tiny={"channels": 4, "n_layers": 1, "head_channels": 4, "first_kernel": 3},
         cpu_samples=200,
-        eval_seconds=25.0,
+        eval_seconds=40.0,
         captions={"completions-bottom-half.png": "rows: test digit, its visible top half, two completions of "
                                                  "the hidden bottom half",
                   "pixel_probabilities.png": "each pixel's probability given the pixels before it"},
@@ -212,7 +216,7 @@ RECIPES: dict[str, Recipe] = {
         cpu_train={"sample_every": 10, "n_grid": 36},
         tiny={"variant": "row", "n_layers": 1, "channels": 4, "hidden": 4, "head_channels": 4, "first_kernel": 3},
         cpu_samples=200,
-        eval_seconds=25.0,
+        eval_seconds=40.0,
         captions={"completions-bottom-half.png": "rows: test digit, its visible top half, two completions",
                   "pixel_probabilities.png": "each pixel's probability given the pixels before it"},
         full_recipe="genzoo train pixelrnn --data mnist --epochs 30",
