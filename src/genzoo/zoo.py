@@ -195,7 +195,7 @@ RECIPES: dict[str, Recipe] = {
         cpu_train={"sample_every": 10, "n_grid": 36},
         tiny={"channels": 4, "n_layers": 1, "head_channels": 4, "first_kernel": 3},
         cpu_samples=200,
-        eval_seconds=40.0,
+        eval_seconds=100.0,  # the grid where the budget stopped it, the completions, 200 samples: 784 steps each
         captions={"completions-bottom-half.png": "rows: test digit, its visible top half, two completions of "
                                                  "the hidden bottom half",
                   "pixel_probabilities.png": "each pixel's probability given the pixels before it"},
@@ -216,7 +216,7 @@ RECIPES: dict[str, Recipe] = {
         cpu_train={"sample_every": 10, "n_grid": 36},
         tiny={"variant": "row", "n_layers": 1, "channels": 4, "hidden": 4, "head_channels": 4, "first_kernel": 3},
         cpu_samples=200,
-        eval_seconds=40.0,
+        eval_seconds=100.0,  # the grid where the budget stopped it, the completions, 200 samples: 784 steps each
         captions={"completions-bottom-half.png": "rows: test digit, its visible top half, two completions",
                   "pixel_probabilities.png": "each pixel's probability given the pixels before it"},
         full_recipe="genzoo train pixelrnn --data mnist --epochs 30",
