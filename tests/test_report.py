@@ -125,7 +125,9 @@ window.addEventListener("load", () => {
   const out = document.createElement("pre");
   out.id = "check";
   out.textContent = JSON.stringify({images: imgs.length, broken: broken,
-                                    table: !!document.getElementById("leaderboard")});
+                                    table: !!document.getElementById("leaderboard"),
+                                    formulas: imgs.filter(i => i.classList.contains("formula")
+                                                               && i.naturalWidth > 0).length});
   document.body.appendChild(out);
 });
 </script>
@@ -177,8 +179,9 @@ def test_leaderboard_rows_and_markdown():
     table = [line for line in leaderboard_markdown(rows, meta).splitlines() if line.startswith("| ")]
     # Header, then best FID first, models without a sample score last; dashes where a metric does not apply.
     assert [line.split("|")[1].strip() for line in table] == ["model", "vae (estimate)", "gan", "ae"]
-    assert "| 3.00 | 0.800 | 0.600 | – | 90.00 | 0.1700 |" in table[1] and "| 0.02 |" in table[1]  # 2e-5 s = 0.02 ms
-    assert table[3].count("–") == 11
+    assert "| 3.00 | 0.800 | 0.600 | – | – | – | 90.00 | 0.1700 |" in table[1]  # no cond. acc, confident, entropy
+    assert "| 0.02 |" in table[1]  # 2e-5 s = 0.02 ms
+    assert table[3].count("–") == 13
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from . import commands, registry, runs
 from .bench import run_bench
 from .config import ConfigError
 from .data import DataError
-from .demo import run_demo
+from .demo import DEFAULT_BUDGET, run_demo
 from .evaluator import EvaluatorError, add_arguments
 from .evaluator import main as train_evaluator_main
 from .models.base import CapabilityError
@@ -72,7 +72,8 @@ def cmd_train(args):
 
 def cmd_sample(args):
     return commands.sample(args.run, args.n, label=args.label, seed=args.seed, out=args.out, device=args.device,
-                           guidance=args.guidance, steps=args.steps, eta=args.eta, sampler=args.sampler)
+                           guidance=args.guidance, steps=args.steps, eta=args.eta, sampler=args.sampler,
+                           chain=args.chain)
 
 
 def cmd_reverse_process(args):
@@ -111,7 +112,8 @@ def cmd_report(args):
 
 
 def cmd_demo(args):
-    return run_demo(out=args.out, data=args.data, budget=args.budget, device=args.device, seed=args.seed)
+    return run_demo(out=args.out, data=args.data, budget=args.budget, models=args.models, device=args.device,
+                    seed=args.seed)
 
 
 def cmd_gmm_demo(args):
@@ -166,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="PNG file (default RUN/samples/sample_seedS.png)")
     sampling_args(p)
+    p.add_argument("--chain", action="store_true",
+                   help="dae: show the Markov chain from noise (corrupt, denoise, repeat), one chain a row")
     device_arg(p)
     p.set_defaults(fn=cmd_sample)
 
@@ -244,10 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="report")
     p.set_defaults(fn=cmd_report)
 
-    p = sub.add_parser("demo", help="train ae, dae and vae on the data at hand and write the report")
-    p.add_argument("--out", default="genzoo-demo")
+    p = sub.add_parser("demo", help="train, evaluate and report every model family within a time budget")
+    p.add_argument("--out", default="genzoo-demo", help="demo folder; run again to train every model for longer")
     p.add_argument("--data", default="auto")
-    p.add_argument("--budget", type=non_negative_float, default=240.0, help="seconds of training in all (default 240)")
+    p.add_argument("--budget", type=non_negative_float, default=DEFAULT_BUDGET,
+                   help=f"seconds of wall clock for the whole demo (default {DEFAULT_BUDGET:.0f})")
+    p.add_argument("--models", nargs="+", help="CLI names (default: every model)")
     p.add_argument("--seed", type=int, default=0)
     device_arg(p)
     p.set_defaults(fn=cmd_demo)

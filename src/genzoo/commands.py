@@ -86,13 +86,22 @@ def train(model: str, *, data: str = "auto", out: str | None = None, device: str
 
 
 def sample(run: str | Path, n: int = 64, *, label: int | None = None, seed: int = 0, out: str | Path | None = None,
-           device: str = "auto", **sampling: Any) -> Path:
+           device: str = "auto", chain: bool = False, **sampling: Any) -> Path:
     """`genzoo sample RUN`: a grid of n samples, of one digit with `label` (conditional models).
 
     A conditional model without `label` draws the default layout, one digit per row of 10.
-    Writes `out` (default RUN/samples/sample_seedS.png) and returns its path.
+    Writes `out` (default RUN/samples/sample_seedS.png) and returns its path. With `chain` (a dae run):
+    min(n, 16) Markov chains from noise, one a row, at the steps of `chain_snapshots` (Bengio et al. 2013),
+    written to RUN/samples/chain_seedS.png by default.
     """
     model = runs.load(run, resolve_device(device))
+    if chain:
+        if not model.can_denoise:
+            raise CapabilityError(f"{model.name}: --chain alternates corruption and denoising; it needs a dae run")
+        if label is not None:
+            raise CapabilityError(f"{model.name}: is unconditional, --chain draws no chosen digit; drop --label")
+        frames = model.markov_chain(min(n, 16), model.chain_snapshots(), torch.Generator().manual_seed(seed))
+        return _write_rows(frames, out or Path(run) / "samples" / f"chain_seed{seed}.png")
     with torch.no_grad():  # the model checks the label, n and the options (diffusion: guidance, steps, ...)
         images = model.sample(n, y=label, generator=torch.Generator().manual_seed(seed), **given(sampling))
     path = Path(out or Path(run) / "samples" / f"sample_seed{seed}.png")
@@ -267,5 +276,6 @@ def gmm_demo(out: str | Path = "gmm-demo", n_components: int = 4, seed: int = 0)
     X, _ = anisotropic_clusters(seed=seed)
     gm = GaussianMixture(n_components, covariance_type="full", random_state=seed, n_init=3).fit(X)
     samples, _ = gm.sample(400, generator=torch.Generator().manual_seed(seed + 1))
+    # the mixture answers in the type it was given (numpy here); np.asarray also takes a CPU tensor
     (path,) = save_pictures({"gmm_demo.png": mixture_figure(X, gm, np.asarray(samples))}, out)
     return path

@@ -108,6 +108,12 @@ class Evaluator(nn.Module):
         return torch.cat([self.logits(b).argmax(1) for b in x.split(batch_size)])
 
     @torch.no_grad()
+    def class_probabilities(self, features: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (N, 10) from features (N, 128) of `features_and_predictions` (eval mode: no dropout)."""
+        device = next(self.parameters()).device
+        return torch.softmax(self.head(features.to(device)).float(), dim=1).cpu()
+
+    @torch.no_grad()
     def features_and_predictions(self, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
         """Features (N, 128) and predicted digits (N,) in one pass, batched; on CPU."""
         device = next(self.parameters()).device

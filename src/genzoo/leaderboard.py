@@ -28,6 +28,8 @@ COLUMNS = (
     Column("precision", "precision ↑", "{:.3f}", "high"),
     Column("recall", "recall ↑", "{:.3f}", "high"),
     Column("conditional_accuracy", "cond. acc ↑", "{:.3f}", "high"),
+    Column("confident_share", "confident ↑", "{:.3f}", "high"),
+    Column("class_entropy_bits", "class entropy bits ↑", "{:.2f}", "high"),
     Column("nll_nats", "NLL nats ↓", "{:.2f}", "low"),
     Column("bits_per_dim", "bits/dim ↓", "{:.4f}", "low"),
     Column("elbo_nats", "ELBO nats ↑", "{:.2f}", "high"),

@@ -159,6 +159,21 @@ def coverage_entropy(shares: list[float]) -> float:
     return max(0.0, -sum(p * math.log(p) for p in shares if p > 0))  # max: no "-0.0"
 
 
+CONFIDENT = 0.9  # a sample counts as a recognisable digit when the evaluator gives its class at least this probability
+
+
+def confident_share(probabilities: torch.Tensor, threshold: float = CONFIDENT) -> float:
+    """Share of images whose most probable class has probability >= threshold.
+
+    Args:
+        probabilities: (N, n_classes) class probabilities of the evaluator.
+    """
+    probabilities = torch.as_tensor(probabilities)
+    if probabilities.dim() != 2 or len(probabilities) == 0:
+        raise ValueError(f"probabilities must be (N, n_classes) with N >= 1, got shape {tuple(probabilities.shape)}")
+    return float((probabilities.max(1).values >= threshold).double().mean())
+
+
 def conditional_accuracy(pred: torch.Tensor, requested: torch.Tensor) -> float:
     """Share of samples whose predicted class equals the requested one.
 
@@ -218,12 +233,16 @@ def sample_quality(samples: torch.Tensor, real_images: torch.Tensor, evaluator: 
         "recall": recall,
         "class_coverage": [round(s, 4) for s in shares],
         "class_entropy": coverage_entropy(shares),
+        "class_entropy_bits": coverage_entropy(shares) / math.log(2),
         "n_samples": len(samples),
         "n_real": len(real_features),
         "k": k,
     }
     if labels is not None:
         result["conditional_accuracy"] = conditional_accuracy(fake_pred, labels.cpu())
+    # the pinned evaluator gives probabilities; a stand-in network in tests may give only features and labels
+    if hasattr(evaluator, "class_probabilities"):
+        result["confident_share"] = confident_share(evaluator.class_probabilities(fake_feats))
     return result
 
 
@@ -382,6 +401,12 @@ def model_sample_quality(model: torch.nn.Module, real_images: torch.Tensor, n_sa
             "entropy_nats": q["class_entropy"],
             **note,
         },
+        "class_entropy_bits": {
+            "value": q["class_entropy_bits"],
+            "unit": f"bits, entropy of the evaluator's labels over the samples; log2 10 = {math.log2(N_CLASSES):.3f} "
+                    "when every digit is equally common",
+            **note,
+        },
         "sample_seconds_per_image": {
             "value": sample_seconds / n_samples,
             "unit": "s/image",
@@ -392,6 +417,10 @@ def model_sample_quality(model: torch.nn.Module, real_images: torch.Tensor, n_sa
         "sample_quality_seconds": {"value": round(score_seconds, 2), "unit": "s (scoring only, no sampling)"},
         "evaluator_version": EVALUATOR_VERSION,
     }
+    if "confident_share" in q:
+        out["confident_share"] = {"value": q["confident_share"],
+                                  "unit": f"share of samples the evaluator classifies with probability >= {CONFIDENT}",
+                                  **note}
     if conditional:
         out["conditional_accuracy"] = {"value": q["conditional_accuracy"],
                                        "unit": "share classified as the requested digit (0..9, equal shares)", **note}

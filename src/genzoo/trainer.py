@@ -40,7 +40,9 @@ from .training.schedule import epoch_steps, lr_factor, total_steps
 __all__ = ["LENGTH_KEYS", "TrainingError", "epoch_steps", "forked_rng", "lr_factor", "resolve_device", "total_steps",
            "train", "train_or_resume"]
 
-LENGTH_KEYS = ("epochs", "steps")  # the trainer settings that --resume may change
+# The trainer settings that --resume may change: the run's length, in steps or epochs, and its time budget
+# (training seconds summed over sessions: `genzoo demo` gives a continued run another slice this way).
+LENGTH_KEYS = ("epochs", "steps", "time_budget")
 
 
 def train(
@@ -143,7 +145,8 @@ def _prepare_run_dir(run_dir: Path, model, train_cfg: TrainConfig, data_spec: st
 
 
 def _lengthen(run_dir: Path, cfg: TrainConfig, lengths: dict[str, Any], n_train: int) -> TrainConfig | None:
-    """The run's trainer settings with a new number of epochs or steps, or None when the length is unchanged.
+    """The run's trainer settings with a new number of epochs or steps or a new time budget, or None when
+    nothing changes.
 
     The learning-rate schedule is recomputed over the new length from the checkpoint's step on; a
     cosine schedule that had reached its end thus rises again, and this says by how much.
@@ -158,7 +161,7 @@ def _lengthen(run_dir: Path, cfg: TrainConfig, lengths: dict[str, Any], n_train:
         raise TrainingError(f"{run_dir}: the run is at step {step}, past the {after} steps that "
                             f"{', '.join(f'{k}={v}' for k, v in lengths.items())} make; ask for more, or drop them")
     if after == before:
-        return None
+        return new if new.time_budget != cfg.time_budget else None
     note = f"genzoo: {run_dir}: training to step {after} instead of {before} (now at step {step})"
     lr_now, lr_new = cfg.lr * lr_factor(cfg, before)(step), new.lr * lr_factor(new, after)(step)
     if lr_new != lr_now:

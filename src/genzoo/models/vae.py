@@ -29,7 +29,7 @@ from torch import nn
 
 from ..config import non_negative, positive
 from ..constants import IMAGE_SHAPE, N_PIXELS
-from ..data import spread
+from ..data import fixed_binarization, spread
 from .ae import ConvDecoder, ConvEncoder
 from .base import GenerativeModel
 
@@ -193,12 +193,41 @@ class VAE(GenerativeModel):
         mu, _ = self.encode(x)
         return self.decode_mean(mu)
 
+    @torch.no_grad()
+    def kl_per_dimension(self, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+        """Mean over images x (N, 1, 28, 28) of each latent dimension's KL(q(z_d|x) || N(0, 1)) in nats, (latent_dim,).
+
+        The closed-form KL of the ELBO, split by dimension: a dimension with KL ~ 0 for every image is unused
+        (its posterior is the prior, the decoder ignores it; Burda et al. 2016 call the others "active units").
+        """
+        total = torch.zeros(self.config.latent_dim, dtype=torch.float64, device=self.device)
+        for batch in x.split(batch_size):
+            mu, logvar = self.encode(batch.to(self.device))
+            total += (0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)).double().sum(0)
+        return (total / len(x)).float().cpu()
+
+    def kl_figure(self, x: torch.Tensor, active: float = 0.01):
+        """A matplotlib Figure: bars of `kl_per_dimension(x)`, sorted, with how many exceed `active` nats."""
+        from matplotlib.figure import Figure  # optional heavy dependency, only for this picture
+
+        kl = self.kl_per_dimension(x).sort(descending=True).values
+        n_active = int((kl > active).sum())
+        fig = Figure(figsize=(6.4, 2.8), dpi=100, layout="tight")
+        ax = fig.subplots()
+        ax.bar(range(len(kl)), kl.numpy(), color="tab:blue")
+        ax.axhline(active, color="0.5", lw=0.8, ls="--")
+        ax.set(xlabel="latent dimension (sorted by KL)", ylabel="mean KL (nats)",
+               title=f"KL per latent dimension, {len(x):,} test digits: {n_active} of {len(kl)} carry > {active} nats")
+        return fig
+
     def pictures(self, data):
         """reconstructions.png; prior_samples_and_means.png (16 prior samples above the decoder means they
-        were drawn from, seed 0); with a 2-D latent space, latent_space.png and latent_manifold.png."""
+        were drawn from, seed 0); kl_per_dimension.png (1,000 test digits, fixed binarization); with a 2-D latent
+        space, latent_space.png and latent_manifold.png."""
         samples, means = self.sample_with_means(16, torch.Generator().manual_seed(0))
         out = {"reconstructions.png": self.reconstruction_rows(spread(data.test_x, 16)),
-               "prior_samples_and_means.png": torch.stack([samples, means])}
+               "prior_samples_and_means.png": torch.stack([samples, means]),
+               "kl_per_dimension.png": self.kl_figure(fixed_binarization(spread(data.test_x, 1000)))}
         if self.config.latent_dim == 2:
             out["latent_space.png"] = self.latent_scatter(data.test_x[:5000], data.test_y[:5000])
             out["latent_manifold.png"] = self.latent_manifold()

@@ -1,0 +1,283 @@
+"""The demo's report page: the taxonomy, the leaderboard with the real-data floor, one section per model.
+
+It renders only what the runs and the demo wrote (config.json, metrics.json, metrics.jsonl, the pictures,
+demo.json, real_data.json) plus text: each model's section from `genzoo.zoo.RECIPES`, its objective drawn
+with matplotlib's mathtext into a PNG (no network, no script, no web font), and the source of the functions
+that compute the objective, read from the installed package when the page is written. `genzoo report RUN...`
+(genzoo.report) stays the plain gallery of any run folders.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib
+import inspect
+import json
+import math
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from . import registry, runs
+from .leaderboard import COLUMNS, best, cell, leaderboard_row
+from .report import _copy, _curves, _epoch_key, _fmt, _Run
+from .zoo import LEAF_NOTES, RECIPES, TAXONOMY
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1100px; padding: 0 0.8em; color: #222;
+       line-height: 1.45; }
+h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }
+th { background: #f3f3f3; } td.name, th.name { text-align: left; }
+td.best { font-weight: bold; background: #eef7ee; } tr.floor td { background: #f6f6ff; font-style: italic; }
+figure { display: inline-block; margin: 0.4em; vertical-align: top; max-width: 100%; }
+figcaption { font-size: 0.85em; color: #444; max-width: 460px; }
+img { max-width: 100%; height: auto; } img.pix { image-rendering: pixelated; }
+img.formula { display: block; margin: 0.4em 0; }
+pre { background: #f7f7f7; border: 1px solid #ddd; padding: 0.6em; overflow-x: auto; font-size: 0.82em; }
+.meta, .note { color: #555; font-size: 0.9em; } .note { background: #fff8e6; padding: 0.4em 0.6em; }
+ul.tax li { margin: 0.15em 0; } .absent { color: #888; }
+"""
+
+# One line per leaderboard column: what it measures (the real-data floor is shown in its own row).
+COLUMN_NOTES = {
+    "parameters": "learned numbers (both networks of a GAN; the fitted statistics of a mixture)",
+    "train_seconds": "training seconds in all, summed over every demo run that continued it",
+    "train_images_per_s": "training throughput on this machine",
+    "sample_seconds_per_image": "milliseconds to draw one sample (batches of 1,000)",
+    "fid": "Fréchet distance of the evaluator's features of samples and of test digits; lower is closer to "
+           "real digits (the floor row: real training digits)",
+    "precision": "share of samples inside the real digits' feature manifold: are they realistic?",
+    "recall": "share of real digits inside the samples' manifold: is the variety covered?",
+    "conditional_accuracy": "share of a conditional model's samples that the evaluator reads as the digit asked for",
+    "confident_share": "share of samples the evaluator classifies with probability >= 0.9: recognisable digits",
+    "class_entropy_bits": "entropy of the digits the evaluator sees among the samples, in bits; "
+                          "log2 10 = 3.32 when all ten are equally common (coverage)",
+    "nll_nats": "negative log-likelihood of test digits in nats (kind beside the model: exact, bound, estimate)",
+    "bits_per_dim": "the same NLL per pixel in bits",
+    "elbo_nats": "evidence lower bound of the VAE, nats per test digit (higher is better)",
+    "reconstruction_mse": "mean squared error per pixel of test digits rebuilt by an autoencoder",
+}
+
+# One-line readings of a model's metrics.json entries (prefix match for the per-noise PSNR).
+READINGS = {
+    "fid": "lower is better; compare with the real-data floor above",
+    "precision": "high: samples look like real digits",
+    "recall": "high: samples cover the variety of real digits",
+    "confident_share": "samples the evaluator reads with >= 90% confidence: recognisable digits (read it with the "
+                       "class entropy: a collapsed sampler can be confidently one digit, or confidently a blob)",
+    "class_entropy_bits": "3.32 bits (log2 10) when every digit is equally common; lower: some digits missing",
+    "class_coverage": "each digit's share among the samples, by the evaluator (0.1 each is even)",
+    "conditional_accuracy": "samples drawn as the digit asked for",
+    "nll_nats": "test digits' negative log-likelihood (lower is better), of the kind stated",
+    "nll_nats_conditional": "NLL given the true label",
+    "bits_per_dim": "NLL per pixel, in bits",
+    "bits_per_dim_conditional": "NLL given the label, per pixel",
+    "elbo_nats": "the bound the VAE maximises, per test digit",
+    "iwae_gap_nats": "how much tighter the importance-weighted estimate is than the ELBO",
+    "log_z": "the AIS estimate of the log partition function, with its spread over AIS runs",
+    "reconstruction_mse": "how well the code keeps the digit",
+    "psnr_noisy": "noisy digits' PSNR against the clean ones",
+    "psnr_denoised": "denoised digits' PSNR: higher than the noisy one means the noise was removed",
+    "sample_seconds_per_image": "time to draw one sample",
+    "train_seconds": "training seconds in all, over every session",
+    "parameters": "learned numbers",
+}
+SKIPPED_METRICS = {"model", "seed", "hardware", "seconds", "data", "evaluator_version", "sample_quality_seconds",
+                   "train_images_per_s"}
+
+
+def _esc(value: Any) -> str:
+    return html.escape(value if isinstance(value, str) else _fmt(value))
+
+
+def render_formula(lines: tuple[str, ...], folder: Path, name: str) -> Path:
+    """Draw mathtext lines into folder/NAME-HASH.png with matplotlib (offline: glyphs from its own fonts);
+    kept when it exists (the hash is of the text), as the page is rewritten after every model."""
+    import hashlib
+
+    from matplotlib.figure import Figure
+
+    digest = hashlib.sha256(("cm-110-14\n" + "\n".join(lines)).encode()).hexdigest()[:10]  # style and text
+    path = folder / f"{name}-{digest}.png"
+    if path.exists():
+        return path
+
+    import matplotlib
+
+    with matplotlib.rc_context({"mathtext.fontset": "cm"}):
+        fig = Figure(figsize=(9, 0.6 * len(lines) + 0.1), dpi=110)
+        for i, line in enumerate(lines):
+            fig.text(0.01, 1 - (i + 0.75) / len(lines), line, fontsize=14)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, bbox_inches="tight", pad_inches=0.08, facecolor="white")
+    return path
+
+
+def objective_source(spec: str) -> str:
+    """The installed source of "module:Qualified.name", dedented: what the page shows as the objective's code."""
+    module_name, _, qualname = spec.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return textwrap.dedent(inspect.getsource(obj))
+
+
+def _taxonomy(node: Any, present: set[str]) -> str:
+    if isinstance(node, str):
+        note = html.escape(LEAF_NOTES.get(node, ""))
+        if node in present:
+            return f'<li><a href="#{node}"><code>{node}</code></a>: {note}</li>'
+        why = "not yet in the zoo" if node not in registry.MODELS else "not run in this demo"
+        return f'<li class="absent"><code>{node}</code>: {note} ({why})</li>'
+    heading, children = node
+    return (f"<li>{html.escape(heading)}<ul>" + "".join(_taxonomy(c, present) for c in children) + "</ul></li>")
+
+
+def _leaderboard(models: list[str], metrics: dict[str, dict], floor: dict) -> str:
+    rows = {m: leaderboard_row(Path(m), metrics[m]) for m in models if metrics.get(m)}
+    columns = [c for c in COLUMNS if any(r[c.key] is not None for r in rows.values())]
+    if not rows:
+        return "<p>No model has been evaluated yet.</p>"
+    bests = {c.key: best(list(rows.values()), c) for c in columns}
+    head = "".join(f"<th>{html.escape(c.label)}</th>" for c in columns)
+    floor_cells = "".join(f"<td>{html.escape(cell(floor.get(c.key), c))}</td>" for c in columns)
+    lines = [f'<tr class="floor"><td class="name">real training digits (floor)</td>{floor_cells}</tr>']
+    for name, row in rows.items():
+        kind = f" ({row['nll_kind']})" if row.get("nll_kind") else ""
+        cells = "".join(
+            f'<td{" class=best" if row[c.key] is not None and row[c.key] == bests[c.key] else ""}>'
+            f"{html.escape(cell(row[c.key], c))}</td>" for c in columns)
+        lines.append(f'<tr><td class="name"><a href="#{name}">{name}</a>{kind}</td>{cells}</tr>')
+    notes = "".join(f"<li><b>{html.escape(c.label)}</b>: {html.escape(COLUMN_NOTES.get(c.key, ''))}</li>"
+                    for c in columns)
+    return (f'<div class="scroll"><table id="leaderboard"><tr><th class="name">model</th>{head}</tr>'
+            + "".join(lines) + "</table></div>"
+            f'<p class="meta">Bold: best in its column. Floor: {html.escape(floor.get("what", ""))}. '
+            "Sample counts differ between models (slow samplers draw fewer; see each section), and FID-style "
+            "scores grow as the count shrinks.</p><ul>" + notes + "</ul>")
+
+
+def _metric_rows(metrics: dict) -> str:
+    rows = []
+    for key, entry in metrics.items():
+        if key in SKIPPED_METRICS:
+            continue
+        value = entry.get("value") if isinstance(entry, dict) else entry
+        if isinstance(value, list):
+            shown = "[" + ", ".join(f"{v:.2f}" for v in value) + "]"
+        else:
+            shown = _fmt(value)
+            if isinstance(entry, dict) and isinstance(entry.get("se"), (int, float)):
+                shown += f" ± {entry['se']:.2g}"
+        reading = READINGS.get(key) or next((r for k, r in READINGS.items() if key.startswith(k)), "")
+        details = ", ".join(f"{k}={_fmt(v)}" for k, v in entry.items() if k not in ("value", "se")) \
+            if isinstance(entry, dict) else ""
+        rows.append(f'<tr><td class="name">{html.escape(key)}</td><td>{html.escape(shown)}</td>'
+                    f'<td class="name">{html.escape(reading)}</td>'
+                    f'<td class="name meta">{html.escape(details)}</td></tr>')
+    return ('<div class="scroll"><table class="metrics"><tr><th class="name">metric</th><th>value</th>'
+            '<th class="name">reading</th><th class="name">settings</th></tr>' + "".join(rows) + "</table></div>")
+
+
+def _fresh_curves(run: _Run, report_dir: Path) -> str | None:
+    """The run's training curves, drawn again only when its metrics.jsonl is newer than the drawing."""
+    drawn = report_dir / "runs" / run.slug / "training_curves.png"
+    log = run.dir / runs.METRICS_LOG
+    if drawn.exists() and log.exists() and drawn.stat().st_mtime >= log.stat().st_mtime:
+        return drawn.relative_to(report_dir).as_posix()
+    return _curves(run, report_dir)
+
+
+def _figure(url: str, caption: str, pixelated: bool = True) -> str:
+    cls = ' class="pix"' if pixelated else ""
+    return (f'<figure><img{cls} src="{html.escape(url)}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _section(name: str, out: Path, report_dir: Path, sessions: list[dict]) -> str:
+    recipe = RECIPES[name]
+    cls = registry.get(name)
+    parts = [f'<h2 id="{name}">{name}: {html.escape((cls.__doc__ or "").strip().splitlines()[0])}</h2>',
+             f"<p>{html.escape(recipe.about)}</p>"]
+    formula = render_formula(recipe.objective, report_dir / "formulas", name)
+    parts.append(f'<h3>Objective</h3><img class="formula" src="formulas/{formula.name}" '
+                 f'alt="objective of {name}: {html.escape(" ; ".join(recipe.objective))}">')
+    for spec in recipe.code:
+        source = html.escape(objective_source(spec))
+        parts.append(f'<p class="meta">genzoo\'s code, <code>{html.escape(spec)}</code> (as installed):</p>'
+                     f'<pre class="snippet" data-source="{html.escape(spec)}">{source}</pre>')
+    parts.append(f'<p class="meta">Paper: {html.escape(recipe.paper)}</p>')
+    run_dir = out / name
+    if not (run_dir / runs.CONFIG).exists():
+        parts.append('<p class="note">Not trained yet: the demo is still running, or this model was left out '
+                     "(--models).</p>")
+        return "\n".join(parts)
+    run = _Run(run_dir, name, report_dir)
+    metrics = run.metrics or {}
+    total = metrics.get("train_seconds")
+    trained = f"{total:.0f} s of training in all" if isinstance(total, (int, float)) else "trained"
+    parts.append(f'<p class="meta">{trained}, over {len(sessions)} demo run{"s" if len(sessions) != 1 else ""}'
+                 f' ({html.escape(", ".join(s["what"] for s in sessions))}). '
+                 f'Data: {html.escape(str(run.config.get("data")))}; '
+                 f'model settings: {html.escape(json.dumps(run.config.get("hparams", {})))}</p>')
+    if recipe.cpu_note and sessions and sessions[-1].get("scale") == "cpu":
+        parts.append(f'<p class="note">{html.escape(recipe.cpu_note)} Full recipe: '
+                     f"<code>{html.escape(recipe.full_recipe)}</code></p>")
+    figures = []
+    if run.grids:
+        latest = run.grids[-1]
+        figures.append(_figure(_copy(run, latest, report_dir),
+                               f"samples at epoch {_epoch_key(latest)[0]} (the latest grid, seed fixed): do they "
+                               "look like digits, and like different ones?"))
+    for file, caption in recipe.captions.items():
+        if (run_dir / file).exists():
+            figures.append(_figure(_copy(run, run_dir / file, report_dir), caption))
+    curves = _fresh_curves(run, report_dir)
+    if curves:
+        figures.append(_figure(curves, "training curves from metrics.jsonl (test pass as dots)", pixelated=False))
+    parts.append("<h3>Pictures</h3>" + "".join(figures))
+    if metrics:
+        coverage = metrics.get("class_entropy_bits")
+        if coverage and "conditional_accuracy" not in metrics:  # unconditional: which digits it draws is its own
+            bits = coverage["value"]
+            parts.append(f'<p class="coverage">Coverage: the evaluator\'s digits among {coverage["n"]} samples have '
+                         f"an entropy of {bits:.2f} bits, against log2 10 = {math.log2(10):.2f} bits for all ten "
+                         f"digits equally common ({2 ** bits:.1f} digits' worth).</p>")
+        parts.append("<h3>Metrics</h3>" + _metric_rows(metrics))
+    if not recipe.cpu_note:
+        parts.append(f'<p class="meta">Full recipe: <code>{html.escape(recipe.full_recipe)}</code></p>')
+    return "\n".join(parts)
+
+
+def write_demo_report(out: str | Path, models: list[str], floor: dict, title: str = "genzoo demo: the whole zoo"
+                      ) -> Path:
+    """Write out/report/index.html for the demo's models (run folders out/MODEL); returns its path."""
+    out = Path(out)
+    report_dir = out / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    sessions_path = out / "demo.json"
+    sessions = json.loads(sessions_path.read_text()) if sessions_path.exists() else {}
+    metrics = {}
+    for name in models:
+        path = out / name / runs.METRICS
+        metrics[name] = json.loads(path.read_text()) if path.exists() else None
+    done = [m for m in models if metrics[m]]
+    body = [f"<h1>{html.escape(title)}</h1>",
+            f'<p class="meta">{len(done)} of {len(models)} models trained and evaluated. '
+            f"Data: {html.escape(floor.get('data', ''))}. Every number comes from the runs' metrics.json "
+            f"(evaluator {html.escape(str(floor.get('evaluator_version')))}); every picture from the run folders.</p>",
+            "<h2>The taxonomy of generative models</h2>",
+            '<p>After Goodfellow\'s NIPS 2016 tutorial (figure 9). Each leaf links to its model\'s section.</p>',
+            f'<ul class="tax">{_taxonomy(TAXONOMY, set(models))}</ul>',
+            "<h2>Leaderboard</h2>", _leaderboard(models, metrics, floor)]
+    body += [_section(name, out, report_dir, sessions.get(name, [])) for name in models]
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{html.escape(title)}</title><style>{CSS}</style></head>\n<body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+    index = report_dir / "index.html"
+    runs.atomic_write_text(index, page)
+    return index

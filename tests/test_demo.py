@@ -1,0 +1,163 @@
+"""`genzoo demo`: every registered family trained, evaluated and reported; the DAE's Markov chain; the page offline."""
+
+import html
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from test_report import CHECK_SCRIPT, CHROMIUM, parse
+
+from genzoo import commands, registry
+from genzoo.config import ConfigError
+from genzoo.demo import check_models, run_demo
+from genzoo.demo_report import objective_source
+from genzoo.metrics import confident_share
+from genzoo.models.base import CapabilityError
+from genzoo.models.dae import DenoisingAutoencoder, corrupt
+from genzoo.zoo import RECIPES, taxonomy_leaves
+
+
+def test_every_registered_model_has_a_recipe_and_a_leaf():
+    leaves = taxonomy_leaves()
+    for name in registry.MODELS:
+        assert name in RECIPES, f"{name}: registered but not in genzoo.zoo.RECIPES (the demo would leave it out)"
+        assert name in leaves, f"{name}: not in genzoo.zoo.TAXONOMY"
+    assert set(RECIPES) <= set(registry.MODELS)
+    assert all(r.share > 0 for r in RECIPES.values())  # relative shares, normalised over the models run
+    assert all(callable(getattr(commands, extra)) for r in RECIPES.values() for extra in r.extras)
+    assert check_models(None) == list(registry.MODELS)
+    with pytest.raises(ConfigError, match=r"--models nope: unknown; known models: gmm, bayes"):
+        check_models(["nope"])
+
+
+def test_confident_share_counts_probabilities_at_or_above_the_threshold():
+    probs = torch.tensor([[0.95, 0.05], [0.5, 0.5], [0.1, 0.9], [0.89, 0.11]])
+    assert confident_share(probs) == 0.5  # 0.95 and exactly 0.9 count; 0.5 and 0.89 do not
+    with pytest.raises(ValueError, match=r"\(N, n_classes\) with N >= 1, got shape \(3,\)"):
+        confident_share(torch.ones(3))
+
+
+# ---------------------------------------------------------------------------- the DAE as a Markov chain
+
+
+@pytest.fixture(scope="module")
+def dae():
+    torch.manual_seed(0)
+    model = DenoisingAutoencoder(channels=4, latent_dim=4, chain_steps=4, noise="salt-and-pepper", noise_level=0.3)
+    return model.eval()
+
+
+def test_dae_chain_shape_range_and_every_step_changes_the_image(dae):
+    frames = dae.markov_chain(3, [0, 1, 2, 3, 4], torch.Generator().manual_seed(0))
+    assert frames.shape == (3, 5, 1, 28, 28)
+    assert frames.min() >= 0 and frames.max() <= 1
+    for t in range(4):
+        assert (frames[:, t + 1] - frames[:, t]).abs().amax((1, 2, 3)).min() > 1e-3, f"step {t + 1} left an image"
+    samples = dae.sample(3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(samples, frames[:, -1])  # a sample is the chain's last step, chain_steps = 4
+    assert dae.sample(2, generator=torch.Generator().manual_seed(0), steps=1).shape == (2, 1, 28, 28)
+    with pytest.raises(ConfigError, match=r"dae: steps=0 chain steps; give a whole number >= 1"):
+        dae.sample(2, steps=0)
+
+
+def test_dae_chain_step_is_corrupt_then_draw_from_the_reconstruction(dae):
+    """Bengio et al. 2013: X~ ~ C(X~ | X), then X ~ P(X | X~), computed here step by step from the same draws."""
+    x = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    state, probs = dae.chain_step(x, torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(2)
+    noisy = corrupt(x, "salt-and-pepper", 0.3, g)
+    expected = torch.sigmoid(dae.decoder(dae.encoder(noisy)))
+    assert torch.allclose(probs, expected, atol=1e-6)
+    assert torch.equal(state, (torch.rand(x.shape, generator=g) < expected).float())
+
+
+# ---------------------------------------------------------------------------- the demo end to end
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, tiny, one_thread):
+    """The demo at test size: every family, 3 training steps each, 64 samples, on 256 / 64 digits."""
+    os.environ.setdefault("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    out = tmp_path_factory.mktemp("demo")
+    index = run_demo(out, data=tiny, budget=30, device="cpu", scale="tiny", progress=False)
+    return out, index
+
+
+@pytest.mark.slow
+def test_demo_trains_evaluates_and_reports_every_family(demo):
+    out, index = demo
+    page_text = index.read_text()
+    page = parse(index)
+    assert not re.search(r"https?://", page_text), "the page must not load or link anything off the machine"
+    for name in registry.MODELS:
+        assert f'<h2 id="{name}">' in page_text, f"no section for {name}"
+        assert f'href="#{name}"' in page_text, f"no taxonomy leaf linking to {name}"
+        metrics = json.loads((out / name / "metrics.json").read_text())
+        assert 0 <= metrics["confident_share"]["value"] <= 1 and metrics["confident_share"]["n"] == 64
+        assert metrics["class_entropy_bits"]["value"] <= 3.3220
+        assert any(src.startswith(f"formulas/{name}-") for src in page.imgs), f"no formula for {name}"
+    assert "instruct</code>: InstructPix2Pix-style editor (not yet in the zoo)" in page_text
+    for src in page.imgs:
+        assert (index.parent / src).stat().st_size > 0, src
+    # The snippets are the installed source of the functions that compute each objective.
+    snippets = dict(re.findall(r'<pre class="snippet" data-source="([^"]+)">(.*?)</pre>', page_text, re.S))
+    assert set(snippets) == {spec for r in RECIPES.values() for spec in r.code}
+    for spec, shown in snippets.items():
+        assert html.unescape(shown) == objective_source(spec)
+    assert "def elbo_terms(self, x" in html.unescape(snippets["genzoo.models.vae:VAE.elbo_terms"])
+    # Teaching items: the VAE's KL per dimension, the RBM's chain and AIS spread, the DAE's chain.
+    assert "runs/vae/kl_per_dimension.png" in page.imgs and "runs/rbm/gibbs_chain.png" in page.imgs
+    assert "runs/dae/markov_chain.png" in page.imgs
+    assert json.loads((out / "rbm" / "metrics.json").read_text())["log_z"]["se"] >= 0
+    assert 'class="coverage"' in page_text and "log2 10 = 3.32" in page_text
+    assert "real training digits (floor)" in page_text
+    # `genzoo sample RUN --chain` on the DAE run; a run of another family is refused.
+    chain = commands.sample(out / "dae", 3, chain=True, seed=1, out=out / "chain.png")
+    assert chain.stat().st_size > 0
+    with pytest.raises(CapabilityError, match=r"vae: --chain alternates corruption and denoising; it needs a dae run"):
+        commands.sample(out / "vae", 3, chain=True)
+
+
+@pytest.mark.slow
+def test_demo_again_continues_each_run(demo, tiny, one_thread):
+    out, _ = demo
+    before = json.loads((out / "vae" / "metrics.json").read_text())["train_seconds"]
+    run_demo(out, data=tiny, budget=10, models=["vae", "gmm"], device="cpu", scale="tiny", progress=False)
+    sessions = json.loads((out / "demo.json").read_text())
+    assert [s["what"].split(" (")[0] for s in sessions["vae"]] == ["new run", "continued from step 3"]
+    assert sessions["gmm"][-1]["what"].startswith("already fitted")
+    config = json.loads((out / "vae" / "config.json").read_text())
+    assert config["train"]["steps"] == 6  # finished at 3 steps: twice as long
+    after = json.loads((out / "vae" / "metrics.json").read_text())["train_seconds"]
+    assert after > before
+    assert "over 2 demo runs" in (out / "report" / "index.html").read_text()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (Debian: apt-get install chromium); "
+                                             ".ci/run installs it so this test runs in CI")
+@pytest.mark.slow
+def test_demo_report_in_headless_chromium(demo, tmp_path):
+    _, index = demo
+    check = index.with_name("check.html")
+    check.write_text(index.read_text().replace("</body>", CHECK_SCRIPT + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--allow-file-access-from-files",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    env = {**os.environ, "HOME": str(tmp_path)}
+    dom = subprocess.run([CHROMIUM, *flags, "--virtual-time-budget=10000", "--dump-dom", check.as_uri()],
+                         capture_output=True, text=True, timeout=120, env=env)
+    match = re.search(r'<pre id="check">(.*?)</pre>', dom.stdout)
+    assert match, f"no check result in the DOM; chromium said: {dom.stderr[-2000:]}"
+    result = json.loads(match.group(1).replace("&quot;", '"'))
+    assert result["broken"] == [] and result["images"] == len(parse(index).imgs)
+    assert result["formulas"] == len(registry.MODELS)
+    shots = Path(os.environ.get("GENZOO_SCREENSHOT_DIR", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    for name, size in (("demo-report.png", "1200,2400"), ("demo-report-400px.png", "400,2400")):
+        subprocess.run([CHROMIUM, *flags, f"--window-size={size}", "--hide-scrollbars",
+                        f"--screenshot={shots / name}", index.as_uri()], capture_output=True, text=True, timeout=120,
+                       env=env)
+        assert (shots / name).stat().st_size > 10_000, f"chromium wrote no screenshot {name}"
