@@ -279,10 +279,10 @@ RECIPES: dict[str, Recipe] = {
               "training, so one network is both conditional and unconditional, and classifier-free guidance "
               "mixes the two. On a CPU the demo diffuses the 4x7x7 latents of a small autoencoder (latent "
               "diffusion), which is several times cheaper than pixels.",
-        objective=(r"$L=\mathbb{E}_{x_0,t,\epsilon}\,\|\epsilon-\epsilon_	heta(\sqrt{arlpha_t}x_0"
-                   r"+\sqrt{1-arlpha_t}\,\epsilon,\ t,\ y)\|^2$",
-                   r"$	ilde\epsilon=\epsilon_	heta(x_t,arnothing)+w\,(\epsilon_	heta(x_t,y)"
-                   r"-\epsilon_	heta(x_t,arnothing))$"),
+        objective=(r"$L=\mathbb{E}_{x_0,t,\epsilon}\,\|\epsilon-\epsilon_\theta(\sqrt{\bar\alpha_t}x_0"
+                   r"+\sqrt{1-\bar\alpha_t}\,\epsilon,\ t,\ y)\|^2$",
+                   r"$\tilde\epsilon=\epsilon_\theta(x_t,\varnothing)+w\,(\epsilon_\theta(x_t,y)"
+                   r"-\epsilon_\theta(x_t,\varnothing))$"),
         code=("genzoo.models.ddpm:DDPM.loss", "genzoo.models.ddpm:DDPM.guided_output"),
         paper="Ho et al. 2020, \"Denoising diffusion probabilistic models\"; Song et al. 2021 (DDIM); "
               "Ho & Salimans 2022, \"Classifier-free diffusion guidance\"; Rombach et al. 2022 (latent diffusion)",
