@@ -37,27 +37,12 @@ from sklearn.mixture import GaussianMixture as SklearnGM
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script's initial parameters
+
+from gmm_vs_sklearn import TYPES, initial_parameters  # noqa: E402  (one start for both comparisons)
 
 from genzoo.data import load_data  # noqa: E402
-from genzoo.mixture import (  # noqa: E402
-    GaussianMixture,
-    compute_precision_cholesky,
-    estimate_gaussian_parameters,
-    kmeans_plusplus,
-)
-
-TYPES = ("full", "tied", "diag", "spherical")
-
-
-def initial_parameters(X: torch.Tensor, n_components: int, covariance_type: str, reg_covar: float, seed: int) -> dict:
-    """k-means++ seeds, nearest-seed responsibilities, one M-step: weights, means, precisions (NumPy)."""
-    seeds = kmeans_plusplus(X, n_components, torch.Generator().manual_seed(seed))
-    sq = (X * X).sum(1, keepdim=True) - 2 * X @ X[seeds].T + (X[seeds] ** 2).sum(1)
-    resp = torch.nn.functional.one_hot(sq.argmin(1), n_components).double()
-    nk, means, cov = estimate_gaussian_parameters(X, resp, reg_covar, covariance_type)
-    pc = compute_precision_cholesky(cov, covariance_type, reg_covar)
-    precisions = pc @ pc.mT if covariance_type in ("full", "tied") else pc**2
-    return {"weights_init": (nk / nk.sum()).numpy(), "means_init": means.numpy(), "precisions_init": precisions.numpy()}
+from genzoo.mixture import GaussianMixture  # noqa: E402
 
 
 def timed_fit(make, X: np.ndarray) -> tuple[float, float]:
