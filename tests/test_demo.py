@@ -153,7 +153,8 @@ def test_demo_report_in_headless_chromium(demo, tmp_path):
     assert match, f"no check result in the DOM; chromium said: {dom.stderr[-2000:]}"
     result = json.loads(match.group(1).replace("&quot;", '"'))
     assert result["broken"] == [] and result["images"] == len(parse(index).imgs)
-    assert result["formulas"] == len(registry.MODELS)
+    # every formula drawn (another test may have rewritten the page for fewer models: count the page's own)
+    assert result["formulas"] == index.read_text().count('class="formula"') >= 1
     shots = Path(os.environ.get("GENZOO_SCREENSHOT_DIR", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     for name, size in (("demo-report.png", "1200,2400"), ("demo-report-400px.png", "400,2400")):
