@@ -4,12 +4,11 @@ import html
 import json
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
-from test_report import CHECK_SCRIPT, CHROMIUM, parse
+from test_report import CHROMIUM, chromium_check, parse
 
 from genzoo import commands, registry
 from genzoo.config import ConfigError
@@ -142,23 +141,10 @@ def test_demo_again_continues_each_run(demo, tiny, one_thread):
 @pytest.mark.slow
 def test_demo_report_in_headless_chromium(demo, tmp_path):
     _, index = demo
-    check = index.with_name("check.html")
-    check.write_text(index.read_text().replace("</body>", CHECK_SCRIPT + "</body>"))
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--allow-file-access-from-files",
-             f"--user-data-dir={tmp_path / 'profile'}"]
-    env = {**os.environ, "HOME": str(tmp_path)}
-    dom = subprocess.run([CHROMIUM, *flags, "--virtual-time-budget=10000", "--dump-dom", check.as_uri()],
-                         capture_output=True, text=True, timeout=120, env=env)
-    match = re.search(r'<pre id="check">(.*?)</pre>', dom.stdout)
-    assert match, f"no check result in the DOM; chromium said: {dom.stderr[-2000:]}"
-    result = json.loads(match.group(1).replace("&quot;", '"'))
+    result, screenshot = chromium_check(index, tmp_path)
     assert result["broken"] == [] and result["images"] == len(parse(index).imgs)
     # every formula drawn (another test may have rewritten the page for fewer models: count the page's own)
     assert result["formulas"] == index.read_text().count('class="formula"') >= 1
     shots = Path(os.environ.get("GENZOO_SCREENSHOT_DIR", tmp_path))
-    shots.mkdir(parents=True, exist_ok=True)
     for name, size in (("demo-report.png", "1200,2400"), ("demo-report-400px.png", "400,2400")):
-        subprocess.run([CHROMIUM, *flags, f"--window-size={size}", "--hide-scrollbars",
-                        f"--screenshot={shots / name}", index.as_uri()], capture_output=True, text=True, timeout=120,
-                       env=env)
-        assert (shots / name).stat().st_size > 10_000, f"chromium wrote no screenshot {name}"
+        screenshot(shots / name, size)

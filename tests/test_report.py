@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -134,13 +135,9 @@ window.addEventListener("load", () => {
 """
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (Debian: apt-get install chromium); "
-                                             ".ci/run installs it so this test runs in CI")
-def test_report_in_headless_chromium(tmp_path):
-    a = make_run(tmp_path, "vae-run", "vae", fid=12.5)
-    b = make_run(tmp_path, "ae-run", "ae", fid=30.0)
-    index = write_report([a, b], tmp_path / "report")
-    # A copy of the page with a script that writes the check's result into the DOM.
+def chromium_check(index: Path, tmp_path: Path) -> tuple[dict, Callable[[Path, str], None]]:
+    """Load a copy of the page with CHECK_SCRIPT in headless Chromium; returns the check's result and a
+    function that screenshots the page itself at a window size ("W,H")."""
     check = index.with_name("check.html")
     check.write_text(index.read_text().replace("</body>", CHECK_SCRIPT + "</body>"))
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--allow-file-access-from-files",
@@ -150,15 +147,27 @@ def test_report_in_headless_chromium(tmp_path):
                          capture_output=True, text=True, timeout=120, env=env)
     match = re.search(r'<pre id="check">(.*?)</pre>', dom.stdout)
     assert match, f"no check result in the DOM; chromium said: {dom.stderr[-2000:]}"
-    result = json.loads(match.group(1).replace("&quot;", '"'))
+
+    def screenshot(path: Path, size: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([CHROMIUM, *flags, f"--window-size={size}", "--hide-scrollbars", f"--screenshot={path}",
+                        index.as_uri()], capture_output=True, text=True, timeout=120, env=env)
+        assert path.exists() and path.stat().st_size > 10_000, f"chromium wrote no screenshot {path.name}"
+
+    return json.loads(match.group(1).replace("&quot;", '"')), screenshot
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (Debian: apt-get install chromium); "
+                                             ".ci/run installs it so this test runs in CI")
+def test_report_in_headless_chromium(tmp_path):
+    a = make_run(tmp_path, "vae-run", "vae", fid=12.5)
+    b = make_run(tmp_path, "ae-run", "ae", fid=30.0)
+    index = write_report([a, b], tmp_path / "report")
+    result, screenshot = chromium_check(index, tmp_path)
     assert result["table"] is True
     assert result["images"] == len(parse(index).imgs) >= 10
     assert result["broken"] == []
-    shot = Path(os.environ.get("GENZOO_SCREENSHOT_DIR", tmp_path)) / "report-screenshot.png"
-    shot.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([CHROMIUM, *flags, "--window-size=1200,2400", "--hide-scrollbars", f"--screenshot={shot}",
-                    index.as_uri()], capture_output=True, text=True, timeout=120, env=env)
-    assert shot.exists() and shot.stat().st_size > 10_000, "chromium wrote no screenshot"
+    screenshot(Path(os.environ.get("GENZOO_SCREENSHOT_DIR", tmp_path)) / "report-screenshot.png", "1200,2400")
 
 
 def test_leaderboard_rows_and_markdown():
