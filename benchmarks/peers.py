@@ -147,6 +147,22 @@ def counted_flops(step: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
+def profile(run: Callable[[], None], top: int = 8) -> dict:
+    """Where one call of `run` spends its time: torch.profiler's operators by self CPU time (their share of
+    the wall time), and the wall time left outside any operator (Python, data handling, the framework)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    start = time.perf_counter()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    wall = time.perf_counter() - start
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    in_ops = sum(e.self_cpu_time_total for e in ops) / 1e6
+    return {"wall_s": wall, "outside_operators": max(0.0, 1 - in_ops / wall),
+            "top": [{"op": e.key, "share": e.self_cpu_time_total / 1e6 / wall, "calls": e.count} for e in ops[:top]]}
+
+
 def summary(seconds: list[float]) -> dict:
     return {"median": statistics.median(seconds), "min": min(seconds), "max": max(seconds), "all": seconds}
 
@@ -252,7 +268,7 @@ def pythae_trainer(model, train_x: torch.Tensor, batch_size: int, lr: float, out
 
 
 def compare_vae(data: Dataset, arch: str, peer: str, epoch_images: int, repeats: int, batch_size: int, lr: float,
-                test_images: int, k: int, iwae_k: int, peak: float, seed: int = 0) -> dict:
+                test_images: int, k: int, iwae_k: int, peak: float, profile_steps: int = 0, seed: int = 0) -> dict:
     """One epoch of `epoch_images` digits per repeat for each side, in turn; then the IWAE NLL of both."""
     import_peer("pythae")
     train = subset(data, epoch_images)
@@ -273,6 +289,17 @@ def compare_vae(data: Dataset, arch: str, peer: str, epoch_images: int, repeats:
         # one step each was taken by the counting: the weights of both moved once before the timed epochs
         times = interleave({"genzoo": lambda r: our_steps(loop, loop.batches.per_epoch),
                             "pythae": lambda r: trainer.train_step(r + 1)}, repeats)
+        profiles = {}
+        if profile_steps:
+            def their_batches(n: int) -> None:  # the body of pythae's train_step, its DataLoader included
+                for i, inputs in enumerate(trainer.train_loader):
+                    if i == n:
+                        break
+                    trainer._optimizers_step(trainer.model(trainer._set_inputs_to_device(inputs), epoch=1,
+                                                           dataset_size=len(train_binary), uses_ddp=False))
+
+            profiles = {"genzoo": profile(lambda: our_steps(loop, profile_steps)),
+                        "pythae": profile(lambda: their_batches(profile_steps))}
     test = fixed_binarization(spread(data.test_x, test_images))
     nll = {}
     for name, model in (("genzoo", ours), ("pythae", theirs_vae)):
@@ -288,7 +315,8 @@ def compare_vae(data: Dataset, arch: str, peer: str, epoch_images: int, repeats:
             "genzoo": {**side_figures(times["genzoo"], images_ours, flops_ours, peak), "test_nll": nll["genzoo"]},
             "peer_side": {**side_figures(times["pythae"], images_theirs, flops_theirs, peak),
                           "test_nll": nll["pythae"]},
-            "nll": {"test_images": len(test), "k": k, "binarization": "genzoo.data.fixed_binarization(seed=0)"}}
+            "nll": {"test_images": len(test), "k": k, "binarization": "genzoo.data.fixed_binarization(seed=0)"},
+            "profiles": profiles}
 
 
 # ---------------------------------------------------------------------------- ddpm against diffusion libraries
@@ -370,7 +398,8 @@ class PeerDiffusion:
 
 
 def compare_ddpm(data: Dataset, peer: str, steps: int, repeats: int, batch_size: int, peak: float,
-                 overrides: dict | None = None, widths: range = range(8, 129, 8), seed: int = 0) -> dict:
+                 overrides: dict | None = None, widths: range = range(8, 129, 8), profile_steps: int = 0,
+                 seed: int = 0) -> dict:
     """`steps` training steps per repeat for each side, in turn."""
     torch.manual_seed(seed)
     ours = genzoo.create("ddpm", **(overrides or {}))
@@ -392,6 +421,8 @@ def compare_ddpm(data: Dataset, peer: str, steps: int, repeats: int, batch_size:
         flops_ours = counted_flops(lambda: our_steps(loop, 1)) / batch_size
         flops_theirs = counted_flops(lambda: their_steps(1)) / batch_size
         times = interleave({"genzoo": lambda r: our_steps(loop, steps), peer: lambda r: their_steps(steps)}, repeats)
+        profiles = ({"genzoo": profile(lambda: our_steps(loop, profile_steps)),
+                     peer: profile(lambda: their_steps(profile_steps))} if profile_steps else {})
     images = steps * batch_size
     names = {"lucidrains": "denoising-diffusion-pytorch Unet + GaussianDiffusion",
              "diffusers": "diffusers UNet2DModel + DDPMScheduler"}
@@ -399,7 +430,7 @@ def compare_ddpm(data: Dataset, peer: str, steps: int, repeats: int, batch_size:
             "parameters": {"genzoo": count(ours.unet), "peer": count(theirs.unet)},
             "steps_per_repeat": steps, "batch_size": batch_size,
             "genzoo": side_figures(times["genzoo"], images, flops_ours, peak),
-            "peer_side": side_figures(times[peer], images, flops_theirs, peak)}
+            "peer_side": side_figures(times[peer], images, flops_theirs, peak), "profiles": profiles}
 
 
 # ---------------------------------------------------------------------------- the report
@@ -434,6 +465,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed repeats of each side, interleaved")
     p.add_argument("--threads", type=int, default=1, help="torch threads (both sides)")
     p.add_argument("--peak-size", type=int, default=2048, help="matrix size of the float32 peak measurement")
+    p.add_argument("--profile-steps", type=int, default=0,
+                   help="after the timings, profile this many steps of each side (torch.profiler; 0: none)")
     p.add_argument("--out", default="peers.json")
     vae = p.add_argument_group("vae")
     vae.add_argument("--arch", choices=["mlp", "conv"], default="mlp")
@@ -457,15 +490,19 @@ def main(argv: list[str] | None = None) -> None:
           file=sys.stderr, flush=True)
     if args.comparison == "vae":
         result = compare_vae(data, args.arch, peer, args.epoch_images, args.repeats, 128, 1e-3,
-                             args.test_images, args.k, args.iwae_k, peak)
+                             args.test_images, args.k, args.iwae_k, peak, args.profile_steps)
     else:
-        result = compare_ddpm(data, peer, args.steps, args.repeats, 128, peak)
+        result = compare_ddpm(data, peer, args.steps, args.repeats, 128, peak, profile_steps=args.profile_steps)
     result.update(load_before=load_before, load_after=load_average(), peak_gflops=peak, threads=args.threads,
                   repeats=args.repeats, command="python " + " ".join(sys.argv),
                   date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                   hardware=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                   torch=torch.__version__, peer_version=peer_version(peer))
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    for side, prof in result["profiles"].items():
+        ops = ", ".join(f"{o['op']} {o['share']:.0%}" for o in prof["top"])
+        print(f"profile of {side}, {args.profile_steps} steps in {prof['wall_s']:.2f} s: outside operators "
+              f"{prof['outside_operators']:.0%}; {ops}")
     print(HEADER)
     print(markdown_row(result))
     print(f"\n{result['command']} ({result['date']}, torch {result['torch']}, {result['peer_version']}, "
