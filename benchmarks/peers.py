@@ -440,21 +440,34 @@ def markdown_row(r: dict) -> str:
     ours, theirs = r["genzoo"], r["peer_side"]
     unit = "epoch" if r["comparison"].startswith("vae") else "step"
 
+    per = r.get("steps_per_repeat", 1)  # ddpm times several steps per repeat; vae one epoch
+
     def cell(side):
         s = side["seconds"]
-        return f"{s['median']:.3f} ({s['min']:.3f}-{s['max']:.3f})"
+        return f"{s['median'] / per:.3f} ({s['min'] / per:.3f}-{s['max'] / per:.3f})"
 
-    ratio = theirs["seconds"]["median"] / ours["seconds"]["median"] * ours["images"] / theirs["images"]
+    ratio, paired = throughput_ratios(r)
     quality = (f"{ours['test_nll']:.2f} / {theirs['test_nll']:.2f}" if "test_nll" in ours else "-")
     return (f"| {r['comparison']} | {r['peer']} | {r['parameters']['genzoo']:,} / {r['parameters']['peer']:,} "
-            f"| s/{unit}: {cell(ours)} / {cell(theirs)} | x{ratio:.2f} | {quality} "
+            f"| s/{unit}: {cell(ours)} / {cell(theirs)} | x{ratio:.2f} "
+            f"(x{statistics.median(paired):.2f}, x{min(paired):.2f}-x{max(paired):.2f}) | {quality} "
             f"| {ours['flops_per_image'] / 1e6:.1f} / {theirs['flops_per_image'] / 1e6:.1f} "
             f"| {ours['gflops_per_s']:.1f} ({ours['share_of_peak']:.0%}) / {theirs['gflops_per_s']:.1f} "
             f"({theirs['share_of_peak']:.0%}) | {r['load_before']} / {r['load_after']} |")
 
 
+def throughput_ratios(r: dict) -> tuple[float, list[float]]:
+    """genzoo's training throughput over the peer's: the ratio of the median times, and the ratio within each
+    repeat (the two sides timed one after the other, under nearly the same load)."""
+    ours, theirs = r["genzoo"], r["peer_side"]
+    per_image = ours["images"] / theirs["images"]
+    paired = [t / o * per_image for o, t in zip(ours["seconds"]["all"], theirs["seconds"]["all"])]
+    return theirs["seconds"]["median"] / ours["seconds"]["median"] * per_image, paired
+
+
 HEADER = ("| comparison | peer | parameters genzoo / peer | seconds, median (min-max), genzoo / peer "
-          "| throughput genzoo / peer | test NLL nats genzoo / peer | MFLOP per training image genzoo / peer "
+          "| throughput genzoo / peer: ratio of medians (median of the repeats' ratios, min-max) "
+          "| test NLL nats genzoo / peer | MFLOP per training image genzoo / peer "
           "| GFLOP/s (share of peak) genzoo / peer | load before / after |\n|---|---|---|---|---|---|---|---|---|")
 
 

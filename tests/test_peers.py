@@ -63,13 +63,13 @@ def test_nearest_width_picks_the_parameter_count_nearest_the_target():
 
 def test_report_ratio_is_the_throughput_of_genzoo_over_the_peer():
     def side(median, images):
-        return {"seconds": {"median": median, "min": median, "max": median}, "images": images,
+        return {"seconds": {"median": median, "min": median, "max": median, "all": [median]}, "images": images,
                 "flops_per_image": 1e6, "gflops_per_s": 1.0, "share_of_peak": 0.1}
 
     # the peer takes twice the time for 3/2 of the images: genzoo's throughput is 4/3 of the peer's
     row = {"comparison": "ddpm-pixel", "peer": "p", "parameters": {"genzoo": 1, "peer": 1},
            "genzoo": side(1.0, 100), "peer_side": side(2.0, 150), "load_before": 1, "load_after": 1}
-    assert "| x1.33 |" in peers.markdown_row(row)
+    assert "| x1.33 (x1.33, x1.33-x1.33) |" in peers.markdown_row(row)
 
 
 def test_peak_gflops_is_the_rate_of_a_timed_matrix_product(monkeypatch):
