@@ -1,0 +1,150 @@
+"""benchmarks/peers.py (issue 22): its measuring helpers, and each peer comparison's smallest configuration.
+
+The helpers are checked everywhere: the FLOP count against a count written by hand for a
+two-layer network, the A B A B order of the interleaving, the nearest-width search, the ratio of
+the report. The comparisons run only where the peer library is importable (the optional `peers`
+extra, not part of the test extra); elsewhere they are skipped with the reason. They check what
+the benchmark's "like for like" rests on: pythae's VAE built around genzoo's networks computes
+the same negative ELBO as genzoo's VAE for the same noise, and the peers' cosine noise schedules
+are genzoo's; then a couple of steps of each comparison run end to end.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import genzoo
+from genzoo.models.ddpm import make_betas
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+spec = importlib.util.spec_from_file_location("benchmark_peers", BENCHMARKS / "peers.py")
+peers = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(peers)
+
+
+def needs(peer: str):
+    reason = peers.peer_missing(peer)
+    return pytest.mark.skipif(reason is not None, reason=f"{reason} (install the peers extra: benchmarks/peers.py)")
+
+
+# ---------------------------------------------------------------------------- the helpers (no peer needed)
+
+
+def test_counted_flops_of_a_two_layer_network_match_a_count_by_hand():
+    B, n_in, H, n_out = 8, 5, 7, 3
+    net = nn.Sequential(nn.Linear(n_in, H), nn.ReLU(), nn.Linear(H, n_out))
+    x = torch.randn(B, n_in)  # needs no gradient: the first layer's input gradient is not computed
+
+    def step():
+        net(x).sum().backward()
+
+    # forward: 2BIH + 2BHO; backward: the weight gradients 2BIH + 2BHO, the hidden layer's input gradient 2BHO
+    # (I = n_in, O = n_out)
+    assert peers.counted_flops(step) == 4 * B * n_in * H + 6 * B * H * n_out
+
+
+def test_interleave_takes_the_sides_in_turn_and_times_each_call():
+    calls = []
+    times = peers.interleave({"a": lambda r: calls.append(("a", r)), "b": lambda r: calls.append(("b", r))}, 3)
+    assert calls == [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("b", 2)]
+    assert [len(t) for t in times.values()] == [3, 3] and all(s >= 0 for t in times.values() for s in t)
+
+
+def test_nearest_width_picks_the_parameter_count_nearest_the_target():
+    target = sum(p.numel() for p in nn.Linear(10, 24).parameters())  # 264
+    assert peers.nearest_width(lambda w: nn.Linear(10, w), target + 5, range(8, 41, 8)) == 24
+
+
+def test_report_ratio_is_the_throughput_of_genzoo_over_the_peer():
+    def side(median, images):
+        return {"seconds": {"median": median, "min": median, "max": median, "all": [median]}, "images": images,
+                "flops_per_image": 1e6, "gflops_per_s": 1.0, "share_of_peak": 0.1}
+
+    # the peer takes twice the time for 3/2 of the images: genzoo's throughput is 4/3 of the peer's
+    row = {"comparison": "ddpm-pixel", "peer": "p", "parameters": {"genzoo": 1, "peer": 1},
+           "genzoo": side(1.0, 100), "peer_side": side(2.0, 150), "load_before": 1, "load_after": 1}
+    assert "| x1.33 (x1.33, x1.33-x1.33) |" in peers.markdown_row(row)
+
+
+def test_peak_gflops_is_the_rate_of_a_timed_matrix_product(monkeypatch):
+    clock = iter([0.0, 0.5, 1.0, 1.25])  # two timed products: 0.5 s and 0.25 s; the best counts
+    monkeypatch.setattr(peers.time, "perf_counter", lambda: next(clock))
+    assert peers.peak_gflops(size=64, repeats=2) == pytest.approx(2 * 64**3 / 0.25 / 1e9)
+
+
+# ---------------------------------------------------------------------------- pythae
+
+
+@needs("pythae")
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_pythae_vae_around_our_networks_has_our_negative_elbo(arch):
+    torch.manual_seed(0)
+    ours = genzoo.create("vae", **peers.vae_overrides(arch), **({"channels": 8} if arch == "conv" else {}))
+    theirs = peers.pythae_vae(ours, "vae", 5)
+    x = torch.bernoulli(torch.rand(6, 1, 28, 28), generator=torch.Generator().manual_seed(1))
+    ours.train(), theirs.train()
+    torch.manual_seed(2)  # both draw eps = randn of shape (B, D) from the global generator, once
+    their_loss = theirs({"data": x}).loss  # mean over the batch of BCE summed over pixels + KL
+    torch.manual_seed(2)
+    our_nelbo = ours.loss(x)["nelbo"]
+    assert float(their_loss.detach()) == pytest.approx(float(our_nelbo), rel=1e-5)
+    # and the two share the networks: a step of pythae's moves genzoo's weights
+    before = ours.decoder.net[-1].bias.clone() if arch == "mlp" else next(ours.decoder.parameters()).clone()
+    their_loss.backward()
+    torch.optim.SGD(theirs.parameters(), lr=0.1).step()
+    after = ours.decoder.net[-1].bias if arch == "mlp" else next(ours.decoder.parameters())
+    assert not torch.equal(before, after)
+
+
+@needs("pythae")
+@pytest.mark.parametrize("peer", ["vae", "iwae"])
+def test_vae_comparison_runs_its_smallest_configuration(tiny, one_thread, peer):
+    r = peers.compare_vae(tiny, "mlp", peer, epoch_images=256, repeats=1, batch_size=128, lr=1e-3,
+                          test_images=8, k=4, iwae_k=2, peak=10.0)
+    assert r["parameters"]["genzoo"] == r["parameters"]["peer"] == 652_824
+    assert r["genzoo"]["images"] == 256 and r["peer_side"]["images"] == 256
+    # the same networks: the same matrix products per image, unless pythae's IWAE decodes each image twice
+    ours, theirs = r["genzoo"]["flops_per_image"], r["peer_side"]["flops_per_image"]
+    assert theirs == pytest.approx(ours, rel=1e-9) if peer == "vae" else theirs > 1.3 * ours
+    for side in ("genzoo", "peer_side"):
+        assert math.isfinite(r[side]["test_nll"]) and 0 < r[side]["test_nll"] < 784 * math.log(2) + 50
+        assert r[side]["seconds"]["median"] > 0
+
+
+# ---------------------------------------------------------------------------- diffusion
+
+
+def our_alpha_bar(timesteps: int = 1000) -> torch.Tensor:
+    return torch.cumprod(1 - make_betas("cosine", timesteps), 0)
+
+
+@needs("diffusers")
+def test_diffusers_cosine_schedule_is_ours():
+    from diffusers import DDPMScheduler
+
+    theirs = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2").alphas_cumprod.double()
+    assert torch.allclose(theirs, our_alpha_bar(), atol=1e-6)
+
+
+@needs("lucidrains")
+def test_lucidrains_cosine_schedule_is_ours():
+    unet = peers.lucidrains_unet(8)
+    theirs = peers.import_peer("lucidrains").GaussianDiffusion(unet, image_size=28, timesteps=1000,
+                                                                beta_schedule="cosine").alphas_cumprod.double()
+    assert torch.allclose(theirs, our_alpha_bar(), atol=1e-6)
+
+
+@pytest.mark.parametrize("peer", [pytest.param("lucidrains", marks=needs("lucidrains")),
+                                  pytest.param("diffusers", marks=needs("diffusers"))])
+def test_ddpm_comparison_runs_its_smallest_configuration(tiny, one_thread, peer):
+    r = peers.compare_ddpm(tiny, peer, steps=1, repeats=1, batch_size=4, peak=10.0,
+                           overrides={"widths": (8, 16, 16), "res_blocks": 1}, widths=range(8, 25, 8))
+    assert r["peer_width"] in (8, 16, 24) and r["parameters"]["genzoo"] > 0 and r["parameters"]["peer"] > 0
+    for side in ("genzoo", "peer_side"):
+        assert r[side]["flops_per_image"] > 0 and r[side]["seconds"]["median"] > 0
