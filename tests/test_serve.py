@@ -627,14 +627,18 @@ def test_the_page_in_headless_chromium(live_server, tmp_path):
             ".map(i => i.getAttribute('src').slice(0, 80))")
         count = driver.execute_script("return Array.from(document.images).filter(i => i.getAttribute('src')).length")
         assert broken == [] and count >= 12
-        timings = driver.execute_script(
-            "const n = performance.getEntriesByType('navigation')[0];"
-            "return {...window.genzooTimings, load_event: n.loadEventEnd,"
-            " dom_content_loaded: n.domContentLoadedEventEnd}")
-        (shots / "serve-timings.json").write_text(json.dumps(timings, indent=2) + "\n")
+        page_timings = ("const n = performance.getEntriesByType('navigation')[0];"
+                        "return {...window.genzooTimings, load_event: n.loadEventEnd}")
+        timings = driver.execute_script(page_timings)
         driver.save_screenshot(str(shots / "serve-page.png"))
         driver.find_element(By.ID, "draw-section").screenshot(str(shots / "serve-digit.png"))
         assert (shots / "serve-page.png").stat().st_size > 10_000
+        # The first load also starts the browser's own machinery; a second load is what a user sees next time.
+        driver.refresh()
+        wait.until(lambda d: d.execute_script("return window.genzooTimings.ready !== null"))
+        timings["reload"] = driver.execute_script(page_timings)
+        (shots / "serve-timings.json").write_text(json.dumps(timings, indent=2) + "\n")
+        assert timings["ready"] < 20_000 and max(timings["classify"]) < 20_000  # loose: a loaded CI machine
         print("browser timings (ms):", json.dumps(timings))
     finally:
         driver.quit()
