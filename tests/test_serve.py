@@ -642,3 +642,18 @@ def test_the_page_in_headless_chromium(live_server, tmp_path):
         print("browser timings (ms):", json.dumps(timings))
     finally:
         driver.quit()
+
+
+def test_a_wheel_ships_every_file_of_the_page():
+    """pyproject's package-data globs cover every file under serve/static (an editable install hides a miss)."""
+    import fnmatch
+
+    import genzoo.serve
+
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["genzoo"]
+    package = Path(genzoo.__file__).parent
+    static_dir = Path(genzoo.serve.__file__).parent / "static"
+    static = sorted(p.relative_to(package).as_posix() for p in static_dir.iterdir())
+    assert static and all(any(fnmatch.fnmatch(name, pattern) for pattern in patterns) for name in static), static
