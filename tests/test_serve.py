@@ -480,6 +480,17 @@ def test_a_running_model_stops_at_its_next_step_when_cancelled(serve_root):
     assert "cached_logit" not in model.__dict__  # the job's wrapper (and the one above) are gone
     assert all(not m._forward_pre_hooks for m in model.modules())  # the hooks are gone with the job
     assert model.logits(x).shape == (1, 1, 28, 28)  # and it works again
+    # A cancelled job stops its own thread only: a light request on the same model from another thread goes on.
+    cancelled = Job("pixelcnn", "sample", work=None)
+    cancelled.cancel_requested.set()
+    with watched(model, cancelled, "cached_logit", 784):
+        answer = {}
+        other = threading.Thread(target=lambda: answer.update(shape=tuple(model.logits(x).shape)))
+        other.start()
+        other.join()
+        assert answer == {"shape": (1, 1, 28, 28)}
+        with pytest.raises(Cancelled):
+            model.logits(x)
 
 
 def test_the_server_answers_while_a_heavy_job_runs(client, a_one):

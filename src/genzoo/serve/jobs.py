@@ -190,16 +190,23 @@ class JobBoard:
 @contextlib.contextmanager
 def watched(model: nn.Module, job: Job, step_method: str | None = None, total: int = 0) -> Iterator[None]:
     """For the job's time: progress from calls of `model.<step_method>` (`total` expected), and cancellation
-    at the next forward call of any submodule. Only the job's own worker uses the model meanwhile."""
-    handles = [module.register_forward_pre_hook(lambda *_: job.check()) for module in model.modules()]
+    at the next forward call of any submodule, both in the job's own thread only (the one that enters this)."""
+    worker = threading.get_ident()  # a light request may use the same model from another thread meanwhile
+
+    def check(*_) -> None:
+        if threading.get_ident() == worker:
+            job.check()
+
+    handles = [module.register_forward_pre_hook(check) for module in model.modules()]
     if step_method:
         original = getattr(model, step_method)
         count = 0
 
         def counted(*args, **kwargs):
             nonlocal count
-            job.tick(count, total)
-            count += 1
+            if threading.get_ident() == worker:
+                job.tick(count, total)
+                count += 1
             return original(*args, **kwargs)
 
         model.__dict__[step_method] = counted  # shadows the class's method on this instance only
