@@ -15,10 +15,13 @@ from .evaluator import EvaluatorError, add_arguments
 from .evaluator import main as train_evaluator_main
 from .models.base import CapabilityError
 from .report import write_report
+from .serve import DEFAULT_ROOT as SERVE_ROOT
+from .serve import ServeError, serve
 from .trainer import TrainingError
 
 # Errors a user can cause and fix: printed as one line, never as a traceback.
-USER_ERRORS = (DataError, ConfigError, runs.RunError, TrainingError, CapabilityError, EvaluatorError, FileNotFoundError)
+USER_ERRORS = (DataError, ConfigError, runs.RunError, TrainingError, CapabilityError, EvaluatorError, FileNotFoundError,
+               ServeError)
 
 def positive_int(text: str) -> int:
     """argparse type: a whole number >= 1 (a count of images, steps, rows)."""
@@ -124,6 +127,10 @@ def cmd_bench(args):
     return run_bench(args.models, data=args.data, budget_seconds=args.budget, device=args.device, out_dir=args.out,
                      seed=args.seed, n_samples=args.n_samples, reuse=not args.retrain, max_test=args.max_test,
                      iwae_k=args.iwae_k)
+
+
+def cmd_serve(args):
+    return serve(args.root, host=args.host, port=args.port, threads=args.threads)
 
 
 def cmd_evaluator(args):
@@ -279,6 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="importance samples (0: each model's own)")
     device_arg(p)
     p.set_defaults(fn=cmd_bench)
+
+    p = sub.add_parser("serve", help="local web app over run folders: draw a digit, watch every model work on it")
+    p.add_argument("root", nargs="?", default=SERVE_ROOT, metavar="RUN_ROOT",
+                   help=f"folder whose run folders are served (default {SERVE_ROOT}, the demo's)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback; others warn)")
+    p.add_argument("--port", type=non_negative_int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: half the cores, <= 4)")
+    p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("evaluator", help="`genzoo evaluator train`: rebuild the evaluator network asset")
     p.add_argument("action", choices=["train"])

@@ -1,0 +1,457 @@
+"""The FastAPI application of `genzoo serve`: a page, and a JSON API over the run folders under RUN_ROOT.
+
+Every endpoint is documented at /docs (OpenAPI), so scripts can use the same API as the page.
+Digits travel as 784 pixel values in [0, 1] (28 x 28, row by row); pictures come back as PNG
+data URLs. Light requests (classify, reconstruct, denoise, sampling the fast models, latent
+paths) are answered at once from the server's thread pool; heavy ones (pixel models, diffusion,
+the editor) become jobs (see `jobs.py`) that the page polls at /api/jobs/ID.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import torch
+from fastapi import FastAPI, File, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from pydantic import BaseModel, Field
+from safetensors import SafetensorError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import registry, runs
+from ..config import ConfigError, build
+from ..evaluator import load_evaluator
+from ..images import grid
+from ..models.autoregressive import PixelModel, completion_rows, visible_mask
+from ..models.base import CapabilityError
+from ..models.dae import corrupt, parse_noise, psnr
+from ..models.ddpm import DDPM, Sampler
+from ..models.gan import AdversarialModel
+from ..models.gan import interpolate as gan_interpolate
+from ..models.vae import VAE
+from ..report import IMAGE_SUFFIXES, NOT_CURVES, _flatten, _fmt, _read_json
+from .inputs import (
+    MAX_IMAGE_BYTES,
+    InputError,
+    decode_image,
+    find_runs,
+    pixels_tensor,
+    run_folder,
+    run_picture,
+    to_mnist,
+)
+from .jobs import Job, JobBoard, watched
+
+STATIC = Path(__file__).parent / "static"
+MAX_INSTRUCTION = 200
+MAX_MODELS_KEPT = 16
+LATENT_MAP_STEPS = 15
+
+Pixels = list[float]
+Seed = Field(0, ge=0, le=2**31 - 1, description="seeds the noise: the same seed gives the same pictures")
+
+
+# ---------------------------------------------------------------------------- request bodies
+
+
+class DigitBody(BaseModel):
+    pixels: Pixels = Field(description="784 values in [0, 1], the 28 x 28 digit row by row")
+
+
+class DenoiseBody(DigitBody):
+    noise: Literal["gaussian", "salt-and-pepper", "masking", "hide"] = "gaussian"
+    level: float = Field(0.5, ge=0, le=10, description="noise strength (gaussian: std, else the share of pixels)")
+    hide: Literal["bottom-half", "right-half", "box"] = "bottom-half"
+    seed: int = Seed
+
+
+class CompleteBody(DigitBody):
+    hide: Literal["bottom-half", "right-half", "box"] = "bottom-half"
+    completions: int = Field(4, ge=1, le=8)
+    label: int | None = Field(None, ge=0, le=9, description="conditional models: the digit (default: the top class)")
+    seed: int = Seed
+
+
+class SampleBody(BaseModel):
+    n: int = Field(16, ge=1, le=64)
+    label: int | None = Field(None, ge=0, le=9)
+    guidance: float | None = Field(None, ge=0, le=20, description="diffusion: classifier-free guidance weight")
+    steps: int | None = Field(None, ge=1, le=1000, description="diffusion: DDIM steps")
+    seed: int = Seed
+
+
+class InterpolateBody(BaseModel):
+    pixels: Pixels | None = Field(None, description="VAE: start from this digit's code (else a prior draw)")
+    steps: int = Field(11, ge=2, le=32)
+    label: int | None = Field(None, ge=0, le=9)
+    seed: int = Seed
+
+
+class EditBody(DigitBody):
+    instruction: str = Field(min_length=1, max_length=MAX_INSTRUCTION)
+    image_guidance: float = Field(1.5, ge=0, le=10)
+    text_guidance: float = Field(7.5, ge=0, le=20)
+    steps: int = Field(20, ge=1, le=200)
+    seed: int = Seed
+
+
+# ---------------------------------------------------------------------------- pictures and models
+
+
+def png(images: torch.Tensor, nrow: int | None = None) -> str:
+    """Images (N, 1, H, W) in [0, 1] as one PNG grid, as a data URL (enlarged by the page's CSS)."""
+    images = images.detach().float().cpu()
+    array = grid(images, nrow, padding=0 if len(images) == 1 else 2)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def capabilities(folder: Path) -> dict[str, Any]:
+    """What the page may offer for a run, read from config.json and the model's class (no weights loaded)."""
+    config = runs.read_config(folder)
+    cls = registry.get(config["model"])
+    cfg = build(cls.Config, config["hparams"], owner=config["model"])
+    pixel, diffusion = issubclass(cls, PixelModel), issubclass(cls, DDPM)
+    edit = callable(getattr(cls, "edit", None))
+    caps = {
+        "model": config["model"], "data": config["data"], "seed": config["seed"],
+        "weights": (folder / runs.WEIGHTS).exists(),
+        "conditional": bool(getattr(cfg, "conditional", False)),
+        "sample": bool(cls.can_sample), "heavy_sample": pixel or diffusion,
+        "reconstruct": bool(cls.can_reconstruct), "denoise": bool(cls.can_denoise),
+        "complete": pixel, "edit": edit,
+        "interpolate": issubclass(cls, (AdversarialModel, VAE)),
+        "latent_map": issubclass(cls, VAE) and getattr(cfg, "latent_dim", 0) == 2,
+        "sample_options": list(cls.sample_options),
+    }
+    if diffusion:
+        caps["max_steps"] = cfg.timesteps
+        caps["default_steps"] = cfg.sample_steps
+        caps["default_guidance"] = cfg.guidance
+    return caps
+
+
+class Models:
+    """Trained models by run name, loaded on first use and again when model.safetensors changes."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.lock = threading.Lock()
+        self.loading: dict[str, threading.Lock] = {}
+        self.cache: OrderedDict[str, tuple[tuple, torch.nn.Module]] = OrderedDict()
+        self.evaluator = load_evaluator("cpu")
+
+    def get(self, name: str) -> tuple[Path, Any]:
+        folder = run_folder(self.root, name)
+        weights = folder / runs.WEIGHTS
+        try:
+            stat = weights.stat()
+        except FileNotFoundError:
+            raise InputError(f"{name}: no {runs.WEIGHTS} yet (a training run writes it at its first checkpoint); "
+                             "try again later", 409) from None
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        with self.lock:
+            lock = self.loading.setdefault(name, threading.Lock())
+        with lock:
+            cached = self.cache.get(name)
+            if cached and cached[0] == stamp:
+                self.cache.move_to_end(name)
+                return folder, cached[1]
+            try:
+                model = runs.load(folder, "cpu")
+            except (runs.RunError, ConfigError) as e:
+                raise InputError(f"{name}: {e}", 409) from None
+            except (SafetensorError, RuntimeError, OSError) as e:  # torn, corrupt or foreign weights
+                raise InputError(f"{name}: its weights cannot be loaded ({type(e).__name__}: {e}); "
+                                 "retrain the run or wait for its training to write them", 409) from None
+            model.requires_grad_(False)
+            with self.lock:
+                self.cache[name] = (stamp, model)
+                while len(self.cache) > MAX_MODELS_KEPT:
+                    self.cache.popitem(last=False)
+            return folder, model
+
+    @torch.no_grad()
+    def classify(self, x: torch.Tensor) -> list[float]:
+        return torch.softmax(self.evaluator.logits(x), dim=1)[0].tolist()
+
+
+def _require(ok: bool, model, what: str, fix: str) -> None:
+    if not ok:
+        raise CapabilityError(f"{model.name}: {what}; {fix}")
+
+
+# ---------------------------------------------------------------------------- the application
+
+
+def create_app(root: str | Path) -> FastAPI:
+    """The app over the run folders under `root` (which must exist)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder of runs; give the folder that holds your run folders "
+                                "(e.g. genzoo-demo after `genzoo demo`)")
+    models = Models(root)
+    board = JobBoard()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        board.shutdown()  # cancel what runs and waits, so that no model is mid-step when the process ends
+
+    app = FastAPI(title="genzoo serve", description=__doc__, version="1", lifespan=lifespan)
+    app.state.models, app.state.board, app.state.root = models, board, root
+
+    @app.middleware("http")
+    async def refuse_big_uploads(request: Request, call_next):
+        # Said before the body is read: an upload larger than any accepted image is not spooled at all.
+        length = request.headers.get("content-length", "")
+        if request.method == "POST" and length.isdigit() and int(length) > MAX_IMAGE_BYTES + 64 * 1024:
+            return JSONResponse({"error": f"the request has {int(length):,} bytes; an image may have at most "
+                                          f"{MAX_IMAGE_BYTES:,}"}, status_code=413)
+        return await call_next(request)
+
+    @app.exception_handler(InputError)
+    async def input_error(request: Request, e: InputError):
+        return JSONResponse({"error": str(e)}, status_code=e.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException):  # e.g. a path no route matches
+        return JSONResponse({"error": f"{request.url.path}: {e.detail}"}, status_code=e.status_code)
+
+    @app.exception_handler(runs.RunError)
+    async def run_error(request: Request, e: runs.RunError):  # a run folder being written or damaged
+        return JSONResponse({"error": str(e)}, status_code=409)
+
+    @app.exception_handler(ConfigError)
+    @app.exception_handler(CapabilityError)
+    async def model_error(request: Request, e: Exception):
+        return JSONResponse({"error": str(e)}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, e: RequestValidationError):
+        lines = []
+        for err in e.errors():
+            where = ".".join(str(p) for p in err["loc"] if p != "body")
+            given = err.get("input")
+            if isinstance(given, str) and len(given) > 40:
+                shown = f"{given[:20]!r}... ({len(given)} characters)"
+            elif isinstance(given, (dict, list)):
+                shown = f"a {type(given).__name__} of {len(given)}"
+            else:
+                shown = repr(given)
+            lines.append(f"{where or 'body'}: {err['msg']} (got {shown})")
+        return JSONResponse({"error": "; ".join(lines), "detail": jsonable(e.errors())}, status_code=422)
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/api/runs", summary="The runs under RUN_ROOT and what each can do")
+    def list_runs():
+        out = []
+        for name, folder in find_runs(root).items():
+            try:
+                out.append({"name": name, **capabilities(folder)})
+            except (runs.RunError, ConfigError) as e:
+                out.append({"name": name, "error": str(e)})
+        return {"root": str(root), "runs": out}
+
+    @app.post("/api/digit", summary="An uploaded PNG or JPEG -> the 28 x 28 digit the models get, and its class")
+    def digit(image: Annotated[UploadFile, File(description=f"PNG or JPEG, at most {MAX_IMAGE_BYTES:,} bytes")]):
+        data = image.file.read(MAX_IMAGE_BYTES + 1)
+        x = to_mnist(decode_image(data))
+        probabilities = models.classify(x)
+        return {"pixels": x.flatten().tolist(), "image": png(x), "probabilities": probabilities,
+                "top": int(np.argmax(probabilities))}
+
+    @app.post("/api/classify", summary="The evaluator's class probabilities for a digit")
+    def classify(body: DigitBody):
+        probabilities = models.classify(pixels_tensor(body.pixels))
+        return {"probabilities": probabilities, "top": int(np.argmax(probabilities))}
+
+    @app.post("/api/runs/{name:path}/reconstruct", summary="Autoencoders: the reconstruction (VAE: its latent point)")
+    def reconstruct(name: str, body: DigitBody):
+        _, model = models.get(name)
+        _require(model.can_reconstruct, model, "is not an autoencoder, it cannot reconstruct", "pick an ae/dae/vae")
+        x = pixels_tensor(body.pixels)
+        with torch.no_grad():
+            x_hat = model.reconstruct(x)
+        out = {"image": png(x_hat), "probabilities": models.classify(x_hat)}
+        if isinstance(model, VAE) and model.config.latent_dim == 2:
+            with torch.no_grad():
+                mu = model.encode(x)[0][0]
+                grid_images = model.latent_manifold(LATENT_MAP_STEPS)  # (S, S, 1, 28, 28)
+            # the map spans Gaussian quantiles 0.05..0.95 on each axis, z2 decreasing down the rows
+            where = torch.distributions.Normal(0, 1).cdf(mu).clamp(0.05, 0.95)
+            out["latent"] = {"z": mu.tolist(), "map": png(grid_images.flatten(0, 1), LATENT_MAP_STEPS),
+                             "x": float((where[0] - 0.05) / 0.9), "y": float(1 - (where[1] - 0.05) / 0.9)}
+        return out
+
+    @app.post("/api/runs/{name:path}/denoise", summary="Denoising autoencoder: corrupt the digit, then clean it")
+    def denoise(name: str, body: DenoiseBody):
+        _, model = models.get(name)
+        _require(model.can_denoise, model, "is not a denoising autoencoder", "pick a dae run")
+        x = pixels_tensor(body.pixels)
+        if body.noise == "hide":
+            noisy = torch.where(visible_mask(body.hide), x, torch.zeros_like(x))
+        else:
+            kind, level = parse_noise(f"{body.noise}:{body.level}")  # the model's own range check
+            noisy = corrupt(x, kind, level, torch.Generator().manual_seed(body.seed))
+        with torch.no_grad():
+            clean = model.denoise(noisy)
+        return {"noisy": png(noisy), "denoised": png(clean), "psnr_noisy": float(psnr(noisy, x)),
+                "psnr_denoised": float(psnr(clean, x)), "probabilities": models.classify(clean)}
+
+    @app.post("/api/runs/{name:path}/sample", summary="A grid of samples (pixel and diffusion models: a job)")
+    def sample(name: str, body: SampleBody):
+        _, model = models.get(name)
+        options = {k: v for k, v in {"guidance": body.guidance, "steps": body.steps}.items() if v is not None}
+        unknown = sorted(set(options) - set(model.sample_options))
+        if unknown:
+            raise InputError(f"{model.name}: sampling has no option {', '.join(unknown)} "
+                             f"(its options: {', '.join(model.sample_options) or 'none'})")
+        if body.label is not None and not model.conditional:
+            raise InputError(f"{model.name}: this run is unconditional, it cannot draw a chosen digit; "
+                             "leave the digit empty or pick a conditional run")
+        nrow = 8 if body.n > 16 else 4
+
+        def draw(job: Job | None = None) -> dict:
+            generator = torch.Generator().manual_seed(body.seed)
+            if job is None:
+                with torch.no_grad():
+                    images = model.sample(body.n, y=body.label, generator=generator, **options)
+            else:
+                step, total = progress_of(model, options)
+                with watched(model, job, step, total), torch.no_grad():
+                    images = model.sample(body.n, y=body.label, generator=generator, **options)
+            return {"image": png(images, nrow), "settings": model.sample_settings(**options)}
+
+        if isinstance(model, DDPM):  # check steps and guidance now, in the answer, not later in the job
+            settings = model.sample_settings(**options)
+            Sampler(model.schedule, settings["sampler"], settings["steps"], settings["eta"])
+        if isinstance(model, (PixelModel, DDPM)):
+            return {"job": board.view(board.submit(name, "sample", draw))}
+        return draw()
+
+    @app.post("/api/runs/{name:path}/complete", summary="Pixel models: complete the hidden part (a job)")
+    def complete(name: str, body: CompleteBody):
+        _, model = models.get(name)
+        _require(isinstance(model, PixelModel), model, "cannot complete digits", "pick a pixelcnn or pixelrnn run")
+        x = (pixels_tensor(body.pixels) > 0.5).float()  # the pixel models see binary digits
+        label = body.label
+        if model.conditional and label is None:
+            label = int(np.argmax(models.classify(x)))
+        y = torch.tensor([label]) if model.conditional else None
+
+        def work(job: Job) -> dict:
+            with watched(model, job, "cached_logit", x.shape[-1] * x.shape[-2]):
+                generator = torch.Generator().manual_seed(body.seed)
+                rows = completion_rows(model, x, body.hide, body.completions, y, generator)
+            return {"visible": png(rows[1]), "completions": [png(r) for r in rows[2:]],
+                    "probabilities": [models.classify(r) for r in rows[2:]]}
+
+        return {"job": board.view(board.submit(name, "complete", work))}
+
+    @app.post("/api/runs/{name:path}/interpolate", summary="VAE and GANs: decoded digits along a latent line")
+    def interpolate(name: str, body: InterpolateBody):
+        _, model = models.get(name)
+        generator = torch.Generator().manual_seed(body.seed)
+        with torch.no_grad():
+            if isinstance(model, VAE):
+                z1 = model.randn(1, model.config.latent_dim, generator=generator)
+                z0 = model.encode(pixels_tensor(body.pixels))[0] if body.pixels is not None else \
+                    model.randn(1, model.config.latent_dim, generator=generator)
+                t = torch.linspace(0, 1, body.steps)[:, None]  # (S, 1)
+                frames = model.decode_mean(z0 + t * (z1 - z0))  # (S, 1, 28, 28)
+            elif isinstance(model, AdversarialModel):
+                label = body.label if body.label is not None or not model.conditional else 0
+                frames = gan_interpolate(model, body.steps, label=label, rows=1, generator=generator)[0]
+            else:
+                raise CapabilityError(f"{model.name}: has no latent space to walk; pick a vae, gan, cgan or dcgan run")
+        return {"frames": [png(f[None]) for f in frames]}
+
+    @app.post("/api/runs/{name:path}/edit", summary="The instruction editor: apply an instruction to the digit (a job)")
+    def edit(name: str, body: EditBody):
+        _, model = models.get(name)
+        _require(callable(getattr(model, "edit", None)), model, "is not an instruction editor",
+                 "pick an instruct run")
+        x = pixels_tensor(body.pixels)
+
+        def work(job: Job) -> dict:
+            with watched(model, job), torch.no_grad():
+                out = model.edit(x, [body.instruction], image_guidance=body.image_guidance,
+                                 text_guidance=body.text_guidance, steps=body.steps,
+                                 generator=torch.Generator().manual_seed(body.seed))
+            return {"image": png(out), "probabilities": models.classify(out.float().clamp(0, 1))}
+
+        return {"job": board.view(board.submit(name, "edit", work))}
+
+    @app.get("/api/jobs", summary="The heavy jobs: running and queued first, then the latest finished")
+    def jobs():
+        return {"jobs": board.views()}
+
+    @app.get("/api/jobs/{job_id}", summary="One job: status, progress, place in its queue, result")
+    def job(job_id: str):
+        return board.view(board.get(job_id))
+
+    @app.post("/api/jobs/{job_id}/cancel", summary="Cancel a job (a running one stops at its next step)")
+    def cancel(job_id: str):
+        return board.view(board.cancel(job_id))
+
+    @app.get("/api/runs/{name:path}/report", summary="A run's report: config, metrics, curves, pictures")
+    def report(name: str):
+        folder = run_folder(root, name)
+        config = runs.read_config(folder)
+        try:
+            metrics = {k: _fmt(v) for k, v in _flatten(_read_json(folder / runs.METRICS) or {}).items()}
+        except ValueError as e:  # the report's message: which file, and to rerun `genzoo evaluate`
+            metrics = {"error": str(e)}
+        curves: dict[str, list] = {}
+        try:
+            for record in runs.read_metrics_log(folder):
+                for key, value in record.items():
+                    if key not in NOT_CURVES and isinstance(value, (int, float)) and not isinstance(value, bool):
+                        curves.setdefault(key, []).append([record.get("step", len(curves.get(key, []))), value])
+        except runs.RunError as e:
+            curves = {}
+            metrics["metrics.jsonl"] = str(e)
+        real = folder.resolve()
+        pictures = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                          if p.suffix.lower() in IMAGE_SUFFIXES and p.suffix.lower() != ".svg" and p.is_file()
+                          and not p.is_symlink() and p.resolve().is_relative_to(real)
+                          and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+        return {"name": name, "model": config["model"], "hparams": config["hparams"], "train": config["train"],
+                "data": config["data"], "metrics": metrics, "curves": curves, "pictures": pictures}
+
+    @app.get("/api/runs/{name:path}/files/{relative:path}", summary="A picture the run wrote")
+    def picture(name: str, relative: str):
+        return FileResponse(run_picture(run_folder(root, name), relative))
+
+    return app
+
+
+def progress_of(model, options: dict) -> tuple[str | None, int]:
+    """The per-step method to count for a heavy model's sampling, and how many calls make the whole."""
+    if isinstance(model, PixelModel):
+        return "cached_logit", model.image_size**2
+    if isinstance(model, DDPM):
+        return "guided_output", model.sample_settings(**options)["steps"]
+    return None, 0
+
+
+def jsonable(errors: list[dict]) -> list[dict]:
+    """Pydantic's error records with only JSON-safe values (its `ctx` may hold exceptions)."""
+    return [{k: (v if k in ("loc", "msg", "type") else str(v)) for k, v in err.items()} for err in errors]
