@@ -100,3 +100,26 @@ def test_first_n_is_the_start_of_the_whole_sets_binarization(vae_run):
 def test_random_subset_without_max_test_is_an_error(vae_run, capsys):
     assert main(["evaluate", str(vae_run), "--random-subset", "--samples", "0", "--device", "cpu"]) == 2
     assert "give max_test too (e.g. genzoo evaluate RUN --max-test 300 --random-subset)" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def gmm_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("eval") / "gmm"
+    assert main(["train", "gmm", "--data", "embedded", "--device", "cpu", "--set", "n_components=2",
+                 "--set", "pca_dim=8", "--set", "max_iter=3", "--out", str(run)]) == 0
+    return run
+
+
+def test_sample_quality_compares_with_every_test_digit_whatever_max_test(gmm_run, capsys):
+    """The issue's `evaluate runs/gmm --max-test 2 --samples 50`: the likelihood pass takes 2 digits, the
+    sample-quality reference all 500 of the embedded test set; fewer samples than reported figures are said."""
+    assert main(["evaluate", str(gmm_run), "--max-test", "2", "--samples", "50", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((gmm_run / "metrics.json").read_text())
+    assert metrics["nll_nats"]["n"] == 2 and metrics["nll_nats"]["likelihood_data"] == "dequantized"
+    assert metrics["fid"]["n"] == 50 and metrics["fid"]["n_real"] == metrics["precision"]["n_real"] == 500
+    assert "from 50 samples, fewer than the 10,000 of the reported figures" in metrics["precision"]["note"]
+    assert "from 50 samples, fewer than the 10,000" in out
+    assert main(["evaluate", str(gmm_run), "--max-test", "2", "--samples", "3", "--device", "cpu"]) == 2
+    assert ("--samples 3: precision and recall compare each sample with its 3 nearest neighbours, so they need "
+            "at least 4 samples; give --samples 4 or more") in capsys.readouterr().err

@@ -314,7 +314,8 @@ class NaNGradient(GenerativeModel):
 def test_nan_gradients_stop_training_before_a_checkpoint_holds_them(tiny, tmp_path):
     with pytest.raises(TrainingError, match=r"nan-gradient: non-finite weights \(v\) after step 4, whose losses were "
                                             r"finite; training stopped. The last good checkpoint \(step 3\) is kept in "
-                                            r".*Try a lower lr or --set grad_clip=1$"):
+                                            r".*Start afresh with --overwrite and a lower --lr \(this run: 0.001\) "
+                                            r"or --set grad_clip=1$"):
         genzoo.train(NaNGradient(), data=tiny, out=tmp_path, device="cpu", progress=False,
                      train_overrides={"steps": 10, "epochs": 0, "batch_size": 128, "checkpoint_minutes": 0})
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
@@ -323,9 +324,16 @@ def test_nan_gradients_stop_training_before_a_checkpoint_holds_them(tiny, tmp_pa
 
 
 def test_a_nan_before_any_checkpoint_says_there_is_none(tiny, tmp_path):
-    with pytest.raises(TrainingError, match=r"loss=nan at step 1; training stopped. No checkpoint was written yet: "):
+    """`--lr 1e6 --steps 2` in the issue: no checkpoint exists, so none is said to be kept; on a CPU there is no
+    autocast, so no amp advice; the way out is --overwrite (a plain rerun is refused: the folder holds a run)."""
+    with pytest.raises(TrainingError) as stopped:
         genzoo.train(Exploding(explode_at=0), data=tiny, out=tmp_path, device="cpu", progress=False,
-                     train_overrides={"steps": 10, "epochs": 0, "batch_size": 128, "log_every": 100})
+                     train_overrides={"steps": 10, "epochs": 0, "batch_size": 128, "log_every": 100, "lr": 1e6})
+    message = str(stopped.value)
+    assert message.startswith(f"exploding: loss=nan at step 1; training stopped. No checkpoint was written yet, so "
+                              f"{tmp_path} has nothing to resume from. Start afresh with --overwrite and a lower --lr "
+                              "(this run: 1e+06) or --set grad_clip=1")
+    assert "amp" not in message and "step -1" not in message
     assert not (tmp_path / "checkpoint.pt").exists()
 
 

@@ -67,7 +67,8 @@ def cmd_list(args):
 def cmd_train(args):
     return commands.train(args.model, data=args.data, out=args.out, device=args.device, seed=args.seed,
                           resume=args.resume, sets=args.set, epochs=args.epochs, steps=args.steps,
-                          batch_size=args.batch_size, lr=args.lr, overwrite=args.overwrite)
+                          batch_size=args.batch_size, lr=args.lr, overwrite=args.overwrite,
+                          time_budget=args.time_budget)
 
 
 def cmd_sample(args):
@@ -104,7 +105,8 @@ def cmd_evaluate(args):
     return commands.evaluate(args.run, as_json=args.json, device=args.device, seed=args.seed,
                              max_test=args.max_test, random_subset=args.random_subset, iwae_k=args.iwae_k,
                              n_samples=args.n_samples, guidance=args.guidance, steps=args.steps, eta=args.eta,
-                             sampler=args.sampler, guidance_sweep=args.guidance_sweep, sweep_samples=args.sweep_samples)
+                             sampler=args.sampler, guidance_sweep=args.guidance_sweep, sweep_samples=args.sweep_samples,
+                             ais_betas=args.ais_betas, ais_runs=args.ais_runs)
 
 
 def cmd_report(args):
@@ -146,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--epochs", type=positive_int)
     group.add_argument("--steps", type=positive_int)
+    p.add_argument("--time-budget", dest="time_budget", type=non_negative_float, metavar="SECONDS",
+                   help="stop (checkpointed) after this many seconds of training, summed over --resume sessions; "
+                        "with --resume, a new budget to train on to")
     p.add_argument("--batch-size", dest="batch_size", type=positive_int)
     p.add_argument("--lr", type=float)
     device_arg(p)
@@ -166,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=positive_int, default=64)
     p.add_argument("--label", type=int, help="digit to draw (conditional models)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="PNG file (default RUN/samples/sample_seedS.png)")
+    p.add_argument("--out", help="PNG file (default RUN/samples/sample_nN_seedS[_labelL][_OPTIONVALUE].png), "
+                   "or FILE.npz for the images as uint8 arrays (any -n)")
     sampling_args(p)
     p.add_argument("--chain", action="store_true",
                    help="dae: show the Markov chain from noise (corrupt, denoise, repeat), one chain a row")
@@ -179,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--columns", type=positive_int, default=10, help="states per row, x_T first and x_0 last")
     p.add_argument("--label", type=int, help="the digit of every row")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="PNG file (default RUN/samples/reverse_process.png)")
+    p.add_argument("--out", help="PNG file (default RUN/samples/reverse_process_nN_columnsC_seedS[...].png)")
     sampling_args(p)
     device_arg(p)
     p.set_defaults(fn=cmd_reverse_process)
@@ -190,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", type=int, help="digit of every row (conditional models; default one row per digit)")
     p.add_argument("--rows", type=positive_int, default=4, help="independent paths (unconditional, or with --label)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="PNG file (default RUN/samples/interpolation.png)")
+    p.add_argument("--out", help="PNG file (default RUN/samples/interpolation_stepsS_rowsR_seedS[_labelL].png)")
     device_arg(p)
     p.set_defaults(fn=cmd_interpolate)
 
@@ -200,14 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=positive_int, default=10, help="test digits (fixed binarization)")
     p.add_argument("--completions", type=positive_int, default=4, help="completions per digit")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="PNG file (default RUN/completions-HIDE.png)")
+    p.add_argument("--out", help="PNG file (default RUN/completions-HIDE_nN_completionsC_seedS.png)")
     device_arg(p)
     p.set_defaults(fn=cmd_complete)
 
     p = sub.add_parser("reconstruct", help="test digits above their reconstructions (autoencoders)")
     p.add_argument("run")
     p.add_argument("-n", type=positive_int, default=16)
-    p.add_argument("--out")
+    p.add_argument("--out", help="PNG file (default RUN/reconstructions_nN.png)")
     device_arg(p)
     p.set_defaults(fn=cmd_reconstruct)
 
@@ -217,16 +223,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gaussian:0.5, salt-and-pepper:0.3 or masking:0.5 (repeatable; default all three)")
     p.add_argument("-n", type=positive_int, default=12)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out")
+    p.add_argument("--out", help="PNG file (default RUN/denoising_noiseKINDLEVEL_nN_seedS.png)")
     device_arg(p)
     p.set_defaults(fn=cmd_denoise)
 
-    p = sub.add_parser("evaluate", help="every metric that applies; writes RUN/metrics.json")
+    p = sub.add_parser("evaluate", help="every metric that applies; writes RUN/evaluations/SETTINGS.json and "
+                       "RUN/metrics.json (the most complete evaluation)")
     p.add_argument("run")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-test", dest="max_test", type=non_negative_int, default=0,
-                   help="first N test images only (0: all)")
+                   help="likelihood, reconstruction and denoising on the first N test images only (0: all); sample "
+                        "quality always compares with every test digit")
     p.add_argument("--random-subset", dest="random_subset", action="store_true",
                    help="with --max-test: N test images drawn at random (seeded) instead of the first N; for the "
                         "VAE, also estimates the whole test set's NLL from them")
@@ -241,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "writes RUN/guidance_sweep.json and .png")
     p.add_argument("--sweep-samples", dest="sweep_samples", type=non_negative_int, default=0,
                    help="samples per guidance weight (0: --samples)")
+    p.add_argument("--ais-betas", dest="ais_betas", type=non_negative_int, default=0,
+                   help="rbm: AIS intermediate distributions for log Z (0: the run's own, 14500 by default); "
+                        "fewer are quicker, with a wider spread (recorded beside the NLL)")
+    p.add_argument("--ais-runs", dest="ais_runs", type=non_negative_int, default=0,
+                   help="rbm: AIS chains for log Z (0: the run's own, 100 by default)")
     p.set_defaults(fn=cmd_evaluate)
 
     p = sub.add_parser("report", help="static HTML gallery of one or more runs")
