@@ -262,3 +262,30 @@ def test_every_n_is_drawn_in_batches_or_refused_before_any_work(small_dae, tmp_p
         assert main([argv[0], str(small_dae), *argv[1:]]) == 2
         assert f"{flag}: a row picture shows at most 100 images" in capsys.readouterr().err
     assert not (tmp_path / "big.png").exists() and sizes == [3, 3, 1]  # refused before sampling
+
+
+def test_list_is_quick_with_papers_and_version(small_dae, capsys):
+    import stat
+    import subprocess
+    import sys
+
+    from genzoo import catalog, registry
+
+    assert list(catalog.MODELS) == list(registry.MODELS)  # the quick table names exactly the registered models
+    code = "import sys; from genzoo.cli import main; main(['list']); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == "False", "genzoo list imported torch"
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "`" not in "".join(lines) and lines[0].startswith("gmm ") and "(Dempster, Laird & Rubin 1977" in lines[0]
+    assert "(Kingma & Welling 2014; Burda et al. 2016)" in lines[5]
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"genzoo {genzoo_version()}\n"
+    mode = stat.S_IMODE((small_dae / "model.safetensors").stat().st_mode)
+    assert mode == stat.S_IMODE((small_dae / "config.json").stat().st_mode) and mode & 0o044  # readable by others
+
+
+def genzoo_version() -> str:
+    from genzoo import __version__
+
+    return __version__

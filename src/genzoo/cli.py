@@ -3,22 +3,42 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
+from types import ModuleType
 
-from . import commands, registry, runs
-from .bench import run_bench
-from .config import ConfigError
-from .data import DataError
-from .demo import DEFAULT_BUDGET, run_demo
-from .evaluator import EvaluatorError, add_arguments
-from .evaluator import main as train_evaluator_main
-from .models.base import CapabilityError
-from .report import write_report
-from .trainer import TrainingError
+from . import catalog
+from ._version import __version__
 
-# Errors a user can cause and fix: printed as one line, never as a traceback.
-USER_ERRORS = (DataError, ConfigError, runs.RunError, TrainingError, CapabilityError, EvaluatorError, FileNotFoundError)
+
+class _Lazy(ModuleType):
+    """A genzoo module imported on first use: `genzoo list` and `--version` answer without importing torch."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self._target = name
+
+    def __getattr__(self, attr: str):
+        return getattr(importlib.import_module(self._target), attr)
+
+
+commands, bench, demo, report, evaluator = (_Lazy(f"genzoo.{m}") for m in ("commands", "bench", "demo", "report",
+                                                                            "evaluator"))
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors a user can cause and fix: printed as one line, never as a traceback. (Read when one is raised:
+    by then the modules that define them are imported.)"""
+    from .config import ConfigError
+    from .data import DataError
+    from .evaluator import EvaluatorError
+    from .models.base import CapabilityError
+    from .runs import RunError
+    from .trainer import TrainingError
+
+    return DataError, ConfigError, RunError, TrainingError, CapabilityError, EvaluatorError, FileNotFoundError
+
 
 def positive_int(text: str) -> int:
     """argparse type: a whole number >= 1 (a count of images, steps, rows)."""
@@ -61,7 +81,7 @@ def guidance_weights(text: str) -> list[float]:
 
 
 def cmd_list(args):
-    return commands.list_models()
+    return catalog.listing()
 
 
 def cmd_train(args):
@@ -110,11 +130,11 @@ def cmd_evaluate(args):
 
 
 def cmd_report(args):
-    return write_report(args.runs, args.out)
+    return report.write_report(args.runs, args.out)
 
 
 def cmd_demo(args):
-    return run_demo(out=args.out, data=args.data, budget=args.budget, models=args.models, device=args.device,
+    return demo.run_demo(out=args.out, data=args.data, budget=args.budget, models=args.models, device=args.device,
                     seed=args.seed)
 
 
@@ -123,17 +143,18 @@ def cmd_gmm_demo(args):
 
 
 def cmd_bench(args):
-    return run_bench(args.models, data=args.data, budget_seconds=args.budget, device=args.device, out_dir=args.out,
-                     seed=args.seed, n_samples=args.n_samples, reuse=not args.retrain, max_test=args.max_test,
-                     iwae_k=args.iwae_k)
+    return bench.run_bench(args.models, data=args.data, budget_seconds=args.budget, device=args.device,
+                           out_dir=args.out, seed=args.seed, n_samples=args.n_samples, reuse=not args.retrain,
+                           max_test=args.max_test, iwae_k=args.iwae_k)
 
 
 def cmd_evaluator(args):
-    return train_evaluator_main(args)
+    return evaluator.main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genzoo", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"genzoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def device_arg(p):
@@ -143,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_list)
 
     p = sub.add_parser("train", help="train a model into a run folder")
-    p.add_argument("model", choices=list(registry.MODELS), metavar="MODEL")
+    p.add_argument("model", choices=catalog.NAMES, metavar="MODEL")
     p.add_argument("--data", default="auto", help="folder of IDX files, mnist, embedded, fashion-mnist or auto")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--epochs", type=positive_int)
@@ -264,8 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train, evaluate and report every model family within a time budget")
     p.add_argument("--out", default="genzoo-demo", help="demo folder; run again to train every model for longer")
     p.add_argument("--data", default="auto")
-    p.add_argument("--budget", type=non_negative_float, default=DEFAULT_BUDGET,
-                   help=f"seconds of wall clock for the whole demo (default {DEFAULT_BUDGET:.0f})")
+    p.add_argument("--budget", type=non_negative_float, default=demo.DEFAULT_BUDGET,
+                   help=f"seconds of wall clock for the whole demo (default {demo.DEFAULT_BUDGET:.0f})")
     p.add_argument("--models", nargs="+", help="CLI names (default: every model)")
     p.add_argument("--seed", type=int, default=0)
     device_arg(p)
@@ -295,16 +316,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluator", help="`genzoo evaluator train`: rebuild the evaluator network asset")
     p.add_argument("action", choices=["train"])
-    add_arguments(p)
+    evaluator.add_arguments(p)
     p.set_defaults(fn=cmd_evaluator)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv in (["list"], ["--version"]):  # at once: the full parser imports the models (torch) for its defaults
+        print(catalog.listing() if argv == ["list"] else f"genzoo {__version__}")
+        return 0
     args = build_parser().parse_args(argv)
     try:
         result = args.fn(args)
-    except USER_ERRORS as e:
+    except user_errors() as e:
         print(f"genzoo {args.command}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a file that cannot be read or written: name it, no traceback

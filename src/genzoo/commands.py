@@ -33,13 +33,6 @@ from .trainer import train as train_model
 from .training import progress
 
 
-def list_models() -> str:
-    """`genzoo list`: one line per model, its CLI name and the first line of its docstring."""
-    return "\n".join(
-        f"{name:10s} {(cls.__doc__ or '').strip().splitlines()[0]}" for name, cls in registry.MODELS.items()
-    )
-
-
 def split_sets(model_name: str, pairs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Parse each --set value by its field's type and send it to the model's Config or to the TrainConfig.
 

@@ -342,7 +342,9 @@ def evaluate_run(
     if n_samples and model.can_sample:
         from .metrics import model_sample_quality
 
-        metrics.update(model_sample_quality(model, reference, n_samples, seed, sample_options=sample_options))
+        with progress.bar(n_samples, f"{model.name}: samples", "image", enabled=True, delay=2.0) as bar:
+            metrics.update(model_sample_quality(model, reference, n_samples, seed, sample_options=sample_options,
+                                                on_batch=bar.update))
         for key in SAMPLE_SCORES:
             if key in metrics and n_samples < REFERENCE_SAMPLES:
                 metrics[key]["note"] = (f"from {n_samples:,} samples, fewer than the {REFERENCE_SAMPLES:,} of the "

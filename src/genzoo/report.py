@@ -266,6 +266,10 @@ def _run_section(run: _Run, out_dir: Path) -> str:
         shown = f" ({html.escape(runs.evaluation_name(settings))}, the most complete)" if settings else ""
         others = (f'<p class="meta">Also evaluated (RUN/evaluations/): {html.escape(", ".join(run.other_evaluations))}'
                   "</p>") if run.other_evaluations else ""
+        evaluated, now = run.metrics.get("trained_step"), runs.trained_step(run.dir)
+        if evaluated is not None and evaluated != now:  # trained on since: the numbers are of earlier weights
+            others += (f'<p class="meta">Evaluated at step {evaluated:,}; the run has trained to step {now:,} since: '
+                       "run `genzoo evaluate` again for its current weights.</p>")
         parts.append(f"<h3>Metrics{shown}</h3>" + others + _metrics_table(run.metrics, f"metrics-{run.slug}"))
     if isinstance(cfg.get("hparams"), dict) and cfg["hparams"]:
         parts.append("<details><summary>hyper-parameters</summary>" + _key_value_table(cfg["hparams"]) + "</details>")

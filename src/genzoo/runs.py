@@ -96,7 +96,14 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
     state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(state, str(tmp))
+    os.chmod(tmp, 0o666 & ~current_umask())  # safetensors creates its file 0600; every other run file is 0644
     os.replace(tmp, path)
+
+
+def current_umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def hardware(device: torch.device | str) -> str:

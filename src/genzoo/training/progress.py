@@ -122,8 +122,8 @@ def bar(total: float | None, desc: str, unit: str, enabled: bool, initial: float
         if not enabled:
             return tqdm(total=total, disable=True)
         return Lines(total, desc, unit, initial=initial, delay=delay, budget=budget)
-    fmt = ("{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of its time budget [{postfix}]" if budget
-           else None)
+    fmt = ("{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of its time budget{postfix}" if budget
+           else None)  # tqdm puts ", " before a postfix
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True,
                 delay=delay, leave=not delay, file=sys.stderr, bar_format=fmt)
 
