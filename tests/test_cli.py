@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 from genzoo.cli import main
@@ -15,6 +16,16 @@ def dae_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("cli") / "dae"
     assert main(["train", "dae", "--data", "embedded", "--steps", "200", "--batch-size", "64", "--lr", "3e-3",
                  "--device", "cpu", "--set", "channels=8", "--set", "latent_dim=16", "--set", "noise=gaussian",
+                 "--out", str(run)]) == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def small_dae(tmp_path_factory):
+    """A few steps of a narrow dae: quick to train, enough to test what commands write."""
+    run = tmp_path_factory.mktemp("cli-small") / "dae"
+    assert main(["train", "dae", "--data", "embedded", "--steps", "3", "--batch-size", "16", "--device", "cpu",
+                 "--set", "channels=4", "--set", "latent_dim=4", "--set", "test_every=0", "--set", "n_grid=4",
                  "--out", str(run)]) == 0
     return run
 
@@ -122,3 +133,159 @@ def test_a_folder_holding_a_run_is_kept_unless_overwrite(dae_run, capsys, tmp_pa
     assert main(args) == 0
     (run / "samples" / "epoch_099.png").write_bytes(b"left by an earlier run")
     assert main(args + ["--overwrite"]) == 0 and not (run / "samples" / "epoch_099.png").exists()
+
+
+def test_default_output_names_carry_what_differs(small_dae, tmp_path):
+    dae_run = small_dae
+    from genzoo.commands import output_name
+
+    assert output_name("sample", n=64, seed=0) == "sample_n64_seed0.png"
+    assert output_name("sample", n=64, seed=0, label=3) == "sample_n64_seed0_label3.png"
+    assert output_name("sample", n=8, seed=1, label=None, guidance=2.0, sampler="ddim") == \
+        "sample_n8_seed1_guidance2_samplerddim.png"
+    training_denoising = (dae_run / "denoising.png").read_bytes()
+    assert main(["sample", str(dae_run), "-n", "4", "--seed", "0"]) == 0
+    assert main(["sample", str(dae_run), "-n", "4", "--seed", "1"]) == 0
+    assert main(["denoise", str(dae_run), "-n", "4", "--noise", "masking:0.5"]) == 0
+    assert main(["denoise", str(dae_run), "-n", "4"]) == 0
+    samples = {p.name for p in (dae_run / "samples").glob("sample_*.png")}
+    assert {"sample_n4_seed0.png", "sample_n4_seed1.png"} <= samples
+    assert (dae_run / "denoising_noisemasking0.5_n4_seed0.png").exists()
+    assert (dae_run / "denoising_noisedefault_n4_seed0.png").exists()
+    assert (dae_run / "denoising.png").read_bytes() == training_denoising  # training's picture is kept
+
+
+def test_evaluations_are_kept_side_by_side_and_the_most_complete_is_shown(small_dae, tmp_path, capsys):
+    dae_run = small_dae
+    from genzoo import runs
+    from genzoo.report import write_report
+
+    assert main(["evaluate", str(dae_run), "--max-test", "60", "--samples", "0", "--device", "cpu"]) == 0
+    assert main(["evaluate", str(dae_run), "--max-test", "30", "--samples", "0", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "metrics.json keeps the more complete test60_samples0_seed0.json" in out
+    names = {p.name for p in (dae_run / "evaluations").glob("*.json")}
+    assert {"test60_samples0_seed0.json", "test30_samples0_seed0.json"} <= names
+    kept = json.loads((dae_run / "metrics.json").read_text())
+    assert kept["settings"]["test_images"] >= 60 and kept["reconstruction_mse"]["n"] == kept["settings"]["test_images"]
+    quick = json.loads((dae_run / "evaluations" / "test30_samples0_seed0.json").read_text())
+    assert quick["reconstruction_mse"]["n"] == 30
+    assert runs.read_evaluations(dae_run)[0][1] == kept
+    page = write_report([dae_run], tmp_path / "report").read_text()
+    assert "test30_samples0_seed0.json" in page and "the most complete" in page
+
+
+class _Evil:
+    """A pickle that would create a file when unpickled: loading a checkpoint must never run it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_edited_damaged_or_foreign_run_files_are_one_line_errors(small_dae, tmp_path, capsys):
+    import pickle
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(small_dae, run)
+    config_text = (run / "config.json").read_text()
+    config = json.loads(config_text)
+    config["hparams"]["latent_dim"] = 6  # trained with 4
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["sample", str(run), "-n", "2", "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{run / 'config.json'} and {run / 'model.safetensors'} disagree: " in err
+    assert "config.json's latent_dim=6 does not match the weights; was it edited?" in err
+    (run / "config.json").write_text(config_text)
+    weights = (run / "model.safetensors").read_bytes()
+    for damaged in (weights[: len(weights) // 2], pickle.dumps({"model": 1})):
+        (run / "model.safetensors").write_bytes(damaged)
+        assert main(["sample", str(run), "-n", "2", "--out", str(tmp_path / "x.png")]) == 2
+        err = capsys.readouterr().err
+        assert f"{run / 'model.safetensors'}: not a readable safetensors file (" in err and err.count("\n") == 1
+    (run / "model.safetensors").write_bytes(weights)
+    marker = tmp_path / "ran"
+    (run / "checkpoint.pt").write_bytes(pickle.dumps(_Evil(marker)))  # a bare pickle
+    assert main(["train", "dae", "--out", str(run), "--resume", "--steps", "6"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'checkpoint.pt'}: not a genzoo checkpoint: it is not a torch archive of tensors" in err
+    assert "weights_only" not in err and err.count("\n") == 1 and not marker.exists()
+    torch.save({"step": 3, "model": _Evil(marker)}, run / "checkpoint.pt")  # a torch archive holding an object
+    assert main(["train", "dae", "--out", str(run), "--resume", "--steps", "6"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'checkpoint.pt'}: not a genzoo checkpoint: it holds objects other than tensors" in err
+    assert "weights_only" not in err and err.count("\n") == 1 and not marker.exists()
+
+
+def test_a_model_too_large_for_the_memory_fails_fast_with_the_estimate(monkeypatch, tmp_path, capsys):
+    from genzoo import runs
+
+    monkeypatch.setattr(runs, "available_memory_bytes", lambda: 2 * 2**30)
+    assert main(["train", "ae", "--data", "embedded", "--steps", "1", "--set", "latent_dim=100000",
+                 "--out", str(tmp_path / "big")]) == 2
+    err = capsys.readouterr().err
+    assert "ae with latent_dim=100000: 39.6 GiB of weights, about 158.4 GiB to train" in err
+    assert "more than the 2.0 GiB of memory free on this machine; choose smaller sizes" in err
+    assert not (tmp_path / "big").exists()
+
+
+def test_every_n_is_drawn_in_batches_or_refused_before_any_work(small_dae, tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    from genzoo import commands
+    from genzoo.models.dae import DenoisingAutoencoder as DAE
+
+    sizes = []
+    real_sample = DAE.sample
+
+    def counting(self, n, **kwargs):
+        sizes.append(n)
+        return real_sample(self, n, **kwargs)
+
+    monkeypatch.setattr(commands, "SAMPLE_BATCH", 3)
+    monkeypatch.setattr(DAE, "sample", counting)
+    assert main(["sample", str(small_dae), "-n", "7", "--out", str(tmp_path / "s.npz")]) == 0
+    assert sizes == [3, 3, 1]
+    with np.load(tmp_path / "s.npz") as saved:
+        assert saved["images"].shape == (7, 28, 28) and saved["images"].dtype == np.uint8 and "labels" not in saved
+    assert main(["sample", str(small_dae), "-n", "100000", "--out", str(tmp_path / "big.png")]) == 2
+    assert "-n 100000: a PNG grid holds at most 10,000 images; for more, write them as arrays with --out FILE.npz" \
+        in capsys.readouterr().err
+    for argv, flag in ((["reconstruct", "-n", "1000"], "-n 1000"), (["denoise", "-n", "101"], "-n 101"),
+                       (["complete", "--completions", "500"], "--completions 500"),
+                       (["reverse-process", "--columns", "1000"], "--columns 1000"),
+                       (["interpolate", "--rows", "200"], "--rows 200")):
+        assert main([argv[0], str(small_dae), *argv[1:]]) == 2
+        assert f"{flag}: a row picture shows at most 100 images" in capsys.readouterr().err
+    assert not (tmp_path / "big.png").exists() and sizes == [3, 3, 1]  # refused before sampling
+
+
+def test_list_is_quick_with_papers_and_version(small_dae, capsys):
+    import stat
+    import subprocess
+    import sys
+
+    from genzoo import catalog, registry
+
+    assert list(catalog.MODELS) == list(registry.MODELS)  # the quick table names exactly the registered models
+    code = "import sys; from genzoo.cli import main; main(['list']); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == "False", "genzoo list imported torch"
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "`" not in "".join(lines) and lines[0].startswith("gmm ") and "(Dempster, Laird & Rubin 1977" in lines[0]
+    assert "(Kingma & Welling 2014; Burda et al. 2016)" in lines[5]
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"genzoo {genzoo_version()}\n"
+    mode = stat.S_IMODE((small_dae / "model.safetensors").stat().st_mode)
+    assert mode == stat.S_IMODE((small_dae / "config.json").stat().st_mode) and mode & 0o044  # readable by others
+
+
+def genzoo_version() -> str:
+    from genzoo import __version__
+
+    return __version__

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -100,3 +101,64 @@ def test_first_n_is_the_start_of_the_whole_sets_binarization(vae_run):
 def test_random_subset_without_max_test_is_an_error(vae_run, capsys):
     assert main(["evaluate", str(vae_run), "--random-subset", "--samples", "0", "--device", "cpu"]) == 2
     assert "give max_test too (e.g. genzoo evaluate RUN --max-test 300 --random-subset)" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def gmm_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("eval") / "gmm"
+    assert main(["train", "gmm", "--data", "embedded", "--device", "cpu", "--set", "n_components=2",
+                 "--set", "pca_dim=8", "--set", "max_iter=3", "--out", str(run)]) == 0
+    return run
+
+
+def test_sample_quality_compares_with_every_test_digit_whatever_max_test(gmm_run, capsys):
+    """The issue's `evaluate runs/gmm --max-test 2 --samples 50`: the likelihood pass takes 2 digits, the
+    sample-quality reference all 500 of the embedded test set; fewer samples than reported figures are said."""
+    assert main(["evaluate", str(gmm_run), "--max-test", "2", "--samples", "50", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((gmm_run / "metrics.json").read_text())
+    assert metrics["nll_nats"]["n"] == 2 and metrics["nll_nats"]["likelihood_data"] == "dequantized"
+    assert metrics["fid"]["n"] == 50 and metrics["fid"]["n_real"] == metrics["precision"]["n_real"] == 500
+    assert "from 50 samples, fewer than the 10,000 of the reported figures" in metrics["precision"]["note"]
+    assert "from 50 samples, fewer than the 10,000" in out
+    assert main(["evaluate", str(gmm_run), "--max-test", "2", "--samples", "3", "--device", "cpu"]) == 2
+    assert ("--samples 3: precision and recall compare each sample with its 3 nearest neighbours, so they need "
+            "at least 4 samples; give --samples 4 or more") in capsys.readouterr().err
+
+
+def test_the_rbm_ais_cost_is_a_knob_stated_beside_the_number(tiny, tmp_path, capsys):
+    from genzoo import commands
+
+    run = genzoo.train("rbm", data=tiny, out=tmp_path / "rbm", device="cpu", progress=False,
+                       model_overrides={"n_hidden": 16, "persistent_chains": 16, "gibbs_steps": 5, "ais_betas": 20,
+                                        "ais_runs": 4},
+                       train_overrides={"steps": 2, "epochs": 0, "batch_size": 32, "sample_every": 0})
+    text = commands.evaluate(run, device="cpu", max_test=20, n_samples=0, ais_betas=30, ais_runs=3)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["nll_nats"]["ais_betas"] == metrics["log_z"]["ais_betas"] == 30
+    assert metrics["nll_nats"]["ais_runs"] == metrics["log_z"]["ais_runs"] == 3
+    assert (run / "evaluations" / "test20_samples0_seed0_ais-betas30-runs3.json").exists()
+    assert "(AIS: 30 betas, 3 runs; --ais-betas/--ais-runs)" in text
+    with pytest.raises(genzoo.config.ConfigError, match=r"--ais-betas 5: AIS needs at least 10"):
+        commands.evaluate(run, device="cpu", max_test=20, n_samples=0, ais_betas=5)
+
+
+def test_a_long_iwae_pass_says_its_time_and_how_to_shorten_it(monkeypatch, capsys):
+    from genzoo import evaluate
+
+    class Slow:
+        name = "vae"
+
+        def log_prob(self, x, k):
+            time.sleep(0.01)
+            return torch.zeros(len(x))
+
+    monkeypatch.setattr(evaluate, "SAY_ESTIMATE_ABOVE", 0.0)
+    monkeypatch.setattr(evaluate, "DECODED_PER_CALL", 500)  # 10 images a call with K = 50
+    per_image_log_prob(Slow(), torch.zeros(40, 1, 28, 28), k=50)
+    err = capsys.readouterr().err
+    assert "genzoo evaluate: vae: IWAE log p(x) with K=50 importance samples on 40 test digits: about " in err
+    assert "Shorter: --iwae-k 5 (a looser estimate), or --max-test 1000 --random-subset" in err
+    monkeypatch.setattr(evaluate, "SAY_ESTIMATE_ABOVE", 3600.0)
+    per_image_log_prob(Slow(), torch.zeros(40, 1, 28, 28), k=50)
+    assert "IWAE" not in capsys.readouterr().err  # a short pass says nothing

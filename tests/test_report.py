@@ -182,15 +182,56 @@ def test_leaderboard_rows_and_markdown():
     none = {"model": "ae", "parameters": 700, "hardware": "CPU", "evaluator_version": "v1", "seed": 0}
     rows = [leaderboard_row(Path(m["model"]), m) for m in (poor, none, good)]
     assert rows[2]["fid"] == 3.0 and rows[2]["nll_kind"] == "estimate" and rows[2]["n_samples"] == 500
-    assert rows[0]["nll_nats"] is None and rows[1]["fid"] is None
+    assert rows[0]["nll_nats_binarized"] is None and rows[1]["fid"] is None
     meta = {"data": "embedded", "seed": 0, "budget": "10 s per model", "n_samples": 500, "evaluator_version": "v1",
             "hardware": "CPU", "date": "2026-11-22"}
     table = [line for line in leaderboard_markdown(rows, meta).splitlines() if line.startswith("| ")]
     # Header, then best FID first, models without a sample score last; dashes where a metric does not apply.
     assert [line.split("|")[1].strip() for line in table] == ["model", "vae (estimate)", "gan", "ae"]
-    assert "| 3.00 | 0.800 | 0.600 | – | – | – | 90.00 | 0.1700 |" in table[1]  # no cond. acc, confident, entropy
+    # no cond. acc, confident, entropy; the NLL (no data note: binarized) in the binarized columns, alone: not bold
+    assert "| **3.00** | **0.800** | **0.600** | – | – | – | 90.00 | 0.1700 | – | – | – | – |" in table[1]
     assert "| 0.02 |" in table[1]  # 2e-5 s = 0.02 ms
-    assert table[3].count("–") == 13
+    assert table[3].count("–") == 15
+
+
+def test_likelihoods_of_different_data_and_settings_are_never_ranked_together():
+    """The issue's case: a GMM's dequantized density (-538.8 nats) beside Bernoulli NLLs must not be bolded
+    as the best NLL; a row scored on 100 test images is marked and not bolded against rows scored on 10,000."""
+    from genzoo.bench import leaderboard_markdown
+    from genzoo.leaderboard import leaderboard_row, table
+
+    def nll(v, data, n=10_000):
+        return {"value": v, "n": n, "kind": "exact", "likelihood_data": data}
+
+    gmm = {"model": "gmm", "nll_nats": nll(-538.8, "dequantized"), "bits_per_dim": nll(0.35, "dequantized")}
+    vae = {"model": "vae", "nll_nats": {**nll(89.0, "binarized"), "k": 5000},
+           "bits_per_dim": nll(0.16, "binarized")}
+    pcnn = {"model": "pixelcnn", "nll_nats": nll(81.0, "binarized"), "bits_per_dim": nll(0.15, "binarized")}
+    quick = {"model": "pixelrnn", "nll_nats": nll(70.0, "binarized", n=100),
+             "bits_per_dim": nll(0.13, "binarized", 100)}
+    legacy = {"model": "bayes", "nll_nats": {"value": -600.0, "n": 10_000, "data": "dequantized 8-bit test pixels"}}
+    rows = [leaderboard_row(Path(m["model"]), m) for m in (gmm, vae, pcnn, quick, legacy)]
+    assert rows[0]["nll_nats_dequantized"] == -538.8 and rows[0]["nll_nats_binarized"] is None
+    assert rows[4]["nll_nats_dequantized"] == -600.0  # read from an older file's data note
+    columns, cells, notes = table(rows)
+    at = {c.key: i for i, c in enumerate(columns)}
+    binarized = [line[at["nll_nats_binarized"]] for line in cells]
+    # an exact NLL has no IWAE K: the VAE's estimate ranks beside it; 70 nats on 100 test images is marked, not bold
+    assert [c.best for c in binarized] == [False, False, True, False, False]
+    assert binarized[3].mark == "*" and binarized[1].mark == binarized[2].mark == ""
+    assert any("test images 100" in note and "not ranked" in note for note in notes)
+    dequantized = [line[at["nll_nats_dequantized"]] for line in cells]
+    assert [c.best for c in dequantized] == [False, False, False, False, True]  # -600 beats -538.8, only each other
+    assert any(note.startswith("dequantized:") and "Never ranked against the binarized" in note for note in notes)
+    meta = {"data": "mnist", "seed": 0, "budget": "none", "n_samples": 0, "evaluator_version": "v1",
+            "hardware": "CPU", "date": "2026-11-30"}
+    text = leaderboard_markdown(rows, meta)
+    assert "**-538.80**" not in text and "**-600.00**" in text and "**81.00**" in text and "| 70.00* |" in text
+    # a second VAE with another K is marked against the first one's
+    other_k = {**vae, "model": "vae2", "nll_nats": {**vae["nll_nats"], "k": 50, "value": 60.0}}
+    rows2 = rows + [leaderboard_row(Path("vae2"), other_k), leaderboard_row(Path("vae3"), vae)]
+    columns, cells, notes = table(rows2)
+    assert cells[5][at["nll_nats_binarized"]].mark and not cells[5][at["nll_nats_binarized"]].best
 
 
 @pytest.mark.slow

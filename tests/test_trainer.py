@@ -314,7 +314,8 @@ class NaNGradient(GenerativeModel):
 def test_nan_gradients_stop_training_before_a_checkpoint_holds_them(tiny, tmp_path):
     with pytest.raises(TrainingError, match=r"nan-gradient: non-finite weights \(v\) after step 4, whose losses were "
                                             r"finite; training stopped. The last good checkpoint \(step 3\) is kept in "
-                                            r".*Try a lower lr or --set grad_clip=1$"):
+                                            r".*Start afresh with --overwrite and a lower --lr \(this run: 0.001\) "
+                                            r"or --set grad_clip=1$"):
         genzoo.train(NaNGradient(), data=tiny, out=tmp_path, device="cpu", progress=False,
                      train_overrides={"steps": 10, "epochs": 0, "batch_size": 128, "checkpoint_minutes": 0})
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
@@ -323,9 +324,16 @@ def test_nan_gradients_stop_training_before_a_checkpoint_holds_them(tiny, tmp_pa
 
 
 def test_a_nan_before_any_checkpoint_says_there_is_none(tiny, tmp_path):
-    with pytest.raises(TrainingError, match=r"loss=nan at step 1; training stopped. No checkpoint was written yet: "):
+    """`--lr 1e6 --steps 2` in the issue: no checkpoint exists, so none is said to be kept; on a CPU there is no
+    autocast, so no amp advice; the way out is --overwrite (a plain rerun is refused: the folder holds a run)."""
+    with pytest.raises(TrainingError) as stopped:
         genzoo.train(Exploding(explode_at=0), data=tiny, out=tmp_path, device="cpu", progress=False,
-                     train_overrides={"steps": 10, "epochs": 0, "batch_size": 128, "log_every": 100})
+                     train_overrides={"steps": 10, "epochs": 0, "batch_size": 128, "log_every": 100, "lr": 1e6})
+    message = str(stopped.value)
+    assert message.startswith(f"exploding: loss=nan at step 1; training stopped. No checkpoint was written yet, so "
+                              f"{tmp_path} has nothing to resume from. Start afresh with --overwrite and a lower --lr "
+                              "(this run: 1e+06) or --set grad_clip=1")
+    assert "amp" not in message and "step -1" not in message
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
@@ -411,3 +419,83 @@ def test_ddp_resume_of_a_noise_drawing_model_is_exact(tmp_path):
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert len(torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["rng_ranks"]) == 2
+
+
+# ---------------------------------------------------------------------------- honest progress (issue 25)
+
+AE_SMALL = {"device": "cpu", "model_overrides": {"channels": 4, "latent_dim": 4}}
+
+
+def test_progress_without_a_terminal_is_a_line_per_five_percent(capsys):
+    from genzoo.training import progress
+
+    with progress.bar(200, "work", "image", enabled=True) as bar:  # pytest's stderr is not a terminal
+        for _ in range(200):
+            bar.update(1)
+    lines = capsys.readouterr().err.splitlines()
+    assert 19 <= len(lines) <= 21 and "\r" not in "".join(lines)
+    assert lines[0].startswith("work:   5% 10/200 image (") and "left" in lines[0]
+    assert lines[-1].startswith("work: 100% 200/200 image (")
+
+
+def test_the_bar_rate_leaves_out_the_epoch_pictures(tiny, tmp_path, monkeypatch, capsys):
+    """`rbm --steps 2` ended at "32.54s/step" for 0.4 s steps: the epoch's picture counted as training."""
+    from genzoo.training import loop as training_loop
+
+    real = training_loop.write_sample_grid
+
+    def slow_grid(*args, **kwargs):
+        time.sleep(3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training_loop, "write_sample_grid", slow_grid)
+    genzoo.train("ae", data=tiny, out=tmp_path, train_overrides={"steps": 2, "epochs": 0, "batch_size": 8,
+                                                                 "test_every": 0, "n_grid": 4}, **AE_SMALL)
+    (last,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ae: 100% 2/2 step")]
+    elapsed = last.split("(")[1].split(" elapsed")[0]  # mm:ss, rounded down
+    shown = int(elapsed.split(":")[0]) * 60 + int(elapsed.split(":")[1])
+    # the log line at step 2 is written before the epoch's grid: its time is the two steps' (from the same start)
+    (logged,) = [r["time"] for r in genzoo.runs.read_metrics_log(tmp_path) if r.get("step") == 2 and "loss" in r]
+    assert shown <= logged + 1, f"{last}; the steps took {logged:.1f} s, the grid 3 s more"
+
+
+def test_a_time_budgeted_run_shows_its_budget_and_ends_without_alarm(tiny, tmp_path, capsys):
+    genzoo.train("ae", data=tiny, out=tmp_path, train_overrides={"epochs": 50, "batch_size": 8, "time_budget": 1e-9,
+                                                                 "sample_every": 0, "test_every": 0}, **AE_SMALL)
+    err = capsys.readouterr().err
+    assert "s of its time budget" in err and "/1600 step" not in err  # 50 epochs of 32 steps: never shown
+    assert f"genzoo: ae: trained for its time budget of 1e-09 s: 1 steps (0.0312 epochs), checkpointed in {tmp_path}" \
+        in err
+    assert f"To train it for longer: genzoo train ae --out {tmp_path} --resume --time-budget" in err
+    assert "time budget reached at step" not in err
+
+
+def test_the_first_log_line_after_a_resume_averages_the_whole_window(tiny, tmp_path):
+    """A run stopped at step 1 and resumed logs at step 3 the mean of steps 1-3, as an uninterrupted run does."""
+    train = {"steps": 6, "epochs": 0, "batch_size": 8, "log_every": 3, "sample_every": 0, "test_every": 0}
+    genzoo.train("ae", data=tiny, out=tmp_path / "full", progress=False, train_overrides=train, **AE_SMALL)
+    genzoo.train("ae", data=tiny, out=tmp_path / "cut", progress=False,
+                 train_overrides={**train, "time_budget": 1e-9}, **AE_SMALL)  # stops, checkpointed, after step 1
+    genzoo.train("ae", data=tiny, out=tmp_path / "cut", progress=False, resume=True, device="cpu",
+                 train_overrides={"time_budget": 0.0})
+
+    def lines(run):
+        return {r["step"]: r["loss"] for r in genzoo.runs.read_metrics_log(run) if "loss" in r and "event" not in r}
+
+    full, cut = lines(tmp_path / "full"), lines(tmp_path / "cut")
+    assert set(full) == set(cut) == {3, 6}
+    assert cut[3] == full[3] and cut[6] == full[6]
+
+
+def test_gmm_counts_em_iterations_and_refuses_steps(tiny, tmp_path, capsys):
+    with pytest.raises(ConfigError, match=r"gmm: does not use the trainer's steps: EM counts iterations, not steps: "
+                                          r"--set max_iter=N"):
+        genzoo.train("gmm", data=tiny, out=tmp_path / "steps", device="cpu", train_overrides={"steps": 5})
+    genzoo.train("gmm", data=tiny, out=tmp_path / "gmm", device="cpu",
+                 model_overrides={"n_components": 2, "pca_dim": 5, "max_iter": 4, "tol": 0.0})
+    err = capsys.readouterr().err
+    assert "genzoo: fitting gmm on 256 images, EM, at most 4 iterations (--set max_iter=N)" in err
+    assert "gmm: EM: 100% 4/4 iteration" in err
+    (end,) = [r for r in genzoo.runs.read_metrics_log(tmp_path / "gmm") if r.get("event") == "end"]
+    assert end["em_iterations"] == 4 and end["fit"] == "EM" and end["steps_this_session"] == 0
+    assert end["images_per_s"] == pytest.approx(256 / end["train_seconds"], rel=0.01)

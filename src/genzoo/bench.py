@@ -17,24 +17,29 @@ from typing import Any
 
 from . import registry, runs
 from .config import ConfigError
-from .leaderboard import COLUMNS, cell, leaderboard_row
+from .leaderboard import leaderboard_row, table
 from .report import write_report
 
 
 def leaderboard_markdown(rows: list[dict], meta: dict) -> str:
-    """A markdown table, best FID-style score first; models without one go last."""
+    """A markdown table, best FID-style score first; models without one go last. Bold and marks as in the
+    report (`leaderboard.table`): every column is shown, so tables of several benches line up."""
     rows = sorted(rows, key=lambda r: (r["fid"] is None, r["fid"] if r["fid"] is not None else 0.0))
-    head = "| model | " + " | ".join(c.label for c in COLUMNS) + " |"
+    columns, cells, notes = table(rows, all_columns=True)
+    head = "| model | " + " | ".join(c.label for c in columns) + " |"
     lines = ["# genzoo leaderboard", "",
              f"Data: {meta['data']}; seed {meta['seed']}; training budget {meta['budget']}; "
-             f"FID-style score, precision and recall on {meta['n_samples']:,} samples against the test set "
-             f"({meta.get('max_test', 'all')} images) in "
-             f"evaluator {meta['evaluator_version']} features; NLL on the fixed binarized test set "
-             f"(kind per model: exact, bound or estimate). Hardware: {meta['hardware']}. {meta['date']}.", "",
-             head, "|" + "---|" * (len(COLUMNS) + 1)]
-    for r in rows:
+             f"FID-style score, precision and recall on {meta['n_samples']:,} samples against the fixed reference "
+             f"of real test digits in evaluator {meta['evaluator_version']} features; likelihoods on "
+             f"{meta.get('max_test', 'all')} test images (kind per model: exact, bound or estimate). "
+             f"Hardware: {meta['hardware']}. {meta['date']}.", "",
+             head, "|" + "---|" * (len(columns) + 1)]
+    for r, line in zip(rows, cells):
         name = r["model"] + (f" ({r['nll_kind']})" if r.get("nll_kind") else "")
-        lines.append(f"| {name} | " + " | ".join(cell(r[c.key], c) for c in COLUMNS) + " |")
+        lines.append(f"| {name} | " + " | ".join(f"**{c.text}**{c.mark}" if c.best else c.text + c.mark
+                                                  for c in line) + " |")
+    if notes:
+        lines += [""] + [f"{note}  " for note in notes]
     return "\n".join(lines) + "\n"
 
 

@@ -3,25 +3,45 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
+from types import ModuleType
 
-from . import commands, registry, runs
-from .bench import run_bench
-from .config import ConfigError
-from .data import DataError
-from .demo import DEFAULT_BUDGET, run_demo
-from .evaluator import EvaluatorError, add_arguments
-from .evaluator import main as train_evaluator_main
-from .models.base import CapabilityError
-from .report import write_report
-from .serve import DEFAULT_ROOT as SERVE_ROOT
+from . import catalog
+from ._version import __version__
+from .serve import DEFAULT_ROOT as SERVE_ROOT  # a light module: FastAPI is imported when the server starts
 from .serve import ServeError, serve
-from .trainer import TrainingError
 
-# Errors a user can cause and fix: printed as one line, never as a traceback.
-USER_ERRORS = (DataError, ConfigError, runs.RunError, TrainingError, CapabilityError, EvaluatorError, FileNotFoundError,
-               ServeError)
+
+class _Lazy(ModuleType):
+    """A genzoo module imported on first use: `genzoo list` and `--version` answer without importing torch."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self._target = name
+
+    def __getattr__(self, attr: str):
+        return getattr(importlib.import_module(self._target), attr)
+
+
+commands, bench, demo, report, evaluator = (_Lazy(f"genzoo.{m}") for m in ("commands", "bench", "demo", "report",
+                                                                            "evaluator"))
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors a user can cause and fix: printed as one line, never as a traceback. (Read when one is raised:
+    by then the modules that define them are imported.)"""
+    from .config import ConfigError
+    from .data import DataError
+    from .evaluator import EvaluatorError
+    from .models.base import CapabilityError
+    from .runs import RunError
+    from .trainer import TrainingError
+
+    return (DataError, ConfigError, RunError, TrainingError, CapabilityError, EvaluatorError, FileNotFoundError,
+            ServeError)
+
 
 def positive_int(text: str) -> int:
     """argparse type: a whole number >= 1 (a count of images, steps, rows)."""
@@ -64,13 +84,14 @@ def guidance_weights(text: str) -> list[float]:
 
 
 def cmd_list(args):
-    return commands.list_models()
+    return catalog.listing()
 
 
 def cmd_train(args):
     return commands.train(args.model, data=args.data, out=args.out, device=args.device, seed=args.seed,
                           resume=args.resume, sets=args.set, epochs=args.epochs, steps=args.steps,
-                          batch_size=args.batch_size, lr=args.lr, overwrite=args.overwrite)
+                          batch_size=args.batch_size, lr=args.lr, overwrite=args.overwrite,
+                          time_budget=args.time_budget)
 
 
 def cmd_sample(args):
@@ -107,15 +128,16 @@ def cmd_evaluate(args):
     return commands.evaluate(args.run, as_json=args.json, device=args.device, seed=args.seed,
                              max_test=args.max_test, random_subset=args.random_subset, iwae_k=args.iwae_k,
                              n_samples=args.n_samples, guidance=args.guidance, steps=args.steps, eta=args.eta,
-                             sampler=args.sampler, guidance_sweep=args.guidance_sweep, sweep_samples=args.sweep_samples)
+                             sampler=args.sampler, guidance_sweep=args.guidance_sweep, sweep_samples=args.sweep_samples,
+                             ais_betas=args.ais_betas, ais_runs=args.ais_runs)
 
 
 def cmd_report(args):
-    return write_report(args.runs, args.out)
+    return report.write_report(args.runs, args.out)
 
 
 def cmd_demo(args):
-    return run_demo(out=args.out, data=args.data, budget=args.budget, models=args.models, device=args.device,
+    return demo.run_demo(out=args.out, data=args.data, budget=args.budget, models=args.models, device=args.device,
                     seed=args.seed)
 
 
@@ -124,9 +146,9 @@ def cmd_gmm_demo(args):
 
 
 def cmd_bench(args):
-    return run_bench(args.models, data=args.data, budget_seconds=args.budget, device=args.device, out_dir=args.out,
-                     seed=args.seed, n_samples=args.n_samples, reuse=not args.retrain, max_test=args.max_test,
-                     iwae_k=args.iwae_k)
+    return bench.run_bench(args.models, data=args.data, budget_seconds=args.budget, device=args.device,
+                           out_dir=args.out, seed=args.seed, n_samples=args.n_samples, reuse=not args.retrain,
+                           max_test=args.max_test, iwae_k=args.iwae_k)
 
 
 def cmd_serve(args):
@@ -134,11 +156,12 @@ def cmd_serve(args):
 
 
 def cmd_evaluator(args):
-    return train_evaluator_main(args)
+    return evaluator.main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genzoo", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"genzoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def device_arg(p):
@@ -148,11 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_list)
 
     p = sub.add_parser("train", help="train a model into a run folder")
-    p.add_argument("model", choices=list(registry.MODELS), metavar="MODEL")
+    p.add_argument("model", choices=catalog.NAMES, metavar="MODEL")
     p.add_argument("--data", default="auto", help="folder of IDX files, mnist, embedded, fashion-mnist or auto")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--epochs", type=positive_int)
     group.add_argument("--steps", type=positive_int)
+    p.add_argument("--time-budget", dest="time_budget", type=non_negative_float, metavar="SECONDS",
+                   help="stop (checkpointed) after this many seconds of training, summed over --resume sessions; "
+                        "with --resume, a new budget to train on to")
     p.add_argument("--batch-size", dest="batch_size", type=positive_int)
     p.add_argument("--lr", type=float)
     device_arg(p)
@@ -173,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=positive_int, default=64)
     p.add_argument("--label", type=int, help="digit to draw (conditional models)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="PNG file (default RUN/samples/sample_seedS.png)")
+    p.add_argument("--out", help="PNG file (default RUN/samples/sample_nN_seedS[_labelL][_OPTIONVALUE].png), "
+                   "or FILE.npz for the images as uint8 arrays (any -n)")
     sampling_args(p)
     p.add_argument("--chain", action="store_true",
                    help="dae: show the Markov chain from noise (corrupt, denoise, repeat), one chain a row")
@@ -186,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--columns", type=positive_int, default=10, help="states per row, x_T first and x_0 last")
     p.add_argument("--label", type=int, help="the digit of every row")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="PNG file (default RUN/samples/reverse_process.png)")
+    p.add_argument("--out", help="PNG file (default RUN/samples/reverse_process_nN_columnsC_seedS[...].png)")
     sampling_args(p)
     device_arg(p)
     p.set_defaults(fn=cmd_reverse_process)
@@ -197,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", type=int, help="digit of every row (conditional models; default one row per digit)")
     p.add_argument("--rows", type=positive_int, default=4, help="independent paths (unconditional, or with --label)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="PNG file (default RUN/samples/interpolation.png)")
+    p.add_argument("--out", help="PNG file (default RUN/samples/interpolation_stepsS_rowsR_seedS[_labelL].png)")
     device_arg(p)
     p.set_defaults(fn=cmd_interpolate)
 
@@ -207,14 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=positive_int, default=10, help="test digits (fixed binarization)")
     p.add_argument("--completions", type=positive_int, default=4, help="completions per digit")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="PNG file (default RUN/completions-HIDE.png)")
+    p.add_argument("--out", help="PNG file (default RUN/completions-HIDE_nN_completionsC_seedS.png)")
     device_arg(p)
     p.set_defaults(fn=cmd_complete)
 
     p = sub.add_parser("reconstruct", help="test digits above their reconstructions (autoencoders)")
     p.add_argument("run")
     p.add_argument("-n", type=positive_int, default=16)
-    p.add_argument("--out")
+    p.add_argument("--out", help="PNG file (default RUN/reconstructions_nN.png)")
     device_arg(p)
     p.set_defaults(fn=cmd_reconstruct)
 
@@ -224,16 +251,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gaussian:0.5, salt-and-pepper:0.3 or masking:0.5 (repeatable; default all three)")
     p.add_argument("-n", type=positive_int, default=12)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out")
+    p.add_argument("--out", help="PNG file (default RUN/denoising_noiseKINDLEVEL_nN_seedS.png)")
     device_arg(p)
     p.set_defaults(fn=cmd_denoise)
 
-    p = sub.add_parser("evaluate", help="every metric that applies; writes RUN/metrics.json")
+    p = sub.add_parser("evaluate", help="every metric that applies; writes RUN/evaluations/SETTINGS.json and "
+                       "RUN/metrics.json (the most complete evaluation)")
     p.add_argument("run")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-test", dest="max_test", type=non_negative_int, default=0,
-                   help="first N test images only (0: all)")
+                   help="likelihood, reconstruction and denoising on the first N test images only (0: all); sample "
+                        "quality always compares with every test digit")
     p.add_argument("--random-subset", dest="random_subset", action="store_true",
                    help="with --max-test: N test images drawn at random (seeded) instead of the first N; for the "
                         "VAE, also estimates the whole test set's NLL from them")
@@ -248,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "writes RUN/guidance_sweep.json and .png")
     p.add_argument("--sweep-samples", dest="sweep_samples", type=non_negative_int, default=0,
                    help="samples per guidance weight (0: --samples)")
+    p.add_argument("--ais-betas", dest="ais_betas", type=non_negative_int, default=0,
+                   help="rbm: AIS intermediate distributions for log Z (0: the run's own, 14500 by default); "
+                        "fewer are quicker, with a wider spread (recorded beside the NLL)")
+    p.add_argument("--ais-runs", dest="ais_runs", type=non_negative_int, default=0,
+                   help="rbm: AIS chains for log Z (0: the run's own, 100 by default)")
     p.set_defaults(fn=cmd_evaluate)
 
     p = sub.add_parser("report", help="static HTML gallery of one or more runs")
@@ -258,8 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train, evaluate and report every model family within a time budget")
     p.add_argument("--out", default="genzoo-demo", help="demo folder; run again to train every model for longer")
     p.add_argument("--data", default="auto")
-    p.add_argument("--budget", type=non_negative_float, default=DEFAULT_BUDGET,
-                   help=f"seconds of wall clock for the whole demo (default {DEFAULT_BUDGET:.0f})")
+    p.add_argument("--budget", type=non_negative_float, default=demo.DEFAULT_BUDGET,
+                   help=f"seconds of wall clock for the whole demo (default {demo.DEFAULT_BUDGET:.0f})")
     p.add_argument("--models", nargs="+", help="CLI names (default: every model)")
     p.add_argument("--seed", type=int, default=0)
     device_arg(p)
@@ -297,16 +331,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluator", help="`genzoo evaluator train`: rebuild the evaluator network asset")
     p.add_argument("action", choices=["train"])
-    add_arguments(p)
+    evaluator.add_arguments(p)
     p.set_defaults(fn=cmd_evaluator)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv in (["list"], ["--version"]):  # at once: the full parser imports the models (torch) for its defaults
+        print(catalog.listing() if argv == ["list"] else f"genzoo {__version__}")
+        return 0
     args = build_parser().parse_args(argv)
     try:
         result = args.fn(args)
-    except USER_ERRORS as e:
+    except user_errors() as e:
         print(f"genzoo {args.command}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a file that cannot be read or written: name it, no traceback

@@ -8,6 +8,7 @@ asks the model for tensors or figures, and writes the files; it returns what the
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,7 @@ from .models.gan import interpolate as interpolate_latents
 from .train_config import TrainConfig
 from .trainer import TrainingError, resolve_device
 from .trainer import train as train_model
-
-
-def list_models() -> str:
-    """`genzoo list`: one line per model, its CLI name and the first line of its docstring."""
-    return "\n".join(
-        f"{name:10s} {(cls.__doc__ or '').strip().splitlines()[0]}" for name, cls in registry.MODELS.items()
-    )
+from .training import progress
 
 
 def split_sets(model_name: str, pairs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -61,23 +56,25 @@ def split_sets(model_name: str, pairs: dict[str, str]) -> tuple[dict[str, Any], 
 
 def train(model: str, *, data: str = "auto", out: str | None = None, device: str = "auto", seed: int = 0,
           resume: bool = False, sets: list[str] | None = None, epochs: int | None = None, steps: int | None = None,
-          batch_size: int | None = None, lr: float | None = None, overwrite: bool = False) -> Path:
+          batch_size: int | None = None, lr: float | None = None, overwrite: bool = False,
+          time_budget: float | None = None) -> Path:
     """`genzoo train MODEL`: train into a run folder (or continue one with `resume`) and return the folder.
 
     Args:
         sets: "key=value" strings for the model's or the trainer's config (not with `resume`).
         epochs, steps, batch_size, lr: the trainer settings the CLI names; `steps` alone means no epochs.
+        time_budget: seconds of training (summed over resumed sessions); with `resume`, a new budget.
     """
     if resume:
         if out is None:
             raise TrainingError("--resume needs --out RUN, the run folder to continue")
         if sets:
             raise TrainingError(f"{out}: --resume continues a run with its own config.json; drop --set "
-                                "(only --epochs or --steps may go with it, to train the run for longer)")
+                                "(only --epochs, --steps or --time-budget may go with it, to train the run for longer)")
         model_part, train_part = {}, {}
     else:
         model_part, train_part = split_sets(model, parse_sets(sets))
-    given = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "lr": lr}
+    given = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "lr": lr, "time_budget": time_budget}
     train_part.update({key: value for key, value in given.items() if value is not None})
     if steps and "epochs" not in train_part:
         train_part["epochs"] = 0
@@ -85,15 +82,37 @@ def train(model: str, *, data: str = "auto", out: str | None = None, device: str
                        train_overrides=train_part, model_overrides=model_part, overwrite=overwrite)
 
 
+def output_name(stem: str, suffix: str = ".png", **settings: Any) -> str:
+    """A default output file name that carries the settings that make its content differ.
+
+    `output_name("sample", n=64, seed=0, label=3)` -> "sample_n64_seed0_label3.png"; settings that are
+    None are left out, so two commands that draw different pictures never write the same file.
+    """
+    parts = [stem]
+    for key, value in settings.items():
+        if value is None:
+            continue
+        text = format(value, "g") if isinstance(value, float) else str(value)
+        parts.append(f"{key}{re.sub(r'[^A-Za-z0-9.+-]+', '-', text)}")
+    return "_".join(parts) + suffix
+
+
 def sample(run: str | Path, n: int = 64, *, label: int | None = None, seed: int = 0, out: str | Path | None = None,
            device: str = "auto", chain: bool = False, **sampling: Any) -> Path:
     """`genzoo sample RUN`: a grid of n samples, of one digit with `label` (conditional models).
 
-    A conditional model without `label` draws the default layout, one digit per row of 10.
-    Writes `out` (default RUN/samples/sample_seedS.png) and returns its path. With `chain` (a dae run):
-    min(n, 16) Markov chains from noise, one a row, at the steps of `chain_snapshots` (Bengio et al. 2013),
-    written to RUN/samples/chain_seedS.png by default.
+    A conditional model without `label` draws the default layout, one digit per row of 10. The images
+    are drawn SAMPLE_BATCH at a time, so memory stays bounded whatever n is; a grid holds at most
+    MAX_GRID images, and an `out` ending in .npz gets any number of them as uint8 arrays instead.
+    Writes `out` (default RUN/samples/sample_n<N>_seed<S>[_label<L>][_<option><value>...].png: every setting
+    that changes the picture is in its name) and returns its path. With `chain` (a dae run): min(n, 16)
+    Markov chains from noise, one a row, at the steps of `chain_snapshots` (Bengio et al. 2013), written to
+    RUN/samples/chain_n<N>_seed<S>.png by default.
     """
+    to_npz = out is not None and str(out).endswith(".npz")
+    if not chain and not to_npz and n > MAX_GRID:
+        raise ConfigError(f"-n {n}: a PNG grid holds at most {MAX_GRID:,} images; for more, write them as arrays "
+                          f"with --out FILE.npz (drawn {SAMPLE_BATCH:,} at a time, {n * 784 / 1e6:,.0f} MB as uint8)")
     model = runs.load(run, resolve_device(device))
     if chain:
         if not model.can_denoise:
@@ -101,25 +120,82 @@ def sample(run: str | Path, n: int = 64, *, label: int | None = None, seed: int 
         if label is not None:
             raise CapabilityError(f"{model.name}: is unconditional, --chain draws no chosen digit; drop --label")
         frames = model.markov_chain(min(n, 16), model.chain_snapshots(), torch.Generator().manual_seed(seed))
-        return _write_rows(frames, out or Path(run) / "samples" / f"chain_seed{seed}.png")
-    with torch.no_grad():  # the model checks the label, n and the options (diffusion: guidance, steps, ...)
-        images = model.sample(n, y=label, generator=torch.Generator().manual_seed(seed), **given(sampling))
-    path = Path(out or Path(run) / "samples" / f"sample_seed{seed}.png")
+        return _write_rows(frames, out or Path(run) / "samples" / output_name("chain", n=min(n, 16), seed=seed))
+    options = given(sampling)
+    images, labels = draw_in_batches(model, n, label, torch.Generator().manual_seed(seed), options)
+    if to_npz:
+        return save_arrays(images, labels, out)
+    path = Path(out or Path(run) / "samples" / output_name("sample", n=n, seed=seed, label=label, **options))
     return save_grid(images, path, nrow=10 if model.conditional and label is None else None)
+
+
+MAX_COLUMNS = 100  # digits in a row of a row picture (reconstructions, denoising, completions, paths)
+
+
+def check_picture(**counts: int) -> None:
+    """Row pictures hold every image at once: refuse sizes beyond MAX_COLUMNS before any work, naming the flag."""
+    for flag, count in counts.items():
+        if count > MAX_COLUMNS:
+            option = "-n" if flag == "n" else f"--{flag.replace('_', '-')}"
+            raise ConfigError(f"{option} {count}: a row picture shows at most {MAX_COLUMNS} images "
+                              f"a row or column; give {MAX_COLUMNS} or fewer (`genzoo sample -n N --out FILE.npz` "
+                              "writes any number of samples)")
+
+
+SAMPLE_BATCH = 1000  # images per `model.sample` call of the commands: memory bounded whatever -n is
+MAX_GRID = 10_000  # images in one PNG grid (100 x 100 digits, about 6,000 px square); more go to .npz
+
+
+def draw_in_batches(model, n: int, label: int | None, generator: torch.Generator,
+                    options: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """n samples drawn SAMPLE_BATCH at a time from one generator, kept as uint8 on the CPU (784 bytes each).
+
+    Returns images (n, 1, 28, 28) uint8 in 0..255 and, for a conditional model, the digits drawn (n,).
+    The model checks the label, n and the options (diffusion: guidance, steps, ...) on the first call.
+    """
+    labels = None
+    if model.conditional:
+        labels = torch.full((n,), label, dtype=torch.long) if label is not None else model.default_labels(n).cpu()
+    elif label is not None:
+        model.check_labels(n, label)  # the model's own message: it cannot draw a chosen digit
+    parts = []
+    with torch.no_grad(), progress.bar(n, f"{model.name}: sampling", "image", enabled=True, delay=2.0) as bar:
+        for first in range(0, n, SAMPLE_BATCH):
+            size = min(SAMPLE_BATCH, n - first)
+            y = labels[first:first + size].to(model.device) if labels is not None else None
+            batch = model.sample(size, y=y, generator=generator, **options)
+            parts.append((batch.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu())
+            bar.update(size)
+    return torch.cat(parts), labels
+
+
+def save_arrays(images: torch.Tensor, labels: torch.Tensor | None, out: str | Path) -> Path:
+    """Samples as FILE.npz: "images" (n, 28, 28) uint8 and, for conditional models, "labels" (n,) int64."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"images": images[:, 0].numpy()}
+    if labels is not None:
+        arrays["labels"] = labels.numpy()
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+    return path
 
 
 def reverse_process(run: str | Path, n: int = 4, *, columns: int = 10, label: int | None = None, seed: int = 0,
                     out: str | Path | None = None, device: str = "auto", **sampling: Any) -> Path:
     """`genzoo reverse-process RUN`: rows of x_T ... x_0 (`columns` states), one digit per row, of a diffusion run.
 
-    Writes `out` (default RUN/samples/reverse_process.png) and returns its path.
+    Writes `out` (default RUN/samples/reverse_process_n<N>_columns<C>_seed<S>[...].png) and returns its path.
     """
+    check_picture(n=n, columns=columns)
     model = runs.load(run, resolve_device(device))
     if not isinstance(model, DDPM):
         raise CapabilityError(f"{model.name}: has no reverse process to draw; use a ddpm run")
     y = None if label is None else model.check_labels(n, label)
     rows = reverse_process_rows(model, n, columns, y, torch.Generator().manual_seed(seed), **given(sampling))
-    return _write_rows(rows, out or Path(run) / "samples" / "reverse_process.png")
+    name = output_name("reverse_process", n=n, columns=columns, seed=seed, label=label, **given(sampling))
+    return _write_rows(rows, out or Path(run) / "samples" / name)
 
 
 def given(options: dict[str, Any]) -> dict[str, Any]:
@@ -133,25 +209,31 @@ def _test_images(run: str | Path, n: int) -> torch.Tensor:
 
 
 def reconstruct(run: str | Path, n: int = 16, *, out: str | Path | None = None, device: str = "auto") -> Path:
-    """`genzoo reconstruct RUN`: n test digits (top row) above their reconstructions; RUN/reconstructions.png."""
+    """`genzoo reconstruct RUN`: n test digits (top row) above their reconstructions; RUN/reconstructions_n<N>.png
+    by default (training's own reconstructions.png is kept)."""
+    check_picture(n=n)
     model = runs.load(run, resolve_device(device))
     if not model.can_reconstruct:
         raise CapabilityError(f"{model.name}: is not an autoencoder, it cannot reconstruct; use an ae, dae or vae run")
-    return _write_rows(model.reconstruction_rows(_test_images(run, n)), out or Path(run) / "reconstructions.png")
+    rows = model.reconstruction_rows(_test_images(run, n))
+    return _write_rows(rows, out or Path(run) / output_name("reconstructions", n=n))
 
 
 def denoise(run: str | Path, noises: list[str] | None = None, n: int = 12, *, seed: int = 0,
             out: str | Path | None = None, device: str = "auto") -> Path:
     """`genzoo denoise RUN`: rows clean / noisy / denoised for each noise ("gaussian:0.5", ...; default three).
 
-    Writes `out` (default RUN/denoising.png) and returns its path.
+    Writes `out` (default RUN/denoising_<kind><level>..._n<N>_seed<S>.png, so training's denoising.png and
+    other noises' pictures are kept) and returns its path.
     """
+    check_picture(n=n)
     model = runs.load(run, resolve_device(device))
     if not model.can_denoise:
         raise CapabilityError(f"{model.name}: is not a denoising autoencoder; train a `dae` run")
     parsed = [parse_noise(text) for text in noises] if noises else None
     rows = model.denoising_rows(_test_images(run, n), parsed, torch.Generator().manual_seed(seed))
-    return _write_rows(rows, out or Path(run) / "denoising.png")
+    noise_names = "+".join(f"{kind}{level:g}" for kind, level in parsed) if parsed else "default"
+    return _write_rows(rows, out or Path(run) / output_name("denoising", noise=noise_names, n=n, seed=seed))
 
 
 def interpolate(run: str | Path, out: str | Path | None = None, *, steps: int = 10, label: int | None = None,
@@ -159,7 +241,7 @@ def interpolate(run: str | Path, out: str | Path | None = None, *, steps: int = 
     """`genzoo interpolate RUN`: rows of images along straight latent paths of a gan, cgan or dcgan.
 
     Args:
-        out: PNG path; RUN/samples/interpolation.png by default.
+        out: PNG path; RUN/samples/interpolation_steps<S>_rows<R>_seed<S>[_label<L>].png by default.
         steps: images per row, end points included; label: the digit of every row (conditional models;
             default one row per digit); rows: independent paths; seed: seeds the end points.
     Raises:
@@ -170,11 +252,13 @@ def interpolate(run: str | Path, out: str | Path | None = None, *, steps: int = 
         raise ConfigError(f"--steps {steps} --rows {rows}: need at least 2 steps and 1 row")
     if label is not None and not 0 <= label <= 9:
         raise ConfigError(f"--label {label}: must be a digit 0..9")
+    check_picture(steps=steps, rows=rows)
     model = runs.load(run, resolve_device(device))
     if not isinstance(model, AdversarialModel):
         raise CapabilityError(f"{model.name}: interpolate works on gan, cgan and dcgan runs only")
     images = interpolate_latents(model, steps, label=label, rows=rows, generator=torch.Generator().manual_seed(seed))
-    return _write_rows(images, out or Path(run) / "samples" / "interpolation.png")
+    name = output_name("interpolation", steps=steps, rows=rows, seed=seed, label=label)
+    return _write_rows(images, out or Path(run) / "samples" / name)
 
 
 def complete(run: str | Path, hide: str = "bottom-half", n: int = 10, *, completions: int = 4, seed: int = 0,
@@ -182,9 +266,11 @@ def complete(run: str | Path, hide: str = "bottom-half", n: int = 10, *, complet
     """`genzoo complete RUN --hide ...`: complete the first n test digits of the run's data (pixel models).
 
     The digits are binarized with the fixed evaluation draw (`data.FIXED_BINARIZATION`). Writes
-    `out` (default RUN/completions-<hide>.png): rows original / visible / one per completion.
+    `out` (default RUN/completions-<hide>_n<N>_completions<C>_seed<S>.png; training's completions-<hide>.png
+    is kept): rows original / visible / one per completion.
     """
     visible_mask(hide)  # check --hide before loading anything
+    check_picture(n=n, completions=completions)
     model = runs.load(run, resolve_device(device))
     if not isinstance(model, PixelModel):
         raise CapabilityError(f"{model.name}: cannot complete digits; use a pixelcnn or pixelrnn run")
@@ -192,7 +278,8 @@ def complete(run: str | Path, hide: str = "bottom-half", n: int = 10, *, complet
     x = fixed_binarization(dataset.test_x[:n]).to(model.device)
     y = dataset.test_y[:n].to(model.device) if model.conditional else None
     rows = completion_rows(model, x, hide, completions, y, torch.Generator().manual_seed(seed))
-    return _write_rows(rows, out or Path(run) / f"completions-{hide}.png")
+    name = output_name(f"completions-{hide}", n=n, completions=completions, seed=seed)
+    return _write_rows(rows, out or Path(run) / name)
 
 
 def _write_rows(rows: torch.Tensor, path: str | Path) -> Path:
@@ -204,14 +291,18 @@ def _write_rows(rows: torch.Tensor, path: str | Path) -> Path:
 
 def evaluate(run: str | Path, *, as_json: bool = False, device: str = "auto", seed: int = 0, max_test: int = 0,
              random_subset: bool = False, iwae_k: int = 0, n_samples: int = 10_000,
-             guidance_sweep: list[float] | None = None, sweep_samples: int = 0, **sampling: Any) -> str:
+             guidance_sweep: list[float] | None = None, sweep_samples: int = 0, ais_betas: int = 0,
+             ais_runs: int = 0, **sampling: Any) -> str:
     """`genzoo evaluate RUN`: every metric that applies, written to RUN/metrics.json; returns them as text
-    (one line each, with standard errors and units) or as JSON. `sampling`: the model's sampling options
+    (one line each, with standard errors and units) or as JSON. Each evaluation is kept in
+    RUN/evaluations/<settings>.json, and metrics.json is the most complete of them (a quick look with
+    --max-test never replaces a full evaluation). `sampling`: the model's sampling options
     (diffusion: guidance, steps, eta, sampler; None: the model's default); `guidance_sweep` scores each
     guidance weight too."""
     metrics = evaluate_run(run, device=device, seed=seed, max_test=max_test, random_subset=random_subset,
                            iwae_k=iwae_k, n_samples=n_samples, sample_options=given(sampling),
-                           guidance_sweep=guidance_sweep, sweep_samples=sweep_samples)
+                           guidance_sweep=guidance_sweep, sweep_samples=sweep_samples, ais_betas=ais_betas,
+                           ais_runs=ais_runs)
     if as_json:
         return json.dumps(metrics, indent=2)
     lines = []
@@ -223,8 +314,15 @@ def evaluate(run: str | Path, *, as_json: bool = False, device: str = "auto", se
         shown = value["value"] if isinstance(value, dict) and "value" in value else value
         unit = value.get("unit", "") if isinstance(value, dict) else ""
         se = f" ± {value['se']:.2g}" if isinstance(value, dict) and value.get("se") is not None else ""
+        if isinstance(value, dict) and value.get("note"):  # e.g. fewer samples than the reported figures
+            unit += f" ({value['note']})"
+        if isinstance(value, dict) and value.get("ais_betas"):  # the AIS estimate's cost, beside its number
+            unit += f" (AIS: {value['ais_betas']:,} betas, {value['ais_runs']} runs; --ais-betas/--ais-runs)"
         lines.append(f"{key:28s} {shown:.6g}{se} {unit}" if isinstance(shown, float) else f"{key:28s} {shown}")
-    lines.append(f"written to {Path(run) / runs.METRICS}")
+    written = Path(run) / runs.EVALUATIONS / runs.evaluation_name(metrics["settings"])
+    chosen, _ = runs.read_evaluations(run)[0]
+    lines.append(f"written to {written}" + (f" and {Path(run) / runs.METRICS}" if chosen == written else
+                                            f"; {Path(run) / runs.METRICS} keeps the more complete {chosen.name}"))
     return "\n".join(lines)
 
 

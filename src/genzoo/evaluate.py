@@ -26,30 +26,39 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from . import runs
 from .config import ConfigError, non_negative
 from .data import FIXED_BINARIZATION, fixed_binarization, load_data
+from .leaderboard import BINARIZED, DEQUANTIZED
 from .metrics import bits_per_dim
 from .trainer import resolve_device
+from .training import progress
 
+SAY_ESTIMATE_ABOVE = 60.0  # seconds: a longer IWAE pass says its estimated time and how to shorten it
 DECODED_PER_CALL = 65_536  # IWAE: images decoded per log_prob call (test images x K), so progress shows
+REFERENCE_SAMPLES = 10_000  # samples of the reported sample-quality figures (FID-style is biased by the count)
+SAMPLE_SCORES = ("fid", "precision", "recall")
+PR_NEIGHBOURS = 3  # k of precision/recall's k-nearest-neighbour balls (Kynkäänniemi et al. 2019)
 ELBO_DRAWS = 10  # ELBO draws averaged per image for the IWAE gap: the one-sample ELBO's noise is most of its spread
 
 
-def _batched(fn, x: torch.Tensor, batch: int, desc: str | None = None) -> torch.Tensor:
-    """fn over x in batches, concatenated; with `desc`, a progress bar in images on a terminal (long work: IWAE)."""
+def _batched(fn, x: torch.Tensor, batch: int, desc: str | None = None, first: Callable | None = None) -> torch.Tensor:
+    """fn over x in batches, concatenated; with `desc`, progress in images after 2 s (a bar on a terminal, a
+    line per 5 % elsewhere). `first(seconds, batch)` is called after the first batch (a time estimate)."""
     parts = []
-    with tqdm(total=len(x), desc=desc, unit="image", disable=None if desc else True, leave=False,
-              file=sys.stderr) as bar:
+    with progress.bar(len(x), desc or "", "image", enabled=desc is not None, delay=2.0) as bar:
         for i in range(0, len(x), batch):
+            start = time.perf_counter()
             parts.append(fn(x[i : i + batch]))
             bar.update(len(parts[-1]))
+            if first is not None and i == 0:
+                first(time.perf_counter() - start, len(parts[-1]))
     return torch.cat(parts)
 
 
@@ -73,10 +82,25 @@ def subset_indices(n_total: int, max_test: int, seed: int, random_subset: bool) 
 
 
 def per_image_log_prob(model, test_x: torch.Tensor, batch: int = 500, **log_prob_kwargs) -> torch.Tensor:
-    """The model's log p(x) in nats of each test image (already binarized if needed), (N,), with progress."""
+    """The model's log p(x) in nats of each test image (already binarized if needed), (N,), with progress.
+
+    With importance samples (IWAE, K decoder passes per image), the time the whole pass will take is said
+    after its first batch, with the ways to shorten it, when it is more than SAY_ESTIMATE_ABOVE seconds."""
+    first = None
     if "k" in log_prob_kwargs:  # K decoder passes per image: fewer images per call keep the progress bar moving
-        batch = max(1, min(batch, DECODED_PER_CALL // log_prob_kwargs["k"]))
-    return _batched(lambda b: model.log_prob(b, **log_prob_kwargs), test_x, batch, desc=f"{model.name}: log p(x)")
+        k = log_prob_kwargs["k"]
+        batch = max(1, min(batch, DECODED_PER_CALL // k))
+
+        def first(seconds: float, images: int) -> None:
+            total = seconds / images * len(test_x)
+            if total > SAY_ESTIMATE_ABOVE:
+                print(f"genzoo evaluate: {model.name}: IWAE log p(x) with K={k} importance samples on "
+                      f"{len(test_x):,} test digits: about {total / 60:.1f} min at this pace. Shorter: --iwae-k "
+                      f"{max(1, k // 10)} (a looser estimate), or --max-test 1000 --random-subset (the whole set's "
+                      "NLL estimated from a random 1,000, with its standard error)", file=sys.stderr, flush=True)
+
+    return _batched(lambda b: model.log_prob(b, **log_prob_kwargs), test_x, batch, desc=f"{model.name}: log p(x)",
+                    first=first)
 
 
 def likelihood_metrics(model, log_p: torch.Tensor, **log_prob_kwargs) -> dict[str, Any]:
@@ -84,10 +108,11 @@ def likelihood_metrics(model, log_p: torch.Tensor, **log_prob_kwargs) -> dict[st
     nll = mean_and_se(-log_p)
     note = {"kind": model.log_prob_kind, "n": len(log_p), **log_prob_kwargs}
     if model.binary_data:
-        note["data"] = FIXED_BINARIZATION
+        note.update(data=FIXED_BINARIZATION, likelihood_data=BINARIZED)
         bits = bits_per_dim(nll["value"], dequantized=False)
     else:  # a density on [0, 1]^784 of dequantized pixels: bits/dim of the 256-level image, as usual
-        note["data"] = "dequantized 8-bit test pixels, density on [0, 1]^784 (see the model's log_prob)"
+        note.update(data="dequantized 8-bit test pixels, density on [0, 1]^784 (see the model's log_prob)",
+                    likelihood_data=DEQUANTIZED)
         bits = bits_per_dim(nll["value"], dequantized=True)
     return {"nll_nats": {**nll, "unit": "nats/image", **note},
             "bits_per_dim": {"value": bits, "unit": "bits/dim", **note}}
@@ -127,14 +152,17 @@ def class_conditional_likelihood_metrics(model, test_x: torch.Tensor, test_y: to
     return out
 
 
-def log_z_metrics(model, metrics: dict[str, Any]) -> dict[str, Any]:
+def log_z_metrics(model, metrics: dict[str, Any], ais: dict[str, int] | None = None) -> dict[str, Any]:
     """For a model whose log p(x) uses an estimated log partition function (the RBM's AIS): that estimate
-    with its spread over the AIS runs, and its standard error beside the NLL, which it shifts as a whole."""
+    with its spread over the AIS runs, and its standard error beside the NLL, which it shifts as a whole.
+    `ais`: the estimate's cost ({"ais_betas", "ais_runs"}), recorded beside both numbers."""
     log_z = model.log_z_uncertainty()
-    out = {"log_z": {**log_z, "unit": "nats", "method": "AIS (Salakhutdinov & Murray 2008); se by the delta method "
-                     "over the AIS runs, low/high = log(mean weight -/+ 3 se)"}}
+    cost = dict(ais or {})
+    out = {"log_z": {**log_z, "unit": "nats", **cost, "method": "AIS (Salakhutdinov & Murray 2008); se by the delta "
+                     "method over the AIS runs, low/high = log(mean weight -/+ 3 se); fewer betas or runs "
+                     "(--ais-betas, --ais-runs) cost less and spread more"}}
     if "nll_nats" in metrics:
-        out["nll_nats"] = {**metrics["nll_nats"], "se_log_z": log_z["se"]}
+        out["nll_nats"] = {**metrics["nll_nats"], "se_log_z": log_z["se"], **cost}
     return out
 
 
@@ -144,7 +172,8 @@ def mean_elbo(model, x: torch.Tensor, seed: int) -> torch.Tensor:
     Drawn from a generator of its own, so the other metrics' random draws are the same with or without it.
     """
     elbo = functools.partial(model.elbo, generator=torch.Generator(x.device).manual_seed(seed))
-    return torch.stack([_batched(elbo, x, 500) for _ in range(ELBO_DRAWS)]).double().mean(0)
+    return torch.stack([_batched(elbo, x, 500, desc=f"{model.name}: ELBO, draw {i + 1} of {ELBO_DRAWS}")
+                        for i in range(ELBO_DRAWS)]).double().mean(0)
 
 
 def iwae_gap_metrics(elbo: torch.Tensor, log_p: torch.Tensor, elbo_all: torch.Tensor | None = None,
@@ -179,7 +208,7 @@ def iwae_gap_metrics(elbo: torch.Tensor, log_p: torch.Tensor, elbo_all: torch.Te
 
 
 def reconstruction_metrics(model, test_x: torch.Tensor, batch: int = 500) -> dict[str, Any]:
-    recon = _batched(model.reconstruct, test_x, batch)
+    recon = _batched(model.reconstruct, test_x, batch, desc=f"{model.name}: reconstructions")
     mse = float((recon - test_x).pow(2).mean())
     return {"reconstruction_mse": {"value": mse, "unit": "per pixel", "n": len(test_x)}}
 
@@ -192,7 +221,7 @@ def denoising_metrics(model, test_x: torch.Tensor, seed: int, batch: int = 500) 
     trained = (model.config.noise, model.config.noise_level)
     for kind, strength in [trained] + [(k, level[k]) for k in NOISE_KINDS if k != trained[0]]:
         noisy = corrupt(test_x, kind, strength, torch.Generator(device=test_x.device).manual_seed(seed))
-        denoised = _batched(model.denoise, noisy, batch)
+        denoised = _batched(model.denoise, noisy, batch, desc=f"{model.name}: denoising {kind}")
         suffix = kind.replace("-", "_")
         note = {"unit": "dB", "n": len(test_x), "noise": f"{kind}:{strength}"}
         out[f"psnr_noisy_{suffix}"] = {"value": float(psnr(noisy, test_x).mean()), **note}
@@ -213,6 +242,8 @@ def evaluate_run(
     sample_options: dict[str, Any] | None = None,
     guidance_sweep: list[float] | None = None,
     sweep_samples: int = 0,
+    ais_betas: int = 0,
+    ais_runs: int = 0,
 ) -> dict[str, Any]:
     """Evaluate a run folder and write RUN/metrics.json; returns what it wrote.
 
@@ -220,7 +251,8 @@ def evaluate_run(
         run_dir: a folder written by `genzoo train`.
         device: "auto", "cpu" or "cuda".
         seed: seeds every random draw of the evaluation (samples, noise, importance samples).
-        max_test: evaluate on N test images only (0: all), e.g. for a quick look on a CPU.
+        max_test: score likelihoods, reconstructions and denoising on N test images only (0: all), e.g. for a
+            quick look on a CPU. Sample quality always takes every test digit as its real reference.
         random_subset: take those N at random (seeded by `seed`) instead of the first N; with a model
             that has both an ELBO and an IWAE log_prob, this also estimates the whole test set's NLL.
         iwae_k: importance samples for models with an IWAE log_prob (0: the model's own setting).
@@ -230,8 +262,19 @@ def evaluate_run(
         guidance_sweep: classifier-free guidance weights: FID-style score and conditional accuracy at each,
             written to RUN/guidance_sweep.json and drawn in RUN/guidance_sweep.png.
         sweep_samples: samples per guidance weight (0: n_samples).
+        ais_betas, ais_runs: the cost of an AIS estimate of log Z (the RBM; 0: the model's own settings):
+            intermediate distributions and chains. Fewer cost less and give a wider spread; both are
+            recorded beside the NLL.
     """
-    non_negative(max_test=max_test, iwae_k=iwae_k, n_samples=n_samples)
+    non_negative(max_test=max_test, iwae_k=iwae_k, n_samples=n_samples, ais_betas=ais_betas, ais_runs=ais_runs)
+    if 0 < ais_betas < 10:
+        raise ConfigError(f"--ais-betas {ais_betas}: AIS needs at least 10 intermediate distributions "
+                          "(Salakhutdinov & Murray use 14500)")
+    for what, count in (("--samples", n_samples), ("--sweep-samples", sweep_samples)):
+        if 0 < count <= PR_NEIGHBOURS:
+            raise ConfigError(f"{what} {count}: precision and recall compare each sample with its {PR_NEIGHBOURS} "
+                              f"nearest neighbours, so they need at least {PR_NEIGHBOURS + 1} samples; give "
+                              f"{what} {PR_NEIGHBOURS + 1} or more (10000 for the reported figures), or 0 for none")
     if random_subset and not max_test:
         raise ConfigError("random_subset draws max_test test images at random; give max_test too "
                          "(e.g. genzoo evaluate RUN --max-test 300 --random-subset)")
@@ -246,6 +289,9 @@ def evaluate_run(
         raise ConfigError(f"{model.name}: no sampling option {', '.join(sorted(wanted - set(model.sample_options)))}; "
                           f"its options: {', '.join(model.sample_options) or 'none'}")
     data = load_data(config["data"], verbose=False)
+    if n_samples and len(data.test_x) <= PR_NEIGHBOURS:
+        raise ConfigError(f"{config['data']}: {len(data.test_x)} test digits; precision and recall need at least "
+                          f"{PR_NEIGHBOURS + 1} real digits as their reference; use other data or --samples 0")
     subset = subset_indices(len(data.test_x), max_test, seed, random_subset)
     test_x = data.test_x[subset].to(device)
     torch.manual_seed(seed)
@@ -265,35 +311,58 @@ def evaluate_run(
     # one stream for the ELBO's and the importance samples' draws, seeded like the rest of the evaluation
     generator = torch.Generator(device).manual_seed(seed)
     if model.has_elbo:
-        elbo = _batched(functools.partial(model.elbo, generator=generator), binary_x, 500)
+        elbo = _batched(functools.partial(model.elbo, generator=generator), binary_x, 500, desc=f"{model.name}: ELBO")
         metrics["elbo_nats"] = {**mean_and_se(elbo), "unit": "nats/image (higher is better)", "n": len(elbo),
                                 "data": FIXED_BINARIZATION}
     if model.log_prob_kind is not None and model.conditional:  # log p(x | y) and the marginal log p(x)
         metrics.update(class_conditional_likelihood_metrics(model, binary_x, data.test_y[subset], data.train_y))
-    elif model.log_prob_kind is not None:
+    kwargs: dict[str, Any] = {}
+    if model.log_prob_kind is not None and not model.conditional:
         takes_k = "k" in model.log_prob_options  # importance-sampled estimates
         kwargs = {"k": iwae_k or model.config.iwae_k} if takes_k else {}
         draws = {"generator": generator} if "generator" in model.log_prob_options else {}
+        if model.estimates_log_z:  # AIS of log Z first, its cost stated beside the number, with progress
+            ais = {"ais_betas": ais_betas or model.config.ais_betas, "ais_runs": ais_runs or model.config.ais_runs}
+            with progress.bar(ais["ais_betas"] - 1, f"{model.name}: AIS log Z, {ais['ais_runs']} chains", "beta",
+                              enabled=True, delay=2.0) as bar:
+                model.estimate_log_z(ais["ais_betas"], ais["ais_runs"], seed=0, on_step=bar.update)
         log_p = per_image_log_prob(model, binary_x, **kwargs, **draws)
         metrics.update(likelihood_metrics(model, log_p, **kwargs))
-        if model.estimates_log_z:  # log p(x) through an AIS estimate of log Z: its spread
-            metrics.update(log_z_metrics(model, metrics))
+        if model.estimates_log_z:  # log p(x) through an AIS estimate of log Z: its spread and its cost
+            metrics.update(log_z_metrics(model, metrics, ais))
         if model.has_elbo and takes_k:
             if random_subset:  # the ELBO of every test image turns the subset's gap into the whole set's NLL
                 elbo_all = mean_elbo(model, binary_all.to(device), seed)
                 metrics.update(iwae_gap_metrics(elbo_all[subset], log_p, elbo_all, elbo_draws=ELBO_DRAWS))
             else:
                 metrics.update(iwae_gap_metrics(mean_elbo(model, binary_x, seed), log_p, elbo_draws=ELBO_DRAWS))
-    if n_samples and model.can_sample:  # sample quality against the scored real test digits, evaluator version recorded
+    # Sample quality against a fixed reference: every test digit of the data (10,000 for MNIST; features cached
+    # by content), whatever max_test says, so that FID-style, precision and recall of two evaluations compare.
+    reference = data.test_x
+    if n_samples and model.can_sample:
         from .metrics import model_sample_quality
 
-        metrics.update(model_sample_quality(model, test_x, n_samples, seed, sample_options=sample_options))
+        with progress.bar(n_samples, f"{model.name}: samples", "image", enabled=True, delay=2.0) as bar:
+            metrics.update(model_sample_quality(model, reference, n_samples, seed, sample_options=sample_options,
+                                                on_batch=bar.update))
+        for key in SAMPLE_SCORES:
+            if key in metrics and n_samples < REFERENCE_SAMPLES:
+                metrics[key]["note"] = (f"from {n_samples:,} samples, fewer than the {REFERENCE_SAMPLES:,} of the "
+                                        "reported figures: compare only with scores from as many samples")
     if guidance_sweep:
-        metrics["guidance_sweep"] = guidance_sweep_metrics(model, test_x, guidance_sweep, sweep_samples or n_samples,
-                                                           seed, sample_options, run_dir)
+        metrics["guidance_sweep"] = guidance_sweep_metrics(model, reference, guidance_sweep,
+                                                           sweep_samples or n_samples, seed, sample_options, run_dir)
     metrics.update(seed=seed, hardware=runs.hardware(device), seconds=round(time.perf_counter() - start, 2),
                    data=data.describe())
-    runs.atomic_write_text(run_dir / runs.METRICS, json.dumps(metrics, indent=2) + "\n")
+    metrics["settings"] = {"test_images": len(subset), "test_total": len(data.test_x), "random_subset": random_subset,
+                           "n_samples": n_samples if model.can_sample else 0, "seed": seed,
+                           "iwae_k": kwargs.get("k") if model.log_prob_kind is not None else None,
+                           "sampling": sample_options, "guidance_sweep": guidance_sweep}
+    if model.estimates_log_z and model.log_prob_kind is not None:
+        metrics["settings"]["ais"] = {"betas": ais["ais_betas"], "runs": ais["ais_runs"]}
+    metrics["trained_step"] = runs.trained_step(run_dir)
+    metrics["evaluated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    runs.write_evaluation(run_dir, metrics)
     return metrics
 
 
@@ -306,12 +375,15 @@ def guidance_sweep_metrics(model, test_x: torch.Tensor, weights: list[float], n_
     if not model.conditional:
         raise ConfigError(f"{model.name}: an unconditional model has no guidance to sweep; train it conditional")
     rows = []
-    for w in tqdm(weights, desc="guidance sweep", unit="weight", disable=None, file=sys.stderr):
+    bar = progress.bar(len(weights), "guidance sweep", "weight", enabled=True)
+    for w in weights:
         q = model_sample_quality(model, test_x, n_samples, seed, sample_options={**sample_options, "guidance": w})
         rows.append({"guidance": w, "fid": q["fid"]["value"],
                      "conditional_accuracy": q["conditional_accuracy"]["value"],
                      "precision": q["precision"]["value"], "recall": q["recall"]["value"],
                      "sample_seconds_per_image": q["sample_seconds_per_image"]["value"]})
+        bar.update(1)
+    bar.close()
     settings = {k: v for k, v in model.sample_settings(**sample_options).items() if k != "guidance"}
     result = {"value": rows, "unit": "FID-style (evaluator features) and conditional accuracy per guidance weight",
               "n": n_samples, "seed": seed, "sampling": settings}

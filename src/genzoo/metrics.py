@@ -21,6 +21,7 @@ Numbers depend on the evaluator version and on the sample count: report both
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -337,7 +338,7 @@ def coverage_check(model: torch.nn.Module, evaluator: torch.nn.Module, n: int = 
 @torch.no_grad()
 def model_sample_quality(model: torch.nn.Module, real_images: torch.Tensor, n_samples: int = 10_000, seed: int = 0,
                          batch_size: int = 1000, evaluator: torch.nn.Module | None = None,
-                         sample_options: dict | None = None) -> dict:
+                         sample_options: dict | None = None, on_batch: Callable[[int], None] | None = None) -> dict:
     """Sample a model and score the samples: the sample-quality part of `genzoo evaluate`.
 
     Conditional models are asked for the digits 0..9 in equal shares (`arange(n) % 10`)
@@ -352,6 +353,7 @@ def model_sample_quality(model: torch.nn.Module, real_images: torch.Tensor, n_sa
         evaluator: the feature network; the pinned one on the model's device by default.
         sample_options: options of the model's `sample` (diffusion: guidance, steps, eta, sampler); the
             settings in force are recorded beside every metric as "sampling".
+        on_batch: called with the number of samples after each batch is drawn (a caller's progress bar).
     Returns:
         metrics.json entries {"value", "unit", "n", ...}: fid, precision, recall, class_coverage,
         conditional_accuracy (conditional models), sample_seconds_per_image, and evaluator_version.
@@ -374,6 +376,8 @@ def model_sample_quality(model: torch.nn.Module, real_images: torch.Tensor, n_sa
         y = labels[first:first + batch_size].to(device) if labels is not None else None
         chunks.append(model.sample(min(batch_size, n_samples - first), y=y, generator=generator,
                                    **(sample_options or {})).float().cpu())
+        if on_batch is not None:
+            on_batch(len(chunks[-1]))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     sample_seconds = time.perf_counter() - start

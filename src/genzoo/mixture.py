@@ -38,6 +38,7 @@ import inspect
 import math
 import numbers
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -679,6 +680,7 @@ class GaussianMixture:
         verbose_interval: int = 10,
         device: str | torch.device | None = None,
         dtype: Any = torch.float64,
+        on_iteration: Callable[[float], None] | None = None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -696,6 +698,7 @@ class GaussianMixture:
         self.verbose_interval = verbose_interval
         self.device = device
         self.dtype = dtype
+        self.on_iteration = on_iteration  # genzoo's addition: called with the lower bound after each EM iteration
 
     # ------------------------------------------------------------ scikit-learn's estimator protocol
 
@@ -1026,6 +1029,8 @@ class GaussianMixture:
                 previous = bound
                 bound = self._em_step(X, cache)
                 bounds.append(bound)
+                if self.on_iteration is not None:  # a caller's progress bar
+                    self.on_iteration(bound)
                 if self.verbose and (n_iter % self.verbose_interval == 0 or n_iter == 1):
                     print(f"init {init} iteration {n_iter}: lower bound {bound:.6f} (change {bound - previous:.3g})")
                 if abs(bound - previous) < self.tol:

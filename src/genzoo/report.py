@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import runs
-from .leaderboard import COLUMNS, best, cell, leaderboard_row
+from .leaderboard import leaderboard_row, table
 
 IMAGE_SUFFIXES = (".png", ".gif", ".jpg", ".jpeg", ".svg")
 # metrics.jsonl keys that are bookkeeping, not curves.
@@ -28,6 +28,7 @@ NOT_CURVES = {"step", "epoch", "time", "seconds", "elapsed", "images_per_s", "tr
 TEST_PREFIX = "test_"  # the trainer's per-epoch pass over the test set: drawn over the training curve of the same key
 MAX_CURVES = 12
 MAX_EPOCH_THUMBS = 8
+BEST = ' class="best"'  # a leaderboard cell, best in its column
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -103,13 +104,17 @@ class _Run:
             raise FileNotFoundError(f"{run_dir}: no such run folder; give the --out folder of `genzoo train`")
         self.dir, self.slug = run_dir, slug
         self.config = _read_json(run_dir / "config.json") or {}
-        self.metrics = _read_json(run_dir / "metrics.json")
+        evaluations = runs.read_evaluations(run_dir)  # the most complete first: the one the report shows
+        self.metrics = evaluations[0][1] if evaluations else None
+        self.other_evaluations = [path.name for path, _ in evaluations[1:]]
         self.log = runs.read_metrics_log(run_dir)
         report_dir = out_dir.resolve()  # a report written inside a run folder is not part of the run
         images = sorted(p for p in run_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
                         and not p.name.startswith(".") and not p.resolve().is_relative_to(report_dir))
         samples = run_dir / "samples"
-        self.grids = sorted((p for p in images if p.parent == samples and p.suffix.lower() == ".png"), key=_epoch_key)
+        # training's grids, one per epoch; `genzoo sample`'s own pictures (sample_n64_seed0.png, ...) go with the others
+        self.grids = sorted((p for p in images if p.parent == samples and re.fullmatch(r"epoch_\d+\.png", p.name)),
+                            key=_epoch_key)
         self.progress = samples / "progress.gif" if (samples / "progress.gif").exists() else None
         shown = set(self.grids) | {self.progress}
         self.others = [p for p in images if p not in shown]
@@ -178,19 +183,19 @@ def _curves(run: _Run, out_dir: Path) -> str | None:
 
 def _leaderboard(runs: list[_Run]) -> str:
     rows = [leaderboard_row(r.dir, r.metrics or {}) for r in runs]
-    columns = [c for c in COLUMNS if any(row[c.key] is not None for row in rows)]
+    columns, cells, notes = table(rows)
     head = "".join(f"<th>{html.escape(c.label)}</th>" for c in columns)
-    bests = {c.key: best(rows, c) for c in columns}
     lines = []
-    for run, row in zip(runs, rows):
-        marks = [' class="best"' if row[c.key] is not None and row[c.key] == bests[c.key] else "" for c in columns]
-        cells = "".join(f"<td{mark}>{html.escape(cell(row[c.key], c))}</td>" for c, mark in zip(columns, marks))
+    for run, line in zip(runs, cells):
+        tds = "".join(f"<td{BEST if c.best else ''}>{html.escape(c.text + c.mark)}</td>" for c in line)
         lines.append(f'<tr><td class="name"><a href="#{run.slug}">{html.escape(run.slug)}</a></td>'
-                     f'<td class="name">{html.escape(run.model)}</td>{cells}</tr>')
+                     f'<td class="name">{html.escape(run.model)}</td>{tds}</tr>')
+    footnotes = "".join(f"<br>{html.escape(note)}" for note in notes)
     return (f'<h2>Leaderboard</h2>\n<table id="leaderboard"><tr><th class="name">run</th><th class="name">model</th>'
             f'{head}</tr>\n' + "\n".join(lines) + "</table>\n"
-            '<p class="meta">Bold: best in its column. Numbers come from each run\'s metrics.json '
-            "(`genzoo evaluate`); runs without one show –.</p>")
+            '<p class="meta">Bold: best in its column among the numbers measured with the same settings. Numbers come '
+            "from each run's most complete evaluation (`genzoo evaluate`); runs without one show –." + footnotes
+            + "</p>")
 
 
 def _key_value_table(d: dict, table_id: str | None = None) -> str:
@@ -257,7 +262,15 @@ def _run_section(run: _Run, out_dir: Path) -> str:
     if curves:
         parts.append("<h3>Training curves</h3>" + _figure(curves, "from metrics.jsonl", "plot"))
     if run.metrics:
-        parts.append("<h3>Metrics</h3>" + _metrics_table(run.metrics, f"metrics-{run.slug}"))
+        settings = run.metrics.get("settings")
+        shown = f" ({html.escape(runs.evaluation_name(settings))}, the most complete)" if settings else ""
+        others = (f'<p class="meta">Also evaluated (RUN/evaluations/): {html.escape(", ".join(run.other_evaluations))}'
+                  "</p>") if run.other_evaluations else ""
+        evaluated, now = run.metrics.get("trained_step"), runs.trained_step(run.dir)
+        if evaluated is not None and evaluated != now:  # trained on since: the numbers are of earlier weights
+            others += (f'<p class="meta">Evaluated at step {evaluated:,}; the run has trained to step {now:,} since: '
+                       "run `genzoo evaluate` again for its current weights.</p>")
+        parts.append(f"<h3>Metrics{shown}</h3>" + others + _metrics_table(run.metrics, f"metrics-{run.slug}"))
     if isinstance(cfg.get("hparams"), dict) and cfg["hparams"]:
         parts.append("<details><summary>hyper-parameters</summary>" + _key_value_table(cfg["hparams"]) + "</details>")
     return "\n".join(parts)

@@ -9,11 +9,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import platform
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import registry
@@ -25,6 +28,7 @@ WEIGHTS = "model.safetensors"
 CHECKPOINT = "checkpoint.pt"
 METRICS_LOG = "metrics.jsonl"
 METRICS = "metrics.json"
+EVALUATIONS = "evaluations"  # one JSON file per evaluation, named by its settings; metrics.json is the most complete
 
 
 class RunError(ValueError):
@@ -32,8 +36,47 @@ class RunError(ValueError):
 
 
 def create(name: str, **hparams: Any):
-    """Build a fresh model by CLI name with typed hyper-parameter overrides (e.g. widths=(128, 64))."""
+    """Build a fresh model by CLI name with typed hyper-parameter overrides (e.g. widths=(128, 64)).
+
+    The model is first built without memory (on the meta device) to count its numbers: one that would not
+    fit in the machine's free memory is refused with the estimate, before anything is allocated.
+    """
+    check_fits(name, hparams)
     return registry.get(name)(**hparams)
+
+
+TRAINING_COPIES = 4  # weights, gradients and Adam's two moments: what training holds per parameter, at least
+
+
+def available_memory_bytes() -> int | None:
+    """The memory this process may still take: MemAvailable of /proc/meminfo (Linux), None elsewhere."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_fits(name: str, hparams: dict[str, Any]) -> None:
+    """Refuse a model whose weights (times TRAINING_COPIES for training) exceed the free memory, naming
+    the estimate and the settings; models that cannot be built on the meta device are not checked."""
+    available = available_memory_bytes()
+    if available is None:
+        return
+    try:
+        with torch.device("meta"):
+            shapes = registry.get(name)(**hparams)
+    except (NotImplementedError, RuntimeError):  # an __init__ that computes values (not only shapes) on meta
+        return
+    size = sum(t.numel() * t.element_size() for t in [*shapes.parameters(), *shapes.buffers()])
+    if size * TRAINING_COPIES > available:
+        given = ", ".join(f"{k}={v}" for k, v in hparams.items()) or "its defaults"
+        raise ConfigError(f"{name} with {given}: {size / 2**30:,.1f} GiB of weights, about "
+                          f"{size * TRAINING_COPIES / 2**30:,.1f} GiB to train (weights, gradients, Adam's moments), "
+                          f"more than the {available / 2**30:,.1f} GiB of memory free on this machine; "
+                          "choose smaller sizes")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -53,7 +96,14 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
     state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(state, str(tmp))
+    os.chmod(tmp, 0o666 & ~current_umask())  # safetensors creates its file 0600; every other run file is 0644
     os.replace(tmp, path)
+
+
+def current_umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def hardware(device: torch.device | str) -> str:
@@ -111,12 +161,128 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu"):
     weights = run_dir / WEIGHTS
     if not weights.exists():
         raise RunError(f"{run_dir}: no {WEIGHTS} yet; the run has not saved weights (resume it with --resume)")
-    missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
+    try:
+        state = load_file(str(weights))
+    except SafetensorError as e:
+        raise RunError(f"{weights}: not a readable safetensors file ({e}): it is truncated, damaged or not "
+                       "genzoo's weights; restore it from a copy, or train the run again with --overwrite") from None
+    mismatched = {k: (tuple(v.shape), tuple(state[k].shape)) for k, v in model.state_dict().items()
+                  if k in state and v.shape != state[k].shape}
+    if mismatched:
+        raise RunError(_shape_mismatch(run_dir, weights, model, mismatched))
+    missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise RunError(
             f"{weights}: weights do not fit the model in config.json (missing {missing}, unexpected {unexpected})"
         )
     return model.to(device).eval()
+
+
+def evaluation_name(settings: dict[str, Any]) -> str:
+    """The file name of an evaluation under RUN/evaluations/, from the settings that change its numbers.
+
+    e.g. {"test_images": 10000, "n_samples": 10000, "seed": 0} -> "test10000_samples10000_seed0.json";
+    a random subset, an IWAE K and sampling options add their own parts.
+    """
+    parts = [f"test{settings['test_images']}", f"samples{settings['n_samples']}", f"seed{settings['seed']}"]
+    if settings.get("random_subset"):
+        parts.append("random")
+    if settings.get("iwae_k"):
+        parts.append(f"k{settings['iwae_k']}")
+    if settings.get("ais"):
+        parts.append("ais-" + "-".join(f"{k}{v}" for k, v in sorted(settings["ais"].items())))
+    for key, value in sorted((settings.get("sampling") or {}).items()):
+        parts.append(f"{key}{format(value, 'g') if isinstance(value, float) else value}")
+    if settings.get("guidance_sweep"):
+        parts.append("sweep" + "-".join(format(w, "g") for w in settings["guidance_sweep"]))
+    return "_".join(parts).replace("/", "-") + ".json"
+
+
+def completeness(metrics: dict[str, Any]) -> tuple:
+    """How complete an evaluation is, for choosing among several of a run: evaluations of the latest
+    weights first, then more test images, more samples, a larger IWAE K, then the later one."""
+    s = metrics.get("settings") or {}
+    return (metrics.get("trained_step", -1), s.get("test_images", 0), s.get("n_samples", 0), s.get("iwae_k") or 0,
+            metrics.get("evaluated_at", ""))
+
+
+def read_evaluations(run_dir: str | Path) -> list[tuple[Path, dict]]:
+    """Every evaluation of a run, (path, metrics), most complete first: RUN/evaluations/*.json, and a
+    metrics.json written before evaluations were kept side by side (it has no "settings")."""
+    run_dir = Path(run_dir)
+    found = []
+    for path in sorted((run_dir / EVALUATIONS).glob("*.json")):
+        try:
+            found.append((path, json.loads(path.read_text())))
+        except json.JSONDecodeError as e:
+            raise RunError(f"{path}: not valid JSON ({e}); delete it or evaluate again") from e
+    legacy = run_dir / METRICS
+    if not found and legacy.exists():
+        try:
+            found.append((legacy, json.loads(legacy.read_text())))
+        except json.JSONDecodeError as e:
+            raise RunError(f"{legacy}: not valid JSON ({e}); rerun `genzoo evaluate` or delete the file") from e
+    return sorted(found, key=lambda item: completeness(item[1]), reverse=True)
+
+
+def write_evaluation(run_dir: str | Path, metrics: dict[str, Any]) -> tuple[Path, bool]:
+    """Keep an evaluation beside the run's others: RUN/evaluations/<settings>.json (the same settings replace
+    their earlier file), and metrics.json rewritten as the most complete of them.
+
+    Returns the file written and whether it is now metrics.json (False: a more complete one was kept).
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / EVALUATIONS / evaluation_name(metrics["settings"])
+    path.parent.mkdir(exist_ok=True)
+    atomic_write_text(path, json.dumps(metrics, indent=2) + "\n")
+    chosen_path, chosen = read_evaluations(run_dir)[0]
+    atomic_write_text(run_dir / METRICS, json.dumps(chosen, indent=2) + "\n")
+    return path, chosen_path == path
+
+
+def trained_step(run_dir: str | Path) -> int:
+    """The step of the run's last finished training session (-1: none), to tell which weights an evaluation saw."""
+    ends = [r for r in read_metrics_log(run_dir) if r.get("event") == "end"]
+    return int(ends[-1]["step"]) if ends else -1
+
+
+def _shape_mismatch(run_dir: Path, weights: Path, model, mismatched: dict[str, tuple[tuple, tuple]]) -> str:
+    """Which config.json hyper-parameter gives the model other shapes than the weights have, where it can be told:
+    a setting whose value is a size the model has and the weights have not."""
+    name, (built, saved) = next(iter(mismatched.items()))
+    suspects = []
+    for key, value in dataclasses.asdict(model.config).items():
+        if isinstance(value, int) and not isinstance(value, bool) and any(
+                value in b and value not in w for b, w in mismatched.values()):
+            suspects.append(f"{key}={value}")
+    blame = (f"config.json's {', '.join(suspects)} does not match the weights; was it edited? " if suspects
+             else "config.json does not describe the model these weights belong to; was it edited? ")
+    return (f"{run_dir / CONFIG} and {weights} disagree: {name} is {list(saved)} in the weights but "
+            f"{list(built)} in the model that config.json builds ({len(mismatched)} tensor(s) differ). {blame}"
+            "Restore config.json as training wrote it")
+
+
+def load_checkpoint(path: Path, device: str | torch.device = "cpu", mmap: bool = False) -> dict:
+    """checkpoint.pt as a dict of tensors and plain values. A file holding anything else (a pickle of other
+    objects, a damaged file) is refused without running any of it, with a message that says so."""
+    if path.exists() and not zipfile.is_zipfile(path):  # torch.save writes zip archives; a bare pickle is foreign
+        raise RunError(f"{path}: not a genzoo checkpoint: it is not a torch archive of tensors, which is all genzoo "
+                       "writes (nothing in it was run). Delete it and train the run again with --overwrite, or "
+                       "restore the file from a copy")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError:
+        raise RunError(f"{path}: not a genzoo checkpoint: it holds objects other than tensors and plain values, "
+                       "which genzoo never writes (nothing in it was run). Delete it and train the run again with "
+                       "--overwrite, or restore the file from a copy") from None
+    except (RuntimeError, EOFError) as e:  # a truncated or damaged zip archive
+        raise RunError(f"{path}: not a readable genzoo checkpoint ({str(e).splitlines()[0]}): it is truncated or "
+                       "damaged; delete it and train the run again with --overwrite, or restore it from a copy"
+                       ) from None
+    if not isinstance(state, dict) or "step" not in state or "model" not in state:
+        raise RunError(f"{path}: not a genzoo checkpoint (no model state and step in it); delete it and train the "
+                       "run again with --overwrite")
+    return state
 
 
 def read_metrics_log(run_dir: str | Path) -> list[dict]:

@@ -155,7 +155,7 @@ def _lengthen(run_dir: Path, cfg: TrainConfig, lengths: dict[str, Any], n_train:
     if not path.exists():
         raise TrainingError(f"{path}: no checkpoint to resume from; start the run again without --resume")
     new = build(TrainConfig, {**dataclasses.asdict(cfg), **lengths}, owner="trainer")
-    step = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"]
+    step = runs.load_checkpoint(path, "cpu", mmap=True)["step"]
     before, after = total_steps(cfg, n_train), total_steps(new, n_train)
     if after < step:
         raise TrainingError(f"{run_dir}: the run is at step {step}, past the {after} steps that "

@@ -193,7 +193,13 @@ class GenerativeModel(nn.Module):
         """
         raise CapabilityError(f"{self.name}: has no own training step (training_mode={self.training_mode!r})")
 
-    def fit(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, float]:
+    def fit_iterations(self) -> int | None:
+        """A fitted model's most iterations (EM), for the trainer's progress; None: not counted."""
+        return None
+
+    def fit(self, x: torch.Tensor, y: torch.Tensor | None = None,
+            on_iteration: Callable[[float], None] | None = None) -> dict[str, float]:
+        """training_mode "fit": fit on the whole training set; `on_iteration` is called after each iteration."""
         raise CapabilityError(f"{self.name}: has no closed-form fit (training_mode={self.training_mode!r})")
 
     def epoch_end(self, epoch: int, evaluator: Any = None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ dequantized as in `gmm` ((round(255 x) + u) / 256, noise seeded 0 when scoring),
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +50,8 @@ class BayesClassifier(GenerativeModel):
     name = "bayes"
     Config = BayesConfig
     training_mode = "fit"
-    unused_train_keys = NO_OPTIMIZER
+    unused_train_keys = {**NO_OPTIMIZER, "steps": "it is fitted in one pass over the training set (EM per class: "
+                         "--set max_iter=N)", "epochs": "it is fitted in one pass over the training set"}
     log_prob_kind = "exact"
     train_defaults = {"epochs": 1}
 
@@ -66,7 +68,13 @@ class BayesClassifier(GenerativeModel):
 
     # ------------------------------------------------------------ fitting
 
-    def fit(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, float]:
+    def fit_iterations(self) -> int | None:
+        """At most this many EM iterations over the classes (None: one Gaussian per class, in closed form)."""
+        c = self.config
+        return c.max_iter * c.n_init * N_CLASSES if c.components_per_class > 1 else None
+
+    def fit(self, x: torch.Tensor, y: torch.Tensor | None = None,
+            on_iteration: Callable[[float], None] | None = None) -> dict[str, float]:
         """Fit p(y) by counting and each p(x | y) by EM (closed form for one component).
 
         Args:
@@ -95,6 +103,7 @@ class BayesClassifier(GenerativeModel):
                 n_init=c.n_init,
                 init_params=c.init_params,
                 random_state=int(torch.randint(2**31, ())),
+                on_iteration=on_iteration,
             )
             n_iter.append(estimator.n_iter_)
         joint = self.joint_log_prob(X[:10_000])  # (n, 10)

@@ -15,6 +15,7 @@ bound on the discrete code length).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -200,7 +201,9 @@ class GMM(GenerativeModel):
     training_mode = "fit"
     log_prob_kind = "exact"
     train_defaults = {"epochs": 1}
-    unused_train_keys = NO_OPTIMIZER
+    unused_train_keys = {**NO_OPTIMIZER,
+                         "steps": "EM counts iterations, not steps: --set max_iter=N (at most N iterations)",
+                         "epochs": "EM runs to convergence over the whole training set: --set max_iter=N"}
 
     def __init__(self, config: Any = None, **overrides: Any):
         super().__init__(config, **overrides)
@@ -219,10 +222,16 @@ class GMM(GenerativeModel):
             random_state=seed,
         )
 
-    def fit(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, float]:
-        """EM on dequantized training pixels (N, 1, 28, 28). Returns train log-likelihood, bits/dim, iterations."""
+    def fit_iterations(self) -> int:
+        """At most this many EM iterations (`max_iter` per initialisation): the trainer's progress total."""
+        return self.config.max_iter * self.config.n_init
+
+    def fit(self, x: torch.Tensor, y: torch.Tensor | None = None,
+            on_iteration: Callable[[float], None] | None = None) -> dict[str, float]:
+        """EM on dequantized training pixels (N, 1, 28, 28). Returns train log-likelihood, bits/dim, iterations.
+        `on_iteration` is called after each EM iteration (progress)."""
         X = dequantize(x.reshape(len(x), -1), torch.Generator().manual_seed(int(torch.randint(2**31, ()))))
-        estimator = self.density.fit(X, **self.estimator_args())
+        estimator = self.density.fit(X, **self.estimator_args(), on_iteration=on_iteration)
         ll = self.density.log_prob(X).mean()
         return {
             "train_log_likelihood": float(ll),

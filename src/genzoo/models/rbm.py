@@ -24,6 +24,7 @@ trainer checkpoints it like any other.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -99,6 +100,7 @@ def ais_log_partition(
     n_betas: int = 14500,
     n_runs: int = 100,
     generator: torch.Generator | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
     """Estimate log Z of an RBM by annealed importance sampling (Salakhutdinov & Murray 2008).
 
@@ -111,6 +113,7 @@ def ais_log_partition(
         W: (V, H); b: (V,); c: (H,); base_bias: (V,) the base model's visible logits a.
         n_betas: intermediate distributions; n_runs: independent AIS chains.
         generator: on W's device, for reproducible estimates.
+        on_step: called with 1 after each intermediate distribution (a caller's progress bar).
 
     Returns:
         dict: "log_z" (log of the mean importance weight), "log_z_low"/"log_z_high" (log of
@@ -128,6 +131,8 @@ def ais_log_partition(
         ).double()
         h = torch.bernoulli(torch.sigmoid(beta * act), generator=generator)
         v = torch.bernoulli(torch.sigmoid((1 - beta) * base_bias + beta * (h @ W.T + b)), generator=generator)
+        if on_step is not None:
+            on_step(1)
     log_mean = float(torch.logsumexp(log_w, 0) - math.log(n_runs))
     weights = (log_w - log_w.max()).exp()
     mean, stderr = weights.mean(), weights.std() / math.sqrt(n_runs)
@@ -283,11 +288,13 @@ class RBM(GenerativeModel):
         return torch.log(p) - torch.log1p(-p)
 
     @torch.no_grad()
-    def estimate_log_z(self, n_betas: int | None = None, n_runs: int | None = None, seed: int = 0) -> dict[str, float]:
-        """AIS estimate of log Z with the config's settings (or those given); stored in the `log_z` buffer."""
+    def estimate_log_z(self, n_betas: int | None = None, n_runs: int | None = None, seed: int = 0,
+                       on_step: Callable[[int], None] | None = None) -> dict[str, float]:
+        """AIS estimate of log Z with the config's settings (or those given); stored in the `log_z` buffer.
+        `on_step` is called after each of the n_betas - 1 steps (progress)."""
         n_betas, n_runs = n_betas or self.config.ais_betas, n_runs or self.config.ais_runs
         generator = torch.Generator(device=self.W.device).manual_seed(seed)
-        out = ais_log_partition(self.W, self.b, self.c, self.base_bias(), n_betas, n_runs, generator)
+        out = ais_log_partition(self.W, self.b, self.c, self.base_bias(), n_betas, n_runs, generator, on_step)
         self.log_z.fill_(out["log_z"])
         self.log_z_spread.copy_(torch.tensor([out["log_z_low"], out["log_z_high"]]))
         return {**out, "ais_betas": n_betas, "ais_runs": n_runs}

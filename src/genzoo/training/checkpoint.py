@@ -16,6 +16,7 @@ import torch
 from .. import runs
 from . import TrainingError
 from .devices import Distributed
+from .logwindow import LogWindow
 
 
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
@@ -41,8 +42,10 @@ class Checkpoints:
         self.step = -1
         self.time = time.monotonic()
 
-    def save(self, model: torch.nn.Module, optimizers: dict, step: int, elapsed: float) -> None:
-        """Every rank calls this at the same step (their RNG states are gathered)."""
+    def save(self, model: torch.nn.Module, optimizers: dict, step: int, elapsed: float,
+             window: LogWindow | None = None) -> None:
+        """Every rank calls this at the same step (their RNG states are gathered). `window`: the log window's
+        settled steps, so that a resumed run's first log line averages the same steps as an uninterrupted run."""
         rngs = self.ddp.gather(rng_state(self.device))
         if self.ddp.main:
             runs.save_weights(model, self.run_dir / runs.WEIGHTS)
@@ -50,10 +53,12 @@ class Checkpoints:
                      "step": step, "elapsed": elapsed, "rng": rngs[0]}
             if self.ddp.enabled:
                 state["rng_ranks"] = rngs
+            if window is not None:
+                state["log_window"] = window.state()
             runs.atomic_torch_save(state, self.path)
         self.step, self.time = step, time.monotonic()
 
-    def restore(self, model: torch.nn.Module, optimizers: dict) -> tuple[int, float]:
+    def restore(self, model: torch.nn.Module, optimizers: dict, window: LogWindow | None = None) -> tuple[int, float]:
         """Load the checkpoint into the model, the optimizers and this rank's RNG; returns (step, elapsed).
 
         Checkpoints written before the trainer set the learning rates itself also hold "schedulers":
@@ -61,11 +66,13 @@ class Checkpoints:
         """
         if not self.path.exists():
             raise TrainingError(f"{self.path}: no checkpoint to resume from; start the run again without --resume")
-        state = torch.load(self.path, map_location=self.device, weights_only=True)
+        state = runs.load_checkpoint(self.path, self.device)
         model.load_state_dict(state["model"])
         for key, opt in optimizers.items():
             opt.load_state_dict(state["optimizers"][key])
         self._restore_rng(state.get("rng_ranks", [state["rng"]]), state["step"])
+        if window is not None and "log_window" in state:  # checkpoints from before it was kept: a shorter first line
+            window.restore(state["log_window"])
         self.step = state["step"]
         return state["step"], state["elapsed"]
 

@@ -54,6 +54,16 @@ class LogWindow:
             self.steps += 1
         return list(host)
 
+    def state(self) -> dict:
+        """The settled part of the window, for a checkpoint (taken right after `settle`): a resumed run's first
+        log line then averages the same steps as an uninterrupted run's."""
+        return {"sums": dict(self.sums), "steps": self.steps, "images": self.images,
+                "seconds": time.perf_counter() - self.start}
+
+    def restore(self, state: dict) -> None:
+        self.sums, self.steps, self.images = dict(state["sums"]), int(state["steps"]), int(state["images"])
+        self.start = time.perf_counter() - float(state["seconds"])
+
     def close(self) -> tuple[dict[str, float], float]:
         """The means of the settled values and the images/s since the window began; a new window starts."""
         now = time.perf_counter()

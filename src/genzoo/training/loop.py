@@ -50,6 +50,9 @@ class Loop:
         self.step = self.start_step = self.settled_step = 0
         self.elapsed = 0.0  # training seconds, summed over resumed sessions
         self.stop_reason, self.phase, self.ended = "", "", False
+        self.window = LogWindow()  # the steps since the last log line; kept in the checkpoint
+        self.shown: dict[str, str] = {}  # the last log line's loss and images/s, beside the bar
+        self.fit_out: dict = {}  # what a closed-form or EM fit returned
         self.optimizers = model.configure_optimizers(cfg) if model.training_mode != "fit" else {}
         self.rates = LearningRates(self.optimizers, cfg, self.total)
         self.net = model
@@ -70,7 +73,7 @@ class Loop:
 
     def run(self, resume: bool) -> Path:
         if resume:
-            self.step, self.elapsed = self.checkpoints.restore(self.model, self.optimizers)
+            self.step, self.elapsed = self.checkpoints.restore(self.model, self.optimizers, self.window)
             self.start_step = self.settled_step = self.step
             if self.step >= self.total:
                 return self.resume_finished()
@@ -91,9 +94,24 @@ class Loop:
         stops.reraise()
         return self.run_dir
 
+    def make_bar(self):
+        """Steps of the run; for a run with a time budget, the budget: seconds trained of the seconds it may
+        train (its step count is an upper bound it will most often not reach)."""
+        if self.cfg.time_budget:
+            return progress.bar(self.cfg.time_budget, self.model.name, "s", self.progress,
+                                initial=min(self.elapsed, self.cfg.time_budget), budget=True)
+        return progress.bar(self.total, self.model.name, "step", self.progress, initial=self.step)
+
+    def advance(self, bar) -> None:
+        if self.cfg.time_budget:
+            bar.update(min(self.elapsed, self.cfg.time_budget) - bar.n)
+            bar.set_postfix(step=self.step, **self.shown)
+        else:
+            bar.update(1)
+
     def loop(self, stops: StopSignals) -> None:
-        window, clock = LogWindow(), Clock(self.elapsed)
-        bar = progress.bar(self.total, self.model.name, "step", self.progress, initial=self.step)
+        window, clock = self.window, Clock(self.elapsed)
+        bar = self.make_bar()
         self.checkpoints.time = time.monotonic()
         with bar:
             while self.step < self.total:
@@ -102,18 +120,22 @@ class Loop:
                 self.step += 1
                 self.rates.set(self.step)  # the rate of the step to come
                 self.elapsed = clock.elapsed()
-                bar.update(1)
+                self.advance(bar)
                 epoch_end, log_due, stop, checkpoint_due = self.due(stops)
                 if log_due or checkpoint_due:
                     self.settle(window, clock)
                 if log_due:
                     self.log_window(window, bar)
+                progress.pause(bar)  # the rate and time left count training steps only, not the epoch's pictures
+                paused = time.perf_counter()
                 if epoch_end:
                     self.epoch_hook(self.epoch)
                 if checkpoint_due:
                     self.save_checkpoint()
                 if epoch_end and not stops.requested:
                     self.epoch_outputs(self.epoch, stops)
+                window.start += time.perf_counter() - paused  # nor does the next log line's images/s
+                progress.unpause(bar)
                 if stop:
                     self.stop_reason = self.why_stopped(stops)
                     break
@@ -180,20 +202,28 @@ class Loop:
         self.elapsed = clock.elapsed()  # now that the device is done
 
     def stop_message(self, what: str) -> str:
+        """What stopped training, what the run folder holds now, and what to change (only what applies here:
+        autocast advice only where autocast is on)."""
         if self.checkpoints.step >= 0:
-            kept = f"The last good checkpoint (step {self.checkpoints.step}) is kept in {self.run_dir}."
+            kept = (f"The last good checkpoint (step {self.checkpoints.step}) is kept in {self.run_dir}, but resuming "
+                    "with the same settings would meet the same values.")
         else:
-            kept = f"No checkpoint was written yet: {self.run_dir} has nothing to resume from."
-        advice = "a lower lr, --set grad_clip=1, or --set amp=false" if self.autocast is not nullcontext else \
-            "a lower lr or --set grad_clip=1"
-        return f"{self.model.name}: {what}; training stopped. {kept} Try {advice}"
+            kept = f"No checkpoint was written yet, so {self.run_dir} has nothing to resume from."
+        fixes = [f"a lower --lr (this run: {self.cfg.lr:g})"]
+        if not self.cfg.grad_clip:
+            fixes.append("--set grad_clip=1")
+        if self.autocast is not nullcontext:  # bf16 autocast is on (CUDA): it may be the cause
+            fixes.append("--set amp=false")
+        return (f"{self.model.name}: {what}; training stopped. {kept} Start afresh with --overwrite and "
+                f"{', '.join(fixes[:-1]) + ' or ' + fixes[-1] if len(fixes) > 1 else fixes[0]}")
 
     def log_window(self, window: LogWindow, bar: tqdm) -> None:
         means, speed = window.close()
         self.log({**means, "step": self.step, "epoch": self.step / self.batches.per_epoch,
                   "time": round(self.elapsed, 3), "lr": self.rates.current(), "images_per_s": speed})
         shown = means.get("loss", next(iter(means.values()), math.nan))
-        bar.set_postfix(loss=f"{shown:.4g}", img_s=f"{speed:.0f}")
+        self.shown = {"loss": f"{shown:.4g}", "img_s": f"{speed:.0f}"}
+        bar.set_postfix(**({"step": self.step} if self.cfg.time_budget else {}), **self.shown)
 
     # ------------------------------------------------------------------ run folder
 
@@ -210,7 +240,7 @@ class Loop:
             runs.write_metrics_log(self.run_dir, kept)
 
     def save_checkpoint(self) -> None:
-        self.checkpoints.save(self.model, self.optimizers, self.step, self.elapsed)
+        self.checkpoints.save(self.model, self.optimizers, self.step, self.elapsed, self.window)
 
     # ------------------------------------------------------------------ epoch ends
 
@@ -266,6 +296,12 @@ class Loop:
                   "images_per_s": self.step * self.batches.size / max(self.elapsed, 1e-9),
                   "steps_this_session": self.step - self.start_step, "device": runs.hardware(self.device),
                   "world_size": self.ddp.world}
+        if self.model.training_mode == "fit":  # no steps: the fit's images/s and its EM iterations
+            record.update(images_per_s=self.batches.n / max(self.elapsed, 1e-9), steps_this_session=0,
+                          fit="EM" if self.model.fit_iterations() else "closed form")
+            for key in ("n_iter", "mean_em_iterations"):
+                if key in self.fit_out:
+                    record["em_iterations"] = self.fit_out[key]
         if self.stop_reason:
             record["stopped"] = self.stop_reason
             self.say_stopped()
@@ -273,6 +309,13 @@ class Loop:
         self.ended = True
 
     def say_stopped(self) -> None:
+        if self.ddp.main and self.stop_reason == "time budget reached" and not self.phase:
+            budget = self.cfg.time_budget
+            print(f"genzoo: {self.model.name}: trained for its time budget of {budget:g} s: {self.step:,} steps "
+                  f"({self.step / self.batches.per_epoch:.3g} epochs), checkpointed in {self.run_dir}. To train it "
+                  f"for longer: genzoo train {self.model.name} --out {self.run_dir} --resume --time-budget "
+                  f"{2 * budget:g}", file=sys.stderr)
+            return
         if self.ddp.main:
             during = f" during the {self.phase}" if self.phase else ""
             then = "the pictures were skipped; make them" if self.step >= self.total else "continue"
@@ -319,12 +362,21 @@ class Loop:
     # ------------------------------------------------------------------ closed-form models
 
     def fit(self) -> None:
+        """A model fitted in one go (EM, closed form): progress per EM iteration where the model counts them."""
         start = time.perf_counter()
+        most = self.model.fit_iterations()
         if self.ddp.main:
-            print(f"genzoo: fitting {self.model.name} on {self.batches.n:,} images ...", file=sys.stderr)
+            what = f"EM, at most {most:,} iterations (--set max_iter=N)" if most else "in closed form"
+            print(f"genzoo: fitting {self.model.name} on {self.batches.n:,} images, {what} ...", file=sys.stderr)
         x = binarize(self.batches.x) if self.model.binary_data else self.batches.x
-        out = self.model.fit(x, self.batches.y) or {}
+        if most:
+            with progress.bar(most, f"{self.model.name}: EM", "iteration", self.progress) as bar:
+                out = self.model.fit(x, self.batches.y, on_iteration=lambda bound: bar.update(1)) or {}
+        else:
+            with progress.ticking(f"{self.model.name}: fitting", self.progress):
+                out = self.model.fit(x, self.batches.y) or {}
         self.elapsed = time.perf_counter() - start
+        self.fit_out = out
         self.step = self.total
         self.log({"step": 0, "epoch": 1, **out})
         self.save_checkpoint()
