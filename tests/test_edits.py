@@ -75,7 +75,7 @@ def test_outline_and_skeleton_of_a_square():
     x[..., 8:15, 8:15] = 1  # a 7x7 square
     expected_outline = np.zeros((28, 28), np.float32)
     expected_outline[7:16, 7:16] = 1
-    expected_outline[9:14, 9:14] = 0  # dilation 9x9 minus erosion 5x5
+    expected_outline[8:15, 8:15] = 0  # the 9x9 dilation minus the square
     np.testing.assert_array_equal(edits.outline(x)[0, 0].numpy(), expected_outline)
     # the skeleton of an odd square under a square element is its centre pixel
     skel = edits.skeleton(x)[0, 0]

@@ -8,7 +8,7 @@ do better for most kinds and compute the output exactly from the digit:
   combinations of them ("... and then ...");
 - image-to-image tasks (the seed's uses of generative models): the input is a degraded digit and the output
   the digit itself: upscale from 14x14 or 7x7, fill in a hidden box, half or random pixels, turn an outline
-  (morphological gradient) or a skeleton (Lantuejoul's morphological skeleton) into the digit, remove
+  (the contour around the strokes) or a skeleton (Lantuejoul's morphological skeleton) into the digit, remove
   Gaussian or salt-and-pepper noise.
 
 Each kind has several phrasings; the last one or two of each (`held_out`) are never used in training, so that
@@ -106,9 +106,11 @@ def downsample(x: Images, size: int) -> Images:
 
 
 def outline(x: Images) -> Images:
-    """The morphological gradient of the binarized digit (dilation minus erosion): a two-pixel contour."""
+    """The outer contour of the binarized digit (its dilation minus itself): a one-pixel line on each side of
+    every stroke. (The full morphological gradient, dilation minus erosion, would be the thickened digit
+    itself: MNIST's strokes are thinner than the 3x3 erosion.)"""
     b = (x > 0.5).float()
-    return dilate(b) - erode(b)
+    return dilate(b) - b
 
 
 def skeleton(x: Images) -> Images:
@@ -299,6 +301,23 @@ KINDS: dict[str, EditKind] = {k.name: k for k in [
 ]}
 
 
+# Semantic edits ("turn this 3 into an 8"): their pairs come from a class-conditional diffusion run
+# (`genzoo.commands.semantic_pairs`), not from an operation on the digit; these are their phrasings.
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+SEMANTIC = ("turn this {a} into a {b}", "make it a {b_word}", "change the digit to {b}", "turn it into a {b_word}")
+SEMANTIC_HELD_OUT = ("rewrite it as the number {b_word}",)
+
+
+def semantic_instructions(sources: list[int], targets: list[int], generator: torch.Generator | None = None,
+                          split: str = "train") -> list[str]:
+    """One phrasing per (source digit, target digit), drawn from SEMANTIC (or SEMANTIC_HELD_OUT)."""
+    pool = SEMANTIC if split == "train" else SEMANTIC_HELD_OUT if split == "held-out" else None
+    if pool is None:
+        raise ConfigError(f"split={split!r}: must be train or held-out")
+    chosen = _randint(len(pool), len(sources), generator, "cpu").tolist()
+    return [pool[c].format(a=a, b=b, b_word=DIGIT_WORDS[b]) for a, b, c in zip(sources, targets, chosen)]
+
+
 def phrasings(kind: EditKind, split: str) -> tuple[str, ...]:
     if split == "train":
         return kind.phrasings
@@ -318,6 +337,7 @@ def vocabulary_text() -> list[str]:
                 texts += [template.format(a=a, b=b) for a in verbs for b in verbs]
             else:
                 texts += [template.format(k=k, direction=d) for k in range(1, 5) for d in DIRECTIONS]
+    texts += [t.format(a=a, b=b, b_word=DIGIT_WORDS[b]) for t in SEMANTIC for a in range(10) for b in range(10)]
     return texts
 
 
