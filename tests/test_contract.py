@@ -27,6 +27,8 @@ TINY = {
     "pixelcnn": {"channels": 8, "n_layers": 2, "head_channels": 8},
     "pixelrnn": {"channels": 8, "n_layers": 1, "hidden": 8, "head_channels": 8},
     "ddpm": {"widths": (8, 16), "res_blocks": 1, "attn_heads": 2, "timesteps": 50, "sample_steps": 4},
+    "instruct": {"widths": (8, 16), "res_blocks": 1, "attn_heads": 2, "timesteps": 50, "sample_steps": 4,
+                 "text_dim": 16, "text_layers": 1, "text_heads": 2, "trigram_buckets": 64},
 }
 TRAIN = {"steps": 40, "epochs": 0, "batch_size": 32, "log_every": 10, "n_grid": 16, "lr": 3e-3}
 

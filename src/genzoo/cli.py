@@ -124,6 +124,17 @@ def cmd_denoise(args):
     return commands.denoise(args.run, args.noise, args.n, seed=args.seed, out=args.out, device=args.device)
 
 
+def cmd_edit(args):
+    return commands.edit(args.run, args.instruction, images=args.image, test_indices=args.test_index,
+                         image_guidance=args.image_guidance, text_guidance=args.text_guidance, steps=args.steps,
+                         sweep=args.sweep, seed=args.seed, out=args.out, device=args.device)
+
+
+def cmd_semantic_pairs(args):
+    return commands.semantic_pairs(args.run, args.out, args.n, threshold=args.threshold, steps=args.steps,
+                                   guidance=args.guidance, seed=args.seed, device=args.device)
+
+
 def cmd_evaluate(args):
     return commands.evaluate(args.run, as_json=args.json, device=args.device, seed=args.seed,
                              max_test=args.max_test, random_subset=args.random_subset, iwae_k=args.iwae_k,
@@ -254,6 +265,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="PNG file (default RUN/denoising_noiseKINDLEVEL_nN_seedS.png)")
     device_arg(p)
     p.set_defaults(fn=cmd_denoise)
+
+    p = sub.add_parser("edit", help="edit digits by free-text instructions (an instruct run)")
+    p.add_argument("run")
+    p.add_argument("--image", action="append", metavar="FILE",
+                   help="a PNG or JPEG of a digit, any size or mode (repeatable: one row each)")
+    p.add_argument("--test-index", "--digit-from-test", dest="test_index", action="append", type=non_negative_int,
+                   metavar="I", help="the run's test digit I (repeatable)")
+    p.add_argument("--instruction", action="append", metavar="TEXT", required=True,
+                   help="what to do, e.g. 'make it thicker' (repeatable: one column each)")
+    p.add_argument("--image-guidance", dest="image_guidance", type=non_negative_float,
+                   help="s_I: how closely to keep the input (default: the run's)")
+    p.add_argument("--text-guidance", dest="text_guidance", type=non_negative_float,
+                   help="s_T: how strongly to follow the instruction (default: the run's)")
+    p.add_argument("--steps", type=positive_int, help="DDIM steps (default: the run's)")
+    p.add_argument("--sweep", action="store_true",
+                   help="one digit, one instruction, under a grid of guidance scales (s_I down, s_T across)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="PNG file (default RUN/edits/edit_seedS.png or sweep_seedS.png)")
+    device_arg(p)
+    p.set_defaults(fn=cmd_edit)
+
+    p = sub.add_parser("semantic-pairs", help="editor training pairs 'turn this 3 into an 8' from a ddpm run")
+    p.add_argument("run", help="a class-conditional ddpm run")
+    p.add_argument("--out", required=True, help="folder for pairs.safetensors, pairs.json and pairs.png")
+    p.add_argument("-n", type=positive_int, default=1000, help="candidate pairs to draw")
+    p.add_argument("--threshold", type=float, default=0.9,
+                   help="evaluator probability both digits of a pair must reach to be kept")
+    p.add_argument("--steps", type=positive_int, default=50, help="DDIM steps (eta = 0)")
+    p.add_argument("--guidance", type=non_negative_float, default=2.0, help="classifier-free guidance w")
+    p.add_argument("--seed", type=int, default=0)
+    device_arg(p)
+    p.set_defaults(fn=cmd_semantic_pairs)
 
     p = sub.add_parser("evaluate", help="every metric that applies; writes RUN/evaluations/SETTINGS.json and "
                        "RUN/metrics.json (the most complete evaluation)")

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import registry, runs
+from . import edits, registry, runs
 from .config import ConfigError, field_types, parse_sets, parse_value
-from .data import fixed_binarization, load_data, spread
+from .data import DataError, fixed_binarization, load_data, spread
 from .evaluate import evaluate_run
 from .images import save_grid, save_pictures
 from .mixture import GaussianMixture
@@ -27,6 +27,7 @@ from .models.dae import parse_noise
 from .models.ddpm import DDPM, reverse_process_rows
 from .models.gan import AdversarialModel
 from .models.gan import interpolate as interpolate_latents
+from .models.instruct import InstructPix2Pix
 from .train_config import TrainConfig
 from .trainer import TrainingError, resolve_device
 from .trainer import train as train_model
@@ -280,6 +281,219 @@ def complete(run: str | Path, hide: str = "bottom-half", n: int = 10, *, complet
     rows = completion_rows(model, x, hide, completions, y, torch.Generator().manual_seed(seed))
     name = output_name(f"completions-{hide}", n=n, completions=completions, seed=seed)
     return _write_rows(rows, out or Path(run) / name)
+
+
+# ---------------------------------------------------------------------------- the editor
+
+
+def load_digit(path: str | Path) -> torch.Tensor:
+    """A PNG, JPEG or any image Pillow reads, of any size and mode, as a (1, 1, 28, 28) MNIST-like digit in [0, 1].
+
+    Grey levels; inverted when the background (the border's median) is light, so the digit is white on black;
+    the ink's bounding box scaled to fit 20x20 (aspect kept) and placed so that its centre of mass is at the
+    centre of the 28x28 image, as MNIST's digits were made. A file that is not an image is a DataError.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such image file")
+    try:
+        with Image.open(path) as image:
+            grey = np.asarray(image.convert("L"), dtype=np.float32) / 255  # (H, W)
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"{path}: not an image Pillow can read ({e}); give a PNG or JPEG of a digit") from None
+    background = float(np.median(np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])))
+    if background > 0.5:  # dark ink on light paper
+        grey, background = 1 - grey, 1 - background
+    grey = np.clip((grey - background) / max(float(grey.max()) - background, 1e-6), 0, 1)  # background 0, ink 1
+    rows, cols = np.nonzero(grey > 0.1)
+    if len(rows) == 0:
+        raise DataError(f"{path}: the image is blank (no stroke stands out from the background)")
+    crop = grey[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    h, w = crop.shape
+    factor = 20 / max(h, w)
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    small = np.asarray(Image.fromarray((crop * 255).astype(np.uint8)).resize(size, Image.LANCZOS), np.float32) / 255
+    canvas = np.zeros((28, 28), np.float32)
+    top, left = (28 - small.shape[0]) // 2, (28 - small.shape[1]) // 2
+    canvas[top:top + small.shape[0], left:left + small.shape[1]] = small
+    mass = canvas.sum()
+    cy, cx = (canvas.sum(1) @ np.arange(28)) / mass, (canvas.sum(0) @ np.arange(28)) / mass
+    dy, dx = int(round(13.5 - cy)), int(round(13.5 - cx))
+    canvas = np.roll(canvas, (dy, dx), axis=(0, 1))  # the box leaves 4 px of background each side: rolls in zeros
+    return torch.from_numpy(np.clip(canvas, 0, 1))[None, None]
+
+
+def _editor(run: str | Path, device: str) -> InstructPix2Pix:
+    model = runs.load(run, resolve_device(device))
+    if not isinstance(model, InstructPix2Pix):
+        raise CapabilityError(f"{model.name}: is not an editor; `genzoo edit` needs an instruct run")
+    return model
+
+
+def _edit_inputs(run: str | Path, images: list[str] | None, test_indices: list[int] | None) -> torch.Tensor:
+    if not images and not test_indices:
+        raise ConfigError("give the digit(s) to edit: --image FILE or --test-index I (repeatable)")
+    loaded = [load_digit(path) for path in images or []]
+    if test_indices:
+        test_x = load_data(runs.read_config(run)["data"], verbose=False).test_x
+        for i in test_indices:
+            if not 0 <= i < len(test_x):
+                raise ConfigError(f"--test-index {i}: the run's test set has digits 0..{len(test_x) - 1}")
+            loaded.append(test_x[i:i + 1])
+    return torch.cat(loaded)
+
+
+def edit(run: str | Path, instructions: list[str], *, images: list[str] | None = None,
+         test_indices: list[int] | None = None, image_guidance: float | None = None,
+         text_guidance: float | None = None, steps: int | None = None, sweep: bool = False, seed: int = 0,
+         out: str | Path | None = None, device: str = "auto") -> Path:
+    """`genzoo edit RUN --instruction T`: edit each digit (image files, then test digits) by each instruction.
+
+    Writes `out` (default RUN/edits/edit_seedS.png): one row per input digit, the input then one edit per
+    instruction, the instructions over the columns; returns its path. With `sweep`: `edit_sweep` of the one
+    digit and the one instruction given.
+    """
+    if not instructions:
+        raise ConfigError("give at least one --instruction, e.g. --instruction 'mirror it'")
+    if sweep:
+        if len(instructions) != 1 or len(images or []) + len(test_indices or []) != 1:
+            raise ConfigError("--sweep takes one digit (--image or --test-index) and one --instruction; got "
+                              f"{len(images or []) + len(test_indices or [])} and {len(instructions)}")
+        return edit_sweep(run, instructions[0], image=(images or [None])[0],
+                          test_index=(test_indices or [None])[0], steps=steps, seed=seed, out=out, device=device)
+    for text in instructions:
+        if not text.strip():
+            raise ConfigError(f"--instruction {text!r} is empty; say what to do, e.g. 'make it thicker'")
+    model = _editor(run, device)
+    x = _edit_inputs(run, images, test_indices).to(model.device)  # (N, 1, 28, 28)
+    n, m = len(x), len(instructions)
+    edited = model.edit(x.repeat_interleave(m, 0), instructions * n, image_guidance=image_guidance,
+                        text_guidance=text_guidance, steps=steps, generator=torch.Generator().manual_seed(seed))
+    cells = torch.cat([x[:, None], edited.view(n, m, *x.shape[1:])], dim=1)  # (N, 1 + M, 1, 28, 28)
+    settings = model.edit_settings(image_guidance, text_guidance, steps)
+    title = f"s_I {settings['image_guidance']:g}, s_T {settings['text_guidance']:g}, DDIM {settings['steps']} steps"
+    figure = grid_figure(cells, ["input", *instructions], title)
+    (path,) = save_pictures({Path(out).name if out else f"edit_seed{seed}.png": figure},
+                            Path(out).parent if out else Path(run) / "edits")
+    return path
+
+
+def edit_sweep(run: str | Path, instruction: str, *, image: str | None = None, test_index: int | None = None,
+               image_scales: list[float] | None = None, text_scales: list[float] | None = None,
+               steps: int | None = None, seed: int = 0, out: str | Path | None = None, device: str = "auto") -> Path:
+    """`genzoo edit RUN --sweep`: one digit and one instruction under a grid of guidance scales, the image scale
+    s_I down and the text scale s_T across, as in Brooks et al.'s figure 4, from the same noise.
+
+    Writes `out` (default RUN/edits/sweep_seedS.png) and returns its path.
+    """
+    if not instruction.strip():
+        raise ConfigError(f"--instruction {instruction!r} is empty; say what to do, e.g. 'make it thicker'")
+    image_scales = image_scales or [0.0, 1.0, 1.5, 2.0, 3.0]
+    text_scales = text_scales or [0.0, 1.0, 3.0, 5.0, 7.5]
+    model = _editor(run, device)
+    x = _edit_inputs(run, [image] if image else None, [test_index] if test_index is not None else None)[:1]
+    rows = []
+    for s_i in image_scales:
+        row = [model.edit(x, [instruction], image_guidance=s_i, text_guidance=s_t, steps=steps,
+                          generator=torch.Generator().manual_seed(seed)) for s_t in text_scales]
+        rows.append(torch.cat([x.to(model.device), *row])[:, None])  # (1 + T, 1, 1, 28, 28)
+    cells = torch.cat(rows, dim=1).transpose(0, 1)  # (I, 1 + T, 1, 28, 28)
+    headers = ["input", *(f"s_T {s:g}" for s in text_scales)]
+    figure = grid_figure(cells, headers, f"{instruction!r}: image guidance s_I down, text guidance s_T across",
+                         [f"s_I {s:g}" for s in image_scales])
+    (path,) = save_pictures({Path(out).name if out else f"sweep_seed{seed}.png": figure},
+                            Path(out).parent if out else Path(run) / "edits")
+    return path
+
+
+def semantic_pairs(ddpm_run: str | Path, out: str | Path, n: int = 1000, *, threshold: float = 0.9,
+                   steps: int = 50, guidance: float = 2.0, seed: int = 0, batch: int = 250,
+                   device: str = "auto") -> str:
+    """`genzoo semantic-pairs DDPM_RUN --out DIR`: candidate semantic edits ("turn this 3 into an 8") from a
+    class-conditional diffusion run, filtered by the evaluator, as Brooks et al. make and filter theirs.
+
+    Each candidate is two deterministic DDIM samples (eta = 0) from the same x_T, one with a source digit and one
+    with a different target digit (the paper's prompt-to-prompt idea: the shared noise keeps the style); a pair
+    is kept when the evaluator reads the source digit in the first and the target digit in the second, each with
+    probability >= threshold (the paper's CLIP filter). Writes DIR/pairs.safetensors (inputs, outputs, sources,
+    targets), DIR/pairs.json (counts, settings, instructions) and DIR/pairs.png (the first 16 kept pairs);
+    returns a line with how many were made and kept.
+    """
+    from safetensors.torch import save_file
+
+    from .evaluator import load_evaluator
+    from .runs import atomic_write_text
+
+    if n < 1 or not 0 < threshold <= 1:
+        raise ConfigError(f"n={n}, threshold={threshold}: need n >= 1 and a threshold in (0, 1]")
+    model = runs.load(ddpm_run, resolve_device(device))
+    if not isinstance(model, DDPM) or not model.conditional:
+        raise CapabilityError(f"{model.name}: semantic pairs need a class-conditional ddpm run "
+                              "(trained with --set conditional=true)")
+    evaluator = load_evaluator(model.device)
+    g = torch.Generator().manual_seed(seed)
+    sources = torch.randint(0, 10, (n,), generator=g)
+    targets = (sources + torch.randint(1, 10, (n,), generator=g)) % 10  # a different digit
+    inputs, outputs = [], []
+    options = {"sampler": "ddim", "eta": 0.0, "steps": steps, "guidance": guidance}
+    for start in range(0, n, batch):
+        a, b = sources[start:start + batch], targets[start:start + batch]
+        noise_seed = seed * 1_000_003 + start  # the same x_T for both digits of a pair
+        with torch.no_grad():
+            inputs.append(model.sample(len(a), y=a, generator=torch.Generator().manual_seed(noise_seed),
+                                       **options).cpu())
+            outputs.append(model.sample(len(b), y=b, generator=torch.Generator().manual_seed(noise_seed),
+                                        **options).cpu())
+    inputs, outputs = torch.cat(inputs), torch.cat(outputs)
+    with torch.no_grad():
+        p_in = torch.softmax(evaluator.logits(inputs.to(model.device)), 1).cpu()
+        p_out = torch.softmax(evaluator.logits(outputs.to(model.device)), 1).cpu()
+    keep = (p_in[torch.arange(n), sources] >= threshold) & (p_out[torch.arange(n), targets] >= threshold)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    kept = {"inputs": inputs[keep].contiguous(), "outputs": outputs[keep].contiguous(),
+            "sources": sources[keep].contiguous(), "targets": targets[keep].contiguous()}
+    save_file(kept, str(out / "pairs.safetensors"))
+    instructions = edits.semantic_instructions(kept["sources"].tolist(), kept["targets"].tolist(),
+                                               torch.Generator().manual_seed(seed))
+    record = {"ddpm_run": str(ddpm_run), "made": n, "kept": int(keep.sum()), "threshold": threshold,
+              "sampling": options, "seed": seed, "instructions": instructions}
+    atomic_write_text(out / "pairs.json", json.dumps(record, indent=2) + "\n")
+    if int(keep.sum()):
+        shown = min(16, int(keep.sum()))
+        _write_rows(torch.stack([kept["inputs"][:shown], kept["outputs"][:shown]]), out / "pairs.png")
+    return f"made {n} candidate pairs, kept {int(keep.sum())} (evaluator probability >= {threshold:g} for both)" \
+           f"; written to {out}"
+
+
+def grid_figure(cells: torch.Tensor, headers: list[str], title: str, row_labels: list[str] | None = None):
+    """A Figure of (R, C, 1, 28, 28) images, `headers` over the columns (wrapped), `row_labels` to the left,
+    `title` above."""
+    import textwrap
+
+    from matplotlib.figure import Figure  # optional heavy dependency, only for this picture
+
+    r, c = cells.shape[:2]
+    left = 0.8 if row_labels else 0.0  # inches for the row labels
+    fig = Figure(figsize=(1.3 * c + left, 1.3 * r + 0.7), dpi=100)
+    canvas = torch.ones(r * 30 + 2, c * 30 + 2)
+    for i in range(r):
+        for j in range(c):
+            canvas[2 + 30 * i:30 * (i + 1), 2 + 30 * j:30 * (j + 1)] = cells[i, j, 0].detach().float().cpu()
+    share = left / (1.3 * c + left)
+    ax = fig.add_axes((share, 0, 1 - share, r / (r + 0.55)))
+    ax.imshow(canvas.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    for j, header in enumerate(headers):
+        lines = textwrap.wrap(header, 16)
+        lines = lines[:3] + (["..."] if len(lines) > 3 else [])
+        ax.text(16 + 30 * j, -1, "\n".join(lines), fontsize=7, ha="center", va="bottom")
+    for i, label in enumerate(row_labels or []):
+        ax.text(0, 16 + 30 * i, label + " ", fontsize=7, ha="right", va="center")
+    fig.suptitle(title, fontsize=8, y=0.995)
+    return fig
 
 
 def _write_rows(rows: torch.Tensor, path: str | Path) -> Path:

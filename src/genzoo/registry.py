@@ -9,6 +9,7 @@ from .models.dae import DenoisingAutoencoder
 from .models.ddpm import DDPM
 from .models.gan import DCGAN, GAN, ConditionalGAN
 from .models.gmm import GMM
+from .models.instruct import InstructPix2Pix
 from .models.pixelcnn import PixelCNN
 from .models.pixelrnn import PixelRNN
 from .models.rbm import RBM
@@ -27,6 +28,7 @@ MODELS = {
     "cgan": ConditionalGAN,
     "dcgan": DCGAN,
     "ddpm": DDPM,
+    "instruct": InstructPix2Pix,
 }
 
 

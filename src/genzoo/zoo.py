@@ -297,6 +297,33 @@ RECIPES: dict[str, Recipe] = {
         cpu_note="A CPU slice of a few minutes trains the latent model for a few hundred steps: blurry digits. "
                  "The hour-long recipe reaches 99% conditional accuracy (docs/results/diffusion.md).",
     ),
+    "instruct": Recipe(
+        share=0.06,
+        about="An InstructPix2Pix-style editor: the diffusion U-Net denoises the edited digit while the digit to "
+              "edit is concatenated to its input and a small text encoder's reading of the instruction joins its "
+              "time embedding. It learns from triples made on the fly with exact answers: rotations, flips, "
+              "shifts, scaling, thicker or thinner strokes, inversion, and restoring blurred, half-hidden, "
+              "sketched or noisy digits. Text and image are each dropped now and then in training, so sampling "
+              "can weigh how closely to keep the input (s_I) and how strongly to follow the words (s_T).",
+        objective=(r"$L=\mathbb{E}\,\|\epsilon-\epsilon_\theta(z_t,\ t,\ c_I,\ c_T)\|^2$",
+                   r"$\tilde\epsilon=\epsilon_\theta(z_t,\varnothing,\varnothing)"
+                   r"+s_I(\epsilon_\theta(z_t,c_I,\varnothing)-\epsilon_\theta(z_t,\varnothing,\varnothing))"
+                   r"+s_T(\epsilon_\theta(z_t,c_I,c_T)-\epsilon_\theta(z_t,c_I,\varnothing))$"),
+        code=("genzoo.models.instruct:InstructPix2Pix.triple_loss",
+              "genzoo.models.instruct:InstructPix2Pix.guided_output"),
+        paper="Brooks, Holynski & Efros 2023, \"InstructPix2Pix: learning to follow image editing instructions\"; "
+              "Ho et al. 2020 (the U-Net and loss); Song et al. 2021 (DDIM)",
+        cpu={"widths": (16, 32), "res_blocks": 1, "ema_decay": 0.995, "sample_steps": 10},
+        tiny={"widths": (8, 16), "res_blocks": 1, "attn_heads": 2, "timesteps": 50, "sample_steps": 4,
+              "text_dim": 16, "text_layers": 1, "text_heads": 2, "trigram_buckets": 64},
+        cpu_samples=200,
+        eval_seconds=60.0,
+        captions={"edits.png": "one test digit per kind of edit: the input, the editor's output and the exact "
+                               "output, under the instruction it was given"},
+        full_recipe="python benchmarks/instruct.py train --recipe cpu-small --data ../shared/data/mnist",
+        cpu_note="A CPU slice of a few minutes is a few hundred steps: the editor has learnt little yet; "
+                 "docs/results/instruct.md has the measured figures.",
+    ),
 }
 
 # Goodfellow 2016 (NIPS tutorial, figure 9): (heading, children); a child is a heading node or a model name.

@@ -177,11 +177,14 @@ class UNet(nn.Module):
     Each level halves the resolution (stride-2 convolution, ceil(S / 2) for odd sizes: 7 -> 4);
     the way up upsamples to the size of the skip it meets and concatenates it. The label enters
     with the time embedding; index `n_classes` is the learned null label of classifier-free guidance.
+    Other conditioning (the `instruct` editor's instruction) can join the same way, as `cond` (B, 4 * widths[0]);
+    `out_channels` (default in_channels) lets extra input channels, such as an image to edit, come in.
     """
 
     def __init__(self, in_channels: int, size: int, widths: tuple[int, ...], res_blocks: int, attn_resolution: int,
-                 heads: int, dropout: float, n_classes: int = 0):
+                 heads: int, dropout: float, n_classes: int = 0, out_channels: int | None = None):
         super().__init__()
+        self.emb_dim = 4 * widths[0]
         emb_dim = 4 * widths[0]
         self.base = widths[0]
         self.time_mlp = nn.Sequential(nn.Linear(widths[0], emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
@@ -214,15 +217,19 @@ class UNet(nn.Module):
                 c = widths[level]
             if level > 0:
                 self.up.append(nn.Conv2d(c, c, 3, padding=1))  # after a nearest-neighbour upsampling
-        self.out = nn.Sequential(group_norm(c), nn.SiLU(), nn.Conv2d(c, in_channels, 3, padding=1))
+        self.out = nn.Sequential(group_norm(c), nn.SiLU(), nn.Conv2d(c, out_channels or in_channels, 3, padding=1))
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, C, S, S), t (B,) integer steps, y (B,) labels with n_classes for "no label" -> (B, C, S, S)."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
+                cond: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C, S, S), t (B,) integer steps, y (B,) labels with n_classes for "no label", cond (B, emb_dim)
+        added to the embedding -> (B, out_channels, S, S)."""
         emb = self.time_mlp(timestep_embedding(t, self.base))  # (B, emb_dim)
         if self.label_emb is not None:
             emb = emb + self.label_emb(y)
+        if cond is not None:
+            emb = emb + cond
         h = self.stem(x)
         skips = [h]
         for layer in self.down:
@@ -429,6 +436,13 @@ class KLAutoencoder(nn.Module):
 # ---------------------------------------------------------------------------- the model
 
 
+@torch.no_grad()
+def ema_update(ema: nn.Module, net: nn.Module, n: int, ema_decay: float) -> None:
+    """ema <- decay ema + (1 - decay) net after n earlier updates, decay = min(ema_decay, (1 + n) / (10 + n))."""
+    decay = min(ema_decay, (1 + n) / (10 + n))
+    torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - decay)
+
+
 class DDPM(GenerativeModel):
     """Denoising diffusion: class-conditional with classifier-free guidance, DDIM or ancestral, pixel or latent."""
 
@@ -521,8 +535,7 @@ class DDPM(GenerativeModel):
         if self.ema is None or self.in_first_stage(step):
             return
         n = step - (self.config.first_stage_steps if self.first_stage is not None else 0)
-        decay = min(self.config.ema_decay, (1 + n) / (10 + n))
-        torch._foreach_lerp_(list(self.ema.parameters()), list(self.unet.parameters()), 1 - decay)
+        ema_update(self.ema, self.unet, n, self.config.ema_decay)
 
     def configure_optimizers(self, train):
         trainable = [p for name, p in self.named_parameters() if not name.startswith("ema.")]

@@ -1,0 +1,169 @@
+"""Benchmark of the `instruct` editor (issue 19): a recipe trained through the shared trainer, then edits of test
+digits scored against the exact outputs of `genzoo.edits`, per kind, on trained and on held-out phrasings.
+
+    # train a recipe (resumable: the same command goes on after a time limit)
+    nice -n 19 python benchmarks/instruct.py train --recipe cpu-small --data ../shared/data/mnist --runs runs/instruct
+
+    # score: per kind and phrasing split, PSNR and mean absolute error against the exact output, and how often
+    # the evaluator reads the same digit in the edit as in the exact output; the degraded inputs' figures beside
+    python benchmarks/instruct.py evaluate runs/instruct/cpu-small --per-kind 20 --steps 10 --out instruct.json
+
+Each edit starts from a test digit (never seen in training), with fixed seeds. "success" is an edit with PSNR
+>= 18 dB against the exact output (the issue's bar for a kind's mean). The text-free row ("no text") scores the
+same network with the instruction withheld (its eps(I, 0), s_T = 0): what the text contributes to this network.
+A network trained without text (`--recipe cpu-small-blind`) is the issue's baseline proper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from genzoo import edits, runs
+from genzoo.data import load_data
+from genzoo.trainer import resolve_device, train_or_resume
+
+_CPU_MODEL = {"widths": (16, 32), "res_blocks": 1, "attn_resolution": 7, "ema_decay": 0.995, "sample_steps": 10}
+_CPU_TRAIN = {"steps": 100_000, "epochs": 0, "batch_size": 64, "lr": 1e-3, "warmup_steps": 100, "grad_clip": 1.0,
+              "time_budget": 2700.0, "test_images": 500, "checkpoint_minutes": 5.0, "log_every": 25}
+# name -> (model overrides, trainer overrides)
+RECIPES = {
+    # What a shared 2-core CPU affords: a narrow two-level pixel U-Net (28 -> 14, attention in the middle at 14x14),
+    # 45 minutes of wall clock.
+    "cpu-small": (_CPU_MODEL, _CPU_TRAIN),
+    # The same network that never sees the instruction: the baseline of the issue's table.
+    "cpu-small-blind": ({**_CPU_MODEL, "use_text": False}, _CPU_TRAIN),
+    # The full-size model (the defaults) for a GPU (not yet run).
+    "pixel-gpu": ({"dropout": 0.1, "ema_decay": 0.9995},
+                  {"epochs": 40, "batch_size": 128, "lr": 2e-4, "warmup_steps": 1000}),
+}
+SUCCESS_PSNR = 18.0
+
+
+def stamp(device: torch.device) -> dict:
+    return {"hardware": runs.hardware(device), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "torch": torch.__version__}
+
+
+def cmd_train(args) -> dict:
+    model_overrides, train_overrides = RECIPES[args.recipe]
+    train_overrides = {**train_overrides, **({"time_budget": args.time_budget} if args.time_budget else {})}
+    run = Path(args.runs) / args.recipe
+    train_or_resume("instruct", args.data, run, device=args.device, seed=args.seed, train_overrides=train_overrides,
+                    model_overrides=model_overrides)
+    end = [r for r in runs.read_metrics_log(run) if r.get("event") == "end"][-1]
+    return {"recipe": args.recipe, "run": str(run), "steps": end["step"], "train_seconds": end["train_seconds"],
+            "images_per_s": end["images_per_s"], **stamp(resolve_device(args.device))}
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N,) peak signal-to-noise ratio in dB of images in [0, 1] (peak 1), capped at 60 dB for identical images."""
+    mse = (a - b).pow(2).flatten(1).mean(1)
+    return (10 * torch.log10(1 / mse.clamp_min(1e-6))).clamp(max=60.0)
+
+
+def score(edited: torch.Tensor, exact: torch.Tensor, evaluator) -> dict:
+    """Mean PSNR, mean absolute error, success rate (PSNR >= 18 dB) and label agreement with the exact output."""
+    p = psnr(edited, exact)
+    out = {"psnr": p.mean().item(), "mae": (edited - exact).abs().mean().item(),
+           "success": (p >= SUCCESS_PSNR).float().mean().item(), "n": len(edited)}
+    if evaluator is not None:
+        same = evaluator.predict(edited) == evaluator.predict(exact)
+        out["label_agreement"] = same.float().mean().item()
+    return out
+
+
+def edit_triples(model, digits: torch.Tensor, kind: str, split: str, seed: int, args, text: bool = True):
+    triples = edits.make_triples(digits, torch.Generator().manual_seed(seed), kinds=[kind] * len(digits), split=split)
+    out = model.edit(triples.inputs, triples.instructions, image_guidance=args.image_guidance,
+                     text_guidance=args.text_guidance if text else 0.0, steps=args.steps,
+                     generator=torch.Generator().manual_seed(seed))
+    return triples, out.cpu()
+
+
+def cmd_evaluate(args) -> dict:
+    from genzoo.evaluator import load_evaluator
+
+    device = resolve_device(args.device)
+    run = Path(args.run)
+    model = runs.load(run, device)
+    test_x = load_data(runs.read_config(run)["data"], verbose=False).test_x
+    evaluator = load_evaluator("cpu")
+    rows = []
+    kinds = args.kinds.split(",") if args.kinds else list(edits.KINDS)
+    for k, kind in enumerate(kinds):
+        # the same test digits for both splits, a different block of the test set per kind
+        digits = test_x[(k * args.per_kind) % len(test_x):][: args.per_kind].to(device)
+        row = {"kind": kind, "group": edits.KINDS[kind].group}
+        for split in ("train", "held-out"):
+            triples, out = edit_triples(model, digits, kind, split, args.seed + k, args)
+            row[split] = score(out, triples.outputs.cpu(), evaluator)
+            if split == "train":
+                row["input"] = score(triples.inputs.cpu(), triples.outputs.cpu(), evaluator)  # doing nothing
+                if args.no_text:
+                    _, blind = edit_triples(model, digits, kind, split, args.seed + k, args, text=False)
+                    row["no_text"] = score(blind, triples.outputs.cpu(), evaluator)
+        rows.append(row)
+        print(f"{kind:24s} PSNR trained {row['train']['psnr']:5.1f} held-out {row['held-out']['psnr']:5.1f} "
+              f"input {row['input']['psnr']:5.1f} dB; success {row['train']['success']:.2f} / "
+              f"{row['held-out']['success']:.2f}", file=sys.stderr, flush=True)
+
+    def mean(key: str, split: str, group: str | None = None) -> float:
+        values = [r[split][key] for r in rows if split in r and (group is None or r["group"] == group)]
+        return sum(values) / len(values) if values else math.nan
+
+    summary = {split: {key: mean(key, split) for key in ("psnr", "mae", "success", "label_agreement")}
+               for split in ("train", "held-out", "input", *(["no_text"] if args.no_text else []))}
+    end = [r for r in runs.read_metrics_log(run) if r.get("event") == "end"][-1:]
+    return {"run": str(run), "train": end, "settings": {"image_guidance": args.image_guidance,
+                                                        "text_guidance": args.text_guidance, "steps": args.steps,
+                                                        "per_kind": args.per_kind, "seed": args.seed},
+            "summary": summary, "kinds": rows, "load": open("/proc/loadavg").read().split()[:3]
+            if Path("/proc/loadavg").exists() else None, **stamp(device)}
+
+
+def main() -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train")
+    p.add_argument("--recipe", choices=list(RECIPES), default="cpu-small")
+    p.add_argument("--data", default="mnist")
+    p.add_argument("--runs", default="runs/instruct")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--time-budget", dest="time_budget", type=float, default=0.0,
+                   help="seconds of training (0: the recipe's)")
+    p.set_defaults(fn=cmd_train)
+    p = sub.add_parser("evaluate")
+    p.add_argument("run")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--per-kind", dest="per_kind", type=int, default=50, help="test digits per kind and split")
+    p.add_argument("--kinds", help="comma-separated kinds (default: all)")
+    p.add_argument("--steps", type=int, default=10, help="DDIM steps")
+    p.add_argument("--image-guidance", dest="image_guidance", type=float, default=1.5)
+    p.add_argument("--text-guidance", dest="text_guidance", type=float, default=3.0)
+    p.add_argument("--no-text", dest="no_text", action="store_true",
+                   help="also score the edits with the instruction withheld (s_T = 0)")
+    p.set_defaults(fn=cmd_evaluate)
+    p.add_argument("--out", help="JSON file (default: print)")
+    for q in (sub.choices["train"],):
+        q.add_argument("--out", help="JSON file (default: print)")
+    args = parser.parse_args()
+    result = args.fn(args)
+    text = json.dumps(result, indent=2)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    print(text)
+    return result
+
+
+if __name__ == "__main__":
+    main()

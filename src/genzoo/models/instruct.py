@@ -1,0 +1,313 @@
+"""`instruct`: an InstructPix2Pix-style editor of digits, image + text instruction -> edited image.
+
+Paper followed: Brooks, Holynski & Efros 2023, "InstructPix2Pix: Learning to Follow Image Editing Instructions".
+
+- The network is the diffusion U-Net of `ddpm` (Ho et al. 2020), here in pixel space: its input is the noisy
+  output image concatenated with the image to edit (the paper's extra input channels, whose first-layer weights
+  start at zero, so that a new editor predicts exactly what the U-Net without them would).
+- The instruction is encoded by our own small text encoder (`genzoo.text`, trained with the U-Net; the paper
+  uses CLIP's). Its vector joins the U-Net's time embedding, which every residual block adds after a learned
+  projection, as `ddpm`'s digit label does. We chose this over cross-attention because an instruction here names
+  one global operation ("rotate it", "fill in the missing part") rather than regions to bind words to, and
+  because it costs nothing at 28x28 on a CPU; the paper's cross-attention is what longer, spatial prompts need.
+- Training draws triples from `genzoo.edits` on the fly from each batch of digits (exact transforms and
+  image-to-image tasks with exact outputs) and minimises the epsilon loss of Ho et al. on the output image.
+  It drops the text, the image, or both, each with probability 5% (the paper's rates), so that one network
+  gives eps(I, T), eps(I, 0) and eps(0, 0) (0: the image replaced by zeros, the text by a learned null vector).
+- Sampling is DDIM (Song et al. 2021) with the paper's two guidance scales (its eq. 3):
+  eps = eps(0, 0) + s_I (eps(I, 0) - eps(0, 0)) + s_T (eps(I, T) - eps(I, 0)).
+
+`edit(images, instructions, ...)` is the editor; `sample(n)` draws digits from the fully unconditional
+eps(0, 0) (the 5% of training with neither image nor text), which is what evaluation and sample grids use.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+from .. import edits
+from ..config import ConfigError, in_range, non_negative, positive
+from ..constants import IMAGE_SHAPE
+from ..text import TextEncoder, Tokenizer, build_vocabulary
+from .base import GenerativeModel
+from .ddpm import NoiseSchedule, Sampler, UNet, ema_update, make_betas
+
+
+@dataclass
+class InstructConfig:
+    widths: tuple[int, ...] = (32, 64, 64)  # U-Net channels at 28, 14 and 7 pixels
+    res_blocks: int = 2
+    attn_resolution: int = 7
+    attn_heads: int = 4
+    dropout: float = 0.0
+    timesteps: int = 1000
+    noise_schedule: Literal["linear", "cosine"] = "cosine"
+    ema_decay: float = 0.999  # 0: sample with the trained weights
+    # The paper drops the text, the image, and both, each for 5% of the examples.
+    p_drop_text: float = 0.05
+    p_drop_image: float = 0.05
+    p_drop_both: float = 0.05
+    use_text: bool = True  # False: the text-blind baseline, which never sees the instruction
+    # The text encoder.
+    text_dim: int = 64
+    text_layers: int = 2
+    text_heads: int = 4
+    max_tokens: int = 24  # longer instructions are cut
+    trigram_buckets: int = 1024
+    vocabulary: tuple[str, ...] = ()  # (): the training phrasings' words (edits.vocabulary_text), recorded here
+    # Editing defaults (per call: edit(..., image_guidance=, text_guidance=, steps=)).
+    sample_steps: int = 20
+    image_guidance: float = 1.5
+    text_guidance: float = 3.0
+
+    def __post_init__(self):
+        for w in self.widths:
+            positive(width=w)
+        positive(res_blocks=self.res_blocks, attn_heads=self.attn_heads, timesteps=self.timesteps,
+                 sample_steps=self.sample_steps, text_dim=self.text_dim, text_layers=self.text_layers,
+                 text_heads=self.text_heads, max_tokens=self.max_tokens, trigram_buckets=self.trigram_buckets)
+        non_negative(attn_resolution=self.attn_resolution, image_guidance=self.image_guidance,
+                     text_guidance=self.text_guidance)
+        in_range("dropout", self.dropout, 0.0, 0.9)
+        in_range("ema_decay", self.ema_decay, 0.0, 0.99999)
+        for key in ("p_drop_text", "p_drop_image", "p_drop_both"):
+            in_range(key, getattr(self, key), 0.0, 1.0)
+        if self.p_drop_text + self.p_drop_image + self.p_drop_both > 1:
+            raise ConfigError(f"p_drop_text + p_drop_image + p_drop_both = "
+                              f"{self.p_drop_text + self.p_drop_image + self.p_drop_both:g}: must be <= 1")
+        if self.sample_steps > self.timesteps:
+            raise ConfigError(f"sample_steps={self.sample_steps}: must be <= timesteps={self.timesteps}")
+        if self.text_dim % self.text_heads:
+            raise ConfigError(f"text_heads={self.text_heads}: must divide text_dim={self.text_dim}")
+        if not self.vocabulary:
+            self.vocabulary = build_vocabulary(edits.vocabulary_text())
+
+
+class InstructPix2Pix(GenerativeModel):
+    """InstructPix2Pix-style editor: image + text instruction -> edited digit (DDIM, two guidance scales)."""
+
+    name = "instruct"
+    Config = InstructConfig
+    sample_options: ClassVar[tuple[str, ...]] = ("steps",)
+    train_defaults: ClassVar[dict] = {"epochs": 20, "batch_size": 128, "lr": 1e-3, "warmup_steps": 200,
+                                      "grad_clip": 1.0}
+
+    def __init__(self, config=None, **overrides):
+        super().__init__(config, **overrides)
+        cfg = self.config
+        channels, size = IMAGE_SHAPE[0], IMAGE_SHAPE[-1]
+        self.unet = UNet(2 * channels, size, cfg.widths, cfg.res_blocks, cfg.attn_resolution, cfg.attn_heads,
+                         cfg.dropout, out_channels=channels)
+        with torch.no_grad():  # the image channels start at zero: a new editor is the plain U-Net (Brooks et al.)
+            self.unet.stem.weight[:, channels:].zero_()
+        self.tokenizer = Tokenizer(cfg.vocabulary, cfg.max_tokens, cfg.trigram_buckets)
+        self.text = TextEncoder(len(cfg.vocabulary), cfg.trigram_buckets, cfg.max_tokens, cfg.text_dim,
+                                cfg.text_layers, cfg.text_heads, self.unet.emb_dim)
+        self.null_text = nn.Parameter(torch.zeros(self.unet.emb_dim))  # the dropped instruction
+        # the EMA holds the U-Net and the text encoder: both are trained, both sample
+        self.ema = copy.deepcopy(nn.ModuleDict({"unet": self.unet, "text": self.text})).requires_grad_(False) \
+            if cfg.ema_decay > 0 else None
+        self.schedule = NoiseSchedule(make_betas(cfg.noise_schedule, cfg.timesteps))
+
+    # ------------------------------------------------------------------ conditioning
+
+    def encode_text(self, instructions: list[str], text: TextEncoder | None = None) -> torch.Tensor:
+        """(B, emb_dim) instruction vectors; the null vector throughout for the text-blind baseline."""
+        if not self.config.use_text:
+            return self.null_text.expand(len(instructions), -1)
+        return (text or self.text)(**self.tokenizer(instructions, self.device))
+
+    def drops(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(drop_text, drop_image), each (n,) bool: text only, image only, or both, with the config's rates."""
+        cfg = self.config
+        u = torch.rand(n, device=self.device)
+        text_only = u < cfg.p_drop_text
+        image_only = (u >= cfg.p_drop_text) & (u < cfg.p_drop_text + cfg.p_drop_image)
+        both = (u >= cfg.p_drop_text + cfg.p_drop_image) & (u < cfg.p_drop_text + cfg.p_drop_image + cfg.p_drop_both)
+        return text_only | both, image_only | both
+
+    # ------------------------------------------------------------------ training
+
+    def loss(self, x, y=None, *, step=None):
+        """Triples from the batch's digits; the simple loss of Ho et al. on the output image, the input image
+        concatenated, the text and the image each dropped as the config says (in training only)."""
+        triples = edits.make_triples(x)
+        return self.triple_loss(triples.inputs, triples.instructions, triples.outputs)
+
+    def triple_loss(self, inputs: torch.Tensor, instructions: list[str], outputs: torch.Tensor) -> dict:
+        """The epsilon loss of one batch of triples, inputs and outputs (B, 1, 28, 28) in [0, 1]."""
+        x0, image = 2 * outputs - 1, 2 * inputs - 1  # (B, 1, 28, 28) each, in [-1, 1]
+        n = len(x0)
+        text = self.encode_text(instructions)  # (B, emb_dim)
+        if self.training:
+            drop_text, drop_image = self.drops(n)
+            text = torch.where(drop_text[:, None], self.null_text.expand_as(text), text)
+            image = image * ~drop_image[:, None, None, None]
+        t = torch.randint(0, self.config.timesteps, (n,), device=x0.device)
+        noise = torch.randn_like(x0)
+        xt = self.schedule.q_sample(x0, t, noise)
+        eps = self.unet(torch.cat([xt, image], dim=1), t, cond=text)  # (B, 1, 28, 28)
+        return {"loss": (eps.float() - noise).pow(2).mean()}
+
+    @torch.no_grad()
+    def after_optimizer_step(self, step: int) -> None:
+        if self.ema is not None:
+            ema_update(self.ema, nn.ModuleDict({"unet": self.unet, "text": self.text}), step, self.config.ema_decay)
+
+    def configure_optimizers(self, train):
+        trainable = [p for name, p in self.named_parameters() if not name.startswith("ema.")]
+        return {"model": torch.optim.Adam(trainable, lr=train.lr, betas=(train.beta1, train.beta2),
+                                          weight_decay=train.weight_decay)}
+
+    def n_parameters(self) -> int:
+        """Trained parameters (U-Net, text encoder, null vector; the EMA copy is not counted)."""
+        return sum(p.numel() for name, p in self.named_parameters() if not name.startswith("ema."))
+
+    # ------------------------------------------------------------------ guidance and sampling
+
+    def networks(self) -> tuple[UNet, TextEncoder]:
+        """The sampling networks: the EMA's U-Net and text encoder, or the trained ones."""
+        if self.ema is not None:
+            return self.ema["unet"], self.ema["text"]
+        return self.unet, self.text
+
+    def guided_output(self, net: UNet, xt: torch.Tensor, t: torch.Tensor, image: torch.Tensor, text: torch.Tensor,
+                      image_guidance: float, text_guidance: float) -> torch.Tensor:
+        """Brooks et al. eq. 3: eps(0,0) + s_I (eps(I,0) - eps(0,0)) + s_T (eps(I,T) - eps(I,0)), one batch of 3B.
+
+        xt (B, 1, S, S) noisy outputs, t (B,), image (B, 1, S, S) in [-1, 1], text (B, emb_dim)."""
+        null = self.null_text.expand_as(text)
+        x3 = torch.cat([xt, xt, xt])
+        images = torch.cat([image, image, torch.zeros_like(image)])
+        out = net(torch.cat([x3, images], dim=1), torch.cat([t, t, t]), cond=torch.cat([text, null, null]))
+        e_it, e_i0, e_00 = out.chunk(3)
+        return e_00 + image_guidance * (e_i0 - e_00) + text_guidance * (e_it - e_i0)
+
+    def _run(self, n: int, image: torch.Tensor | None, text: torch.Tensor | None, generator, steps: int,
+             image_guidance: float, text_guidance: float, progress: bool | None) -> torch.Tensor:
+        """n images by DDIM (eta = 0) from x_T drawn with `generator`; image None: the unconditional eps(0, 0)."""
+        net, _ = self.networks()
+        sampler = Sampler(self.schedule, "ddim", steps, eta=0.0)
+        x = self.randn(n, *IMAGE_SHAPE, generator=generator)  # (n, 1, 28, 28) = x_T
+
+        def predict(xt: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+            tt = torch.full((len(xt),), t, dtype=torch.long, device=xt.device)
+            if image is None:
+                eps = net(torch.cat([xt, torch.zeros_like(xt)], dim=1), tt, cond=self.null_text.expand(n, -1))
+            else:
+                eps = self.guided_output(net, xt, tt, image, text, image_guidance, text_guidance)
+            _, x0 = self.schedule.split(eps.float(), xt, tt, "eps")
+            x0 = x0.clamp(-1, 1)  # pixels live in [-1, 1]; eps made consistent with the clipped x_0 (as ddpm)
+            return self.schedule.eps_from_x0(xt, tt, x0), x0
+
+        was_training = self.training
+        self.eval()
+        out, _ = sampler.run(predict, x, generator, progress)
+        self.train(was_training)
+        return ((out + 1) / 2).clamp(0, 1)
+
+    def check_images(self, images: torch.Tensor) -> torch.Tensor:
+        if not isinstance(images, torch.Tensor) or images.dim() != 4 or tuple(images.shape[1:]) != IMAGE_SHAPE:
+            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ConfigError(f"{self.name}: images must be a (B, 1, 28, 28) tensor, got {shape}; load a file with "
+                              "genzoo.commands.load_digit")
+        if not images.dtype.is_floating_point or images.min() < 0 or images.max() > 1:
+            raise ConfigError(f"{self.name}: images must be floats in [0, 1], got {images.dtype} in "
+                              f"[{float(images.min()):g}, {float(images.max()):g}]; divide bytes by 255")
+        return images.float().to(self.device)
+
+    def edit_settings(self, image_guidance: float | None = None, text_guidance: float | None = None,
+                      steps: int | None = None) -> dict:
+        """The editing options in force: those given (checked), the config's defaults for the rest."""
+        cfg = self.config
+        s_i = cfg.image_guidance if image_guidance is None else float(image_guidance)
+        s_t = cfg.text_guidance if text_guidance is None else float(text_guidance)
+        steps = cfg.sample_steps if steps is None else int(steps)
+        if s_i < 0 or s_t < 0:
+            raise ConfigError(f"image_guidance={s_i:g}, text_guidance={s_t:g}: both must be >= 0")
+        if not 1 <= steps <= cfg.timesteps:
+            raise ConfigError(f"steps={steps}: must lie in 1..{cfg.timesteps} (the model's timesteps)")
+        return {"image_guidance": s_i, "text_guidance": s_t, "steps": steps}
+
+    @torch.no_grad()
+    def edit(self, images: torch.Tensor, instructions: list[str], *, image_guidance: float | None = None,
+             text_guidance: float | None = None, steps: int | None = None,
+             generator: torch.Generator | None = None, progress: bool | None = None) -> torch.Tensor:
+        """Edit each image by its instruction.
+
+        Args:
+            images: (B, 1, 28, 28) float in [0, 1], white digits on black as in MNIST.
+            instructions: B free-text instructions (unknown words are fine; an empty one is an error).
+            image_guidance, text_guidance: s_I and s_T of Brooks et al. eq. 3 (None: the config's).
+            steps: DDIM steps (None: the config's sample_steps).
+            generator: draws x_T (a CPU generator gives the same edits on any device).
+        Returns:
+            (B, 1, 28, 28) edited images in [0, 1]; the same generator gives the same edits.
+        """
+        images = self.check_images(images)
+        if isinstance(instructions, str) or len(instructions) != len(images):
+            got = "one string" if isinstance(instructions, str) else f"{len(instructions)} instructions"
+            raise ConfigError(f"{self.name}: give one instruction per image, a list of {len(images)}; got {got}")
+        for text in instructions:
+            if not isinstance(text, str) or not text.strip():
+                raise ConfigError(f"{self.name}: instruction {text!r} is empty; say what to do, e.g. 'mirror it'")
+        settings = self.edit_settings(image_guidance, text_guidance, steps)
+        s_i, s_t, steps = settings["image_guidance"], settings["text_guidance"], settings["steps"]
+        was_training = self.training
+        self.eval()
+        _, text_net = self.networks()
+        text = self.encode_text(list(instructions), text_net)
+        out = self._run(len(images), 2 * images - 1, text, generator, steps, s_i, s_t, progress)
+        self.train(was_training)
+        return out
+
+    @torch.no_grad()
+    def _sample(self, n: int, y: torch.Tensor | None, generator: torch.Generator | None, *,
+                steps: int | None = None, progress: bool | None = None) -> torch.Tensor:
+        """n digits (n, 1, 28, 28) from eps(0, 0): no image and no instruction."""
+        steps = self.config.sample_steps if steps is None else int(steps)
+        return self._run(n, None, None, generator, steps, 0.0, 0.0, progress)
+
+    def pictures(self, data) -> dict:
+        """edits.png: one test digit per edit kind, its input, the instruction, the edit and the exact output."""
+        x = data.test_x[: len(edits.KINDS)].to(self.device)
+        triples = edits.make_triples(x, torch.Generator().manual_seed(0), kinds=list(edits.KINDS)[: len(x)])
+        out = self.edit(triples.inputs, triples.instructions, generator=torch.Generator().manual_seed(0))
+        return {"edits.png": edit_figure(triples.inputs, triples.instructions, out, triples.outputs, triples.kinds)}
+
+
+def edit_figure(inputs: torch.Tensor, instructions: list[str], outputs: torch.Tensor,
+                targets: torch.Tensor | None = None, kinds: list[str] | None = None, columns: int = 2):
+    """A matplotlib Figure: one edit per cell, input | edit (| exact output), its instruction above it; `columns`
+    cells a row. One image drawn once (many small axes are slow to draw)."""
+    from matplotlib.figure import Figure  # optional heavy dependency, only for this picture
+
+    panels = [inputs, outputs] + ([targets] if targets is not None else [])
+    n, size, pad, gap, text_h = len(inputs), 28, 2, 12, 14
+    rows = -(-n // columns)
+    cell_w, cell_h = len(panels) * (size + pad) + gap, size + text_h
+    canvas = torch.full((rows * cell_h + pad, columns * cell_w), 1.0)  # white paper, digits in their own squares
+    for i in range(n):
+        r, c = divmod(i, columns)
+        top = r * cell_h + text_h
+        for j, images in enumerate(panels):
+            left = c * cell_w + j * (size + pad)
+            canvas[top:top + size, left:left + size] = images[i, 0].detach().float().cpu().clamp(0, 1)
+    scale = 1 / 40  # inches per pixel of the canvas
+    fig = Figure(figsize=(canvas.shape[1] * scale * 1.6, canvas.shape[0] * scale * 1.6), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(canvas.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    names = "input | edit | exact output" if targets is not None else "input | edit"
+    for i in range(n):
+        r, c = divmod(i, columns)
+        text = instructions[i] if len(instructions[i]) <= 44 else instructions[i][:41] + "..."
+        label = f"{kinds[i]}: {text}" if kinds else text
+        ax.text(c * cell_w, r * cell_h + text_h - 3, label, fontsize=6.5, va="bottom", ha="left")
+    fig.suptitle(names, fontsize=7, y=1.0, va="bottom")
+    return fig

@@ -1,0 +1,174 @@
+"""instruct: the paper's two-scale guidance written out plainly, the zero-initialised image channels, the loss
+against a recomputation, dropping rates, a few steps that lower the loss, reproducible edits, resume."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import genzoo
+from genzoo import edits
+from genzoo.config import ConfigError
+from genzoo.models.ddpm import UNet
+from genzoo.models.instruct import InstructPix2Pix
+
+TINY = {"widths": (8, 16), "res_blocks": 1, "attn_heads": 2, "timesteps": 50, "sample_steps": 4, "text_dim": 16,
+        "text_layers": 1, "text_heads": 2, "trigram_buckets": 64}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread(one_thread):
+    yield
+
+
+def scrambled(model: InstructPix2Pix, seed: int = 0) -> InstructPix2Pix:
+    """Every parameter redrawn: the zero-initialised layers would make the guidance checks trivial."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(0.2 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+def test_dual_guidance_is_the_papers_formula():
+    model = scrambled(InstructPix2Pix(**TINY, ema_decay=0.0))
+    g = torch.Generator().manual_seed(1)
+    xt, image = torch.randn(3, 1, 28, 28, generator=g), torch.rand(3, 1, 28, 28, generator=g) * 2 - 1
+    t = torch.tensor([0, 20, 49])
+    with torch.no_grad():
+        text = model.encode_text(["mirror it", "make it bold", "zoom out"])
+        net = model.unet
+        null = model.null_text.expand(3, -1)
+        e_it = net(torch.cat([xt, image], 1), t, cond=text)  # image and text
+        e_i0 = net(torch.cat([xt, image], 1), t, cond=null)  # image, no text
+        e_00 = net(torch.cat([xt, torch.zeros_like(image)], 1), t, cond=null)  # neither
+        assert not torch.allclose(e_it, e_i0) and not torch.allclose(e_i0, e_00)
+        # Brooks et al. eq. 3
+        for s_i, s_t in ((1.5, 4.0), (0.0, 2.0), (3.0, 0.0)):
+            expected = e_00 + s_i * (e_i0 - e_00) + s_t * (e_it - e_i0)
+            got = model.guided_output(net, xt, t, image, text, s_i, s_t)
+            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(model.guided_output(net, xt, t, image, text, 1.0, 1.0), e_it, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(model.guided_output(net, xt, t, image, text, 0.0, 0.0), e_00, rtol=1e-4, atol=1e-5)
+
+
+def test_a_new_editor_predicts_what_the_unet_without_the_image_channels_would():
+    torch.manual_seed(0)
+    model = InstructPix2Pix(**TINY)
+    with torch.no_grad():  # the rest redrawn (the zero output layers would hide everything), the image channels kept
+        for name, p in model.unet.named_parameters():
+            if name != "stem.weight":
+                p.copy_(0.2 * torch.randn_like(p))
+        model.unet.stem.weight[:, :1].copy_(0.2 * torch.randn_like(model.unet.stem.weight[:, :1]))
+    assert (model.unet.stem.weight[:, 1:] == 0).all()
+    plain = UNet(1, 28, TINY["widths"], 1, 7, 2, 0.0)
+    state = {k: (v[:, :1] if k == "stem.weight" else v) for k, v in model.unet.state_dict().items()}
+    plain.load_state_dict(state)
+    g = torch.Generator().manual_seed(0)
+    xt, image, t = torch.randn(2, 1, 28, 28, generator=g), torch.rand(2, 1, 28, 28, generator=g), torch.tensor([3, 40])
+    cond = torch.randn(2, model.unet.emb_dim, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(model.unet(torch.cat([xt, image], 1), t, cond=cond), plain(xt, t, cond=cond))
+
+
+def test_loss_against_a_plain_recomputation_and_the_drop_rates():
+    model = scrambled(InstructPix2Pix(**TINY, noise_schedule="linear")).train()
+    x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    inputs, outputs = x.flip(-1), x
+    texts = ["mirror it"] * 3 + ["make it bold"] * 3
+    torch.manual_seed(7)
+    got = model.triple_loss(inputs, texts, outputs)["loss"]
+    torch.manual_seed(7)  # the same draws in the same order: the drops, t, the noise
+    u = torch.rand(6)
+    drop_text = (u < 0.05) | ((u >= 0.10) & (u < 0.15))
+    drop_image = (u >= 0.05) & (u < 0.15)
+    t = torch.randint(0, 50, (6,))
+    noise = torch.randn(6, 1, 28, 28)
+    alpha_bar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 50, dtype=torch.float64), 0)
+    a = alpha_bar[t].float().view(-1, 1, 1, 1)
+    xt = a.sqrt() * (2 * outputs - 1) + (1 - a).sqrt() * noise
+    image = torch.where(drop_image.view(-1, 1, 1, 1), torch.zeros_like(inputs), 2 * inputs - 1)
+    text = torch.where(drop_text[:, None], model.null_text.expand(6, -1), model.encode_text(texts))
+    expected = ((model.unet(torch.cat([xt, image], 1), t, cond=text) - noise) ** 2).mean()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    drop_text, drop_image = model.drops(40_000)
+    for observed, rate in (((drop_text & ~drop_image).float().mean(), 0.05),
+                           ((drop_image & ~drop_text).float().mean(), 0.05),
+                           ((drop_text & drop_image).float().mean(), 0.05)):
+        assert abs(observed.item() - rate) < 0.006
+
+
+def test_a_tiny_editor_learns_in_a_few_steps(tiny):
+    torch.manual_seed(0)
+    model = InstructPix2Pix(**TINY).train()
+    x = tiny.train_x[:16]
+    triples = edits.make_triples(x, torch.Generator().manual_seed(0), kinds=["flip-horizontal", "invert"] * 8)
+    opt = torch.optim.Adam([p for n, p in model.named_parameters() if not n.startswith("ema.")], lr=3e-3)
+
+    def mean_loss():
+        with torch.random.fork_rng(), torch.no_grad():
+            torch.manual_seed(123)
+            return sum(float(model.triple_loss(triples.inputs, triples.instructions, triples.outputs)["loss"])
+                       for _ in range(4)) / 4
+
+    before = mean_loss()
+    for step in range(25):
+        opt.zero_grad(set_to_none=True)
+        model.triple_loss(triples.inputs, triples.instructions, triples.outputs)["loss"].backward()
+        opt.step()
+        model.after_optimizer_step(step)
+    assert mean_loss() < 0.8 * before
+    changed = [n for n, p in model.text.named_parameters() if not torch.equal(p, model.ema["text"].get_parameter(n))]
+    assert changed, "the EMA follows the text encoder too"
+
+
+def test_same_generator_same_edit_and_inputs_are_checked():
+    model = scrambled(InstructPix2Pix(**TINY))
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    texts = ["mirror it", "zzz unknown words", "make it bold"]
+    a = model.edit(x, texts, image_guidance=1.5, text_guidance=3.0, steps=3, generator=torch.Generator().manual_seed(2))
+    b = model.edit(x, texts, image_guidance=1.5, text_guidance=3.0, steps=3, generator=torch.Generator().manual_seed(2))
+    c = model.edit(x, texts, image_guidance=1.5, text_guidance=3.0, steps=3, generator=torch.Generator().manual_seed(3))
+    d = model.edit(x, texts, image_guidance=1.5, text_guidance=0.0, steps=3, generator=torch.Generator().manual_seed(2))
+    assert a.shape == (3, 1, 28, 28) and a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c) and not torch.equal(a, d)
+    with pytest.raises(ConfigError, match=r"instruct: instruction '  ' is empty"):
+        model.edit(x[:1], ["  "])
+    with pytest.raises(ConfigError, match=r"give one instruction per image, a list of 3; got 2 instructions"):
+        model.edit(x, texts[:2])
+    with pytest.raises(ConfigError, match=r"images must be a \(B, 1, 28, 28\) tensor, got \(3, 28, 28\)"):
+        model.edit(x[:, 0], texts)
+    with pytest.raises(ConfigError, match=r"images must be floats in \[0, 1\], got torch.float32 in \[0, 255\]"):
+        model.edit(torch.zeros_like(x).index_fill_(3, torch.tensor([5]), 255.0), texts)
+    with pytest.raises(ConfigError, match=r"image_guidance=-1, text_guidance=3: both must be >= 0"):
+        model.edit(x, texts, image_guidance=-1.0)
+    blind = scrambled(InstructPix2Pix(**TINY, use_text=False))
+    e = blind.edit(x, texts, steps=3, text_guidance=3.0, generator=torch.Generator().manual_seed(2))
+    f = blind.edit(x, ["a", "b", "c"], steps=3, text_guidance=0.0, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(e, f)  # the baseline never reads the text
+
+
+def test_resume_gives_the_same_weights(tiny, tmp_path):
+    train = {"steps": 6, "epochs": 0, "batch_size": 16, "log_every": 3, "n_grid": 4, "sample_every": 0,
+             "test_every": 0, "warmup_steps": 0}
+    kw = {"data": tiny, "device": "cpu", "seed": 0, "progress": False, "model_overrides": TINY}
+    genzoo.train("instruct", out=tmp_path / "full", train_overrides=train, **kw)
+    run = tmp_path / "stopped"
+    genzoo.train("instruct", out=run, train_overrides={**train, "steps": 3}, **kw)
+    genzoo.train("instruct", out=run, resume=True, train_overrides={"steps": 6},
+                 **{k: v for k, v in kw.items() if k != "model_overrides"})
+    a, b = load_file(str(tmp_path / "full" / "model.safetensors")), load_file(str(run / "model.safetensors"))
+    assert set(a) == set(b) and any(k.startswith("ema.") for k in a)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert (tmp_path / "full" / "edits.png").exists()
+    model = genzoo.load(tmp_path / "full")
+    assert model.config.vocabulary == InstructPix2Pix(**TINY).config.vocabulary  # read back from config.json
+
+
+def test_config_errors_name_the_value():
+    with pytest.raises(ConfigError, match=r"p_drop_text \+ p_drop_image \+ p_drop_both = 1.2: must be <= 1"):
+        InstructPix2Pix(**TINY, p_drop_text=0.4, p_drop_image=0.4, p_drop_both=0.4)
+    with pytest.raises(ConfigError, match=r"text_heads=3: must divide text_dim=16"):
+        InstructPix2Pix(**{**TINY, "text_heads": 3})

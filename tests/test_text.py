@@ -1,0 +1,50 @@
+"""The instruct editor's tokenizer and text encoder: round trip, unknown words, padding that changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genzoo import edits
+from genzoo.text import TextEncoder, Tokenizer, build_vocabulary, trigram_buckets, words
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return Tokenizer(build_vocabulary(edits.vocabulary_text()), max_tokens=24, n_buckets=256)
+
+
+def test_words_and_the_round_trip(tokenizer):
+    assert words("Rotate it 90°, then MIRROR it!") == ["rotate", "it", "90", "then", "mirror", "it"]
+    for text in edits.vocabulary_text()[::7]:
+        ids = tokenizer.encode(text)
+        assert 1 not in ids and tokenizer.decode(ids) == " ".join(words(text))
+    assert build_vocabulary(["b a", "a c"]) == ("<pad>", "<unk>", "a", "b", "c")
+
+
+def test_unknown_words_are_unk_not_an_error(tokenizer):
+    assert tokenizer.unknown("give it a quarter turn anticlockwise") == ["give", "anticlockwise"]
+    ids = tokenizer.encode("give it a quarter turn anticlockwise")
+    assert ids[0] == 1 and ids[-1] == 1 and tokenizer.decode(ids) == "<unk> it a quarter turn <unk>"
+    batch = tokenizer(["zzz qqq", ""])
+    assert batch["ids"].tolist() == [[1, 1], [0, 0]]
+    assert (batch["trigrams"][0] > 0).any() and (batch["trigrams"][1] == 0).all()
+    assert len(tokenizer.encode("a " * 40)) == 24  # cut at max_tokens
+    # the unknown word shares character trigrams with a known one
+    shared = set(trigram_buckets("anticlockwise", 256)) & set(trigram_buckets("counterclockwise", 256))
+    assert len(shared) >= 6
+
+
+def test_padding_and_batch_company_change_nothing(tokenizer):
+    torch.manual_seed(0)
+    encoder = TextEncoder(len(tokenizer.vocabulary), 256, 24, dim=16, layers=2, heads=2, out_dim=12).eval()
+    texts = ["mirror it", "first rotate it 180 degrees, then make the strokes thinner", "qqq", ""]
+    together = encoder(**tokenizer(texts))
+    assert together.shape == (4, 12) and torch.isfinite(together).all()
+    for i, text in enumerate(texts):
+        alone = encoder(**tokenizer([text]))
+        torch.testing.assert_close(alone[0], together[i], rtol=1e-5, atol=1e-5)
+    # positions make word order count; an unknown word is not the same as no word
+    a, b = encoder(**tokenizer(["rotate it then mirror it", "mirror it then rotate it"]))
+    assert not torch.allclose(a, b, atol=1e-4)
+    assert not torch.allclose(together[2], together[3], atol=1e-4)
