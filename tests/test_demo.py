@@ -12,7 +12,7 @@ from test_report import CHROMIUM, chromium_check, parse
 
 from genzoo import commands, registry
 from genzoo.config import ConfigError
-from genzoo.demo import check_models, run_demo
+from genzoo.demo import END_RESERVE, MIN_SAMPLES, MIN_TRAIN_SECONDS, check_models, plan_slice, run_demo, samples_within
 from genzoo.demo_report import objective_source
 from genzoo.metrics import confident_share
 from genzoo.models.base import CapabilityError
@@ -31,6 +31,29 @@ def test_every_registered_model_has_a_recipe_and_a_leaf():
     assert check_models(None) == list(registry.MODELS)
     with pytest.raises(ConfigError, match=r"--models nope: unknown; known models: gmm, bayes"):
         check_models(["nope"])
+
+
+def test_slices_of_the_default_demo_add_up_to_the_budget_less_the_reserve():
+    """Each model's slice is its share of what is left; run to plan, the slices fill the budget exactly."""
+    budget, names = 840.0, list(registry.MODELS)
+    left, slices = budget, []
+    for i, name in enumerate(names):
+        whole, train = plan_slice(left, RECIPES[name].share, sum(RECIPES[m].share for m in names[i:]),
+                                  RECIPES[name].eval_seconds)
+        assert MIN_TRAIN_SECONDS <= train <= whole and train >= whole / 2, name
+        slices.append(whole)
+        left -= whole
+    assert sum(slices) == pytest.approx(budget - END_RESERVE)
+    # an overrun of the first models shrinks the later slices; nothing left still trains the minimum
+    assert plan_slice(-30.0, 0.1, 0.5, 20.0) == (0.0, MIN_TRAIN_SECONDS)
+    assert plan_slice(105.0, 0.1, 0.5, 20.0) == (20.0, 10.0)  # evaluation keeps at most half of the slice
+
+
+def test_samples_within_the_slice():
+    assert samples_within(60.0, 0.01, 1000) == 1000  # time for all
+    assert samples_within(6.0, 0.02, 1000) == 300  # as many as 6 s allow
+    assert samples_within(0.5, 0.02, 1000) == MIN_SAMPLES  # never fewer than the minimum
+    assert samples_within(0.5, 0.02, 64) == 64  # nor more than wanted
 
 
 def test_confident_share_counts_probabilities_at_or_above_the_threshold():
