@@ -12,7 +12,17 @@ from test_report import CHROMIUM, chromium_check, parse
 
 from genzoo import commands, registry
 from genzoo.config import ConfigError
-from genzoo.demo import END_RESERVE, MIN_SAMPLES, MIN_TRAIN_SECONDS, check_models, plan_slice, run_demo, samples_within
+from genzoo.data import Dataset
+from genzoo.demo import (
+    END_RESERVE,
+    MIN_SAMPLES,
+    MIN_TRAIN_SECONDS,
+    check_models,
+    fit_subset,
+    plan_slice,
+    run_demo,
+    samples_within,
+)
 from genzoo.demo_report import objective_source
 from genzoo.metrics import confident_share
 from genzoo.models.base import CapabilityError
@@ -54,6 +64,21 @@ def test_samples_within_the_slice():
     assert samples_within(6.0, 0.02, 1000) == 300  # as many as 6 s allow
     assert samples_within(0.5, 0.02, 1000) == MIN_SAMPLES  # never fewer than the minimum
     assert samples_within(0.5, 0.02, 64) == 64  # nor more than wanted
+
+
+def test_closed_form_fits_take_a_seeded_subset_of_a_large_training_set_on_a_cpu():
+    n = RECIPES["gmm"].cpu_fit_images
+    big = Dataset("mnist", "here", torch.arange(n + 7.0).view(-1, 1, 1, 1), torch.arange(n + 7) % 10,
+                  torch.zeros(3, 1, 1, 1), torch.zeros(3, dtype=torch.long))
+    subset, said = fit_subset("gmm", big, "cpu", seed=0)
+    assert len(subset.train_x) == n and said == f", fitted on a random {n:,} of the {n + 7:,} training digits (seed 0)"
+    assert subset.train_x.flatten().unique().numel() == n  # distinct images, labels kept with them
+    assert torch.equal(subset.train_y, subset.train_x.flatten().long() % 10)
+    assert torch.equal(fit_subset("gmm", big, "cpu", seed=0)[0].train_x, subset.train_x)  # seeded
+    assert subset.test_x is big.test_x  # evaluated on the whole test set
+    for name, scale in (("gmm", "gpu"), ("vae", "cpu")):  # the full set on a GPU; trained models see every digit
+        data, said = fit_subset(name, big, scale, seed=0)
+        assert data is big and said == ""
 
 
 def test_confident_share_counts_probabilities_at_or_above_the_threshold():

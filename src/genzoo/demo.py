@@ -119,6 +119,19 @@ def _sessions(out: Path) -> dict[str, list[dict]]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def fit_subset(name: str, dataset: Dataset, scale: str, seed: int) -> tuple[Dataset, str]:
+    """The training digits a closed-form model is fitted on: on a CPU, a seeded random `cpu_fit_images` of them
+    when there are more (EM's rounds grow with the images; full MNIST would overrun the model's slice).
+    Returns the data and what to say about it (empty when it is the whole set)."""
+    n = RECIPES[name].cpu_fit_images
+    if scale != "cpu" or registry.get(name).training_mode != "fit" or not n or len(dataset.train_x) <= n:
+        return dataset, ""
+    keep = torch.randperm(len(dataset.train_x), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    subset = Dataset(dataset.name, dataset.source, dataset.train_x[keep], dataset.train_y[keep], dataset.test_x,
+                     dataset.test_y)
+    return subset, f", fitted on a random {n:,} of the {len(dataset.train_x):,} training digits (seed {seed})"
+
+
 def train_slice(name: str, dataset: Dataset, run_dir: Path, seed: int, device: torch.device, scale: str,
                 seconds: float, progress: bool) -> str:
     """Train a model for `seconds` more: a new run, or its checkpoint continued with a longer time budget.
@@ -128,10 +141,11 @@ def train_slice(name: str, dataset: Dataset, run_dir: Path, seed: int, device: t
     hparams, train_cfg = model_settings(name, scale)
     checkpoint = run_dir / runs.CHECKPOINT
     if not checkpoint.exists():
+        dataset, fitted_on = fit_subset(name, dataset, scale, seed)
         train(name, data=dataset, out=run_dir, device=device, seed=seed, model_overrides=hparams,
               train_overrides={**train_cfg, "time_budget": seconds}, progress=progress,
               overwrite=True)  # no checkpoint: at most a run killed before its first one, started afresh
-        return "new run"
+        return f"new run{fitted_on}"
     if registry.get(name).training_mode == "fit":
         return "already fitted (closed form: nothing to continue)"
     state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)

@@ -31,7 +31,8 @@ class Recipe:
     gpu: dict[str, Any] = field(default_factory=dict)  # on a GPU: the model's defaults (full size) unless given
     gpu_train: dict[str, Any] = field(default_factory=dict)
     tiny: dict[str, Any] = field(default_factory=dict)  # model hyper-parameters of the test-sized demo
-    cpu_samples: int = 1000  # samples scored by the evaluator on a CPU (GPU: 10,000)
+    cpu_samples: int = 1000  # samples scored by the evaluator on a CPU, at most (GPU: 10,000)
+    cpu_fit_images: int = 0  # closed-form fits on a CPU: a seeded random subset of this many training images (0: all)
     eval_seconds: float = 15.0  # kept from its slice for evaluation on a CPU
     captions: dict[str, str] = field(default_factory=dict)  # picture file (relative to the run) -> what to look at
     full_recipe: str = ""  # the command that trains the full recipe
@@ -61,6 +62,7 @@ RECIPES: dict[str, Recipe] = {
         paper="Dempster, Laird & Rubin 1977, \"Maximum likelihood from incomplete data via the EM algorithm\"; "
               "Tipping & Bishop 1999, \"Probabilistic principal component analysis\"",
         cpu={"n_components": 10, "pca_dim": 50, "max_iter": 30, "tol": 0.01},  # EM's late rounds change little
+        cpu_fit_images=10_000,
         tiny={"n_components": 3, "pca_dim": 10, "max_iter": 5},
         extras=("gmm_demo",),
         captions={"gmm_demo.png": "EM on 2-D synthetic clusters (the seed's \"gmm syn\"): data in grey, each "
@@ -82,6 +84,7 @@ RECIPES: dict[str, Recipe] = {
         paper="Gaussian discriminant analysis (e.g. Murphy 2012, \"Machine Learning: a Probabilistic Perspective\", "
               "ch. 4); EM per class: Dempster, Laird & Rubin 1977",
         cpu={"components_per_class": 2, "pca_dim": 50, "max_iter": 30, "tol": 0.01},
+        cpu_fit_images=10_000,
         tiny={"components_per_class": 1, "pca_dim": 10, "max_iter": 5},
         captions={"means_and_samples.png": "first row: each digit's mean; below, samples of each digit: "
                                            "recognisable shapes with Gaussian speckle"},
