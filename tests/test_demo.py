@@ -181,7 +181,14 @@ def test_demo_again_continues_each_run(demo, tiny, one_thread):
     assert config["train"]["steps"] == 6  # finished at 3 steps: twice as long
     after = json.loads((out / "vae" / "metrics.json").read_text())["train_seconds"]
     assert after > before
-    assert "over 2 demo runs" in (out / "report" / "index.html").read_text()
+    page = (out / "report" / "index.html").read_text()
+    assert "over 2 demo runs" in page
+    # the continued model's section has one row of sample scores per demo run, from demo.json
+    history = re.findall(r'<table class="history">(.*?)</table>', page, re.S)
+    assert len(history) == 1  # vae, the one model run twice
+    rows = re.findall(r"<tr><td class=\"name\">\d+ \([^)]*\)</td>(.*?)</tr>", history[0])
+    shown = [float(re.findall(r"<td>([^<]*)</td>", row)[2]) for row in rows]
+    assert shown == [pytest.approx(s["confident_share"], abs=5e-4) for s in sessions["vae"]]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (Debian: apt-get install chromium); "

@@ -47,6 +47,7 @@ SAMPLING_SHARE = 0.6  # of the slice's time left after training: for sampling; t
 SESSIONS = "demo.json"  # in the demo folder: every session of every model (the report's "trained in all")
 REAL_DATA = "real_data.json"  # the real-data floor of the sample scores, with the same settings
 SCALES = ("cpu", "gpu", "tiny")
+SESSION_SCORES = ("confident_share", "class_entropy_bits", "fid", "conditional_accuracy")  # kept per demo run
 
 
 def eval_settings(name: str, scale: str, n_test: int) -> dict[str, int]:
@@ -250,7 +251,7 @@ def run_demo(out: str | Path = "genzoo-demo", data: str | Dataset = "auto", budg
         say(f"genzoo demo [{i + 1}/{len(names)}] {name}: {what}; evaluating ({settings['n_samples']} samples"
             f"{f' of {wanted}, what the slice allows' if settings['n_samples'] < wanted else ''}, "
             f"{settings['max_test'] or 'all'} test digits)")
-        evaluate_run(run_dir, device=str(device), seed=seed, **settings)
+        metrics = evaluate_run(run_dir, device=str(device), seed=seed, **settings)
         wall = time.perf_counter() - began
         sessions.setdefault(name, []).append({
             "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "slice_seconds": round(whole, 1),
@@ -258,7 +259,9 @@ def run_demo(out: str | Path = "genzoo-demo", data: str | Dataset = "auto", budg
             "eval_wall_seconds": round(wall - trained, 1), "wall_seconds": round(wall, 1),
             "cpu_seconds": round(time.process_time() - cpu_began, 1), "train_cpu_seconds": round(cpu_trained, 1),
             "load_average": round(os.getloadavg()[0], 2), "what": what, "scale": scale,
-            "device": runs.hardware(device), "samples_wanted": wanted, **settings})
+            "device": runs.hardware(device), "samples_wanted": wanted, **settings,
+            "train_seconds_in_all": metrics.get("train_seconds"),
+            **{key: metrics[key]["value"] for key in SESSION_SCORES if key in metrics}})  # how each demo run moved it
         runs.atomic_write_text(out / SESSIONS, json.dumps(sessions, indent=2) + "\n")
         index = write_demo_report(out, names, floor)
     took = time.perf_counter() - start
