@@ -91,7 +91,7 @@ RECIPES: dict[str, Recipe] = {
         full_recipe="genzoo train bayes --data mnist --set components_per_class=10 --set pca_dim=50",
     ),
     "rbm": Recipe(
-        share=0.08,
+        share=0.07,
         about="A restricted Boltzmann machine is an energy-based model of binary pixels v and binary hidden units "
               "h, with no connections inside a layer, so each layer given the other is independent Bernoulli "
               "units. The likelihood gradient is data statistics minus model statistics; contrastive divergence "
@@ -120,7 +120,7 @@ RECIPES: dict[str, Recipe] = {
                  "log Z is rougher (its spread is shown).",
     ),
     "ae": Recipe(
-        share=0.06,
+        share=0.07,
         about="An autoencoder squeezes each digit through a small code and learns to rebuild it, minimising the "
               "reconstruction error. It has no prior over codes, so it is not a generative model by itself; "
               "genzoo fits a Gaussian to its training codes and decodes draws from it, a crude sampler that "
@@ -137,7 +137,7 @@ RECIPES: dict[str, Recipe] = {
         full_recipe="genzoo train ae --data mnist --epochs 20",
     ),
     "dae": Recipe(
-        share=0.08,
+        share=0.07,
         about="A denoising autoencoder learns to map corrupted digits back to clean ones. Bengio et al. (2013) "
               "showed that it then estimates the reconstruction distribution P(X | corrupted X), and that the "
               "Markov chain which alternates corrupting and denoising has the data distribution as its "
@@ -175,6 +175,7 @@ RECIPES: dict[str, Recipe] = {
         paper="Kingma & Welling 2014, \"Auto-encoding variational Bayes\"; Burda et al. 2016, "
               "\"Importance weighted autoencoders\"",
         cpu={"channels": 16, "latent_dim": 16},
+        cpu_train={"lr": 2e-3},  # the default 1e-3 is tuned for 100 epochs; a CPU slice has a few
         tiny={"channels": 4, "latent_dim": 4},
         eval_seconds=25.0,
         captions={"prior_samples_and_means.png": "prior samples (top: binary pixels drawn) above the decoder means "
@@ -185,7 +186,7 @@ RECIPES: dict[str, Recipe] = {
         full_recipe="genzoo train vae --data mnist --epochs 100",
     ),
     "pixelcnn": Recipe(
-        share=0.14,
+        share=0.08,
         about="PixelCNN writes an image's probability exactly by the chain rule, one pixel at a time in raster "
               "order, each a Bernoulli whose logit a convolutional network computes from the pixels above and "
               "to the left only (masked convolutions). Training is plain maximum likelihood, so the NLL is "
@@ -207,7 +208,7 @@ RECIPES: dict[str, Recipe] = {
                  "digits. Run `genzoo demo` again to continue it, or the full recipe on a GPU.",
     ),
     "pixelrnn": Recipe(
-        share=0.12,
+        share=0.07,
         about="PixelRNN models the same chain rule as PixelCNN with LSTM layers that run down the image "
               "(Row LSTM, here) or along its diagonals, so each pixel sees the whole region above it. The "
               "likelihood is exact; sampling is pixel by pixel.",
@@ -226,7 +227,7 @@ RECIPES: dict[str, Recipe] = {
         cpu_note="Like PixelCNN, a CPU slice trains it only briefly; rerun the demo or use the full recipe on a GPU.",
     ),
     "gan": Recipe(
-        share=0.09,
+        share=0.11,
         about="A generative adversarial network pits a generator, which maps noise to images, against a "
               "discriminator that tells real digits from generated ones. The two play a minimax game; in "
               "practice the generator maximises log D(G(z)) (the non-saturating loss), which gives it strong "
@@ -242,7 +243,7 @@ RECIPES: dict[str, Recipe] = {
         full_recipe="genzoo train gan --data mnist --epochs 30",
     ),
     "cgan": Recipe(
-        share=0.09,
+        share=0.11,
         about="A conditional GAN gives both networks the digit label: the generator draws the digit asked for "
               "and the discriminator judges image and label together. Each row of the samples is one digit; "
               "the evaluator's conditional accuracy says how often the drawn digit is the requested one.",
@@ -257,7 +258,7 @@ RECIPES: dict[str, Recipe] = {
         full_recipe="genzoo train cgan --data mnist --epochs 30",
     ),
     "dcgan": Recipe(
-        share=0.12,
+        share=0.15,
         about="A deep convolutional GAN uses transposed convolutions in the generator and strided convolutions "
               "in the discriminator, with batch normalisation, following Radford et al.'s architecture rules. "
               "The game and the loss are those of the GAN; convolutions share weights across the image, so it "
@@ -268,6 +269,7 @@ RECIPES: dict[str, Recipe] = {
         paper="Radford, Metz & Chintala 2016, \"Unsupervised representation learning with deep convolutional "
               "generative adversarial networks\"",
         cpu={"widths": (64, 32), "latent_dim": 64},
+        cpu_train={"batch_size": 64},  # twice the updates of the default 128 in the same time: what a short run needs
         tiny={"widths": (8, 4), "latent_dim": 4},
         captions={"samples/progress.gif": "samples across epochs (the seed's MNIST_DCGAN_*.png)",
                   "samples/interpolation.png": "straight latent paths"},
