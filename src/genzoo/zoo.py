@@ -204,8 +204,10 @@ RECIPES: dict[str, Recipe] = {
                                                  "the hidden bottom half",
                   "pixel_probabilities.png": "each pixel's probability given the pixels before it"},
         full_recipe="genzoo train pixelcnn --data mnist --epochs 30",
-        cpu_note="On a CPU its share of the budget gives a small network a few epochs: strokes rather than "
-                 "digits. Run `genzoo demo` again to continue it, or the full recipe on a GPU.",
+        cpu_note="A CPU slice of about a minute trains a small network briefly and leaves time for "
+                 "only a few hundred samples (784 network steps each): blobs and strokes, not yet digits the "
+                 "evaluator recognises. `genzoo demo` run again in the same folder continues it (the table of "
+                 "demo runs above shows what each run bought); the full recipe needs a GPU.",
     ),
     "pixelrnn": Recipe(
         share=0.07,
@@ -224,7 +226,8 @@ RECIPES: dict[str, Recipe] = {
         captions={"completions-bottom-half.png": "rows: test digit, its visible top half, two completions",
                   "pixel_probabilities.png": "each pixel's probability given the pixels before it"},
         full_recipe="genzoo train pixelrnn --data mnist --epochs 30",
-        cpu_note="Like PixelCNN, a CPU slice trains it only briefly; rerun the demo or use the full recipe on a GPU.",
+        cpu_note="Like PixelCNN, a CPU slice trains it briefly: not yet digits the evaluator "
+                 "recognises. `genzoo demo` run again in the same folder continues it; the full recipe needs a GPU.",
     ),
     "gan": Recipe(
         share=0.11,
@@ -299,8 +302,10 @@ RECIPES: dict[str, Recipe] = {
         captions={"samples/reverse_process.png": "x_T (noise, left) to x_0 (right), one digit a row: the reverse "
                                                  "process at work"},
         full_recipe="python benchmarks/ddpm.py train --recipe latent-cpu-60min --data ../shared/data/mnist",
-        cpu_note="A CPU slice of a few minutes trains the latent model for a few hundred steps: blurry digits. "
-                 "The hour-long recipe reaches 99% conditional accuracy (docs/results/diffusion.md).",
+        cpu_note="A CPU slice of about a minute trains little more than the first stage (the autoencoder, "
+                 "150 steps) and a few diffusion steps: noise and blobs, not yet digits. `genzoo demo` run again "
+                 "in the same folder continues it; the hour-long CPU recipe reaches 99% conditional accuracy "
+                 "(docs/results/diffusion.md).",
     ),
 }
 
