@@ -111,7 +111,7 @@ RECIPES: dict[str, Recipe] = {
         cpu_train={"lr": 0.02, "batch_size": 100, "sample_every": 5},
         tiny={"n_hidden": 16, "gibbs_steps": 5, "ais_betas": 20, "ais_runs": 4, "persistent_chains": 16},
         cpu_samples=500,
-        eval_seconds=45.0,
+        eval_seconds=15.0,  # 500 samples of 100 Gibbs sweeps, AIS, the NLL: seconds on an idle CPU
         captions={"gibbs_chain.png": "Gibbs chains (rows) from test digits, p(v | h) after 0, 1, 2, 5, ... sweeps "
                                      "(columns): the chain forgets its start and wanders between digits",
                   "filters.png": "the weights of 100 hidden units: strokes and blobs each unit votes for"},
