@@ -12,7 +12,17 @@ from test_report import CHROMIUM, chromium_check, parse
 
 from genzoo import commands, registry
 from genzoo.config import ConfigError
-from genzoo.demo import check_models, run_demo
+from genzoo.data import Dataset
+from genzoo.demo import (
+    END_RESERVE,
+    MIN_SAMPLES,
+    MIN_TRAIN_SECONDS,
+    check_models,
+    fit_subset,
+    plan_slice,
+    run_demo,
+    samples_within,
+)
 from genzoo.demo_report import objective_source
 from genzoo.metrics import confident_share
 from genzoo.models.base import CapabilityError
@@ -31,6 +41,44 @@ def test_every_registered_model_has_a_recipe_and_a_leaf():
     assert check_models(None) == list(registry.MODELS)
     with pytest.raises(ConfigError, match=r"--models nope: unknown; known models: gmm, bayes"):
         check_models(["nope"])
+
+
+def test_slices_of_the_default_demo_add_up_to_the_budget_less_the_reserve():
+    """Each model's slice is its share of what is left; run to plan, the slices fill the budget exactly."""
+    budget, names = 840.0, list(registry.MODELS)
+    left, slices = budget, []
+    for i, name in enumerate(names):
+        whole, train = plan_slice(left, RECIPES[name].share, sum(RECIPES[m].share for m in names[i:]),
+                                  RECIPES[name].eval_seconds)
+        assert MIN_TRAIN_SECONDS <= train <= whole and train >= whole / 2, name
+        slices.append(whole)
+        left -= whole
+    assert sum(slices) == pytest.approx(budget - END_RESERVE)
+    # an overrun of the first models shrinks the later slices; nothing left still trains the minimum
+    assert plan_slice(-30.0, 0.1, 0.5, 20.0) == (0.0, MIN_TRAIN_SECONDS)
+    assert plan_slice(105.0, 0.1, 0.5, 20.0) == (20.0, 10.0)  # evaluation keeps at most half of the slice
+
+
+def test_samples_within_the_slice():
+    assert samples_within(60.0, 0.01, 1000) == 1000  # time for all
+    assert samples_within(6.0, 0.02, 1000) == 300  # as many as 6 s allow
+    assert samples_within(0.5, 0.02, 1000) == MIN_SAMPLES  # never fewer than the minimum
+    assert samples_within(0.5, 0.02, 64) == 64  # nor more than wanted
+
+
+def test_closed_form_fits_take_a_seeded_subset_of_a_large_training_set_on_a_cpu():
+    n = RECIPES["gmm"].cpu_fit_images
+    big = Dataset("mnist", "here", torch.arange(n + 7.0).view(-1, 1, 1, 1), torch.arange(n + 7) % 10,
+                  torch.zeros(3, 1, 1, 1), torch.zeros(3, dtype=torch.long))
+    subset, said = fit_subset("gmm", big, "cpu", seed=0)
+    assert len(subset.train_x) == n and said == f", fitted on a random {n:,} of the {n + 7:,} training digits (seed 0)"
+    assert subset.train_x.flatten().unique().numel() == n  # distinct images, labels kept with them
+    assert torch.equal(subset.train_y, subset.train_x.flatten().long() % 10)
+    assert torch.equal(fit_subset("gmm", big, "cpu", seed=0)[0].train_x, subset.train_x)  # seeded
+    assert subset.test_x is big.test_x  # evaluated on the whole test set
+    for name, scale in (("gmm", "gpu"), ("vae", "cpu")):  # the full set on a GPU; trained models see every digit
+        data, said = fit_subset(name, big, scale, seed=0)
+        assert data is big and said == ""
 
 
 def test_confident_share_counts_probabilities_at_or_above_the_threshold():
@@ -133,7 +181,14 @@ def test_demo_again_continues_each_run(demo, tiny, one_thread):
     assert config["train"]["steps"] == 6  # finished at 3 steps: twice as long
     after = json.loads((out / "vae" / "metrics.json").read_text())["train_seconds"]
     assert after > before
-    assert "over 2 demo runs" in (out / "report" / "index.html").read_text()
+    page = (out / "report" / "index.html").read_text()
+    assert "over 2 demo runs" in page
+    # the continued model's section has one row of sample scores per demo run, from demo.json
+    history = re.findall(r'<table class="history">(.*?)</table>', page, re.S)
+    assert len(history) == 1  # vae, the one model run twice
+    rows = re.findall(r"<tr><td class=\"name\">\d+ \([^)]*\)</td>(.*?)</tr>", history[0])
+    shown = [float(re.findall(r"<td>([^<]*)</td>", row)[2]) for row in rows]
+    assert shown == [pytest.approx(s["confident_share"], abs=1e-3) for s in sessions["vae"]]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (Debian: apt-get install chromium); "

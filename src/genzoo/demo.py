@@ -1,13 +1,17 @@
 """`genzoo demo`: train, sample, evaluate and report every model family of the zoo within a time budget.
 
 The data is MNIST when it is found ($GENZOO_DATA or the cache), else the embedded 4,500-digit subset.
-`budget` is the demo's whole wall clock (training, evaluation, report). Each model gets a slice of what is
-left, in proportion to its share in `genzoo.zoo.RECIPES`, less the time its evaluation is expected to take;
-an overrun of one model thus shortens the later ones and the total stays near the budget.
+`budget` is the demo's whole wall clock (training, pictures, evaluation, report). Each model gets a slice
+of what is left, in proportion to its share in `genzoo.zoo.RECIPES`, and everything it does runs inside
+that slice: training stops at the slice less the time its recipe keeps for the pictures and the evaluation
+(`eval_seconds`), and the evaluation draws as many samples as the rest of the slice allows (timed on a
+small probe batch first: the pixel models draw 784 sequential network steps per image). An overrun of one
+model shortens the later ones, and END_RESERVE is kept for the last page, so the total stays within the budget.
 
 On a CPU each model has CPU-sized hyper-parameters and a light evaluation (the first 1,000 test digits at
-most, 1,000 samples or fewer for the slow samplers, 50 importance samples for the VAE); on a GPU the
-model's own full-size defaults and the full evaluation. metrics.json records the settings beside each number.
+most, up to `cpu_samples` samples, 50 importance samples for the VAE); on a GPU the model's own full-size
+defaults and the full evaluation. metrics.json records the settings beside each number, demo.json each
+model's slice, its wall clock and CPU seconds per phase and the load average (a busy machine is visible).
 
 Run again in the same folder, the demo continues every run from its checkpoint with another slice of
 budget (closed-form models, already fitted, are kept), so the quality grows with the time given; the report
@@ -18,6 +22,7 @@ from the start.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,6 +32,7 @@ import torch
 
 from . import commands, registry, runs
 from .config import ConfigError
+from .constants import N_CLASSES
 from .data import Dataset, load_data
 from .evaluate import evaluate_run
 from .trainer import resolve_device, total_steps, train
@@ -34,9 +40,14 @@ from .zoo import CPU_TRAIN, RECIPES
 
 DEFAULT_BUDGET = 840.0  # seconds: 14 minutes of wall clock, under the 15 the issue allows on a 2-core CPU
 MIN_TRAIN_SECONDS = 5.0  # a model whose slice is used up still trains this long
+END_RESERVE = 5.0  # seconds kept after the last model for the last page and the summary
+MIN_SAMPLES = 100  # the fewest samples scored when the slice is short: fewer say little about digits and coverage
+PROBE_SAMPLES = 8  # samples timed before the evaluation to size it (a batch this small overestimates the cost)
+SAMPLING_SHARE = 0.6  # of the slice's time left after training: for sampling; the rest for the other metrics
 SESSIONS = "demo.json"  # in the demo folder: every session of every model (the report's "trained in all")
 REAL_DATA = "real_data.json"  # the real-data floor of the sample scores, with the same settings
 SCALES = ("cpu", "gpu", "tiny")
+SESSION_SCORES = ("confident_share", "class_entropy_bits", "fid", "conditional_accuracy")  # kept per demo run
 
 
 def eval_settings(name: str, scale: str, n_test: int) -> dict[str, int]:
@@ -62,6 +73,35 @@ def model_settings(name: str, scale: str) -> tuple[dict[str, Any], dict[str, Any
     return dict(recipe.cpu), train_cfg
 
 
+def plan_slice(left: float, share: float, shares_left: float, eval_seconds: float) -> tuple[float, float]:
+    """(the model's whole slice, its training seconds) out of `left` seconds of the budget.
+
+    The slice is the model's share of what is left after END_RESERVE, among the models still to run;
+    training gets the slice less the evaluation's `eval_seconds` (at most half of the slice), and at
+    least MIN_TRAIN_SECONDS however little is left.
+    """
+    whole = max(0.0, left - END_RESERVE) * share / shares_left
+    return whole, max(MIN_TRAIN_SECONDS, whole - min(eval_seconds, whole / 2))
+
+
+def samples_within(seconds: float, per_image: float, wanted: int) -> int:
+    """How many samples to score: `wanted`, or as many as `seconds` of sampling at `per_image` seconds
+    each allow, but never fewer than MIN_SAMPLES (or `wanted`, if that is smaller)."""
+    affordable = int(seconds / per_image) if per_image > 0 else wanted
+    return max(min(MIN_SAMPLES, wanted), min(wanted, affordable))
+
+
+def sampling_seconds_per_image(run_dir: Path, device: torch.device, seed: int) -> float:
+    """Seconds per sample of a trained run, timed on PROBE_SAMPLES samples (labels 0, 1, ... if conditional)."""
+    model = runs.load(run_dir, device)
+    labels = torch.arange(PROBE_SAMPLES, device=device) % N_CLASSES if model.conditional else None
+    began = time.perf_counter()
+    model.sample(PROBE_SAMPLES, y=labels, generator=torch.Generator().manual_seed(seed))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - began) / PROBE_SAMPLES
+
+
 def check_models(models: list[str] | None) -> list[str]:
     """The models to run, in the registry's order; every registered model by default."""
     missing = [m for m in registry.MODELS if m not in RECIPES]
@@ -80,6 +120,19 @@ def _sessions(out: Path) -> dict[str, list[dict]]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def fit_subset(name: str, dataset: Dataset, scale: str, seed: int) -> tuple[Dataset, str]:
+    """The training digits a closed-form model is fitted on: on a CPU, a seeded random `cpu_fit_images` of them
+    when there are more (EM's rounds grow with the images; full MNIST would overrun the model's slice).
+    Returns the data and what to say about it (empty when it is the whole set)."""
+    n = RECIPES[name].cpu_fit_images
+    if scale != "cpu" or registry.get(name).training_mode != "fit" or not n or len(dataset.train_x) <= n:
+        return dataset, ""
+    keep = torch.randperm(len(dataset.train_x), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    subset = Dataset(dataset.name, dataset.source, dataset.train_x[keep], dataset.train_y[keep], dataset.test_x,
+                     dataset.test_y)
+    return subset, f", fitted on a random {n:,} of the {len(dataset.train_x):,} training digits (seed {seed})"
+
+
 def train_slice(name: str, dataset: Dataset, run_dir: Path, seed: int, device: torch.device, scale: str,
                 seconds: float, progress: bool) -> str:
     """Train a model for `seconds` more: a new run, or its checkpoint continued with a longer time budget.
@@ -89,10 +142,11 @@ def train_slice(name: str, dataset: Dataset, run_dir: Path, seed: int, device: t
     hparams, train_cfg = model_settings(name, scale)
     checkpoint = run_dir / runs.CHECKPOINT
     if not checkpoint.exists():
+        dataset, fitted_on = fit_subset(name, dataset, scale, seed)
         train(name, data=dataset, out=run_dir, device=device, seed=seed, model_overrides=hparams,
               train_overrides={**train_cfg, "time_budget": seconds}, progress=progress,
               overwrite=True)  # no checkpoint: at most a run killed before its first one, started afresh
-        return "new run"
+        return f"new run{fitted_on}"
     if registry.get(name).training_mode == "fit":
         return "already fitted (closed form: nothing to continue)"
     state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
@@ -178,26 +232,39 @@ def run_demo(out: str | Path = "genzoo-demo", data: str | Dataset = "auto", budg
         left = budget - (time.perf_counter() - start)
         shares = sum(RECIPES[m].share for m in names[i:])
         eval_seconds = recipe.eval_seconds if scale == "cpu" else 0.0
-        seconds = max(MIN_TRAIN_SECONDS, left * recipe.share / shares - eval_seconds)
-        say(f"genzoo demo [{i + 1}/{len(names)}] {name}: {seconds:.0f} s of training, "
+        whole, seconds = plan_slice(left, recipe.share, shares, eval_seconds)
+        say(f"genzoo demo [{i + 1}/{len(names)}] {name}: a {whole:.0f} s slice, {seconds:.0f} s of it training; "
             f"{max(left, 0):.0f} s left in the budget")
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
+        deadline = began + whole
         run_dir = out / name
         what = train_slice(name, dataset, run_dir, seed, device, scale, seconds, progress)
         for extra in recipe.extras:  # pictures a command draws from the run (e.g. the 2-D mixture)
             getattr(commands, extra)(run_dir)
-        trained = time.perf_counter() - began
+        trained, cpu_trained = time.perf_counter() - began, time.process_time() - cpu_began
         settings = eval_settings(name, scale, len(dataset.test_x))
-        say(f"genzoo demo [{i + 1}/{len(names)}] {name}: {what}; evaluating ({settings['n_samples']} samples, "
+        wanted = settings["n_samples"]
+        if scale == "cpu" and wanted and registry.get(name).can_sample:  # as many samples as the slice allows
+            per_image = sampling_seconds_per_image(run_dir, device, seed)
+            sampling = (deadline - time.perf_counter()) * SAMPLING_SHARE
+            settings["n_samples"] = samples_within(sampling, per_image, wanted)
+        say(f"genzoo demo [{i + 1}/{len(names)}] {name}: {what}; evaluating ({settings['n_samples']} samples"
+            f"{f' of {wanted}, what the slice allows' if settings['n_samples'] < wanted else ''}, "
             f"{settings['max_test'] or 'all'} test digits)")
-        evaluate_run(run_dir, device=str(device), seed=seed, **settings)
+        metrics = evaluate_run(run_dir, device=str(device), seed=seed, **settings)
+        wall = time.perf_counter() - began
         sessions.setdefault(name, []).append({
-            "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "slice_seconds": round(seconds, 1),
-            "train_wall_seconds": round(trained, 1),
-            "eval_wall_seconds": round(time.perf_counter() - began - trained, 1),
-            "what": what, "scale": scale, "device": runs.hardware(device), **settings})
+            "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "slice_seconds": round(whole, 1),
+            "train_budget_seconds": round(seconds, 1), "train_wall_seconds": round(trained, 1),
+            "eval_wall_seconds": round(wall - trained, 1), "wall_seconds": round(wall, 1),
+            "cpu_seconds": round(time.process_time() - cpu_began, 1), "train_cpu_seconds": round(cpu_trained, 1),
+            "load_average": round(os.getloadavg()[0], 2), "what": what, "scale": scale,
+            "device": runs.hardware(device), "samples_wanted": wanted, **settings,
+            "train_seconds_in_all": metrics.get("train_seconds"),
+            **{key: metrics[key]["value"] for key in SESSION_SCORES if key in metrics}})  # how each demo run moved it
         runs.atomic_write_text(out / SESSIONS, json.dumps(sessions, indent=2) + "\n")
         index = write_demo_report(out, names, floor)
-    say(f"genzoo demo: done in {time.perf_counter() - start:.0f} s (budget {budget:.0f} s); run it again to train "
-        f"every model for another {budget:.0f} s")
+    took = time.perf_counter() - start
+    say(f"genzoo demo: done in {took:.0f} s ({'within' if took <= budget else 'over'} the budget of {budget:.0f} s); "
+        f"run it again in {out} to train every model for another {budget:.0f} s")
     return index

@@ -197,6 +197,25 @@ def _figure(url: str, caption: str, pixelated: bool = True) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
+def _history(sessions: list[dict]) -> str:
+    """One row per demo run of a model: training seconds in all and the sample scores after it, so that a
+    continued run shows what the extra time bought."""
+    rows = [s for s in sessions if s.get("confident_share") is not None and not s["what"].startswith("already")]
+    if len(rows) < 2:
+        return ""
+    cells = []
+    for i, s in enumerate(rows, 1):
+        acc = s.get("conditional_accuracy")
+        cells.append(f'<tr><td class="name">{i} ({html.escape(s["date"])})</td>'
+                     f"<td>{_fmt(s.get('train_seconds_in_all'))}</td><td>{_fmt(s.get('n_samples'))}</td>"
+                     f"<td>{s['confident_share']:.3f}</td><td>{s['class_entropy_bits']:.2f}</td>"
+                     f"<td>{_fmt(s.get('fid'))}</td><td>{'-' if acc is None else f'{acc:.3f}'}</td></tr>")
+    return ('<div class="scroll"><table class="history"><tr><th class="name">demo run</th><th>training s in all</th>'
+            "<th>samples</th><th>confident &gt;= 0.9</th><th>class entropy (bits)</th><th>FID-style</th>"
+            "<th>conditional accuracy</th></tr>" + "".join(cells) + "</table></div>"
+            '<p class="meta">Each demo run in this folder continued the model: its sample scores after each run.</p>')
+
+
 def _section(name: str, out: Path, report_dir: Path, sessions: list[dict]) -> str:
     recipe = RECIPES[name]
     cls = registry.get(name)
@@ -223,6 +242,9 @@ def _section(name: str, out: Path, report_dir: Path, sessions: list[dict]) -> st
                  f' ({html.escape(", ".join(s["what"] for s in sessions))}). '
                  f'Data: {html.escape(str(run.config.get("data")))}; '
                  f'model settings: {html.escape(json.dumps(run.config.get("hparams", {})))}</p>')
+    history = _history(sessions)
+    if history:
+        parts.append(history)
     if recipe.cpu_note and sessions and sessions[-1].get("scale") == "cpu":
         parts.append(f'<p class="note">{html.escape(recipe.cpu_note)} Full recipe: '
                      f"<code>{html.escape(recipe.full_recipe)}</code></p>")

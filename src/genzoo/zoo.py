@@ -31,7 +31,8 @@ class Recipe:
     gpu: dict[str, Any] = field(default_factory=dict)  # on a GPU: the model's defaults (full size) unless given
     gpu_train: dict[str, Any] = field(default_factory=dict)
     tiny: dict[str, Any] = field(default_factory=dict)  # model hyper-parameters of the test-sized demo
-    cpu_samples: int = 1000  # samples scored by the evaluator on a CPU (GPU: 10,000)
+    cpu_samples: int = 1000  # samples scored by the evaluator on a CPU, at most (GPU: 10,000)
+    cpu_fit_images: int = 0  # closed-form fits on a CPU: a seeded random subset of this many training images (0: all)
     eval_seconds: float = 15.0  # kept from its slice for evaluation on a CPU
     captions: dict[str, str] = field(default_factory=dict)  # picture file (relative to the run) -> what to look at
     full_recipe: str = ""  # the command that trains the full recipe
@@ -61,6 +62,7 @@ RECIPES: dict[str, Recipe] = {
         paper="Dempster, Laird & Rubin 1977, \"Maximum likelihood from incomplete data via the EM algorithm\"; "
               "Tipping & Bishop 1999, \"Probabilistic principal component analysis\"",
         cpu={"n_components": 10, "pca_dim": 50, "max_iter": 30, "tol": 0.01},  # EM's late rounds change little
+        cpu_fit_images=10_000,
         tiny={"n_components": 3, "pca_dim": 10, "max_iter": 5},
         extras=("gmm_demo",),
         captions={"gmm_demo.png": "EM on 2-D synthetic clusters (the seed's \"gmm syn\"): data in grey, each "
@@ -82,13 +84,14 @@ RECIPES: dict[str, Recipe] = {
         paper="Gaussian discriminant analysis (e.g. Murphy 2012, \"Machine Learning: a Probabilistic Perspective\", "
               "ch. 4); EM per class: Dempster, Laird & Rubin 1977",
         cpu={"components_per_class": 2, "pca_dim": 50, "max_iter": 30, "tol": 0.01},
+        cpu_fit_images=10_000,
         tiny={"components_per_class": 1, "pca_dim": 10, "max_iter": 5},
         captions={"means_and_samples.png": "first row: each digit's mean; below, samples of each digit: "
                                            "recognisable shapes with Gaussian speckle"},
         full_recipe="genzoo train bayes --data mnist --set components_per_class=10 --set pca_dim=50",
     ),
     "rbm": Recipe(
-        share=0.08,
+        share=0.07,
         about="A restricted Boltzmann machine is an energy-based model of binary pixels v and binary hidden units "
               "h, with no connections inside a layer, so each layer given the other is independent Bernoulli "
               "units. The likelihood gradient is data statistics minus model statistics; contrastive divergence "
@@ -108,7 +111,7 @@ RECIPES: dict[str, Recipe] = {
         cpu_train={"lr": 0.02, "batch_size": 100, "sample_every": 5},
         tiny={"n_hidden": 16, "gibbs_steps": 5, "ais_betas": 20, "ais_runs": 4, "persistent_chains": 16},
         cpu_samples=500,
-        eval_seconds=45.0,
+        eval_seconds=15.0,  # 500 samples of 100 Gibbs sweeps, AIS, the NLL: seconds on an idle CPU
         captions={"gibbs_chain.png": "Gibbs chains (rows) from test digits, p(v | h) after 0, 1, 2, 5, ... sweeps "
                                      "(columns): the chain forgets its start and wanders between digits",
                   "filters.png": "the weights of 100 hidden units: strokes and blobs each unit votes for"},
@@ -117,7 +120,7 @@ RECIPES: dict[str, Recipe] = {
                  "log Z is rougher (its spread is shown).",
     ),
     "ae": Recipe(
-        share=0.06,
+        share=0.07,
         about="An autoencoder squeezes each digit through a small code and learns to rebuild it, minimising the "
               "reconstruction error. It has no prior over codes, so it is not a generative model by itself; "
               "genzoo fits a Gaussian to its training codes and decodes draws from it, a crude sampler that "
@@ -134,7 +137,7 @@ RECIPES: dict[str, Recipe] = {
         full_recipe="genzoo train ae --data mnist --epochs 20",
     ),
     "dae": Recipe(
-        share=0.08,
+        share=0.07,
         about="A denoising autoencoder learns to map corrupted digits back to clean ones. Bengio et al. (2013) "
               "showed that it then estimates the reconstruction distribution P(X | corrupted X), and that the "
               "Markov chain which alternates corrupting and denoising has the data distribution as its "
@@ -172,6 +175,7 @@ RECIPES: dict[str, Recipe] = {
         paper="Kingma & Welling 2014, \"Auto-encoding variational Bayes\"; Burda et al. 2016, "
               "\"Importance weighted autoencoders\"",
         cpu={"channels": 16, "latent_dim": 16},
+        cpu_train={"lr": 2e-3},  # the default 1e-3 is tuned for 100 epochs; a CPU slice has a few
         tiny={"channels": 4, "latent_dim": 4},
         eval_seconds=25.0,
         captions={"prior_samples_and_means.png": "prior samples (top: binary pixels drawn) above the decoder means "
@@ -182,7 +186,7 @@ RECIPES: dict[str, Recipe] = {
         full_recipe="genzoo train vae --data mnist --epochs 100",
     ),
     "pixelcnn": Recipe(
-        share=0.14,
+        share=0.08,
         about="PixelCNN writes an image's probability exactly by the chain rule, one pixel at a time in raster "
               "order, each a Bernoulli whose logit a convolutional network computes from the pixels above and "
               "to the left only (masked convolutions). Training is plain maximum likelihood, so the NLL is "
@@ -200,11 +204,13 @@ RECIPES: dict[str, Recipe] = {
                                                  "the hidden bottom half",
                   "pixel_probabilities.png": "each pixel's probability given the pixels before it"},
         full_recipe="genzoo train pixelcnn --data mnist --epochs 30",
-        cpu_note="On a CPU its share of the budget gives a small network a few epochs: strokes rather than "
-                 "digits. Run `genzoo demo` again to continue it, or the full recipe on a GPU.",
+        cpu_note="A CPU slice of about a minute trains a small network briefly and leaves time for "
+                 "only a few hundred samples (784 network steps each): blobs and strokes, not yet digits the "
+                 "evaluator recognises. `genzoo demo` run again in the same folder continues it (the table of "
+                 "demo runs above shows what each run bought); the full recipe needs a GPU.",
     ),
     "pixelrnn": Recipe(
-        share=0.12,
+        share=0.07,
         about="PixelRNN models the same chain rule as PixelCNN with LSTM layers that run down the image "
               "(Row LSTM, here) or along its diagonals, so each pixel sees the whole region above it. The "
               "likelihood is exact; sampling is pixel by pixel.",
@@ -220,10 +226,11 @@ RECIPES: dict[str, Recipe] = {
         captions={"completions-bottom-half.png": "rows: test digit, its visible top half, two completions",
                   "pixel_probabilities.png": "each pixel's probability given the pixels before it"},
         full_recipe="genzoo train pixelrnn --data mnist --epochs 30",
-        cpu_note="Like PixelCNN, a CPU slice trains it only briefly; rerun the demo or use the full recipe on a GPU.",
+        cpu_note="Like PixelCNN, a CPU slice trains it briefly: not yet digits the evaluator "
+                 "recognises. `genzoo demo` run again in the same folder continues it; the full recipe needs a GPU.",
     ),
     "gan": Recipe(
-        share=0.09,
+        share=0.11,
         about="A generative adversarial network pits a generator, which maps noise to images, against a "
               "discriminator that tells real digits from generated ones. The two play a minimax game; in "
               "practice the generator maximises log D(G(z)) (the non-saturating loss), which gives it strong "
@@ -239,7 +246,7 @@ RECIPES: dict[str, Recipe] = {
         full_recipe="genzoo train gan --data mnist --epochs 30",
     ),
     "cgan": Recipe(
-        share=0.09,
+        share=0.11,
         about="A conditional GAN gives both networks the digit label: the generator draws the digit asked for "
               "and the discriminator judges image and label together. Each row of the samples is one digit; "
               "the evaluator's conditional accuracy says how often the drawn digit is the requested one.",
@@ -254,7 +261,7 @@ RECIPES: dict[str, Recipe] = {
         full_recipe="genzoo train cgan --data mnist --epochs 30",
     ),
     "dcgan": Recipe(
-        share=0.12,
+        share=0.15,
         about="A deep convolutional GAN uses transposed convolutions in the generator and strided convolutions "
               "in the discriminator, with batch normalisation, following Radford et al.'s architecture rules. "
               "The game and the loss are those of the GAN; convolutions share weights across the image, so it "
@@ -265,6 +272,7 @@ RECIPES: dict[str, Recipe] = {
         paper="Radford, Metz & Chintala 2016, \"Unsupervised representation learning with deep convolutional "
               "generative adversarial networks\"",
         cpu={"widths": (64, 32), "latent_dim": 64},
+        cpu_train={"batch_size": 64},  # twice the updates of the default 128 in the same time: what a short run needs
         tiny={"widths": (8, 4), "latent_dim": 4},
         captions={"samples/progress.gif": "samples across epochs (the seed's MNIST_DCGAN_*.png)",
                   "samples/interpolation.png": "straight latent paths"},
@@ -294,8 +302,10 @@ RECIPES: dict[str, Recipe] = {
         captions={"samples/reverse_process.png": "x_T (noise, left) to x_0 (right), one digit a row: the reverse "
                                                  "process at work"},
         full_recipe="python benchmarks/ddpm.py train --recipe latent-cpu-60min --data ../shared/data/mnist",
-        cpu_note="A CPU slice of a few minutes trains the latent model for a few hundred steps: blurry digits. "
-                 "The hour-long recipe reaches 99% conditional accuracy (docs/results/diffusion.md).",
+        cpu_note="A CPU slice of about a minute trains little more than the first stage (the autoencoder, "
+                 "150 steps) and a few diffusion steps: noise and blobs, not yet digits. `genzoo demo` run again "
+                 "in the same folder continues it; the hour-long CPU recipe reaches 99% conditional accuracy "
+                 "(docs/results/diffusion.md).",
     ),
     "instruct": Recipe(
         share=0.06,
