@@ -399,6 +399,10 @@ def create_app(root: str | Path) -> FastAPI:
                  "pick an instruct run")
         x = pixels_tensor(body.pixels)
 
+        # Any run whose model has `edit(images, instructions, *, image_guidance, text_guidance, steps, generator)`
+        # (the `instruct` contract of issue 19) is offered here. Its steps are not counted (progress shows
+        # "running"); cancelling stops it at its next network call. To show progress, name its per-step
+        # method and count in `watched` as for the pixel and diffusion models.
         def work(job: Job) -> dict:
             with models.using(name), watched(model, job), torch.no_grad():
                 out = model.edit(x, [body.instruction], image_guidance=body.image_guidance,
