@@ -112,6 +112,27 @@ def test_one_em_iteration_matches_sklearn_with_sparse_responsibilities(covarianc
             np.testing.assert_allclose(getattr(ours, name), getattr(ref, name), rtol=1e-10, atol=1e-13, err_msg=name)
 
 
+def test_diag_fit_on_mostly_zero_data_takes_the_sparse_step_and_matches_sklearn():
+    """MNIST-like data (most entries exactly 0) goes through sparse products; the fit must not change."""
+    from genzoo import mixture
+
+    rng = np.random.default_rng(3)
+    X = rng.random((400, 30)) * (rng.random((400, 30)) < 0.2)  # 80% exact zeros
+    X[:200, :10] += rng.random((200, 10)) * (rng.random((200, 10)) < 0.1)
+    assert mixture._sparse_copies(torch.as_tensor(X)) is not None
+    assert mixture._sparse_copies(torch.as_tensor(X + 1.0)) is None  # dense data keeps the blocked step
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        init = same_init(SklearnGM(4, covariance_type="diag", max_iter=2, random_state=0).fit(X))
+        ref = SklearnGM(4, covariance_type="diag", tol=0, max_iter=5, **init).fit(X)
+        ours = GaussianMixture(4, covariance_type="diag", tol=0, max_iter=5, **init)
+        labels = ours.fit_predict(X)
+    np.testing.assert_array_equal(labels, ref.predict(X))
+    assert ours.lower_bound_ == pytest.approx(ref.lower_bound_, rel=1e-12)
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_allclose(getattr(ours, name), getattr(ref, name), rtol=1e-10, atol=1e-13, err_msg=name)
+
+
 @pytest.mark.parametrize("covariance_type", TYPES)
 def test_fit_from_same_initial_parameters_matches_sklearn(data, covariance_type):
     init = same_init(fitted_sklearn(data, covariance_type))

@@ -24,7 +24,9 @@ the CPUs we run on (benchmarks/mixture_vs_sklearn.py). Quantities that do not ch
 during a fit (X*X for diag, the row norms for spherical, X^T X for tied) are computed
 once per fit, and the full-covariance M-step skips the samples whose responsibility
 underflowed to exactly zero (most of them in 784 dimensions), which changes no value.
-The diag and spherical steps make one pass over X per iteration (`_fused_em_step`).
+The diag and spherical steps make one pass over X per iteration (`_fused_em_step`); on data that
+is mostly exact zeros (MNIST pixels) the diag step reads only the nonzero entries, through CSR
+copies of X and X*X made once per fit (`_sparse_copies`).
 NumPy's BLAS threads are NumPy's to set (threadpoolctl), not `torch.set_num_threads`.
 
 The genzoo model `gmm` (a mixture over MNIST pixels) lives in `genzoo.models.gmm`.
@@ -357,6 +359,61 @@ def sample_gaussians(
 
 
 _BLOCK_ROWS = 2048  # rows of X per block of the fused step: a few MB, so that the block stays in cache
+
+
+_SPARSE_ZERO_SHARE = 0.5  # diag on the CPU: X with at least this share of exact zeros takes the sparse step
+
+
+def _sparse_copies(X: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
+    """X, X * X and their transposes as CSR tensors, when most of X is exactly zero (MNIST: 81%), else None.
+
+    The diag step's four products (X and X * X times the parameters, their transposes times the
+    responsibilities) then read only the nonzero pixels: at 20,000 x 784 MNIST digits they measured about
+    twice as fast as the dense blocked step on one thread, the same sums in another order. Built once per fit.
+    """
+    if _scipy_sparse is None or X.device.type != "cpu" or X.numel() == 0:
+        return None
+    flat = X.reshape(-1)
+    nonzero = flat.nonzero().squeeze(1)  # (nnz,) positions in row-major order: CSR's order
+    if len(nonzero) > (1 - _SPARSE_ZERO_SHARE) * len(flat):
+        return None
+    n, d = X.shape
+    values, cols = flat[nonzero], (nonzero % d).to(torch.int32)
+    crow = torch.searchsorted(nonzero, torch.arange(0, n * d + 1, d)).to(torch.int32)  # (N + 1,)
+    by_column = _scipy_sparse.csr_matrix((_np(values), _np(cols), _np(crow)), shape=(n, d)).tocsc()  # X^T's CSR
+    t_crow, t_cols = torch.from_numpy(by_column.indptr), torch.from_numpy(by_column.indices)
+    t_values = torch.from_numpy(by_column.data)
+    with warnings.catch_warnings():  # torch calls its sparse CSR support beta: a UserWarning on construction
+        warnings.simplefilter("ignore", UserWarning)
+        return (torch.sparse_csr_tensor(crow, cols, values, (n, d)),
+                torch.sparse_csr_tensor(crow, cols, values * values, (n, d)),
+                torch.sparse_csr_tensor(t_crow, t_cols, t_values, (d, n)),
+                torch.sparse_csr_tensor(t_crow, t_cols, t_values * t_values, (d, n)))
+
+
+def _sparse_diag_log_prob(sparse: tuple[torch.Tensor, ...], means: torch.Tensor,
+                          precisions_chol: torch.Tensor) -> torch.Tensor:
+    """`estimate_log_gaussian_prob` for diag covariances from `_sparse_copies`: (N, K) log densities."""
+    X, X_sq = sparse[:2]
+    n_features = means.shape[1]
+    prec = precisions_chol * precisions_chol  # (K, D)
+    maha = (means**2 * prec).sum(1) - 2 * (X @ (means * prec).T) + X_sq @ prec.T  # (N, K)
+    return -0.5 * (n_features * math.log(2 * math.pi) + maha) + precisions_chol.log().sum(1)
+
+
+def _sparse_diag_em_step(
+    sparse: tuple[torch.Tensor, ...], weights: torch.Tensor, means: torch.Tensor, precisions_chol: torch.Tensor,
+    reg_covar: float,
+) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`_fused_em_step` for diag covariances on `_sparse_copies`: the same bound, nk, means and covariances."""
+    X_t, X_sq_t = sparse[2:]
+    weighted = _sparse_diag_log_prob(sparse, means, precisions_chol) + weights.log()  # (N, K)
+    log_norm = torch.logsumexp(weighted, 1)  # (N,)
+    resp = (weighted - log_norm[:, None]).exp_()  # (N, K)
+    nk = resp.sum(0) + 10 * torch.finfo(resp.dtype).eps  # as in estimate_gaussian_parameters
+    new_means = (X_t @ resp).T / nk[:, None]  # (K, D)
+    covariances = (X_sq_t @ resp).T / nk[:, None] - new_means**2 + reg_covar
+    return float(log_norm.sum()) / len(log_norm), nk, new_means, covariances
 
 
 def _fused_em_step(
@@ -865,7 +922,10 @@ class GaussianMixture:
     def _fit_cache(self, X: torch.Tensor) -> dict[str, torch.Tensor]:
         """What the E- and M-steps need of X that does not change during a fit."""
         if self.covariance_type == "diag":
-            return {} if X.device.type == "cpu" else {"X_sq": X * X}
+            if X.device.type != "cpu":
+                return {"X_sq": X * X}
+            sparse = _sparse_copies(X)
+            return {} if sparse is None else {"sparse": sparse}
         if self.covariance_type == "spherical":
             return {"sq_norms": _row_sq_norms(X)}
         if self.covariance_type == "tied":
@@ -874,6 +934,8 @@ class GaussianMixture:
 
     def _estimate_weighted_log_prob(self, X: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         cache = cache or {}
+        if "sparse" in cache:
+            return _sparse_diag_log_prob(cache["sparse"], self._means, self._precisions_cholesky) + self._weights.log()
         log_prob = estimate_log_gaussian_prob(X, self._means, self._precisions_cholesky, self.covariance_type,
                                               X_sq=cache.get("X_sq"), sq_norms=cache.get("sq_norms"))
         return log_prob + self._weights.log()
@@ -896,6 +958,13 @@ class GaussianMixture:
 
     def _em_step(self, X: torch.Tensor, cache: dict) -> float:
         """One E-step and M-step; returns the lower bound under the parameters before the step."""
+        if "sparse" in cache:
+            bound, nk, self._means, self._covariances = _sparse_diag_em_step(
+                cache["sparse"], self._weights, self._means, self._precisions_cholesky, self.reg_covar)
+            self._weights = nk / nk.sum()
+            self._precisions_cholesky = compute_precision_cholesky(self._covariances, self.covariance_type,
+                                                                   self.reg_covar)
+            return bound
         if X.device.type == "cpu" and self.covariance_type in ("diag", "spherical"):
             bound, nk, self._means, self._covariances = _fused_em_step(
                 X, self._weights, self._means, self._precisions_cholesky, self.covariance_type, self.reg_covar,
