@@ -149,6 +149,8 @@ class Models:
         self.root = root
         self.lock = threading.Lock()
         self.loading: dict[str, threading.Lock] = {}
+        self.lock_guard = threading.Lock()
+        self.locks: dict[str, threading.RLock] = {}
         self.cache: OrderedDict[str, tuple[tuple, torch.nn.Module]] = OrderedDict()
         self.evaluator = load_evaluator("cpu")
 
@@ -181,6 +183,13 @@ class Models:
                 while len(self.cache) > MAX_MODELS_KEPT:
                     self.cache.popitem(last=False)
             return folder, model
+
+    def using(self, name: str) -> threading.RLock:
+        """Held while a request or a job uses the model of run `name`: one computation at a time per model,
+        since a model may change its own state when used (a GAN refreshes its EMA generator's batch-norm
+        statistics at its first sample). Different models work in parallel."""
+        with self.lock_guard:
+            return self.locks.setdefault(name, threading.RLock())
 
     @torch.no_grad()
     def classify(self, x: torch.Tensor) -> list[float]:
@@ -287,11 +296,11 @@ def create_app(root: str | Path) -> FastAPI:
         _, model = models.get(name)
         _require(model.can_reconstruct, model, "is not an autoencoder, it cannot reconstruct", "pick an ae/dae/vae")
         x = pixels_tensor(body.pixels)
-        with torch.no_grad():
+        with models.using(name), torch.no_grad():
             x_hat = model.reconstruct(x)
         out = {"image": png(x_hat), "probabilities": models.classify(x_hat)}
         if isinstance(model, VAE) and model.config.latent_dim == 2:
-            with torch.no_grad():
+            with models.using(name), torch.no_grad():
                 mu = model.encode(x)[0][0]
                 grid_images = model.latent_manifold(LATENT_MAP_STEPS)  # (S, S, 1, 28, 28)
             # the map spans Gaussian quantiles 0.05..0.95 on each axis, z2 decreasing down the rows
@@ -310,7 +319,7 @@ def create_app(root: str | Path) -> FastAPI:
         else:
             kind, level = parse_noise(f"{body.noise}:{body.level}")  # the model's own range check
             noisy = corrupt(x, kind, level, torch.Generator().manual_seed(body.seed))
-        with torch.no_grad():
+        with models.using(name), torch.no_grad():
             clean = model.denoise(noisy)
         return {"noisy": png(noisy), "denoised": png(clean), "psnr_noisy": float(psnr(noisy, x)),
                 "psnr_denoised": float(psnr(clean, x)), "probabilities": models.classify(clean)}
@@ -331,11 +340,11 @@ def create_app(root: str | Path) -> FastAPI:
         def draw(job: Job | None = None) -> dict:
             generator = torch.Generator().manual_seed(body.seed)
             if job is None:
-                with torch.no_grad():
+                with models.using(name), torch.no_grad():
                     images = model.sample(body.n, y=body.label, generator=generator, **options)
             else:
                 step, total = progress_of(model, options)
-                with watched(model, job, step, total), torch.no_grad():
+                with models.using(name), watched(model, job, step, total), torch.no_grad():
                     images = model.sample(body.n, y=body.label, generator=generator, **options)
             return {"image": png(images, nrow), "settings": model.sample_settings(**options)}
 
@@ -357,7 +366,7 @@ def create_app(root: str | Path) -> FastAPI:
         y = torch.tensor([label]) if model.conditional else None
 
         def work(job: Job) -> dict:
-            with watched(model, job, "cached_logit", x.shape[-1] * x.shape[-2]):
+            with models.using(name), watched(model, job, "cached_logit", x.shape[-1] * x.shape[-2]):
                 generator = torch.Generator().manual_seed(body.seed)
                 rows = completion_rows(model, x, body.hide, body.completions, y, generator)
             return {"visible": png(rows[1]), "completions": [png(r) for r in rows[2:]],
@@ -369,7 +378,7 @@ def create_app(root: str | Path) -> FastAPI:
     def interpolate(name: str, body: InterpolateBody):
         _, model = models.get(name)
         generator = torch.Generator().manual_seed(body.seed)
-        with torch.no_grad():
+        with models.using(name), torch.no_grad():
             if isinstance(model, VAE):
                 z1 = model.randn(1, model.config.latent_dim, generator=generator)
                 z0 = model.encode(pixels_tensor(body.pixels))[0] if body.pixels is not None else \
@@ -390,8 +399,12 @@ def create_app(root: str | Path) -> FastAPI:
                  "pick an instruct run")
         x = pixels_tensor(body.pixels)
 
+        # Any run whose model has `edit(images, instructions, *, image_guidance, text_guidance, steps, generator)`
+        # (the `instruct` contract of issue 19) is offered here. Its steps are not counted (progress shows
+        # "running"); cancelling stops it at its next network call. To show progress, name its per-step
+        # method and count in `watched` as for the pixel and diffusion models.
         def work(job: Job) -> dict:
-            with watched(model, job), torch.no_grad():
+            with models.using(name), watched(model, job), torch.no_grad():
                 out = model.edit(x, [body.instruction], image_guidance=body.image_guidance,
                                  text_guidance=body.text_guidance, steps=body.steps,
                                  generator=torch.Generator().manual_seed(body.seed))
