@@ -59,11 +59,35 @@ def available_memory_bytes() -> int | None:
     return None
 
 
+GROWTH_CHECKED = 4  # a size setting above this many times its default is checked on the meta device
+
+
+def _numbers(value: Any) -> list[float]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, (int, float)):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [v for item in value for v in _numbers(item)]
+    return []
+
+
+def _grows(name: str, hparams: dict[str, Any]) -> bool:
+    """Whether a setting is far above its default: only then is the model built on the meta device to size it
+    (that costs seconds the first time, the import of torch's meta kernels; the defaults are known to fit)."""
+    defaults = dataclasses.asdict(registry.get(name).Config())
+    for key, value in hparams.items():
+        given, default = _numbers(value), _numbers(defaults.get(key))
+        if given and max(given) > GROWTH_CHECKED * max(default + [1]):
+            return True
+    return False
+
+
 def check_fits(name: str, hparams: dict[str, Any]) -> None:
     """Refuse a model whose weights (times TRAINING_COPIES for training) exceed the free memory, naming
     the estimate and the settings; models that cannot be built on the meta device are not checked."""
     available = available_memory_bytes()
-    if available is None:
+    if available is None or not _grows(name, hparams):
         return
     try:
         with torch.device("meta"):
