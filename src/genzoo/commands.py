@@ -426,8 +426,8 @@ def semantic_pairs(ddpm_run: str | Path, out: str | Path, n: int = 1000, *, thre
     from .evaluator import load_evaluator
     from .runs import atomic_write_text
 
-    if n < 1 or not 0 < threshold <= 1:
-        raise ConfigError(f"n={n}, threshold={threshold}: need n >= 1 and a threshold in (0, 1]")
+    if n < 1 or not 0 <= threshold <= 1:
+        raise ConfigError(f"n={n}, threshold={threshold}: need n >= 1 and a threshold in [0, 1] (0 keeps every pair)")
     model = runs.load(ddpm_run, resolve_device(device))
     if not isinstance(model, DDPM) or not model.conditional:
         raise CapabilityError(f"{model.name}: semantic pairs need a class-conditional ddpm run "
