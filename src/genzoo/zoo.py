@@ -205,9 +205,9 @@ RECIPES: dict[str, Recipe] = {
                   "pixel_probabilities.png": "each pixel's probability given the pixels before it"},
         full_recipe="genzoo train pixelcnn --data mnist --epochs 30",
         cpu_note="A CPU slice of about a minute trains a small network briefly and leaves time for "
-                 "only a few hundred samples (784 network steps each): blobs and strokes, not yet digits the "
-                 "evaluator recognises. `genzoo demo` run again in the same folder continues it (the table of "
-                 "demo runs above shows what each run bought); the full recipe needs a GPU.",
+                 "only a few hundred samples (784 network steps each): strokes, and fewer digits the evaluator "
+                 "recognises than the other families draw. `genzoo demo` run again in the same folder continues "
+                 "it (the table of demo runs above shows what each run bought); the full recipe needs a GPU.",
     ),
     "pixelrnn": Recipe(
         share=0.07,
@@ -226,8 +226,8 @@ RECIPES: dict[str, Recipe] = {
         captions={"completions-bottom-half.png": "rows: test digit, its visible top half, two completions",
                   "pixel_probabilities.png": "each pixel's probability given the pixels before it"},
         full_recipe="genzoo train pixelrnn --data mnist --epochs 30",
-        cpu_note="Like PixelCNN, a CPU slice trains it briefly: not yet digits the evaluator "
-                 "recognises. `genzoo demo` run again in the same folder continues it; the full recipe needs a GPU.",
+        cpu_note="Like PixelCNN, a CPU slice trains it briefly: strokes, few digits the evaluator recognises. "
+                 "`genzoo demo` run again in the same folder continues it; the full recipe needs a GPU.",
     ),
     "gan": Recipe(
         share=0.11,
