@@ -55,8 +55,12 @@ COLUMN_NOTES = {
     "confident_share": "share of samples the evaluator classifies with probability >= 0.9: recognisable digits",
     "class_entropy_bits": "entropy of the digits the evaluator sees among the samples, in bits; "
                           "log2 10 = 3.32 when all ten are equally common (coverage)",
-    "nll_nats": "negative log-likelihood of test digits in nats (kind beside the model: exact, bound, estimate)",
-    "bits_per_dim": "the same NLL per pixel in bits",
+    "nll_nats_binarized": "negative log-likelihood of binarized test digits in nats (kind beside the model: exact, "
+                          "bound, estimate)",
+    "bits_per_dim_binarized": "the same NLL per pixel in bits",
+    "nll_nats_dequantized": "negative log-density of dequantized 8-bit test digits in nats: a different quantity "
+                            "from the binarized NLL, never ranked against it",
+    "bits_per_dim_dequantized": "the same per pixel in bits",
     "elbo_nats": "evidence lower bound of the VAE, nats per test digit (higher is better)",
     "reconstruction_mse": "mean squared error per pixel of test digits rebuilt by an autoencoder",
 }
