@@ -28,6 +28,8 @@ MODELS: dict[str, tuple[str, str]] = {
     "dcgan": ("deep convolutional GAN, optionally class-conditional", "Radford et al. 2015"),
     "ddpm": ("denoising diffusion, pixel or latent space; classifier-free guidance, DDIM or ancestral",
              "Ho et al. 2020; Nichol & Dhariwal 2021; Song et al. 2021; Ho & Salimans 2022; Rombach et al. 2022"),
+    "instruct": ("InstructPix2Pix-style editor: a digit and a free-text instruction in, the edited digit out; "
+                 "two guidance scales", "Brooks, Holynski & Efros 2023; Ho et al. 2020; Song et al. 2021"),
 }
 
 NAMES = tuple(MODELS)

@@ -68,8 +68,9 @@ def model_settings(name: str, scale: str) -> tuple[dict[str, Any], dict[str, Any
     unused = registry.get(name).unused_train_keys  # e.g. no schedule for a model fitted in closed form
     train_cfg = {**{k: v for k, v in CPU_TRAIN.items() if k not in unused}, **recipe.cpu_train}
     if scale == "tiny":
-        return {**recipe.cpu, **recipe.tiny}, {**train_cfg, "epochs": 0, "steps": 3, "batch_size": 16, "n_grid": 4,
-                                               "test_images": 16, "log_every": 1, "sample_every": 0}
+        tiny = {"epochs": 0, "steps": 3, "batch_size": 16, "n_grid": 4, "test_images": 16, "log_every": 1,
+                "sample_every": 0}
+        return {**recipe.cpu, **recipe.tiny}, {**train_cfg, **{k: v for k, v in tiny.items() if k not in unused}}
     return dict(recipe.cpu), train_cfg
 
 
