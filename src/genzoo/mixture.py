@@ -27,6 +27,8 @@ underflowed to exactly zero (most of them in 784 dimensions), which changes no v
 The diag and spherical steps make one pass over X per iteration (`_fused_em_step`); on data that
 is mostly exact zeros (MNIST pixels) the diag step reads only the nonzero entries, through CSR
 copies of X and X*X made once per fit (`_sparse_copies`).
+A full-covariance fit on data with features that are 0 in every sample (MNIST's border pixels) runs
+its products and factorisations on the other features only (`_active_features`): exact, not approximate.
 NumPy's BLAS threads are NumPy's to set (threadpoolctl), not `torch.set_num_threads`.
 
 The genzoo model `gmm` (a mixture over MNIST pixels) lives in `genzoo.models.gmm`.
@@ -271,8 +273,17 @@ def precision_cholesky_from_precisions(precisions: torch.Tensor, covariance_type
     """Upper-triangular P with P P^T = precisions (for a checked, user-given `precisions_init`)."""
     if covariance_type in ("full", "tied"):
         # Cholesky of the flipped matrix, flipped back, is upper triangular with U U^T = precision.
-        chol, info = torch.linalg.cholesky_ex(precisions.flip(-1, -2))
-        if bool((info != 0).any()):
+        flipped = precisions.flip(-1, -2)
+        if precisions.device.type == "cpu" and _scipy_lapack is not None:  # one matrix at a time: see below
+            mats = _np(flipped.reshape(-1, *precisions.shape[-2:]))
+            potrf = _scipy_lapack.dpotrf if mats.dtype == np.float64 else _scipy_lapack.spotrf
+            factors = [potrf(mat, lower=1, clean=1) for mat in mats]
+            chol = torch.from_numpy(np.stack([f for f, _ in factors])).reshape(precisions.shape)
+            failed = any(info != 0 for _, info in factors)
+        else:
+            chol, info = torch.linalg.cholesky_ex(flipped)
+            failed = bool((info != 0).any())
+        if failed:
             raise SingularCovarianceError(
                 "precisions_init: not positive definite; pass symmetric positive-definite precisions")
         return chol.flip(-1, -2)
@@ -285,6 +296,11 @@ def covariances_from_precision_cholesky(precisions_chol: torch.Tensor, covarianc
         # A triangular solve, not torch.linalg.inv: besides doing a third of the work, it avoids
         # batched float64 `inv` on the CPU, which with MKL and 2 threads (torch 2.13) fails with
         # "oneMKL ERROR ... DLASWP" or hangs for batches of 200 x 200 matrices and up.
+        if precisions_chol.device.type == "cpu" and _scipy_lapack is not None:  # LAPACK trtri, NumPy's syrk
+            mats = _np(precisions_chol.reshape(-1, *precisions_chol.shape[-2:]))
+            trtri = _scipy_lapack.dtrtri if mats.dtype == np.float64 else _scipy_lapack.strtri
+            covs = [inv.T @ inv for inv, _ in (trtri(mat, lower=0) for mat in mats)]  # P^-T P^-1
+            return torch.from_numpy(np.stack(covs)).reshape(precisions_chol.shape)
         eye = torch.eye(precisions_chol.shape[-1], dtype=precisions_chol.dtype, device=precisions_chol.device)
         inv = torch.linalg.solve_triangular(precisions_chol, eye.expand_as(precisions_chol), upper=True)  # P^-1
         return inv.mT @ inv
@@ -415,6 +431,71 @@ def _sparse_diag_em_step(
     new_means = (X_t @ resp).T / nk[:, None]  # (K, D)
     covariances = (X_sq_t @ resp).T / nk[:, None] - new_means**2 + reg_covar
     return float(log_norm.sum()) / len(log_norm), nk, new_means, covariances
+
+
+_MIN_INACTIVE_SHARE = 0.05  # full on any device: at least this share of features 0 in every sample
+
+
+def _active_features(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Indices of the features nonzero in some sample (A,), of the others (I,), and X's columns of the first
+    (N, A), when at least 5% of the features are 0 in every sample (MNIST's border pixels); else None.
+
+    In a full-covariance fit such a feature has, after every M-step, mean exactly 0 and covariance reg_covar
+    on the diagonal and exactly 0 elsewhere (its centred values are all exact zeros), so its precision's
+    Cholesky factor is diagonal there too: the E-step's triangular products, the M-step's Gram matrices and
+    the factorisations need only the active features, the others adding a constant per component. At the
+    first 5,000 / 20,000 / 60,000 MNIST digits 663 / 696 / 717 of the 784 pixels are active: 0.72 / 0.79 /
+    0.84 of the products. Costs one copy of those columns of X per fit.
+    """
+    active = (X != 0).any(0)  # (D,)
+    if int(active.sum()) > (1 - _MIN_INACTIVE_SHARE) * X.shape[1]:
+        return None
+    idx = active.nonzero().squeeze(1)
+    return idx, (~active).nonzero().squeeze(1), X[:, idx].contiguous()
+
+
+def _separates(precisions_chol: torch.Tensor, inactive: torch.Tensor) -> bool:
+    """Whether (K, D, D) P has only its diagonal in the rows and columns of `inactive`: true after every
+    M-step on the fit's data (see `_active_features`); a user's `precisions_init` need not be."""
+    on_diag = torch.arange(len(inactive), device=inactive.device)
+    rows = precisions_chol[:, inactive, :].clone()  # (K, I, D)
+    cols = precisions_chol[:, :, inactive].clone()  # (K, D, I)
+    rows[:, on_diag, inactive] = 0
+    cols[:, inactive, on_diag] = 0
+    return not (bool(rows.any()) or bool(cols.any()))
+
+
+def _active_full_log_prob(active: tuple[torch.Tensor, ...], means: torch.Tensor,
+                          precisions_chol: torch.Tensor) -> torch.Tensor:
+    """`estimate_log_gaussian_prob` for full covariances from `_active_features` when `_separates`: (N, K)."""
+    idx, inactive, X_active = active
+    sub = precisions_chol[:, idx[:, None], idx]  # (K, A, A), upper triangular
+    log_prob = estimate_log_gaussian_prob(X_active, means[:, idx], sub, "full")  # (N, K) over the A features
+    # An inactive feature j has x_j = 0 and only P_jj in its row and column: its Mahalanobis term is
+    # (mu_j P_jj)^2 for every sample, and it adds log P_jj to the log-determinant.
+    p_jj = precisions_chol.diagonal(dim1=-2, dim2=-1)[:, inactive]  # (K, I)
+    rest = (-0.5 * (math.log(2 * math.pi) + (means[:, inactive] * p_jj) ** 2) + p_jj.log()).sum(1)  # (K,)
+    return log_prob + rest
+
+
+def _active_full_m_step(
+    active: tuple[torch.Tensor, ...], resp: torch.Tensor, reg_covar: float, n_features: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The full-covariance M-step and precision factors from `_active_features` (reg_covar > 0):
+    nk (K,), means (K, D), covariances (K, D, D) and their precisions' Cholesky factors (K, D, D)."""
+    idx, _, X_active = active
+    nk, means_a, cov_a = estimate_gaussian_parameters(X_active, resp, reg_covar, "full")
+    chol_a = compute_precision_cholesky(cov_a, "full", reg_covar)
+    k = len(nk)
+    means = torch.zeros(k, n_features, dtype=means_a.dtype, device=means_a.device)
+    means[:, idx] = means_a
+    covariances = torch.zeros(k, n_features, n_features, dtype=cov_a.dtype, device=cov_a.device)
+    covariances.diagonal(dim1=-2, dim2=-1).fill_(reg_covar)
+    covariances[:, idx[:, None], idx] = cov_a
+    chol = torch.zeros_like(covariances)
+    chol.diagonal(dim1=-2, dim2=-1).fill_(1.0 / math.sqrt(reg_covar))  # as LAPACK's 1 / sqrt(reg_covar)
+    chol[:, idx[:, None], idx] = chol_a
+    return nk, means, covariances, chol
 
 
 def _fused_em_step(
@@ -933,12 +1014,15 @@ class GaussianMixture:
             return {"sq_norms": _row_sq_norms(X)}
         if self.covariance_type == "tied":
             return {"gram": _gram(X)}
-        return {}
+        active = _active_features(X) if self.reg_covar > 0 else None  # reg_covar = 0 must meet the singular error
+        return {} if active is None else {"active": active}
 
     def _estimate_weighted_log_prob(self, X: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         cache = cache or {}
         if "sparse" in cache:
             return _sparse_diag_log_prob(cache["sparse"], self._means, self._precisions_cholesky) + self._weights.log()
+        if "active" in cache and _separates(self._precisions_cholesky, cache["active"][1]):
+            return _active_full_log_prob(cache["active"], self._means, self._precisions_cholesky) + self._weights.log()
         log_prob = estimate_log_gaussian_prob(X, self._means, self._precisions_cholesky, self.covariance_type,
                                               X_sq=cache.get("X_sq"), sq_norms=cache.get("sq_norms"))
         return log_prob + self._weights.log()
@@ -954,6 +1038,11 @@ class GaussianMixture:
         return float(log_prob_norm.mean()), log_resp
 
     def _m_step(self, X: torch.Tensor, log_resp: torch.Tensor, cache: dict | None = None) -> None:
+        if cache and "active" in cache:
+            nk, self._means, self._covariances, self._precisions_cholesky = _active_full_m_step(
+                cache["active"], log_resp.exp(), self.reg_covar, X.shape[1])
+            self._weights = nk / nk.sum()
+            return
         nk, self._means, self._covariances = estimate_gaussian_parameters(
             X, log_resp.exp(), self.reg_covar, self.covariance_type, **(cache or {}))
         self._weights = nk / nk.sum()
