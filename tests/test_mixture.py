@@ -394,6 +394,26 @@ def test_singular_covariance_names_reg_covar():
     GaussianMixture(2, reg_covar=1e-6, random_state=0).fit(X)  # the fix works
 
 
+def test_full_and_tied_fits_leave_torchs_thread_count_as_they_found_it(data):
+    """The full and tied CPU steps run torch on one thread (see _torch_one_thread): restored after a fit,
+    after a failed one, and after scoring."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for covariance_type in ("full", "tied"):
+            model = GaussianMixture(3, covariance_type=covariance_type, max_iter=2, random_state=0).fit(data)
+            assert torch.get_num_threads() == 2
+            model.score(data)
+            assert torch.get_num_threads() == 2
+        bad = np.random.default_rng(0).standard_normal((50, 3))
+        bad[:, 2] = 1.0
+        with pytest.raises(SingularCovarianceError):
+            GaussianMixture(2, reg_covar=0.0, random_state=0).fit(bad)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
 # ---------------------------------------------------------------------------- sampling, types, devices
 
 
