@@ -123,12 +123,12 @@ def capabilities(folder: Path) -> dict[str, Any]:
     cls = registry.get(config["model"])
     cfg = build(cls.Config, config["hparams"], owner=config["model"])
     pixel, diffusion = issubclass(cls, PixelModel), issubclass(cls, DDPM)
-    edit = callable(getattr(cls, "edit", None))
+    edit = is_editor(cls)
     caps = {
         "model": config["model"], "data": config["data"], "seed": config["seed"],
         "weights": (folder / runs.WEIGHTS).exists(),
         "conditional": bool(getattr(cfg, "conditional", False)),
-        "sample": bool(cls.can_sample), "heavy_sample": pixel or diffusion,
+        "sample": bool(cls.can_sample), "heavy_sample": pixel or diffusion or edit,
         "reconstruct": bool(cls.can_reconstruct), "denoise": bool(cls.can_denoise),
         "complete": pixel, "edit": edit,
         "interpolate": issubclass(cls, (AdversarialModel, VAE)),
@@ -351,7 +351,7 @@ def create_app(root: str | Path) -> FastAPI:
         if isinstance(model, DDPM):  # check steps and guidance now, in the answer, not later in the job
             settings = model.sample_settings(**options)
             Sampler(model.schedule, settings["sampler"], settings["steps"], settings["eta"])
-        if isinstance(model, (PixelModel, DDPM)):
+        if isinstance(model, (PixelModel, DDPM)) or is_editor(type(model)):  # an editor samples by diffusion
             return {"job": board.view(board.submit(name, "sample", draw))}
         return draw()
 
@@ -395,16 +395,20 @@ def create_app(root: str | Path) -> FastAPI:
     @app.post("/api/runs/{name:path}/edit", summary="The instruction editor: apply an instruction to the digit (a job)")
     def edit(name: str, body: EditBody):
         _, model = models.get(name)
-        _require(callable(getattr(model, "edit", None)), model, "is not an instruction editor",
-                 "pick an instruct run")
+        _require(is_editor(type(model)), model, "is not an instruction editor", "pick an instruct run")
         x = pixels_tensor(body.pixels)
+        if not body.instruction.strip():
+            raise InputError(f"instruction {body.instruction!r} is empty; say what to do, e.g. 'make it bold'")
+        if hasattr(model, "edit_settings"):  # the model's own checks (steps within its timesteps), in the answer
+            model.edit_settings(body.image_guidance, body.text_guidance, body.steps)
 
         # Any run whose model has `edit(images, instructions, *, image_guidance, text_guidance, steps, generator)`
-        # (the `instruct` contract of issue 19) is offered here. Its steps are not counted (progress shows
-        # "running"); cancelling stops it at its next network call. To show progress, name its per-step
-        # method and count in `watched` as for the pixel and diffusion models.
+        # (the `instruct` contract of issue 19) is offered here. Progress counts its guided noise predictions
+        # (one a step) where it has them; cancelling stops it at its next network call.
+        step = "guided_output" if hasattr(model, "guided_output") else None
+
         def work(job: Job) -> dict:
-            with models.using(name), watched(model, job), torch.no_grad():
+            with models.using(name), watched(model, job, step, body.steps), torch.no_grad():
                 out = model.edit(x, [body.instruction], image_guidance=body.image_guidance,
                                  text_guidance=body.text_guidance, steps=body.steps,
                                  generator=torch.Generator().manual_seed(body.seed))
@@ -454,6 +458,11 @@ def create_app(root: str | Path) -> FastAPI:
         return FileResponse(run_picture(run_folder(root, name), relative))
 
     return app
+
+
+def is_editor(cls: type) -> bool:
+    """Whether a model class is an instruction editor (has the `edit` of the `instruct` contract)."""
+    return callable(getattr(cls, "edit", None))
 
 
 def progress_of(model, options: dict) -> tuple[str | None, int]:
