@@ -453,6 +453,24 @@ def test_a_broken_config_is_listed_with_its_error(client, serve_root):
         shutil.rmtree(bad)
 
 
+def test_the_run_list_follows_changes_of_config_and_weights(client, serve_root):
+    """The list is cached by config.json's time and size, and whether the weights exist is looked up each time."""
+    changing = shutil.copytree(serve_root / "ddpm", serve_root / "changing")
+
+    def listed() -> dict:
+        return {r["name"]: r for r in client.get("/api/runs").json()["runs"]}["changing"]
+
+    try:
+        assert listed()["conditional"] and listed()["weights"]
+        config = json.loads((changing / runs.CONFIG).read_text())
+        config["hparams"]["conditional"] = False
+        (changing / runs.CONFIG).write_text(json.dumps(config))
+        (changing / runs.WEIGHTS).unlink()
+        assert not listed()["conditional"] and not listed()["weights"]
+    finally:
+        shutil.rmtree(changing)
+
+
 def test_uploads_are_never_written_into_run_root(client, serve_root):
     before = sorted(p for p in serve_root.rglob("*"))
     upload(client, png_bytes(np.zeros((40, 40), np.uint8)))
@@ -695,9 +713,15 @@ def test_the_page_in_headless_chromium(live_server, tmp_path):
             ".map(i => i.getAttribute('src').slice(0, 80))")
         count = driver.execute_script("return Array.from(document.images).filter(i => i.getAttribute('src')).length")
         assert broken == [] and count >= 12
+        # What the first load waited for: the page's own answer (document), the run list (asked for by the page's
+        # preload, beside the script, and used by it: one request), the `load` event, then ready.
         page_timings = ("const n = performance.getEntriesByType('navigation')[0];"
-                        "return {...window.genzooTimings, load_event: n.loadEventEnd}")
+                        "const list = performance.getEntriesByType('resource')"
+                        "  .filter(r => new URL(r.name).pathname === '/api/runs');"
+                        "return {...window.genzooTimings, document: n.responseEnd, load_event: n.loadEventEnd,"
+                        "  run_list: list.map(r => r.responseEnd)}")
         timings = driver.execute_script(page_timings)
+        assert len(timings["run_list"]) == 1, timings["run_list"]
         driver.save_screenshot(str(shots / "serve-page.png"))
         driver.find_element(By.ID, "draw-section").screenshot(str(shots / "serve-digit.png"))
         assert (shots / "serve-page.png").stat().st_size > 10_000
@@ -710,6 +734,42 @@ def test_the_page_in_headless_chromium(live_server, tmp_path):
         print("browser timings (ms):", json.dumps(timings))
     finally:
         driver.quit()
+
+
+def load_benchmark(name: str):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_load_tests_runs_are_valid_configs():
+    for name, hparams in load_benchmark("serve_load").SMALL_RUNS.items():
+        genzoo.create(name, **hparams)  # an unknown key or a bad value raises ConfigError
+
+
+def test_the_figures_script_says_which_targets_are_met(tmp_path):
+    figures = load_benchmark("serve_figures")
+    fast = {"document": 40, "load_event": 300, "ready": 450, "reload": {"ready": 200}, "classify": [90, 60, 50],
+            "denoise": [250, 80, 70], "reconstruct": [400]}
+    slow = {**fast, "ready": 1200, "classify": [90, 310, 50]}
+    lines = figures.browser_table([fast, slow])
+    ready = next(line for line in lines if line.startswith("| first load: ready"))
+    assert "| 450 | 1,200 | 825 |" in ready and "**not met** (1 of 2 at or over)" in ready
+    classify = next(line for line in lines if line.startswith("| drawing-to-classification"))
+    assert "| 90, 60, 50 | 90, 310, 50 |" in classify and "**not met** (1 of 6 at or over)" in classify
+    denoise = next(line for line in lines if line.startswith("| denoise"))
+    assert "**met** (all 6)" in denoise
+    report = {"requests_answered": 200, "clients": 8, "wall_seconds": 20.5, "requests_per_second": 9.8,
+              "server_errors": 0, "connection_failures": [], "jobs_at_end": {"done": 3}, "runs": ["dae"],
+              "endpoints": [{"endpoint": "POST classify", "n": 31, "p50_ms": 12.4, "p95_ms": 40.6, "max_ms": 51,
+                             "status": {"200": 31}}]}
+    table = figures.load_table(report)
+    assert "**0 server errors, 0 failed connections**" in table[0]
+    assert table[-1] == "| POST classify | 31 | 12 | 41 | 51 | 200: 31 |"
 
 
 def test_a_wheel_ships_every_file_of_the_page():

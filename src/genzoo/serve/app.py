@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from fastapi import APIRouter, FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel, Field
@@ -142,6 +142,30 @@ def capabilities(folder: Path) -> dict[str, Any]:
     return caps
 
 
+class Capabilities:
+    """`capabilities` by run folder, read again only when its config.json changes: the page asks for the list at
+    every load, and building each run's config (its checked types) is most of that answer's time. Whether the
+    weights exist is looked up at every call (a training run writes them later)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.cache: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}
+
+    def __call__(self, folder: Path) -> dict[str, Any]:
+        try:
+            stat = (folder / runs.CONFIG).stat()
+        except FileNotFoundError:
+            return capabilities(folder)  # read_config's error: the folder is no run (any more)
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        with self.lock:
+            cached = self.cache.get(folder)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, capabilities(folder))
+            with self.lock:
+                self.cache[folder] = cached
+        return {**cached[1], "weights": (folder / runs.WEIGHTS).exists()}
+
+
 class Models:
     """Trained models by run name, loaded on first use and again when model.safetensors changes."""
 
@@ -222,7 +246,8 @@ def create_app(root: str | Path) -> FastAPI:
     app.state.models, app.state.board, app.state.root = models, board, root
     app.middleware("http")(refuse_big_uploads)
     add_error_handlers(app)
-    app.get("/", include_in_schema=False)(index)
+    page = (STATIC / "index.html").read_text()  # read once: the first answer of a fresh server has no file to open
+    app.get("/", include_in_schema=False, response_class=HTMLResponse)(lambda: page)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(catalog_router(root))
     app.include_router(digit_router(models))
@@ -230,10 +255,6 @@ def create_app(root: str | Path) -> FastAPI:
     app.include_router(heavy_router(models, board))
     app.include_router(jobs_router(board))
     return app
-
-
-def index() -> FileResponse:
-    return FileResponse(STATIC / "index.html")
 
 
 async def refuse_big_uploads(request: Request, call_next):
@@ -295,13 +316,14 @@ def jsonable(errors: list[dict]) -> list[dict]:
 def catalog_router(root: Path) -> APIRouter:
     """What is under RUN_ROOT: the runs and what each can do, each run's report and its pictures."""
     router = APIRouter()
+    capabilities_of = Capabilities()
 
     @router.get("/api/runs", summary="The runs under RUN_ROOT and what each can do")
     def list_runs():
         out = []
         for name, folder in find_runs(root).items():
             try:
-                out.append({"name": name, **capabilities(folder)})
+                out.append({"name": name, **capabilities_of(folder)})
             except (runs.RunError, ConfigError) as e:
                 out.append({"name": name, "error": str(e)})
         return {"root": str(root), "runs": out}
