@@ -1,21 +1,21 @@
 """A small load test of `genzoo serve` on loopback: mixed requests from concurrent clients, latency per endpoint.
 
-    python benchmarks/serve_load.py --root /tmp/serve-runs --make-runs      # trains 5 small runs there first
+    python benchmarks/serve_load.py --root /tmp/serve-runs --make-runs      # trains 6 small runs there first
     python benchmarks/serve_load.py --root genzoo-demo --requests 200 --clients 8 --out serve_load.json
 
 The server is started as a user starts it (`python -m genzoo serve ROOT --port P`, its own process, bound to
 127.0.0.1) and driven by `--clients` threads, each with its own HTTP connection, that send `--requests`
 requests in all, drawn in a fixed (seeded) mix: the run list, a drawn digit uploaded as PNG, classify,
 denoise, reconstruct, sampling of the fast models, latent walks, a run's report and one of its pictures,
-and submissions of heavy jobs (pixel-model completion, diffusion sampling; timed to their answer, the job
-id; the jobs run on in the server's queues and are cancelled at the end). Bounded in count and in time
+and submissions of heavy jobs (pixel-model completion, diffusion sampling, the editor; timed to their answer,
+the job id; the jobs run on in the server's queues and are cancelled at the end). Bounded in count and in time
 (`--timeout` per request, `--budget` for the whole test). Prints a markdown table (p50 / p95 / max ms per
 endpoint, status counts) and writes JSON; any 5xx answer or failed connection makes the exit status 1.
 A 429 (a model's job queue full) is the server doing its job and is counted apart.
 
-`--make-runs` trains, into ROOT, one small run each of dae, vae (2-D latent), cgan, pixelcnn and ddpm
-(conditional) on the embedded digits for `--steps` steps: enough for real weights of the real configs'
-kinds, sized for a CPU.
+`--make-runs` trains, into ROOT, one small run each of dae, vae (2-D latent), cgan, pixelcnn, ddpm
+(conditional) and instruct (the editor) on the embedded digits for `--steps` steps: enough for real weights
+of the real configs' kinds, sized for a CPU.
 """
 
 from __future__ import annotations
@@ -43,11 +43,13 @@ SMALL_RUNS = {
     "pixelcnn": {"channels": 16, "n_layers": 3, "head_channels": 16},
     "ddpm": {"widths": (16, 32), "res_blocks": 1, "attn_heads": 2, "timesteps": 200, "sample_steps": 10,
              "conditional": True},
+    "instruct": {"widths": (16, 32), "res_blocks": 1, "attn_heads": 2, "timesteps": 200, "sample_steps": 10,
+                 "text_dim": 32, "text_layers": 1, "text_heads": 2, "trigram_buckets": 256},
 }
 # (endpoint label, weight): the share of requests of each kind
 MIX = [("GET /api/runs", 10), ("POST /api/digit", 15), ("POST classify", 15), ("POST denoise", 15),
        ("POST reconstruct", 12), ("POST sample (fast model)", 10), ("POST interpolate", 8), ("GET report", 6),
-       ("GET picture", 5), ("POST complete (job)", 2), ("POST sample (diffusion job)", 2)]
+       ("GET picture", 5), ("POST complete (job)", 2), ("POST sample (diffusion job)", 2), ("POST edit (job)", 2)]
 
 
 def make_runs(root: Path, steps: int, models: list[str]) -> None:
@@ -121,7 +123,7 @@ def main() -> int:
         else:
             raise SystemExit("the server did not answer in 60 s")
         by = {key: [r["name"] for r in runs if r.get(key) and r.get("weights")]
-              for key in ("denoise", "reconstruct", "interpolate", "complete")}
+              for key in ("denoise", "reconstruct", "interpolate", "complete", "edit")}
         fast = [r["name"] for r in runs if r.get("sample") and not r.get("heavy_sample") and r.get("weights")]
         diffusion = [r["name"] for r in runs if "guidance" in r.get("sample_options", ()) and r.get("weights")]
         pictures = {r["name"]: httpx.get(f"{base}/api/runs/{r['name']}/report", timeout=30).json()["pictures"]
@@ -131,7 +133,8 @@ def main() -> int:
                          timeout=30).json()["pixels"]
         available = {"POST denoise": by["denoise"], "POST reconstruct": by["reconstruct"],
                      "POST sample (fast model)": fast, "POST interpolate": by["interpolate"],
-                     "POST complete (job)": by["complete"], "POST sample (diffusion job)": diffusion}
+                     "POST complete (job)": by["complete"], "POST sample (diffusion job)": diffusion,
+                     "POST edit (job)": by["edit"]}
         mix = [(kind, weight) for kind, weight in MIX if available.get(kind, True)]  # kinds with a run to ask
         labels, weights = zip(*mix)
         plan = rng.choices(labels, weights=weights, k=args.requests)
@@ -170,6 +173,10 @@ def main() -> int:
             if kind == "POST sample (diffusion job)" and diffusion:
                 return client.post(f"/api/runs/{pick(diffusion)}/sample",
                                    json={"n": 4, "label": r.randint(0, 9), "steps": 10, "seed": seed})
+            if kind == "POST edit (job)" and by["edit"]:
+                return client.post(f"/api/runs/{pick(by['edit'])}/edit",
+                                   json={"pixels": one, "instruction": r.choice(["make it bold", "mirror it"]),
+                                         "steps": 10, "seed": seed})
             return None  # no run of that kind under ROOT: skipped
 
         results: list[tuple[str, float, int]] = []

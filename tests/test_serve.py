@@ -40,35 +40,55 @@ from genzoo.train_config import TrainConfig  # noqa: E402
 # Runs written without training (fresh weights, seeded), in the format the trainer writes (config.json by
 # runs.write_config, weights by runs.save_weights): what the server does does not depend on how good a model is,
 # and training ten models, even tiny ones, would cost this file most of a minute on a busy CPU.
+# The PixelCNN has one layer after its first: a completion is 784 sequential steps whatever the size, and each
+# layer is a Python call per step (the contract test's two layers double the file's slowest jobs).
 WRITTEN = {
     "dae": ("dae", TINY["dae"]),
     "vae": ("vae", {**TINY["vae"], "latent_dim": 2}),
     "ae": ("ae", TINY["ae"]),
-    "pixelcnn": ("pixelcnn", TINY["pixelcnn"]),
+    "pixelcnn": ("pixelcnn", {**TINY["pixelcnn"], "n_layers": 1}),
     "ddpm": ("ddpm", {**TINY["ddpm"], "conditional": True}),
     "cgan": ("cgan", TINY["cgan"]),
     "nested/gan": ("gan", TINY["gan"]),
-    "dcgan": ("dcgan", TINY["dcgan"]),
 }
+# The editor is trained a few optimizer steps on real digits (its loss makes the edit triples from them), so that
+# the panel's success path runs a model that went through training; the trainer itself is tested elsewhere, and
+# its end-of-training pictures would cost this file seconds. Without an EMA copy (which would still be nearly the
+# initial editor, whose image and text inputs start at zero) both guidance scales change what it draws.
+EDITOR = ("instruct", {**TINY["instruct"], "sample_steps": 2, "ema_decay": 0.0}, 4)
 
 
-def write_run(folder: Path, name: str, hparams: dict, seed: int = 0) -> Path:
+def write_run(folder: Path, name: str, hparams: dict, seed: int = 0, *, digits: torch.Tensor | None = None,
+              steps: int = 0) -> Path:
+    """A run folder as the trainer writes it; `steps` > 0: after that many Adam steps on batches of `digits`."""
     torch.manual_seed(seed)
     model = genzoo.create(name, **hparams)
+    train = TrainConfig(steps=max(steps, 1), epochs=0, batch_size=16, lr=3e-3)
+    if steps:
+        optimizer = model.configure_optimizers(train)["model"]
+        for step in range(steps):
+            optimizer.zero_grad()
+            model.loss(digits[step * 16 : (step + 1) * 16], step=step)["loss"].backward()
+            optimizer.step()
+            model.after_optimizer_step(step + 1)
+        model.eval()
     folder.mkdir(parents=True)
-    runs.write_config(folder, model, TrainConfig(steps=1, epochs=0), "embedded", seed)
+    runs.write_config(folder, model, train, "embedded", seed)
     runs.save_weights(model, folder / runs.WEIGHTS)
     runs.write_metrics_log(folder, [{"step": s, "loss": 1.0 / (s + 1)} for s in range(5)])
     return folder
 
 
-@pytest.fixture(scope="session")
-def serve_root(tmp_path_factory, tiny) -> Path:
+@pytest.fixture(scope="module")
+def serve_root(tmp_path_factory, tiny, one_thread) -> Path:
     """Ten runs under RUN_ROOT (one of them nested, one without weights yet, one with corrupt weights), and a
-    run outside it that a symlink inside points to."""
+    run outside it that a symlink inside points to. One torch thread for the whole module: its networks are tiny,
+    and a second thread mostly spins on a shared CPU."""
     root = tmp_path_factory.mktemp("runs")
     for folder, (name, hparams) in WRITTEN.items():
         write_run(root / folder, name, hparams)
+    name, hparams, steps = EDITOR
+    write_run(root / name, name, hparams, digits=tiny.train_x, steps=steps)
     dae = genzoo.load(root / "dae")
     save_pictures({"denoising.png": dae.denoising_rows(tiny.test_x[:8], generator=torch.Generator().manual_seed(0))},
                   root / "dae")
@@ -140,14 +160,15 @@ def test_page_and_static_files_are_served_from_the_package(client):
 
 def test_runs_are_listed_with_what_they_can_do(client, serve_root):
     listed = {r["name"]: r for r in client.get("/api/runs").json()["runs"]}
-    assert set(listed) == {"training-now", "corrupt", *WRITTEN}  # not "escape": a symlink out
+    assert set(listed) == {"training-now", "corrupt", "instruct", *WRITTEN}  # not "escape": a symlink out
     assert len(listed) == 10
     assert listed["dae"]["denoise"] and listed["dae"]["reconstruct"] and not listed["dae"]["heavy_sample"]
     assert listed["vae"]["latent_map"] and listed["vae"]["interpolate"] and not listed["ae"]["latent_map"]
     assert listed["pixelcnn"]["complete"] and listed["pixelcnn"]["heavy_sample"]
     assert listed["ddpm"]["conditional"] and listed["ddpm"]["max_steps"] == TINY["ddpm"]["timesteps"]
     assert listed["cgan"]["conditional"] and not listed["nested/gan"]["conditional"]
-    assert not listed["training-now"]["weights"] and not any(r["edit"] for r in listed.values())
+    assert not listed["training-now"]["weights"]
+    assert [name for name, r in listed.items() if r["edit"]] == ["instruct"] and listed["instruct"]["heavy_sample"]
 
 
 # ---------------------------------------------------------------------------- what the models compute
@@ -241,6 +262,36 @@ def test_completion_job_keeps_the_visible_pixels_and_reports_done(client, a_one)
         assert np.array_equal(image[visible], binary[visible])
         assert set(np.unique(image)) <= {0, 255}
     assert len(done["result"]["probabilities"]) == 1
+
+
+def test_the_editor_applies_an_instruction_with_both_guidance_scales(client, serve_root, a_one):
+    """The edit job's answer is the model's own edit of the digit (same instruction, scales, steps and seed)."""
+    body = {"pixels": a_one, "instruction": "make it bold", "image_guidance": 1.2, "text_guidance": 4.0, "steps": 3,
+            "seed": 2}
+
+    def edited(**change) -> dict:
+        done = wait(client, client.post("/api/runs/instruct/edit", json={**body, **change}).json()["job"])
+        assert done["status"] == "done" and done["progress"] == 1.0, done
+        return done["result"]
+
+    model = genzoo.load(serve_root / "instruct")
+
+    def own_edit(image_guidance: float, text_guidance: float) -> np.ndarray:
+        out = model.edit(torch.tensor(a_one).view(1, 1, 28, 28), ["make it bold"], image_guidance=image_guidance,
+                         text_guidance=text_guidance, steps=3, generator=torch.Generator().manual_seed(2))
+        return (out[0, 0].numpy() * 255).round()
+
+    first = edited()
+    image = decode(first["image"]).astype(float)
+    assert image.shape == (28, 28) and len(first["probabilities"]) == 10
+    assert np.abs(image - own_edit(1.2, 4.0)).max() <= 1
+    assert edited()["image"] == first["image"]  # the same seed, the same edit
+    assert edited(seed=3)["image"] != first["image"]
+    # both sliders reach the model: each changes the model's own edit, and the answer follows it
+    for scales in ((1.2, 0.0), (3.0, 4.0)):
+        assert np.abs(own_edit(*scales) - own_edit(1.2, 4.0)).max() > 8
+        other = decode(edited(image_guidance=scales[0], text_guidance=scales[1])["image"]).astype(float)
+        assert np.abs(other - own_edit(*scales)).max() <= 1
 
 
 def test_diffusion_sampling_job(client):
@@ -353,9 +404,11 @@ def test_sampling_ranges(client, run, body, words):
     ("edit", {"instruction": "bold", "text_guidance": 25}, "text_guidance: Input should be less than or equal to 20"),
     ("edit", {"instruction": "bold", "image_guidance": -1}, "image_guidance: Input should be greater than or equal"),
     ("edit", {"instruction": "bold", "steps": 0}, "steps: Input should be greater than or equal to 1"),
+    ("edit", {"instruction": "bold", "steps": 51}, "steps=51: must lie in 1..50 (the model's timesteps)"),
+    ("edit", {"instruction": "   "}, "instruction '   ' is empty; say what to do, e.g. 'make it bold'"),
 ])
 def test_other_ranges(client, a_one, path, extra, words):
-    run = {"denoise": "dae", "complete": "pixelcnn", "edit": "vae"}[path]
+    run = {"denoise": "dae", "complete": "pixelcnn", "edit": "instruct"}[path]
     response = client.post(f"/api/runs/{run}/{path}", json={"pixels": a_one, **extra})
     assert response.status_code == 422 and words in response.json()["error"], response.text
 
@@ -379,7 +432,7 @@ def test_corrupt_or_missing_weights_fail_that_request_only(client, serve_root, a
     (torn / runs.WEIGHTS).write_bytes(data[: len(data) // 2])
     assert client.post("/api/runs/torn/reconstruct", json={"pixels": a_one}).status_code == 409
     # a weights file of another model (a training run replacing it with a different config)
-    shutil.copy(serve_root / "dcgan" / runs.WEIGHTS, torn / runs.WEIGHTS)
+    shutil.copy(serve_root / "cgan" / runs.WEIGHTS, torn / runs.WEIGHTS)
     assert "weights" in client.post("/api/runs/torn/reconstruct", json={"pixels": a_one}).json()["error"]
     # ... and once the weights are whole again, the same run answers: the model is reloaded when the file changes
     shutil.copy(serve_root / "ae" / runs.WEIGHTS, torn / runs.WEIGHTS)
@@ -398,6 +451,24 @@ def test_a_broken_config_is_listed_with_its_error(client, serve_root):
         assert client.get("/api/runs/bad-config/report").status_code == 409
     finally:
         shutil.rmtree(bad)
+
+
+def test_the_run_list_follows_changes_of_config_and_weights(client, serve_root):
+    """The list is cached by config.json's time and size, and whether the weights exist is looked up each time."""
+    changing = shutil.copytree(serve_root / "ddpm", serve_root / "changing")
+
+    def listed() -> dict:
+        return {r["name"]: r for r in client.get("/api/runs").json()["runs"]}["changing"]
+
+    try:
+        assert listed()["conditional"] and listed()["weights"]
+        config = json.loads((changing / runs.CONFIG).read_text())
+        config["hparams"]["conditional"] = False
+        (changing / runs.CONFIG).write_text(json.dumps(config))
+        (changing / runs.WEIGHTS).unlink()
+        assert not listed()["conditional"] and not listed()["weights"]
+    finally:
+        shutil.rmtree(changing)
 
 
 def test_uploads_are_never_written_into_run_root(client, serve_root):
@@ -589,7 +660,8 @@ def test_the_page_in_headless_chromium(live_server, tmp_path):
         def draw_a_one():
             driver.find_element(By.ID, "clear").click()
             before = len(driver.execute_script("return window.genzooTimings.classify"))
-            strokes = ActionChains(driver).move_to_element_with_offset(canvas, 5, -100).click_and_hold()
+            # duration=0: Selenium's default moves the pointer over 250 ms per step, 3 s a drawing for nothing
+            strokes = ActionChains(driver, duration=0).move_to_element_with_offset(canvas, 5, -100).click_and_hold()
             for _ in range(10):
                 strokes = strokes.move_by_offset(-1, 20)
             strokes.release().perform()
@@ -618,7 +690,7 @@ def test_the_page_in_headless_chromium(live_server, tmp_path):
             press("denoise", "dae", lambda d: images_in("denoise-out") == 3)
         press("reconstruct", "vae", lambda d: d.find_elements(By.CSS_SELECTOR, "#reconstruct-out .latent img"))
         press("complete", "pixelcnn", lambda d: images_in("complete-out") == 2, completions=1)
-        press("sample", "ddpm", lambda d: images_in("sample-out") == 1, **{"sample-n": 4, "steps": 3})
+        press("sample", "ddpm", lambda d: images_in("sample-out") == 1, **{"sample-n": 2, "steps": 2})
         press("sample", "cgan", lambda d: images_in("sample-out") == 1 and "cgan" in d.find_element(
             By.ID, "sample-out").text, **{"sample-n": 8})
         press("walk", "vae", lambda d: images_in("walk-out") == 1)
@@ -629,7 +701,10 @@ def test_the_page_in_headless_chromium(live_server, tmp_path):
         Select(driver.find_element(By.ID, "report-run")).select_by_value("dae")
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#report-out img") and d.find_elements(
             By.CSS_SELECTOR, "#report-out svg"))
-        assert driver.find_element(By.ID, "edit-none").is_displayed()  # no editor run here: the panel says so
+        assert not driver.find_element(By.ID, "edit-none").is_displayed()  # an editor run is here
+        press("edit", "instruct", lambda d: images_in("edit-out") == 2, instruction="make it bold",
+              **{"edit-steps": 2})
+        assert "make it bold" in driver.find_element(By.ID, "edit-out").text
 
         wait.until(lambda d: d.execute_script(
             "return Array.from(document.images).filter(i => i.getAttribute('src')).every(i => i.complete)"))
@@ -638,9 +713,15 @@ def test_the_page_in_headless_chromium(live_server, tmp_path):
             ".map(i => i.getAttribute('src').slice(0, 80))")
         count = driver.execute_script("return Array.from(document.images).filter(i => i.getAttribute('src')).length")
         assert broken == [] and count >= 12
+        # What the first load waited for: the page's own answer (document), the run list (asked for by the page's
+        # preload, beside the script, and used by it: one request), the `load` event, then ready.
         page_timings = ("const n = performance.getEntriesByType('navigation')[0];"
-                        "return {...window.genzooTimings, load_event: n.loadEventEnd}")
+                        "const list = performance.getEntriesByType('resource')"
+                        "  .filter(r => new URL(r.name).pathname === '/api/runs');"
+                        "return {...window.genzooTimings, document: n.responseEnd, load_event: n.loadEventEnd,"
+                        "  run_list: list.map(r => r.responseEnd)}")
         timings = driver.execute_script(page_timings)
+        assert len(timings["run_list"]) == 1, timings["run_list"]
         driver.save_screenshot(str(shots / "serve-page.png"))
         driver.find_element(By.ID, "draw-section").screenshot(str(shots / "serve-digit.png"))
         assert (shots / "serve-page.png").stat().st_size > 10_000
@@ -653,6 +734,42 @@ def test_the_page_in_headless_chromium(live_server, tmp_path):
         print("browser timings (ms):", json.dumps(timings))
     finally:
         driver.quit()
+
+
+def load_benchmark(name: str):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_load_tests_runs_are_valid_configs():
+    for name, hparams in load_benchmark("serve_load").SMALL_RUNS.items():
+        genzoo.create(name, **hparams)  # an unknown key or a bad value raises ConfigError
+
+
+def test_the_figures_script_says_which_targets_are_met(tmp_path):
+    figures = load_benchmark("serve_figures")
+    fast = {"document": 40, "load_event": 300, "ready": 450, "reload": {"ready": 200}, "classify": [90, 60, 50],
+            "denoise": [250, 80, 70], "reconstruct": [400]}
+    slow = {**fast, "ready": 1200, "classify": [90, 310, 50]}
+    lines = figures.browser_table([fast, slow])
+    ready = next(line for line in lines if line.startswith("| first load: ready"))
+    assert "| 450 | 1,200 | 825 |" in ready and "**not met** (1 of 2 at or over)" in ready
+    classify = next(line for line in lines if line.startswith("| drawing-to-classification"))
+    assert "| 90, 60, 50 | 90, 310, 50 |" in classify and "**not met** (1 of 6 at or over)" in classify
+    denoise = next(line for line in lines if line.startswith("| denoise"))
+    assert "**met** (all 6)" in denoise
+    report = {"requests_answered": 200, "clients": 8, "wall_seconds": 20.5, "requests_per_second": 9.8,
+              "server_errors": 0, "connection_failures": [], "jobs_at_end": {"done": 3}, "runs": ["dae"],
+              "endpoints": [{"endpoint": "POST classify", "n": 31, "p50_ms": 12.4, "p95_ms": 40.6, "max_ms": 51,
+                             "status": {"200": 31}}]}
+    table = figures.load_table(report)
+    assert "**0 server errors, 0 failed connections**" in table[0]
+    assert table[-1] == "| POST classify | 31 | 12 | 41 | 51 | 200: 31 |"
 
 
 def test_a_wheel_ships_every_file_of_the_page():

@@ -19,9 +19,9 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
-from fastapi import FastAPI, File, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel, Field
@@ -123,12 +123,12 @@ def capabilities(folder: Path) -> dict[str, Any]:
     cls = registry.get(config["model"])
     cfg = build(cls.Config, config["hparams"], owner=config["model"])
     pixel, diffusion = issubclass(cls, PixelModel), issubclass(cls, DDPM)
-    edit = callable(getattr(cls, "edit", None))
+    edit = is_editor(cls)
     caps = {
         "model": config["model"], "data": config["data"], "seed": config["seed"],
         "weights": (folder / runs.WEIGHTS).exists(),
         "conditional": bool(getattr(cfg, "conditional", False)),
-        "sample": bool(cls.can_sample), "heavy_sample": pixel or diffusion,
+        "sample": bool(cls.can_sample), "heavy_sample": pixel or diffusion or edit,
         "reconstruct": bool(cls.can_reconstruct), "denoise": bool(cls.can_denoise),
         "complete": pixel, "edit": edit,
         "interpolate": issubclass(cls, (AdversarialModel, VAE)),
@@ -140,6 +140,30 @@ def capabilities(folder: Path) -> dict[str, Any]:
         caps["default_steps"] = cfg.sample_steps
         caps["default_guidance"] = cfg.guidance
     return caps
+
+
+class Capabilities:
+    """`capabilities` by run folder, read again only when its config.json changes: the page asks for the list at
+    every load, and building each run's config (its checked types) is most of that answer's time. Whether the
+    weights exist is looked up at every call (a training run writes them later)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.cache: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}
+
+    def __call__(self, folder: Path) -> dict[str, Any]:
+        try:
+            stat = (folder / runs.CONFIG).stat()
+        except FileNotFoundError:
+            return capabilities(folder)  # read_config's error: the folder is no run (any more)
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        with self.lock:
+            cached = self.cache.get(folder)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, capabilities(folder))
+            with self.lock:
+                self.cache[folder] = cached
+        return {**cached[1], "weights": (folder / runs.WEIGHTS).exists()}
 
 
 class Models:
@@ -220,65 +244,138 @@ def create_app(root: str | Path) -> FastAPI:
 
     app = FastAPI(title="genzoo serve", description=__doc__, version="1", lifespan=lifespan)
     app.state.models, app.state.board, app.state.root = models, board, root
-
-    @app.middleware("http")
-    async def refuse_big_uploads(request: Request, call_next):
-        # Said before the body is read: an upload larger than any accepted image is not spooled at all.
-        length = request.headers.get("content-length", "")
-        if request.method == "POST" and length.isdigit() and int(length) > MAX_IMAGE_BYTES + 64 * 1024:
-            return JSONResponse({"error": f"the request has {int(length):,} bytes; an image may have at most "
-                                          f"{MAX_IMAGE_BYTES:,}"}, status_code=413)
-        return await call_next(request)
-
-    @app.exception_handler(InputError)
-    async def input_error(request: Request, e: InputError):
-        return JSONResponse({"error": str(e)}, status_code=e.status)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, e: StarletteHTTPException):  # e.g. a path no route matches
-        return JSONResponse({"error": f"{request.url.path}: {e.detail}"}, status_code=e.status_code)
-
-    @app.exception_handler(runs.RunError)
-    async def run_error(request: Request, e: runs.RunError):  # a run folder being written or damaged
-        return JSONResponse({"error": str(e)}, status_code=409)
-
-    @app.exception_handler(ConfigError)
-    @app.exception_handler(CapabilityError)
-    async def model_error(request: Request, e: Exception):
-        return JSONResponse({"error": str(e)}, status_code=422)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, e: RequestValidationError):
-        lines = []
-        for err in e.errors():
-            where = ".".join(str(p) for p in err["loc"] if p != "body")
-            given = err.get("input")
-            if isinstance(given, str) and len(given) > 40:
-                shown = f"{given[:20]!r}... ({len(given)} characters)"
-            elif isinstance(given, (dict, list)):
-                shown = f"a {type(given).__name__} of {len(given)}"
-            else:
-                shown = repr(given)
-            lines.append(f"{where or 'body'}: {err['msg']} (got {shown})")
-        return JSONResponse({"error": "; ".join(lines), "detail": jsonable(e.errors())}, status_code=422)
-
-    @app.get("/", include_in_schema=False)
-    def index():
-        return FileResponse(STATIC / "index.html")
-
+    app.middleware("http")(refuse_big_uploads)
+    add_error_handlers(app)
+    page = (STATIC / "index.html").read_text()  # read once: the first answer of a fresh server has no file to open
+    app.get("/", include_in_schema=False, response_class=HTMLResponse)(lambda: page)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(catalog_router(root))
+    app.include_router(digit_router(models))
+    app.include_router(answers_router(models))
+    app.include_router(heavy_router(models, board))
+    app.include_router(jobs_router(board))
+    return app
 
-    @app.get("/api/runs", summary="The runs under RUN_ROOT and what each can do")
+
+async def refuse_big_uploads(request: Request, call_next):
+    """Said before the body is read: an upload larger than any accepted image is not spooled at all."""
+    length = request.headers.get("content-length", "")
+    if request.method == "POST" and length.isdigit() and int(length) > MAX_IMAGE_BYTES + 64 * 1024:
+        return JSONResponse({"error": f"the request has {int(length):,} bytes; an image may have at most "
+                                      f"{MAX_IMAGE_BYTES:,}"}, status_code=413)
+    return await call_next(request)
+
+
+# ---------------------------------------------------------------------------- errors: one JSON shape, {"error": ...}
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every refusal as {"error": one line saying what was wrong and how to fix it}, with its status."""
+
+    def answer(status: int | None = None):
+        async def handler(request: Request, e: Exception) -> JSONResponse:
+            return JSONResponse({"error": str(e)}, status_code=status or e.status)
+        return handler
+
+    app.add_exception_handler(InputError, answer())
+    app.add_exception_handler(runs.RunError, answer(409))  # a run folder being written or damaged
+    app.add_exception_handler(ConfigError, answer(422))
+    app.add_exception_handler(CapabilityError, answer(422))
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+
+
+async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:  # e.g. a path no route matches
+    return JSONResponse({"error": f"{request.url.path}: {e.detail}"}, status_code=e.status_code)
+
+
+async def validation_error(request: Request, e: RequestValidationError) -> JSONResponse:
+    """Pydantic's records as one line each: the field, what it should be, and what came."""
+    lines = []
+    for err in e.errors():
+        where = ".".join(str(p) for p in err["loc"] if p != "body")
+        given = err.get("input")
+        if isinstance(given, str) and len(given) > 40:
+            shown = f"{given[:20]!r}... ({len(given)} characters)"
+        elif isinstance(given, (dict, list)):
+            shown = f"a {type(given).__name__} of {len(given)}"
+        else:
+            shown = repr(given)
+        lines.append(f"{where or 'body'}: {err['msg']} (got {shown})")
+    return JSONResponse({"error": "; ".join(lines), "detail": jsonable(e.errors())}, status_code=422)
+
+
+def jsonable(errors: list[dict]) -> list[dict]:
+    """Pydantic's error records with only JSON-safe values (its `ctx` may hold exceptions)."""
+    return [{k: (v if k in ("loc", "msg", "type") else str(v)) for k, v in err.items()} for err in errors]
+
+
+# ---------------------------------------------------------------------------- the runs and their reports
+
+
+def catalog_router(root: Path) -> APIRouter:
+    """What is under RUN_ROOT: the runs and what each can do, each run's report and its pictures."""
+    router = APIRouter()
+    capabilities_of = Capabilities()
+
+    @router.get("/api/runs", summary="The runs under RUN_ROOT and what each can do")
     def list_runs():
         out = []
         for name, folder in find_runs(root).items():
             try:
-                out.append({"name": name, **capabilities(folder)})
+                out.append({"name": name, **capabilities_of(folder)})
             except (runs.RunError, ConfigError) as e:
                 out.append({"name": name, "error": str(e)})
         return {"root": str(root), "runs": out}
 
-    @app.post("/api/digit", summary="An uploaded PNG or JPEG -> the 28 x 28 digit the models get, and its class")
+    @router.get("/api/runs/{name:path}/report", summary="A run's report: config, metrics, curves, pictures")
+    def report(name: str):
+        return run_report(run_folder(root, name), name)
+
+    @router.get("/api/runs/{name:path}/files/{relative:path}", summary="A picture the run wrote")
+    def picture(name: str, relative: str):
+        return FileResponse(run_picture(run_folder(root, name), relative))
+
+    return router
+
+
+def run_report(folder: Path, name: str) -> dict[str, Any]:
+    """What the report shows of a run, read from the files it wrote (nothing recomputed)."""
+    config = runs.read_config(folder)
+    try:
+        metrics = {k: _fmt(v) for k, v in _flatten(_read_json(folder / runs.METRICS) or {}).items()}
+    except ValueError as e:  # the report's message: which file, and to rerun `genzoo evaluate`
+        metrics = {"error": str(e)}
+    curves: dict[str, list] = {}
+    try:
+        for record in runs.read_metrics_log(folder):
+            for key, value in record.items():
+                if key not in NOT_CURVES and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    curves.setdefault(key, []).append([record.get("step", len(curves.get(key, []))), value])
+    except runs.RunError as e:
+        curves = {}
+        metrics["metrics.jsonl"] = str(e)
+    return {"name": name, "model": config["model"], "hparams": config["hparams"], "train": config["train"],
+            "data": config["data"], "metrics": metrics, "curves": curves, "pictures": run_pictures(folder)}
+
+
+def run_pictures(folder: Path) -> list[str]:
+    """The pictures inside a run folder (no symlink out, no hidden folder, no SVG), relative to it."""
+    real = folder.resolve()
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                  if p.suffix.lower() in IMAGE_SUFFIXES and p.suffix.lower() != ".svg" and p.is_file()
+                  and not p.is_symlink() and p.resolve().is_relative_to(real)
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+# ---------------------------------------------------------------------------- the digit
+
+
+def digit_router(models: Models) -> APIRouter:
+    """A drawn or dropped picture -> the 28 x 28 digit the models get, and the evaluator's classes."""
+    router = APIRouter()
+
+    @router.post("/api/digit", summary="An uploaded PNG or JPEG -> the 28 x 28 digit the models get, and its class")
     def digit(image: Annotated[UploadFile, File(description=f"PNG or JPEG, at most {MAX_IMAGE_BYTES:,} bytes")]):
         data = image.file.read(MAX_IMAGE_BYTES + 1)
         x = to_mnist(decode_image(data))
@@ -286,12 +383,22 @@ def create_app(root: str | Path) -> FastAPI:
         return {"pixels": x.flatten().tolist(), "image": png(x), "probabilities": probabilities,
                 "top": int(np.argmax(probabilities))}
 
-    @app.post("/api/classify", summary="The evaluator's class probabilities for a digit")
+    @router.post("/api/classify", summary="The evaluator's class probabilities for a digit")
     def classify(body: DigitBody):
         probabilities = models.classify(pixels_tensor(body.pixels))
         return {"probabilities": probabilities, "top": int(np.argmax(probabilities))}
 
-    @app.post("/api/runs/{name:path}/reconstruct", summary="Autoencoders: the reconstruction (VAE: its latent point)")
+    return router
+
+
+# ---------------------------------------------------------------------------- light answers: at once
+
+
+def answers_router(models: Models) -> APIRouter:
+    """What a model answers at once: reconstructions, denoising, latent walks."""
+    router = APIRouter(prefix="/api/runs")
+
+    @router.post("/{name:path}/reconstruct", summary="Autoencoders: the reconstruction (VAE: its latent point)")
     def reconstruct(name: str, body: DigitBody):
         _, model = models.get(name)
         _require(model.can_reconstruct, model, "is not an autoencoder, it cannot reconstruct", "pick an ae/dae/vae")
@@ -301,15 +408,10 @@ def create_app(root: str | Path) -> FastAPI:
         out = {"image": png(x_hat), "probabilities": models.classify(x_hat)}
         if isinstance(model, VAE) and model.config.latent_dim == 2:
             with models.using(name), torch.no_grad():
-                mu = model.encode(x)[0][0]
-                grid_images = model.latent_manifold(LATENT_MAP_STEPS)  # (S, S, 1, 28, 28)
-            # the map spans Gaussian quantiles 0.05..0.95 on each axis, z2 decreasing down the rows
-            where = torch.distributions.Normal(0, 1).cdf(mu).clamp(0.05, 0.95)
-            out["latent"] = {"z": mu.tolist(), "map": png(grid_images.flatten(0, 1), LATENT_MAP_STEPS),
-                             "x": float((where[0] - 0.05) / 0.9), "y": float(1 - (where[1] - 0.05) / 0.9)}
+                out["latent"] = latent_point(model, x)
         return out
 
-    @app.post("/api/runs/{name:path}/denoise", summary="Denoising autoencoder: corrupt the digit, then clean it")
+    @router.post("/{name:path}/denoise", summary="Denoising autoencoder: corrupt the digit, then clean it")
     def denoise(name: str, body: DenoiseBody):
         _, model = models.get(name)
         _require(model.can_denoise, model, "is not a denoising autoencoder", "pick a dae run")
@@ -324,38 +426,66 @@ def create_app(root: str | Path) -> FastAPI:
         return {"noisy": png(noisy), "denoised": png(clean), "psnr_noisy": float(psnr(noisy, x)),
                 "psnr_denoised": float(psnr(clean, x)), "probabilities": models.classify(clean)}
 
-    @app.post("/api/runs/{name:path}/sample", summary="A grid of samples (pixel and diffusion models: a job)")
+    @router.post("/{name:path}/interpolate", summary="VAE and GANs: decoded digits along a latent line")
+    def interpolate(name: str, body: InterpolateBody):
+        _, model = models.get(name)
+        with models.using(name), torch.no_grad():
+            frames = latent_walk(model, body)
+        return {"frames": [png(f[None]) for f in frames]}
+
+    return router
+
+
+def latent_point(model: VAE, x: torch.Tensor) -> dict[str, Any]:
+    """A 2-D VAE's code for the digit x (1, 1, 28, 28), and where it lies on the decoded latent map."""
+    mu = model.encode(x)[0][0]
+    grid_images = model.latent_manifold(LATENT_MAP_STEPS)  # (S, S, 1, 28, 28)
+    # the map spans Gaussian quantiles 0.05..0.95 on each axis, z2 decreasing down the rows
+    where = torch.distributions.Normal(0, 1).cdf(mu).clamp(0.05, 0.95)
+    return {"z": mu.tolist(), "map": png(grid_images.flatten(0, 1), LATENT_MAP_STEPS),
+            "x": float((where[0] - 0.05) / 0.9), "y": float(1 - (where[1] - 0.05) / 0.9)}
+
+
+def latent_walk(model, body: InterpolateBody) -> torch.Tensor:
+    """Frames (S, 1, 28, 28) decoded along a straight line between two latent points."""
+    generator = torch.Generator().manual_seed(body.seed)
+    if isinstance(model, VAE):
+        z1 = model.randn(1, model.config.latent_dim, generator=generator)
+        z0 = model.encode(pixels_tensor(body.pixels))[0] if body.pixels is not None else \
+            model.randn(1, model.config.latent_dim, generator=generator)
+        t = torch.linspace(0, 1, body.steps)[:, None]  # (S, 1)
+        return model.decode_mean(z0 + t * (z1 - z0))  # (S, 1, 28, 28)
+    if isinstance(model, AdversarialModel):
+        label = body.label if body.label is not None or not model.conditional else 0
+        return gan_interpolate(model, body.steps, label=label, rows=1, generator=generator)[0]
+    raise CapabilityError(f"{model.name}: has no latent space to walk; pick a vae, gan, cgan or dcgan run")
+
+
+# ---------------------------------------------------------------------------- heavy work: jobs
+
+
+def heavy_router(models: Models, board: JobBoard) -> APIRouter:
+    """Sampling (a job for pixel models, diffusion and editors), pixel-model completion, the editor."""
+    router = APIRouter(prefix="/api/runs")
+
+    @router.post("/{name:path}/sample", summary="A grid of samples (pixel models, diffusion, editors: a job)")
     def sample(name: str, body: SampleBody):
         _, model = models.get(name)
-        options = {k: v for k, v in {"guidance": body.guidance, "steps": body.steps}.items() if v is not None}
-        unknown = sorted(set(options) - set(model.sample_options))
-        if unknown:
-            raise InputError(f"{model.name}: sampling has no option {', '.join(unknown)} "
-                             f"(its options: {', '.join(model.sample_options) or 'none'})")
-        if body.label is not None and not model.conditional:
-            raise InputError(f"{model.name}: this run is unconditional, it cannot draw a chosen digit; "
-                             "leave the digit empty or pick a conditional run")
+        options = sample_options(model, body)
         nrow = 8 if body.n > 16 else 4
 
         def draw(job: Job | None = None) -> dict:
             generator = torch.Generator().manual_seed(body.seed)
-            if job is None:
-                with models.using(name), torch.no_grad():
-                    images = model.sample(body.n, y=body.label, generator=generator, **options)
-            else:
-                step, total = progress_of(model, options)
-                with models.using(name), watched(model, job, step, total), torch.no_grad():
-                    images = model.sample(body.n, y=body.label, generator=generator, **options)
+            watching = watched(model, job, *progress_of(model, options)) if job else contextlib.nullcontext()
+            with models.using(name), watching, torch.no_grad():
+                images = model.sample(body.n, y=body.label, generator=generator, **options)
             return {"image": png(images, nrow), "settings": model.sample_settings(**options)}
 
-        if isinstance(model, DDPM):  # check steps and guidance now, in the answer, not later in the job
-            settings = model.sample_settings(**options)
-            Sampler(model.schedule, settings["sampler"], settings["steps"], settings["eta"])
-        if isinstance(model, (PixelModel, DDPM)):
+        if isinstance(model, (PixelModel, DDPM)) or is_editor(type(model)):  # an editor samples by diffusion
             return {"job": board.view(board.submit(name, "sample", draw))}
         return draw()
 
-    @app.post("/api/runs/{name:path}/complete", summary="Pixel models: complete the hidden part (a job)")
+    @router.post("/{name:path}/complete", summary="Pixel models: complete the hidden part (a job)")
     def complete(name: str, body: CompleteBody):
         _, model = models.get(name)
         _require(isinstance(model, PixelModel), model, "cannot complete digits", "pick a pixelcnn or pixelrnn run")
@@ -374,37 +504,17 @@ def create_app(root: str | Path) -> FastAPI:
 
         return {"job": board.view(board.submit(name, "complete", work))}
 
-    @app.post("/api/runs/{name:path}/interpolate", summary="VAE and GANs: decoded digits along a latent line")
-    def interpolate(name: str, body: InterpolateBody):
-        _, model = models.get(name)
-        generator = torch.Generator().manual_seed(body.seed)
-        with models.using(name), torch.no_grad():
-            if isinstance(model, VAE):
-                z1 = model.randn(1, model.config.latent_dim, generator=generator)
-                z0 = model.encode(pixels_tensor(body.pixels))[0] if body.pixels is not None else \
-                    model.randn(1, model.config.latent_dim, generator=generator)
-                t = torch.linspace(0, 1, body.steps)[:, None]  # (S, 1)
-                frames = model.decode_mean(z0 + t * (z1 - z0))  # (S, 1, 28, 28)
-            elif isinstance(model, AdversarialModel):
-                label = body.label if body.label is not None or not model.conditional else 0
-                frames = gan_interpolate(model, body.steps, label=label, rows=1, generator=generator)[0]
-            else:
-                raise CapabilityError(f"{model.name}: has no latent space to walk; pick a vae, gan, cgan or dcgan run")
-        return {"frames": [png(f[None]) for f in frames]}
-
-    @app.post("/api/runs/{name:path}/edit", summary="The instruction editor: apply an instruction to the digit (a job)")
+    @router.post("/{name:path}/edit", summary="The instruction editor: apply an instruction to the digit (a job)")
     def edit(name: str, body: EditBody):
         _, model = models.get(name)
-        _require(callable(getattr(model, "edit", None)), model, "is not an instruction editor",
-                 "pick an instruct run")
+        check_edit(model, body)
         x = pixels_tensor(body.pixels)
+        # Progress counts the editor's guided noise predictions (one a step) where it has them; cancelling
+        # stops it at its next network call.
+        step = "guided_output" if hasattr(model, "guided_output") else None
 
-        # Any run whose model has `edit(images, instructions, *, image_guidance, text_guidance, steps, generator)`
-        # (the `instruct` contract of issue 19) is offered here. Its steps are not counted (progress shows
-        # "running"); cancelling stops it at its next network call. To show progress, name its per-step
-        # method and count in `watched` as for the pixel and diffusion models.
         def work(job: Job) -> dict:
-            with models.using(name), watched(model, job), torch.no_grad():
+            with models.using(name), watched(model, job, step, body.steps), torch.no_grad():
                 out = model.edit(x, [body.instruction], image_guidance=body.image_guidance,
                                  text_guidance=body.text_guidance, steps=body.steps,
                                  generator=torch.Generator().manual_seed(body.seed))
@@ -412,48 +522,40 @@ def create_app(root: str | Path) -> FastAPI:
 
         return {"job": board.view(board.submit(name, "edit", work))}
 
-    @app.get("/api/jobs", summary="The heavy jobs: running and queued first, then the latest finished")
-    def jobs():
-        return {"jobs": board.views()}
+    return router
 
-    @app.get("/api/jobs/{job_id}", summary="One job: status, progress, place in its queue, result")
-    def job(job_id: str):
-        return board.view(board.get(job_id))
 
-    @app.post("/api/jobs/{job_id}/cancel", summary="Cancel a job (a running one stops at its next step)")
-    def cancel(job_id: str):
-        return board.view(board.cancel(job_id))
+def sample_options(model, body: SampleBody) -> dict[str, Any]:
+    """The sampling options asked for, checked against the model now (in the answer, not later in a job)."""
+    options = {k: v for k, v in {"guidance": body.guidance, "steps": body.steps}.items() if v is not None}
+    unknown = sorted(set(options) - set(model.sample_options))
+    if unknown:
+        raise InputError(f"{model.name}: sampling has no option {', '.join(unknown)} "
+                         f"(its options: {', '.join(model.sample_options) or 'none'})")
+    if body.label is not None and not model.conditional:
+        raise InputError(f"{model.name}: this run is unconditional, it cannot draw a chosen digit; "
+                         "leave the digit empty or pick a conditional run")
+    if isinstance(model, DDPM):
+        settings = model.sample_settings(**options)
+        Sampler(model.schedule, settings["sampler"], settings["steps"], settings["eta"])
+    return options
 
-    @app.get("/api/runs/{name:path}/report", summary="A run's report: config, metrics, curves, pictures")
-    def report(name: str):
-        folder = run_folder(root, name)
-        config = runs.read_config(folder)
-        try:
-            metrics = {k: _fmt(v) for k, v in _flatten(_read_json(folder / runs.METRICS) or {}).items()}
-        except ValueError as e:  # the report's message: which file, and to rerun `genzoo evaluate`
-            metrics = {"error": str(e)}
-        curves: dict[str, list] = {}
-        try:
-            for record in runs.read_metrics_log(folder):
-                for key, value in record.items():
-                    if key not in NOT_CURVES and isinstance(value, (int, float)) and not isinstance(value, bool):
-                        curves.setdefault(key, []).append([record.get("step", len(curves.get(key, []))), value])
-        except runs.RunError as e:
-            curves = {}
-            metrics["metrics.jsonl"] = str(e)
-        real = folder.resolve()
-        pictures = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                          if p.suffix.lower() in IMAGE_SUFFIXES and p.suffix.lower() != ".svg" and p.is_file()
-                          and not p.is_symlink() and p.resolve().is_relative_to(real)
-                          and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-        return {"name": name, "model": config["model"], "hparams": config["hparams"], "train": config["train"],
-                "data": config["data"], "metrics": metrics, "curves": curves, "pictures": pictures}
 
-    @app.get("/api/runs/{name:path}/files/{relative:path}", summary="A picture the run wrote")
-    def picture(name: str, relative: str):
-        return FileResponse(run_picture(run_folder(root, name), relative))
+def check_edit(model, body: EditBody) -> None:
+    """An edit the model can do, checked now (in the answer, not later in a job).
 
-    return app
+    Any run whose model has `edit(images, instructions, *, image_guidance, text_guidance, steps, generator)`
+    (the `instruct` contract of issue 19) is an editor."""
+    _require(is_editor(type(model)), model, "is not an instruction editor", "pick an instruct run")
+    if not body.instruction.strip():
+        raise InputError(f"instruction {body.instruction!r} is empty; say what to do, e.g. 'make it bold'")
+    if hasattr(model, "edit_settings"):  # the model's own checks (steps within its timesteps)
+        model.edit_settings(body.image_guidance, body.text_guidance, body.steps)
+
+
+def is_editor(cls: type) -> bool:
+    """Whether a model class is an instruction editor (has the `edit` of the `instruct` contract)."""
+    return callable(getattr(cls, "edit", None))
 
 
 def progress_of(model, options: dict) -> tuple[str | None, int]:
@@ -465,6 +567,22 @@ def progress_of(model, options: dict) -> tuple[str | None, int]:
     return None, 0
 
 
-def jsonable(errors: list[dict]) -> list[dict]:
-    """Pydantic's error records with only JSON-safe values (its `ctx` may hold exceptions)."""
-    return [{k: (v if k in ("loc", "msg", "type") else str(v)) for k, v in err.items()} for err in errors]
+# ---------------------------------------------------------------------------- the jobs themselves
+
+
+def jobs_router(board: JobBoard) -> APIRouter:
+    router = APIRouter(prefix="/api/jobs")
+
+    @router.get("", summary="The heavy jobs: running and queued first, then the latest finished")
+    def jobs():
+        return {"jobs": board.views()}
+
+    @router.get("/{job_id}", summary="One job: status, progress, place in its queue, result")
+    def job(job_id: str):
+        return board.view(board.get(job_id))
+
+    @router.post("/{job_id}/cancel", summary="Cancel a job (a running one stops at its next step)")
+    def cancel(job_id: str):
+        return board.view(board.cancel(job_id))
+
+    return router
