@@ -3,6 +3,7 @@
 import html
 import json
 import os
+import pickle
 import re
 from pathlib import Path
 
@@ -22,11 +23,13 @@ from genzoo.demo import (
     plan_slice,
     run_demo,
     samples_within,
+    train_slice,
 )
 from genzoo.demo_report import objective_source
 from genzoo.metrics import confident_share
 from genzoo.models.base import CapabilityError
 from genzoo.models.dae import DenoisingAutoencoder, corrupt
+from genzoo.runs import RunError
 from genzoo.zoo import RECIPES, taxonomy_leaves
 
 
@@ -79,6 +82,15 @@ def test_closed_form_fits_take_a_seeded_subset_of_a_large_training_set_on_a_cpu(
     for name, scale in (("gmm", "gpu"), ("vae", "cpu")):  # the full set on a GPU; trained models see every digit
         data, said = fit_subset(name, big, scale, seed=0)
         assert data is big and said == ""
+
+
+def test_a_continued_run_reads_its_checkpoint_through_the_checked_loader(tmp_path, tiny):
+    """A checkpoint that is not genzoo's (here a bare pickle) is refused before anything in it runs."""
+    run_dir = tmp_path / "vae"
+    run_dir.mkdir()
+    (run_dir / "checkpoint.pt").write_bytes(pickle.dumps({"step": 3, "model": {}}))
+    with pytest.raises(RunError, match=r"checkpoint.pt: not a genzoo checkpoint: it is not a torch archive"):
+        train_slice("vae", tiny, run_dir, 0, torch.device("cpu"), "tiny", 5.0, progress=False)
 
 
 def test_confident_share_counts_probabilities_at_or_above_the_threshold():

@@ -150,7 +150,7 @@ def train_slice(name: str, dataset: Dataset, run_dir: Path, seed: int, device: t
         return f"new run{fitted_on}"
     if registry.get(name).training_mode == "fit":
         return "already fitted (closed form: nothing to continue)"
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    state = runs.load_checkpoint(checkpoint, "cpu", mmap=True)  # checked: a foreign or damaged file is refused
     config = runs.read_config(run_dir)
     lengths: dict[str, Any] = {"time_budget": state["elapsed"] + seconds}
     run_train = config["train"]
