@@ -57,7 +57,9 @@ def eval_settings(name: str, scale: str, n_test: int) -> dict[str, int]:
         return {"max_test": 0, "n_samples": 10_000, "iwae_k": 1000}
     if scale == "tiny":
         return {"max_test": min(64, n_test), "n_samples": 64, "iwae_k": 2}
-    return {"max_test": min(1000, n_test), "n_samples": recipe.cpu_samples, "iwae_k": 50}
+    # IWAE with K = 20 (the VAE's NLL, a looser bound than K = 5000 and stated beside it): with K = 50 its pass over
+    # 1,000 MNIST test digits took 36 CPU seconds, more than the VAE's reserve (benchmarks/demo.py --costs)
+    return {"max_test": min(1000, n_test), "n_samples": recipe.cpu_samples, "iwae_k": 20}
 
 
 def model_settings(name: str, scale: str) -> tuple[dict[str, Any], dict[str, Any]]:
