@@ -25,7 +25,7 @@ from genzoo.demo import (
     samples_within,
     train_slice,
 )
-from genzoo.demo_report import objective_source
+from genzoo.demo_report import RECOGNISABLE_SHARE, not_there_note, objective_source
 from genzoo.metrics import confident_share
 from genzoo.models.base import CapabilityError
 from genzoo.models.dae import DenoisingAutoencoder, corrupt
@@ -98,6 +98,25 @@ def test_confident_share_counts_probabilities_at_or_above_the_threshold():
     assert confident_share(probs) == 0.5  # 0.95 and exactly 0.9 count; 0.5 and 0.89 do not
     with pytest.raises(ValueError, match=r"\(N, n_classes\) with N >= 1, got shape \(3,\)"):
         confident_share(torch.ones(3))
+
+
+def test_a_family_short_of_recognisable_digits_says_so_from_its_measured_share():
+    """The note comes from the measured confident share, not a list of models: under RECOGNISABLE_SHARE it says
+    what the samples reached, how each demo run moved it, the command that continues it and the full recipe."""
+    assert RECOGNISABLE_SHARE == 0.5
+    sessions = [{"what": "new run", "confident_share": 0.22},
+                {"what": "continued from step 72", "confident_share": 0.29}]
+    floor = {"confident_share": 0.991}
+    short = {"confident_share": {"value": 0.29, "n": 100}, "train_seconds": 64.2}
+    note = html.unescape(not_there_note("pixelrnn", Path("/tmp/d"), short, sessions, floor))
+    assert "Not recognisable digits yet" in note and "29% of its 100 samples" in note and "after 64 s" in note
+    assert "(real digits: 99%)" in note and "went 22% → 29%" in note
+    assert "genzoo demo --out /tmp/d" in note and "--models pixelrnn" in note
+    assert RECIPES["pixelrnn"].full_recipe in note
+    there = {"confident_share": {"value": RECOGNISABLE_SHARE, "n": 1000}}
+    assert not_there_note("vae", Path("/tmp/d"), there, sessions[:1], floor) == ""  # at the threshold: there
+    assert not_there_note("bayes", Path("/tmp/d"), {"confident_share": {"value": 0.1, "n": 9}}, [], floor) != ""
+    assert not_there_note("instruct", Path("/tmp/d"), {}, [], floor) == ""  # no samples scored: nothing to say
 
 
 # ---------------------------------------------------------------------------- the DAE as a Markov chain
@@ -173,6 +192,12 @@ def test_demo_trains_evaluates_and_reports_every_family(demo):
     assert json.loads((out / "rbm" / "metrics.json").read_text())["log_z"]["se"] >= 0
     assert 'class="coverage"' in page_text and "log2 10 = 3.32" in page_text
     assert "real training digits (floor)" in page_text
+    # each section's note on recognisable digits follows its measured share, with the model's full recipe
+    sections = dict(re.findall(r'<h2 id="([a-z]+)">(.*?)(?=<h2 id=|</body>)', page_text, re.S))
+    for name in registry.MODELS:
+        share = json.loads((out / name / "metrics.json").read_text())["confident_share"]["value"]
+        assert ("Not recognisable digits yet" in sections[name]) == (share < RECOGNISABLE_SHARE), name
+        assert html.escape(RECIPES[name].full_recipe) in sections[name], name
     # `genzoo sample RUN --chain` on the DAE run; a run of another family is refused.
     chain = commands.sample(out / "dae", 3, chain=True, seed=1, out=out / "chain.png")
     assert chain.stat().st_size > 0
