@@ -25,7 +25,7 @@ from genzoo.demo import (
     samples_within,
     train_slice,
 )
-from genzoo.demo_report import RECOGNISABLE_SHARE, not_there_note, objective_source
+from genzoo.demo_report import COLLAPSED_BITS, RECOGNISABLE_SHARE, not_there_note, objective_source
 from genzoo.metrics import confident_share
 from genzoo.models.base import CapabilityError
 from genzoo.models.dae import DenoisingAutoencoder, corrupt
@@ -117,6 +117,12 @@ def test_a_family_short_of_recognisable_digits_says_so_from_its_measured_share()
     assert not_there_note("vae", Path("/tmp/d"), there, sessions[:1], floor) == ""  # at the threshold: there
     assert not_there_note("bayes", Path("/tmp/d"), {"confident_share": {"value": 0.1, "n": 9}}, [], floor) != ""
     assert not_there_note("instruct", Path("/tmp/d"), {}, [], floor) == ""  # no samples scored: nothing to say
+    # confident but collapsed (noise the evaluator calls an 8): not digits either
+    assert COLLAPSED_BITS == 1.0
+    blob = {"confident_share": {"value": 1.0, "n": 100}, "class_entropy_bits": {"value": 0.0}}
+    assert "almost one class (0.00 bits" in not_there_note("gan", Path("/tmp/d"), blob, [], floor)
+    spread = {"confident_share": {"value": 0.9, "n": 100}, "class_entropy_bits": {"value": COLLAPSED_BITS}}
+    assert not_there_note("gan", Path("/tmp/d"), spread, [], floor) == ""
 
 
 # ---------------------------------------------------------------------------- the DAE as a Markov chain
@@ -195,8 +201,10 @@ def test_demo_trains_evaluates_and_reports_every_family(demo):
     # each section's note on recognisable digits follows its measured share, with the model's full recipe
     sections = dict(re.findall(r'<h2 id="([a-z]+)">(.*?)(?=<h2 id=|</body>)', page_text, re.S))
     for name in registry.MODELS:
-        share = json.loads((out / name / "metrics.json").read_text())["confident_share"]["value"]
-        assert ("Not recognisable digits yet" in sections[name]) == (share < RECOGNISABLE_SHARE), name
+        metrics = json.loads((out / name / "metrics.json").read_text())
+        short = metrics["confident_share"]["value"] < RECOGNISABLE_SHARE
+        collapsed = metrics["class_entropy_bits"]["value"] < COLLAPSED_BITS
+        assert ("Not recognisable digits yet" in sections[name]) == (short or collapsed), name
         assert html.escape(RECIPES[name].full_recipe) in sections[name], name
     # `genzoo sample RUN --chain` on the DAE run; a run of another family is refused.
     chain = commands.sample(out / "dae", 3, chain=True, seed=1, out=out / "chain.png")

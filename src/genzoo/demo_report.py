@@ -92,6 +92,7 @@ READINGS = {
 # A family "gets there" (recognisable digits, the issue's measure) when at least this share of its samples are
 # digits the evaluator reads with probability >= 0.9; real training digits score about 0.99.
 RECOGNISABLE_SHARE = 0.5
+COLLAPSED_BITS = 1.0  # class entropy under this (of log2 10 = 3.32 bits): the samples are nearly all one "digit"
 SKIPPED_METRICS = {"model", "seed", "hardware", "seconds", "data", "evaluator_version", "sample_quality_seconds",
                    "train_images_per_s"}
 
@@ -229,13 +230,19 @@ def _scored_runs(sessions: list[dict]) -> list[dict]:
 
 
 def not_there_note(name: str, out: Path, metrics: dict, sessions: list[dict], floor: dict) -> str:
-    """The note of a family whose samples are not yet recognisable digits by the evaluator (confident share under
-    RECOGNISABLE_SHARE), from its measured scores: what it reached, how each demo run moved it, the command that
-    continues it and the full recipe. Empty when it got there, or when it draws no samples."""
+    """The note of a family whose samples are not yet recognisable digits by the evaluator, from its measured
+    scores: a confident share under RECOGNISABLE_SHARE, or samples that collapse onto one class (class entropy
+    under COLLAPSED_BITS: a shape the evaluator is sure about is not digits). It says what the samples reached,
+    how each demo run moved them, the command that continues the model and its full recipe. Empty when the
+    family got there, or when it draws no samples."""
     entry = metrics.get("confident_share")
-    if not isinstance(entry, dict) or entry.get("value") is None or entry["value"] >= RECOGNISABLE_SHARE:
+    if not isinstance(entry, dict) or entry.get("value") is None:
         return ""
     share, recipe = entry["value"], RECIPES[name]
+    bits = (metrics.get("class_entropy_bits") or {}).get("value")
+    collapsed = isinstance(bits, (int, float)) and bits < COLLAPSED_BITS
+    if share >= RECOGNISABLE_SHARE and not collapsed:
+        return ""
     real = floor.get("confident_share")
     runs_so_far = _scored_runs(sessions)
     moved = ""
@@ -244,12 +251,15 @@ def not_there_note(name: str, out: Path, metrics: dict, sessions: list[dict], fl
             f"{s['confident_share']:.0%}" for s in runs_so_far) + ".")
     trained = metrics.get("train_seconds")
     after = f" after {trained:.0f} s of training" if isinstance(trained, (int, float)) else ""
-    return (f'<p class="note not-there"><b>Not recognisable digits yet</b>: {share:.0%} of its {entry.get("n", "")} '
-            f"samples are digits the evaluator reads with confidence &gt;= 0.9{after}"
-            f"{f' (real digits: {real:.0%})' if isinstance(real, (int, float)) else ''}; this page counts a family "
-            f"there at {RECOGNISABLE_SHARE:.0%}.{moved} Its pictures below show what it has. Each run of "
-            f"<code>{html.escape(f'genzoo demo --out {out}')}</code> (add <code>--models {name}</code> for this "
-            "model alone) continues it with another slice; the full recipe: "
+    reached = (f"{share:.0%} of its {entry.get('n', '')} samples are digits the evaluator reads with confidence "
+               f"&gt;= 0.9{after}{f' (real digits: {real:.0%})' if isinstance(real, (int, float)) else ''}")
+    if collapsed:
+        reached += (f", but they fall into almost one class ({bits:.2f} bits, against log2 10 = 3.32 for ten digits "
+                    "equally common): a shape the evaluator is sure about, not yet digits")
+    return (f'<p class="note not-there"><b>Not recognisable digits yet</b>: {reached}; this page counts a family '
+            f"there at {RECOGNISABLE_SHARE:.0%} confident and {COLLAPSED_BITS:g} bit or more.{moved} Its pictures "
+            f"below show what it has. Each run of <code>{html.escape(f'genzoo demo --out {out}')}</code> (add "
+            f"<code>--models {name}</code> for this model alone) continues it with another slice; the full recipe: "
             f"<code>{html.escape(recipe.full_recipe)}</code></p>")
 
 
@@ -337,9 +347,9 @@ def write_demo_report(out: str | Path, models: list[str], floor: dict, title: st
     behind = [m for m in done if not_there_note(m, out, metrics[m], sessions.get(m, []), floor)]
     if behind:
         body.append(f'<p class="note">Not recognisable digits yet (under {RECOGNISABLE_SHARE:.0%} of samples read '
-                    "with confidence &gt;= 0.9): " + ", ".join(f'<a href="#{m}">{m}</a>' for m in behind)
-                    + ". Their sections say what they reached and what to run; running the demo again in this "
-                    "folder continues every model.</p>")
+                    f"with confidence &gt;= 0.9, or under {COLLAPSED_BITS:g} bit of classes among them): "
+                    + ", ".join(f'<a href="#{m}">{m}</a>' for m in behind) + ". Their sections say what they "
+                    "reached and what to run; running the demo again in this folder continues every model.</p>")
     body += [_section(name, out, report_dir, sessions.get(name, []), floor) for name in models]
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
