@@ -109,8 +109,8 @@ def test_a_family_short_of_recognisable_digits_says_so_from_its_measured_share()
     floor = {"confident_share": 0.991}
     short = {"confident_share": {"value": 0.29, "n": 100}, "train_seconds": 64.2}
     note = html.unescape(not_there_note("pixelrnn", Path("/tmp/d"), short, sessions, floor))
-    assert "Not recognisable digits yet" in note and "29% of its 100 samples" in note and "after 64 s" in note
-    assert "(real digits: 99%)" in note and "went 22% → 29%" in note
+    assert "Not recognisable digits yet" in note and "29.0% of its 100 samples" in note and "after 64 s" in note
+    assert "(real digits: 99%)" in note and "went 22.0% → 29.0%" in note
     assert "genzoo demo --out /tmp/d" in note and "--models pixelrnn" in note
     assert RECIPES["pixelrnn"].full_recipe in note
     there = {"confident_share": {"value": RECOGNISABLE_SHARE, "n": 1000}}

@@ -248,10 +248,10 @@ def not_there_note(name: str, out: Path, metrics: dict, sessions: list[dict], fl
     moved = ""
     if len(runs_so_far) > 1:
         moved = (" Over the demo runs in this folder it went " + " → ".join(
-            f"{s['confident_share']:.0%}" for s in runs_so_far) + ".")
+            f"{s['confident_share']:.1%}" for s in runs_so_far) + ".")
     trained = metrics.get("train_seconds")
     after = f" after {trained:.0f} s of training" if isinstance(trained, (int, float)) else ""
-    reached = (f"{share:.0%} of its {entry.get('n', '')} samples are digits the evaluator reads with confidence "
+    reached = (f"{share:.1%} of its {entry.get('n', '')} samples are digits the evaluator reads with confidence "
                f"&gt;= 0.9{after}{f' (real digits: {real:.0%})' if isinstance(real, (int, float)) else ''}")
     if collapsed:
         reached += (f", but they fall into almost one class ({bits:.2f} bits, against log2 10 = 3.32 for ten digits "
