@@ -3,6 +3,7 @@
 import html
 import json
 import os
+import pickle
 import re
 from pathlib import Path
 
@@ -22,11 +23,13 @@ from genzoo.demo import (
     plan_slice,
     run_demo,
     samples_within,
+    train_slice,
 )
-from genzoo.demo_report import objective_source
+from genzoo.demo_report import COLLAPSED_BITS, RECOGNISABLE_SHARE, not_there_note, objective_source
 from genzoo.metrics import confident_share
 from genzoo.models.base import CapabilityError
 from genzoo.models.dae import DenoisingAutoencoder, corrupt
+from genzoo.runs import RunError
 from genzoo.zoo import RECIPES, taxonomy_leaves
 
 
@@ -81,11 +84,45 @@ def test_closed_form_fits_take_a_seeded_subset_of_a_large_training_set_on_a_cpu(
         assert data is big and said == ""
 
 
+def test_a_continued_run_reads_its_checkpoint_through_the_checked_loader(tmp_path, tiny):
+    """A checkpoint that is not genzoo's (here a bare pickle) is refused before anything in it runs."""
+    run_dir = tmp_path / "vae"
+    run_dir.mkdir()
+    (run_dir / "checkpoint.pt").write_bytes(pickle.dumps({"step": 3, "model": {}}))
+    with pytest.raises(RunError, match=r"checkpoint.pt: not a genzoo checkpoint: it is not a torch archive"):
+        train_slice("vae", tiny, run_dir, 0, torch.device("cpu"), "tiny", 5.0, progress=False)
+
+
 def test_confident_share_counts_probabilities_at_or_above_the_threshold():
     probs = torch.tensor([[0.95, 0.05], [0.5, 0.5], [0.1, 0.9], [0.89, 0.11]])
     assert confident_share(probs) == 0.5  # 0.95 and exactly 0.9 count; 0.5 and 0.89 do not
     with pytest.raises(ValueError, match=r"\(N, n_classes\) with N >= 1, got shape \(3,\)"):
         confident_share(torch.ones(3))
+
+
+def test_a_family_short_of_recognisable_digits_says_so_from_its_measured_share():
+    """The note comes from the measured confident share, not a list of models: under RECOGNISABLE_SHARE it says
+    what the samples reached, how each demo run moved it, the command that continues it and the full recipe."""
+    assert RECOGNISABLE_SHARE == 0.5
+    sessions = [{"what": "new run", "confident_share": 0.22},
+                {"what": "continued from step 72", "confident_share": 0.29}]
+    floor = {"confident_share": 0.991}
+    short = {"confident_share": {"value": 0.29, "n": 100}, "train_seconds": 64.2}
+    note = html.unescape(not_there_note("pixelrnn", Path("/tmp/d"), short, sessions, floor))
+    assert "Not recognisable digits yet" in note and "29.0% of its 100 samples" in note and "after 64 s" in note
+    assert "(real digits: 99%)" in note and "went 22.0% → 29.0%" in note
+    assert "genzoo demo --out /tmp/d" in note and "--models pixelrnn" in note
+    assert RECIPES["pixelrnn"].full_recipe in note
+    there = {"confident_share": {"value": RECOGNISABLE_SHARE, "n": 1000}}
+    assert not_there_note("vae", Path("/tmp/d"), there, sessions[:1], floor) == ""  # at the threshold: there
+    assert not_there_note("bayes", Path("/tmp/d"), {"confident_share": {"value": 0.1, "n": 9}}, [], floor) != ""
+    assert not_there_note("instruct", Path("/tmp/d"), {}, [], floor) == ""  # no samples scored: nothing to say
+    # confident but collapsed (noise the evaluator calls an 8): not digits either
+    assert COLLAPSED_BITS == 1.0
+    blob = {"confident_share": {"value": 1.0, "n": 100}, "class_entropy_bits": {"value": 0.0}}
+    assert "almost one class (0.00 bits" in not_there_note("gan", Path("/tmp/d"), blob, [], floor)
+    spread = {"confident_share": {"value": 0.9, "n": 100}, "class_entropy_bits": {"value": COLLAPSED_BITS}}
+    assert not_there_note("gan", Path("/tmp/d"), spread, [], floor) == ""
 
 
 # ---------------------------------------------------------------------------- the DAE as a Markov chain
@@ -161,6 +198,14 @@ def test_demo_trains_evaluates_and_reports_every_family(demo):
     assert json.loads((out / "rbm" / "metrics.json").read_text())["log_z"]["se"] >= 0
     assert 'class="coverage"' in page_text and "log2 10 = 3.32" in page_text
     assert "real training digits (floor)" in page_text
+    # each section's note on recognisable digits follows its measured share, with the model's full recipe
+    sections = dict(re.findall(r'<h2 id="([a-z]+)">(.*?)(?=<h2 id=|</body>)', page_text, re.S))
+    for name in registry.MODELS:
+        metrics = json.loads((out / name / "metrics.json").read_text())
+        short = metrics["confident_share"]["value"] < RECOGNISABLE_SHARE
+        collapsed = metrics["class_entropy_bits"]["value"] < COLLAPSED_BITS
+        assert ("Not recognisable digits yet" in sections[name]) == (short or collapsed), name
+        assert html.escape(RECIPES[name].full_recipe) in sections[name], name
     # `genzoo sample RUN --chain` on the DAE run; a run of another family is refused.
     chain = commands.sample(out / "dae", 3, chain=True, seed=1, out=out / "chain.png")
     assert chain.stat().st_size > 0

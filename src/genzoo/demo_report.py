@@ -89,6 +89,10 @@ READINGS = {
     "train_seconds": "training seconds in all, over every session",
     "parameters": "learned numbers",
 }
+# A family "gets there" (recognisable digits, the issue's measure) when at least this share of its samples are
+# digits the evaluator reads with probability >= 0.9; real training digits score about 0.99.
+RECOGNISABLE_SHARE = 0.5
+COLLAPSED_BITS = 1.0  # class entropy under this (of log2 10 = 3.32 bits): the samples are nearly all one "digit"
 SKIPPED_METRICS = {"model", "seed", "hardware", "seconds", "data", "evaluator_version", "sample_quality_seconds",
                    "train_images_per_s"}
 
@@ -204,7 +208,7 @@ def _figure(url: str, caption: str, pixelated: bool = True) -> str:
 def _history(sessions: list[dict]) -> str:
     """One row per demo run of a model: training seconds in all and the sample scores after it, so that a
     continued run shows what the extra time bought."""
-    rows = [s for s in sessions if s.get("confident_share") is not None and not s["what"].startswith("already")]
+    rows = _scored_runs(sessions)
     if len(rows) < 2:
         return ""
     cells = []
@@ -220,7 +224,46 @@ def _history(sessions: list[dict]) -> str:
             '<p class="meta">Each demo run in this folder continued the model: its sample scores after each run.</p>')
 
 
-def _section(name: str, out: Path, report_dir: Path, sessions: list[dict]) -> str:
+def _scored_runs(sessions: list[dict]) -> list[dict]:
+    """The demo runs of a model that trained it and scored its samples (not a closed-form fit kept as it was)."""
+    return [s for s in sessions if s.get("confident_share") is not None and not s["what"].startswith("already")]
+
+
+def not_there_note(name: str, out: Path, metrics: dict, sessions: list[dict], floor: dict) -> str:
+    """The note of a family whose samples are not yet recognisable digits by the evaluator, from its measured
+    scores: a confident share under RECOGNISABLE_SHARE, or samples that collapse onto one class (class entropy
+    under COLLAPSED_BITS: a shape the evaluator is sure about is not digits). It says what the samples reached,
+    how each demo run moved them, the command that continues the model and its full recipe. Empty when the
+    family got there, or when it draws no samples."""
+    entry = metrics.get("confident_share")
+    if not isinstance(entry, dict) or entry.get("value") is None:
+        return ""
+    share, recipe = entry["value"], RECIPES[name]
+    bits = (metrics.get("class_entropy_bits") or {}).get("value")
+    collapsed = isinstance(bits, (int, float)) and bits < COLLAPSED_BITS
+    if share >= RECOGNISABLE_SHARE and not collapsed:
+        return ""
+    real = floor.get("confident_share")
+    runs_so_far = _scored_runs(sessions)
+    moved = ""
+    if len(runs_so_far) > 1:
+        moved = (" Over the demo runs in this folder it went " + " → ".join(
+            f"{s['confident_share']:.1%}" for s in runs_so_far) + ".")
+    trained = metrics.get("train_seconds")
+    after = f" after {trained:.0f} s of training" if isinstance(trained, (int, float)) else ""
+    reached = (f"{share:.1%} of its {entry.get('n', '')} samples are digits the evaluator reads with confidence "
+               f"&gt;= 0.9{after}{f' (real digits: {real:.0%})' if isinstance(real, (int, float)) else ''}")
+    if collapsed:
+        reached += (f", but they fall into almost one class ({bits:.2f} bits, against log2 10 = 3.32 for ten digits "
+                    "equally common): a shape the evaluator is sure about, not yet digits")
+    return (f'<p class="note not-there"><b>Not recognisable digits yet</b>: {reached}; this page counts a family '
+            f"there at {RECOGNISABLE_SHARE:.0%} confident and {COLLAPSED_BITS:g} bit or more.{moved} Its pictures "
+            f"below show what it has. Each run of <code>{html.escape(f'genzoo demo --out {out}')}</code> (add "
+            f"<code>--models {name}</code> for this model alone) continues it with another slice; the full recipe: "
+            f"<code>{html.escape(recipe.full_recipe)}</code></p>")
+
+
+def _section(name: str, out: Path, report_dir: Path, sessions: list[dict], floor: dict | None = None) -> str:
     recipe = RECIPES[name]
     cls = registry.get(name)
     parts = [f'<h2 id="{name}">{name}: {html.escape((cls.__doc__ or "").strip().splitlines()[0])}</h2>',
@@ -249,9 +292,11 @@ def _section(name: str, out: Path, report_dir: Path, sessions: list[dict]) -> st
     history = _history(sessions)
     if history:
         parts.append(history)
+    not_there = not_there_note(name, out, metrics, sessions, floor or {})
+    if not_there:
+        parts.append(not_there)
     if recipe.cpu_note and sessions and sessions[-1].get("scale") == "cpu":
-        parts.append(f'<p class="note">{html.escape(recipe.cpu_note)} Full recipe: '
-                     f"<code>{html.escape(recipe.full_recipe)}</code></p>")
+        parts.append(f'<p class="note">{html.escape(recipe.cpu_note)}</p>')
     figures = []
     if run.grids:
         latest = run.grids[-1]
@@ -273,7 +318,7 @@ def _section(name: str, out: Path, report_dir: Path, sessions: list[dict]) -> st
                          f"an entropy of {bits:.2f} bits, against log2 10 = {math.log2(10):.2f} bits for all ten "
                          f"digits equally common ({2 ** bits:.1f} digits' worth).</p>")
         parts.append("<h3>Metrics</h3>" + _metric_rows(metrics))
-    if not recipe.cpu_note:
+    if not not_there:
         parts.append(f'<p class="meta">Full recipe: <code>{html.escape(recipe.full_recipe)}</code></p>')
     return "\n".join(parts)
 
@@ -299,7 +344,13 @@ def write_demo_report(out: str | Path, models: list[str], floor: dict, title: st
             '<p>After Goodfellow\'s NIPS 2016 tutorial (figure 9). Each leaf links to its model\'s section.</p>',
             f'<ul class="tax">{_taxonomy(TAXONOMY, set(models))}</ul>',
             "<h2>Leaderboard</h2>", _leaderboard(models, metrics, floor)]
-    body += [_section(name, out, report_dir, sessions.get(name, [])) for name in models]
+    behind = [m for m in done if not_there_note(m, out, metrics[m], sessions.get(m, []), floor)]
+    if behind:
+        body.append(f'<p class="note">Not recognisable digits yet (under {RECOGNISABLE_SHARE:.0%} of samples read '
+                    f"with confidence &gt;= 0.9, or under {COLLAPSED_BITS:g} bit of classes among them): "
+                    + ", ".join(f'<a href="#{m}">{m}</a>' for m in behind) + ". Their sections say what they "
+                    "reached and what to run; running the demo again in this folder continues every model.</p>")
+    body += [_section(name, out, report_dir, sessions.get(name, []), floor) for name in models]
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head>\n<body>\n"

@@ -229,6 +229,122 @@ def denoising_metrics(model, test_x: torch.Tensor, seed: int, batch: int = 500) 
     return out
 
 
+def check_evaluation_arguments(*, max_test: int, random_subset: bool, iwae_k: int, n_samples: int,
+                               sweep_samples: int, ais_betas: int, ais_runs: int) -> None:
+    """`evaluate_run`'s counts, checked before anything is loaded: each error names the value and the fix."""
+    non_negative(max_test=max_test, iwae_k=iwae_k, n_samples=n_samples, ais_betas=ais_betas, ais_runs=ais_runs)
+    if 0 < ais_betas < 10:
+        raise ConfigError(f"--ais-betas {ais_betas}: AIS needs at least 10 intermediate distributions "
+                          "(Salakhutdinov & Murray use 14500)")
+    for what, count in (("--samples", n_samples), ("--sweep-samples", sweep_samples)):
+        if 0 < count <= PR_NEIGHBOURS:
+            raise ConfigError(f"{what} {count}: precision and recall compare each sample with its {PR_NEIGHBOURS} "
+                              f"nearest neighbours, so they need at least {PR_NEIGHBOURS + 1} samples; give "
+                              f"{what} {PR_NEIGHBOURS + 1} or more (10000 for the reported figures), or 0 for none")
+    if random_subset and not max_test:
+        raise ConfigError("random_subset draws max_test test images at random; give max_test too "
+                         "(e.g. genzoo evaluate RUN --max-test 300 --random-subset)")
+
+
+def check_sample_options(model, sample_options: dict[str, Any] | None, guidance_sweep: list[float] | None
+                         ) -> dict[str, Any]:
+    """The sampling options given (None values dropped), each one the model's `sample` takes."""
+    sample_options = {k: v for k, v in (sample_options or {}).items() if v is not None}
+    wanted = set(sample_options) | ({"guidance"} if guidance_sweep else set())
+    if wanted - set(model.sample_options):
+        raise ConfigError(f"{model.name}: no sampling option {', '.join(sorted(wanted - set(model.sample_options)))}; "
+                          f"its options: {', '.join(model.sample_options) or 'none'}")
+    return sample_options
+
+
+def training_record(model, run_dir: Path) -> dict[str, Any]:
+    """The model, its parameter count, and the training seconds and images/s of its last session."""
+    metrics: dict[str, Any] = {"model": model.name, "parameters": model.n_parameters()}
+    end = [r for r in runs.read_metrics_log(run_dir) if r.get("event") == "end"]
+    if end:
+        metrics["train_seconds"] = end[-1]["train_seconds"]
+        metrics["train_images_per_s"] = end[-1]["images_per_s"]
+    return metrics
+
+
+def unconditional_likelihood_metrics(model, binary_x: torch.Tensor, binary_all: torch.Tensor, subset: torch.Tensor,
+                                     *, seed: int, iwae_k: int, ais_betas: int, ais_runs: int, random_subset: bool,
+                                     generator: torch.Generator, device: torch.device
+                                     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, int] | None]:
+    """log p(x) of an unconditional model on the scored test images, with what its kind adds: the AIS estimate
+    of log Z first (the RBM), the IWAE gap after (the VAE).
+
+    Returns:
+        (metrics, the log_prob arguments used ({"k": K} for importance-sampled estimates), the AIS cost or None).
+    """
+    metrics: dict[str, Any] = {}
+    takes_k = "k" in model.log_prob_options  # importance-sampled estimates
+    kwargs = {"k": iwae_k or model.config.iwae_k} if takes_k else {}
+    draws = {"generator": generator} if "generator" in model.log_prob_options else {}
+    ais = None
+    if model.estimates_log_z:  # AIS of log Z first, its cost stated beside the number, with progress
+        ais = {"ais_betas": ais_betas or model.config.ais_betas, "ais_runs": ais_runs or model.config.ais_runs}
+        with progress.bar(ais["ais_betas"] - 1, f"{model.name}: AIS log Z, {ais['ais_runs']} chains", "beta",
+                          enabled=True, delay=2.0) as bar:
+            model.estimate_log_z(ais["ais_betas"], ais["ais_runs"], seed=0, on_step=bar.update)
+    log_p = per_image_log_prob(model, binary_x, **kwargs, **draws)
+    metrics.update(likelihood_metrics(model, log_p, **kwargs))
+    if model.estimates_log_z:  # log p(x) through an AIS estimate of log Z: its spread and its cost
+        metrics.update(log_z_metrics(model, metrics, ais))
+    if model.has_elbo and takes_k:
+        if random_subset:  # the ELBO of every test image turns the subset's gap into the whole set's NLL
+            elbo_all = mean_elbo(model, binary_all.to(device), seed)
+            metrics.update(iwae_gap_metrics(elbo_all[subset], log_p, elbo_all, elbo_draws=ELBO_DRAWS))
+        else:
+            metrics.update(iwae_gap_metrics(mean_elbo(model, binary_x, seed), log_p, elbo_draws=ELBO_DRAWS))
+    return metrics, kwargs, ais
+
+
+def density_metrics(model, data, subset: torch.Tensor, *, seed: int, iwae_k: int, ais_betas: int, ais_runs: int,
+                    random_subset: bool, device: torch.device
+                    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, int] | None]:
+    """The ELBO and the NLL (marginal and given the label for a class-conditional model) on the scored test
+    images, binarized by the fixed binarization for Bernoulli models.
+
+    Returns:
+        (metrics, the log_prob arguments used, the AIS cost or None), as `unconditional_likelihood_metrics`.
+    """
+    metrics: dict[str, Any] = {}
+    # the fixed binarization is drawn for the whole test set, so a subset's images are the same draws
+    binary_all = fixed_binarization(data.test_x) if model.binary_data else data.test_x
+    binary_x = binary_all[subset].to(device)
+    # one stream for the ELBO's and the importance samples' draws, seeded like the rest of the evaluation
+    generator = torch.Generator(device).manual_seed(seed)
+    if model.has_elbo:
+        elbo = _batched(functools.partial(model.elbo, generator=generator), binary_x, 500, desc=f"{model.name}: ELBO")
+        metrics["elbo_nats"] = {**mean_and_se(elbo), "unit": "nats/image (higher is better)", "n": len(elbo),
+                                "data": FIXED_BINARIZATION}
+    if model.log_prob_kind is not None and model.conditional:  # log p(x | y) and the marginal log p(x)
+        metrics.update(class_conditional_likelihood_metrics(model, binary_x, data.test_y[subset], data.train_y))
+    if model.log_prob_kind is None or model.conditional:
+        return metrics, {}, None
+    more, kwargs, ais = unconditional_likelihood_metrics(
+        model, binary_x, binary_all, subset, seed=seed, iwae_k=iwae_k, ais_betas=ais_betas, ais_runs=ais_runs,
+        random_subset=random_subset, generator=generator, device=device)
+    return {**metrics, **more}, kwargs, ais
+
+
+def sample_metrics(model, reference: torch.Tensor, n_samples: int, seed: int, sample_options: dict[str, Any]
+                   ) -> dict[str, Any]:
+    """Sample quality of `n_samples` samples against every real digit of `reference`, with progress; the
+    scores that depend on the count say so when it is under REFERENCE_SAMPLES."""
+    from .metrics import model_sample_quality
+
+    with progress.bar(n_samples, f"{model.name}: samples", "image", enabled=True, delay=2.0) as bar:
+        metrics = model_sample_quality(model, reference, n_samples, seed, sample_options=sample_options,
+                                       on_batch=bar.update)
+    for key in SAMPLE_SCORES:
+        if key in metrics and n_samples < REFERENCE_SAMPLES:
+            metrics[key]["note"] = (f"from {n_samples:,} samples, fewer than the {REFERENCE_SAMPLES:,} of the "
+                                    "reported figures: compare only with scores from as many samples")
+    return metrics
+
+
 @torch.no_grad()
 def evaluate_run(
     run_dir: str | Path,
@@ -266,28 +382,14 @@ def evaluate_run(
             intermediate distributions and chains. Fewer cost less and give a wider spread; both are
             recorded beside the NLL.
     """
-    non_negative(max_test=max_test, iwae_k=iwae_k, n_samples=n_samples, ais_betas=ais_betas, ais_runs=ais_runs)
-    if 0 < ais_betas < 10:
-        raise ConfigError(f"--ais-betas {ais_betas}: AIS needs at least 10 intermediate distributions "
-                          "(Salakhutdinov & Murray use 14500)")
-    for what, count in (("--samples", n_samples), ("--sweep-samples", sweep_samples)):
-        if 0 < count <= PR_NEIGHBOURS:
-            raise ConfigError(f"{what} {count}: precision and recall compare each sample with its {PR_NEIGHBOURS} "
-                              f"nearest neighbours, so they need at least {PR_NEIGHBOURS + 1} samples; give "
-                              f"{what} {PR_NEIGHBOURS + 1} or more (10000 for the reported figures), or 0 for none")
-    if random_subset and not max_test:
-        raise ConfigError("random_subset draws max_test test images at random; give max_test too "
-                         "(e.g. genzoo evaluate RUN --max-test 300 --random-subset)")
+    check_evaluation_arguments(max_test=max_test, random_subset=random_subset, iwae_k=iwae_k, n_samples=n_samples,
+                               sweep_samples=sweep_samples, ais_betas=ais_betas, ais_runs=ais_runs)
     start = time.perf_counter()
     run_dir = Path(run_dir)
     device = resolve_device(device)
     config = runs.read_config(run_dir)
     model = runs.load(run_dir, device)
-    sample_options = {k: v for k, v in (sample_options or {}).items() if v is not None}
-    wanted = set(sample_options) | ({"guidance"} if guidance_sweep else set())
-    if wanted - set(model.sample_options):
-        raise ConfigError(f"{model.name}: no sampling option {', '.join(sorted(wanted - set(model.sample_options)))}; "
-                          f"its options: {', '.join(model.sample_options) or 'none'}")
+    sample_options = check_sample_options(model, sample_options, guidance_sweep)
     data = load_data(config["data"], verbose=False)
     if n_samples and len(data.test_x) <= PR_NEIGHBOURS:
         raise ConfigError(f"{config['data']}: {len(data.test_x)} test digits; precision and recall need at least "
@@ -296,59 +398,19 @@ def evaluate_run(
     test_x = data.test_x[subset].to(device)
     torch.manual_seed(seed)
 
-    metrics: dict[str, Any] = {"model": model.name, "parameters": model.n_parameters()}
-    end = [r for r in runs.read_metrics_log(run_dir) if r.get("event") == "end"]
-    if end:
-        metrics["train_seconds"] = end[-1]["train_seconds"]
-        metrics["train_images_per_s"] = end[-1]["images_per_s"]
+    metrics = training_record(model, run_dir)
     if model.can_denoise:
         metrics.update(denoising_metrics(model, test_x, seed))
     if model.can_reconstruct:
         metrics.update(reconstruction_metrics(model, test_x))
-    # the fixed binarization is drawn for the whole test set, so a subset's images are the same draws
-    binary_all = fixed_binarization(data.test_x) if model.binary_data else data.test_x
-    binary_x = binary_all[subset].to(device)
-    # one stream for the ELBO's and the importance samples' draws, seeded like the rest of the evaluation
-    generator = torch.Generator(device).manual_seed(seed)
-    if model.has_elbo:
-        elbo = _batched(functools.partial(model.elbo, generator=generator), binary_x, 500, desc=f"{model.name}: ELBO")
-        metrics["elbo_nats"] = {**mean_and_se(elbo), "unit": "nats/image (higher is better)", "n": len(elbo),
-                                "data": FIXED_BINARIZATION}
-    if model.log_prob_kind is not None and model.conditional:  # log p(x | y) and the marginal log p(x)
-        metrics.update(class_conditional_likelihood_metrics(model, binary_x, data.test_y[subset], data.train_y))
-    kwargs: dict[str, Any] = {}
-    if model.log_prob_kind is not None and not model.conditional:
-        takes_k = "k" in model.log_prob_options  # importance-sampled estimates
-        kwargs = {"k": iwae_k or model.config.iwae_k} if takes_k else {}
-        draws = {"generator": generator} if "generator" in model.log_prob_options else {}
-        if model.estimates_log_z:  # AIS of log Z first, its cost stated beside the number, with progress
-            ais = {"ais_betas": ais_betas or model.config.ais_betas, "ais_runs": ais_runs or model.config.ais_runs}
-            with progress.bar(ais["ais_betas"] - 1, f"{model.name}: AIS log Z, {ais['ais_runs']} chains", "beta",
-                              enabled=True, delay=2.0) as bar:
-                model.estimate_log_z(ais["ais_betas"], ais["ais_runs"], seed=0, on_step=bar.update)
-        log_p = per_image_log_prob(model, binary_x, **kwargs, **draws)
-        metrics.update(likelihood_metrics(model, log_p, **kwargs))
-        if model.estimates_log_z:  # log p(x) through an AIS estimate of log Z: its spread and its cost
-            metrics.update(log_z_metrics(model, metrics, ais))
-        if model.has_elbo and takes_k:
-            if random_subset:  # the ELBO of every test image turns the subset's gap into the whole set's NLL
-                elbo_all = mean_elbo(model, binary_all.to(device), seed)
-                metrics.update(iwae_gap_metrics(elbo_all[subset], log_p, elbo_all, elbo_draws=ELBO_DRAWS))
-            else:
-                metrics.update(iwae_gap_metrics(mean_elbo(model, binary_x, seed), log_p, elbo_draws=ELBO_DRAWS))
+    density, kwargs, ais = density_metrics(model, data, subset, seed=seed, iwae_k=iwae_k, ais_betas=ais_betas,
+                                           ais_runs=ais_runs, random_subset=random_subset, device=device)
+    metrics.update(density)
     # Sample quality against a fixed reference: every test digit of the data (10,000 for MNIST; features cached
     # by content), whatever max_test says, so that FID-style, precision and recall of two evaluations compare.
     reference = data.test_x
     if n_samples and model.can_sample:
-        from .metrics import model_sample_quality
-
-        with progress.bar(n_samples, f"{model.name}: samples", "image", enabled=True, delay=2.0) as bar:
-            metrics.update(model_sample_quality(model, reference, n_samples, seed, sample_options=sample_options,
-                                                on_batch=bar.update))
-        for key in SAMPLE_SCORES:
-            if key in metrics and n_samples < REFERENCE_SAMPLES:
-                metrics[key]["note"] = (f"from {n_samples:,} samples, fewer than the {REFERENCE_SAMPLES:,} of the "
-                                        "reported figures: compare only with scores from as many samples")
+        metrics.update(sample_metrics(model, reference, n_samples, seed, sample_options))
     if guidance_sweep:
         metrics["guidance_sweep"] = guidance_sweep_metrics(model, reference, guidance_sweep,
                                                            sweep_samples or n_samples, seed, sample_options, run_dir)
@@ -358,7 +420,7 @@ def evaluate_run(
                            "n_samples": n_samples if model.can_sample else 0, "seed": seed,
                            "iwae_k": kwargs.get("k") if model.log_prob_kind is not None else None,
                            "sampling": sample_options, "guidance_sweep": guidance_sweep}
-    if model.estimates_log_z and model.log_prob_kind is not None:
+    if ais is not None:
         metrics["settings"]["ais"] = {"betas": ais["ais_betas"], "runs": ais["ais_runs"]}
     metrics["trained_step"] = runs.trained_step(run_dir)
     metrics["evaluated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
