@@ -167,15 +167,23 @@ def summary(seconds: list[float]) -> dict:
     return {"median": statistics.median(seconds), "min": min(seconds), "max": max(seconds), "all": seconds}
 
 
-def interleave(sides: dict[str, Callable[[int], None]], repeats: int) -> dict[str, list[float]]:
-    """Seconds of each side's `run(repeat)`, the sides taken in turn (A B A B ...), `repeats` times each."""
+def interleave(sides: dict[str, Callable[[int], None]], repeats: int,
+               cpu: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
+    """Seconds of each side's `run(repeat)`, the sides taken in turn (A B A B ...), `repeats` times each.
+
+    Returns the wall-clock seconds; `cpu`, when given, receives this process's CPU seconds of each call. At one
+    thread on a shared machine the CPU seconds are the steadier measure: another job's turn on the core is not
+    counted (on an idle machine the two agree)."""
     times: dict[str, list[float]] = {name: [] for name in sides}
     for repeat in range(repeats):
         for name, run in sides.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             run(repeat)
             times[name].append(time.perf_counter() - start)
-            print(f"  repeat {repeat + 1}/{repeats}: {name} {times[name][-1]:.2f} s (load {load_average()})",
+            if cpu is not None:
+                cpu.setdefault(name, []).append(time.process_time() - start_cpu)
+            used = f", {cpu[name][-1]:.2f} s of CPU" if cpu is not None else ""
+            print(f"  repeat {repeat + 1}/{repeats}: {name} {times[name][-1]:.2f} s{used} (load {load_average()})",
                   file=sys.stderr, flush=True)
     return times
 
@@ -201,11 +209,15 @@ def subset(data: Dataset, n: int) -> Dataset:
     return Dataset(data.name, data.source, data.train_x[:n], data.train_y[:n], data.test_x, data.test_y)
 
 
-def side_figures(times: list[float], images: int, flops_per_image: float, peak: float) -> dict:
+def side_figures(times: list[float], images: int, flops_per_image: float, peak: float,
+                 cpu: list[float] | None = None) -> dict:
     s = summary(times)
     gflops = flops_per_image * images / s["median"] / 1e9
-    return {"seconds": s, "images": images, "images_per_s": images / s["median"], "flops_per_image": flops_per_image,
-            "gflops_per_s": gflops, "share_of_peak": gflops / peak}
+    out = {"seconds": s, "images": images, "images_per_s": images / s["median"], "flops_per_image": flops_per_image,
+           "gflops_per_s": gflops, "share_of_peak": gflops / peak}
+    if cpu:
+        out["cpu_seconds"] = summary(cpu)
+    return out
 
 
 # ---------------------------------------------------------------------------- vae against pythae
@@ -287,8 +299,9 @@ def compare_vae(data: Dataset, arch: str, peer: str, epoch_images: int, repeats:
         flops_theirs = counted_flops(lambda: trainer._optimizers_step(
             trainer.model({"data": x}, epoch=0, dataset_size=len(train_binary), uses_ddp=False))) / batch_size
         # one step each was taken by the counting: the weights of both moved once before the timed epochs
+        cpu: dict[str, list[float]] = {}
         times = interleave({"genzoo": lambda r: our_steps(loop, loop.batches.per_epoch),
-                            "pythae": lambda r: trainer.train_step(r + 1)}, repeats)
+                            "pythae": lambda r: trainer.train_step(r + 1)}, repeats, cpu)
         profiles = {}
         if profile_steps:
             def their_batches(n: int) -> None:  # the body of pythae's train_step, its DataLoader included
@@ -312,8 +325,9 @@ def compare_vae(data: Dataset, arch: str, peer: str, epoch_images: int, repeats:
     return {"comparison": f"vae-{arch}", "peer": name,
             "parameters": {"genzoo": ours.n_parameters(), "peer": theirs_vae.n_parameters()},
             "epoch_images": len(train_binary), "epochs": repeats, "steps_before_timing": 1,  # the FLOP count's step
-            "genzoo": {**side_figures(times["genzoo"], images_ours, flops_ours, peak), "test_nll": nll["genzoo"]},
-            "peer_side": {**side_figures(times["pythae"], images_theirs, flops_theirs, peak),
+            "genzoo": {**side_figures(times["genzoo"], images_ours, flops_ours, peak, cpu["genzoo"]),
+                       "test_nll": nll["genzoo"]},
+            "peer_side": {**side_figures(times["pythae"], images_theirs, flops_theirs, peak, cpu["pythae"]),
                           "test_nll": nll["pythae"]},
             "nll": {"test_images": len(test), "k": k, "binarization": "genzoo.data.fixed_binarization(seed=0)"},
             "profiles": profiles}
@@ -420,7 +434,9 @@ def compare_ddpm(data: Dataset, peer: str, steps: int, repeats: int, batch_size:
 
         flops_ours = counted_flops(lambda: our_steps(loop, 1)) / batch_size
         flops_theirs = counted_flops(lambda: their_steps(1)) / batch_size
-        times = interleave({"genzoo": lambda r: our_steps(loop, steps), peer: lambda r: their_steps(steps)}, repeats)
+        cpu: dict[str, list[float]] = {}
+        times = interleave({"genzoo": lambda r: our_steps(loop, steps), peer: lambda r: their_steps(steps)}, repeats,
+                           cpu)
         profiles = ({"genzoo": profile(lambda: our_steps(loop, profile_steps)),
                      peer: profile(lambda: their_steps(profile_steps))} if profile_steps else {})
     images = steps * batch_size
@@ -429,8 +445,8 @@ def compare_ddpm(data: Dataset, peer: str, steps: int, repeats: int, batch_size:
     return {"comparison": "ddpm-pixel", "peer": names[peer], "peer_width": theirs.width,
             "parameters": {"genzoo": count(ours.unet), "peer": count(theirs.unet)},
             "steps_per_repeat": steps, "batch_size": batch_size,
-            "genzoo": side_figures(times["genzoo"], images, flops_ours, peak),
-            "peer_side": side_figures(times[peer], images, flops_theirs, peak), "profiles": profiles}
+            "genzoo": side_figures(times["genzoo"], images, flops_ours, peak, cpu["genzoo"]),
+            "peer_side": side_figures(times[peer], images, flops_theirs, peak, cpu[peer]), "profiles": profiles}
 
 
 # ---------------------------------------------------------------------------- the report
@@ -447,28 +463,35 @@ def markdown_row(r: dict) -> str:
         return f"{s['median'] / per:.3f} ({s['min'] / per:.3f}-{s['max'] / per:.3f})"
 
     ratio, paired = throughput_ratios(r)
+    if "cpu_seconds" in ours and "cpu_seconds" in theirs:
+        cpu_ratio, cpu_paired = throughput_ratios(r, "cpu_seconds")
+        by_cpu = (f"x{cpu_ratio:.2f} (x{statistics.median(cpu_paired):.2f}, x{min(cpu_paired):.2f}-"
+                  f"x{max(cpu_paired):.2f})")
+    else:
+        by_cpu = "-"
     quality = (f"{ours['test_nll']:.2f} / {theirs['test_nll']:.2f}" if "test_nll" in ours else "-")
     return (f"| {r['comparison']} | {r['peer']} | {r['parameters']['genzoo']:,} / {r['parameters']['peer']:,} "
             f"| s/{unit}: {cell(ours)} / {cell(theirs)} | x{ratio:.2f} "
-            f"(x{statistics.median(paired):.2f}, x{min(paired):.2f}-x{max(paired):.2f}) | {quality} "
+            f"(x{statistics.median(paired):.2f}, x{min(paired):.2f}-x{max(paired):.2f}) | {by_cpu} | {quality} "
             f"| {ours['flops_per_image'] / 1e6:.1f} / {theirs['flops_per_image'] / 1e6:.1f} "
             f"| {ours['gflops_per_s']:.1f} ({ours['share_of_peak']:.0%}) / {theirs['gflops_per_s']:.1f} "
             f"({theirs['share_of_peak']:.0%}) | {r['load_before']} / {r['load_after']} |")
 
 
-def throughput_ratios(r: dict) -> tuple[float, list[float]]:
+def throughput_ratios(r: dict, clock: str = "seconds") -> tuple[float, list[float]]:
     """genzoo's training throughput over the peer's: the ratio of the median times, and the ratio within each
-    repeat (the two sides timed one after the other, under nearly the same load)."""
-    ours, theirs = r["genzoo"], r["peer_side"]
-    per_image = ours["images"] / theirs["images"]
-    paired = [t / o * per_image for o, t in zip(ours["seconds"]["all"], theirs["seconds"]["all"])]
-    return theirs["seconds"]["median"] / ours["seconds"]["median"] * per_image, paired
+    repeat (the two sides timed one after the other, under nearly the same load). `clock`: "seconds" (wall)
+    or "cpu_seconds" (this process's CPU time)."""
+    ours, theirs = r["genzoo"][clock], r["peer_side"][clock]
+    per_image = r["genzoo"]["images"] / r["peer_side"]["images"]
+    paired = [t / o * per_image for o, t in zip(ours["all"], theirs["all"])]
+    return theirs["median"] / ours["median"] * per_image, paired
 
 
 HEADER = ("| comparison | peer | parameters genzoo / peer | seconds, median (min-max), genzoo / peer "
           "| throughput genzoo / peer: ratio of medians (median of the repeats' ratios, min-max) "
-          "| test NLL nats genzoo / peer | MFLOP per training image genzoo / peer "
-          "| GFLOP/s (share of peak) genzoo / peer | load before / after |\n|---|---|---|---|---|---|---|---|---|")
+          "| the same by CPU time | test NLL nats genzoo / peer | MFLOP per training image genzoo / peer "
+          "| GFLOP/s (share of peak) genzoo / peer | load before / after |\n|---|---|---|---|---|---|---|---|---|---|")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,7 +4,15 @@ import struct
 import pytest
 import torch
 
-from genzoo.data import DataError, fixed_binarization, load_data, load_idx_folder, read_idx_images, read_idx_labels
+from genzoo.data import (
+    DataError,
+    binarize,
+    fixed_binarization,
+    load_data,
+    load_idx_folder,
+    read_idx_images,
+    read_idx_labels,
+)
 
 
 def write_idx(folder, n_train=20, n_test=10, gz=False, **overrides):
@@ -98,6 +106,20 @@ def test_auto_finds_genzoo_data(monkeypatch, tmp_path):
     write_idx(tmp_path / "mnist", gz=True)
     monkeypatch.setenv("GENZOO_DATA", str(tmp_path))
     assert load_data("auto").name == "mnist" and len(load_data("mnist").train_x) == 20
+
+
+def test_binarize_draws_bernoulli_pixels_of_the_intensities():
+    # Each pixel is 1 with probability its intensity: over 20,000 draws of each of five intensities the
+    # frequencies are within 5 standard errors of p; 0 and 1 stay 0 and 1; a seeded generator repeats its draws.
+    p = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0])
+    x = p.repeat(20_000, 1)  # (20000, 5)
+    a = binarize(x, torch.Generator().manual_seed(0))
+    assert a.dtype == x.dtype and set(a.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(a[:, 0], torch.zeros(20_000)) and torch.equal(a[:, 4], torch.ones(20_000))
+    tolerance = 5 * (p * (1 - p) / 20_000).sqrt() + 1e-9
+    assert ((a.mean(0) - p).abs() <= tolerance).all(), (a.mean(0), p)
+    assert torch.equal(a, binarize(x, torch.Generator().manual_seed(0)))
+    assert not torch.equal(a, binarize(x, torch.Generator().manual_seed(1)))
 
 
 def test_fixed_binarization_is_seeded(embedded):

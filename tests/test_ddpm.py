@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 import genzoo
 from genzoo.config import ConfigError
-from genzoo.models.ddpm import DDPM, N_CLASSES, NoiseSchedule, Sampler, make_betas
+from genzoo.models.ddpm import DDPM, N_CLASSES, NoiseSchedule, Sampler, SelfAttention, make_betas
 
 TINY = {"widths": (8, 16), "res_blocks": 1, "attn_heads": 2, "timesteps": 100, "sample_steps": 5}
 TINY_LATENT = {**TINY, "space": "latent", "widths": (16,), "ae_widths": (8, 8), "latent_channels": 2}
@@ -145,6 +145,50 @@ def test_sampler_options_are_checked():
         Sampler(schedule, "ddim", 200)
     with pytest.raises(ConfigError, match=r"eta=1.5"):
         Sampler(schedule, "ddim", 10, eta=1.5)
+
+
+# ---------------------------------------------------------------------------- the network's layout
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_self_attention_against_a_plain_recomputation(layout):
+    # Multi-head self-attention over the H*W positions, written from its definition: the 1x1 convolution's
+    # 3C channels are q, k, v in turn, each split into heads of d channels; softmax(q.k / sqrt(d)) weighs v.
+    B, C, H, W, heads = 2, 8, 3, 5, 2
+    d = C // heads
+    attn = SelfAttention(C, heads)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in attn.parameters():  # the output convolution starts at zero: redraw everything
+            p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    x = torch.randn(B, C, H, W, generator=g).contiguous(memory_format=layout)
+    q, k, v = attn.qkv(attn.norm(x)).flatten(2).split(C, dim=1)  # (B, C, HW) each
+    q, k, v = (a.reshape(B, heads, d, H * W) for a in (q, k, v))  # (B, heads, d, HW)
+    weights = torch.softmax(torch.einsum("bhdi,bhdj->bhij", q, k) / math.sqrt(d), dim=-1)  # (B, heads, HW, HW)
+    mixed = torch.einsum("bhij,bhdj->bhdi", weights, v).reshape(B, C, H, W)
+    torch.testing.assert_close(attn(x), x + attn.out(mixed), rtol=1e-5, atol=1e-5)
+
+
+def test_unet_gives_the_same_outputs_and_gradients_on_channels_last_feature_maps():
+    # The attention takes its input in either layout (benchmarks/train_step_ab.py times the U-Net on channels_last
+    # feature maps): outputs and gradients must not depend on it beyond float rounding.
+    model = scrambled(DDPM(**TINY, attn_resolution=14))  # attention at 14 x 14 as well
+    net = model.unet
+    g = torch.Generator().manual_seed(0)
+    x, t, y = torch.randn(3, 1, 28, 28, generator=g), torch.tensor([3, 50, 99]), torch.tensor([1, 5, N_CLASSES])
+    results = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        hook = net.stem.register_forward_hook(lambda m, i, out, layout=layout: out.contiguous(memory_format=layout))
+        net.zero_grad()
+        out = net(x, t, y)
+        (out * torch.linspace(-1, 1, 28)).square().mean().backward()
+        hook.remove()
+        results.append((out.detach(), {n: p.grad.clone() for n, p in net.named_parameters()}))
+    (out_nchw, grads_nchw), (out_nhwc, grads_nhwc) = results
+    torch.testing.assert_close(out_nhwc, out_nchw, rtol=1e-4, atol=1e-5)
+    for name, grad in grads_nchw.items():
+        torch.testing.assert_close(grads_nhwc[name], grad, rtol=1e-4, atol=1e-4 * grad.abs().max().item() + 1e-8,
+                                   msg=name)
 
 
 # ---------------------------------------------------------------------------- the model

@@ -51,9 +51,23 @@ def test_counted_flops_of_a_two_layer_network_match_a_count_by_hand():
 
 def test_interleave_takes_the_sides_in_turn_and_times_each_call():
     calls = []
-    times = peers.interleave({"a": lambda r: calls.append(("a", r)), "b": lambda r: calls.append(("b", r))}, 3)
+    cpu = {}
+    times = peers.interleave({"a": lambda r: calls.append(("a", r)), "b": lambda r: calls.append(("b", r))}, 3, cpu)
     assert calls == [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("b", 2)]
     assert [len(t) for t in times.values()] == [3, 3] and all(s >= 0 for t in times.values() for s in t)
+    assert [len(t) for t in cpu.values()] == [3, 3] and all(s >= 0 for t in cpu.values() for s in t)
+
+
+def test_interleave_counts_the_cpu_time_of_work_and_not_of_waiting():
+    cpu = {}
+
+    def busy(r):
+        end = peers.time.process_time() + 0.05
+        while peers.time.process_time() < end:
+            pass
+
+    times = peers.interleave({"busy": busy, "asleep": lambda r: peers.time.sleep(0.05)}, 1, cpu)
+    assert cpu["busy"][0] >= 0.05 and times["asleep"][0] >= 0.05 and cpu["asleep"][0] < 0.02
 
 
 def test_nearest_width_picks_the_parameter_count_nearest_the_target():
@@ -62,14 +76,20 @@ def test_nearest_width_picks_the_parameter_count_nearest_the_target():
 
 
 def test_report_ratio_is_the_throughput_of_genzoo_over_the_peer():
-    def side(median, images):
-        return {"seconds": {"median": median, "min": median, "max": median, "all": [median]}, "images": images,
-                "flops_per_image": 1e6, "gflops_per_s": 1.0, "share_of_peak": 0.1}
+    def side(median, images, cpu=None):
+        out = {"seconds": {"median": median, "min": median, "max": median, "all": [median]}, "images": images,
+               "flops_per_image": 1e6, "gflops_per_s": 1.0, "share_of_peak": 0.1}
+        if cpu:
+            out["cpu_seconds"] = {"median": cpu, "min": cpu, "max": cpu, "all": [cpu]}
+        return out
 
     # the peer takes twice the time for 3/2 of the images: genzoo's throughput is 4/3 of the peer's
     row = {"comparison": "ddpm-pixel", "peer": "p", "parameters": {"genzoo": 1, "peer": 1},
            "genzoo": side(1.0, 100), "peer_side": side(2.0, 150), "load_before": 1, "load_after": 1}
-    assert "| x1.33 (x1.33, x1.33-x1.33) |" in peers.markdown_row(row)
+    assert "| x1.33 (x1.33, x1.33-x1.33) | - |" in peers.markdown_row(row)
+    # by CPU time: 0.5 s against 1.5 s for 3/2 of the images
+    row.update(genzoo=side(1.0, 100, cpu=0.5), peer_side=side(2.0, 150, cpu=1.5))
+    assert "| x1.33 (x1.33, x1.33-x1.33) | x2.00 (x2.00, x2.00-x2.00) |" in peers.markdown_row(row)
 
 
 def test_peak_gflops_is_the_rate_of_a_timed_matrix_product(monkeypatch):

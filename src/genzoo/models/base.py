@@ -50,6 +50,18 @@ NO_OPTIMIZER = {key: "it is fitted in closed form or by EM, with no optimizer"
                 for key in ("lr", "beta1", "beta2", "weight_decay", "schedule", "warmup_steps", "grad_clip")}
 
 
+def adam(params: list[torch.nn.Parameter], train: Any) -> torch.optim.Adam:
+    """The trainer's Adam (its `lr`, `beta1`, `beta2`, `weight_decay`), on PyTorch's fused path.
+
+    The fused path updates each parameter tensor in one pass, where Adam's default (foreach) path makes
+    several passes over every tensor; on the CPU that is a large share of a small network's step
+    (benchmarks/train_step_ab.py measures it). The same update, up to float rounding. A checkpoint
+    keeps its optimizer's settings: a run started before this resumes on the path it started with.
+    """
+    return torch.optim.Adam(params, lr=train.lr, betas=(train.beta1, train.beta2), weight_decay=train.weight_decay,
+                            fused=True)
+
+
 class GenerativeModel(nn.Module):
     name: ClassVar[str] = ""
     Config: ClassVar[type]
@@ -171,12 +183,7 @@ class GenerativeModel(nn.Module):
 
     def configure_optimizers(self, train: Any) -> dict[str, torch.optim.Optimizer]:
         """The optimizers the trainer steps (and checkpoints); override for several networks."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        return {
-            "model": torch.optim.Adam(
-                params, lr=train.lr, betas=(train.beta1, train.beta2), weight_decay=train.weight_decay
-            )
-        }
+        return {"model": adam([p for p in self.parameters() if p.requires_grad], train)}
 
     def after_optimizer_step(self, step: int) -> None:
         """Called by the trainer after optimizer step `step` (0-based) of a gradient-trained model,

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from ..config import ConfigError, in_range, non_negative, positive
 from ..constants import IMAGE_SHAPE, N_CLASSES
-from .base import GenerativeModel
+from .base import GenerativeModel, adam
 
 IMAGE_SIZE = IMAGE_SHAPE[-1]
 LATENT_SIZE = 7  # the first stage halves 28 twice
@@ -152,10 +152,15 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)  # (B, 3, heads, d, HW)
-        q, k, v = qkv.transpose(-1, -2).unbind(1)  # (B, heads, HW, d) each
+        d = c // self.heads
+        # Positions first, channels last (a copy, or a view of a channels_last feature map): q, k and v then
+        # have unit stride along d, which PyTorch's fused attention kernel needs; with d strided (as before)
+        # it falls back to its matmul-and-softmax path (diffusers' UNet2DModel gets the fused kernel).
+        qkv = self.qkv(self.norm(x)).permute(0, 2, 3, 1).reshape(b, h * w, 3, self.heads, d)  # (B, HW, 3, heads, d)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (B, heads, HW, d) each
         out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, d)
-        return x + self.out(out.transpose(-1, -2).reshape(b, c, h, w))
+        out = out.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)  # (B, C, H, W), NHWC in memory
+        return x + self.out(out)
 
 
 class Block(nn.Module):
@@ -539,8 +544,7 @@ class DDPM(GenerativeModel):
 
     def configure_optimizers(self, train):
         trainable = [p for name, p in self.named_parameters() if not name.startswith("ema.")]
-        return {"model": torch.optim.Adam(trainable, lr=train.lr, betas=(train.beta1, train.beta2),
-                                          weight_decay=train.weight_decay)}
+        return {"model": adam(trainable, train)}
 
     def n_parameters(self) -> int:
         """Trained parameters (first stage and U-Net; the EMA copy is not counted)."""

@@ -34,7 +34,7 @@ from .. import edits
 from ..config import ConfigError, in_range, non_negative, positive
 from ..constants import IMAGE_SHAPE
 from ..text import TextEncoder, Tokenizer, build_vocabulary
-from .base import GenerativeModel
+from .base import GenerativeModel, adam
 from .ddpm import NoiseSchedule, Sampler, UNet, ema_update, make_betas
 
 
@@ -161,8 +161,7 @@ class InstructPix2Pix(GenerativeModel):
 
     def configure_optimizers(self, train):
         trainable = [p for name, p in self.named_parameters() if not name.startswith("ema.")]
-        return {"model": torch.optim.Adam(trainable, lr=train.lr, betas=(train.beta1, train.beta2),
-                                          weight_decay=train.weight_decay)}
+        return {"model": adam(trainable, train)}
 
     def n_parameters(self) -> int:
         """Trained parameters (U-Net, text encoder, null vector; the EMA copy is not counted)."""
