@@ -32,6 +32,9 @@ from genzoo.trainer import resolve_device, train_or_resume
 _CPU_MODEL = {"widths": (16, 32), "res_blocks": 1, "attn_resolution": 7, "ema_decay": 0.995, "sample_steps": 10}
 _CPU_TRAIN = {"steps": 100_000, "epochs": 0, "batch_size": 64, "lr": 1e-3, "warmup_steps": 100, "grad_clip": 1.0,
               "time_budget": 2700.0, "test_images": 500, "checkpoint_minutes": 5.0, "log_every": 25}
+_LATENT_MODEL = {"space": "latent", "widths": (32, 64), "res_blocks": 1, "attn_resolution": 7, "ae_widths": (16, 32),
+                 "first_stage_steps": 700, "ema_decay": 0.999, "sample_steps": 10}
+_LATENT_TRAIN = {**_CPU_TRAIN, "batch_size": 128, "warmup_steps": 200, "log_every": 50, "time_budget": 3600.0}
 # name -> (model overrides, trainer overrides)
 RECIPES = {
     # What a shared 2-core CPU affords: a narrow two-level pixel U-Net (28 -> 14, attention in the middle at 14x14),
@@ -39,6 +42,11 @@ RECIPES = {
     "cpu-small": (_CPU_MODEL, _CPU_TRAIN),
     # The same network that never sees the instruction: the baseline of the issue's table.
     "cpu-small-blind": ({**_CPU_MODEL, "use_text": False}, _CPU_TRAIN),
+    # The paper's latent editor (Stable Diffusion's first stage in small: ddpm's KL autoencoder, 28x28 -> 4x7x7,
+    # trained as the run's first 700 steps on the triples' inputs and outputs), a two-level U-Net at 7 -> 4.
+    # About 2.8x the pixel recipe's images per CPU-second (docs/results/instruct.md).
+    "cpu-latent": (_LATENT_MODEL, _LATENT_TRAIN),
+    "cpu-latent-blind": ({**_LATENT_MODEL, "use_text": False}, _LATENT_TRAIN),
     # The full-size model (the defaults) for a GPU (not yet run).
     "pixel-gpu": ({"dropout": 0.1, "ema_decay": 0.9995},
                   {"epochs": 40, "batch_size": 128, "lr": 2e-4, "warmup_steps": 1000}),
@@ -54,12 +62,16 @@ def stamp(device: torch.device) -> dict:
 def cmd_train(args) -> dict:
     model_overrides, train_overrides = RECIPES[args.recipe]
     train_overrides = {**train_overrides, **({"time_budget": args.time_budget} if args.time_budget else {})}
+    if args.pairs:  # semantic edits mixed into the triples
+        model_overrides = {**model_overrides, "semantic_pairs": str(Path(args.pairs).resolve()),
+                           "semantic_fraction": args.semantic_fraction}
     run = Path(args.runs) / args.recipe
     train_or_resume("instruct", args.data, run, device=args.device, seed=args.seed, train_overrides=train_overrides,
                     model_overrides=model_overrides)
     end = [r for r in runs.read_metrics_log(run) if r.get("event") == "end"][-1]
     return {"recipe": args.recipe, "run": str(run), "steps": end["step"], "train_seconds": end["train_seconds"],
-            "images_per_s": end["images_per_s"], **stamp(resolve_device(args.device))}
+            "images_per_s": end["images_per_s"], "process_cpu_seconds": time.process_time(),
+            **stamp(resolve_device(args.device))}
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -87,13 +99,48 @@ def edit_triples(model, digits: torch.Tensor, kind: str, split: str, seed: int, 
     return triples, out.cpu()
 
 
+def semantic_edits(model, test_x: torch.Tensor, test_y: torch.Tensor, evaluator, args) -> dict:
+    """Semantic edits of test digits ("turn this 3 into a 8"), per phrasing split and with the text withheld: how often
+    the evaluator reads the requested digit, and style kept: the evaluator-feature distance from each edit to its
+    input against the mean distance between two random test digits of the target class (the issue's measure)."""
+    n = args.semantic
+    start = len(test_x) - n  # the test set's last block: no kind's block unless --per-kind is very large
+    digits, sources = test_x[start:].to(model.device), test_y[start:]
+    g = torch.Generator().manual_seed(args.seed + 999)
+    targets = (sources + torch.randint(1, 10, (n,), generator=g)) % 10  # a different digit
+    by_class = [test_x[:start][test_y[:start] == c] for c in range(10)]
+    with torch.no_grad():  # two random digits of the target class, per edit
+        a = torch.stack([by_class[c][torch.randint(len(by_class[c]), (), generator=g)] for c in targets.tolist()])
+        b = torch.stack([by_class[c][torch.randint(len(by_class[c]), (), generator=g)] for c in targets.tolist()])
+        random_distance = (evaluator.features(a) - evaluator.features(b)).norm(dim=1).mean().item()
+        input_features = evaluator.features(digits.cpu())
+    out = {"n": n, "random_pair_distance_in_target_class": random_distance}
+    for split, text in (("train", True), ("held-out", True), ("no_text", False)):
+        instructions = edits.semantic_instructions(sources.tolist(), targets.tolist(),
+                                                   torch.Generator().manual_seed(args.seed),
+                                                   "held-out" if split == "held-out" else "train")
+        edited = model.edit(digits, instructions, image_guidance=args.image_guidance,
+                            text_guidance=args.text_guidance if text else 0.0, steps=args.steps,
+                            generator=torch.Generator().manual_seed(args.seed + 998)).cpu()
+        with torch.no_grad():
+            read = evaluator.predict(edited)
+            distance = (evaluator.features(edited) - input_features).norm(dim=1).mean().item()
+        out[split] = {"target_read": (read == targets).float().mean().item(),
+                      "source_read": (read == sources).float().mean().item(), "style_distance": distance}
+        print(f"semantic {split:9s} target read {out[split]['target_read']:.3f}, source read "
+              f"{out[split]['source_read']:.3f}, feature distance to the input {distance:.2f} (random pair of the "
+              f"target class {random_distance:.2f})", file=sys.stderr, flush=True)
+    return out
+
+
 def cmd_evaluate(args) -> dict:
     from genzoo.evaluator import load_evaluator
 
     device = resolve_device(args.device)
     run = Path(args.run)
     model = runs.load(run, device)
-    test_x = load_data(runs.read_config(run)["data"], verbose=False).test_x
+    data = load_data(runs.read_config(run)["data"], verbose=False)
+    test_x = data.test_x
     evaluator = load_evaluator("cpu")
     rows = []
     kinds = args.kinds.split(",") if args.kinds else list(edits.KINDS)
@@ -109,23 +156,33 @@ def cmd_evaluate(args) -> dict:
                 if args.no_text:
                     _, blind = edit_triples(model, digits, kind, split, args.seed + k, args, text=False)
                     row["no_text"] = score(blind, triples.outputs.cpu(), evaluator)
+        if model.first_stage is not None:  # what a latent editor could reach at best: the first stage's round trip
+            with torch.no_grad():
+                row["first_stage"] = score(model.from_space(model.to_space(triples.outputs.to(device))).cpu(),
+                                           triples.outputs.cpu(), None)
         rows.append(row)
         print(f"{kind:24s} PSNR trained {row['train']['psnr']:5.1f} held-out {row['held-out']['psnr']:5.1f} "
               f"input {row['input']['psnr']:5.1f} dB; success {row['train']['success']:.2f} / "
               f"{row['held-out']['success']:.2f}", file=sys.stderr, flush=True)
 
     def mean(key: str, split: str, group: str | None = None) -> float:
-        values = [r[split][key] for r in rows if split in r and (group is None or r["group"] == group)]
+        values = [r[split][key] for r in rows if key in r.get(split, {}) and group in (None, r["group"])]
         return sum(values) / len(values) if values else math.nan
 
+    splits = ("train", "held-out", "input", *(["no_text"] if args.no_text else []),
+              *(["first_stage"] if model.first_stage is not None else []))
     summary = {split: {key: mean(key, split) for key in ("psnr", "mae", "success", "label_agreement")}
-               for split in ("train", "held-out", "input", *(["no_text"] if args.no_text else []))}
+               for split in splits}
+    by_group = {group: {split: mean("psnr", split, group) for split in splits}
+                for group in dict.fromkeys(r["group"] for r in rows)}
+    semantic = semantic_edits(model, test_x, data.test_y, evaluator, args) if args.semantic else None
     end = [r for r in runs.read_metrics_log(run) if r.get("event") == "end"][-1:]
     return {"run": str(run), "train": end, "settings": {"image_guidance": args.image_guidance,
                                                         "text_guidance": args.text_guidance, "steps": args.steps,
                                                         "per_kind": args.per_kind, "seed": args.seed},
-            "summary": summary, "kinds": rows, "load": open("/proc/loadavg").read().split()[:3]
-            if Path("/proc/loadavg").exists() else None, **stamp(device)}
+            "summary": summary, "psnr_by_group": by_group, "kinds": rows, "semantic": semantic,
+            "load": open("/proc/loadavg").read().split()[:3] if Path("/proc/loadavg").exists() else None,
+            "process_cpu_seconds": time.process_time(), **stamp(device)}
 
 
 def main() -> dict:
@@ -139,6 +196,9 @@ def main() -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time-budget", dest="time_budget", type=float, default=0.0,
                    help="seconds of training (0: the recipe's)")
+    p.add_argument("--pairs", help="pairs.safetensors of `genzoo semantic-pairs`: semantic edits mixed into training")
+    p.add_argument("--semantic-fraction", dest="semantic_fraction", type=float, default=0.1,
+                   help="with --pairs: the share of each batch that is semantic pairs")
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("evaluate")
     p.add_argument("run")
@@ -149,6 +209,8 @@ def main() -> dict:
     p.add_argument("--steps", type=int, default=10, help="DDIM steps")
     p.add_argument("--image-guidance", dest="image_guidance", type=float, default=1.5)
     p.add_argument("--text-guidance", dest="text_guidance", type=float, default=3.0)
+    p.add_argument("--semantic", type=int, default=0,
+                   help="semantic edits of this many test digits per phrasing split (0: none)")
     p.add_argument("--no-text", dest="no_text", action="store_true",
                    help="also score the edits with the instruction withheld (s_T = 0)")
     p.set_defaults(fn=cmd_evaluate)
