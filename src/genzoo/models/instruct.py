@@ -164,15 +164,15 @@ class InstructPix2Pix(LatentSpace, WithEMA, GenerativeModel):
     # ------------------------------------------------------------------ training
 
     def loss(self, x, y=None, *, step=None):
-        """Triples from the batch's digits (a share of them semantic pairs when the config names a file).
-        Stage one of a latent run: the autoencoder's loss on the triples' inputs and outputs. Otherwise the simple
+        """Triples from the batch's digits. Stage one of a latent run: the autoencoder's loss on the triples' inputs
+        and outputs. Otherwise (a share of the triples semantic pairs when the config names a file) the simple
         loss of Ho et al. on the output, the input concatenated, the text and the image each dropped as the config
         says (in training only)."""
         triples = edits.make_triples(x)
-        inputs, instructions, outputs = self.mix_semantic(triples.inputs, triples.instructions, triples.outputs)
-        if self.in_first_stage(step):
-            out = self.first_stage.loss(torch.cat([inputs, outputs]), self.config.kl_weight)
+        if self.in_first_stage(step):  # (the semantic pairs are digits like the batch's: not needed here)
+            out = self.first_stage.loss(torch.cat([triples.inputs, triples.outputs]), self.config.kl_weight)
             return {**out, "stage": torch.ones(())}
+        inputs, instructions, outputs = self.mix_semantic(triples.inputs, triples.instructions, triples.outputs)
         return {**self.triple_loss(inputs, instructions, outputs), "stage": torch.full((), 2.0)}
 
     def semantic_pairs(self) -> dict | None:
