@@ -33,8 +33,8 @@ _CPU_MODEL = {"widths": (16, 32), "res_blocks": 1, "attn_resolution": 7, "ema_de
 _CPU_TRAIN = {"steps": 100_000, "epochs": 0, "batch_size": 64, "lr": 1e-3, "warmup_steps": 100, "grad_clip": 1.0,
               "time_budget": 2700.0, "test_images": 500, "checkpoint_minutes": 5.0, "log_every": 25}
 _LATENT_MODEL = {"space": "latent", "widths": (32, 64), "res_blocks": 1, "attn_resolution": 7, "ae_widths": (16, 32),
-                 "first_stage_steps": 700, "ema_decay": 0.999, "sample_steps": 10}
-_LATENT_TRAIN = {**_CPU_TRAIN, "batch_size": 128, "warmup_steps": 200, "log_every": 50, "time_budget": 3600.0}
+                 "first_stage_steps": 400, "ema_decay": 0.999, "sample_steps": 10}
+_LATENT_TRAIN = {**_CPU_TRAIN, "warmup_steps": 200, "log_every": 50, "time_budget": 3600.0}
 # name -> (model overrides, trainer overrides)
 RECIPES = {
     # What a shared 2-core CPU affords: a narrow two-level pixel U-Net (28 -> 14, attention in the middle at 14x14),
@@ -43,7 +43,8 @@ RECIPES = {
     # The same network that never sees the instruction: the baseline of the issue's table.
     "cpu-small-blind": ({**_CPU_MODEL, "use_text": False}, _CPU_TRAIN),
     # The paper's latent editor (Stable Diffusion's first stage in small: ddpm's KL autoencoder, 28x28 -> 4x7x7,
-    # trained as the run's first 700 steps on the triples' inputs and outputs), a two-level U-Net at 7 -> 4.
+    # trained as the run's first 400 steps on the triples' inputs and outputs, or fine-tuned from a latent ddpm run's
+    # with --first-stage-from), a two-level U-Net at 7 -> 4.
     # About 2.8x the pixel recipe's images per CPU-second (docs/results/instruct.md).
     "cpu-latent": (_LATENT_MODEL, _LATENT_TRAIN),
     "cpu-latent-blind": ({**_LATENT_MODEL, "use_text": False}, _LATENT_TRAIN),
@@ -62,6 +63,9 @@ def stamp(device: torch.device) -> dict:
 def cmd_train(args) -> dict:
     model_overrides, train_overrides = RECIPES[args.recipe]
     train_overrides = {**train_overrides, **({"time_budget": args.time_budget} if args.time_budget else {})}
+    if args.first_stage_from:  # a latent ddpm run's first stage, fine-tuned for --first-stage-steps
+        model_overrides = {**model_overrides, "first_stage_from": str(Path(args.first_stage_from).resolve()),
+                           "first_stage_steps": args.first_stage_steps}
     if args.pairs:  # semantic edits mixed into the triples
         model_overrides = {**model_overrides, "semantic_pairs": str(Path(args.pairs).resolve()),
                            "semantic_fraction": args.semantic_fraction}
@@ -196,6 +200,10 @@ def main() -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time-budget", dest="time_budget", type=float, default=0.0,
                    help="seconds of training (0: the recipe's)")
+    p.add_argument("--first-stage-from", dest="first_stage_from",
+                   help="latent recipes: a latent ddpm run whose first stage (ae_widths 16,32) starts the editor's")
+    p.add_argument("--first-stage-steps", dest="first_stage_steps", type=int, default=150,
+                   help="with --first-stage-from: the steps that fine-tune it on the triples")
     p.add_argument("--pairs", help="pairs.safetensors of `genzoo semantic-pairs`: semantic edits mixed into training")
     p.add_argument("--semantic-fraction", dest="semantic_fraction", type=float, default=0.1,
                    help="with --pairs: the share of each batch that is semantic pairs")

@@ -241,3 +241,25 @@ def test_config_errors_name_the_value():
         InstructPix2Pix(**TINY, p_drop_text=0.4, p_drop_image=0.4, p_drop_both=0.4)
     with pytest.raises(ConfigError, match=r"text_heads=3: must divide text_dim=16"):
         InstructPix2Pix(**{**TINY, "text_heads": 3})
+
+
+def test_the_first_stage_can_start_from_a_latent_ddpm_run(tmp_path):
+    from safetensors.torch import save_file
+
+    from genzoo.models.ddpm import DDPM
+    from genzoo.train_config import TrainConfig
+
+    ddpm = DDPM(space="latent", widths=(8, 16), res_blocks=1, attn_heads=2, timesteps=50, ae_widths=(8, 8),
+                latent_channels=2)
+    save_file({k: v.contiguous() for k, v in ddpm.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    model = InstructPix2Pix(**TINY_LATENT, first_stage_from=str(tmp_path))
+    theirs = ddpm.first_stage.state_dict()
+    assert not all(torch.equal(v, theirs[k]) for k, v in model.first_stage.state_dict().items())
+    model.configure_optimizers(TrainConfig())
+    for k, v in model.first_stage.state_dict().items():
+        assert torch.equal(v, theirs[k]), k
+    with pytest.raises(ConfigError, match=r"its first stage does not fit this one \(ae_widths=\(8, 16\)"):
+        InstructPix2Pix(**{**TINY_LATENT, "ae_widths": (8, 16)}, first_stage_from=str(tmp_path)).configure_optimizers(
+            TrainConfig())
+    with pytest.raises(ConfigError, match=r"only a latent editor has a first stage"):
+        InstructPix2Pix(**TINY, first_stage_from=str(tmp_path)).configure_optimizers(TrainConfig())

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
@@ -77,6 +78,9 @@ class InstructConfig:
     ae_widths: tuple[int, ...] = (16, 32)  # channels at 28x28 and at 14x14 (and 7x7)
     kl_weight: float = 1e-3
     first_stage_steps: int = 1500
+    # A latent ddpm run whose first stage (the same ae_widths and latent_channels) starts ours ("": from scratch);
+    # first_stage_steps then fine-tune it on the triples (inverted digits, noisy inputs are new to it).
+    first_stage_from: str = ""
     # Editing defaults (per call: edit(..., image_guidance=, text_guidance=, steps=)).
     sample_steps: int = 20
     image_guidance: float = 1.5
@@ -227,6 +231,32 @@ class InstructPix2Pix(LatentSpace, WithEMA, GenerativeModel):
         xt = self.schedule.q_sample(x0, t, noise)
         eps = self.unet(torch.cat([xt, image], dim=1), t, cond=text)  # (B, C, S, S)
         return {"loss": (eps.float() - noise).pow(2).mean()}
+
+    def configure_optimizers(self, train):
+        """Before a run's first step (a resumed run's checkpoint then replaces these weights): the first stage from
+        `first_stage_from` when the config names a run; then the Adam of every trained parameter (WithEMA)."""
+        if self.config.first_stage_from:
+            self.load_first_stage(self.config.first_stage_from)
+        return super().configure_optimizers(train)
+
+    def load_first_stage(self, run: str) -> None:
+        """The first-stage autoencoder's weights from a latent ddpm run's model.safetensors."""
+        from safetensors.torch import load_file
+
+        if self.first_stage is None:
+            raise ConfigError(f"first_stage_from={run!r}: only a latent editor has a first stage; add "
+                              "--set space=latent")
+        path = Path(run) / "model.safetensors"
+        if not path.is_file():
+            raise ConfigError(f"first_stage_from={run!r}: no {path}; name a trained latent ddpm run")
+        state = {k.removeprefix("first_stage."): v for k, v in load_file(str(path)).items()
+                 if k.startswith("first_stage.")}
+        mine = self.first_stage.state_dict()
+        if set(state) != set(mine) or any(state[k].shape != mine[k].shape for k in mine):
+            raise ConfigError(f"first_stage_from={run!r}: its first stage does not fit this one (ae_widths="
+                              f"{self.config.ae_widths}, latent_channels={self.config.latent_channels}); give the "
+                              "run's own ae_widths and latent_channels, or train the first stage here")
+        self.first_stage.load_state_dict(state)
 
     @torch.no_grad()
     def after_optimizer_step(self, step: int) -> None:
