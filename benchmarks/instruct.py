@@ -17,7 +17,6 @@ A network trained without text (`--recipe cpu-small-blind`) is the issue's basel
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -28,6 +27,9 @@ import torch
 from genzoo import edits, runs
 from genzoo.data import load_data
 from genzoo.trainer import resolve_device, train_or_resume
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ddpm import stamp, write_result  # noqa: E402  (benchmarks/ddpm.py: the same record and JSON output)
 
 _CPU_MODEL = {"widths": (16, 32), "res_blocks": 1, "attn_resolution": 7, "ema_decay": 0.995, "sample_steps": 10}
 _CPU_TRAIN = {"steps": 100_000, "epochs": 0, "batch_size": 64, "lr": 1e-3, "warmup_steps": 100, "grad_clip": 1.0,
@@ -53,11 +55,6 @@ RECIPES = {
                   {"epochs": 40, "batch_size": 128, "lr": 2e-4, "warmup_steps": 1000}),
 }
 SUCCESS_PSNR = 18.0
-
-
-def stamp(device: torch.device) -> dict:
-    return {"hardware": runs.hardware(device), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "torch": torch.__version__}
 
 
 def cmd_train(args) -> dict:
@@ -226,13 +223,7 @@ def main() -> dict:
     for q in (sub.choices["train"],):
         q.add_argument("--out", help="JSON file (default: print)")
     args = parser.parse_args()
-    result = args.fn(args)
-    text = json.dumps(result, indent=2)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
-    print(text)
-    return result
+    return write_result(args.fn(args), args.out)
 
 
 if __name__ == "__main__":
