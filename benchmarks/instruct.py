@@ -81,14 +81,17 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (10 * torch.log10(1 / mse.clamp_min(1e-6))).clamp(max=60.0)
 
 
-def score(edited: torch.Tensor, exact: torch.Tensor, evaluator) -> dict:
-    """Mean PSNR, mean absolute error, success rate (PSNR >= 18 dB) and label agreement with the exact output."""
+def score(edited: torch.Tensor, exact: torch.Tensor, evaluator, labels: torch.Tensor | None = None) -> dict:
+    """Mean PSNR, mean absolute error, success rate (PSNR >= 18 dB), label agreement with the exact output, and
+    with `labels` (image-to-image kinds, whose output is the digit itself) the evaluator's accuracy."""
     p = psnr(edited, exact)
     out = {"psnr": p.mean().item(), "mae": (edited - exact).abs().mean().item(),
            "success": (p >= SUCCESS_PSNR).float().mean().item(), "n": len(edited)}
     if evaluator is not None:
         same = evaluator.predict(edited) == evaluator.predict(exact)
         out["label_agreement"] = same.float().mean().item()
+        if labels is not None:
+            out["accuracy"] = (evaluator.predict(edited) == labels).float().mean().item()
     return out
 
 
@@ -148,15 +151,17 @@ def cmd_evaluate(args) -> dict:
     for k, kind in enumerate(kinds):
         # the same test digits for both splits, a different block of the test set per kind
         digits = test_x[(k * args.per_kind) % len(test_x):][: args.per_kind].to(device)
+        labels = data.test_y[(k * args.per_kind) % len(test_x):][: args.per_kind] \
+            if edits.KINDS[kind].group == "image-to-image" else None
         row = {"kind": kind, "group": edits.KINDS[kind].group}
         for split in ("train", "held-out"):
             triples, out = edit_triples(model, digits, kind, split, args.seed + k, args)
-            row[split] = score(out, triples.outputs.cpu(), evaluator)
+            row[split] = score(out, triples.outputs.cpu(), evaluator, labels)
             if split == "train":
-                row["input"] = score(triples.inputs.cpu(), triples.outputs.cpu(), evaluator)  # doing nothing
+                row["input"] = score(triples.inputs.cpu(), triples.outputs.cpu(), evaluator, labels)  # doing nothing
                 if args.no_text:
                     _, blind = edit_triples(model, digits, kind, split, args.seed + k, args, text=False)
-                    row["no_text"] = score(blind, triples.outputs.cpu(), evaluator)
+                    row["no_text"] = score(blind, triples.outputs.cpu(), evaluator, labels)
         if model.first_stage is not None:  # what a latent editor could reach at best: the first stage's round trip
             with torch.no_grad():
                 row["first_stage"] = score(model.from_space(model.to_space(triples.outputs.to(device))).cpu(),
@@ -172,7 +177,7 @@ def cmd_evaluate(args) -> dict:
 
     splits = ("train", "held-out", "input", *(["no_text"] if args.no_text else []),
               *(["first_stage"] if model.first_stage is not None else []))
-    summary = {split: {key: mean(key, split) for key in ("psnr", "mae", "success", "label_agreement")}
+    summary = {split: {key: mean(key, split) for key in ("psnr", "mae", "success", "label_agreement", "accuracy")}
                for split in splits}
     by_group = {group: {split: mean("psnr", split, group) for split in splits}
                 for group in dict.fromkeys(r["group"] for r in rows)}
