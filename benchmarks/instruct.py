@@ -8,7 +8,9 @@ digits scored against the exact outputs of `genzoo.edits`, per kind, on trained 
     # the evaluator reads the same digit in the edit as in the exact output; the degraded inputs' figures beside
     python benchmarks/instruct.py evaluate runs/instruct/cpu-small --per-kind 20 --steps 10 --out instruct.json
 
-Each edit starts from a test digit (never seen in training), with fixed seeds. "success" is an edit with PSNR
+Each edit starts from a test digit (never seen in training), with fixed seeds. The text-blind baseline
+(`use_text=False`) never reads the instruction, so its held-out and no-text rows are its trained-phrasing edits,
+scored once. "success" is an edit with PSNR
 >= 18 dB against the exact output (the issue's bar for a kind's mean). The text-free row ("no text") scores the
 same network with the instruction withheld (its eps(I, 0), s_T = 0): what the text contributes to this network.
 A network trained without text (`--recipe cpu-small-blind`) is the issue's baseline proper.
@@ -120,6 +122,9 @@ def semantic_edits(model, test_x: torch.Tensor, test_y: torch.Tensor, evaluator,
         input_features = evaluator.features(digits.cpu())
     out = {"n": n, "random_pair_distance_in_target_class": random_distance}
     for split, text in (("train", True), ("held-out", True), ("no_text", False)):
+        if split != "train" and not model.config.use_text:  # the text-blind baseline: the same edits, scored once
+            out[split] = out["train"]
+            continue
         instructions = edits.semantic_instructions(sources.tolist(), targets.tolist(),
                                                    torch.Generator().manual_seed(args.seed),
                                                    "held-out" if split == "held-out" else "train")
@@ -146,6 +151,7 @@ def cmd_evaluate(args) -> dict:
     data = load_data(runs.read_config(run)["data"], verbose=False)
     test_x = data.test_x
     evaluator = load_evaluator("cpu")
+    reads_text = model.config.use_text  # the text-blind baseline's edits do not depend on the instruction
     rows = []
     kinds = args.kinds.split(",") if args.kinds else list(edits.KINDS)
     for k, kind in enumerate(kinds):
@@ -155,11 +161,16 @@ def cmd_evaluate(args) -> dict:
             if edits.KINDS[kind].group == "image-to-image" else None
         row = {"kind": kind, "group": edits.KINDS[kind].group}
         for split in ("train", "held-out"):
+            if split == "held-out" and not reads_text:  # the same edits as the trained phrasings': scored once
+                row[split] = row["train"]
+                continue
             triples, out = edit_triples(model, digits, kind, split, args.seed + k, args)
             row[split] = score(out, triples.outputs.cpu(), evaluator, labels)
             if split == "train":
                 row["input"] = score(triples.inputs.cpu(), triples.outputs.cpu(), evaluator, labels)  # doing nothing
-                if args.no_text:
+                if args.no_text and not reads_text:
+                    row["no_text"] = row["train"]
+                elif args.no_text:
                     _, blind = edit_triples(model, digits, kind, split, args.seed + k, args, text=False)
                     row["no_text"] = score(blind, triples.outputs.cpu(), evaluator, labels)
         if model.first_stage is not None:  # what a latent editor could reach at best: the first stage's round trip
