@@ -202,6 +202,65 @@ def cmd_evaluate(args) -> dict:
             "process_cpu_seconds": time.process_time(), **stamp(device)}
 
 
+def cmd_speed(args) -> dict:
+    """Training triples per CPU-second of the pixel and latent recipes' networks, timed in one process, interleaved
+    (rounds of a few steps each, process CPU time: fair on a shared machine), and the CPU seconds of one edit."""
+    from genzoo.models.instruct import InstructPix2Pix
+    from genzoo.train_config import TrainConfig
+
+    x = load_data(args.data, verbose=False).train_x[: args.batch_size]
+    nets = {"pixel (cpu-small)": (RECIPES["cpu-small"][0], 0), "latent (cpu-latent)": (RECIPES["cpu-latent"][0], 0),
+            "latent first stage": (RECIPES["cpu-latent"][0], 10**9)}  # step 0 of a first stage that never ends
+    models = {}
+    for name, (overrides, first_stage_steps) in nets.items():
+        torch.manual_seed(0)
+        model = InstructPix2Pix(**{**overrides, "first_stage_steps": first_stage_steps}).train()
+        step = 0 if first_stage_steps else model.config.first_stage_steps  # a diffusion step
+        models[name] = (model, model.configure_optimizers(TrainConfig(lr=1e-3))["model"], step)
+    seconds = dict.fromkeys(nets, 0.0)
+    for _ in range(args.rounds):
+        for name, (model, opt, step) in models.items():
+            start = time.process_time()
+            for _ in range(args.steps):
+                opt.zero_grad(set_to_none=True)
+                model.loss(x, step=step)["loss"].backward()
+                opt.step()
+            seconds[name] += time.process_time() - start
+    out = {name: {"triples_per_cpu_second": args.rounds * args.steps * len(x) / sec} for name, sec in seconds.items()}
+    for name in ("pixel (cpu-small)", "latent (cpu-latent)"):
+        model = models[name][0].eval()
+        start = time.process_time()
+        model.edit(x[:50], ["mirror it"] * 50, steps=10, generator=torch.Generator().manual_seed(0))
+        out[name]["cpu_seconds_per_edit_10_ddim_steps"] = (time.process_time() - start) / 50
+    out["ratio_latent_to_pixel"] = (out["latent (cpu-latent)"]["triples_per_cpu_second"]
+                                    / out["pixel (cpu-small)"]["triples_per_cpu_second"])
+    return {**out, "batch_size": len(x), "threads": torch.get_num_threads(),
+            "load": open("/proc/loadavg").read().split()[:3] if Path("/proc/loadavg").exists() else None,
+            **stamp(torch.device("cpu"))}
+
+
+def cmd_first_stage(args) -> dict:
+    """The round trip (encode, decode) of a latent run's first stage (ddpm or instruct) per edit kind: PSNR against
+    the exact outputs and the inputs of `--n` triples of test digits, and on the plain test digits. A latent editor
+    cannot be closer to the exact output than this."""
+    model = runs.load(args.run, "cpu")
+    if getattr(model, "first_stage", None) is None:
+        raise SystemExit(f"{args.run}: a {model.name} run without a first stage; give a latent ddpm or instruct run")
+    ae = model.first_stage.eval()
+    x = load_data(args.data, verbose=False).test_x[: args.n]
+    with torch.no_grad():
+        def trip(images: torch.Tensor) -> float:
+            return psnr(ae.decode(ae.encode(images)[0]), images).mean().item()
+
+        out = {"run": str(args.run), "n": args.n, "test_digits": trip(x), "kinds": {}}
+        for kind in edits.KINDS:
+            t = edits.make_triples(x, torch.Generator().manual_seed(0), kinds=[kind] * len(x))
+            out["kinds"][kind] = {"outputs": trip(t.outputs), "inputs": trip(t.inputs)}
+            print(f"{kind:24s} outputs {out['kinds'][kind]['outputs']:5.1f} dB, inputs "
+                  f"{out['kinds'][kind]['inputs']:5.1f} dB", file=sys.stderr)
+    return {**out, **stamp(torch.device("cpu"))}
+
+
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -235,8 +294,19 @@ def main() -> dict:
     p.add_argument("--no-text", dest="no_text", action="store_true",
                    help="also score the edits with the instruction withheld (s_T = 0)")
     p.set_defaults(fn=cmd_evaluate)
+    q = sub.add_parser("speed")
+    q.add_argument("--data", default="mnist")
+    q.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    q.add_argument("--steps", type=int, default=3, help="steps per network and round")
+    q.add_argument("--rounds", type=int, default=4)
+    q.set_defaults(fn=cmd_speed)
+    q = sub.add_parser("first-stage")
+    q.add_argument("run", help="a latent ddpm or instruct run")
+    q.add_argument("--data", default="mnist")
+    q.add_argument("-n", type=int, default=200, help="test digits per kind")
+    q.set_defaults(fn=cmd_first_stage)
     p.add_argument("--out", help="JSON file (default: print)")
-    for q in (sub.choices["train"],):
+    for q in (sub.choices["train"], sub.choices["speed"], sub.choices["first-stage"]):
         q.add_argument("--out", help="JSON file (default: print)")
     args = parser.parse_args()
     return write_result(args.fn(args), args.out)
