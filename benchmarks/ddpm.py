@@ -71,6 +71,7 @@ SPEED = {"pixel": {}, "latent": RECIPES["latent-cpu"][0]}
 
 
 def stamp(device: torch.device) -> dict:
+    """Where and when a result was measured, and by which command (benchmarks/instruct.py too)."""
     return {"hardware": runs.hardware(device), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "torch": torch.__version__}
 
@@ -215,11 +216,15 @@ def main() -> dict:
     for q in sub.choices.values():
         q.add_argument("--out", help="JSON file for the results")
     args = parser.parse_args()
-    result = args.fn(args)
+    return write_result(args.fn(args), args.out)
+
+
+def write_result(result: dict, out: str | None) -> dict:
+    """Print the result as JSON and write it to `out` (a file) when given (benchmarks/instruct.py too)."""
     text = json.dumps(result, indent=2)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n")
     print(text)
     return result
 

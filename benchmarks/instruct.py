@@ -8,7 +8,9 @@ digits scored against the exact outputs of `genzoo.edits`, per kind, on trained 
     # the evaluator reads the same digit in the edit as in the exact output; the degraded inputs' figures beside
     python benchmarks/instruct.py evaluate runs/instruct/cpu-small --per-kind 20 --steps 10 --out instruct.json
 
-Each edit starts from a test digit (never seen in training), with fixed seeds. "success" is an edit with PSNR
+Each edit starts from a test digit (never seen in training), with fixed seeds. The text-blind baseline
+(`use_text=False`) never reads the instruction, so its held-out and no-text rows are its trained-phrasing edits,
+scored once. "success" is an edit with PSNR
 >= 18 dB against the exact output (the issue's bar for a kind's mean). The text-free row ("no text") scores the
 same network with the instruction withheld (its eps(I, 0), s_T = 0): what the text contributes to this network.
 A network trained without text (`--recipe cpu-small-blind`) is the issue's baseline proper.
@@ -17,7 +19,6 @@ A network trained without text (`--recipe cpu-small-blind`) is the issue's basel
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -29,9 +30,15 @@ from genzoo import edits, runs
 from genzoo.data import load_data
 from genzoo.trainer import resolve_device, train_or_resume
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ddpm import stamp, write_result  # noqa: E402  (benchmarks/ddpm.py: the same record and JSON output)
+
 _CPU_MODEL = {"widths": (16, 32), "res_blocks": 1, "attn_resolution": 7, "ema_decay": 0.995, "sample_steps": 10}
 _CPU_TRAIN = {"steps": 100_000, "epochs": 0, "batch_size": 64, "lr": 1e-3, "warmup_steps": 100, "grad_clip": 1.0,
               "time_budget": 2700.0, "test_images": 500, "checkpoint_minutes": 5.0, "log_every": 25}
+_LATENT_MODEL = {"space": "latent", "widths": (32, 64), "res_blocks": 1, "attn_resolution": 7, "ae_widths": (16, 32),
+                 "first_stage_steps": 400, "ema_decay": 0.999, "sample_steps": 10}
+_LATENT_TRAIN = {**_CPU_TRAIN, "warmup_steps": 200, "log_every": 50, "time_budget": 3600.0}
 # name -> (model overrides, trainer overrides)
 RECIPES = {
     # What a shared 2-core CPU affords: a narrow two-level pixel U-Net (28 -> 14, attention in the middle at 14x14),
@@ -39,6 +46,12 @@ RECIPES = {
     "cpu-small": (_CPU_MODEL, _CPU_TRAIN),
     # The same network that never sees the instruction: the baseline of the issue's table.
     "cpu-small-blind": ({**_CPU_MODEL, "use_text": False}, _CPU_TRAIN),
+    # The paper's latent editor (Stable Diffusion's first stage in small: ddpm's KL autoencoder, 28x28 -> 4x7x7,
+    # trained as the run's first 400 steps on the triples' inputs and outputs, or fine-tuned from a latent ddpm run's
+    # with --first-stage-from), a two-level U-Net at 7 -> 4.
+    # About 2.8x the pixel recipe's images per CPU-second (docs/results/instruct.md).
+    "cpu-latent": (_LATENT_MODEL, _LATENT_TRAIN),
+    "cpu-latent-blind": ({**_LATENT_MODEL, "use_text": False}, _LATENT_TRAIN),
     # The full-size model (the defaults) for a GPU (not yet run).
     "pixel-gpu": ({"dropout": 0.1, "ema_decay": 0.9995},
                   {"epochs": 40, "batch_size": 128, "lr": 2e-4, "warmup_steps": 1000}),
@@ -46,20 +59,22 @@ RECIPES = {
 SUCCESS_PSNR = 18.0
 
 
-def stamp(device: torch.device) -> dict:
-    return {"hardware": runs.hardware(device), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "torch": torch.__version__}
-
-
 def cmd_train(args) -> dict:
     model_overrides, train_overrides = RECIPES[args.recipe]
     train_overrides = {**train_overrides, **({"time_budget": args.time_budget} if args.time_budget else {})}
+    if args.first_stage_from:  # a latent ddpm run's first stage, fine-tuned for --first-stage-steps
+        model_overrides = {**model_overrides, "first_stage_from": str(Path(args.first_stage_from).resolve()),
+                           "first_stage_steps": args.first_stage_steps}
+    if args.pairs:  # semantic edits mixed into the triples
+        model_overrides = {**model_overrides, "semantic_pairs": str(Path(args.pairs).resolve()),
+                           "semantic_fraction": args.semantic_fraction}
     run = Path(args.runs) / args.recipe
     train_or_resume("instruct", args.data, run, device=args.device, seed=args.seed, train_overrides=train_overrides,
                     model_overrides=model_overrides)
     end = [r for r in runs.read_metrics_log(run) if r.get("event") == "end"][-1]
     return {"recipe": args.recipe, "run": str(run), "steps": end["step"], "train_seconds": end["train_seconds"],
-            "images_per_s": end["images_per_s"], **stamp(resolve_device(args.device))}
+            "images_per_s": end["images_per_s"], "process_cpu_seconds": time.process_time(),
+            **stamp(resolve_device(args.device))}
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -68,14 +83,17 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (10 * torch.log10(1 / mse.clamp_min(1e-6))).clamp(max=60.0)
 
 
-def score(edited: torch.Tensor, exact: torch.Tensor, evaluator) -> dict:
-    """Mean PSNR, mean absolute error, success rate (PSNR >= 18 dB) and label agreement with the exact output."""
+def score(edited: torch.Tensor, exact: torch.Tensor, evaluator, labels: torch.Tensor | None = None) -> dict:
+    """Mean PSNR, mean absolute error, success rate (PSNR >= 18 dB), label agreement with the exact output, and
+    with `labels` (image-to-image kinds, whose output is the digit itself) the evaluator's accuracy."""
     p = psnr(edited, exact)
     out = {"psnr": p.mean().item(), "mae": (edited - exact).abs().mean().item(),
            "success": (p >= SUCCESS_PSNR).float().mean().item(), "n": len(edited)}
     if evaluator is not None:
         same = evaluator.predict(edited) == evaluator.predict(exact)
         out["label_agreement"] = same.float().mean().item()
+        if labels is not None:
+            out["accuracy"] = (evaluator.predict(edited) == labels).float().mean().item()
     return out
 
 
@@ -87,45 +105,160 @@ def edit_triples(model, digits: torch.Tensor, kind: str, split: str, seed: int, 
     return triples, out.cpu()
 
 
+def semantic_edits(model, test_x: torch.Tensor, test_y: torch.Tensor, evaluator, args) -> dict:
+    """Semantic edits of test digits ("turn this 3 into a 8"), per phrasing split and with the text withheld: how often
+    the evaluator reads the requested digit, and style kept: the evaluator-feature distance from each edit to its
+    input against the mean distance between two random test digits of the target class (the issue's measure)."""
+    n = args.semantic
+    start = len(test_x) - n  # the test set's last block: no kind's block unless --per-kind is very large
+    digits, sources = test_x[start:].to(model.device), test_y[start:]
+    g = torch.Generator().manual_seed(args.seed + 999)
+    targets = (sources + torch.randint(1, 10, (n,), generator=g)) % 10  # a different digit
+    by_class = [test_x[:start][test_y[:start] == c] for c in range(10)]
+    with torch.no_grad():  # two random digits of the target class, per edit
+        a = torch.stack([by_class[c][torch.randint(len(by_class[c]), (), generator=g)] for c in targets.tolist()])
+        b = torch.stack([by_class[c][torch.randint(len(by_class[c]), (), generator=g)] for c in targets.tolist()])
+        random_distance = (evaluator.features(a) - evaluator.features(b)).norm(dim=1).mean().item()
+        input_features = evaluator.features(digits.cpu())
+    out = {"n": n, "random_pair_distance_in_target_class": random_distance}
+    for split, text in (("train", True), ("held-out", True), ("no_text", False)):
+        if split != "train" and not model.config.use_text:  # the text-blind baseline: the same edits, scored once
+            out[split] = out["train"]
+            continue
+        instructions = edits.semantic_instructions(sources.tolist(), targets.tolist(),
+                                                   torch.Generator().manual_seed(args.seed),
+                                                   "held-out" if split == "held-out" else "train")
+        edited = model.edit(digits, instructions, image_guidance=args.image_guidance,
+                            text_guidance=args.text_guidance if text else 0.0, steps=args.steps,
+                            generator=torch.Generator().manual_seed(args.seed + 998)).cpu()
+        with torch.no_grad():
+            read = evaluator.predict(edited)
+            distance = (evaluator.features(edited) - input_features).norm(dim=1).mean().item()
+        out[split] = {"target_read": (read == targets).float().mean().item(),
+                      "source_read": (read == sources).float().mean().item(), "style_distance": distance}
+        print(f"semantic {split:9s} target read {out[split]['target_read']:.3f}, source read "
+              f"{out[split]['source_read']:.3f}, feature distance to the input {distance:.2f} (random pair of the "
+              f"target class {random_distance:.2f})", file=sys.stderr, flush=True)
+    return out
+
+
 def cmd_evaluate(args) -> dict:
     from genzoo.evaluator import load_evaluator
 
     device = resolve_device(args.device)
     run = Path(args.run)
     model = runs.load(run, device)
-    test_x = load_data(runs.read_config(run)["data"], verbose=False).test_x
+    data = load_data(runs.read_config(run)["data"], verbose=False)
+    test_x = data.test_x
     evaluator = load_evaluator("cpu")
+    reads_text = model.config.use_text  # the text-blind baseline's edits do not depend on the instruction
     rows = []
     kinds = args.kinds.split(",") if args.kinds else list(edits.KINDS)
     for k, kind in enumerate(kinds):
         # the same test digits for both splits, a different block of the test set per kind
         digits = test_x[(k * args.per_kind) % len(test_x):][: args.per_kind].to(device)
+        labels = data.test_y[(k * args.per_kind) % len(test_x):][: args.per_kind] \
+            if edits.KINDS[kind].group == "image-to-image" else None
         row = {"kind": kind, "group": edits.KINDS[kind].group}
         for split in ("train", "held-out"):
+            if split == "held-out" and not reads_text:  # the same edits as the trained phrasings': scored once
+                row[split] = row["train"]
+                continue
             triples, out = edit_triples(model, digits, kind, split, args.seed + k, args)
-            row[split] = score(out, triples.outputs.cpu(), evaluator)
+            row[split] = score(out, triples.outputs.cpu(), evaluator, labels)
             if split == "train":
-                row["input"] = score(triples.inputs.cpu(), triples.outputs.cpu(), evaluator)  # doing nothing
-                if args.no_text:
+                row["input"] = score(triples.inputs.cpu(), triples.outputs.cpu(), evaluator, labels)  # doing nothing
+                if args.no_text and not reads_text:
+                    row["no_text"] = row["train"]
+                elif args.no_text:
                     _, blind = edit_triples(model, digits, kind, split, args.seed + k, args, text=False)
-                    row["no_text"] = score(blind, triples.outputs.cpu(), evaluator)
+                    row["no_text"] = score(blind, triples.outputs.cpu(), evaluator, labels)
+        if model.first_stage is not None:  # what a latent editor could reach at best: the first stage's round trip
+            with torch.no_grad():
+                row["first_stage"] = score(model.from_space(model.to_space(triples.outputs.to(device))).cpu(),
+                                           triples.outputs.cpu(), None)
         rows.append(row)
         print(f"{kind:24s} PSNR trained {row['train']['psnr']:5.1f} held-out {row['held-out']['psnr']:5.1f} "
               f"input {row['input']['psnr']:5.1f} dB; success {row['train']['success']:.2f} / "
               f"{row['held-out']['success']:.2f}", file=sys.stderr, flush=True)
 
     def mean(key: str, split: str, group: str | None = None) -> float:
-        values = [r[split][key] for r in rows if split in r and (group is None or r["group"] == group)]
+        values = [r[split][key] for r in rows if key in r.get(split, {}) and group in (None, r["group"])]
         return sum(values) / len(values) if values else math.nan
 
-    summary = {split: {key: mean(key, split) for key in ("psnr", "mae", "success", "label_agreement")}
-               for split in ("train", "held-out", "input", *(["no_text"] if args.no_text else []))}
+    splits = ("train", "held-out", "input", *(["no_text"] if args.no_text else []),
+              *(["first_stage"] if model.first_stage is not None else []))
+    summary = {split: {key: mean(key, split) for key in ("psnr", "mae", "success", "label_agreement", "accuracy")}
+               for split in splits}
+    by_group = {group: {split: mean("psnr", split, group) for split in splits}
+                for group in dict.fromkeys(r["group"] for r in rows)}
+    semantic = semantic_edits(model, test_x, data.test_y, evaluator, args) if args.semantic else None
     end = [r for r in runs.read_metrics_log(run) if r.get("event") == "end"][-1:]
     return {"run": str(run), "train": end, "settings": {"image_guidance": args.image_guidance,
                                                         "text_guidance": args.text_guidance, "steps": args.steps,
                                                         "per_kind": args.per_kind, "seed": args.seed},
-            "summary": summary, "kinds": rows, "load": open("/proc/loadavg").read().split()[:3]
-            if Path("/proc/loadavg").exists() else None, **stamp(device)}
+            "summary": summary, "psnr_by_group": by_group, "kinds": rows, "semantic": semantic,
+            "load": open("/proc/loadavg").read().split()[:3] if Path("/proc/loadavg").exists() else None,
+            "process_cpu_seconds": time.process_time(), **stamp(device)}
+
+
+def cmd_speed(args) -> dict:
+    """Training triples per CPU-second of the pixel and latent recipes' networks, timed in one process, interleaved
+    (rounds of a few steps each, process CPU time: fair on a shared machine), and the CPU seconds of one edit."""
+    from genzoo.models.instruct import InstructPix2Pix
+    from genzoo.train_config import TrainConfig
+
+    x = load_data(args.data, verbose=False).train_x[: args.batch_size]
+    nets = {"pixel (cpu-small)": (RECIPES["cpu-small"][0], 0), "latent (cpu-latent)": (RECIPES["cpu-latent"][0], 0),
+            "latent first stage": (RECIPES["cpu-latent"][0], 10**9)}  # step 0 of a first stage that never ends
+    models = {}
+    for name, (overrides, first_stage_steps) in nets.items():
+        torch.manual_seed(0)
+        model = InstructPix2Pix(**{**overrides, "first_stage_steps": first_stage_steps}).train()
+        step = 0 if first_stage_steps else model.config.first_stage_steps  # a diffusion step
+        models[name] = (model, model.configure_optimizers(TrainConfig(lr=1e-3))["model"], step)
+    seconds = dict.fromkeys(nets, 0.0)
+    for _ in range(args.rounds):
+        for name, (model, opt, step) in models.items():
+            start = time.process_time()
+            for _ in range(args.steps):
+                opt.zero_grad(set_to_none=True)
+                model.loss(x, step=step)["loss"].backward()
+                opt.step()
+            seconds[name] += time.process_time() - start
+    out = {name: {"triples_per_cpu_second": args.rounds * args.steps * len(x) / sec} for name, sec in seconds.items()}
+    for name in ("pixel (cpu-small)", "latent (cpu-latent)"):
+        model = models[name][0].eval()
+        start = time.process_time()
+        model.edit(x[:50], ["mirror it"] * 50, steps=10, generator=torch.Generator().manual_seed(0))
+        out[name]["cpu_seconds_per_edit_10_ddim_steps"] = (time.process_time() - start) / 50
+    out["ratio_latent_to_pixel"] = (out["latent (cpu-latent)"]["triples_per_cpu_second"]
+                                    / out["pixel (cpu-small)"]["triples_per_cpu_second"])
+    return {**out, "batch_size": len(x), "threads": torch.get_num_threads(),
+            "load": open("/proc/loadavg").read().split()[:3] if Path("/proc/loadavg").exists() else None,
+            **stamp(torch.device("cpu"))}
+
+
+def cmd_first_stage(args) -> dict:
+    """The round trip (encode, decode) of a latent run's first stage (ddpm or instruct) per edit kind: PSNR against
+    the exact outputs and the inputs of `--n` triples of test digits, and on the plain test digits. A latent editor
+    cannot be closer to the exact output than this."""
+    model = runs.load(args.run, "cpu")
+    if getattr(model, "first_stage", None) is None:
+        raise SystemExit(f"{args.run}: a {model.name} run without a first stage; give a latent ddpm or instruct run")
+    ae = model.first_stage.eval()
+    x = load_data(args.data, verbose=False).test_x[: args.n]
+    with torch.no_grad():
+        def trip(images: torch.Tensor) -> float:
+            return psnr(ae.decode(ae.encode(images)[0]), images).mean().item()
+
+        out = {"run": str(args.run), "n": args.n, "test_digits": trip(x), "kinds": {}}
+        for kind in edits.KINDS:
+            t = edits.make_triples(x, torch.Generator().manual_seed(0), kinds=[kind] * len(x))
+            out["kinds"][kind] = {"outputs": trip(t.outputs), "inputs": trip(t.inputs)}
+            print(f"{kind:24s} outputs {out['kinds'][kind]['outputs']:5.1f} dB, inputs "
+                  f"{out['kinds'][kind]['inputs']:5.1f} dB", file=sys.stderr)
+    return {**out, **stamp(torch.device("cpu"))}
 
 
 def main() -> dict:
@@ -139,6 +272,13 @@ def main() -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time-budget", dest="time_budget", type=float, default=0.0,
                    help="seconds of training (0: the recipe's)")
+    p.add_argument("--first-stage-from", dest="first_stage_from",
+                   help="latent recipes: a latent ddpm run whose first stage (ae_widths 16,32) starts the editor's")
+    p.add_argument("--first-stage-steps", dest="first_stage_steps", type=int, default=150,
+                   help="with --first-stage-from: the steps that fine-tune it on the triples")
+    p.add_argument("--pairs", help="pairs.safetensors of `genzoo semantic-pairs`: semantic edits mixed into training")
+    p.add_argument("--semantic-fraction", dest="semantic_fraction", type=float, default=0.1,
+                   help="with --pairs: the share of each batch that is semantic pairs")
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("evaluate")
     p.add_argument("run")
@@ -149,20 +289,27 @@ def main() -> dict:
     p.add_argument("--steps", type=int, default=10, help="DDIM steps")
     p.add_argument("--image-guidance", dest="image_guidance", type=float, default=1.5)
     p.add_argument("--text-guidance", dest="text_guidance", type=float, default=3.0)
+    p.add_argument("--semantic", type=int, default=0,
+                   help="semantic edits of this many test digits per phrasing split (0: none)")
     p.add_argument("--no-text", dest="no_text", action="store_true",
                    help="also score the edits with the instruction withheld (s_T = 0)")
     p.set_defaults(fn=cmd_evaluate)
+    q = sub.add_parser("speed")
+    q.add_argument("--data", default="mnist")
+    q.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    q.add_argument("--steps", type=int, default=3, help="steps per network and round")
+    q.add_argument("--rounds", type=int, default=4)
+    q.set_defaults(fn=cmd_speed)
+    q = sub.add_parser("first-stage")
+    q.add_argument("run", help="a latent ddpm or instruct run")
+    q.add_argument("--data", default="mnist")
+    q.add_argument("-n", type=int, default=200, help="test digits per kind")
+    q.set_defaults(fn=cmd_first_stage)
     p.add_argument("--out", help="JSON file (default: print)")
-    for q in (sub.choices["train"],):
+    for q in (sub.choices["train"], sub.choices["speed"], sub.choices["first-stage"]):
         q.add_argument("--out", help="JSON file (default: print)")
     args = parser.parse_args()
-    result = args.fn(args)
-    text = json.dumps(result, indent=2)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
-    print(text)
-    return result
+    return write_result(args.fn(args), args.out)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """instruct: the paper's two-scale guidance written out plainly, the zero-initialised image channels, the loss
-against a recomputation, dropping rates, a few steps that lower the loss, reproducible edits, resume."""
+against a recomputation, dropping rates, a few steps that lower the loss, reproducible edits, resume; in pixel and
+in latent space; semantic pairs mixed into the triples."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from genzoo.models.instruct import InstructPix2Pix
 
 TINY = {"widths": (8, 16), "res_blocks": 1, "attn_heads": 2, "timesteps": 50, "sample_steps": 4, "text_dim": 16,
         "text_layers": 1, "text_heads": 2, "trigram_buckets": 64}
+TINY_LATENT = {**TINY, "space": "latent", "ae_widths": (8, 8), "latent_channels": 2, "first_stage_steps": 0}
+SPACES = {"pixel": TINY, "latent": TINY_LATENT}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -31,10 +34,11 @@ def scrambled(model: InstructPix2Pix, seed: int = 0) -> InstructPix2Pix:
     return model.eval()
 
 
-def test_dual_guidance_is_the_papers_formula():
-    model = scrambled(InstructPix2Pix(**TINY, ema_decay=0.0))
+@pytest.mark.parametrize("space", SPACES)
+def test_dual_guidance_is_the_papers_formula(space):
+    model = scrambled(InstructPix2Pix(**SPACES[space], ema_decay=0.0))
     g = torch.Generator().manual_seed(1)
-    xt, image = torch.randn(3, 1, 28, 28, generator=g), torch.rand(3, 1, 28, 28, generator=g) * 2 - 1
+    xt, image = torch.randn(3, *model.shape, generator=g), torch.rand(3, *model.shape, generator=g) * 2 - 1
     t = torch.tensor([0, 20, 49])
     with torch.no_grad():
         text = model.encode_text(["mirror it", "make it bold", "zoom out"])
@@ -53,27 +57,32 @@ def test_dual_guidance_is_the_papers_formula():
         torch.testing.assert_close(model.guided_output(net, xt, t, image, text, 0.0, 0.0), e_00, rtol=1e-4, atol=1e-5)
 
 
-def test_a_new_editor_predicts_what_the_unet_without_the_image_channels_would():
+@pytest.mark.parametrize("space", SPACES)
+def test_a_new_editor_predicts_what_the_unet_without_the_image_channels_would(space):
     torch.manual_seed(0)
-    model = InstructPix2Pix(**TINY)
+    model = InstructPix2Pix(**SPACES[space])
+    c, size = model.shape[0], model.shape[-1]  # (1, 28) on pixels, (latent_channels, 7) on latents
+    assert (c, size) == ((1, 28) if space == "pixel" else (2, 7))
     with torch.no_grad():  # the rest redrawn (the zero output layers would hide everything), the image channels kept
         for name, p in model.unet.named_parameters():
             if name != "stem.weight":
                 p.copy_(0.2 * torch.randn_like(p))
-        model.unet.stem.weight[:, :1].copy_(0.2 * torch.randn_like(model.unet.stem.weight[:, :1]))
-    assert (model.unet.stem.weight[:, 1:] == 0).all()
-    plain = UNet(1, 28, TINY["widths"], 1, 7, 2, 0.0)
-    state = {k: (v[:, :1] if k == "stem.weight" else v) for k, v in model.unet.state_dict().items()}
+        model.unet.stem.weight[:, :c].copy_(0.2 * torch.randn_like(model.unet.stem.weight[:, :c]))
+    assert model.unet.stem.weight.shape[1] == 2 * c and (model.unet.stem.weight[:, c:] == 0).all()
+    plain = UNet(c, size, TINY["widths"], 1, 7, 2, 0.0)
+    state = {k: (v[:, :c] if k == "stem.weight" else v) for k, v in model.unet.state_dict().items()}
     plain.load_state_dict(state)
     g = torch.Generator().manual_seed(0)
-    xt, image, t = torch.randn(2, 1, 28, 28, generator=g), torch.rand(2, 1, 28, 28, generator=g), torch.tensor([3, 40])
+    xt, image, t = torch.randn(2, c, size, size, generator=g), torch.rand(2, c, size, size, generator=g), \
+        torch.tensor([3, 40])
     cond = torch.randn(2, model.unet.emb_dim, generator=g)
     with torch.no_grad():
         torch.testing.assert_close(model.unet(torch.cat([xt, image], 1), t, cond=cond), plain(xt, t, cond=cond))
 
 
-def test_loss_against_a_plain_recomputation_and_the_drop_rates():
-    model = scrambled(InstructPix2Pix(**TINY, noise_schedule="linear")).train()
+@pytest.mark.parametrize("space", SPACES)
+def test_loss_against_a_plain_recomputation_and_the_drop_rates(space):
+    model = scrambled(InstructPix2Pix(**SPACES[space], noise_schedule="linear")).train()
     x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     inputs, outputs = x.flip(-1), x
     texts = ["mirror it"] * 3 + ["make it bold"] * 3
@@ -84,11 +93,19 @@ def test_loss_against_a_plain_recomputation_and_the_drop_rates():
     drop_text = (u < 0.05) | ((u >= 0.10) & (u < 0.15))
     drop_image = (u >= 0.05) & (u < 0.15)
     t = torch.randint(0, 50, (6,))
-    noise = torch.randn(6, 1, 28, 28)
+    if space == "pixel":  # pixels in [-1, 1]
+        x0, image = 2 * outputs - 1, 2 * inputs - 1
+    else:  # the encoder's means (its first latent_channels outputs), scaled to unit std on this first batch
+        with torch.no_grad():
+            mu_out = model.first_stage.encoder(2 * outputs - 1)[:, :2]
+            mu_in = model.first_stage.encoder(2 * inputs - 1)[:, :2]
+        x0, image = mu_out / mu_out.std(), mu_in / mu_out.std()
+        torch.testing.assert_close(model.latent_scale, 1 / mu_out.std())
+    noise = torch.randn(6, *x0.shape[1:])
     alpha_bar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 50, dtype=torch.float64), 0)
     a = alpha_bar[t].float().view(-1, 1, 1, 1)
-    xt = a.sqrt() * (2 * outputs - 1) + (1 - a).sqrt() * noise
-    image = torch.where(drop_image.view(-1, 1, 1, 1), torch.zeros_like(inputs), 2 * inputs - 1)
+    xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    image = torch.where(drop_image.view(-1, 1, 1, 1), torch.zeros_like(image), image)
     text = torch.where(drop_text[:, None], model.null_text.expand(6, -1), model.encode_text(texts))
     expected = ((model.unet(torch.cat([xt, image], 1), t, cond=text) - noise) ** 2).mean()
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
@@ -99,9 +116,10 @@ def test_loss_against_a_plain_recomputation_and_the_drop_rates():
         assert abs(observed.item() - rate) < 0.006
 
 
-def test_a_tiny_editor_learns_in_a_few_steps(tiny):
+@pytest.mark.parametrize("space", SPACES)
+def test_a_tiny_editor_learns_in_a_few_steps(tiny, space):
     torch.manual_seed(0)
-    model = InstructPix2Pix(**TINY).train()
+    model = InstructPix2Pix(**SPACES[space]).train()
     x = tiny.train_x[:16]
     triples = edits.make_triples(x, torch.Generator().manual_seed(0), kinds=["flip-horizontal", "invert"] * 8)
     opt = torch.optim.Adam([p for n, p in model.named_parameters() if not n.startswith("ema.")], lr=3e-3)
@@ -149,10 +167,14 @@ def test_same_generator_same_edit_and_inputs_are_checked():
     torch.testing.assert_close(e, f)  # the baseline never reads the text
 
 
-def test_resume_gives_the_same_weights(tiny, tmp_path):
+@pytest.mark.parametrize("space", SPACES)
+def test_resume_gives_the_same_weights(tiny, tmp_path, space, pairs_file):
     train = {"steps": 6, "epochs": 0, "batch_size": 16, "log_every": 3, "n_grid": 4, "sample_every": 0,
              "test_every": 0, "warmup_steps": 0}
-    kw = {"data": tiny, "device": "cpu", "seed": 0, "progress": False, "model_overrides": TINY}
+    # the latent run stops inside its autoencoder's stage (3 of 4 steps) and resumes; semantic pairs mixed in
+    hparams = TINY if space == "pixel" else {**TINY_LATENT, "first_stage_steps": 4, "semantic_pairs": str(pairs_file),
+                                             "semantic_fraction": 0.5}
+    kw = {"data": tiny, "device": "cpu", "seed": 0, "progress": False, "model_overrides": hparams}
     genzoo.train("instruct", out=tmp_path / "full", train_overrides=train, **kw)
     run = tmp_path / "stopped"
     genzoo.train("instruct", out=run, train_overrides={**train, "steps": 3}, **kw)
@@ -160,11 +182,58 @@ def test_resume_gives_the_same_weights(tiny, tmp_path):
                  **{k: v for k, v in kw.items() if k != "model_overrides"})
     a, b = load_file(str(tmp_path / "full" / "model.safetensors")), load_file(str(run / "model.safetensors"))
     assert set(a) == set(b) and any(k.startswith("ema.") for k in a)
+    assert ("latent_scale" in a) == (space == "latent") and any(k.startswith("first_stage.") for k in a) == \
+        (space == "latent")
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert (tmp_path / "full" / "edits.png").exists()
     model = genzoo.load(tmp_path / "full")
     assert model.config.vocabulary == InstructPix2Pix(**TINY).config.vocabulary  # read back from config.json
+    if space == "latent":
+        assert model.latent_scale.item() > 0  # measured on the first diffusion batch (step 4)
+        assert model.edit(tiny.test_x[:2], ["mirror it", "turn this 3 into a 8"], steps=2).shape == (2, 1, 28, 28)
+
+
+@pytest.fixture
+def pairs_file(tmp_path):
+    """Five made-up semantic pairs in the format of `genzoo semantic-pairs`."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    path = tmp_path / "pairs.safetensors"
+    save_file({"inputs": torch.rand(5, 1, 28, 28, generator=g), "outputs": torch.rand(5, 1, 28, 28, generator=g),
+               "sources": torch.tensor([1, 2, 3, 4, 5]), "targets": torch.tensor([7, 0, 9, 8, 6])}, str(path))
+    return path
+
+
+def test_semantic_pairs_replace_their_share_of_the_triples(pairs_file, tmp_path):
+    from safetensors.torch import load_file as read
+
+    pairs = read(str(pairs_file))
+    x = torch.rand(400, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    triples = edits.make_triples(x, torch.Generator().manual_seed(2))
+    model = InstructPix2Pix(**TINY, semantic_pairs=str(pairs_file), semantic_fraction=0.25)
+    torch.manual_seed(0)
+    inputs, texts, outputs = model.mix_semantic(triples.inputs, triples.instructions, triples.outputs)
+    replaced = [i for i in range(400) if texts[i] != triples.instructions[i]]
+    assert 70 <= len(replaced) <= 130  # a quarter of 400, give or take 3 standard deviations
+    for i in range(400):
+        if i not in replaced:
+            assert torch.equal(inputs[i], triples.inputs[i]) and torch.equal(outputs[i], triples.outputs[i])
+            continue
+        # a pair: its input and output from the same row of the file, its instruction naming that row's target
+        k = [j for j in range(5) if torch.equal(pairs["inputs"][j], inputs[i])]
+        assert len(k) == 1 and torch.equal(pairs["outputs"][k[0]], outputs[i])
+        target = int(pairs["targets"][k[0]])
+        assert str(target) in texts[i] or edits.DIGIT_WORDS[target] in texts[i], texts[i]
+        assert texts[i] in edits.semantic_instructions([int(pairs["sources"][k[0]])] * 40, [target] * 40,
+                                                       torch.Generator().manual_seed(0))
+    assert model.mix_semantic(triples.inputs, triples.instructions, triples.outputs)[1] != texts  # new draws
+    unmixed = InstructPix2Pix(**TINY).mix_semantic(triples.inputs, triples.instructions, triples.outputs)
+    assert unmixed[1] == triples.instructions
+    with pytest.raises(ConfigError, match=r"semantic_pairs='.*nothing.safetensors': cannot read it .*genzoo "
+                                          r"semantic-pairs DDPM_RUN --out DIR"):
+        InstructPix2Pix(**TINY, semantic_pairs=str(tmp_path / "nothing.safetensors")).loss(x[:4])
 
 
 def test_config_errors_name_the_value():
@@ -172,3 +241,25 @@ def test_config_errors_name_the_value():
         InstructPix2Pix(**TINY, p_drop_text=0.4, p_drop_image=0.4, p_drop_both=0.4)
     with pytest.raises(ConfigError, match=r"text_heads=3: must divide text_dim=16"):
         InstructPix2Pix(**{**TINY, "text_heads": 3})
+
+
+def test_the_first_stage_can_start_from_a_latent_ddpm_run(tmp_path):
+    from safetensors.torch import save_file
+
+    from genzoo.models.ddpm import DDPM
+    from genzoo.train_config import TrainConfig
+
+    ddpm = DDPM(space="latent", widths=(8, 16), res_blocks=1, attn_heads=2, timesteps=50, ae_widths=(8, 8),
+                latent_channels=2)
+    save_file({k: v.contiguous() for k, v in ddpm.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    model = InstructPix2Pix(**TINY_LATENT, first_stage_from=str(tmp_path))
+    theirs = ddpm.first_stage.state_dict()
+    assert not all(torch.equal(v, theirs[k]) for k, v in model.first_stage.state_dict().items())
+    model.configure_optimizers(TrainConfig())
+    for k, v in model.first_stage.state_dict().items():
+        assert torch.equal(v, theirs[k]), k
+    with pytest.raises(ConfigError, match=r"its first stage does not fit this one \(ae_widths=\(8, 16\)"):
+        InstructPix2Pix(**{**TINY_LATENT, "ae_widths": (8, 16)}, first_stage_from=str(tmp_path)).configure_optimizers(
+            TrainConfig())
+    with pytest.raises(ConfigError, match=r"only a latent editor has a first stage"):
+        InstructPix2Pix(**TINY, first_stage_from=str(tmp_path)).configure_optimizers(TrainConfig())

@@ -441,37 +441,30 @@ class KLAutoencoder(nn.Module):
 # ---------------------------------------------------------------------------- the model
 
 
-@torch.no_grad()
-def ema_update(ema: nn.Module, net: nn.Module, n: int, ema_decay: float) -> None:
-    """ema <- decay ema + (1 - decay) net after n earlier updates, decay = min(ema_decay, (1 + n) / (10 + n))."""
-    decay = min(ema_decay, (1 + n) / (10 + n))
-    torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - decay)
+class LatentSpace:
+    """What a diffusion model diffuses: pixels in [-1, 1], or the scaled latent means of a first-stage autoencoder
+    (Rombach et al.), which the model's first `config.first_stage_steps` training steps train. Shared by `ddpm` and
+    the `instruct` editor: a model calls `init_space` in its __init__, then `to_space` / `from_space` and
+    `in_first_stage`."""
 
+    first_stage: KLAutoencoder | None
+    shape: tuple[int, int, int]
+    latent_scale: torch.Tensor
 
-class DDPM(GenerativeModel):
-    """Denoising diffusion: class-conditional with classifier-free guidance, DDIM or ancestral, pixel or latent."""
+    def init_space(self, space: str, latent_channels: int, ae_widths: tuple[int, ...],
+                   scale_buffer: bool = True) -> None:
+        """The first stage (space="latent") and the shape diffused; `latent_scale` is a buffer of latent models
+        (and of pixel ones when scale_buffer, as ddpm's state has always had it)."""
+        latent = space == "latent"
+        self.first_stage = KLAutoencoder(ae_widths, latent_channels) if latent else None
+        self.shape = (latent_channels, LATENT_SIZE, LATENT_SIZE) if latent else (1, IMAGE_SIZE, IMAGE_SIZE)
+        if latent or scale_buffer:
+            # 1 / std of the first stage's latents, measured on the first diffusion batch (0: not yet), as Rombach
+            self.register_buffer("latent_scale", torch.zeros(()))
 
-    name = "ddpm"
-    Config = DDPMConfig
-    sample_options: ClassVar[tuple[str, ...]] = ("guidance", "steps", "eta", "sampler")
-    conditional_hint: ClassVar[str] = "train it with --set conditional=true"
-    train_defaults: ClassVar[dict] = {"epochs": 20, "batch_size": 128, "lr": 1e-3, "warmup_steps": 200,
-                                      "grad_clip": 1.0}
-
-    def __init__(self, config=None, **overrides):
-        super().__init__(config, **overrides)
-        cfg = self.config
-        latent = cfg.space == "latent"
-        self.first_stage = KLAutoencoder(cfg.ae_widths, cfg.latent_channels) if latent else None
-        self.shape = (cfg.latent_channels, LATENT_SIZE, LATENT_SIZE) if latent else (1, IMAGE_SIZE, IMAGE_SIZE)
-        self.unet = UNet(self.shape[0], self.shape[1], cfg.unet_widths, cfg.res_blocks, cfg.attn_resolution,
-                         cfg.attn_heads, cfg.dropout, N_CLASSES if cfg.conditional else 0)
-        self.ema = copy.deepcopy(self.unet).requires_grad_(False) if cfg.ema_decay > 0 else None
-        self.schedule = NoiseSchedule(make_betas(cfg.noise_schedule, cfg.timesteps, cfg.beta_start, cfg.beta_end))
-        # 1 / std of the first stage's latents, measured on the first diffusion batch (0: not yet), as Rombach et al.
-        self.register_buffer("latent_scale", torch.zeros(()))
-
-    # ------------------------------------------------------------------ spaces
+    def diffusion_steps_before(self, step: int) -> int:
+        """How many diffusion steps (not first-stage ones) came before the trainer's `step`: the EMA's count."""
+        return step - (self.config.first_stage_steps if self.first_stage is not None else 0)
 
     def in_first_stage(self, step: int | None) -> bool:
         """True while `step` (the trainer's) belongs to the autoencoder's stage; None means fully trained."""
@@ -497,6 +490,48 @@ class DDPM(GenerativeModel):
             return ((z + 1) / 2).clamp(0, 1)
         scale = self.latent_scale if float(self.latent_scale) > 0 else torch.ones(())
         return self.first_stage.decode(z / scale).clamp(0, 1)
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, net: nn.Module, n: int, ema_decay: float) -> None:
+    """ema <- decay ema + (1 - decay) net after n earlier updates, decay = min(ema_decay, (1 + n) / (10 + n))."""
+    decay = min(ema_decay, (1 + n) / (10 + n))
+    torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - decay)
+
+
+class WithEMA:
+    """A model whose `ema` submodule is a moving average of its weights, not trained: one Adam over the rest, and
+    only the rest counted as its parameters. Shared by `ddpm` and `instruct`."""
+
+    def trained_parameters(self) -> list[nn.Parameter]:
+        return [p for name, p in self.named_parameters() if not name.startswith("ema.")]
+
+    def configure_optimizers(self, train):
+        return {"model": adam(self.trained_parameters(), train)}
+
+    def n_parameters(self) -> int:
+        """Trained parameters (the EMA copy is not counted)."""
+        return sum(p.numel() for p in self.trained_parameters())
+
+
+class DDPM(LatentSpace, WithEMA, GenerativeModel):
+    """Denoising diffusion: class-conditional with classifier-free guidance, DDIM or ancestral, pixel or latent."""
+
+    name = "ddpm"
+    Config = DDPMConfig
+    sample_options: ClassVar[tuple[str, ...]] = ("guidance", "steps", "eta", "sampler")
+    conditional_hint: ClassVar[str] = "train it with --set conditional=true"
+    train_defaults: ClassVar[dict] = {"epochs": 20, "batch_size": 128, "lr": 1e-3, "warmup_steps": 200,
+                                      "grad_clip": 1.0}
+
+    def __init__(self, config=None, **overrides):
+        super().__init__(config, **overrides)
+        cfg = self.config
+        self.init_space(cfg.space, cfg.latent_channels, cfg.ae_widths)
+        self.unet = UNet(self.shape[0], self.shape[1], cfg.unet_widths, cfg.res_blocks, cfg.attn_resolution,
+                         cfg.attn_heads, cfg.dropout, N_CLASSES if cfg.conditional else 0)
+        self.ema = copy.deepcopy(self.unet).requires_grad_(False) if cfg.ema_decay > 0 else None
+        self.schedule = NoiseSchedule(make_betas(cfg.noise_schedule, cfg.timesteps, cfg.beta_start, cfg.beta_end))
 
     # ------------------------------------------------------------------ training
 
@@ -539,16 +574,7 @@ class DDPM(GenerativeModel):
         min(ema_decay, (1 + n) / (10 + n)) after n updates) so short runs are not stuck near the start."""
         if self.ema is None or self.in_first_stage(step):
             return
-        n = step - (self.config.first_stage_steps if self.first_stage is not None else 0)
-        ema_update(self.ema, self.unet, n, self.config.ema_decay)
-
-    def configure_optimizers(self, train):
-        trainable = [p for name, p in self.named_parameters() if not name.startswith("ema.")]
-        return {"model": adam(trainable, train)}
-
-    def n_parameters(self) -> int:
-        """Trained parameters (first stage and U-Net; the EMA copy is not counted)."""
-        return sum(p.numel() for name, p in self.named_parameters() if not name.startswith("ema."))
+        ema_update(self.ema, self.unet, self.diffusion_steps_before(step), self.config.ema_decay)
 
     # ------------------------------------------------------------------ sampling
 

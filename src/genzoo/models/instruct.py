@@ -2,16 +2,21 @@
 
 Paper followed: Brooks, Holynski & Efros 2023, "InstructPix2Pix: Learning to Follow Image Editing Instructions".
 
-- The network is the diffusion U-Net of `ddpm` (Ho et al. 2020), here in pixel space: its input is the noisy
-  output image concatenated with the image to edit (the paper's extra input channels, whose first-layer weights
-  start at zero, so that a new editor predicts exactly what the U-Net without them would).
+- The network is the diffusion U-Net of `ddpm` (Ho et al. 2020), in pixel space or, as the paper (which edits
+  with Stable Diffusion), in the latent space of a first-stage autoencoder (Rombach et al. 2022; `ddpm`'s, trained
+  as the run's first `first_stage_steps` steps on the triples' inputs and outputs, so that inverted digits and
+  degraded inputs are in its range). Its input is the noisy output concatenated with the (encoded) image to edit:
+  the paper's extra input channels, whose first-layer weights start at zero, so that a new editor predicts
+  exactly what the U-Net without them would. Latent outputs are decoded.
 - The instruction is encoded by our own small text encoder (`genzoo.text`, trained with the U-Net; the paper
   uses CLIP's). Its vector joins the U-Net's time embedding, which every residual block adds after a learned
   projection, as `ddpm`'s digit label does. We chose this over cross-attention because an instruction here names
   one global operation ("rotate it", "fill in the missing part") rather than regions to bind words to, and
   because it costs nothing at 28x28 on a CPU; the paper's cross-attention is what longer, spatial prompts need.
 - Training draws triples from `genzoo.edits` on the fly from each batch of digits (exact transforms and
-  image-to-image tasks with exact outputs) and minimises the epsilon loss of Ho et al. on the output image.
+  image-to-image tasks with exact outputs), with a share (`semantic_fraction`) replaced by semantic pairs
+  ("turn this 3 into a 8") from a file of `genzoo semantic-pairs` when `semantic_pairs` names one, and minimises
+  the epsilon loss of Ho et al. on the output.
   It drops the text, the image, or both, each with probability 5% (the paper's rates), so that one network
   gives eps(I, T), eps(I, 0) and eps(0, 0) (0: the image replaced by zeros, the text by a learned null vector).
 - Sampling is DDIM (Song et al. 2021) with the paper's two guidance scales (its eq. 3):
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
@@ -34,13 +40,16 @@ from .. import edits
 from ..config import ConfigError, in_range, non_negative, positive
 from ..constants import IMAGE_SHAPE
 from ..text import TextEncoder, Tokenizer, build_vocabulary
-from .base import GenerativeModel, adam
-from .ddpm import NoiseSchedule, Sampler, UNet, ema_update, make_betas
+from .base import GenerativeModel
+from .ddpm import LatentSpace, NoiseSchedule, Sampler, UNet, WithEMA, ema_update, make_betas
 
 
 @dataclass
 class InstructConfig:
-    widths: tuple[int, ...] = (32, 64, 64)  # U-Net channels at 28, 14 and 7 pixels
+    space: Literal["pixel", "latent"] = "pixel"
+    # U-Net channels per level; () takes the space's default: (32, 64, 64) on pixels at 28 -> 14 -> 7,
+    # (32, 64) on latents at 7 -> 4.
+    widths: tuple[int, ...] = ()
     res_blocks: int = 2
     attn_resolution: int = 7
     attn_heads: int = 4
@@ -60,14 +69,31 @@ class InstructConfig:
     max_tokens: int = 24  # longer instructions are cut
     trigram_buckets: int = 1024
     vocabulary: tuple[str, ...] = ()  # (): the training phrasings' words (edits.vocabulary_text), recorded here
+    # Semantic edits: a pairs.safetensors of `genzoo semantic-pairs` ("": none) and the share of each training batch
+    # whose triples are replaced by its pairs (read in training only; an edited run does not need the file).
+    semantic_pairs: str = ""
+    semantic_fraction: float = 0.1
+    # Latent space: the first-stage autoencoder (ddpm's), trained by the run's first first_stage_steps steps.
+    latent_channels: int = 4
+    ae_widths: tuple[int, ...] = (16, 32)  # channels at 28x28 and at 14x14 (and 7x7)
+    kl_weight: float = 1e-3
+    first_stage_steps: int = 1500
+    # A latent ddpm run whose first stage (the same ae_widths and latent_channels) starts ours ("": from scratch);
+    # first_stage_steps then fine-tune it on the triples (inverted digits, noisy inputs are new to it).
+    first_stage_from: str = ""
     # Editing defaults (per call: edit(..., image_guidance=, text_guidance=, steps=)).
     sample_steps: int = 20
     image_guidance: float = 1.5
     text_guidance: float = 3.0
 
     def __post_init__(self):
-        for w in self.widths:
+        for w in self.widths + self.ae_widths:
             positive(width=w)
+        positive(latent_channels=self.latent_channels)
+        non_negative(kl_weight=self.kl_weight, first_stage_steps=self.first_stage_steps)
+        in_range("semantic_fraction", self.semantic_fraction, 0.0, 1.0)
+        if len(self.ae_widths) != 2:
+            raise ConfigError(f"ae_widths={self.ae_widths!r}: give two widths, for 28x28 and 14x14 (e.g. 16,32)")
         positive(res_blocks=self.res_blocks, attn_heads=self.attn_heads, timesteps=self.timesteps,
                  sample_steps=self.sample_steps, text_dim=self.text_dim, text_layers=self.text_layers,
                  text_heads=self.text_heads, max_tokens=self.max_tokens, trigram_buckets=self.trigram_buckets)
@@ -87,8 +113,14 @@ class InstructConfig:
         if not self.vocabulary:
             self.vocabulary = build_vocabulary(edits.vocabulary_text())
 
+    @property
+    def unet_widths(self) -> tuple[int, ...]:
+        if self.widths:
+            return self.widths
+        return (32, 64, 64) if self.space == "pixel" else (32, 64)
 
-class InstructPix2Pix(GenerativeModel):
+
+class InstructPix2Pix(LatentSpace, WithEMA, GenerativeModel):
     """InstructPix2Pix-style editor: image + text instruction -> edited digit (DDIM, two guidance scales)."""
 
     name = "instruct"
@@ -100,8 +132,10 @@ class InstructPix2Pix(GenerativeModel):
     def __init__(self, config=None, **overrides):
         super().__init__(config, **overrides)
         cfg = self.config
-        channels, size = IMAGE_SHAPE[0], IMAGE_SHAPE[-1]
-        self.unet = UNet(2 * channels, size, cfg.widths, cfg.res_blocks, cfg.attn_resolution, cfg.attn_heads,
+        # pixel runs before the latent option had no latent_scale: they still load
+        self.init_space(cfg.space, cfg.latent_channels, cfg.ae_widths, scale_buffer=False)
+        channels, size = self.shape[0], self.shape[-1]
+        self.unet = UNet(2 * channels, size, cfg.unet_widths, cfg.res_blocks, cfg.attn_resolution, cfg.attn_heads,
                          cfg.dropout, out_channels=channels)
         with torch.no_grad():  # the image channels start at zero: a new editor is the plain U-Net (Brooks et al.)
             self.unet.stem.weight[:, channels:].zero_()
@@ -134,14 +168,58 @@ class InstructPix2Pix(GenerativeModel):
     # ------------------------------------------------------------------ training
 
     def loss(self, x, y=None, *, step=None):
-        """Triples from the batch's digits; the simple loss of Ho et al. on the output image, the input image
-        concatenated, the text and the image each dropped as the config says (in training only)."""
+        """Triples from the batch's digits. Stage one of a latent run: the autoencoder's loss on the triples' inputs
+        and outputs. Otherwise (a share of the triples semantic pairs when the config names a file) the simple
+        loss of Ho et al. on the output, the input concatenated, the text and the image each dropped as the config
+        says (in training only)."""
         triples = edits.make_triples(x)
-        return self.triple_loss(triples.inputs, triples.instructions, triples.outputs)
+        if self.in_first_stage(step):  # (the semantic pairs are digits like the batch's: not needed here)
+            out = self.first_stage.loss(torch.cat([triples.inputs, triples.outputs]), self.config.kl_weight)
+            return {**out, "stage": torch.ones(())}
+        inputs, instructions, outputs = self.mix_semantic(triples.inputs, triples.instructions, triples.outputs)
+        return {**self.triple_loss(inputs, instructions, outputs), "stage": torch.full((), 2.0)}
+
+    def semantic_pairs(self) -> dict | None:
+        """The config's pairs file, read once: inputs, outputs (K, 1, 28, 28), sources, targets (K,)."""
+        path = self.config.semantic_pairs
+        if not path:
+            return None
+        if getattr(self, "_pairs", None) is None:
+            from safetensors.torch import load_file
+
+            try:
+                self._pairs = load_file(path)
+            except (OSError, RuntimeError) as e:
+                raise ConfigError(f"semantic_pairs={path!r}: cannot read it ({e}); make one with "
+                                  "`genzoo semantic-pairs DDPM_RUN --out DIR` and give DIR/pairs.safetensors") from e
+            if not len(self._pairs.get("inputs", ())):
+                raise ConfigError(f"semantic_pairs={path!r}: holds no pairs; make more candidates (-n) or lower "
+                                  "--threshold")
+        return self._pairs
+
+    def mix_semantic(self, inputs: torch.Tensor, instructions: list[str],
+                     outputs: torch.Tensor) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+        """Each triple replaced, with probability semantic_fraction, by a random semantic pair and one of its
+        trained phrasings (torch's global RNG, which the trainer seeds and checkpoints)."""
+        pairs = self.semantic_pairs()
+        if pairs is None or self.config.semantic_fraction == 0:
+            return inputs, instructions, outputs
+        chosen = (torch.rand(len(inputs)) < self.config.semantic_fraction).nonzero().flatten().tolist()
+        if not chosen:
+            return inputs, instructions, outputs
+        drawn = torch.randint(0, len(pairs["inputs"]), (len(chosen),))
+        inputs, outputs, instructions = inputs.clone(), outputs.clone(), list(instructions)
+        inputs[chosen] = pairs["inputs"][drawn].to(inputs)
+        outputs[chosen] = pairs["outputs"][drawn].to(outputs)
+        texts = edits.semantic_instructions(pairs["sources"][drawn].tolist(), pairs["targets"][drawn].tolist())
+        for i, text in zip(chosen, texts):
+            instructions[i] = text
+        return inputs, instructions, outputs
 
     def triple_loss(self, inputs: torch.Tensor, instructions: list[str], outputs: torch.Tensor) -> dict:
         """The epsilon loss of one batch of triples, inputs and outputs (B, 1, 28, 28) in [0, 1]."""
-        x0, image = 2 * outputs - 1, 2 * inputs - 1  # (B, 1, 28, 28) each, in [-1, 1]
+        x0 = self.to_space(outputs, remember_scale=self.training)  # (B, C, S, S): pixels in [-1, 1] or latents
+        image = self.to_space(inputs)  # (B, C, S, S)
         n = len(x0)
         text = self.encode_text(instructions)  # (B, emb_dim)
         if self.training:
@@ -151,21 +229,41 @@ class InstructPix2Pix(GenerativeModel):
         t = torch.randint(0, self.config.timesteps, (n,), device=x0.device)
         noise = torch.randn_like(x0)
         xt = self.schedule.q_sample(x0, t, noise)
-        eps = self.unet(torch.cat([xt, image], dim=1), t, cond=text)  # (B, 1, 28, 28)
+        eps = self.unet(torch.cat([xt, image], dim=1), t, cond=text)  # (B, C, S, S)
         return {"loss": (eps.float() - noise).pow(2).mean()}
+
+    def configure_optimizers(self, train):
+        """Before a run's first step (a resumed run's checkpoint then replaces these weights): the first stage from
+        `first_stage_from` when the config names a run; then the Adam of every trained parameter (WithEMA)."""
+        if self.config.first_stage_from:
+            self.load_first_stage(self.config.first_stage_from)
+        return super().configure_optimizers(train)
+
+    def load_first_stage(self, run: str) -> None:
+        """The first-stage autoencoder's weights from a latent ddpm run's model.safetensors."""
+        from safetensors.torch import load_file
+
+        if self.first_stage is None:
+            raise ConfigError(f"first_stage_from={run!r}: only a latent editor has a first stage; add "
+                              "--set space=latent")
+        path = Path(run) / "model.safetensors"
+        if not path.is_file():
+            raise ConfigError(f"first_stage_from={run!r}: no {path}; name a trained latent ddpm run")
+        state = {k.removeprefix("first_stage."): v for k, v in load_file(str(path)).items()
+                 if k.startswith("first_stage.")}
+        mine = self.first_stage.state_dict()
+        if set(state) != set(mine) or any(state[k].shape != mine[k].shape for k in mine):
+            raise ConfigError(f"first_stage_from={run!r}: its first stage does not fit this one (ae_widths="
+                              f"{self.config.ae_widths}, latent_channels={self.config.latent_channels}); give the "
+                              "run's own ae_widths and latent_channels, or train the first stage here")
+        self.first_stage.load_state_dict(state)
 
     @torch.no_grad()
     def after_optimizer_step(self, step: int) -> None:
-        if self.ema is not None:
-            ema_update(self.ema, nn.ModuleDict({"unet": self.unet, "text": self.text}), step, self.config.ema_decay)
-
-    def configure_optimizers(self, train):
-        trainable = [p for name, p in self.named_parameters() if not name.startswith("ema.")]
-        return {"model": adam(trainable, train)}
-
-    def n_parameters(self) -> int:
-        """Trained parameters (U-Net, text encoder, null vector; the EMA copy is not counted)."""
-        return sum(p.numel() for name, p in self.named_parameters() if not name.startswith("ema."))
+        """The EMA of the U-Net and the text encoder, from the first diffusion step on (as ddpm's)."""
+        if self.ema is not None and not self.in_first_stage(step):
+            ema_update(self.ema, nn.ModuleDict({"unet": self.unet, "text": self.text}),
+                       self.diffusion_steps_before(step), self.config.ema_decay)
 
     # ------------------------------------------------------------------ guidance and sampling
 
@@ -179,7 +277,7 @@ class InstructPix2Pix(GenerativeModel):
                       image_guidance: float, text_guidance: float) -> torch.Tensor:
         """Brooks et al. eq. 3: eps(0,0) + s_I (eps(I,0) - eps(0,0)) + s_T (eps(I,T) - eps(I,0)), one batch of 3B.
 
-        xt (B, 1, S, S) noisy outputs, t (B,), image (B, 1, S, S) in [-1, 1], text (B, emb_dim)."""
+        xt (B, C, S, S) noisy outputs, t (B,), image (B, C, S, S) (pixels in [-1, 1] or latents), text (B, emb_dim)."""
         null = self.null_text.expand_as(text)
         x3 = torch.cat([xt, xt, xt])
         images = torch.cat([image, image, torch.zeros_like(image)])
@@ -189,10 +287,11 @@ class InstructPix2Pix(GenerativeModel):
 
     def _run(self, n: int, image: torch.Tensor | None, text: torch.Tensor | None, generator, steps: int,
              image_guidance: float, text_guidance: float, progress: bool | None) -> torch.Tensor:
-        """n images by DDIM (eta = 0) from x_T drawn with `generator`; image None: the unconditional eps(0, 0)."""
+        """n images by DDIM (eta = 0) from x_T drawn with `generator`; image (n, C, S, S) in the diffused space,
+        None: the unconditional eps(0, 0)."""
         net, _ = self.networks()
         sampler = Sampler(self.schedule, "ddim", steps, eta=0.0)
-        x = self.randn(n, *IMAGE_SHAPE, generator=generator)  # (n, 1, 28, 28) = x_T
+        x = self.randn(n, *self.shape, generator=generator)  # (n, C, S, S) = x_T
 
         def predict(xt: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
             tt = torch.full((len(xt),), t, dtype=torch.long, device=xt.device)
@@ -200,15 +299,17 @@ class InstructPix2Pix(GenerativeModel):
                 eps = net(torch.cat([xt, torch.zeros_like(xt)], dim=1), tt, cond=self.null_text.expand(n, -1))
             else:
                 eps = self.guided_output(net, xt, tt, image, text, image_guidance, text_guidance)
-            _, x0 = self.schedule.split(eps.float(), xt, tt, "eps")
-            x0 = x0.clamp(-1, 1)  # pixels live in [-1, 1]; eps made consistent with the clipped x_0 (as ddpm)
-            return self.schedule.eps_from_x0(xt, tt, x0), x0
+            eps, x0 = self.schedule.split(eps.float(), xt, tt, "eps")
+            if self.first_stage is None:  # pixels live in [-1, 1]; eps made consistent with the clipped x_0 (as ddpm)
+                x0 = x0.clamp(-1, 1)
+                eps = self.schedule.eps_from_x0(xt, tt, x0)
+            return eps, x0
 
         was_training = self.training
         self.eval()
         out, _ = sampler.run(predict, x, generator, progress)
         self.train(was_training)
-        return ((out + 1) / 2).clamp(0, 1)
+        return self.from_space(out)
 
     def check_images(self, images: torch.Tensor) -> torch.Tensor:
         if not isinstance(images, torch.Tensor) or images.dim() != 4 or tuple(images.shape[1:]) != IMAGE_SHAPE:
@@ -261,7 +362,7 @@ class InstructPix2Pix(GenerativeModel):
         self.eval()
         _, text_net = self.networks()
         text = self.encode_text(list(instructions), text_net)
-        out = self._run(len(images), 2 * images - 1, text, generator, steps, s_i, s_t, progress)
+        out = self._run(len(images), self.to_space(images), text, generator, steps, s_i, s_t, progress)
         self.train(was_training)
         return out
 
