@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 import genzoo
 from genzoo.config import ConfigError
 from genzoo.models.ddpm import DDPM, N_CLASSES, NoiseSchedule, Sampler, SelfAttention, make_betas
+from genzoo.train_config import TrainConfig
 
 TINY = {"widths": (8, 16), "res_blocks": 1, "attn_heads": 2, "timesteps": 100, "sample_steps": 5}
 TINY_LATENT = {**TINY, "space": "latent", "widths": (16,), "ae_widths": (8, 8), "latent_channels": 2}
@@ -243,7 +244,7 @@ def test_a_tiny_model_learns_in_a_few_steps(tiny, space):
     torch.manual_seed(0)
     model = DDPM(**(TINY if space == "pixel" else {**TINY_LATENT, "first_stage_steps": 20}))
     x, y = tiny.train_x[:32], tiny.train_y[:32]
-    opt = model.configure_optimizers(genzoo.train_config.TrainConfig(lr=3e-3))["model"]
+    opt = model.configure_optimizers(TrainConfig(lr=3e-3))["model"]
     stages = [(0, 20), (20, 60)] if space == "latent" else [(0, 40)]
     for first, last in stages:
         before = mean_loss(model.train(), x, y, step=first)
