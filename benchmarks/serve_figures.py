@@ -143,9 +143,9 @@ def main() -> int:
         f"Measured {started:%Y-%m-%d %H:%M} UTC on {cpu_name()} ({os.cpu_count()} cores), {chromium_version()}; "
         f"1-minute load average {load_before:.1f} before, {load_after:.1f} after; by", "",
         f"    {command}", "",
-        f"In a real browser: the browser test, {args.loads} times, each a fresh headless Chromium over ten runs "
-        "under RUN_ROOT (ms from the start of navigation for the loads; from the end of the stroke, or the press, "
-        "to the answer drawn for the rest):", "",
+        f"In a real browser: the browser test run {args.loads} time(s), each with a fresh headless Chromium, over "
+        "ten runs under RUN_ROOT (ms: from the start of navigation for the loads; from the end of the stroke, or "
+        "the button press, to the answer drawn for the rest):", "",
         *browser_table(timings), "",
         f"The loopback load test (`benchmarks/serve_load.py`, its own server process, small runs trained "
         f"{args.steps} steps each):", "",
