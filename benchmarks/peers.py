@@ -4,10 +4,11 @@ Issue 22. Each comparison builds the two sides from the same architecture, train
 MNIST digits on the same CPU, interleaving the two (A B A B ...: one repeat of each in turn, so
 that what the machine does meanwhile falls on both), and reports the median and the spread
 (min-max) of the seconds per epoch or per step, their ratio (peer / genzoo: > 1 means genzoo is
-faster), the FLOPs per training image (counted by torch.utils.flop_counter over one training step,
-forward and backward; the optimizer's element-wise work is not counted) and the GFLOP/s that each
-side achieves, against the CPU's float32 peak measured in the same process by a large matrix
-product (`--peak-size`).
+faster) by the wall clock and by this process's CPU time (at one thread on a shared machine the
+steadier of the two: another job's turn on the core is not counted), the FLOPs per training
+image (counted by torch.utils.flop_counter over one training step, forward and backward; the
+optimizer's element-wise work is not counted) and the GFLOP/s that each side achieves, against
+the CPU's float32 peak measured in the same process by a large matrix product (`--peak-size`).
 
     vae    genzoo's `vae` (`--arch mlp`: the 784-400-20 MLP; `--arch conv`: the default conv
            networks) against pythae's VAE (or IWAE, `--peer iwae`), built from the very same
