@@ -133,6 +133,43 @@ def test_diag_fit_on_mostly_zero_data_takes_the_sparse_step_and_matches_sklearn(
         np.testing.assert_allclose(getattr(ours, name), getattr(ref, name), rtol=1e-10, atol=1e-13, err_msg=name)
 
 
+@pytest.mark.parametrize("start", ["fitted", "coupled precision", "nonzero mean"])
+def test_full_fit_with_features_zero_in_every_sample_takes_the_active_step_and_matches_sklearn(start):
+    """Features that are 0 in every sample (MNIST's borders) are left out of the full step's products;
+    the fit must not change, also from a precisions_init that links them to the others (then the first
+    E-step must use every feature) or a means_init that is not 0 there."""
+    from genzoo import mixture
+
+    rng = np.random.default_rng(4)
+    X = rng.random((400, 30)) * (rng.random((400, 30)) < 0.4)
+    X[:200, :10] += rng.random((200, 10)) * (rng.random((200, 10)) < 0.3)
+    dead = [0, 5, 6, 29]
+    X[:, dead] = 0
+    idx, inactive, _ = mixture._active_features(torch.as_tensor(X))
+    assert inactive.tolist() == dead and len(idx) == 26
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        init = same_init(SklearnGM(4, covariance_type="full", max_iter=2, random_state=0).fit(X))
+        if start == "coupled precision":  # a precision coupling a dead feature to a live one
+            init["precisions_init"] = init["precisions_init"].copy()
+            init["precisions_init"][:, 0, 1] = init["precisions_init"][:, 1, 0] = 0.5
+        if start == "nonzero mean":  # the dead features' terms then depend on the means
+            init["means_init"] = init["means_init"].copy()
+            init["means_init"][:, dead] = 1e-3 * np.arange(4)[:, None]  # (mu_j P_jj)^2 = 0, 1, 4, 9 nats
+        first = mixture.precision_cholesky_from_precisions(torch.as_tensor(init["precisions_init"]), "full")
+        assert mixture._separates(first, inactive) == (start != "coupled precision")
+        ours = GaussianMixture(4, covariance_type="full", tol=0, max_iter=5, **init)
+        ref = SklearnGM(4, covariance_type="full", tol=0, max_iter=5, **init).fit(X)
+        labels = ours.fit_predict(X)
+    np.testing.assert_array_equal(labels, ref.predict(X))
+    assert ours.lower_bound_ == pytest.approx(ref.lower_bound_, rel=1e-12)
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_allclose(getattr(ours, name), getattr(ref, name), rtol=1e-10, atol=1e-12, err_msg=name)
+    # the factors of small, nearly singular components amplify rounding: agreement to 1e-8 there
+    np.testing.assert_allclose(ours.precisions_cholesky_, ref.precisions_cholesky_, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(ours.score_samples(X), ref.score_samples(X), rtol=1e-10)
+
+
 @pytest.mark.parametrize("covariance_type", TYPES)
 def test_fit_from_same_initial_parameters_matches_sklearn(data, covariance_type):
     init = same_init(fitted_sklearn(data, covariance_type))
@@ -355,6 +392,26 @@ def test_singular_covariance_names_reg_covar():
     with pytest.raises(SingularCovarianceError, match=r"increase reg_covar=0\.0"):
         GaussianMixture(2, reg_covar=0.0, random_state=0).fit(X)
     GaussianMixture(2, reg_covar=1e-6, random_state=0).fit(X)  # the fix works
+
+
+def test_full_and_tied_fits_leave_torchs_thread_count_as_they_found_it(data):
+    """The full and tied CPU steps run torch on one thread (see _torch_one_thread): restored after a fit,
+    after a failed one, and after scoring."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for covariance_type in ("full", "tied"):
+            model = GaussianMixture(3, covariance_type=covariance_type, max_iter=2, random_state=0).fit(data)
+            assert torch.get_num_threads() == 2
+            model.score(data)
+            assert torch.get_num_threads() == 2
+        bad = np.random.default_rng(0).standard_normal((50, 3))
+        bad[:, 2] = 1.0
+        with pytest.raises(SingularCovarianceError):
+            GaussianMixture(2, reg_covar=0.0, random_state=0).fit(bad)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------------------- sampling, types, devices
