@@ -2,6 +2,7 @@
 
     python benchmarks/demo.py --out /tmp/genzoo-demo              # runs `genzoo demo` (default budget) and times it
     python benchmarks/demo.py --out /tmp/genzoo-demo -- --data ../shared/data/mnist   # more demo arguments after --
+    python benchmarks/demo.py --out /tmp/genzoo-demo --passes 2   # the demo, then its continuation in the same folder
     python benchmarks/demo.py --out /tmp/genzoo-demo --table-only # the tables of a demo folder already written
     OMP_NUM_THREADS=1 python benchmarks/demo.py --out /tmp/genzoo-costs --costs   # what each slice's reserve must hold
     GENZOO_DATA=../shared/data/mnist OMP_NUM_THREADS=1 python benchmarks/demo.py --out /tmp/costs --costs --models vae
@@ -10,8 +11,8 @@ Prints the wall clock of the whole command against its budget, the machine's loa
 during (sampled every 15 s) and after, then one row per model from the demo folder: demo runs, training
 seconds in all, the last run's slice, wall clock and CPU seconds, the samples scored, the share of samples
 the evaluator classifies with confidence >= 0.9, the entropy of their digits in bits, FID-style score and
-conditional accuracy; and, for models run more than once, those scores after each demo run (what the
-second run bought).
+conditional accuracy; and, for models run more than once, those scores after each demo run and the change of
+the confident share from the first run to the last (what the second run bought).
 
 --costs measures, for every model at its CPU recipe, the work that follows training inside its slice and
 does not shrink with the time left: the grid drawn where the budget stops training, the model's pictures,
