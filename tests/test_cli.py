@@ -233,6 +233,17 @@ def test_a_model_too_large_for_the_memory_fails_fast_with_the_estimate(monkeypat
     assert not (tmp_path / "big").exists()
 
 
+def test_only_settings_far_above_their_defaults_are_sized_on_the_meta_device():
+    """Sizing builds the model on torch's meta device (seconds the first time): only for settings well above
+    their defaults, also where the default holds no number (ddpm's widths=(): the space's own widths)."""
+    from genzoo import runs
+
+    assert not runs._grows("ddpm", {"widths": (32, 64, 64), "p_uncond": 0.2})
+    assert runs._grows("ddpm", {"widths": (1024, 2048)})
+    assert not runs._grows("ae", {"latent_dim": 32})
+    assert runs._grows("ae", {"latent_dim": 100000})
+
+
 def test_every_n_is_drawn_in_batches_or_refused_before_any_work(small_dae, tmp_path, monkeypatch, capsys):
     import numpy as np
 

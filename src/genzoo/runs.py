@@ -60,6 +60,9 @@ def available_memory_bytes() -> int | None:
 
 
 GROWTH_CHECKED = 4  # a size setting above this many times its default is checked on the meta device
+# The scale of a setting whose default holds no number (ddpm's `widths=()`: the space's own widths, at most
+# 128): without it any explicit widths counted as growth, and the first ddpm a server loaded took seconds more.
+EMPTY_DEFAULT_SCALE = 128
 
 
 def _numbers(value: Any) -> list[float]:
@@ -78,7 +81,7 @@ def _grows(name: str, hparams: dict[str, Any]) -> bool:
     defaults = dataclasses.asdict(registry.get(name).Config())
     for key, value in hparams.items():
         given, default = _numbers(value), _numbers(defaults.get(key))
-        if given and max(given) > GROWTH_CHECKED * max(default + [1]):
+        if given and max(given) > GROWTH_CHECKED * (max(default + [1]) if default else EMPTY_DEFAULT_SCALE):
             return True
     return False
 
