@@ -132,6 +132,11 @@ def _row_sq_norms(y: torch.Tensor) -> torch.Tensor:
     return (y * y).sum(1)
 
 
+def _routine(module: Any, name: str, dtype: np.dtype) -> Callable:
+    """SciPy's BLAS or LAPACK routine `name` for float64 ("d" + name) or float32 ("s" + name) arrays."""
+    return getattr(module, ("d" if dtype == np.float64 else "s") + name)
+
+
 def _times_upper(X: torch.Tensor, upper: torch.Tensor, out: np.ndarray | None = None) -> torch.Tensor:
     """X (N, D) @ upper (D, D) upper triangular; on the CPU by BLAS trmm (half a general product).
 
@@ -141,7 +146,7 @@ def _times_upper(X: torch.Tensor, upper: torch.Tensor, out: np.ndarray | None = 
     if X.device.type != "cpu" or _scipy_blas is None:
         return X @ upper
     x = _np(X)
-    trmm = _scipy_blas.dtrmm if x.dtype == np.float64 else _scipy_blas.strmm
+    trmm = _routine(_scipy_blas, "trmm", x.dtype)
     if out is None:
         out = np.empty_like(x, order="C")
     np.copyto(out, x)
@@ -296,8 +301,8 @@ def _precision_cholesky_lapack(
     """
     cov = _np(covariances)
     mats = cov if covariance_type == "full" else cov[None]
-    potrf = _scipy_lapack.dpotrf if cov.dtype == np.float64 else _scipy_lapack.spotrf
-    trtri = _scipy_lapack.dtrtri if cov.dtype == np.float64 else _scipy_lapack.strtri
+    potrf = _routine(_scipy_lapack, "potrf", cov.dtype)
+    trtri = _routine(_scipy_lapack, "trtri", cov.dtype)
     out = np.empty_like(mats)
     bad = []
     for k, mat in enumerate(mats):
@@ -324,7 +329,7 @@ def precision_cholesky_from_precisions(precisions: torch.Tensor, covariance_type
         flipped = precisions.flip(-1, -2)
         if precisions.device.type == "cpu" and _scipy_lapack is not None:  # one matrix at a time: see below
             mats = _np(flipped.reshape(-1, *precisions.shape[-2:]))
-            potrf = _scipy_lapack.dpotrf if mats.dtype == np.float64 else _scipy_lapack.spotrf
+            potrf = _routine(_scipy_lapack, "potrf", mats.dtype)
             factors = [potrf(mat, lower=1, clean=1) for mat in mats]
             chol = torch.from_numpy(np.stack([f for f, _ in factors])).reshape(precisions.shape)
             bad = [k for k, (_, info) in enumerate(factors) if info != 0]
@@ -347,7 +352,7 @@ def covariances_from_precision_cholesky(precisions_chol: torch.Tensor, covarianc
         # "oneMKL ERROR ... DLASWP" or hangs for batches of 200 x 200 matrices and up.
         if precisions_chol.device.type == "cpu" and _scipy_lapack is not None:  # LAPACK trtri, NumPy's syrk
             mats = _np(precisions_chol.reshape(-1, *precisions_chol.shape[-2:]))
-            trtri = _scipy_lapack.dtrtri if mats.dtype == np.float64 else _scipy_lapack.strtri
+            trtri = _routine(_scipy_lapack, "trtri", mats.dtype)
             covs = [inv.T @ inv for inv, _ in (trtri(mat, lower=0) for mat in mats)]  # P^-T P^-1
             return torch.from_numpy(np.stack(covs)).reshape(precisions_chol.shape)
         eye = torch.eye(precisions_chol.shape[-1], dtype=precisions_chol.dtype, device=precisions_chol.device)
