@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from genzoo.config import ConfigError
-from genzoo.models.dae import corrupt, parse_noise, psnr
+from genzoo.metrics import psnr
+from genzoo.models.dae import corrupt, parse_noise
 
 
 def test_noise_kinds_have_their_statistics():

@@ -125,6 +125,25 @@ def test_a_family_short_of_recognisable_digits_says_so_from_its_measured_share()
     assert not_there_note("gan", Path("/tmp/d"), spread, [], floor) == ""
 
 
+def test_an_editor_is_judged_by_its_edits_not_its_samples():
+    """instruct's outputs are edits: its note follows the share of edits the evaluator reads as the exact output's
+    digit, with the edit PSNR beside doing nothing, and how each demo run moved them; its unconditional samples
+    (confident or not) do not decide it."""
+    floor = {"confident_share": 0.991}
+    sessions = [{"what": "new run", "confident_share": 0.9, "edit_label_agreement": 0.2, "edit_psnr": 9.5},
+                {"what": "continued from step 90", "confident_share": 0.8, "edit_label_agreement": 0.35,
+                 "edit_psnr": 11.25}]
+    short = {"confident_share": {"value": 0.8, "n": 200}, "edit_label_agreement": {"value": 0.35, "n": 230},
+             "edit_psnr": {"value": 11.25}, "edit_psnr_input": {"value": 10.5}}
+    note = html.unescape(not_there_note("instruct", Path("/tmp/d"), short, sessions, floor))
+    assert "Not recognisable edits yet" in note and "35.0% of its 230 edits" in note
+    assert "edit PSNR 11.25 dB" in note and "doing nothing: 10.5 dB" in note
+    assert "went 20.0% (9.5 dB) → 35.0% (11.25 dB)" in note and RECIPES["instruct"].full_recipe in note
+    there = {**short, "confident_share": {"value": 0.1, "n": 200},
+             "edit_label_agreement": {"value": RECOGNISABLE_SHARE, "n": 230}}
+    assert not_there_note("instruct", Path("/tmp/d"), there, sessions, floor) == ""
+
+
 # ---------------------------------------------------------------------------- the DAE as a Markov chain
 
 
@@ -202,6 +221,13 @@ def test_demo_trains_evaluates_and_reports_every_family(demo):
     sections = dict(re.findall(r'<h2 id="([a-z]+)">(.*?)(?=<h2 id=|</body>)', page_text, re.S))
     for name in registry.MODELS:
         metrics = json.loads((out / name / "metrics.json").read_text())
+        if registry.get(name).can_edit:  # an editor is read by its edits of test digits, one per kind
+            assert metrics["edit_psnr"]["n"] == 23 and metrics["settings"]["n_edits"] == 23
+            short = metrics["edit_label_agreement"]["value"] < RECOGNISABLE_SHARE
+            assert ("Not recognisable edits yet" in sections[name]) == short, name
+            assert "Not recognisable digits yet" not in sections[name]
+            continue
+        assert "edit_psnr" not in metrics
         short = metrics["confident_share"]["value"] < RECOGNISABLE_SHARE
         collapsed = metrics["class_entropy_bits"]["value"] < COLLAPSED_BITS
         assert ("Not recognisable digits yet" in sections[name]) == (short or collapsed), name

@@ -57,6 +57,23 @@ def test_dual_guidance_is_the_papers_formula(space):
         torch.testing.assert_close(model.guided_output(net, xt, t, image, text, 0.0, 0.0), e_00, rtol=1e-4, atol=1e-5)
 
 
+def test_guidance_of_v_outputs_is_the_guidance_of_their_noise_predictions():
+    """With v-prediction the editor combines the three v outputs by eq. 3: the same as combining the three eps they
+    stand for (eps = sqrt(1 - abar) x_t + sqrt(abar) v), which is what DDIM then steps with."""
+    model = scrambled(InstructPix2Pix(**TINY, ema_decay=0.0, prediction="v"))
+    g = torch.Generator().manual_seed(2)
+    xt, image = torch.randn(3, *model.shape, generator=g), torch.rand(3, *model.shape, generator=g) * 2 - 1
+    t = torch.tensor([1, 25, 48])
+    a = model.schedule.alpha_bar[t].float().view(-1, 1, 1, 1)
+    with torch.no_grad():
+        text, null, net = model.encode_text(["mirror it"] * 3), model.null_text.expand(3, -1), model.unet
+        eps = [(1 - a).sqrt() * xt + a.sqrt() * net(torch.cat([xt, im], 1), t, cond=c)
+               for im, c in ((image, text), (image, null), (torch.zeros_like(image), null))]
+        expected = eps[2] + 1.5 * (eps[1] - eps[2]) + 3.0 * (eps[0] - eps[1])
+        got, _ = model.schedule.split(model.guided_output(net, xt, t, image, text, 1.5, 3.0), xt, t, "v")
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("space", SPACES)
 def test_a_new_editor_predicts_what_the_unet_without_the_image_channels_would(space):
     torch.manual_seed(0)
@@ -80,9 +97,10 @@ def test_a_new_editor_predicts_what_the_unet_without_the_image_channels_would(sp
         torch.testing.assert_close(model.unet(torch.cat([xt, image], 1), t, cond=cond), plain(xt, t, cond=cond))
 
 
+@pytest.mark.parametrize("prediction", ["eps", "v"])
 @pytest.mark.parametrize("space", SPACES)
-def test_loss_against_a_plain_recomputation_and_the_drop_rates(space):
-    model = scrambled(InstructPix2Pix(**SPACES[space], noise_schedule="linear")).train()
+def test_loss_against_a_plain_recomputation_and_the_drop_rates(space, prediction):
+    model = scrambled(InstructPix2Pix(**SPACES[space], noise_schedule="linear", prediction=prediction)).train()
     x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     inputs, outputs = x.flip(-1), x
     texts = ["mirror it"] * 3 + ["make it bold"] * 3
@@ -107,7 +125,9 @@ def test_loss_against_a_plain_recomputation_and_the_drop_rates(space):
     xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
     image = torch.where(drop_image.view(-1, 1, 1, 1), torch.zeros_like(image), image)
     text = torch.where(drop_text[:, None], model.null_text.expand(6, -1), model.encode_text(texts))
-    expected = ((model.unet(torch.cat([xt, image], 1), t, cond=text) - noise) ** 2).mean()
+    # the noise, or Salimans & Ho's v = sqrt(abar) eps - sqrt(1 - abar) x_0
+    target = noise if prediction == "eps" else a.sqrt() * noise - (1 - a).sqrt() * x0
+    expected = ((model.unet(torch.cat([xt, image], 1), t, cond=text) - target) ** 2).mean()
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
     drop_text, drop_image = model.drops(40_000)
     for observed, rate in (((drop_text & ~drop_image).float().mean(), 0.05),

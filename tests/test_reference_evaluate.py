@@ -18,9 +18,8 @@ from genzoo.evaluate import (
     likelihood_metrics,
     subset_indices,
 )
-from genzoo.metrics import frechet_distance, frechet_distance_from_stats, gaussian_stats
+from genzoo.metrics import frechet_distance, frechet_distance_from_stats, gaussian_stats, psnr
 from genzoo.models.base import CapabilityError
-from genzoo.models.dae import psnr
 from genzoo.models.pixelcnn import PixelCNN
 from genzoo.models.rbm import RBM, ais_log_partition
 

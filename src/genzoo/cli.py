@@ -140,7 +140,7 @@ def cmd_evaluate(args):
                              max_test=args.max_test, random_subset=args.random_subset, iwae_k=args.iwae_k,
                              n_samples=args.n_samples, guidance=args.guidance, steps=args.steps, eta=args.eta,
                              sampler=args.sampler, guidance_sweep=args.guidance_sweep, sweep_samples=args.sweep_samples,
-                             ais_betas=args.ais_betas, ais_runs=args.ais_runs)
+                             ais_betas=args.ais_betas, ais_runs=args.ais_runs, n_edits=args.n_edits)
 
 
 def cmd_report(args):
@@ -325,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "fewer are quicker, with a wider spread (recorded beside the NLL)")
     p.add_argument("--ais-runs", dest="ais_runs", type=non_negative_int, default=0,
                    help="rbm: AIS chains for log Z (0: the run's own, 100 by default)")
+    p.add_argument("--edits", dest="n_edits", type=non_negative_int, default=commands.DEFAULT_EDITS,
+                   help=f"instruct: test digits edited, the edit kinds in turn, scored against the exact outputs "
+                        f"(default {commands.DEFAULT_EDITS}; 0: none)")
     p.set_defaults(fn=cmd_evaluate)
 
     p = sub.add_parser("report", help="static HTML gallery of one or more runs")

@@ -18,7 +18,7 @@ import torch
 from . import edits, registry, runs
 from .config import ConfigError, field_types, parse_sets, parse_value
 from .data import DataError, fixed_binarization, load_data, spread
-from .evaluate import evaluate_run
+from .evaluate import DEFAULT_EDITS, evaluate_run
 from .images import save_grid, save_pictures
 from .mixture import GaussianMixture
 from .models.autoregressive import PixelModel, completion_rows, visible_mask
@@ -506,7 +506,7 @@ def _write_rows(rows: torch.Tensor, path: str | Path) -> Path:
 def evaluate(run: str | Path, *, as_json: bool = False, device: str = "auto", seed: int = 0, max_test: int = 0,
              random_subset: bool = False, iwae_k: int = 0, n_samples: int = 10_000,
              guidance_sweep: list[float] | None = None, sweep_samples: int = 0, ais_betas: int = 0,
-             ais_runs: int = 0, **sampling: Any) -> str:
+             ais_runs: int = 0, n_edits: int = DEFAULT_EDITS, **sampling: Any) -> str:
     """`genzoo evaluate RUN`: every metric that applies, written to RUN/metrics.json; returns them as text
     (one line each, with standard errors and units) or as JSON. Each evaluation is kept in
     RUN/evaluations/<settings>.json, and metrics.json is the most complete of them (a quick look with
@@ -516,7 +516,7 @@ def evaluate(run: str | Path, *, as_json: bool = False, device: str = "auto", se
     metrics = evaluate_run(run, device=device, seed=seed, max_test=max_test, random_subset=random_subset,
                            iwae_k=iwae_k, n_samples=n_samples, sample_options=given(sampling),
                            guidance_sweep=guidance_sweep, sweep_samples=sweep_samples, ais_betas=ais_betas,
-                           ais_runs=ais_runs)
+                           ais_runs=ais_runs, n_edits=n_edits)
     if as_json:
         return json.dumps(metrics, indent=2)
     lines = []

@@ -47,19 +47,24 @@ SAMPLING_SHARE = 0.6  # of the slice's time left after training: for sampling; t
 SESSIONS = "demo.json"  # in the demo folder: every session of every model (the report's "trained in all")
 REAL_DATA = "real_data.json"  # the real-data floor of the sample scores, with the same settings
 SCALES = ("cpu", "gpu", "tiny")
-SESSION_SCORES = ("confident_share", "class_entropy_bits", "fid", "conditional_accuracy")  # kept per demo run
+# kept per demo run (the edit scores: an editor's)
+SESSION_SCORES = ("confident_share", "class_entropy_bits", "fid", "conditional_accuracy", "edit_psnr",
+                  "edit_psnr_input", "edit_label_agreement")
 
 
 def eval_settings(name: str, scale: str, n_test: int) -> dict[str, int]:
-    """The evaluation of a model at a scale: max_test, n_samples, iwae_k (`evaluate_run`'s arguments)."""
+    """The evaluation of a model at a scale: max_test, n_samples, iwae_k, n_edits (`evaluate_run`'s arguments)."""
     recipe = RECIPES[name]
+    # an editor's edits scored against their exact outputs: 230 (ten per kind) take about 10 CPU seconds with the
+    # latent recipe
+    edits = {"n_edits": {"gpu": 2300, "tiny": 23}.get(scale, 230)} if registry.get(name).can_edit else {}
     if scale == "gpu":
-        return {"max_test": 0, "n_samples": 10_000, "iwae_k": 1000}
+        return {"max_test": 0, "n_samples": 10_000, "iwae_k": 1000, **edits}
     if scale == "tiny":
-        return {"max_test": min(64, n_test), "n_samples": 64, "iwae_k": 2}
+        return {"max_test": min(64, n_test), "n_samples": 64, "iwae_k": 2, **edits}
     # IWAE with K = 20 (the VAE's NLL, a looser bound than K = 5000 and stated beside it): with K = 50 its pass over
     # 1,000 MNIST test digits took 36 CPU seconds, more than the VAE's reserve (benchmarks/demo.py --costs)
-    return {"max_test": min(1000, n_test), "n_samples": recipe.cpu_samples, "iwae_k": 20}
+    return {"max_test": min(1000, n_test), "n_samples": recipe.cpu_samples, "iwae_k": 20, **edits}
 
 
 def model_settings(name: str, scale: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -136,6 +141,22 @@ def fit_subset(name: str, dataset: Dataset, scale: str, seed: int) -> tuple[Data
     return subset, f", fitted on a random {n:,} of the {len(dataset.train_x):,} training digits (seed {seed})"
 
 
+def first_stage_source(name: str, hparams: dict[str, Any], out: Path) -> tuple[dict[str, Any], str]:
+    """A latent model whose recipe names `first_stage_from`: that model's run in the demo folder `out`, when it has
+    weights and a latent first stage, starts this one's, fine-tuned for the recipe's `first_stage_steps` (at most the
+    model's own). Returns the hyper-parameters and what to say about it (empty when the recipe's own first stage
+    is trained)."""
+    recipe = RECIPES[name]
+    source = out / recipe.first_stage_from
+    if not recipe.first_stage_from or hparams.get("space") != "latent" or not (source / runs.WEIGHTS).exists():
+        return hparams, ""
+    if runs.read_config(source)["hparams"].get("space") != "latent":
+        return hparams, ""
+    steps = min(recipe.first_stage_steps, hparams.get("first_stage_steps", recipe.first_stage_steps))
+    return ({**hparams, "first_stage_from": str(source.resolve()), "first_stage_steps": steps},
+            f", its first stage from the {recipe.first_stage_from} run's, fine-tuned for {steps} steps")
+
+
 def train_slice(name: str, dataset: Dataset, run_dir: Path, seed: int, device: torch.device, scale: str,
                 seconds: float, progress: bool) -> str:
     """Train a model for `seconds` more: a new run, or its checkpoint continued with a longer time budget.
@@ -145,11 +166,12 @@ def train_slice(name: str, dataset: Dataset, run_dir: Path, seed: int, device: t
     hparams, train_cfg = model_settings(name, scale)
     checkpoint = run_dir / runs.CHECKPOINT
     if not checkpoint.exists():
+        hparams, started = first_stage_source(name, hparams, run_dir.parent)
         dataset, fitted_on = fit_subset(name, dataset, scale, seed)
         train(name, data=dataset, out=run_dir, device=device, seed=seed, model_overrides=hparams,
               train_overrides={**train_cfg, "time_budget": seconds}, progress=progress,
               overwrite=True)  # no checkpoint: at most a run killed before its first one, started afresh
-        return f"new run{fitted_on}"
+        return f"new run{fitted_on}{started}"
     if registry.get(name).training_mode == "fit":
         return "already fitted (closed form: nothing to continue)"
     state = runs.load_checkpoint(checkpoint, "cpu", mmap=True)  # checked: a foreign or damaged file is refused

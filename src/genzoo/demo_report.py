@@ -63,6 +63,8 @@ COLUMN_NOTES = {
     "bits_per_dim_dequantized": "the same per pixel in bits",
     "elbo_nats": "evidence lower bound of the VAE, nats per test digit (higher is better)",
     "reconstruction_mse": "mean squared error per pixel of test digits rebuilt by an autoencoder",
+    "edit_psnr": "an editor's edits of test digits against their exact outputs, in dB (18 dB: about 0.13 "
+                 "root-mean-square error); its section shows doing nothing beside it",
 }
 
 # One-line readings of a model's metrics.json entries (prefix match for the per-noise PSNR).
@@ -85,6 +87,10 @@ READINGS = {
     "reconstruction_mse": "how well the code keeps the digit",
     "psnr_noisy": "noisy digits' PSNR against the clean ones",
     "psnr_denoised": "denoised digits' PSNR: higher than the noisy one means the noise was removed",
+    "edit_psnr_input": "doing nothing (the input as the edit) against the exact output: what an edit must beat",
+    "edit_psnr": "edits against their exact outputs (higher is closer; compare with edit_psnr_input)",
+    "edit_success": "edits within 18 dB of the exact output",
+    "edit_label_agreement": "edits the evaluator reads as the same digit as the exact output: recognisable edits",
     "sample_seconds_per_image": "time to draw one sample",
     "train_seconds": "training seconds in all, over every session",
     "parameters": "learned numbers",
@@ -206,22 +212,27 @@ def _figure(url: str, caption: str, pixelated: bool = True) -> str:
 
 
 def _history(sessions: list[dict]) -> str:
-    """One row per demo run of a model: training seconds in all and the sample scores after it, so that a
-    continued run shows what the extra time bought."""
+    """One row per demo run of a model: training seconds in all and the sample scores after it (an editor's edit
+    scores too), so that a continued run shows what the extra time bought."""
     rows = _scored_runs(sessions)
     if len(rows) < 2:
         return ""
+    edits = any(s.get("edit_psnr") is not None for s in rows)
     cells = []
     for i, s in enumerate(rows, 1):
         acc = s.get("conditional_accuracy")
+        edit_cells = (f"<td>{_fmt(s.get('edit_psnr'))}</td><td>{_fmt(s.get('edit_psnr_input'))}</td>"
+                      f"<td>{_fmt(s.get('edit_label_agreement'))}</td>") if edits else ""
         cells.append(f'<tr><td class="name">{i} ({html.escape(s["date"])})</td>'
-                     f"<td>{_fmt(s.get('train_seconds_in_all'))}</td><td>{_fmt(s.get('n_samples'))}</td>"
+                     f"<td>{_fmt(s.get('train_seconds_in_all'))}</td>{edit_cells}<td>{_fmt(s.get('n_samples'))}</td>"
                      f"<td>{s['confident_share']:.3f}</td><td>{s['class_entropy_bits']:.2f}</td>"
                      f"<td>{_fmt(s.get('fid'))}</td><td>{'-' if acc is None else f'{acc:.3f}'}</td></tr>")
+    edit_heads = ("<th>edit PSNR (dB)</th><th>doing nothing (dB)</th><th>edits read as the exact output's digit</th>"
+                  if edits else "")
     return ('<div class="scroll"><table class="history"><tr><th class="name">demo run</th><th>training s in all</th>'
-            "<th>samples</th><th>confident &gt;= 0.9</th><th>class entropy (bits)</th><th>FID-style</th>"
+            f"{edit_heads}<th>samples</th><th>confident &gt;= 0.9</th><th>class entropy (bits)</th><th>FID-style</th>"
             "<th>conditional accuracy</th></tr>" + "".join(cells) + "</table></div>"
-            '<p class="meta">Each demo run in this folder continued the model: its sample scores after each run.</p>')
+            '<p class="meta">Each demo run in this folder continued the model: its scores after each run.</p>')
 
 
 def _scored_runs(sessions: list[dict]) -> list[dict]:
@@ -235,10 +246,12 @@ def not_there_note(name: str, out: Path, metrics: dict, sessions: list[dict], fl
     under COLLAPSED_BITS: a shape the evaluator is sure about is not digits). It says what the samples reached,
     how each demo run moved them, the command that continues the model and its full recipe. Empty when the
     family got there, or when it draws no samples."""
+    if isinstance(metrics.get("edit_label_agreement"), dict):  # an editor: its outputs are edits, not samples
+        return _edits_not_there_note(name, out, metrics, sessions)
     entry = metrics.get("confident_share")
     if not isinstance(entry, dict) or entry.get("value") is None:
         return ""
-    share, recipe = entry["value"], RECIPES[name]
+    share = entry["value"]
     bits = (metrics.get("class_entropy_bits") or {}).get("value")
     collapsed = isinstance(bits, (int, float)) and bits < COLLAPSED_BITS
     if share >= RECOGNISABLE_SHARE and not collapsed:
@@ -257,10 +270,32 @@ def not_there_note(name: str, out: Path, metrics: dict, sessions: list[dict], fl
         reached += (f", but they fall into almost one class ({bits:.2f} bits, against log2 10 = 3.32 for ten digits "
                     "equally common): a shape the evaluator is sure about, not yet digits")
     return (f'<p class="note not-there"><b>Not recognisable digits yet</b>: {reached}; this page counts a family '
-            f"there at {RECOGNISABLE_SHARE:.0%} confident and {COLLAPSED_BITS:g} bit or more.{moved} Its pictures "
-            f"below show what it has. Each run of <code>{html.escape(f'genzoo demo --out {out}')}</code> (add "
-            f"<code>--models {name}</code> for this model alone) continues it with another slice; the full recipe: "
-            f"<code>{html.escape(recipe.full_recipe)}</code></p>")
+            f"there at {RECOGNISABLE_SHARE:.0%} confident and {COLLAPSED_BITS:g} bit or more.{moved} "
+            + _continue_it(name, out))
+
+
+def _continue_it(name: str, out: Path) -> str:
+    return (f"Its pictures below show what it has. Each run of <code>{html.escape(f'genzoo demo --out {out}')}</code> "
+            f"(add <code>--models {name}</code> for this model alone) continues it with another slice; the full "
+            f"recipe: <code>{html.escape(RECIPES[name].full_recipe)}</code></p>")
+
+
+def _edits_not_there_note(name: str, out: Path, metrics: dict, sessions: list[dict]) -> str:
+    """An editor's note: its outputs are edits of test digits, recognisable when the evaluator reads in at least
+    RECOGNISABLE_SHARE of them the digit of the exact output. Empty when it got there."""
+    agreement, psnr = metrics["edit_label_agreement"], (metrics.get("edit_psnr") or {}).get("value")
+    if agreement["value"] >= RECOGNISABLE_SHARE:
+        return ""
+    nothing = (metrics.get("edit_psnr_input") or {}).get("value")
+    scored = [s for s in _scored_runs(sessions) if s.get("edit_label_agreement") is not None]
+    moved = ""
+    if len(scored) > 1:
+        moved = (" Over the demo runs in this folder it went " + " → ".join(
+            f"{s['edit_label_agreement']:.1%} ({_fmt(s.get('edit_psnr'))} dB)" for s in scored) + ".")
+    return (f'<p class="note not-there"><b>Not recognisable edits yet</b>: the evaluator reads the exact output\'s '
+            f"digit in {agreement['value']:.1%} of its {agreement.get('n', '')} edits of test digits (edit PSNR "
+            f"{_fmt(psnr)} dB against the exact outputs; doing nothing: {_fmt(nothing)} dB); this page counts an "
+            f"editor there at {RECOGNISABLE_SHARE:.0%}.{moved} " + _continue_it(name, out))
 
 
 def _section(name: str, out: Path, report_dir: Path, sessions: list[dict], floor: dict | None = None) -> str:

@@ -45,6 +45,7 @@ DECODED_PER_CALL = 65_536  # IWAE: images decoded per log_prob call (test images
 REFERENCE_SAMPLES = 10_000  # samples of the reported sample-quality figures (FID-style is biased by the count)
 SAMPLE_SCORES = ("fid", "precision", "recall")
 PR_NEIGHBOURS = 3  # k of precision/recall's k-nearest-neighbour balls (Kynkäänniemi et al. 2019)
+DEFAULT_EDITS = 230  # an editor's scored edits: ten of each of the 23 kinds of genzoo.edits
 ELBO_DRAWS = 10  # ELBO draws averaged per image for the IWAE gap: the one-sample ELBO's noise is most of its spread
 
 
@@ -214,7 +215,8 @@ def reconstruction_metrics(model, test_x: torch.Tensor, batch: int = 500) -> dic
 
 
 def denoising_metrics(model, test_x: torch.Tensor, seed: int, batch: int = 500) -> dict[str, Any]:
-    from .models.dae import NOISE_KINDS, corrupt, psnr
+    from .metrics import psnr
+    from .models.dae import NOISE_KINDS, corrupt
 
     out = {}
     level = {"gaussian": 0.5, "salt-and-pepper": 0.3, "masking": 0.5}
@@ -227,6 +229,35 @@ def denoising_metrics(model, test_x: torch.Tensor, seed: int, batch: int = 500) 
         out[f"psnr_noisy_{suffix}"] = {"value": float(psnr(noisy, test_x).mean()), **note}
         out[f"psnr_denoised_{suffix}"] = {"value": float(psnr(denoised, test_x).mean()), **note}
     return out
+
+
+def editing_metrics(model, test_x: torch.Tensor, n_edits: int, seed: int) -> dict[str, Any]:
+    """An editor's edits of `n_edits` test digits, the edit kinds in turn (`genzoo.edits.KINDS`, trained phrasings,
+    seeded), with the run's guidance scales and steps, scored against their exact outputs (`edits.score_edits`):
+    mean PSNR beside that of doing nothing (the input as the edit), the share at 18 dB or more, and the share the
+    evaluator reads as the digit of the exact output."""
+    from . import edits
+    from .evaluator import load_evaluator
+
+    names = list(edits.KINDS)
+    digits = test_x[torch.arange(n_edits) % len(test_x)]
+    g = torch.Generator().manual_seed(seed)
+    triples = edits.make_triples(digits.cpu(), g, kinds=[names[i % len(names)] for i in range(n_edits)])
+    settings = model.edit_settings()
+    edited = torch.cat([model.edit(triples.inputs[i:i + 256].to(test_x.device), triples.instructions[i:i + 256],
+                                   generator=g).cpu() for i in range(0, n_edits, 256)])
+    evaluator = load_evaluator("cpu")
+    scored, nothing = edits.score_edits(edited, triples.outputs, evaluator), \
+        edits.score_edits(triples.inputs, triples.outputs, evaluator)
+    note = {"n": n_edits, "kinds": len(names), **settings, "what": "edits of test digits, each kind in turn, "
+            "against the exact output"}
+    return {"edit_psnr": {"value": scored["psnr"], "unit": "dB", **note},
+            "edit_psnr_input": {"value": nothing["psnr"], "unit": "dB", **note,
+                                "what": "doing nothing: the input itself against the exact output"},
+            "edit_success": {"value": scored["success"], "unit": f"share of edits at >= {edits.SUCCESS_PSNR:g} dB",
+                             **note},
+            "edit_label_agreement": {"value": scored["label_agreement"], **note,
+                                     "unit": "share of edits the evaluator reads as the exact output's digit"}}
 
 
 def check_evaluation_arguments(*, max_test: int, random_subset: bool, iwae_k: int, n_samples: int,
@@ -360,6 +391,7 @@ def evaluate_run(
     sweep_samples: int = 0,
     ais_betas: int = 0,
     ais_runs: int = 0,
+    n_edits: int = DEFAULT_EDITS,
 ) -> dict[str, Any]:
     """Evaluate a run folder and write RUN/metrics.json; returns what it wrote.
 
@@ -381,9 +413,11 @@ def evaluate_run(
         ais_betas, ais_runs: the cost of an AIS estimate of log Z (the RBM; 0: the model's own settings):
             intermediate distributions and chains. Fewer cost less and give a wider spread; both are
             recorded beside the NLL.
+        n_edits: an editor's (instruct) edits of test digits scored against their exact outputs (0: none).
     """
     check_evaluation_arguments(max_test=max_test, random_subset=random_subset, iwae_k=iwae_k, n_samples=n_samples,
                                sweep_samples=sweep_samples, ais_betas=ais_betas, ais_runs=ais_runs)
+    non_negative(n_edits=n_edits)
     start = time.perf_counter()
     run_dir = Path(run_dir)
     device = resolve_device(device)
@@ -403,6 +437,8 @@ def evaluate_run(
         metrics.update(denoising_metrics(model, test_x, seed))
     if model.can_reconstruct:
         metrics.update(reconstruction_metrics(model, test_x))
+    if model.can_edit and n_edits:
+        metrics.update(editing_metrics(model, test_x, n_edits, seed))
     density, kwargs, ais = density_metrics(model, data, subset, seed=seed, iwae_k=iwae_k, ais_betas=ais_betas,
                                            ais_runs=ais_runs, random_subset=random_subset, device=device)
     metrics.update(density)
@@ -419,7 +455,8 @@ def evaluate_run(
     metrics["settings"] = {"test_images": len(subset), "test_total": len(data.test_x), "random_subset": random_subset,
                            "n_samples": n_samples if model.can_sample else 0, "seed": seed,
                            "iwae_k": kwargs.get("k") if model.log_prob_kind is not None else None,
-                           "sampling": sample_options, "guidance_sweep": guidance_sweep}
+                           "sampling": sample_options, "guidance_sweep": guidance_sweep,
+                           **({"n_edits": n_edits} if model.can_edit else {})}
     if ais is not None:
         metrics["settings"]["ais"] = {"betas": ais["ais_betas"], "runs": ais["ais_runs"]}
     metrics["trained_step"] = runs.trained_step(run_dir)

@@ -58,6 +58,7 @@ COLUMNS = (
     Column("bits_per_dim_dequantized", "bits/dim, dequantized 8-bit ↓", "{:.4f}", "low", "bits_per_dim",
            DEQUANTIZED, "likelihood"),
     Column("reconstruction_mse", "recon. MSE ↓", "{:.4f}", "low", settings="likelihood"),
+    Column("edit_psnr", "edit PSNR dB ↑", "{:.2f}", "high"),  # an editor's edits against their exact outputs
 )
 
 NOTES = {

@@ -28,6 +28,12 @@ import torch
 from .constants import N_CLASSES, N_PIXELS
 
 
+def psnr(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB per image, for images in [0, 1]. Returns (B,)."""
+    mse = (x - reference).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return -10 * torch.log10(mse)
+
+
 def bits_per_dim(nll_nats: torch.Tensor | float, *, dequantized: bool, n_dims: int = N_PIXELS) -> torch.Tensor | float:
     """Bits per dimension of an image's negative log-likelihood in nats.
 

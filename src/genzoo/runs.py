@@ -220,6 +220,8 @@ def evaluation_name(settings: dict[str, Any]) -> str:
         parts.append("ais-" + "-".join(f"{k}{v}" for k, v in sorted(settings["ais"].items())))
     for key, value in sorted((settings.get("sampling") or {}).items()):
         parts.append(f"{key}{format(value, 'g') if isinstance(value, float) else value}")
+    if settings.get("n_edits") is not None:  # an editor's scored edits
+        parts.append(f"edits{settings['n_edits']}")
     if settings.get("guidance_sweep"):
         parts.append("sweep" + "-".join(format(w, "g") for w in settings["guidance_sweep"]))
     return "_".join(parts).replace("/", "-") + ".json"

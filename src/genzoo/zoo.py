@@ -40,6 +40,10 @@ class Recipe:
     # digits is read from the measured scores (demo_report.not_there_note), never written here.
     cpu_note: str = ""
     extras: tuple[str, ...] = ()  # genzoo.commands functions called as fn(run_dir) after training: more pictures
+    # A model of the demo run before this one whose latent first stage starts this one's (its `first_stage_from`;
+    # with `first_stage_steps` of fine-tuning), when that run is in the demo folder; else the recipe's own.
+    first_stage_from: str = ""
+    first_stage_steps: int = 0
 
 
 # Trainer settings shared by every CPU recipe: a constant rate (a continued run goes on at the same rate),
@@ -333,16 +337,22 @@ RECIPES: dict[str, Recipe] = {
               "genzoo.models.instruct:InstructPix2Pix.guided_output"),
         paper="Brooks, Holynski & Efros 2023, \"InstructPix2Pix: learning to follow image editing instructions\"; "
               "Ho et al. 2020 (the U-Net and loss); Song et al. 2021 (DDIM)",
-        cpu={"widths": (16, 32), "res_blocks": 1, "ema_decay": 0.995, "sample_steps": 10},
+        # The latent editor (2.7x the pixel one's triples per CPU-second, docs/results/instruct.md), predicting v
+        # (better than eps at equal CPU time there). Its first stage is fine-tuned from the demo's ddpm run when it
+        # has one (150 steps of its own on digits): a first stage from scratch would take most of this slice.
+        cpu={"space": "latent", "widths": (32, 64), "res_blocks": 1, "ae_widths": (16, 32), "first_stage_steps": 150,
+             "prediction": "v", "ema_decay": 0.995, "sample_steps": 10},
         # one small grid where the budget stops it: its samples (neither image nor text) are a by-product here
-        cpu_train={"sample_every": SAMPLE_AT_STOP_ONLY, "n_grid": 16},
+        cpu_train={"sample_every": SAMPLE_AT_STOP_ONLY, "n_grid": 16, "batch_size": 64},
+        first_stage_from="ddpm",
+        first_stage_steps=30,
         tiny={"widths": (8, 16), "res_blocks": 1, "attn_heads": 2, "timesteps": 50, "sample_steps": 4,
-              "text_dim": 16, "text_layers": 1, "text_heads": 2, "trigram_buckets": 64},
+              "text_dim": 16, "text_layers": 1, "text_heads": 2, "trigram_buckets": 64, "first_stage_steps": 2},
         cpu_samples=200,
         eval_seconds=60.0,
         captions={"edits.png": "one test digit per kind of edit: the input, the editor's output and the exact "
                                "output, under the instruction it was given"},
-        full_recipe="python benchmarks/instruct.py train --recipe cpu-small --data ../shared/data/mnist",
+        full_recipe="python benchmarks/instruct.py train --recipe cpu-latent --data ../shared/data/mnist",
         cpu_note="A CPU slice of under a minute is a few training steps: the editor has learnt "
                  "little; docs/results/instruct.md has the figures of 260 steps (45 minutes on a CPU).",
     ),

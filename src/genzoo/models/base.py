@@ -75,6 +75,7 @@ class GenerativeModel(nn.Module):
     estimates_log_z: ClassVar[bool] = False  # log_prob uses an estimated log Z: log_z_uncertainty() gives its spread
     can_reconstruct: ClassVar[bool] = False  # reconstruct(x) -> x_hat
     can_denoise: ClassVar[bool] = False  # denoise(x_noisy) -> x_hat
+    can_edit: ClassVar[bool] = False  # edit(images, instructions) -> edited images (the instruct editor)
     sample_options: ClassVar[tuple[str, ...]] = ()  # keyword options of sample beyond n, y, generator
     # what to use instead when a chosen digit is asked of an unconditional model
     conditional_hint: ClassVar[str] = "use a conditional model: cgan, bayes, or one trained with --set conditional=true"

@@ -71,12 +71,6 @@ def corrupt(x: torch.Tensor, kind: str, level: float, generator: torch.Generator
     raise ConfigError(f"noise kind {kind!r}: must be one of {', '.join(NOISE_KINDS)}")
 
 
-def psnr(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Peak signal-to-noise ratio in dB per image, for images in [0, 1]. Returns (B,)."""
-    mse = (x - reference).pow(2).flatten(1).mean(1).clamp_min(1e-10)
-    return -10 * torch.log10(mse)
-
-
 class DenoisingAutoencoder(Autoencoder):
     """Denoising autoencoder: clean digits out of noisy ones."""
 

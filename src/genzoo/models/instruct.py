@@ -56,6 +56,9 @@ class InstructConfig:
     dropout: float = 0.0
     timesteps: int = 1000
     noise_schedule: Literal["linear", "cosine"] = "cosine"
+    # What the U-Net predicts: the noise (Ho et al.; the paper) or v = sqrt(abar) eps - sqrt(1 - abar) x_0 (Salimans
+    # & Ho 2022), whose loss weighs the noisy steps, where the output must come from the input image, more.
+    prediction: Literal["eps", "v"] = "eps"
     ema_decay: float = 0.999  # 0: sample with the trained weights
     # The paper drops the text, the image, and both, each for 5% of the examples.
     p_drop_text: float = 0.05
@@ -92,6 +95,8 @@ class InstructConfig:
         positive(latent_channels=self.latent_channels)
         non_negative(kl_weight=self.kl_weight, first_stage_steps=self.first_stage_steps)
         in_range("semantic_fraction", self.semantic_fraction, 0.0, 1.0)
+        if self.prediction not in ("eps", "v"):
+            raise ConfigError(f"prediction={self.prediction!r}: choose eps or v")
         if len(self.ae_widths) != 2:
             raise ConfigError(f"ae_widths={self.ae_widths!r}: give two widths, for 28x28 and 14x14 (e.g. 16,32)")
         positive(res_blocks=self.res_blocks, attn_heads=self.attn_heads, timesteps=self.timesteps,
@@ -126,6 +131,7 @@ class InstructPix2Pix(LatentSpace, WithEMA, GenerativeModel):
     name = "instruct"
     Config = InstructConfig
     sample_options: ClassVar[tuple[str, ...]] = ("steps",)
+    can_edit = True
     train_defaults: ClassVar[dict] = {"epochs": 20, "batch_size": 128, "lr": 1e-3, "warmup_steps": 200,
                                       "grad_clip": 1.0}
 
@@ -229,8 +235,9 @@ class InstructPix2Pix(LatentSpace, WithEMA, GenerativeModel):
         t = torch.randint(0, self.config.timesteps, (n,), device=x0.device)
         noise = torch.randn_like(x0)
         xt = self.schedule.q_sample(x0, t, noise)
-        eps = self.unet(torch.cat([xt, image], dim=1), t, cond=text)  # (B, C, S, S)
-        return {"loss": (eps.float() - noise).pow(2).mean()}
+        output = self.unet(torch.cat([xt, image], dim=1), t, cond=text)  # (B, C, S, S): eps or v
+        target = noise if self.config.prediction == "eps" else self.schedule.v_target(x0, noise, t)
+        return {"loss": (output.float() - target).pow(2).mean()}
 
     def configure_optimizers(self, train):
         """Before a run's first step (a resumed run's checkpoint then replaces these weights): the first stage from
@@ -276,6 +283,8 @@ class InstructPix2Pix(LatentSpace, WithEMA, GenerativeModel):
     def guided_output(self, net: UNet, xt: torch.Tensor, t: torch.Tensor, image: torch.Tensor, text: torch.Tensor,
                       image_guidance: float, text_guidance: float) -> torch.Tensor:
         """Brooks et al. eq. 3: eps(0,0) + s_I (eps(I,0) - eps(0,0)) + s_T (eps(I,T) - eps(I,0)), one batch of 3B.
+        With v-prediction the same combination of the v outputs: eps is affine in v at a given x_t and the three
+        weights sum to 1, so it is the same guided eps.
 
         xt (B, C, S, S) noisy outputs, t (B,), image (B, C, S, S) (pixels in [-1, 1] or latents), text (B, emb_dim)."""
         null = self.null_text.expand_as(text)
@@ -299,7 +308,7 @@ class InstructPix2Pix(LatentSpace, WithEMA, GenerativeModel):
                 eps = net(torch.cat([xt, torch.zeros_like(xt)], dim=1), tt, cond=self.null_text.expand(n, -1))
             else:
                 eps = self.guided_output(net, xt, tt, image, text, image_guidance, text_guidance)
-            eps, x0 = self.schedule.split(eps.float(), xt, tt, "eps")
+            eps, x0 = self.schedule.split(eps.float(), xt, tt, self.config.prediction)
             if self.first_stage is None:  # pixels live in [-1, 1]; eps made consistent with the clipped x_0 (as ddpm)
                 x0 = x0.clamp(-1, 1)
                 eps = self.schedule.eps_from_x0(xt, tt, x0)

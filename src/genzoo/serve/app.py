@@ -32,9 +32,10 @@ from .. import registry, runs
 from ..config import ConfigError, build
 from ..evaluator import load_evaluator
 from ..images import grid
+from ..metrics import psnr
 from ..models.autoregressive import PixelModel, completion_rows, visible_mask
 from ..models.base import CapabilityError
-from ..models.dae import corrupt, parse_noise, psnr
+from ..models.dae import corrupt, parse_noise
 from ..models.ddpm import DDPM, Sampler
 from ..models.gan import AdversarialModel
 from ..models.gan import interpolate as gan_interpolate
