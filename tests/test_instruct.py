@@ -187,6 +187,30 @@ def test_same_generator_same_edit_and_inputs_are_checked():
     torch.testing.assert_close(e, f)  # the baseline never reads the text
 
 
+def test_evaluation_scores_edits_against_their_exact_outputs():
+    """`genzoo evaluate`'s edit metrics: the kinds in turn, the run's guidance, PSNR and evaluator agreement written
+    out plainly here (PSNR = -10 log10 of the mean squared error per image, averaged)."""
+    from genzoo.evaluate import editing_metrics
+    from genzoo.evaluator import load_evaluator
+
+    model = scrambled(InstructPix2Pix(**TINY))
+    x = torch.rand(30, 1, 28, 28, generator=torch.Generator().manual_seed(4))
+    got = editing_metrics(model, x, 30, seed=5)
+    g = torch.Generator().manual_seed(5)
+    kinds = list(edits.KINDS)
+    triples = edits.make_triples(x, g, kinds=[kinds[i % len(kinds)] for i in range(30)])
+    edited = model.edit(triples.inputs, triples.instructions, generator=g)
+    mse = ((edited - triples.outputs) ** 2).mean(dim=(1, 2, 3))
+    assert got["edit_psnr"]["value"] == pytest.approx((-10 * torch.log10(mse)).mean().item(), rel=1e-5)
+    nothing = ((triples.inputs - triples.outputs) ** 2).mean(dim=(1, 2, 3))
+    assert got["edit_psnr_input"]["value"] == pytest.approx((-10 * torch.log10(nothing)).mean().item(), rel=1e-5)
+    assert got["edit_success"]["value"] == pytest.approx((-10 * torch.log10(mse) >= 18).float().mean().item())
+    evaluator = load_evaluator("cpu")
+    same = evaluator.predict(edited) == evaluator.predict(triples.outputs)
+    assert got["edit_label_agreement"]["value"] == pytest.approx(same.float().mean().item())
+    assert got["edit_psnr"]["n"] == 30 and got["edit_psnr"]["text_guidance"] == model.config.text_guidance
+
+
 @pytest.mark.parametrize("space", SPACES)
 def test_resume_gives_the_same_weights(tiny, tmp_path, space, pairs_file):
     train = {"steps": 6, "epochs": 0, "batch_size": 16, "log_every": 3, "n_grid": 4, "sample_every": 0,
