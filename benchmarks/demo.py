@@ -74,6 +74,14 @@ def table(out: Path) -> str:
                      f"{fmt(last.get('cpu_seconds'), '.0f')} | {m['fid']['n']} | "
                      f"{value(m['confident_share']):.3f} | {value(m['class_entropy_bits']):.2f} | "
                      f"{value(m['fid']):.1f} | {fmt(value(m.get('conditional_accuracy')), '.3f')} |")
+    editors = {name: runs for name, runs in sessions.items() if any(r.get("edit_psnr") is not None for r in runs)}
+    if editors:  # an editor is judged by its edits: PSNR against the exact outputs, evaluator agreement
+        lines += ["", "Edits of test digits (the editor's outputs; its samples above are a by-product), after each "
+                  "demo run:", "", "| model | demo run | train s in all | edits | edit PSNR (dB) | doing nothing (dB) "
+                  "| read as the exact output's digit |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {i} | {r['train_seconds_in_all']:.0f} | {r.get('n_edits')} | {r['edit_psnr']:.2f} | "
+                  f"{r['edit_psnr_input']:.2f} | {r['edit_label_agreement']:.3f} |"
+                  for name, runs in editors.items() for i, r in enumerate(runs, 1) if r.get("edit_psnr") is not None]
     width = max(len(runs) for runs in sessions.values())
     history = [history_row(name, runs, width) for name, runs in sessions.items() if len(runs) > 1]
     if history:
