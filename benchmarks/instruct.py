@@ -19,6 +19,7 @@ A network trained without text (`--recipe cpu-small-blind`) is the issue's basel
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -249,6 +250,48 @@ def cmd_first_stage(args) -> dict:
     return {**out, **stamp(torch.device("cpu"))}
 
 
+def table(editor: dict, blind: dict | None) -> str:
+    """The markdown table of docs/results/instruct.md from `evaluate`'s JSON of the editor and of its text-blind
+    baseline: PSNR (dB) per kind and split, the baseline, doing nothing, the first stage's bound, success rates,
+    label agreement, the image-to-image kinds' accuracy; then the semantic edits."""
+    def f(v) -> str:
+        return "-" if v is None or v != v else f"{v:.1f}"
+
+    def two(a, b) -> str:
+        return " / ".join("-" if v is None or v != v else f"{v:.2f}" for v in (a, b))
+
+    base = {r["kind"]: r for r in blind["kinds"]} if blind else {}
+    lines = ["| kind | trained | held-out | text-blind baseline | input as the edit | first stage round trip | "
+             "success trained / held-out | success baseline | label agreement trained / baseline | "
+             "accuracy: edit / baseline / degraded input |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [(r, base.get(r["kind"])) for r in editor["kinds"]]
+    summary = ({"kind": f"**mean of {len(rows)} kinds**", **editor["summary"]},
+               {"kind": "", **blind["summary"]} if blind else None)
+    for r, b in [*rows, summary]:
+        acc = ""  # image-to-image kinds (and their mean): the evaluator's accuracy on the true label
+        if r["train"].get("accuracy") is not None and r["train"]["accuracy"] == r["train"]["accuracy"]:
+            acc = (f"{r['train']['accuracy']:.2f} / {b['train']['accuracy'] if b else float('nan'):.2f} / "
+                   f"{r['input']['accuracy']:.2f}")
+        base_success = f"{b['train']['success']:.2f}" if b else "-"
+        agreement = two(r["train"].get("label_agreement"), b["train"].get("label_agreement") if b else None)
+        lines.append(f"| {r['kind']} | {f(r['train']['psnr'])} | {f(r['held-out']['psnr'])} | "
+                     f"{f(b['train']['psnr']) if b else '-'} | {f(r['input']['psnr'])} | "
+                     f"{f(r.get('first_stage', {}).get('psnr'))} | "
+                     f"{two(r['train']['success'], r['held-out']['success'])} | {base_success} | {agreement} | {acc} |")
+    for name, result in (("editor", editor), ("text-blind baseline", blind)):
+        semantic = (result or {}).get("semantic")
+        if not semantic:
+            continue
+        reads = ", ".join(f"{split} {v['target_read']:.3f}" for split, v in semantic.items() if isinstance(v, dict)
+                          and "target_read" in v)
+        distances = ", ".join(f"{split} {v['style_distance']:.2f}" for split, v in semantic.items()
+                              if isinstance(v, dict) and "style_distance" in v)
+        lines += ["", f"Semantic edits, {name} ({semantic['n']} test digits per split): requested digit read in "
+                  f"{reads}; feature distance from the edit to its input {distances} (two random digits of the "
+                  f"target class: {semantic['random_pair_distance_in_target_class']:.2f})."]
+    return "\n".join(lines)
+
+
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -299,7 +342,14 @@ def main() -> dict:
     p.add_argument("--out", help="JSON file (default: print)")
     for q in (sub.choices["train"], sub.choices["speed"], sub.choices["first-stage"]):
         q.add_argument("--out", help="JSON file (default: print)")
+    q = sub.add_parser("table", help="the markdown table of an evaluation (and of its text-blind baseline's)")
+    q.add_argument("editor", help="evaluate's JSON of the editor")
+    q.add_argument("baseline", nargs="?", help="evaluate's JSON of the text-blind baseline")
     args = parser.parse_args()
+    if args.command == "table":
+        print(table(json.loads(Path(args.editor).read_text()),
+                    json.loads(Path(args.baseline).read_text()) if args.baseline else None))
+        return {}
     return write_result(args.fn(args), args.out)
 
 
