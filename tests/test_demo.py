@@ -232,6 +232,11 @@ def test_demo_trains_evaluates_and_reports_every_family(demo):
         collapsed = metrics["class_entropy_bits"]["value"] < COLLAPSED_BITS
         assert ("Not recognisable digits yet" in sections[name]) == (short or collapsed), name
         assert html.escape(RECIPES[name].full_recipe) in sections[name], name
+    # the latent editor's first stage starts from the demo's ddpm run (trained before it), then is fine-tuned
+    sessions = json.loads((out / "demo.json").read_text())
+    assert sessions["instruct"][0]["what"] == "new run, its first stage from the ddpm run's, fine-tuned for 2 steps"
+    hparams = json.loads((out / "instruct" / "config.json").read_text())["hparams"]
+    assert hparams["first_stage_from"] == str((out / "ddpm").resolve()) and hparams["space"] == "latent"
     # `genzoo sample RUN --chain` on the DAE run; a run of another family is refused.
     chain = commands.sample(out / "dae", 3, chain=True, seed=1, out=out / "chain.png")
     assert chain.stat().st_size > 0
