@@ -353,8 +353,9 @@ RECIPES: dict[str, Recipe] = {
         captions={"edits.png": "one test digit per kind of edit: the input, the editor's output and the exact "
                                "output, under the instruction it was given"},
         full_recipe="python benchmarks/instruct.py train --recipe cpu-latent --data ../shared/data/mnist",
-        cpu_note="A CPU slice of under a minute is a few training steps: the editor has learnt "
-                 "little; docs/results/instruct.md has the figures of 260 steps (45 minutes on a CPU).",
+        cpu_note="A CPU slice of about a minute trains the latent editor for a few hundred steps (its first stage "
+                 "comes from the demo's ddpm run): its edits are rough. docs/results/instruct.md has the figures of "
+                 "the full CPU recipe (80 minutes on one core) and of its text-blind baseline.",
     ),
 }
 
