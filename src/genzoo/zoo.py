@@ -329,7 +329,9 @@ RECIPES: dict[str, Recipe] = {
               "shifts, scaling, thicker or thinner strokes, inversion, and restoring blurred, half-hidden, "
               "sketched or noisy digits. Text and image are each dropped now and then in training, so sampling "
               "can weigh how closely to keep the input (s_I) and how strongly to follow the words (s_T).",
-        objective=(r"$L=\mathbb{E}\,\|\epsilon-\epsilon_\theta(z_t,\ t,\ c_I,\ c_T)\|^2$",
+        # the demo's editor predicts v (Salimans & Ho 2022); eq. 3's guidance is the same on v as on eps
+        objective=(r"$L=\mathbb{E}\,\|v-v_\theta(z_t,\ t,\ c_I,\ c_T)\|^2,\quad "
+                   r"v=\sqrt{\bar\alpha_t}\,\epsilon-\sqrt{1-\bar\alpha_t}\,z_0$",
                    r"$\tilde\epsilon=\epsilon_\theta(z_t,\varnothing,\varnothing)"
                    r"+s_I(\epsilon_\theta(z_t,c_I,\varnothing)-\epsilon_\theta(z_t,\varnothing,\varnothing))"
                    r"+s_T(\epsilon_\theta(z_t,c_I,c_T)-\epsilon_\theta(z_t,c_I,\varnothing))$"),

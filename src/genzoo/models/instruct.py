@@ -225,7 +225,7 @@ class InstructPix2Pix(LatentSpace, WithEMA, GenerativeModel):
         return inputs, instructions, outputs
 
     def triple_loss(self, inputs: torch.Tensor, instructions: list[str], outputs: torch.Tensor) -> dict:
-        """The epsilon loss of one batch of triples, inputs and outputs (B, 1, 28, 28) in [0, 1]."""
+        """The epsilon (or v) loss of one batch of triples, inputs and outputs (B, 1, 28, 28) in [0, 1]."""
         x0 = self.to_space(outputs, remember_scale=self.training)  # (B, C, S, S): pixels in [-1, 1] or latents
         image = self.to_space(inputs)  # (B, C, S, S)
         n = len(x0)
