@@ -97,8 +97,6 @@ class InstructConfig:
         positive(latent_channels=self.latent_channels)
         non_negative(kl_weight=self.kl_weight, first_stage_steps=self.first_stage_steps)
         in_range("semantic_fraction", self.semantic_fraction, 0.0, 1.0)
-        if self.prediction not in ("eps", "v"):
-            raise ConfigError(f"prediction={self.prediction!r}: choose eps or v")
         if len(self.ae_widths) != 2:
             raise ConfigError(f"ae_widths={self.ae_widths!r}: give two widths, for 28x28 and 14x14 (e.g. 16,32)")
         positive(res_blocks=self.res_blocks, attn_heads=self.attn_heads, timesteps=self.timesteps,
