@@ -16,7 +16,7 @@ the confident share from the first run to the last (what the second run bought).
 
 --costs measures, for every model at its CPU recipe, the work that follows training inside its slice and
 does not shrink with the time left: the grid drawn where the budget stops training, the model's pictures,
-the 8-sample probe and an evaluation with the fewest samples the demo scores (MIN_SAMPLES), in CPU seconds
+the probes of 8 and 32 samples and an evaluation with the fewest samples the demo scores (MIN_SAMPLES), in CPU seconds
 of one thread (a run trained for one step: these costs do not depend on the weights), beside the reserve the
 demo keeps for it at the default budget. A ratio well under 1 means the slice holds even on a loaded machine.
 """
@@ -122,7 +122,7 @@ def fixed_costs(name: str, data, run_dir: Path) -> tuple[float, float, float, fl
 
     grid = cpu_seconds(draw, train_cfg.get("n_grid", 64)) if train_cfg.get("sample_every", 1) else 0.0
     pictures = cpu_seconds(lambda: save_pictures(model.pictures(data), run_dir))
-    probe = cpu_seconds(draw, PROBE_SAMPLES) if model.can_sample else 0.0
+    probe = cpu_seconds(draw, PROBE_SAMPLES) + cpu_seconds(draw, 4 * PROBE_SAMPLES) if model.can_sample else 0.0
     settings = {**eval_settings(name, "cpu", len(data.test_x)), "n_samples": MIN_SAMPLES}
     evaluation = cpu_seconds(lambda: evaluate_run(run_dir, device="cpu", **settings))
     return grid, pictures, probe, evaluation

@@ -71,6 +71,8 @@ def cmd_train(args) -> dict:
                            "semantic_fraction": args.semantic_fraction}
     if args.prediction:
         model_overrides = {**model_overrides, "prediction": args.prediction}
+    if args.word_noise is not None:
+        model_overrides = {**model_overrides, "word_noise": args.word_noise}
     run = Path(args.runs) / args.recipe
     train_or_resume("instruct", args.data, run, device=args.device, seed=args.seed, train_overrides=train_overrides,
                     model_overrides=model_overrides)
@@ -311,6 +313,8 @@ def main() -> dict:
     p.add_argument("--semantic-fraction", dest="semantic_fraction", type=float, default=0.1,
                    help="with --pairs: the share of each batch that is semantic pairs")
     p.add_argument("--prediction", choices=("eps", "v"), help="what the U-Net predicts (default: the recipe's)")
+    p.add_argument("--word-noise", dest="word_noise", type=float,
+                   help="the instructions' word noise in training (default: the recipe's)")
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("evaluate")
     p.add_argument("run")

@@ -23,6 +23,7 @@ from genzoo.demo import (
     plan_slice,
     run_demo,
     samples_within,
+    sampling_cost,
     train_slice,
 )
 from genzoo.demo_report import COLLAPSED_BITS, RECOGNISABLE_SHARE, not_there_note, objective_source
@@ -63,10 +64,29 @@ def test_slices_of_the_default_demo_add_up_to_the_budget_less_the_reserve():
 
 
 def test_samples_within_the_slice():
-    assert samples_within(60.0, 0.01, 1000) == 1000  # time for all
-    assert samples_within(6.0, 0.02, 1000) == 300  # as many as 6 s allow
-    assert samples_within(0.5, 0.02, 1000) == MIN_SAMPLES  # never fewer than the minimum
-    assert samples_within(0.5, 0.02, 64) == 64  # nor more than wanted
+    assert samples_within(60.0, (0.0, 0.01), 1000) == 1000  # time for all
+    assert samples_within(6.0, (0.0, 0.02), 1000) == 300  # as many as 6 s allow
+    assert samples_within(6.0, (2.0, 0.02), 1000) == 200  # less the call's fixed cost
+    assert samples_within(0.5, (0.0, 0.02), 1000) == MIN_SAMPLES  # never fewer than the minimum
+    assert samples_within(0.5, (0.0, 0.02), 64) == 64  # nor more than wanted
+
+
+def test_sampling_cost_separates_the_call_from_the_samples(monkeypatch):
+    """A sequential sampler costs mostly per call: the probe's line through two batch sizes finds both parts,
+    where the small batch alone would charge the call to its samples (0.4 s / 8 = 0.05 s each, not 0.01)."""
+    import time
+
+    from genzoo import demo
+
+    class Slow:
+        conditional = False
+
+        def sample(self, n, y=None, generator=None):
+            time.sleep(0.32 + 0.01 * n)
+
+    monkeypatch.setattr(demo.runs, "load", lambda run_dir, device: Slow())
+    fixed, per_image = sampling_cost(Path("run"), torch.device("cpu"), 0)
+    assert fixed == pytest.approx(0.32, abs=0.05) and per_image == pytest.approx(0.01, abs=0.003)
 
 
 def test_closed_form_fits_take_a_seeded_subset_of_a_large_training_set_on_a_cpu():

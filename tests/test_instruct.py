@@ -136,6 +136,21 @@ def test_loss_against_a_plain_recomputation_and_the_drop_rates(space, prediction
         assert abs(observed.item() - rate) < 0.006
 
 
+def test_word_noise_is_applied_in_training_only(monkeypatch):
+    from genzoo.models import instruct
+
+    seen = []
+    monkeypatch.setattr(instruct, "corrupt", lambda texts, p: seen.append((list(texts), p)) or ["qqq"] * len(texts))
+    model = InstructPix2Pix(**TINY, word_noise=0.3)
+    x = torch.rand(2, 1, 28, 28)
+    model.train().triple_loss(x, ["mirror it", "invert it"], x)
+    assert seen == [(["mirror it", "invert it"], 0.3)]
+    model.eval().triple_loss(x, ["mirror it", "invert it"], x)
+    assert len(seen) == 1  # evaluation reads the instructions as given
+    with pytest.raises(ConfigError, match="word_noise"):
+        InstructPix2Pix(**TINY, word_noise=1.5)
+
+
 @pytest.mark.parametrize("space", SPACES)
 def test_a_tiny_editor_learns_in_a_few_steps(tiny, space):
     torch.manual_seed(0)

@@ -1,4 +1,5 @@
-"""The instruct editor's tokenizer and text encoder: round trip, unknown words, padding that changes nothing."""
+"""The instruct editor's tokenizer and text encoder: round trip, unknown words, padding that changes nothing;
+the word noise of training."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from genzoo import edits
-from genzoo.text import TextEncoder, Tokenizer, build_vocabulary, trigram_buckets, words
+from genzoo.text import TextEncoder, Tokenizer, build_vocabulary, corrupt, hide_words, trigram_buckets, words
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +49,29 @@ def test_padding_and_batch_company_change_nothing(tokenizer):
     a, b = encoder(**tokenizer(["rotate it then mirror it", "mirror it then rotate it"]))
     assert not torch.allclose(a, b, atol=1e-4)
     assert not torch.allclose(together[2], together[3], atol=1e-4)
+
+
+def test_word_noise_drops_replaces_and_inserts_at_its_rate(tokenizer):
+    texts = [t for t in edits.vocabulary_text()[::3]][:2000]
+    assert corrupt(texts, 0.0) == [" ".join(words(t)) for t in texts]  # no noise: the words as they were
+    p = 0.2
+    noisy = corrupt(texts, p, torch.Generator().manual_seed(0))
+    assert noisy == corrupt(texts, p, torch.Generator().manual_seed(0))  # seeded
+    n_words = sum(len(words(t)) for t in texts)
+    own = sum(sum(w in words(t) for w in words(n)) for t, n in zip(texts, noisy))
+    made_up = sum(len(tokenizer.unknown(n)) for n in noisy)  # the vocabulary never holds a made-up word
+    # each word: kept 1 - p, dropped p / 2, replaced p / 2; one word inserted into a share p of the texts
+    assert abs(own / n_words - (1 - p)) < 0.02
+    assert abs(made_up / n_words - (p / 2 + p * len(texts) / n_words)) < 0.02
+    # however heavy the noise, an instruction keeps one of its own words
+    for t, n in zip(texts, corrupt(texts, 0.9, torch.Generator().manual_seed(1))):
+        assert set(words(n)) & set(words(t))
+
+
+def test_hide_words_turns_known_words_into_unk_and_keeps_their_trigrams(tokenizer):
+    batch = tokenizer(["rotate it 90 degrees to the left zzzq"] * 500)
+    hidden = hide_words(batch, 0.3, torch.Generator().manual_seed(0))
+    assert torch.equal(hidden["trigrams"], batch["trigrams"])
+    changed = hidden["ids"] != batch["ids"]
+    assert (hidden["ids"][changed] == 1).all() and not changed[:, -1].any()  # "zzzq" was <unk> already
+    assert abs(changed[:, :-1].float().mean().item() - 0.3) < 0.02

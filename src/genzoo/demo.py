@@ -42,7 +42,7 @@ DEFAULT_BUDGET = 840.0  # seconds: 14 minutes of wall clock, under the 15 the is
 MIN_TRAIN_SECONDS = 5.0  # a model whose slice is used up still trains this long
 END_RESERVE = 5.0  # seconds kept after the last model for the last page and the summary
 MIN_SAMPLES = 100  # the fewest samples scored when the slice is short: fewer say little about digits and coverage
-PROBE_SAMPLES = 8  # samples timed before the evaluation to size it (a batch this small overestimates the cost)
+PROBE_SAMPLES = 8  # samples timed before the evaluation to size it, and four times as many (sampling_cost)
 SAMPLING_SHARE = 0.6  # of the slice's time left after training: for sampling; the rest for the other metrics
 SESSIONS = "demo.json"  # in the demo folder: every session of every model (the report's "trained in all")
 REAL_DATA = "real_data.json"  # the real-data floor of the sample scores, with the same settings
@@ -92,22 +92,31 @@ def plan_slice(left: float, share: float, shares_left: float, eval_seconds: floa
     return whole, max(MIN_TRAIN_SECONDS, whole - min(eval_seconds, whole / 2))
 
 
-def samples_within(seconds: float, per_image: float, wanted: int) -> int:
-    """How many samples to score: `wanted`, or as many as `seconds` of sampling at `per_image` seconds
-    each allow, but never fewer than MIN_SAMPLES (or `wanted`, if that is smaller)."""
-    affordable = int(seconds / per_image) if per_image > 0 else wanted
+def samples_within(seconds: float, cost: tuple[float, float], wanted: int) -> int:
+    """How many samples to score: `wanted`, or as many as `seconds` of sampling allow at `cost` (fixed seconds of
+    the call, seconds per sample), but never fewer than MIN_SAMPLES (or `wanted`, if that is smaller)."""
+    fixed, per_image = cost
+    affordable = int(max(0.0, seconds - fixed) / per_image) if per_image > 0 else wanted
     return max(min(MIN_SAMPLES, wanted), min(wanted, affordable))
 
 
-def sampling_seconds_per_image(run_dir: Path, device: torch.device, seed: int) -> float:
-    """Seconds per sample of a trained run, timed on PROBE_SAMPLES samples (labels 0, 1, ... if conditional)."""
+def sampling_cost(run_dir: Path, device: torch.device, seed: int) -> tuple[float, float]:
+    """(fixed seconds, seconds per sample) of a trained run's sampler: one call timed at PROBE_SAMPLES and at
+    4 x PROBE_SAMPLES samples (labels 0, 1, ... if conditional) and a line through the two. A sequential sampler
+    (784 network steps whatever the batch) costs mostly per call, which the small batch alone would charge to each
+    of its samples. The per-sample cost is kept at a tenth of the larger batch's average or more, so that timing
+    noise cannot make it vanish."""
     model = runs.load(run_dir, device)
-    labels = torch.arange(PROBE_SAMPLES, device=device) % N_CLASSES if model.conditional else None
-    began = time.perf_counter()
-    model.sample(PROBE_SAMPLES, y=labels, generator=torch.Generator().manual_seed(seed))
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - began) / PROBE_SAMPLES
+    seconds = []
+    for n in (PROBE_SAMPLES, 4 * PROBE_SAMPLES):
+        labels = torch.arange(n, device=device) % N_CLASSES if model.conditional else None
+        began = time.perf_counter()
+        model.sample(n, y=labels, generator=torch.Generator().manual_seed(seed))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds.append(time.perf_counter() - began)
+    per_image = max((seconds[1] - seconds[0]) / (3 * PROBE_SAMPLES), seconds[1] / (40 * PROBE_SAMPLES))
+    return max(0.0, seconds[0] - PROBE_SAMPLES * per_image), per_image
 
 
 def check_models(models: list[str] | None) -> list[str]:
@@ -270,9 +279,9 @@ def run_demo(out: str | Path = "genzoo-demo", data: str | Dataset = "auto", budg
         settings = eval_settings(name, scale, len(dataset.test_x))
         wanted = settings["n_samples"]
         if scale == "cpu" and wanted and registry.get(name).can_sample:  # as many samples as the slice allows
-            per_image = sampling_seconds_per_image(run_dir, device, seed)
+            cost = sampling_cost(run_dir, device, seed)
             sampling = (deadline - time.perf_counter()) * SAMPLING_SHARE
-            settings["n_samples"] = samples_within(sampling, per_image, wanted)
+            settings["n_samples"] = samples_within(sampling, cost, wanted)
         say(f"genzoo demo [{i + 1}/{len(names)}] {name}: {what}; evaluating ({settings['n_samples']} samples"
             f"{f' of {wanted}, what the slice allows' if settings['n_samples'] < wanted else ''}, "
             f"{settings['max_test'] or 'all'} test digits)")

@@ -104,3 +104,43 @@ class TextEncoder(nn.Module):
         h = self.norm(self.layers(h, src_key_padding_mask=~mask))  # (B, L, dim)
         pooled = (h * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)  # (B, dim)
         return self.out(pooled)
+
+
+# ---------------------------------------------------------------------------- word noise (training only)
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def made_up_word(generator: torch.Generator | None = None) -> str:
+    """A random string of 3 to 9 letters: a word the vocabulary does not hold, with random trigrams."""
+    length = int(torch.randint(3, 10, (), generator=generator))
+    return "".join(LETTERS[i] for i in torch.randint(0, len(LETTERS), (length,), generator=generator).tolist())
+
+
+def corrupt(texts: list[str], p: float, generator: torch.Generator | None = None) -> list[str]:
+    """Word noise, so that the encoder learns to read an instruction by its telling words and to shrug off words
+    it has never seen (a held-out phrasing's): each word, with probability p, is dropped or replaced by a made-up
+    word (even odds), and with probability p a made-up word is inserted at a random place. An instruction keeps
+    at least one of its own words. The texts come back as lower-case words joined by spaces."""
+    out = []
+    for text in texts:
+        kept = words(text)
+        u = torch.rand(len(kept), generator=generator).tolist()
+        coin = torch.rand(len(kept), generator=generator).tolist()
+        noisy = [w if r >= p else made_up_word(generator) if c < 0.5 else None for w, r, c in zip(kept, u, coin)]
+        if kept and all(w is None or w not in kept for w in noisy):  # nothing of its own left: keep one word
+            i = int(torch.randint(0, len(kept), (), generator=generator))
+            noisy[i] = kept[i]
+        noisy = [w for w in noisy if w is not None]
+        if float(torch.rand((), generator=generator)) < p:
+            noisy.insert(int(torch.randint(0, len(noisy) + 1, (), generator=generator)), made_up_word(generator))
+        out.append(" ".join(noisy))
+    return out
+
+
+def hide_words(batch: dict[str, torch.Tensor], p: float, generator: torch.Generator | None = None) -> dict:
+    """A token batch with each known word turned into `<unk>` with probability p, its trigrams kept, so that the
+    trigram embeddings learn to carry a word's meaning alone (what an unknown word such as "anticlockwise" has)."""
+    ids = batch["ids"]
+    hide = (torch.rand(ids.shape, generator=generator) < p).to(ids.device) & (ids > 1)
+    return {**batch, "ids": torch.where(hide, torch.ones_like(ids), ids)}

@@ -41,7 +41,7 @@ from torch import nn
 from .. import edits
 from ..config import ConfigError, in_range, non_negative, positive
 from ..constants import IMAGE_SHAPE
-from ..text import TextEncoder, Tokenizer, build_vocabulary
+from ..text import TextEncoder, Tokenizer, build_vocabulary, corrupt, hide_words
 from .base import GenerativeModel
 from .ddpm import LatentSpace, NoiseSchedule, Sampler, UNet, WithEMA, ema_update, make_betas
 
@@ -73,6 +73,10 @@ class InstructConfig:
     text_heads: int = 4
     max_tokens: int = 24  # longer instructions are cut
     trigram_buckets: int = 1024
+    # Word noise in training (text.corrupt, text.hide_words): each word dropped, replaced by a made-up word or read
+    # by its trigrams alone with this probability, so that phrasings never trained on are read by their telling
+    # words (0: the instructions as drawn).
+    word_noise: float = 0.0
     vocabulary: tuple[str, ...] = ()  # (): the training phrasings' words (edits.vocabulary_text), recorded here
     # Semantic edits: a pairs.safetensors of `genzoo semantic-pairs` ("": none) and the share of each training batch
     # whose triples are replaced by its pairs (read in training only; an edited run does not need the file).
@@ -105,6 +109,7 @@ class InstructConfig:
         non_negative(attn_resolution=self.attn_resolution, image_guidance=self.image_guidance,
                      text_guidance=self.text_guidance)
         in_range("dropout", self.dropout, 0.0, 0.9)
+        in_range("word_noise", self.word_noise, 0.0, 0.9)
         in_range("ema_decay", self.ema_decay, 0.0, 0.99999)
         for key in ("p_drop_text", "p_drop_image", "p_drop_both"):
             in_range(key, getattr(self, key), 0.0, 1.0)
@@ -156,11 +161,15 @@ class InstructPix2Pix(LatentSpace, WithEMA, GenerativeModel):
 
     # ------------------------------------------------------------------ conditioning
 
-    def encode_text(self, instructions: list[str], text: TextEncoder | None = None) -> torch.Tensor:
-        """(B, emb_dim) instruction vectors; the null vector throughout for the text-blind baseline."""
+    def encode_text(self, instructions: list[str], text: TextEncoder | None = None,
+                    noise: float = 0.0) -> torch.Tensor:
+        """(B, emb_dim) instruction vectors; the null vector throughout for the text-blind baseline. `noise`: the
+        word noise of training (torch's global RNG, which the trainer seeds and checkpoints)."""
         if not self.config.use_text:
             return self.null_text.expand(len(instructions), -1)
-        return (text or self.text)(**self.tokenizer(instructions, self.device))
+        if not noise:
+            return (text or self.text)(**self.tokenizer(instructions, self.device))
+        return (text or self.text)(**hide_words(self.tokenizer(corrupt(instructions, noise), self.device), noise))
 
     def drops(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(drop_text, drop_image), each (n,) bool: text only, image only, or both, with the config's rates."""
@@ -227,7 +236,7 @@ class InstructPix2Pix(LatentSpace, WithEMA, GenerativeModel):
         x0 = self.to_space(outputs, remember_scale=self.training)  # (B, C, S, S): pixels in [-1, 1] or latents
         image = self.to_space(inputs)  # (B, C, S, S)
         n = len(x0)
-        text = self.encode_text(instructions)  # (B, emb_dim)
+        text = self.encode_text(instructions, noise=self.config.word_noise if self.training else 0.0)  # (B, emb_dim)
         if self.training:
             drop_text, drop_image = self.drops(n)
             text = torch.where(drop_text[:, None], self.null_text.expand_as(text), text)
