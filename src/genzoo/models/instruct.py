@@ -13,6 +13,8 @@ Paper followed: Brooks, Holynski & Efros 2023, "InstructPix2Pix: Learning to Fol
   projection, as `ddpm`'s digit label does. We chose this over cross-attention because an instruction here names
   one global operation ("rotate it", "fill in the missing part") rather than regions to bind words to, and
   because it costs nothing at 28x28 on a CPU; the paper's cross-attention is what longer, spatial prompts need.
+  With `word_noise=p` training corrupts the instructions (`text.corrupt`, `text.hide_words`), so that a phrasing
+  never trained on is read by the words it shares with trained ones (docs/results/instruct.md; default 0).
 - Training draws triples from `genzoo.edits` on the fly from each batch of digits (exact transforms and
   image-to-image tasks with exact outputs), with a share (`semantic_fraction`) replaced by semantic pairs
   ("turn this 3 into a 8") from a file of `genzoo semantic-pairs` when `semantic_pairs` names one, and minimises
