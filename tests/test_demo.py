@@ -124,13 +124,15 @@ def test_a_family_short_of_recognisable_digits_says_so_from_its_measured_share()
     """The note comes from the measured confident share, not a list of models: under RECOGNISABLE_SHARE it says
     what the samples reached, how each demo run moved it, the command that continues it and the full recipe."""
     assert RECOGNISABLE_SHARE == 0.5
-    sessions = [{"what": "new run", "confident_share": 0.22},
-                {"what": "continued from step 72", "confident_share": 0.29}]
+    sessions = [{"what": "new run", "confident_share": 0.22, "n_samples": 100, "fid": 650.0},
+                {"what": "continued from step 72", "confident_share": 0.29, "n_samples": 100, "fid": 540.0}]
     floor = {"confident_share": 0.991}
     short = {"confident_share": {"value": 0.29, "n": 100}, "train_seconds": 64.2}
     note = html.unescape(not_there_note("pixelrnn", Path("/tmp/d"), short, sessions, floor))
     assert "Not recognisable digits yet" in note and "29.0% of its 100 samples" in note and "after 64 s" in note
-    assert "(real digits: 99%)" in note and "went 22.0% → 29.0%" in note
+    assert "(real digits: 99%)" in note and "went 22.0% → 29.0% (FID-style 650 → 540)" in note
+    # two standard errors of the difference of two shares of 100 samples: 2 sqrt(.22 .78 / 100 + .29 .71 / 100)
+    assert "the last change, +7.0 points, is within the sampling noise of 100 and 100 samples (±12.3 points" in note
     assert "genzoo demo --out /tmp/d" in note and "--models pixelrnn" in note
     assert RECIPES["pixelrnn"].full_recipe in note
     there = {"confident_share": {"value": RECOGNISABLE_SHARE, "n": 1000}}

@@ -258,10 +258,7 @@ def not_there_note(name: str, out: Path, metrics: dict, sessions: list[dict], fl
         return ""
     real = floor.get("confident_share")
     runs_so_far = _scored_runs(sessions)
-    moved = ""
-    if len(runs_so_far) > 1:
-        moved = (" Over the demo runs in this folder it went " + " → ".join(
-            f"{s['confident_share']:.1%}" for s in runs_so_far) + ".")
+    moved = _moved(runs_so_far)
     trained = metrics.get("train_seconds")
     after = f" after {trained:.0f} s of training" if isinstance(trained, (int, float)) else ""
     reached = (f"{share:.1%} of its {entry.get('n', '')} samples are digits the evaluator reads with confidence "
@@ -272,6 +269,26 @@ def not_there_note(name: str, out: Path, metrics: dict, sessions: list[dict], fl
     return (f'<p class="note not-there"><b>Not recognisable digits yet</b>: {reached}; this page counts a family '
             f"there at {RECOGNISABLE_SHARE:.0%} confident and {COLLAPSED_BITS:g} bit or more.{moved} "
             + _continue_it(name, out))
+
+
+def _moved(runs_so_far: list[dict]) -> str:
+    """How the demo runs moved the confident share (and the FID-style score), and whether the last move is more
+    than the sampling noise of two shares of that many samples (two standard errors of their difference)."""
+    if len(runs_so_far) < 2:
+        return ""
+    shares = " → ".join(f"{s['confident_share']:.1%}" for s in runs_so_far)
+    said = f" Over the demo runs in this folder it went {shares}"
+    fids = [s.get("fid") for s in runs_so_far]
+    if all(isinstance(f, (int, float)) for f in fids):
+        said += " (FID-style " + " → ".join(f"{f:.0f}" for f in fids) + ")"
+    before, last = runs_so_far[-2], runs_so_far[-1]
+    if before.get("n_samples") and last.get("n_samples"):
+        var = sum(r["confident_share"] * (1 - r["confident_share"]) / r["n_samples"] for r in (before, last))
+        change, noise = last["confident_share"] - before["confident_share"], 2 * math.sqrt(var)
+        said += (f"; the last change, {100 * change:+.1f} points, is {'within' if abs(change) <= noise else 'beyond'} "
+                 f"the sampling noise of {before['n_samples']} and {last['n_samples']} samples "
+                 f"(±{100 * noise:.1f} points, two standard errors)")
+    return said + "."
 
 
 def _continue_it(name: str, out: Path) -> str:
