@@ -186,8 +186,8 @@ RECIPES: dict[str, Recipe] = {
         code=("genzoo.models.vae:VAE.elbo_terms", "genzoo.models.vae:VAE.loss"),
         paper="Kingma & Welling 2014, \"Auto-encoding variational Bayes\"; Burda et al. 2016, "
               "\"Importance weighted autoencoders\"",
-        # 8 latent dimensions, not 16: after 60 s and 120 s of training on the embedded digits, 54% and 55% of the
-        # prior samples confident against 48% and 52% (docs/RESULTS.md)
+        # 8 latent dimensions, not 16: the demo's two runs on the embedded digits gave 57.4% and 57.8% of the prior
+        # samples confident, against 50.0% and 49.8% with 16 (docs/RESULTS.md)
         cpu={"channels": 16, "latent_dim": 8},
         cpu_train={"lr": 2e-3},  # the default 1e-3 is tuned for 100 epochs; a CPU slice has a few
         tiny={"channels": 4, "latent_dim": 4},
@@ -212,8 +212,8 @@ RECIPES: dict[str, Recipe] = {
         cpu={"channels": 32, "n_layers": 4, "head_channels": 32},
         cpu_train={"sample_every": 0},  # no grids: on the CPU 36 sequential samples took 3 minutes (RESULTS.md)
         tiny={"channels": 4, "n_layers": 1, "head_channels": 4, "first_kernel": 3},
-        # as many as the slice allows, up to 500: 784 sequential steps cost about the same for 8 samples or 200 (the
-        # demo's probe), and the share of 200 samples is noisy (two standard errors of a change: about 10 points)
+        # as many as the slice allows (the demo's probe tells the 784 steps' cost per call from that per sample), up
+        # to 500: the share of 200 samples is noisy (two standard errors of a change: about 10 points)
         cpu_samples=500,
         eval_seconds=100.0,  # the grid where the budget stopped it, the completions, the samples: 784 steps each
         captions={"completions-bottom-half.png": "rows: test digit, its visible top half, two completions of "
