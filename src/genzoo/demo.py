@@ -103,8 +103,8 @@ def samples_within(seconds: float, cost: tuple[float, float], wanted: int) -> in
 def sampling_cost(run_dir: Path, device: torch.device, seed: int) -> tuple[float, float]:
     """(fixed seconds, seconds per sample) of a trained run's sampler: one call timed at PROBE_SAMPLES and at
     4 x PROBE_SAMPLES samples (labels 0, 1, ... if conditional) and a line through the two. A sequential sampler
-    (784 network steps whatever the batch) costs mostly per call, which the small batch alone would charge to each
-    of its samples. The per-sample cost is kept at a tenth of the larger batch's average or more, so that timing
+    (784 network steps whatever the batch) costs much per call, which the small batch alone would charge to its
+    few samples. The per-sample cost is kept at a tenth of the larger batch's average or more, so that timing
     noise cannot make it vanish."""
     model = runs.load(run_dir, device)
     seconds = []
