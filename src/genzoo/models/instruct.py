@@ -169,9 +169,8 @@ class InstructPix2Pix(LatentSpace, WithEMA, GenerativeModel):
         word noise of training (torch's global RNG, which the trainer seeds and checkpoints)."""
         if not self.config.use_text:
             return self.null_text.expand(len(instructions), -1)
-        if not noise:
-            return (text or self.text)(**self.tokenizer(instructions, self.device))
-        return (text or self.text)(**hide_words(self.tokenizer(corrupt(instructions, noise), self.device), noise))
+        batch = self.tokenizer(corrupt(instructions, noise) if noise else instructions, self.device)
+        return (text or self.text)(**(hide_words(batch, noise) if noise else batch))
 
     def drops(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(drop_text, drop_image), each (n,) bool: text only, image only, or both, with the config's rates."""
