@@ -8,8 +8,9 @@ Each LABEL:JSON is a variant of the model's demo recipe (`genzoo.demo.model_sett
 its hyper-parameters, "train" its trainer settings. Every variant trains for STEPS steps (a closed-form fit: to
 convergence, on the demo's seeded subset of 10,000) on $DATA (default ../shared/data/mnist) with one thread, is
 sampled 1,000 times, and is scored against the first 1,000 test digits: the share of samples the evaluator reads
-with confidence >= 0.9, the entropy of their classes, the FID-style score, and the CPU seconds of training (the
-same steps may cost more under another variant; compare at equal CPU time then). Variants run interleaved, seed
+with confidence >= 0.9, the entropy of their classes, the FID-style score, a class-conditional model's conditional
+accuracy (samples asked for 0..9 in turn), and the CPU seconds of training (the same steps may cost more under
+another variant; compare at equal CPU time then). Variants run interleaved, seed
 by seed ($SEEDS, default 0). Runs go to /tmp/genzoo-demo-recipes/.
 """
 
@@ -52,9 +53,11 @@ def main() -> None:
                   seed=seed, model_overrides=hp, train_overrides=cfg, progress=False, overwrite=True)
             cpu = time.process_time() - began
             q = model_sample_quality(load(out, "cpu"), reference, 1000, seed=seed)
+            labelled = (f", conditional accuracy {q['conditional_accuracy']['value']:.3f}"
+                        if "conditional_accuracy" in q else "")
             print(f"{name} {label} seed {seed}: confident {q['confident_share']['value']:.3f}, entropy "
-                  f"{q['class_entropy_bits']['value']:.2f} bits, FID-style {q['fid']['value']:.0f}, training "
-                  f"{cpu:.0f} CPU s", flush=True)
+                  f"{q['class_entropy_bits']['value']:.2f} bits, FID-style {q['fid']['value']:.0f}{labelled}, "
+                  f"training {cpu:.0f} CPU s", flush=True)
 
 
 if __name__ == "__main__":
