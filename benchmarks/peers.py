@@ -14,7 +14,8 @@ the CPU's float32 peak measured in the same process by a large matrix product (`
            networks) against pythae's VAE (or IWAE, `--peer iwae`), built from the very same
            encoder and decoder modules and trained by pythae's own trainer (`BaseTrainer.train_step`,
            one epoch over its DataLoader). Ours: the trainer's step (`Loop.train_step`) over an epoch
-           of the trainer's batches. After the repeats (one epoch each per repeat) both are scored
+           of the trainer's batches; against the IWAE, ours trains the same K-sample bound
+           (`--set train_k=K`, K = `--iwae-k`). After the repeats (one epoch each per repeat) both are scored
            by genzoo's own code: `VAE.log_prob`, the IWAE estimate with the same K and the same
            random draws, on the same fixed binarization of the test digits.
     ddpm   genzoo's pixel-space `ddpm` (its defaults) against denoising-diffusion-pytorch's `Unet` +
@@ -286,7 +287,8 @@ def compare_vae(data: Dataset, arch: str, peer: str, epoch_images: int, repeats:
     import_peer("pythae")
     train = subset(data, epoch_images)
     torch.manual_seed(seed)
-    ours = genzoo.create("vae", **vae_overrides(arch))
+    # against pythae's IWAE, ours trains the same K-sample bound (`train_k`)
+    ours = genzoo.create("vae", **vae_overrides(arch), **({"train_k": iwae_k} if peer == "iwae" else {}))
     torch.manual_seed(seed)
     theirs_vae = genzoo.create("vae", **vae_overrides(arch))  # the networks pythae trains, scored as ours
     theirs = pythae_vae(theirs_vae, peer, iwae_k)
@@ -323,7 +325,8 @@ def compare_vae(data: Dataset, arch: str, peer: str, epoch_images: int, repeats:
                                       for part in test.split(100)]).mean())
     images_ours, images_theirs = loop.batches.per_epoch * loop.batches.size, len(train_binary)
     name = f"pythae {peer.upper()}" + (f" (K={iwae_k})" if peer == "iwae" else "")
-    return {"comparison": f"vae-{arch}", "peer": name,
+    return {"comparison": f"vae-{arch}" + (f", both trained on the IWAE bound, K={iwae_k}" if peer == "iwae" else ""),
+            "peer": name,
             "parameters": {"genzoo": ours.n_parameters(), "peer": theirs_vae.n_parameters()},
             "epoch_images": len(train_binary), "epochs": repeats, "steps_before_timing": 1,  # the FLOP count's step
             "genzoo": {**side_figures(times["genzoo"], images_ours, flops_ours, peak, cpu["genzoo"]),

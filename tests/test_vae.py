@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from genzoo.config import ConfigError
 from genzoo.data import fixed_binarization
 from genzoo.models.vae import VAE
 
@@ -133,3 +134,35 @@ def test_elbo_and_log_prob_draw_from_the_generator_they_are_given():
         assert torch.equal(a, fn(x, generator=torch.Generator().manual_seed(1)))
         assert not torch.equal(a, fn(x, generator=torch.Generator().manual_seed(2)))
     assert torch.equal(state, torch.get_rng_state())  # the global stream is left alone
+
+
+def test_iwae_training_loss_is_the_k_sample_bound_computed_directly(model, x):
+    """train_k = K: the loss is -mean_x log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), z_k = mu + sigma eps_k, with the
+    eps drawn from the global generator (Burda et al. 2016, eq. 8), each density written out here."""
+    iwae = VAE(arch="mlp", hidden=64, latent_dim=3, train_k=7)
+    iwae.load_state_dict(model.state_dict())
+    torch.manual_seed(3)
+    out = iwae.loss(x)
+    torch.manual_seed(3)
+    eps = torch.randn(7, len(x), 3)
+    h = model.encoder(x)
+    mu, logvar = h[:, :3], h[:, 3:].clamp(-12, 8)
+    z = mu + (0.5 * logvar).exp() * eps  # (K, B, D)
+    p = torch.sigmoid(model.decoder(z.reshape(-1, 3))).reshape(7, len(x), -1)
+    pixels = x.reshape(1, len(x), -1)
+    log_px_z = (pixels * p.log() + (1 - pixels) * (1 - p).log()).sum(-1)
+    log_pz = (-0.5 * z.pow(2) - 0.5 * math.log(2 * math.pi)).sum(-1)
+    log_qz = (-0.5 * eps.pow(2) - 0.5 * logvar - 0.5 * math.log(2 * math.pi)).sum(-1)
+    bound = torch.logsumexp(log_px_z + log_pz - log_qz, dim=0) - math.log(7)
+    torch.testing.assert_close(out["loss"], -bound.mean(), rtol=1e-4, atol=1e-3)
+    # the K-sample bound of a trained model lies above its ELBO (Burda et al.'s theorem 1), by nats here;
+    # each averaged over 20 draws (one draw of either varies by a few nats)
+    torch.manual_seed(4)
+    negative_iwae = torch.stack([iwae.loss(x)["loss"] for _ in range(20)]).mean()
+    negative_elbo = torch.stack([model.loss(x)["nelbo"] for _ in range(20)]).mean()
+    assert negative_iwae < negative_elbo - 0.5
+
+
+def test_iwae_training_refuses_a_kl_warmup():
+    with pytest.raises(ConfigError, match="train_k=5 with kl_warmup_steps=10"):
+        VAE(arch="mlp", hidden=16, latent_dim=2, train_k=5, kl_warmup_steps=10)

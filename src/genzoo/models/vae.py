@@ -12,6 +12,8 @@ with one reparameterised sample for the expectation and the closed-form KL.
     log p(x) ~= log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x),  z_k ~ q(z|x),
 
 a stochastic lower bound that tightens as K grows (K=5000 for reported numbers).
+With `train_k` > 1 training maximises that bound itself with K = `train_k` reparameterised
+samples (the IWAE objective of the same paper) instead of the ELBO.
 
 Two architectures: `arch=conv` (default, the NLL target) and `arch=mlp` with the
 sizes of PyTorch's own MNIST VAE example (784-400-20), the speed reference.
@@ -27,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import non_negative, positive
+from ..config import ConfigError, non_negative, positive
 from ..constants import IMAGE_SHAPE, N_PIXELS
 from ..data import fixed_binarization, spread
 from .ae import ConvDecoder, ConvEncoder
@@ -52,11 +54,15 @@ class VAEConfig:
     kl_warmup_steps: int = (
         0  # > 0: the KL term's weight rises linearly from 0 to 1 over these steps (Sønderby et al. 2016)
     )
+    train_k: int = 1  # > 1: train on the IWAE bound with this many samples (Burda et al. 2016), not the ELBO
 
     def __post_init__(self):
         positive(latent_dim=self.latent_dim, channels=self.channels, hidden=self.hidden,
-                 iwae_k=self.iwae_k, iwae_chunk=self.iwae_chunk)
+                 iwae_k=self.iwae_k, iwae_chunk=self.iwae_chunk, train_k=self.train_k)
         non_negative(kl_warmup_steps=self.kl_warmup_steps)
+        if self.train_k > 1 and self.kl_warmup_steps:
+            raise ConfigError(f"train_k={self.train_k} with kl_warmup_steps={self.kl_warmup_steps}: the warm-up "
+                              "weighs the ELBO's KL term, which the IWAE bound has not; set one of them only")
 
 
 class MLPEncoder(nn.Module):
@@ -140,7 +146,12 @@ class VAE(GenerativeModel):
 
     def loss(self, x, y=None, *, step=None):
         """The negative ELBO, mean over the batch ("loss" weighs the KL by `kl_weight(step)` during warm-up;
-        "nelbo" is always the true bound)."""
+        "nelbo" is always the true bound); with `train_k` > 1 the negative IWAE bound with that many samples."""
+        if self.config.train_k > 1:
+            mu, logvar = self.encode(x)
+            z = mu + (0.5 * logvar).exp() * self.randn(self.config.train_k, *mu.shape)  # (K, B, D)
+            bound = torch.logsumexp(self.log_weights(x, z, mu, logvar), dim=0) - math.log(self.config.train_k)
+            return {"loss": -bound.mean(), "niwae": -bound.mean().detach()}
         terms = self.elbo_terms(x)
         recon, kl = -terms["log_px_z"].mean(), terms["kl"].mean()
         weight = self.kl_weight(step)
@@ -162,14 +173,18 @@ class VAE(GenerativeModel):
         for start in range(0, k, self.config.iwae_chunk):
             m = min(self.config.iwae_chunk, k - start)
             z = mu + std * self.randn(m, *mu.shape, generator=generator)  # (m, B, D)
-            log_px_z = torch.cat([  # (m, B), decoded a few samples at a time
-                bernoulli_log_likelihood(self.decode_logits(part.flatten(0, 1)).view(len(part), len(x), 1, 28, 28), x)
-                for part in z.split(max(1, DECODED_PER_PASS // len(x)))])
-            log_w = (log_px_z
-                     + gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
-                     - gaussian_log_density(z, mu, logvar))
-            chunks.append(log_w)
+            chunks.append(self.log_weights(x, z, mu, logvar))
         return torch.logsumexp(torch.cat(chunks), dim=0) - math.log(k)
+
+    def log_weights(self, x: torch.Tensor, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) + log p(z) - log q(z|x), (m, B), of codes z (m, B, D) drawn from q(z|x) = N(mu, exp(logvar))
+        for images x (B, 1, 28, 28); decoded a few samples at a time."""
+        log_px_z = torch.cat([
+            bernoulli_log_likelihood(self.decode_logits(part.flatten(0, 1)).view(len(part), len(x), 1, 28, 28), x)
+            for part in z.split(max(1, DECODED_PER_PASS // len(x)))])
+        return (log_px_z
+                + gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
+                - gaussian_log_density(z, mu, logvar))
 
     @torch.no_grad()
     def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
