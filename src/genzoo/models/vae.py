@@ -148,14 +148,19 @@ class VAE(GenerativeModel):
         """The negative ELBO, mean over the batch ("loss" weighs the KL by `kl_weight(step)` during warm-up;
         "nelbo" is always the true bound); with `train_k` > 1 the negative IWAE bound with that many samples."""
         if self.config.train_k > 1:
-            mu, logvar = self.encode(x)
-            z = mu + (0.5 * logvar).exp() * self.randn(self.config.train_k, *mu.shape)  # (K, B, D)
-            bound = torch.logsumexp(self.log_weights(x, z, mu, logvar), dim=0) - math.log(self.config.train_k)
-            return {"loss": -bound.mean(), "niwae": -bound.mean().detach()}
+            return self.iwae_loss(x, self.config.train_k)
         terms = self.elbo_terms(x)
         recon, kl = -terms["log_px_z"].mean(), terms["kl"].mean()
         weight = self.kl_weight(step)
         return {"loss": recon + weight * kl, "nelbo": (recon + kl).detach(), "recon": recon, "kl": kl}
+
+    def iwae_loss(self, x: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+        """The negative k-sample IWAE bound, -log (1/k) sum_k p(x|z_k) p(z_k) / q(z_k|x), mean over the batch, from
+        k reparameterised samples z_k ~ q(z|x): the training loss with `train_k` = k > 1."""
+        mu, logvar = self.encode(x)
+        z = mu + (0.5 * logvar).exp() * self.randn(k, *mu.shape)  # (k, B, D)
+        loss = -(torch.logsumexp(self.log_weights(x, z, mu, logvar), dim=0) - math.log(k)).mean()
+        return {"loss": loss, "niwae": loss.detach()}
 
     @torch.no_grad()
     def elbo(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
