@@ -222,7 +222,10 @@ RECIPES: dict[str, Recipe] = {
         full_recipe="genzoo train pixelcnn --data mnist --epochs 30",
         cpu_note="On a CPU the demo trains a small network (4 layers of 32 channels, not the paper's 12 of 128) "
                  "for about half a minute and scores at most 500 samples, as each is 784 sequential network steps; "
-                 "the full recipe needs a GPU.",
+                 "the full recipe needs a GPU. With that little training its samples are strokes and blobs, and "
+                 "the share the evaluator reads with confidence depends on which few digits the model first "
+                 "settles on more than on a second run's training; its FID-style score and the variety of its "
+                 "digits show that run's gain better (docs/RESULTS.md).",
     ),
     "pixelrnn": Recipe(
         share=0.07,
