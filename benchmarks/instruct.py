@@ -294,6 +294,36 @@ def table(editor: dict, blind: dict | None) -> str:
     return "\n".join(lines)
 
 
+def compare(results: dict[str, dict]) -> str:
+    """Several editors side by side from `evaluate`'s JSON, labelled: PSNR (dB) and success per kind, trained and
+    held-out phrasings, the mean of the kinds, then each one's semantic edits."""
+    def pair(split_a: dict, split_b: dict, key: str, form: str) -> str:
+        return " / ".join("-" if v is None or v != v else format(v, form)
+                          for v in (split_a.get(key), split_b.get(key)))
+
+    names = list(results)
+    lines = ["| kind | " + " | ".join(f"{n}: dB trained / held-out | {n}: success" for n in names) + " |",
+             "|---|" + "---|---|" * len(names)]
+    rows = {n: [*r["kinds"], {"kind": f"**mean of {len(r['kinds'])} kinds**", **r["summary"]}]
+            for n, r in results.items()}
+    for i, row in enumerate(rows[names[0]]):
+        cells = []
+        for n in names:
+            r = rows[n][i]
+            if r["kind"] != row["kind"]:
+                raise SystemExit(f"{n}: kind {r['kind']} where {names[0]} has {row['kind']}: compare the same kinds")
+            cells += [pair(r["train"], r["held-out"], "psnr", ".1f"), pair(r["train"], r["held-out"], "success", ".2f")]
+        lines.append(f"| {row['kind']} | " + " | ".join(cells) + " |")
+    for n, r in results.items():
+        semantic = r.get("semantic") or {}
+        reads = ", ".join(f"{split} {v['target_read']:.3f}" for split, v in semantic.items()
+                          if isinstance(v, dict) and "target_read" in v)
+        if reads:
+            lines += ["", f"Semantic edits, {n} ({semantic['n']} test digits per split): requested digit read "
+                          f"in {reads}."]
+    return "\n".join(lines)
+
+
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -349,7 +379,15 @@ def main() -> dict:
     q = sub.add_parser("table", help="the markdown table of an evaluation (and of its text-blind baseline's)")
     q.add_argument("editor", help="evaluate's JSON of the editor")
     q.add_argument("baseline", nargs="?", help="evaluate's JSON of the text-blind baseline")
+    q = sub.add_parser("compare", help="several editors' evaluations side by side")
+    q.add_argument("labelled", nargs="+", metavar="LABEL=JSON", help="a label and evaluate's JSON of an editor")
     args = parser.parse_args()
+    if args.command == "compare":
+        if any("=" not in item for item in args.labelled):
+            parser.error("compare: give each evaluation as LABEL=JSON")
+        print(compare({label: json.loads(Path(path).read_text())
+                       for label, path in (item.split("=", 1) for item in args.labelled)}))
+        return {}
     if args.command == "table":
         print(table(json.loads(Path(args.editor).read_text()),
                     json.loads(Path(args.baseline).read_text()) if args.baseline else None))
