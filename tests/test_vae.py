@@ -138,7 +138,7 @@ def test_elbo_and_log_prob_draw_from_the_generator_they_are_given():
 
 def test_iwae_training_loss_is_the_k_sample_bound_computed_directly(model, x):
     """train_k = K: the loss is -mean_x log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), z_k = mu + sigma eps_k, with the
-    eps drawn from the global generator (Burda et al. 2016, eq. 8), each density written out here."""
+    eps drawn from the global generator (Burda et al. 2016), each density written out here."""
     iwae = VAE(arch="mlp", hidden=64, latent_dim=3, train_k=7)
     iwae.load_state_dict(model.state_dict())
     torch.manual_seed(3)
