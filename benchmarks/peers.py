@@ -190,11 +190,12 @@ def interleave(sides: dict[str, Callable[[int], None]], repeats: int,
     return times
 
 
-def our_loop(model, dataset: Dataset, batch_size: int, lr: float, run_dir: Path, **train) -> Loop:
-    """genzoo's trainer for `model`: no test pass, grids or pictures (the speed of training itself)."""
+def our_loop(model, dataset: Dataset, batch_size: int, lr: float, run_dir: Path, seed: int = 0, **train) -> Loop:
+    """genzoo's trainer for `model` (its batches and their binarization seeded by `seed`): no test pass, grids or
+    pictures (the speed of training itself)."""
     cfg = build(TrainConfig, {"batch_size": batch_size, "lr": lr, "epochs": 1000, "sample_every": 0,
                               "test_every": 0, **train}, owner="trainer")
-    return Loop(model, cfg, dataset, run_dir, CPU, 0, Distributed(CPU), show_progress=False)
+    return Loop(model, cfg, dataset, run_dir, CPU, seed, Distributed(CPU), show_progress=False)
 
 
 def our_steps(loop: Loop, n: int) -> None:
@@ -295,7 +296,7 @@ def compare_vae(data: Dataset, arch: str, peer: str, epoch_images: int, repeats:
     # pythae reads one fixed array: one seeded binarization of the training digits (ours draws a new one per batch)
     train_binary = fixed_binarization(train.train_x, seed=seed + 1)
     with tempfile.TemporaryDirectory() as tmp:
-        loop = our_loop(ours, train, batch_size, lr, Path(tmp) / "genzoo")
+        loop = our_loop(ours, train, batch_size, lr, Path(tmp) / "genzoo", seed)
         trainer = pythae_trainer(theirs, train_binary, batch_size, lr, Path(tmp) / "pythae", seed)
         x = train_binary[:batch_size]
         flops_ours = counted_flops(lambda: our_steps(loop, 1)) / batch_size
@@ -508,6 +509,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--profile-steps", type=int, default=0,
                    help="after the timings, profile this many steps of each side (torch.profiler; 0: none)")
     p.add_argument("--out", default="peers.json")
+    p.add_argument("--seed", type=int, default=0,
+                   help="vae: both sides' initial weights, batches and binarization, and the NLL's draws")
     vae = p.add_argument_group("vae")
     vae.add_argument("--arch", choices=["mlp", "conv"], default="mlp")
     vae.add_argument("--peer", default=None, help="vae: vae or iwae (pythae); ddpm: lucidrains or diffusers")
@@ -530,7 +533,7 @@ def main(argv: list[str] | None = None) -> None:
           file=sys.stderr, flush=True)
     if args.comparison == "vae":
         result = compare_vae(data, args.arch, peer, args.epoch_images, args.repeats, 128, 1e-3,
-                             args.test_images, args.k, args.iwae_k, peak, args.profile_steps)
+                             args.test_images, args.k, args.iwae_k, peak, args.profile_steps, seed=args.seed)
     else:
         result = compare_ddpm(data, peer, args.steps, args.repeats, 128, peak, profile_steps=args.profile_steps)
     result.update(load_before=load_before, load_after=load_average(), peak_gflops=peak, threads=args.threads,
