@@ -252,15 +252,26 @@ def cmd_first_stage(args) -> dict:
     return {**out, **stamp(torch.device("cpu"))}
 
 
+def _number(v, form: str) -> str:
+    """A figure in `form`, or "-" where it is missing (None) or not a number (NaN)."""
+    return "-" if v is None or v != v else format(v, form)
+
+
+def _semantic_reads(semantic: dict) -> str:
+    """"train 0.995, held-out 0.004, ...": the share of semantic edits read as the requested digit, per split."""
+    return ", ".join(f"{split} {v['target_read']:.3f}" for split, v in semantic.items()
+                     if isinstance(v, dict) and "target_read" in v)
+
+
 def table(editor: dict, blind: dict | None) -> str:
     """The markdown table of docs/results/instruct.md from `evaluate`'s JSON of the editor and of its text-blind
     baseline: PSNR (dB) per kind and split, the baseline, doing nothing, the first stage's bound, success rates,
     label agreement, the image-to-image kinds' accuracy; then the semantic edits."""
     def f(v) -> str:
-        return "-" if v is None or v != v else f"{v:.1f}"
+        return _number(v, ".1f")
 
     def two(a, b) -> str:
-        return " / ".join("-" if v is None or v != v else f"{v:.2f}" for v in (a, b))
+        return " / ".join(_number(v, ".2f") for v in (a, b))
 
     base = {r["kind"]: r for r in blind["kinds"]} if blind else {}
     lines = ["| kind | trained | held-out | text-blind baseline | input as the edit | first stage round trip | "
@@ -284,8 +295,7 @@ def table(editor: dict, blind: dict | None) -> str:
         semantic = (result or {}).get("semantic")
         if not semantic:
             continue
-        reads = ", ".join(f"{split} {v['target_read']:.3f}" for split, v in semantic.items() if isinstance(v, dict)
-                          and "target_read" in v)
+        reads = _semantic_reads(semantic)
         distances = ", ".join(f"{split} {v['style_distance']:.2f}" for split, v in semantic.items()
                               if isinstance(v, dict) and "style_distance" in v)
         lines += ["", f"Semantic edits, {name} ({semantic['n']} test digits per split): requested digit read in "
@@ -298,8 +308,7 @@ def compare(results: dict[str, dict]) -> str:
     """Several editors side by side from `evaluate`'s JSON, labelled: PSNR (dB) and success per kind, trained and
     held-out phrasings, the mean of the kinds, then each one's semantic edits."""
     def pair(split_a: dict, split_b: dict, key: str, form: str) -> str:
-        return " / ".join("-" if v is None or v != v else format(v, form)
-                          for v in (split_a.get(key), split_b.get(key)))
+        return " / ".join(_number(v, form) for v in (split_a.get(key), split_b.get(key)))
 
     names = list(results)
     lines = ["| kind | " + " | ".join(f"{n}: dB trained / held-out | {n}: success" for n in names) + " |",
@@ -316,8 +325,7 @@ def compare(results: dict[str, dict]) -> str:
         lines.append(f"| {row['kind']} | " + " | ".join(cells) + " |")
     for n, r in results.items():
         semantic = r.get("semantic") or {}
-        reads = ", ".join(f"{split} {v['target_read']:.3f}" for split, v in semantic.items()
-                          if isinstance(v, dict) and "target_read" in v)
+        reads = _semantic_reads(semantic)
         if reads:
             lines += ["", f"Semantic edits, {n} ({semantic['n']} test digits per split): requested digit read "
                           f"in {reads}."]
