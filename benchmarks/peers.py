@@ -44,6 +44,7 @@ Prints a Markdown row and writes the figures as JSON, with the load average besi
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import json
 import os
@@ -66,6 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import genzoo  # noqa: E402
 from genzoo.config import build  # noqa: E402
+from genzoo.constants import N_CLASSES  # noqa: E402
 from genzoo.data import Dataset, fixed_binarization, load_data, spread  # noqa: E402
 from genzoo.train_config import TrainConfig  # noqa: E402
 from genzoo.training.devices import Distributed  # noqa: E402
@@ -356,6 +358,31 @@ def diffusers_unet(width: int, res_blocks: int):
                        up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"))
 
 
+def diffusers_ddim(eps: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor], x: torch.Tensor,
+                   y: torch.Tensor | None, steps: int, guidance: float, timesteps: int) -> torch.Tensor:
+    """x_T -> x_0 by diffusers' DDIMScheduler (eta 0) on the cosine schedule, set as genzoo's sampler is set: the
+    timesteps spaced by linspace from T - 1 to 0, x_0 clipped to [-1, 1] and eps re-derived from the clipped x_0,
+    alpha_bar = 1 after the last step; guidance as ours, eps(null) + w (eps(y) - eps(null)). `eps(x, t, labels)`
+    is the network. (Its step goes from t to t - T // steps, where ours goes to the next timestep of the list:
+    the same steps when `steps` is T.)"""
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler(num_train_timesteps=timesteps, beta_schedule="squaredcos_cap_v2",
+                              timestep_spacing="linspace", clip_sample=True, set_alpha_to_one=True)
+    scheduler.set_timesteps(steps)
+    null = torch.full_like(y, N_CLASSES) if y is not None else None
+    for t in scheduler.timesteps:
+        if y is None or guidance == 1:
+            out = eps(x, t, y)
+        elif guidance == 0:
+            out = eps(x, t, null)
+        else:
+            cond, uncond = eps(torch.cat([x, x]), t, torch.cat([y, null])).chunk(2)
+            out = uncond + guidance * (cond - uncond)
+        x = scheduler.step(out, t, x, eta=0.0, use_clipped_model_output=True).prev_sample
+    return x
+
+
 def count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -370,8 +397,8 @@ class PeerDiffusion:
     clipping and an EMA of the weights as ours; batches cut from the same in-memory tensor as ours."""
 
     def __init__(self, peer: str, target_parameters: int, res_blocks: int, lr: float, grad_clip: float,
-                 widths: range = range(8, 129, 8)):
-        self.peer = peer
+                 widths: range = range(8, 129, 8), p_uncond: float = 0.1):
+        self.peer, self.p_uncond = peer, p_uncond
         if peer == "lucidrains":
             ddp = import_peer("lucidrains")
             from ema_pytorch import EMA
@@ -400,8 +427,30 @@ class PeerDiffusion:
         x0 = x * 2 - 1  # (B, 1, 28, 28) in [-1, 1]
         noise = torch.randn_like(x0)
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (len(x0),))
+        # the label dropped to the null class as ours does (p_uncond), which classifier-free guidance needs
+        y = torch.where(torch.rand(len(y)) < self.p_uncond, N_CLASSES, y)
         pred = self.unet(self.scheduler.add_noise(x0, noise, t), t, class_labels=y).sample
         return F.mse_loss(pred, noise)
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+
+    @torch.no_grad()
+    def sample(self, n: int, y: torch.Tensor | None, generator: torch.Generator, steps: int,
+               guidance: float) -> torch.Tensor:
+        """n images (n, 1, 28, 28) in [0, 1] from the EMA weights by the library's own DDIM sampler (eta 0).
+        denoising-diffusion-pytorch's draws its noise from torch's global generator (seed it before)."""
+        if self.peer == "lucidrains":
+            model = self.ema.ema_model
+            model.sampling_timesteps, model.is_ddim_sampling = steps, steps < model.num_timesteps
+            return model.sample(batch_size=n).clamp(0, 1)
+        unet = copy.deepcopy(self.unet).eval()
+        self.ema.copy_to(unet.parameters())
+        x = torch.randn((n, 1, 28, 28), generator=generator)  # x_T drawn as genzoo's sampler draws it
+        x = diffusers_ddim(lambda x, t, labels: unet(x, t, class_labels=labels).sample, x, y, steps, guidance,
+                           self.scheduler.config.num_train_timesteps)
+        return (x.clamp(-1, 1) + 1) / 2
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         self.opt.zero_grad(set_to_none=True)
@@ -454,6 +503,80 @@ def compare_ddpm(data: Dataset, peer: str, steps: int, repeats: int, batch_size:
             "peer_side": side_figures(times[peer], images, flops_theirs, peak, cpu[peer]), "profiles": profiles}
 
 
+def compare_ddpm_quality(data: Dataset, peer: str, steps: int, n_samples: int, sampler_steps: int, guidance: float,
+                         batch_size: int = 128, seed: int = 0, overrides: dict | None = None,
+                         widths: range = range(8, 129, 8), sample_batch: int = 250, references: int = 10_000,
+                         grid: str | None = None) -> dict:
+    """Quality after the same training: both sides trained `steps` steps at `batch_size`, one step of each in
+    turn, with genzoo's learning-rate schedule for ddpm on both (linear warm-up, then constant); then
+    `n_samples` samples from each side's EMA weights by its library's DDIM sampler with `sampler_steps` steps
+    (eta 0), scored by genzoo's evaluator against the first `references` test digits. Against diffusers both
+    sides are class-conditional (digits 0..9 in turn, guidance `guidance`) and start from the same noise;
+    denoising-diffusion-pytorch's Unet takes no label, so against it both sides are unconditional."""
+    from genzoo.evaluator import load_evaluator
+    from genzoo.images import save_grid
+    from genzoo.metrics import real_features, sample_quality
+    from genzoo.training.schedule import lr_factor
+
+    conditional = peer == "diffusers"
+    torch.manual_seed(seed)
+    ours = genzoo.create("ddpm", **{"conditional": conditional, **(overrides or {})})
+    defaults = ours.train_defaults
+    theirs = PeerDiffusion(peer, count(ours.unet), ours.config.res_blocks, defaults["lr"], defaults["grad_clip"],
+                           widths, p_uncond=ours.config.p_uncond)
+    generator = torch.Generator().manual_seed(seed)
+    cpu = {"genzoo": 0.0, "peer": 0.0}
+    with tempfile.TemporaryDirectory() as tmp:
+        loop = our_loop(ours, data, batch_size, defaults["lr"], Path(tmp), seed=seed, steps=steps,
+                        warmup_steps=defaults["warmup_steps"], grad_clip=defaults["grad_clip"])
+        factor = lr_factor(loop.cfg, steps)
+        for step in range(steps):
+            start = time.process_time()
+            loop.rates.set(loop.step)
+            our_steps(loop, 1)
+            middle = time.process_time()
+            theirs.set_lr(defaults["lr"] * factor(step))
+            index = torch.randint(0, len(data.train_x), (batch_size,), generator=generator)
+            float(theirs.step(data.train_x[index], data.train_y[index]))
+            cpu["genzoo"] += middle - start
+            cpu["peer"] += time.process_time() - middle
+            if (step + 1) % max(1, steps // 10) == 0:
+                print(f"  step {step + 1}/{steps}: {cpu['genzoo']:.0f} / {cpu['peer']:.0f} s of CPU (load "
+                      f"{load_average()})", file=sys.stderr, flush=True)
+    labels = torch.arange(n_samples) % N_CLASSES if conditional else None
+    draw = {"genzoo": lambda n, y, g: ours.sample(n, y=y, generator=g, guidance=guidance, steps=sampler_steps),
+            "peer": lambda n, y, g: theirs.sample(n, y, g, sampler_steps, guidance)}
+    evaluator = load_evaluator("cpu")
+    real = data.test_x[:references]
+    features = real_features(evaluator, real)
+    sides = {}
+    for side, sample in draw.items():
+        torch.manual_seed(seed)  # denoising-diffusion-pytorch's noise
+        generator = torch.Generator().manual_seed(seed)  # genzoo's and diffusers': the same x_T
+        start = time.perf_counter()
+        images = torch.cat([sample(min(sample_batch, n_samples - first),
+                                   None if labels is None else labels[first:first + sample_batch], generator)
+                            for first in range(0, n_samples, sample_batch)])
+        seconds = time.perf_counter() - start
+        q = sample_quality(images.float(), real, evaluator, labels=labels, real_features=features)
+        sides[side] = {"train_cpu_seconds": cpu[side], "sample_seconds": seconds, "images": images,
+                       **{k: q[k] for k in ("fid", "precision", "recall", "confident_share", "class_entropy_bits",
+                                            "conditional_accuracy") if k in q}}
+        print(f"  {side}: {n_samples} samples in {seconds:.0f} s, FID-style {q['fid']:.1f}", file=sys.stderr,
+              flush=True)
+    shown = min(100, n_samples) // 10 * 10
+    if grid and shown:  # the first (up to) 100 samples of each side, ten a row, genzoo's rows above the peer's
+        save_grid(torch.cat([sides["genzoo"]["images"][:shown], sides["peer"]["images"][:shown]]), grid, nrow=10)
+    names = {"lucidrains": "denoising-diffusion-pytorch Unet + GaussianDiffusion (unconditional, both sides)",
+             "diffusers": "diffusers UNet2DModel + DDIMScheduler (class-conditional, both sides)"}
+    return {"comparison": "ddpm-pixel-quality", "peer": names[peer], "peer_width": theirs.width,
+            "parameters": {"genzoo": count(ours.unet), "peer": count(theirs.unet)}, "steps": steps,
+            "batch_size": batch_size, "n_samples": n_samples, "sampler_steps": sampler_steps,
+            "guidance": guidance if conditional else None, "references": len(real), "seed": seed,
+            "genzoo": {k: v for k, v in sides["genzoo"].items() if k != "images"},
+            "peer_side": {k: v for k, v in sides["peer"].items() if k != "images"}}
+
+
 # ---------------------------------------------------------------------------- the report
 
 
@@ -499,9 +622,29 @@ HEADER = ("| comparison | peer | parameters genzoo / peer | seconds, median (min
           "| GFLOP/s (share of peak) genzoo / peer | load before / after |\n|---|---|---|---|---|---|---|---|---|---|")
 
 
+QUALITY_HEADER = ("| comparison | peer | parameters genzoo / peer | training steps x batch | samples (DDIM steps, "
+                  "guidance) | FID-style genzoo / peer | precision | recall | confident share | class entropy, bits "
+                  "| conditional accuracy | training CPU s | sampling s |\n" + "|---" * 13 + "|")
+
+
+def quality_row(r: dict) -> str:
+    ours, theirs = r["genzoo"], r["peer_side"]
+
+    def pair(key: str, form: str) -> str:
+        return f"{ours[key]:{form}} / {theirs[key]:{form}}" if key in ours else "-"
+
+    guided = f", {r['guidance']:g}" if r["guidance"] is not None else ", unconditional"
+    return (f"| {r['comparison']} | {r['peer']} | {r['parameters']['genzoo']:,} / {r['parameters']['peer']:,} "
+            f"| {r['steps']} x {r['batch_size']} | {r['n_samples']:,} ({r['sampler_steps']}{guided}) "
+            f"| {pair('fid', '.1f')} | {pair('precision', '.3f')} | {pair('recall', '.3f')} "
+            f"| {pair('confident_share', '.3f')} | {pair('class_entropy_bits', '.2f')} "
+            f"| {pair('conditional_accuracy', '.3f')} | {pair('train_cpu_seconds', '.0f')} "
+            f"| {pair('sample_seconds', '.0f')} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("comparison", choices=["vae", "ddpm"])
+    p.add_argument("comparison", choices=["vae", "ddpm", "ddpm-quality"])
     p.add_argument("--data", default="mnist", help="full MNIST: a folder of IDX files, or mnist")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats of each side, interleaved")
     p.add_argument("--threads", type=int, default=1, help="torch threads (both sides)")
@@ -510,7 +653,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="after the timings, profile this many steps of each side (torch.profiler; 0: none)")
     p.add_argument("--out", default="peers.json")
     p.add_argument("--seed", type=int, default=0,
-                   help="vae: both sides' initial weights, batches and binarization, and the NLL's draws")
+                   help="vae: both sides' initial weights, batches and binarization, and the NLL's draws; "
+                        "ddpm-quality: both sides' initial weights, batches and sampling noise")
     vae = p.add_argument_group("vae")
     vae.add_argument("--arch", choices=["mlp", "conv"], default="mlp")
     vae.add_argument("--peer", default=None, help="vae: vae or iwae (pythae); ddpm: lucidrains or diffusers")
@@ -519,7 +663,13 @@ def main(argv: list[str] | None = None) -> None:
     vae.add_argument("--test-images", type=int, default=1000, help="vae: test digits scored (spread over the test set)")
     vae.add_argument("--k", type=int, default=1000, help="vae: importance samples of the test NLL (both sides)")
     ddpm = p.add_argument_group("ddpm")
-    ddpm.add_argument("--steps", type=int, default=3, help="ddpm: training steps per repeat")
+    ddpm.add_argument("--steps", type=int, default=3,
+                      help="ddpm: training steps per repeat; ddpm-quality: training steps of each side")
+    ddpm.add_argument("--samples", type=int, default=1000, help="ddpm-quality: samples scored on each side")
+    ddpm.add_argument("--sampler-steps", type=int, default=50, help="ddpm-quality: DDIM steps of both samplers")
+    ddpm.add_argument("--guidance", type=float, default=2.0,
+                      help="ddpm-quality against diffusers: classifier-free guidance of both sides (ours: 2)")
+    ddpm.add_argument("--grid", default=None, help="ddpm-quality: PNG of 100 samples of each side, genzoo's on top")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     peer = args.peer or ("vae" if args.comparison == "vae" else "lucidrains")
@@ -528,10 +678,15 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--peer {peer}: the {args.comparison} comparison takes {' or '.join(allowed)}")
     data = load_data(args.data)
     load_before = load_average()
-    peak = peak_gflops(args.peak_size)
-    print(f"float32 peak ({args.peak_size}^3 matrix product, {args.threads} thread(s)): {peak:.1f} GFLOP/s",
-          file=sys.stderr, flush=True)
-    if args.comparison == "vae":
+    peak = None  # the quality comparison times no throughput
+    if args.comparison != "ddpm-quality":
+        peak = peak_gflops(args.peak_size)
+        print(f"float32 peak ({args.peak_size}^3 matrix product, {args.threads} thread(s)): {peak:.1f} GFLOP/s",
+              file=sys.stderr, flush=True)
+    if args.comparison == "ddpm-quality":
+        result = compare_ddpm_quality(data, peer, args.steps, args.samples, args.sampler_steps, args.guidance,
+                                      seed=args.seed, grid=args.grid)
+    elif args.comparison == "vae":
         result = compare_vae(data, args.arch, peer, args.epoch_images, args.repeats, 128, 1e-3,
                              args.test_images, args.k, args.iwae_k, peak, args.profile_steps, seed=args.seed)
     else:
@@ -542,6 +697,11 @@ def main(argv: list[str] | None = None) -> None:
                   hardware=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                   torch=torch.__version__, peer_version=peer_version(peer))
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    if args.comparison == "ddpm-quality":
+        print(QUALITY_HEADER)
+        print(quality_row(result))
+        print(f"\n{result['command']} ({result['date']}, torch {result['torch']}, {result['peer_version']})")
+        return
     for side, prof in result["profiles"].items():
         ops = ", ".join(f"{o['op']} {o['share']:.0%}" for o in prof["top"])
         print(f"profile of {side}, {args.profile_steps} steps in {prof['wall_s']:.2f} s: outside operators "

@@ -193,3 +193,38 @@ def test_ddpm_comparison_runs_its_smallest_configuration(tiny, one_thread, peer)
     assert r["peer_width"] in (8, 16, 24) and r["parameters"]["genzoo"] > 0 and r["parameters"]["peer"] > 0
     for side in ("genzoo", "peer_side"):
         assert r[side]["flops_per_image"] > 0 and r[side]["seconds"]["median"] > 0
+
+
+@needs("diffusers")
+def test_diffusers_ddim_at_every_timestep_is_our_sampler():
+    """With as many DDIM steps as timesteps (where its rule for the next step, t - T // steps, is ours), diffusers'
+    DDIMScheduler as the quality comparison sets it takes genzoo's sampler's path: the same noise, network and
+    guided eps give the same samples. A planted fault in the settings (no clipping of x_0, eps not re-derived
+    from it, guidance the other way round) moves them apart."""
+    torch.manual_seed(0)
+    ours = genzoo.create("ddpm", widths=(8, 16, 16), res_blocks=1, timesteps=20, sample_steps=20)
+    with torch.no_grad():
+        for p in ours.sampling_network().parameters():
+            p.add_(0.3 * torch.randn_like(p))  # a network whose x_0 leaves [-1, 1], so that clipping matters
+    y = torch.tensor([3, 7, 0])
+    expected = ours.sample(3, y=y, generator=torch.Generator().manual_seed(5), guidance=2.0, steps=20)
+    net = ours.sampling_network()
+    x = torch.randn((3, 1, 28, 28), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        out = peers.diffusers_ddim(lambda x, t, labels: net(x, t.expand(len(x)), labels), x, y, 20, 2.0, 20)
+    assert torch.allclose((out.clamp(-1, 1) + 1) / 2, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("peer", [pytest.param("lucidrains", marks=needs("lucidrains")),
+                                  pytest.param("diffusers", marks=needs("diffusers"))])
+def test_ddpm_quality_comparison_runs_its_smallest_configuration(tiny, one_thread, peer, tmp_path):
+    r = peers.compare_ddpm_quality(tiny, peer, steps=2, n_samples=10, sampler_steps=2, guidance=2.0, batch_size=4,
+                                   overrides={"widths": (8, 16, 16), "res_blocks": 1}, widths=range(8, 25, 8),
+                                   sample_batch=5, grid=str(tmp_path / "grid.png"))
+    assert r["n_samples"] == 10 and r["references"] == len(tiny.test_x)
+    for side in ("genzoo", "peer_side"):
+        assert math.isfinite(r[side]["fid"]) and 0 <= r[side]["confident_share"] <= 1
+        assert r[side]["train_cpu_seconds"] > 0 and r[side]["sample_seconds"] > 0
+        assert ("conditional_accuracy" in r[side]) == (peer == "diffusers")
+    assert (tmp_path / "grid.png").stat().st_size > 0
+    assert peers.quality_row(r).count("|") == 14
