@@ -252,6 +252,68 @@ def cmd_first_stage(args) -> dict:
     return {**out, **stamp(torch.device("cpu"))}
 
 
+# The image-to-image kinds whose degradation loses information: many digits fit one input, so an edit that draws
+# one of them can miss the exact output by far. `ceiling` measures how far a digit drawn that way lands.
+_MASKED = {"fill-box": edits.hide_box, "fill-half": edits.hide_half, "fill-pixels": edits.hide_pixels}
+_SEEN_AS = {"upscale-14": lambda x: edits.downsample(x, 14), "upscale-7": lambda x: edits.downsample(x, 7),
+            "outline": edits.outline, "skeleton": edits.skeleton,
+            "denoise-gaussian": lambda x: x, "denoise-salt-and-pepper": lambda x: x}
+
+
+def nearest_training_digits(kind: str, digits: torch.Tensor, train_x: torch.Tensor, k: int,
+                            generator: torch.Generator,
+                            chunk: int = 250) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """For each test digit, degraded as `kind` degrades it, the k training digits that best explain its degraded
+    input, nearest first: (N, k) indices into train_x, the degraded inputs (N, 1, 28, 28) and, for the fills, the
+    visible pixels (N, 1, 28, 28: 1 where seen; None for the other kinds).
+
+    Fills: the squared distance on the pixels left visible (the training digit under the same mask). Noise: the
+    squared distance of the training digit to the noisy input (the Gaussian likelihood). Upscaling and sketches:
+    the squared distance between the two digits' degraded versions (the same 14x14 or 7x7 image, the same
+    outline or skeleton)."""
+    n = len(digits)
+    visible = None
+    if kind in _MASKED:
+        visible = _MASKED[kind](torch.ones_like(digits), generator).flatten(1)  # (N, 784): 1 where seen
+        inputs = digits * visible.view_as(digits)
+        seen, train = train_x.flatten(1), train_x.flatten(1)
+    else:
+        inputs = edits.KINDS[kind].make(digits, generator, [{}] * n)[0]
+        seen, train = _SEEN_AS[kind](train_x).flatten(1), None
+    picked = []
+    for first in range(0, n, chunk):
+        x = inputs[first:first + chunk].flatten(1)
+        if train is not None:  # sum over visible p of (t_p - x_p)^2, for every training digit t at once
+            m = visible[first:first + chunk]
+            d = m @ train.pow(2).T - 2 * (m * x) @ train.T
+        else:  # the input is the test digit's degraded version: ||D(t) - input||^2 up to a constant
+            d = seen.pow(2).sum(1)[None] - 2 * x @ seen.T
+        picked.append(d.topk(k, dim=1, largest=False).indices)
+    return torch.cat(picked), inputs, None if visible is None else visible.view_as(digits)
+
+
+def cmd_ceiling(args) -> dict:
+    """What an edit drawn from the digits that fit the degraded input scores against the exact output: the reach
+    of a sampler on the kinds that lose information (issue 19's 18 dB bar is per kind)."""
+    data = load_data(args.data, verbose=False)
+    train_x = data.train_x
+    out = {"data": args.data, "n": args.n, "k": args.k, "kinds": {}}
+    for kind in args.kinds.split(",") if args.kinds else [*_MASKED, *_SEEN_AS]:
+        digits = data.test_x[: args.n]
+        index, inputs, visible = nearest_training_digits(kind, digits, train_x, args.k,
+                                                         torch.Generator().manual_seed(args.seed))
+        nearest, mean_of_k = train_x[index[:, 0]], train_x[index].mean(1)
+        if visible is not None:  # a fill keeps what it sees: the drawn digit only where the input hides it
+            nearest, mean_of_k = (torch.where(visible > 0, digits, d) for d in (nearest, mean_of_k))
+        row = {"input": edits.score_edits(inputs, digits), "nearest": edits.score_edits(nearest, digits),
+               "mean_of_k": edits.score_edits(mean_of_k, digits)}
+        out["kinds"][kind] = row
+        print(f"{kind:24s} nearest training digit {row['nearest']['psnr']:5.1f} dB (success "
+              f"{row['nearest']['success']:.2f}); mean of the {args.k} nearest {row['mean_of_k']['psnr']:5.1f} dB; "
+              f"the input {row['input']['psnr']:5.1f} dB", file=sys.stderr, flush=True)
+    return {**out, **stamp(torch.device("cpu"))}
+
+
 def _number(v, form: str) -> str:
     """A figure in `form`, or "-" where it is missing (None) or not a number (NaN)."""
     return "-" if v is None or v != v else format(v, form)
@@ -381,8 +443,15 @@ def main() -> dict:
     q.add_argument("--data", default="mnist")
     q.add_argument("-n", type=int, default=200, help="test digits per kind")
     q.set_defaults(fn=cmd_first_stage)
+    q = sub.add_parser("ceiling", help="what a digit drawn from those that fit a degraded input scores, per kind")
+    q.add_argument("--data", default="mnist")
+    q.add_argument("-n", type=int, default=1000, help="test digits per kind")
+    q.add_argument("-k", type=int, default=10, help="the nearest training digits averaged")
+    q.add_argument("--kinds", help="comma-separated image-to-image kinds (default: all)")
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(fn=cmd_ceiling)
     p.add_argument("--out", help="JSON file (default: print)")
-    for q in (sub.choices["train"], sub.choices["speed"], sub.choices["first-stage"]):
+    for q in (sub.choices["train"], sub.choices["speed"], sub.choices["first-stage"], sub.choices["ceiling"]):
         q.add_argument("--out", help="JSON file (default: print)")
     q = sub.add_parser("table", help="the markdown table of an evaluation (and of its text-blind baseline's)")
     q.add_argument("editor", help="evaluate's JSON of the editor")

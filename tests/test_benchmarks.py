@@ -159,3 +159,23 @@ def test_speed_benchmark_times_the_trainers_own_step(tiny, tmp_path):
     assert figures["steps"] == 3 and loop.step == 4 and figures["images_per_s"] > 0
     row = speed.row({"model": "ae", **figures, "batch_size": 128, "threads": 2, "load_average": 1.0})
     assert row.startswith("| ae | ")
+
+
+@pytest.mark.parametrize("kind", ["fill-box", "fill-half", "upscale-7", "skeleton", "denoise-gaussian"])
+def test_instruct_ceiling_finds_the_training_digits_nearest_the_degraded_input(tiny, kind):
+    """benchmarks/instruct.py ceiling: the training digit it picks is the one whose degraded version (under the test
+    digit's own mask, for a fill) is nearest the test digit's degraded input, by a search written out digit by
+    digit; and a test digit placed in the training set is its own nearest."""
+    bench = load_benchmark("instruct")
+    digits, train = tiny.test_x[:6], torch.cat([tiny.train_x[:40], tiny.test_x[:2]])
+    index, inputs, visible = bench.nearest_training_digits(kind, digits, train, 3, torch.Generator().manual_seed(1),
+                                                           chunk=4)
+    assert index.shape == (6, 3) and inputs.shape == digits.shape
+    seen = {"upscale-7": lambda x: bench.edits.downsample(x, 7), "skeleton": bench.edits.skeleton}.get(kind,
+                                                                                                     lambda x: x)
+    for i in range(6):
+        m = visible[i] if visible is not None else torch.ones_like(digits[i])
+        distances = torch.stack([((seen(t[None])[0] - inputs[i]) * m).pow(2).sum() for t in train])
+        assert torch.allclose(distances[index[i]], distances.sort().values[:3], atol=1e-3)
+    if kind != "denoise-gaussian":  # noise can make another digit the nearer one
+        assert index[:2, 0].tolist() == [40, 41]
