@@ -162,8 +162,8 @@ def test_speed_benchmark_times_the_trainers_own_step(tiny, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["fill-box", "fill-half", "upscale-7", "skeleton", "denoise-gaussian"])
-def test_instruct_ceiling_finds_the_training_digits_nearest_the_degraded_input(tiny, kind):
-    """benchmarks/instruct.py ceiling: the training digit it picks is the one whose degraded version (under the test
+def test_instruct_retrieval_finds_the_training_digits_nearest_the_degraded_input(tiny, kind):
+    """benchmarks/instruct.py retrieval: the training digit it picks is the one whose degraded version (under the test
     digit's own mask, for a fill) is nearest the test digit's degraded input, by a search written out digit by
     digit; and a test digit placed in the training set is its own nearest."""
     bench = load_benchmark("instruct")
