@@ -316,6 +316,37 @@ def cmd_retrieval(args) -> dict:
     return {**out, **stamp(torch.device("cpu"))}
 
 
+def cmd_spread(args) -> dict:
+    """Several edits of the same inputs from different noise, per kind: how far each lands from the exact output,
+    how far two land from each other, and how far their mean lands. An editor whose edits vary as much as the
+    digits that fit the input do (a calibrated sampler) has E||s1 - s2||^2 = E||s - x||^2, twice the least squared
+    error any single answer could reach; the mean of its edits then scores nearer the exact output."""
+    if args.samples < 2:
+        raise SystemExit(f"--samples {args.samples}: give at least 2 (two edits are compared with each other)")
+    device = resolve_device(args.device)
+    model = runs.load(args.run, device)
+    test_x = load_data(runs.read_config(args.run)["data"], verbose=False).test_x
+    out = {"run": str(args.run), "n": args.n, "samples": args.samples, "kinds": {}}
+    names = list(edits.KINDS)
+    for kind in args.kinds.split(","):
+        k = names.index(kind)  # the digits and seed that `evaluate` gives this kind
+        digits = test_x[(k * args.n) % len(test_x):][: args.n].to(device)
+        triples = edits.make_triples(digits, torch.Generator().manual_seed(args.seed + k), kinds=[kind] * len(digits))
+        drawn = [model.edit(triples.inputs, triples.instructions, image_guidance=args.image_guidance,
+                            text_guidance=args.text_guidance, steps=args.steps,
+                            generator=torch.Generator().manual_seed(args.seed + k + 1000 * j)).cpu()
+                 for j in range(args.samples)]
+        exact = triples.outputs.cpu()
+        row = {"each": sum(metrics.psnr(d, exact).mean().item() for d in drawn) / len(drawn),
+               "between_two": metrics.psnr(drawn[0], drawn[1]).mean().item(),
+               "mean_of_edits": metrics.psnr(torch.stack(drawn).mean(0), exact).mean().item()}
+        out["kinds"][kind] = row
+        print(f"{kind:24s} an edit {row['each']:5.1f} dB from the exact output, two edits {row['between_two']:5.1f} "
+              f"dB from each other, the mean of {args.samples} edits {row['mean_of_edits']:5.1f} dB",
+              file=sys.stderr, flush=True)
+    return {**out, **stamp(device)}
+
+
 def _number(v, form: str) -> str:
     """A figure in `form`, or "-" where it is missing (None) or not a number (NaN)."""
     return "-" if v is None or v != v else format(v, form)
@@ -452,8 +483,21 @@ def main() -> dict:
     q.add_argument("--kinds", help="comma-separated image-to-image kinds (default: all)")
     q.add_argument("--seed", type=int, default=0)
     q.set_defaults(fn=cmd_retrieval)
+    q = sub.add_parser("spread", help="several edits of the same inputs: their distance to the exact output and "
+                                      "to each other, per kind")
+    q.add_argument("run")
+    q.add_argument("--device", default="auto")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("-n", type=int, default=100, help="test digits per kind (evaluate's --per-kind: the same digits)")
+    q.add_argument("--samples", type=int, default=4, help="edits of each input (at least 2)")
+    q.add_argument("--kinds", default="fill-box,fill-half,upscale-7,combo,upscale-14,fill-pixels")
+    q.add_argument("--steps", type=int, default=10, help="DDIM steps")
+    q.add_argument("--image-guidance", dest="image_guidance", type=float, default=1.5)
+    q.add_argument("--text-guidance", dest="text_guidance", type=float, default=3.0)
+    q.set_defaults(fn=cmd_spread)
     p.add_argument("--out", help="JSON file (default: print)")
-    for q in (sub.choices["train"], sub.choices["speed"], sub.choices["first-stage"], sub.choices["retrieval"]):
+    for q in (sub.choices["train"], sub.choices["speed"], sub.choices["first-stage"], sub.choices["retrieval"],
+              sub.choices["spread"]):
         q.add_argument("--out", help="JSON file (default: print)")
     q = sub.add_parser("table", help="the markdown table of an evaluation (and of its text-blind baseline's)")
     q.add_argument("editor", help="evaluate's JSON of the editor")

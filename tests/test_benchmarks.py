@@ -179,3 +179,31 @@ def test_instruct_retrieval_finds_the_training_digits_nearest_the_degraded_input
         assert torch.allclose(distances[index[i]], distances.sort().values[:3], atol=1e-3)
     if kind != "denoise-gaussian":  # noise can make another digit the nearer one
         assert index[:2, 0].tolist() == [40, 41]
+
+
+def test_instruct_spread_of_an_editor_that_adds_noise_to_the_exact_output(monkeypatch, capsys):
+    """benchmarks/instruct.py spread against theory: an editor that answers the exact output plus independent
+    Gaussian noise of standard deviation s lands 20 log10(1/s) dB from the exact output, two of its edits twice
+    the squared error apart (3.01 dB less), and the mean of four a quarter of it (6.02 dB more)."""
+    bench = load_benchmark("instruct")
+    test_x = bench.load_data("embedded", verbose=False).test_x
+    kind, n, sigma = "fill-half", 30, 0.1
+    k = list(bench.edits.KINDS).index(kind)
+    digits = test_x[(k * n) % len(test_x):][:n]  # the block of the test set that evaluate gives the kind
+    exact = bench.edits.make_triples(digits, torch.Generator().manual_seed(k), kinds=[kind] * n).outputs
+
+    class NoisyEditor:
+        def edit(self, inputs, instructions, *, generator, **_):
+            assert len(inputs) == n and len(instructions) == n
+            return exact + sigma * torch.randn(exact.shape, generator=generator)
+
+    monkeypatch.setattr(bench.runs, "load", lambda run, device: NoisyEditor())
+    monkeypatch.setattr(bench.runs, "read_config", lambda run: {"data": "embedded"})
+    args = SimpleNamespace(run="run", device="cpu", seed=0, n=n, samples=4, kinds=kind, steps=1, image_guidance=1.0,
+                           text_guidance=1.0)
+    row = bench.cmd_spread(args)["kinds"][kind]
+    assert row["each"] == pytest.approx(20.0, abs=0.3)
+    assert row["between_two"] == pytest.approx(20.0 - 3.01, abs=0.3)
+    assert row["mean_of_edits"] == pytest.approx(20.0 + 6.02, abs=0.3)
+    with pytest.raises(SystemExit, match="at least 2"):
+        bench.cmd_spread(SimpleNamespace(**{**vars(args), "samples": 1}))
