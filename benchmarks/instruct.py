@@ -427,6 +427,13 @@ def compare(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def edit_options(parser: argparse.ArgumentParser) -> None:
+    """How the editor edits, for the commands that edit (evaluate, spread): the same defaults in both."""
+    parser.add_argument("--steps", type=int, default=10, help="DDIM steps")
+    parser.add_argument("--image-guidance", dest="image_guidance", type=float, default=1.5)
+    parser.add_argument("--text-guidance", dest="text_guidance", type=float, default=3.0)
+
+
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -457,9 +464,7 @@ def main() -> dict:
     p.add_argument("--held-out-per-kind", dest="held_out_per_kind", type=int, default=0,
                    help="test digits per kind for the held-out phrasings (0: --per-kind); the first of the same digits")
     p.add_argument("--kinds", help="comma-separated kinds (default: all)")
-    p.add_argument("--steps", type=int, default=10, help="DDIM steps")
-    p.add_argument("--image-guidance", dest="image_guidance", type=float, default=1.5)
-    p.add_argument("--text-guidance", dest="text_guidance", type=float, default=3.0)
+    edit_options(p)
     p.add_argument("--semantic", type=int, default=0,
                    help="semantic edits of this many test digits per phrasing split (0: none)")
     p.add_argument("--no-text", dest="no_text", action="store_true",
@@ -491,9 +496,7 @@ def main() -> dict:
     q.add_argument("-n", type=int, default=100, help="test digits per kind (evaluate's --per-kind: the same digits)")
     q.add_argument("--samples", type=int, default=4, help="edits of each input (at least 2)")
     q.add_argument("--kinds", default="fill-box,fill-half,upscale-7,combo,upscale-14,fill-pixels")
-    q.add_argument("--steps", type=int, default=10, help="DDIM steps")
-    q.add_argument("--image-guidance", dest="image_guidance", type=float, default=1.5)
-    q.add_argument("--text-guidance", dest="text_guidance", type=float, default=3.0)
+    edit_options(q)
     q.set_defaults(fn=cmd_spread)
     p.add_argument("--out", help="JSON file (default: print)")
     for q in (sub.choices["train"], sub.choices["speed"], sub.choices["first-stage"], sub.choices["retrieval"],
