@@ -8,6 +8,11 @@ digits scored against the exact outputs of `genzoo.edits`, per kind, on trained 
     # the evaluator reads the same digit in the edit as in the exact output; the degraded inputs' figures beside
     python benchmarks/instruct.py evaluate runs/instruct/cpu-small --per-kind 20 --steps 10 --out instruct.json
 
+    # why a kind misses: several edits of the same inputs (their distance to the exact output and to each
+    # other), and the training digits nearest each degraded input (what a real digit that fits it scores)
+    python benchmarks/instruct.py spread runs/instruct/cpu-small -n 100 --out spread.json
+    python benchmarks/instruct.py retrieval --data ../shared/data/mnist -n 1000 --out retrieval.json
+
 Each edit starts from a test digit (never seen in training), with fixed seeds. The text-blind baseline
 (`use_text=False`) never reads the instruction, so its held-out and no-text rows are its trained-phrasing edits,
 scored once. "success" is an edit with PSNR
@@ -276,7 +281,7 @@ def nearest_training_digits(kind: str, digits: torch.Tensor, train_x: torch.Tens
     if kind in _MASKED:
         visible = _MASKED[kind](torch.ones_like(digits), generator).flatten(1)  # (N, 784): 1 where seen
         inputs = digits * visible.view_as(digits)
-        seen, train = train_x.flatten(1), train_x.flatten(1)
+        seen, train = None, train_x.flatten(1)
     else:
         inputs = edits.KINDS[kind].make(digits, generator, [{}] * n)[0]
         seen, train = _SEEN_AS[kind](train_x).flatten(1), None
@@ -292,15 +297,23 @@ def nearest_training_digits(kind: str, digits: torch.Tensor, train_x: torch.Tens
     return torch.cat(picked), inputs, None if visible is None else visible.view_as(digits)
 
 
+def _known_kinds(kinds: list[str], allowed: list[str]) -> list[str]:
+    unknown = [k for k in kinds if k not in allowed]
+    if unknown:
+        raise SystemExit(f"--kinds: {', '.join(unknown)} not among the kinds this command takes: {', '.join(allowed)}")
+    return kinds
+
+
 def cmd_retrieval(args) -> dict:
     """The retrieval baseline of the kinds that lose information: the training digit that best fits each degraded
     test input (a fill keeps the pixels it sees) and the mean of the `k` best, scored against the exact output as
     an edit is. The first is one real digit consistent with the input; the second a blurred average of several,
     nearer the mean of the digits that fit (which minimises the squared error, where any one of them does not)."""
+    kinds = _known_kinds(args.kinds.split(",") if args.kinds else [*_MASKED, *_SEEN_AS], [*_MASKED, *_SEEN_AS])
     data = load_data(args.data, verbose=False)
     train_x = data.train_x
     out = {"data": args.data, "n": args.n, "k": args.k, "kinds": {}}
-    for kind in args.kinds.split(",") if args.kinds else [*_MASKED, *_SEEN_AS]:
+    for kind in kinds:
         digits = data.test_x[: args.n]
         index, inputs, visible = nearest_training_digits(kind, digits, train_x, args.k,
                                                          torch.Generator().manual_seed(args.seed))
@@ -323,12 +336,13 @@ def cmd_spread(args) -> dict:
     error any single answer could reach; the mean of its edits then scores nearer the exact output."""
     if args.samples < 2:
         raise SystemExit(f"--samples {args.samples}: give at least 2 (two edits are compared with each other)")
+    names = list(edits.KINDS)
+    kinds = _known_kinds(args.kinds.split(","), names)
     device = resolve_device(args.device)
     model = runs.load(args.run, device)
     test_x = load_data(runs.read_config(args.run)["data"], verbose=False).test_x
     out = {"run": str(args.run), "n": args.n, "samples": args.samples, "kinds": {}}
-    names = list(edits.KINDS)
-    for kind in args.kinds.split(","):
+    for kind in kinds:
         k = names.index(kind)  # the digits and seed that `evaluate` gives this kind
         digits = test_x[(k * args.n) % len(test_x):][: args.n].to(device)
         triples = edits.make_triples(digits, torch.Generator().manual_seed(args.seed + k), kinds=[kind] * len(digits))

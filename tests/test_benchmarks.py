@@ -207,3 +207,5 @@ def test_instruct_spread_of_an_editor_that_adds_noise_to_the_exact_output(monkey
     assert row["mean_of_edits"] == pytest.approx(20.0 + 6.02, abs=0.3)
     with pytest.raises(SystemExit, match="at least 2"):
         bench.cmd_spread(SimpleNamespace(**{**vars(args), "samples": 1}))
+    with pytest.raises(SystemExit, match="fill-halves not among the kinds"):
+        bench.cmd_spread(SimpleNamespace(**{**vars(args), "kinds": "fill-halves"}))
