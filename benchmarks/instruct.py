@@ -281,16 +281,16 @@ def nearest_training_digits(kind: str, digits: torch.Tensor, train_x: torch.Tens
     if kind in _MASKED:
         visible = _MASKED[kind](torch.ones_like(digits), generator).flatten(1)  # (N, 784): 1 where seen
         inputs = digits * visible.view_as(digits)
-        seen, train = None, train_x.flatten(1)
+        seen = train_x.flatten(1)
     else:
         inputs = edits.KINDS[kind].make(digits, generator, [{}] * n)[0]
-        seen, train = _SEEN_AS[kind](train_x).flatten(1), None
+        seen = _SEEN_AS[kind](train_x).flatten(1)  # D(t) of every training digit
     picked = []
     for first in range(0, n, chunk):
         x = inputs[first:first + chunk].flatten(1)
-        if train is not None:  # sum over visible p of (t_p - x_p)^2, for every training digit t at once
+        if visible is not None:  # sum over visible p of (t_p - x_p)^2, for every training digit t at once
             m = visible[first:first + chunk]
-            d = m @ train.pow(2).T - 2 * (m * x) @ train.T
+            d = m @ seen.pow(2).T - 2 * (m * x) @ seen.T
         else:  # the input is the test digit's degraded version: ||D(t) - input||^2 up to a constant
             d = seen.pow(2).sum(1)[None] - 2 * x @ seen.T
         picked.append(d.topk(k, dim=1, largest=False).indices)
@@ -311,10 +311,9 @@ def cmd_retrieval(args) -> dict:
     nearer the mean of the digits that fit (which minimises the squared error, where any one of them does not)."""
     kinds = _known_kinds(args.kinds.split(",") if args.kinds else [*_MASKED, *_SEEN_AS], [*_MASKED, *_SEEN_AS])
     data = load_data(args.data, verbose=False)
-    train_x = data.train_x
+    train_x, digits = data.train_x, data.test_x[: args.n]
     out = {"data": args.data, "n": args.n, "k": args.k, "kinds": {}}
     for kind in kinds:
-        digits = data.test_x[: args.n]
         index, inputs, visible = nearest_training_digits(kind, digits, train_x, args.k,
                                                          torch.Generator().manual_seed(args.seed))
         nearest, mean_of_k = train_x[index[:, 0]], train_x[index].mean(1)

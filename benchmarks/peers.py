@@ -516,7 +516,6 @@ def compare_ddpm_quality(data: Dataset, peer: str, steps: int, n_samples: int, s
     from genzoo.evaluator import load_evaluator
     from genzoo.images import save_grid
     from genzoo.metrics import real_features, sample_quality
-    from genzoo.training.schedule import lr_factor
 
     conditional = peer == "diffusers"
     torch.manual_seed(seed)
@@ -529,13 +528,12 @@ def compare_ddpm_quality(data: Dataset, peer: str, steps: int, n_samples: int, s
     with tempfile.TemporaryDirectory() as tmp:
         loop = our_loop(ours, data, batch_size, defaults["lr"], Path(tmp), seed=seed, steps=steps,
                         warmup_steps=defaults["warmup_steps"], grad_clip=defaults["grad_clip"])
-        factor = lr_factor(loop.cfg, steps)
         for step in range(steps):
             start = time.process_time()
             loop.rates.set(loop.step)
             our_steps(loop, 1)
             middle = time.process_time()
-            theirs.set_lr(defaults["lr"] * factor(step))
+            theirs.set_lr(defaults["lr"] * loop.rates.factor(step))  # the rate genzoo's step just took
             index = torch.randint(0, len(data.train_x), (batch_size,), generator=generator)
             float(theirs.step(data.train_x[index], data.train_y[index]))
             cpu["genzoo"] += middle - start
