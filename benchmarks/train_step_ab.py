@@ -17,6 +17,9 @@ process's CPU time. On a shared machine at one thread the CPU time is the steadi
                          converted by a forward hook, the layout then follows through the convolutions);
                          oneDNN's convolutions are often faster on it. Not adopted: no clear gain
                          (docs/results/peers.md)
+             compiled    fused, with the forward pass and loss through `torch.compile` (Inductor's C++
+                         kernels, e.g. GroupNorm fused with SiLU; it compiles in the untimed first call,
+                         whose seconds are reported). Not adopted (docs/results/peers.md)
            ("before" also cuts its batches as before: `x[index]`, not `index_select`; the same values.)
     vae    the 784-400-20 MLP (`--set arch=mlp hidden=400 latent_dim=20`), an epoch of `--images`
            digits through the trainer's step (its batches included). Variants:
@@ -24,9 +27,11 @@ process's CPU time. On a shared machine at one thread the CPU time is the steadi
              fused       the fused Adam
              now         the fused Adam, batches by `index_select`, binarized by a uniform draw below the
                          intensity (the same Bernoulli distribution, twice as fast on the CPU)
+             compiled    now, with the forward pass and loss through `torch.compile`. Not adopted
 
     python benchmarks/train_step_ab.py ddpm --threads 1 --repeats 7
     python benchmarks/train_step_ab.py vae --threads 1 --repeats 9 --images 12800
+    python benchmarks/train_step_ab.py vae --variants now,compiled --threads 1 --repeats 25 --images 12800
 
 Prints the median seconds of each variant by both clocks, each variant's speed-up over the first
 (the ratio of the medians, and the median and range of the ratios within a round), the load average,
@@ -85,18 +90,21 @@ def batch_before(self: Batches, step: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 FUSED_ATTENTION = ddpm.SelfAttention.forward
-DDPM_VARIANTS = {  # name: (channels_last feature maps, attention, fused Adam, batches)
-    "before": (False, strided_attention, False, batch_before),
-    "attention": (False, FUSED_ATTENTION, False, Batches.at),
-    "fused": (False, FUSED_ATTENTION, True, Batches.at),
-    "nhwc": (True, FUSED_ATTENTION, True, Batches.at),
+DDPM_VARIANTS = {  # name: (channels_last feature maps, attention, fused Adam, batches, torch.compile)
+    "before": (False, strided_attention, False, batch_before, False),
+    "attention": (False, FUSED_ATTENTION, False, Batches.at, False),
+    "fused": (False, FUSED_ATTENTION, True, Batches.at, False),
+    "nhwc": (True, FUSED_ATTENTION, True, Batches.at, False),
+    "compiled": (False, FUSED_ATTENTION, True, Batches.at, True),
 }
-VAE_VARIANTS = {"before": (False, batch_before), "fused": (True, batch_before), "now": (True, Batches.at)}
+VAE_VARIANTS = {"before": (False, batch_before, False), "fused": (True, batch_before, False),
+                "now": (True, Batches.at, False), "compiled": (True, Batches.at, True)}
 
 
-def loop_for(model, data: Dataset, batch_size: int, run_dir: Path, fused: bool, batches: Callable, **train) -> Loop:
-    """The trainer around `model`, its Adam's fused path and its way of cutting batches set as asked (no test
-    pass, grids or pictures)."""
+def loop_for(model, data: Dataset, batch_size: int, run_dir: Path, fused: bool, batches: Callable, compiled: bool,
+             **train) -> Loop:
+    """The trainer around `model`, its Adam's fused path, its way of cutting batches and whether its forward pass
+    and loss go through `torch.compile` set as asked (no test pass, grids or pictures)."""
     cfg = build(TrainConfig, {"batch_size": batch_size, "lr": train.pop("lr", 1e-3), "epochs": 1000,
                               "sample_every": 0, "test_every": 0, **train}, owner="trainer")
     loop = Loop(model, cfg, data, run_dir, CPU, 0, Distributed(CPU), show_progress=False)
@@ -104,6 +112,8 @@ def loop_for(model, data: Dataset, batch_size: int, run_dir: Path, fused: bool, 
         for group in opt.param_groups:
             group["fused"], group["foreach"] = (True, None) if fused else (None, None)
     loop.batches.at = types.MethodType(batches, loop.batches)
+    if compiled:  # Inductor's C++ kernels for the forward pass, the loss and their backward (compiled on first call)
+        loop.net = torch.compile(loop.net)
     return loop
 
 
@@ -122,9 +132,9 @@ def ddpm_sides(data: Dataset, names: list[str], batch_size: int, n_steps: int, r
     defaults = start.train_defaults
     sides = {}
     for name in names:
-        channels_last, attention, fused, batches = DDPM_VARIANTS[name]
+        channels_last, attention, fused, batches, compiled = DDPM_VARIANTS[name]
         model = copy.deepcopy(start)
-        loop = loop_for(model, data, batch_size, run_dir / name, fused, batches, lr=defaults["lr"],
+        loop = loop_for(model, data, batch_size, run_dir / name, fused, batches, compiled, lr=defaults["lr"],
                         warmup_steps=defaults["warmup_steps"], grad_clip=defaults["grad_clip"])
 
         if channels_last:  # a 1-channel input is NCHW and NHWC at once: convert the stem's output
@@ -150,10 +160,13 @@ def vae_sides(data: Dataset, names: list[str], batch_size: int, images: int, run
 
 
 def interleaved(sides: dict[str, Callable[[], None]], repeats: int) -> dict[str, dict[str, list[float]]]:
-    """Wall and CPU seconds of each side's call, the sides in turn, `repeats` rounds (after one untimed round)."""
-    for run in sides.values():
-        run()
+    """Wall and CPU seconds of each side's call, the sides in turn, `repeats` rounds after a first round that the
+    medians leave out (its wall seconds are kept as `first_call`: a compiled side compiles there)."""
     times = {name: {"wall": [], "cpu": []} for name in sides}
+    for name, run in sides.items():
+        wall = time.perf_counter()
+        run()
+        times[name]["first_call"] = time.perf_counter() - wall
     for repeat in range(repeats):
         for name, run in sides.items():
             wall, cpu = time.perf_counter(), time.process_time()
@@ -170,7 +183,7 @@ def speedups(times: dict[str, dict[str, list[float]]]) -> dict:
     first = next(iter(times.values()))
     out = {}
     for name, t in times.items():
-        out[name] = {}
+        out[name] = {"first_call_s": t["first_call"]}
         for clock in ("wall", "cpu"):
             paired = [a / b for a, b in zip(first[clock], t[clock])]
             out[name][clock] = {"median_s": statistics.median(t[clock]), "all_s": t[clock],
@@ -218,11 +231,12 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
     first = names[0]
     print(f"{args.model}, {args.threads} thread(s), {args.repeats} rounds, load {record['load_before']} -> "
-          f"{record['load_after']}; speed-up over {first}: ratio of medians (median of the rounds' ratios, min-max)")
+          f"{record['load_after']}; speed-up over {first}: ratio of medians (median of the rounds' ratios, min-max); "
+          "the untimed first call")
     for name, r in result.items():
         cells = [f"{clock} {r[clock]['median_s']:.3f} s x{r[clock]['speedup']:.3f} (x{r[clock]['paired_median']:.3f}, "
                  f"x{r[clock]['paired_min']:.3f}-x{r[clock]['paired_max']:.3f})" for clock in ("cpu", "wall")]
-        print(f"  {name:10s} " + "; ".join(cells))
+        print(f"  {name:10s} " + "; ".join(cells) + f"; first call {r['first_call_s']:.1f} s")
 
 
 if __name__ == "__main__":
