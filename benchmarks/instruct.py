@@ -95,22 +95,60 @@ def edit_triples(model, digits: torch.Tensor, kind: str, split: str, seed: int, 
     return triples, out.cpu()
 
 
+def slant_and_thickness(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two measures of a digit's handwriting that do not depend on which digit it is: its slant, the ink's
+    column-on-row regression slope (columns per row: 0 upright, > 0 leaning right, the shear that deskewing
+    undoes), and its stroke thickness, the ink over the length of its one-pixel skeleton."""
+    mass = x[:, 0]
+    rows = torch.arange(mass.shape[1], dtype=x.dtype)[:, None]
+    cols = torch.arange(mass.shape[2], dtype=x.dtype)[None, :]
+    total = mass.sum((1, 2)).clamp_min(1e-6)
+    r = rows - ((mass * rows).sum((1, 2)) / total)[:, None, None]
+    c = cols - ((mass * cols).sum((1, 2)) / total)[:, None, None]
+    slant = -(mass * r * c).sum((1, 2)) / (mass * r * r).sum((1, 2)).clamp_min(1e-6)  # rows grow downwards
+    thickness = mass.sum((1, 2)) / edits.skeleton(x).sum((1, 2, 3)).clamp_min(1.0)
+    return slant, thickness
+
+
+def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return ((a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-12)).item()
+
+
 def semantic_edits(model, test_x: torch.Tensor, test_y: torch.Tensor, evaluator, args) -> dict:
     """Semantic edits of test digits ("turn this 3 into a 8"), per phrasing split and with the text withheld: how often
     the evaluator reads the requested digit, and style kept: the evaluator-feature distance from each edit to its
-    input against the mean distance between two random test digits of the target class (the issue's measure)."""
-    n = args.semantic
-    start = len(test_x) - n  # the test set's last block: no kind's block unless --per-kind is very large
-    digits, sources = test_x[start:].to(model.device), test_y[start:]
+    input against the mean distance between two random test digits of the target class (the issue's measure), and
+    against the distance from a random test digit of the target class to the input, which is what an edit that
+    drew the requested digit without regard to the input would score (`closer_than_random`: the share of edits
+    nearer their input than that digit is). The evaluator's features are made to tell digits apart, so these
+    distances are mostly about the class; the handwriting is measured too: the correlation over the edits of the
+    input's slant and stroke thickness with the edit's, beside the same for the random target-class digit (about
+    0)."""
+    # test digits evenly spaced through the test set (every class, also where it is stored class by class, as the
+    # embedded digits are); the random digits of the target class come from the rest of it
+    chosen = torch.linspace(0, len(test_x) - 1, min(args.semantic, len(test_x) - 10)).round().long()
+    n = len(chosen)
+    digits, sources = test_x[chosen].to(model.device), test_y[chosen]
+    rest = torch.ones(len(test_x), dtype=torch.bool)
+    rest[chosen] = False
+    by_class = [test_x[rest & (test_y == c)] for c in range(10)]
+    if any(len(c) < 2 for c in by_class):
+        raise SystemExit(f"--semantic {args.semantic}: leaves fewer than two test digits of some class to compare "
+                         f"the edits' style with; ask for fewer than {len(test_x) - 20}")
     g = torch.Generator().manual_seed(args.seed + 999)
     targets = (sources + torch.randint(1, 10, (n,), generator=g)) % 10  # a different digit
-    by_class = [test_x[:start][test_y[:start] == c] for c in range(10)]
     with torch.no_grad():  # two random digits of the target class, per edit
         a = torch.stack([by_class[c][torch.randint(len(by_class[c]), (), generator=g)] for c in targets.tolist()])
         b = torch.stack([by_class[c][torch.randint(len(by_class[c]), (), generator=g)] for c in targets.tolist()])
         random_distance = (evaluator.features(a) - evaluator.features(b)).norm(dim=1).mean().item()
         input_features = evaluator.features(digits.cpu())
-    out = {"n": n, "random_pair_distance_in_target_class": random_distance}
+        unrelated = (evaluator.features(a) - input_features).norm(dim=1)  # a target-class digit that ignores the input
+    handwriting = slant_and_thickness(digits.cpu())
+    out = {"n": n, "random_pair_distance_in_target_class": random_distance,
+           "random_target_digit_to_input": unrelated.mean().item(),
+           "random_target_digit_correlation": dict(zip(("slant", "thickness"), map(
+               correlation, slant_and_thickness(a), handwriting)))}
     for split, text in (("train", True), ("held-out", True), ("no_text", False)):
         if split != "train" and not model.config.use_text:  # the text-blind baseline: the same edits, scored once
             out[split] = out["train"]
@@ -123,12 +161,19 @@ def semantic_edits(model, test_x: torch.Tensor, test_y: torch.Tensor, evaluator,
                             generator=torch.Generator().manual_seed(args.seed + 998)).cpu()
         with torch.no_grad():
             read = evaluator.predict(edited)
-            distance = (evaluator.features(edited) - input_features).norm(dim=1).mean().item()
+            distances = (evaluator.features(edited) - input_features).norm(dim=1)
         out[split] = {"target_read": (read == targets).float().mean().item(),
-                      "source_read": (read == sources).float().mean().item(), "style_distance": distance}
+                      "source_read": (read == sources).float().mean().item(),
+                      "style_distance": distances.mean().item(),
+                      "closer_than_random": (distances < unrelated).float().mean().item(),
+                      "correlation": dict(zip(("slant", "thickness"), map(correlation, slant_and_thickness(edited),
+                                                                          handwriting)))}
         print(f"semantic {split:9s} target read {out[split]['target_read']:.3f}, source read "
-              f"{out[split]['source_read']:.3f}, feature distance to the input {distance:.2f} (random pair of the "
-              f"target class {random_distance:.2f})", file=sys.stderr, flush=True)
+              f"{out[split]['source_read']:.3f}, feature distance to the input {distances.mean():.2f} (a random digit "
+              f"of the target class {unrelated.mean():.2f}, nearer in {out[split]['closer_than_random']:.0%}; random "
+              f"pair of the target class {random_distance:.2f}); the input's slant and thickness kept: correlation "
+              f"{out[split]['correlation']['slant']:.2f} and {out[split]['correlation']['thickness']:.2f}",
+              file=sys.stderr, flush=True)
     return out
 
 
@@ -143,7 +188,7 @@ def cmd_evaluate(args) -> dict:
     evaluator = load_evaluator("cpu")
     reads_text = model.config.use_text  # the text-blind baseline's edits do not depend on the instruction
     rows = []
-    kinds = args.kinds.split(",") if args.kinds else list(edits.KINDS)
+    kinds = (args.kinds.split(",") if args.kinds else list(edits.KINDS)) if args.per_kind else []
     for k, kind in enumerate(kinds):
         # the same test digits for both splits, a different block of the test set per kind
         digits = test_x[(k * args.per_kind) % len(test_x):][: args.per_kind].to(device)
@@ -404,11 +449,16 @@ def table(editor: dict, blind: dict | None) -> str:
         if not semantic:
             continue
         reads = _semantic_reads(semantic)
-        distances = ", ".join(f"{split} {v['style_distance']:.2f}" for split, v in semantic.items()
-                              if isinstance(v, dict) and "style_distance" in v)
+        distances = ", ".join(f"{split} {v['style_distance']:.2f}"
+                              + (f" (nearer than the random digit in {v['closer_than_random']:.0%}; slant and "
+                                 f"thickness correlation {v['correlation']['slant']:.2f} and "
+                                 f"{v['correlation']['thickness']:.2f})" if "closer_than_random" in v else "")
+                              for split, v in semantic.items() if isinstance(v, dict) and "style_distance" in v)
+        unrelated = semantic.get("random_target_digit_to_input")
         lines += ["", f"Semantic edits, {name} ({semantic['n']} test digits per split): requested digit read in "
-                  f"{reads}; feature distance from the edit to its input {distances} (two random digits of the "
-                  f"target class: {semantic['random_pair_distance_in_target_class']:.2f})."]
+                  f"{reads}; feature distance from the edit to its input {distances} ("
+                  + (f"a random digit of the target class to the input: {unrelated:.2f}; " if unrelated else "")
+                  + f"two random digits of the target class: {semantic['random_pair_distance_in_target_class']:.2f})."]
     return "\n".join(lines)
 
 
@@ -473,7 +523,8 @@ def main() -> dict:
     p.add_argument("run")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--per-kind", dest="per_kind", type=int, default=50, help="test digits per kind and split")
+    p.add_argument("--per-kind", dest="per_kind", type=int, default=50,
+                   help="test digits per kind and split (0: no kind, the semantic edits only)")
     p.add_argument("--held-out-per-kind", dest="held_out_per_kind", type=int, default=0,
                    help="test digits per kind for the held-out phrasings (0: --per-kind); the first of the same digits")
     p.add_argument("--kinds", help="comma-separated kinds (default: all)")

@@ -209,3 +209,65 @@ def test_instruct_spread_of_an_editor_that_adds_noise_to_the_exact_output(monkey
         bench.cmd_spread(SimpleNamespace(**{**vars(args), "samples": 1}))
     with pytest.raises(SystemExit, match="fill-halves not among the kinds"):
         bench.cmd_spread(SimpleNamespace(**{**vars(args), "kinds": "fill-halves"}))
+
+
+def test_instruct_style_kept_against_an_editor_that_ignores_the_input_and_one_that_returns_it(monkeypatch):
+    """benchmarks/instruct.py's semantic edits, style kept: an editor that returns its input unchanged is at feature
+    distance 0 and nearer its input than a random digit of the target class every time; one that answers a random
+    test digit of the requested class, drawn on its own, is as far from the input as that digit is (nearer in about
+    half the edits)."""
+    bench = load_benchmark("instruct")
+    data = bench.load_data("embedded", verbose=False)
+    n = 200
+    pool, pool_y = data.test_x, data.test_y
+
+    def target(instruction: str) -> int:
+        word = instruction.split()[-1]
+        return bench.edits.DIGIT_WORDS.index(word) if word in bench.edits.DIGIT_WORDS else int(word)
+
+    class Editor:
+        config = SimpleNamespace(use_text=True)
+        device = torch.device("cpu")
+
+        def __init__(self, ignore_input: bool):
+            self.ignore_input, self.g = ignore_input, torch.Generator().manual_seed(5)
+
+        def edit(self, inputs, instructions, **_):
+            if not self.ignore_input:
+                return inputs.clone()
+            out = []
+            for text in instructions:
+                same = pool[pool_y == target(text)]
+                out.append(same[torch.randint(len(same), (), generator=self.g)])
+            return torch.stack(out)
+
+    from genzoo.evaluator import load_evaluator
+
+    evaluator = load_evaluator("cpu")
+    args = SimpleNamespace(semantic=n, seed=0, image_guidance=1.0, text_guidance=1.0, steps=1)
+    kept = bench.semantic_edits(Editor(False), data.test_x, data.test_y, evaluator, args)
+    assert kept["train"]["style_distance"] == pytest.approx(0.0, abs=1e-4)
+    assert kept["train"]["closer_than_random"] == 1.0
+    assert kept["train"]["target_read"] < 0.05 and kept["train"]["source_read"] > 0.9
+    drawn = bench.semantic_edits(Editor(True), data.test_x, data.test_y, evaluator, args)
+    assert drawn["train"]["target_read"] > 0.9
+    assert 0.4 < drawn["train"]["closer_than_random"] < 0.6
+    assert drawn["train"]["style_distance"] == pytest.approx(drawn["random_target_digit_to_input"], rel=0.1)
+    assert drawn["random_target_digit_to_input"] > 1.5 * drawn["random_pair_distance_in_target_class"]
+    assert kept["train"]["correlation"] == pytest.approx({"slant": 1.0, "thickness": 1.0})
+    for measures in (drawn["train"]["correlation"], drawn["random_target_digit_correlation"]):
+        assert all(abs(r) < 0.25 for r in measures.values())  # 200 independent pairs: standard error about 0.07
+
+
+def test_instruct_slant_and_thickness_of_a_sheared_bar():
+    """The handwriting measures against geometry: a vertical bar 3 pixels wide and 16 long is upright and has 48
+    pixels of ink along a 14-pixel skeleton; sheared by k columns per row (the top to the right) its slant is k."""
+    bench = load_benchmark("instruct")
+    bar = torch.zeros(3, 1, 28, 28)
+    for i, k in enumerate((0.0, 0.25, -0.5)):
+        for row in range(6, 22):
+            left = round(13 - k * (row - 13.5))
+            bar[i, 0, row, left:left + 3] = 1.0
+    slant, thickness = bench.slant_and_thickness(bar)
+    assert slant.tolist() == pytest.approx([0.0, 0.25, -0.5], abs=0.03)
+    assert thickness[0].item() == pytest.approx(3 * 16 / 14)  # the skeleton stops a pixel short of either end
