@@ -124,7 +124,7 @@ def semantic_edits(model, test_x: torch.Tensor, test_y: torch.Tensor, evaluator,
     nearer their input than that digit is). The evaluator's features are made to tell digits apart, so these
     distances are mostly about the class; the handwriting is measured too: the correlation over the edits of the
     input's slant and stroke thickness with the edit's, beside the same for the random target-class digit (about
-    0)."""
+    0) and, for an editor taught semantic pairs, over those pairs (what it was shown)."""
     # test digits evenly spaced through the test set (every class, also where it is stored class by class, as the
     # embedded digits are); the random digits of the target class come from the rest of it
     chosen = torch.linspace(0, len(test_x) - 1, min(args.semantic, len(test_x) - 10)).round().long()
@@ -149,6 +149,10 @@ def semantic_edits(model, test_x: torch.Tensor, test_y: torch.Tensor, evaluator,
            "random_target_digit_to_input": unrelated.mean().item(),
            "random_target_digit_correlation": dict(zip(("slant", "thickness"), map(
                correlation, slant_and_thickness(a), handwriting)))}
+    pairs = model.semantic_pairs() if getattr(model.config, "semantic_pairs", "") else None
+    if pairs is not None:  # what the editor was taught: the same correlations over its training pairs
+        out["training_pairs_correlation"] = dict(zip(("slant", "thickness"), map(
+            correlation, slant_and_thickness(pairs["outputs"]), slant_and_thickness(pairs["inputs"]))))
     for split, text in (("train", True), ("held-out", True), ("no_text", False)):
         if split != "train" and not model.config.use_text:  # the text-blind baseline: the same edits, scored once
             out[split] = out["train"]
@@ -455,10 +459,13 @@ def table(editor: dict, blind: dict | None) -> str:
                                  f"{v['correlation']['thickness']:.2f})" if "closer_than_random" in v else "")
                               for split, v in semantic.items() if isinstance(v, dict) and "style_distance" in v)
         unrelated = semantic.get("random_target_digit_to_input")
+        taught = semantic.get("training_pairs_correlation")
         lines += ["", f"Semantic edits, {name} ({semantic['n']} test digits per split): requested digit read in "
                   f"{reads}; feature distance from the edit to its input {distances} ("
                   + (f"a random digit of the target class to the input: {unrelated:.2f}; " if unrelated else "")
-                  + f"two random digits of the target class: {semantic['random_pair_distance_in_target_class']:.2f})."]
+                  + f"two random digits of the target class: {semantic['random_pair_distance_in_target_class']:.2f})"
+                  + (f"; the training pairs' slant and thickness correlation {taught['slant']:.2f} and "
+                     f"{taught['thickness']:.2f}" if taught else "") + "."]
     return "\n".join(lines)
 
 

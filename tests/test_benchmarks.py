@@ -226,8 +226,11 @@ def test_instruct_style_kept_against_an_editor_that_ignores_the_input_and_one_th
         return bench.edits.DIGIT_WORDS.index(word) if word in bench.edits.DIGIT_WORDS else int(word)
 
     class Editor:
-        config = SimpleNamespace(use_text=True)
+        config = SimpleNamespace(use_text=True, semantic_pairs="pairs.safetensors")
         device = torch.device("cpu")
+
+        def semantic_pairs(self):  # taught pairs whose output is the input shifted down a pixel: the same hand
+            return {"inputs": pool[:100], "outputs": torch.roll(pool[:100], 1, dims=2)}
 
         def __init__(self, ignore_input: bool):
             self.ignore_input, self.g = ignore_input, torch.Generator().manual_seed(5)
@@ -255,6 +258,7 @@ def test_instruct_style_kept_against_an_editor_that_ignores_the_input_and_one_th
     assert drawn["train"]["style_distance"] == pytest.approx(drawn["random_target_digit_to_input"], rel=0.1)
     assert drawn["random_target_digit_to_input"] > 1.5 * drawn["random_pair_distance_in_target_class"]
     assert kept["train"]["correlation"] == pytest.approx({"slant": 1.0, "thickness": 1.0})
+    assert kept["training_pairs_correlation"] == pytest.approx({"slant": 1.0, "thickness": 1.0})
     for measures in (drawn["train"]["correlation"], drawn["random_target_digit_correlation"]):
         assert all(abs(r) < 0.25 for r in measures.values())  # 200 independent pairs: standard error about 0.07
 
