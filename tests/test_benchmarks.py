@@ -258,7 +258,7 @@ def test_instruct_style_kept_against_an_editor_that_ignores_the_input_and_one_th
     assert drawn["train"]["style_distance"] == pytest.approx(drawn["random_target_digit_to_input"], rel=0.1)
     assert drawn["random_target_digit_to_input"] > 1.5 * drawn["random_pair_distance_in_target_class"]
     assert kept["train"]["correlation"] == pytest.approx({"slant": 1.0, "thickness": 1.0})
-    assert kept["training_pairs_correlation"] == pytest.approx({"slant": 1.0, "thickness": 1.0})
+    assert kept["training_pairs_correlation"] == pytest.approx({"slant": 1.0, "thickness": 1.0}, abs=0.01)
     for measures in (drawn["train"]["correlation"], drawn["random_target_digit_correlation"]):
         assert all(abs(r) < 0.25 for r in measures.values())  # 200 independent pairs: standard error about 0.07
 

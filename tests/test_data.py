@@ -90,6 +90,8 @@ def test_embedded_subset(embedded):
     assert embedded.train_x.shape == (4500, 1, 28, 28) and embedded.test_x.shape == (500, 1, 28, 28)
     assert 0 <= embedded.train_x.min() and embedded.train_x.max() <= 1
     assert torch.bincount(embedded.test_y).tolist() == [50] * 10
+    # the classes in turn, so that the first digits of either split (pictures, --max-test) show every class
+    assert embedded.test_y[:20].tolist() == list(range(10)) * 2 and embedded.train_y[:10].tolist() == list(range(10))
     # real digits: mostly dark background, a bright stroke
     assert 0.08 < embedded.train_x.mean() < 0.2 and embedded.train_x.max() == 1
 

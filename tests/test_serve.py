@@ -89,6 +89,10 @@ def serve_root(tmp_path_factory, tiny, one_thread) -> Path:
         write_run(root / folder, name, hparams)
     name, hparams, steps = EDITOR
     write_run(root / name, name, hparams, digits=tiny.train_x, steps=steps)
+    editor = genzoo.load(root / name)
+    with torch.no_grad():  # four steps leave the dropped instruction's vector near every encoded one: set it apart,
+        editor.null_text.fill_(1.0)  # so that the text scale visibly moves the edit (the sliders' test)
+    runs.save_weights(editor, root / name / runs.WEIGHTS)
     dae = genzoo.load(root / "dae")
     save_pictures({"denoising.png": dae.denoising_rows(tiny.test_x[:8], generator=torch.Generator().manual_seed(0))},
                   root / "dae")

