@@ -125,8 +125,8 @@ def semantic_edits(model, test_x: torch.Tensor, test_y: torch.Tensor, evaluator,
     distances are mostly about the class; the handwriting is measured too: the correlation over the edits of the
     input's slant and stroke thickness with the edit's, beside the same for the random target-class digit (about
     0) and, for an editor taught semantic pairs, over those pairs (what it was shown)."""
-    # test digits evenly spaced through the test set (every class, also where it is stored class by class, as the
-    # embedded digits are); the random digits of the target class come from the rest of it
+    # test digits evenly spaced through the test set (every class, also in a set stored class by class); the random
+    # digits of the target class come from the rest of it
     chosen = torch.linspace(0, len(test_x) - 1, min(args.semantic, len(test_x) - 10)).round().long()
     n = len(chosen)
     digits, sources = test_x[chosen].to(model.device), test_y[chosen]

@@ -211,7 +211,7 @@ def test_instruct_spread_of_an_editor_that_adds_noise_to_the_exact_output(monkey
         bench.cmd_spread(SimpleNamespace(**{**vars(args), "kinds": "fill-halves"}))
 
 
-def test_instruct_style_kept_against_an_editor_that_ignores_the_input_and_one_that_returns_it(monkeypatch):
+def test_instruct_style_kept_against_an_editor_that_ignores_the_input_and_one_that_returns_it():
     """benchmarks/instruct.py's semantic edits, style kept: an editor that returns its input unchanged is at feature
     distance 0 and nearer its input than a random digit of the target class every time; one that answers a random
     test digit of the requested class, drawn on its own, is as far from the input as that digit is (nearer in about
@@ -229,11 +229,11 @@ def test_instruct_style_kept_against_an_editor_that_ignores_the_input_and_one_th
         config = SimpleNamespace(use_text=True, semantic_pairs="pairs.safetensors")
         device = torch.device("cpu")
 
-        def semantic_pairs(self):  # taught pairs whose output is the input shifted down a pixel: the same hand
-            return {"inputs": pool[:100], "outputs": torch.roll(pool[:100], 1, dims=2)}
-
         def __init__(self, ignore_input: bool):
             self.ignore_input, self.g = ignore_input, torch.Generator().manual_seed(5)
+
+        def semantic_pairs(self):  # taught pairs whose output is the input shifted down a pixel: the same hand
+            return {"inputs": pool[:100], "outputs": torch.roll(pool[:100], 1, dims=2)}
 
         def edit(self, inputs, instructions, **_):
             if not self.ignore_input:
