@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from genzoo import edits, metrics, runs
-from genzoo.data import load_data
+from genzoo.data import load_data, spread
 from genzoo.trainer import resolve_device, train_or_resume
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -115,6 +115,11 @@ def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-12)).item()
 
 
+def hand_kept(x: torch.Tensor, reference: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+    """The correlation over the digits of x's slant and thickness with `reference`'s (slant_and_thickness of others)."""
+    return dict(zip(("slant", "thickness"), map(correlation, slant_and_thickness(x), reference)))
+
+
 def semantic_edits(model, test_x: torch.Tensor, test_y: torch.Tensor, evaluator, args) -> dict:
     """Semantic edits of test digits ("turn this 3 into a 8"), per phrasing split and with the text withheld: how often
     the evaluator reads the requested digit, and style kept: the evaluator-feature distance from each edit to its
@@ -127,7 +132,7 @@ def semantic_edits(model, test_x: torch.Tensor, test_y: torch.Tensor, evaluator,
     0) and, for an editor taught semantic pairs, over those pairs (what it was shown)."""
     # test digits evenly spaced through the test set (every class, also in a set stored class by class); the random
     # digits of the target class come from the rest of it
-    chosen = torch.linspace(0, len(test_x) - 1, min(args.semantic, len(test_x) - 10)).round().long()
+    chosen = spread(torch.arange(len(test_x)), min(args.semantic, len(test_x) - 10))
     n = len(chosen)
     digits, sources = test_x[chosen].to(model.device), test_y[chosen]
     rest = torch.ones(len(test_x), dtype=torch.bool)
@@ -147,12 +152,10 @@ def semantic_edits(model, test_x: torch.Tensor, test_y: torch.Tensor, evaluator,
     handwriting = slant_and_thickness(digits.cpu())
     out = {"n": n, "random_pair_distance_in_target_class": random_distance,
            "random_target_digit_to_input": unrelated.mean().item(),
-           "random_target_digit_correlation": dict(zip(("slant", "thickness"), map(
-               correlation, slant_and_thickness(a), handwriting)))}
-    pairs = model.semantic_pairs() if getattr(model.config, "semantic_pairs", "") else None
+           "random_target_digit_correlation": hand_kept(a, handwriting)}
+    pairs = model.semantic_pairs()
     if pairs is not None:  # what the editor was taught: the same correlations over its training pairs
-        out["training_pairs_correlation"] = dict(zip(("slant", "thickness"), map(
-            correlation, slant_and_thickness(pairs["outputs"]), slant_and_thickness(pairs["inputs"]))))
+        out["training_pairs_correlation"] = hand_kept(pairs["outputs"], slant_and_thickness(pairs["inputs"]))
     for split, text in (("train", True), ("held-out", True), ("no_text", False)):
         if split != "train" and not model.config.use_text:  # the text-blind baseline: the same edits, scored once
             out[split] = out["train"]
@@ -170,8 +173,7 @@ def semantic_edits(model, test_x: torch.Tensor, test_y: torch.Tensor, evaluator,
                       "source_read": (read == sources).float().mean().item(),
                       "style_distance": distances.mean().item(),
                       "closer_than_random": (distances < unrelated).float().mean().item(),
-                      "correlation": dict(zip(("slant", "thickness"), map(correlation, slant_and_thickness(edited),
-                                                                          handwriting)))}
+                      "correlation": hand_kept(edited, handwriting)}
         print(f"semantic {split:9s} target read {out[split]['target_read']:.3f}, source read "
               f"{out[split]['source_read']:.3f}, feature distance to the input {distances.mean():.2f} (a random digit "
               f"of the target class {unrelated.mean():.2f}, nearer in {out[split]['closer_than_random']:.0%}; random "

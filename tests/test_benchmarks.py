@@ -226,7 +226,7 @@ def test_instruct_style_kept_against_an_editor_that_ignores_the_input_and_one_th
         return bench.edits.DIGIT_WORDS.index(word) if word in bench.edits.DIGIT_WORDS else int(word)
 
     class Editor:
-        config = SimpleNamespace(use_text=True, semantic_pairs="pairs.safetensors")
+        config = SimpleNamespace(use_text=True)
         device = torch.device("cpu")
 
         def __init__(self, ignore_input: bool):
