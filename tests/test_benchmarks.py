@@ -9,6 +9,7 @@ a run killed after a checkpoint resumes to the weights of an uninterrupted one.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,6 +25,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 def load_benchmark(name: str):
     spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # a dataclass looks its module up there
     spec.loader.exec_module(module)
     return module
 
@@ -275,3 +277,14 @@ def test_instruct_slant_and_thickness_of_a_sheared_bar():
     slant, thickness = bench.slant_and_thickness(bar)
     assert slant.tolist() == pytest.approx([0.0, 0.25, -0.5], abs=0.03)
     assert thickness[0].item() == pytest.approx(3 * 16 / 14)  # the skeleton stops a pixel short of either end
+
+
+def test_every_planted_fault_still_applies_and_names_existing_tests():
+    """benchmarks/mutations.py plants each fault by replacing a text that must occur once in its file: code that
+    moves would otherwise leave a mutation that no longer plants anything (two did once)."""
+    mutations = load_benchmark("mutations")
+    assert mutations.check(mutations.MUTATIONS, mutations.ROOT / "src" / "genzoo") == []
+    assert len({m.name for m in mutations.MUTATIONS}) == len(mutations.MUTATIONS)
+    for m in mutations.MUTATIONS:
+        assert mutations.TESTS[m.tests], m.name
+        assert all((mutations.ROOT / test).is_file() for test in mutations.TESTS[m.tests]), m.name

@@ -51,6 +51,26 @@ def test_padding_and_batch_company_change_nothing(tokenizer):
     assert not torch.allclose(together[2], together[3], atol=1e-4)
 
 
+def test_an_unknown_word_is_its_trigrams_alone(tokenizer):
+    """The module's contract: <unk> adds no word embedding, so two unknown words differ by their spelling only,
+    and the <unk> row of the word table is never read."""
+    torch.manual_seed(0)
+    encoder = TextEncoder(len(tokenizer.vocabulary), 256, 24, dim=16, layers=1, heads=2, out_dim=12).eval()
+    texts = ["give it a quarter turn anticlockwise", "zzz", "mirror it"]
+    before = encoder(**tokenizer(texts))
+    with torch.no_grad():
+        encoder.words.weight[1] = torch.randn(16) * 10  # the <unk> row
+    torch.testing.assert_close(encoder(**tokenizer(texts)), before)
+    # an unknown word's first layer input is the mean of its trigrams' embeddings plus its position
+    batch = tokenizer(["anticlockwise"])
+    grams = torch.tensor(trigram_buckets("anticlockwise", 256)) + 1
+    h = encoder.trigrams.weight[grams].mean(0) + encoder.position[0]
+    captured = {}
+    encoder.layers.register_forward_pre_hook(lambda module, args, kwargs: captured.update(h=args[0]), with_kwargs=True)
+    encoder(**batch)
+    torch.testing.assert_close(captured["h"][0, 0], h)
+
+
 def test_word_noise_drops_replaces_and_inserts_at_its_rate(tokenizer):
     texts = [t for t in edits.vocabulary_text()[::3]][:2000]
     assert corrupt(texts, 0.0) == [" ".join(words(t)) for t in texts]  # no noise: the words as they were

@@ -88,6 +88,11 @@ def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
     return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)
 
 
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) of each dimension, in nats: the same shape as mu."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)
+
+
 def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """sum over pixels of log Bernoulli(x; sigmoid(logits)); returns the leading shape."""
     return (
@@ -135,7 +140,7 @@ class VAE(GenerativeModel):
         eps = self.randn(*mu.shape, generator=generator) if eps is None else eps
         z = mu + (0.5 * logvar).exp() * eps
         log_px_z = bernoulli_log_likelihood(self.decode_logits(z), x)
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
+        kl = gaussian_kl(mu, logvar).sum(-1)
         return {"log_px_z": log_px_z, "kl": kl}
 
     def kl_weight(self, step: int | None = None) -> float:
@@ -223,7 +228,7 @@ class VAE(GenerativeModel):
         total = torch.zeros(self.config.latent_dim, dtype=torch.float64, device=self.device)
         for batch in x.split(batch_size):
             mu, logvar = self.encode(batch.to(self.device))
-            total += (0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)).double().sum(0)
+            total += gaussian_kl(mu, logvar).double().sum(0)
         return (total / len(x)).float().cpu()
 
     def kl_figure(self, x: torch.Tensor, active: float = 0.01):
