@@ -28,10 +28,14 @@ process's CPU time. On a shared machine at one thread the CPU time is the steadi
              now         the fused Adam, batches by `index_select`, binarized by a uniform draw below the
                          intensity (the same Bernoulli distribution, twice as fast on the CPU)
              compiled    now, with the forward pass and loss through `torch.compile`. Not adopted
+    vae-conv  the default convolutional VAE, an epoch of `--images` digits through the trainer's step. Variants:
+             nchw        the convolutions' weights in PyTorch's default memory format (NCHW)
+             nhwc        the same weights channels_last (NHWC), so that oneDNN's convolutions run on NHWC
 
     python benchmarks/train_step_ab.py ddpm --threads 1 --repeats 7
     python benchmarks/train_step_ab.py vae --threads 1 --repeats 9 --images 12800
     python benchmarks/train_step_ab.py vae --variants now,compiled --threads 1 --repeats 25 --images 12800
+    python benchmarks/train_step_ab.py vae-conv --threads 1 --repeats 7 --images 2560
 
 Prints the median seconds of each variant by both clocks, each variant's speed-up over the first
 (the ratio of the medians, and the median and range of the ratios within a round), the load average,
@@ -99,6 +103,7 @@ DDPM_VARIANTS = {  # name: (channels_last feature maps, attention, fused Adam, b
 }
 VAE_VARIANTS = {"before": (False, batch_before, False), "fused": (True, batch_before, False),
                 "now": (True, Batches.at, False), "compiled": (True, Batches.at, True)}
+CONV_VAE_VARIANTS = {"nchw": torch.contiguous_format, "nhwc": torch.channels_last}
 
 
 def loop_for(model, data: Dataset, batch_size: int, run_dir: Path, fused: bool, batches: Callable, compiled: bool,
@@ -147,14 +152,18 @@ def ddpm_sides(data: Dataset, names: list[str], batch_size: int, n_steps: int, r
     return sides
 
 
-def vae_sides(data: Dataset, names: list[str], batch_size: int, images: int, run_dir: Path) -> dict:
+def vae_sides(data: Dataset, names: list[str], batch_size: int, images: int, run_dir: Path, conv: bool) -> dict:
     n = images or len(data.train_x)
     part = Dataset(data.name, data.source, data.train_x[:n], data.train_y[:n], data.test_x, data.test_y)
     torch.manual_seed(0)
-    start = genzoo.create("vae", arch="mlp", hidden=400, latent_dim=20)
+    start = genzoo.create("vae") if conv else genzoo.create("vae", arch="mlp", hidden=400, latent_dim=20)
     sides = {}
     for name in names:
-        loop = loop_for(copy.deepcopy(start), part, batch_size, run_dir / name, *VAE_VARIANTS[name])
+        if conv:  # the trainer's step as it is, the convolutions' weights in the variant's memory format
+            model = copy.deepcopy(start).to(memory_format=CONV_VAE_VARIANTS[name])
+            loop = loop_for(model, part, batch_size, run_dir / name, True, Batches.at, False)
+        else:
+            loop = loop_for(copy.deepcopy(start), part, batch_size, run_dir / name, *VAE_VARIANTS[name])
         sides[name] = lambda loop=loop: steps(loop, loop.batches.per_epoch)
     return sides
 
@@ -195,7 +204,7 @@ def speedups(times: dict[str, dict[str, list[float]]]) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("model", choices=["ddpm", "vae"])
+    p.add_argument("model", choices=["ddpm", "vae", "vae-conv"])
     p.add_argument("--variants", default="", help="comma-separated, the first is the reference (default: all)")
     p.add_argument("--data", default="../shared/data/mnist")
     p.add_argument("--threads", type=int, default=1)
@@ -206,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default="")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    known = DDPM_VARIANTS if args.model == "ddpm" else VAE_VARIANTS
+    known = {"ddpm": DDPM_VARIANTS, "vae": VAE_VARIANTS, "vae-conv": CONV_VAE_VARIANTS}[args.model]
     names = args.variants.split(",") if args.variants else list(known)
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -217,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.model == "ddpm":
             sides = ddpm_sides(data, names, args.batch_size, args.steps, Path(tmp))
         else:
-            sides = vae_sides(data, names, args.batch_size, args.images, Path(tmp))
+            sides = vae_sides(data, names, args.batch_size, args.images, Path(tmp), conv=args.model == "vae-conv")
         try:
             result = speedups(interleaved(sides, args.repeats))
         finally:
