@@ -154,7 +154,9 @@ RECIPES: dict[str, Recipe] = {
               "showed that it then estimates the reconstruction distribution P(X | corrupted X), and that the "
               "Markov chain which alternates corrupting and denoising has the data distribution as its "
               "stationary distribution: a generative model with no explicit density. genzoo's samples are the "
-              "end of that chain, started from uniform noise.",
+              "end of that chain, started from uniform noise. In practice the theorem's condition fails: a decoder "
+              "of independent pixels cannot represent the several digits a heavily corrupted image may have come "
+              "from, and a chain run far past its 30 steps narrows onto a few digits (docs/RESULTS.md).",
         objective=(r"$\mathcal{L}=\mathbb{E}_{x}\,\mathbb{E}_{\tilde x\sim C(\tilde x\mid x)}"
                    r"\left[-\log P_\theta(x\mid\tilde x)\right]$",
                    r"chain: $\tilde x_t\sim C(\tilde x\mid x_t),\quad x_{t+1}\sim P_\theta(x\mid\tilde x_t)$"),
