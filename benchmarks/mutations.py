@@ -53,6 +53,9 @@ TESTS = {
     "text": ["tests/test_text.py"],
     "dae": ["tests/test_dae.py", "tests/test_demo.py"],
     "ae": ["tests/test_ae.py"],
+    "trainer": ["tests/test_trainer.py"],
+    "mixture": ["tests/test_mixture.py"],
+    "bayes": ["tests/test_bayes.py"],
 }
 
 
@@ -175,7 +178,26 @@ MUTATIONS = [
     Mutation("ae-code-cholesky-untransposed", "models/ae.py", "generator=generator) @ chol.T",
              "generator=generator) @ chol", "ae",
              "prior samples' codes drawn with L^T, not L: the wrong covariance (L^T L, not L L^T)"),
+    # the trainer, the diffusion models' moving average, the mixtures
+    Mutation("trainer-gradient-clip-skipped", "training/loop.py", "        if self.cfg.grad_clip:\n",
+             "        if False:\n", "trainer", "grad_clip is accepted and never applied"),
+    Mutation("ema-decay-inverted", "models/ddpm.py",
+             "list(net.parameters()), 1 - decay)", "list(net.parameters()), decay)", "ddpm",
+             "the weights' moving average keeps 1 - decay of itself, not decay"),
+    Mutation("mixture-responsibilities-unnormalised", "mixture.py",
+             "return log_prob_norm, weighted - log_prob_norm[:, None]", "return log_prob_norm, weighted", "mixture",
+             "E-step: responsibilities not divided by p(x_n)"),
+    Mutation("bayes-class-prior-dropped", "models/bayes.py",
+             "for density in self.classes], 1) + self.log_prior", "for density in self.classes], 1)", "bayes",
+             "Bayes classifier: p(x, y) without the class prior p(y)"),
     # evaluation and metrics
+    Mutation("precision-recall-swapped", "metrics.py",
+             "return float(fake_in_real.float().mean()), float(real_in_fake.float().mean())",
+             "return float(real_in_fake.float().mean()), float(fake_in_real.float().mean())", "metrics",
+             "improved precision and recall returned in each other's place"),
+    Mutation("knn-radius-counts-the-point-itself", "metrics.py", "largest=False).values[:, k])",
+             "largest=False).values[:, k - 1])", "metrics",
+             "k-NN radius: the point itself counted as its first neighbour"),
     Mutation("bits-per-dim-binary-no-ln2", "metrics.py", "return nll_nats / (n_dims * math.log(2))",
              "return nll_nats / n_dims", "evaluate", "binary bits/dim divided by 784 only (ln 2 dropped)"),
     Mutation("bits-per-dim-dequantized-sign", "metrics.py", "(nll_nats / n_dims + math.log(256))",

@@ -117,6 +117,13 @@ def test_model_and_trainer_keys_are_apart_and_unused_trainer_keys_are_refused(na
             genzoo.train(name, data=tiny, out=tmp_path, device="cpu", train_overrides={key: 0.1}, progress=False)
 
 
+@pytest.mark.parametrize("name", [n for n in registry.MODELS if registry.get(n).training_mode == "step"])
+def test_a_model_with_its_own_step_refuses_grad_clip_which_only_the_gradient_path_applies(name):
+    """The trainer clips gradients in its own step (`Loop.train_step`); a model that steps its optimizers itself
+    (the GANs, the RBM) would ignore grad_clip silently unless it refuses it."""
+    assert "grad_clip" in registry.get(name).unused_train_keys
+
+
 def test_the_python_api_takes_typed_values_and_says_which():
     with pytest.raises(ConfigError, match=r"gan: widths='32,32' is a string; .*here widths=\(32, 32\)"):
         genzoo.create("gan", widths="32,32")

@@ -308,3 +308,18 @@ def test_config_errors_name_the_value():
     model = DDPM(**TINY, conditional=False)
     with pytest.raises(genzoo.models.base.CapabilityError, match="unconditional"):
         model.sample(2, y=torch.tensor([1, 2]))
+
+
+@pytest.mark.parametrize("n", [0, 5, 100_000])
+def test_ema_update_is_the_moving_average_with_its_warm_up(n):
+    """ema <- d ema + (1 - d) net, d = min(ema_decay, (1 + n) / (10 + n)) after n earlier updates (the warm-up
+    keeps a short run's average from sitting near the initial weights)."""
+    from genzoo.models.ddpm import ema_update
+
+    torch.manual_seed(0)
+    net, ema = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    before = [p.detach().clone() for p in ema.parameters()]
+    ema_update(ema, net, n, 0.999)
+    d = {0: 0.1, 5: 6 / 15, 100_000: 0.999}[n]
+    for old, new, target in zip(before, ema.parameters(), net.parameters()):
+        torch.testing.assert_close(new.detach(), d * old + (1 - d) * target.detach())

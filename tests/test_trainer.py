@@ -499,3 +499,31 @@ def test_gmm_counts_em_iterations_and_refuses_steps(tiny, tmp_path, capsys):
     (end,) = [r for r in genzoo.runs.read_metrics_log(tmp_path / "gmm") if r.get("event") == "end"]
     assert end["em_iterations"] == 4 and end["fit"] == "EM" and end["steps_this_session"] == 0
     assert end["images_per_s"] == pytest.approx(256 / end["train_seconds"], rel=0.01)
+
+
+@pytest.mark.parametrize("grad_clip", [0.0, 0.05])
+def test_the_optimizer_steps_on_gradients_clipped_to_grad_clip(tiny, tmp_path, grad_clip):
+    """`grad_clip`: the global gradient norm the optimizer sees is at most grad_clip (0: the gradients untouched)."""
+    from genzoo.config import build
+    from genzoo.train_config import TrainConfig
+    from genzoo.training.devices import Distributed
+    from genzoo.training.loop import Loop
+
+    torch.manual_seed(0)
+    model = genzoo.create("ae", channels=4, latent_dim=4)
+    cfg = build(TrainConfig, {"batch_size": 16, "grad_clip": grad_clip, "sample_every": 0, "test_every": 0},
+                owner="trainer")
+    loop = Loop(model, cfg, tiny, tmp_path, torch.device("cpu"), 0, Distributed(torch.device("cpu")), False)
+    seen = []
+
+    def norm_before_step(optimizer, args, kwargs):
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        seen.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+
+    loop.optimizers["model"].register_step_pre_hook(norm_before_step)
+    for step in range(3):
+        loop.train_step(*loop.batches.at(step))
+    if grad_clip:
+        assert all(n <= grad_clip * (1 + 1e-4) for n in seen) and max(seen) > 0.9 * grad_clip
+    else:
+        assert min(seen) > 0.05  # unclipped: far above the other case's bound, so that the bound is not trivial

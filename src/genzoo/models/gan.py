@@ -468,6 +468,7 @@ class AdversarialModel(GenerativeModel):
     unused_train_keys: ClassVar[dict[str, str]] = {
         "lr": "set lr_g and lr_d, the generator's and the discriminator's learning rates",
         "weight_decay": "the adversarial networks train without weight decay",
+        "grad_clip": "the two networks' steps are not clipped; lower lr_g and lr_d instead",
     }
 
     def configure_optimizers(self, train: Any) -> dict[str, torch.optim.Optimizer]:

@@ -239,6 +239,7 @@ class RBM(GenerativeModel):
         "beta1": "SGD with the config's momentum (set momentum)",
         "beta2": "SGD with the config's momentum (set momentum)",
         "weight_decay": "set weight_cost, the L2 penalty on W only",
+        "grad_clip": "its contrastive-divergence update is not a loss's gradient and is not clipped; lower lr instead",
     }
 
     def configure_optimizers(self, train: Any) -> dict[str, torch.optim.Optimizer]:

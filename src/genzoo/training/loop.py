@@ -209,8 +209,9 @@ class Loop:
                     "with the same settings would meet the same values.")
         else:
             kept = f"No checkpoint was written yet, so {self.run_dir} has nothing to resume from."
-        fixes = [f"a lower --lr (this run: {self.cfg.lr:g})"]
-        if not self.cfg.grad_clip:
+        unused = self.model.unused_train_keys  # suggest only what this model takes
+        fixes = [f"a lower --lr (this run: {self.cfg.lr:g})" if "lr" not in unused else f"lower rates ({unused['lr']})"]
+        if not self.cfg.grad_clip and "grad_clip" not in unused:
             fixes.append("--set grad_clip=1")
         if self.autocast is not nullcontext:  # bf16 autocast is on (CUDA): it may be the cause
             fixes.append("--set amp=false")
