@@ -125,6 +125,10 @@ def test_sample_quality_on_fake_evaluator():
     assert worse["fid"] > 100 * result["fid"]
     assert worse["class_coverage"][0] == 1.0
     assert worse["precision"] == 0.0
+    assert worse["class_entropy_bits"] == 0.0  # one class
+    shares = torch.tensor(result["class_coverage"], dtype=torch.float64)  # the entropy in bits from its definition
+    expected_bits = float(-(shares[shares > 0] * shares[shares > 0].log2()).sum())
+    assert result["class_entropy_bits"] == pytest.approx(expected_bits, abs=1e-3) and expected_bits > 0.5
     with pytest.raises(ValueError, match=r"samples must lie in \[0, 1\], got range \[-1, 1\]"):
         sample_quality(bad * 2 - 1, real, FakeEvaluator())
 
