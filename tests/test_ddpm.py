@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 import genzoo
 from genzoo.config import ConfigError
-from genzoo.models.ddpm import DDPM, N_CLASSES, NoiseSchedule, Sampler, SelfAttention, make_betas
+from genzoo.models.ddpm import DDPM, N_CLASSES, NoiseSchedule, Sampler, SelfAttention, ema_update, make_betas
 from genzoo.train_config import TrainConfig
 
 TINY = {"widths": (8, 16), "res_blocks": 1, "attn_heads": 2, "timesteps": 100, "sample_steps": 5}
@@ -314,8 +314,6 @@ def test_config_errors_name_the_value():
 def test_ema_update_is_the_moving_average_with_its_warm_up(n):
     """ema <- d ema + (1 - d) net, d = min(ema_decay, (1 + n) / (10 + n)) after n earlier updates (the warm-up
     keeps a short run's average from sitting near the initial weights)."""
-    from genzoo.models.ddpm import ema_update
-
     torch.manual_seed(0)
     net, ema = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
     before = [p.detach().clone() for p in ema.parameters()]

@@ -15,9 +15,12 @@ import torch
 from safetensors.torch import load_file
 
 import genzoo
-from genzoo.config import ConfigError
+from genzoo.config import ConfigError, build
 from genzoo.models.base import GenerativeModel
+from genzoo.train_config import TrainConfig
 from genzoo.trainer import TrainingError
+from genzoo.training.devices import Distributed
+from genzoo.training.loop import Loop
 
 AE_TINY = ["--set", "channels=4", "--set", "latent_dim=4"]
 
@@ -504,11 +507,6 @@ def test_gmm_counts_em_iterations_and_refuses_steps(tiny, tmp_path, capsys):
 @pytest.mark.parametrize("grad_clip", [0.0, 0.05])
 def test_the_optimizer_steps_on_gradients_clipped_to_grad_clip(tiny, tmp_path, grad_clip):
     """`grad_clip`: the global gradient norm the optimizer sees is at most grad_clip (0: the gradients untouched)."""
-    from genzoo.config import build
-    from genzoo.train_config import TrainConfig
-    from genzoo.training.devices import Distributed
-    from genzoo.training.loop import Loop
-
     torch.manual_seed(0)
     model = genzoo.create("ae", channels=4, latent_dim=4)
     cfg = build(TrainConfig, {"batch_size": 16, "grad_clip": grad_clip, "sample_every": 0, "test_every": 0},
