@@ -160,7 +160,6 @@ def test_bad_options_list_valid_keys(tiny, tmp_path):
 
 
 def test_cosine_schedule_and_warmup():
-    from genzoo.train_config import TrainConfig
     from genzoo.trainer import lr_factor
 
     f = lr_factor(TrainConfig(schedule="cosine", warmup_steps=10), 110)
