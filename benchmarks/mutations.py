@@ -56,6 +56,7 @@ TESTS = {
     "trainer": ["tests/test_trainer.py"],
     "mixture": ["tests/test_mixture.py"],
     "bayes": ["tests/test_bayes.py"],
+    "semantic": ["tests/test_instruct_cli.py"],
 }
 
 
@@ -166,6 +167,23 @@ MUTATIONS = [
              "pooled = h.mean(1)", "text", "the encoder's mean over tokens counts the padding"),
     Mutation("text-case-kept", "text.py", "return WORD.findall(text.lower())", "return WORD.findall(text)", "text",
              "instructions are not lower-cased: 'Mirror it' loses its first word"),
+    Mutation("edits-scale-inverted", "edits.py", "cos, sin = math.cos(a) / scale, math.sin(a) / scale",
+             "cos, sin = math.cos(a) * scale, math.sin(a) * scale", "edits",
+             "'make it bigger' shrinks the digit (the zoom applied the wrong way round)"),
+    Mutation("edits-hide-pixels-rate", "edits.py", "(_rand(x.shape, generator, x.device) >= fraction)",
+             "(_rand(x.shape, generator, x.device) < fraction)", "edits",
+             "'fill in the missing part': 40% of the pixels hidden, not 60%"),
+    Mutation("semantic-pairs-filter-one-side", "commands.py",
+             "keep = (p_in[torch.arange(n), sources] >= threshold) & (p_out[torch.arange(n), targets] >= threshold)",
+             "keep = p_out[torch.arange(n), targets] >= threshold", "semantic",
+             "semantic pairs kept when the evaluator is sure of the output alone (the paper's filter checks both)"),
+    # the pixel models' samplers
+    Mutation("pixel-sampler-draws-one-minus-p", "models/autoregressive.py",
+             "(u[:, 0, i, j] < torch.sigmoid(logit.float()))", "(u[:, 0, i, j] > torch.sigmoid(logit.float()))",
+             "pixelcnn", "a pixel drawn as 1 with probability 1 - p"),
+    Mutation("completion-ignores-the-visible-pixels", "models/autoregressive.py",
+             "pixel = torch.where(visible[:, 0, i, j], x_known[:, 0, i, j], pixel)", "pixel = pixel", "pixelcnn",
+             "completions redraw the pixels they were given"),
     # the denoising autoencoder and its chain; the autoencoder's code Gaussian
     Mutation("dae-trains-on-clean-input", "models/dae.py", "z = self.encode(noisy)", "z = self.encode(x)", "dae",
              "the denoiser is trained on clean digits (a plain autoencoder)"),

@@ -112,6 +112,10 @@ def test_degradations_hide_what_they_say(digits):
         zero_halves = [(half[i, 0, :14] == 0).all(), (half[i, 0, 14:] == 0).all(),
                        (half[i, 0, :, :14] == 0).all(), (half[i, 0, :, 14:] == 0).all()]
         assert any(zero_halves)
+    dotted = edits.hide_pixels(digits, g)  # each pixel hidden with probability 0.6
+    ink = digits > 0
+    assert ((dotted == digits) | (dotted == 0)).all()
+    assert (dotted[ink] == 0).float().mean().item() == pytest.approx(0.6, abs=0.03)
     sp = edits.salt_and_pepper(digits, g, 0.2)
     changed = (sp != digits).float().mean().item()
     assert 0.05 < changed < 0.2 and set(sp[sp != digits].unique().tolist()) <= {0.0, 1.0}

@@ -80,6 +80,22 @@ def test_cached_logits_equal_the_whole_network_logits(variant):
     torch.testing.assert_close(cached_logits(model, x, y), model.logits(x, y), rtol=0, atol=1e-10)
 
 
+def test_samples_follow_the_distribution_the_model_scores():
+    """Every pixel's share of ones in 6,000 samples against its exact marginal, summed over all 512 binary 3x3
+    images weighted by the model's own probabilities (weights scaled up so that pixels are far from even odds)."""
+    model = tiny(3, gated=True)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    images = torch.tensor(list(itertools.product([0.0, 1.0], repeat=9)), dtype=torch.float64).view(512, 1, 3, 3)
+    probs = model.log_prob(images).double().exp()
+    exact = (probs[:, None] * images.view(512, 9)).sum(0)  # P(pixel k = 1)
+    assert (exact - 0.5).abs().max() > 0.3  # a pixel the draws could get the wrong way round is there
+    u = torch.rand(6000, 1, 3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    drawn = generate(model, u, None, method="cached").view(6000, 9).mean(0)
+    torch.testing.assert_close(drawn, exact, atol=0.03, rtol=0)  # 5 standard errors at most
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_cached_sampler_equals_naive_sampler_given_the_same_noise(variant):
     model = tiny(5, **VARIANTS[variant])
