@@ -184,6 +184,9 @@ MUTATIONS = [
     Mutation("completion-ignores-the-visible-pixels", "models/autoregressive.py",
              "pixel = torch.where(visible[:, 0, i, j], x_known[:, 0, i, j], pixel)", "pixel = pixel", "pixelcnn",
              "completions redraw the pixels they were given"),
+    Mutation("rbm-gibbs-mean-field-hidden", "models/rbm.py",
+             "h = torch.bernoulli(self.hidden_probs(v), generator=generator)", "h = self.hidden_probs(v)", "rbm",
+             "Gibbs sampling: the hidden units' probabilities passed on instead of a draw from them"),
     # the denoising autoencoder and its chain; the autoencoder's code Gaussian
     Mutation("dae-trains-on-clean-input", "models/dae.py", "z = self.encode(noisy)", "z = self.encode(x)", "dae",
              "the denoiser is trained on clean digits (a plain autoencoder)"),

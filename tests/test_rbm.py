@@ -126,3 +126,26 @@ def test_log_prob_sample_pictures_and_reload(digits, tmp_path):
     assert pictures["gibbs_chain.png"].shape == (8, 4, 1, 28, 28)  # chains x sweeps 0, 1, 2, 5
     paths = save_pictures(pictures, tmp_path)
     assert all(p.exists() for p in paths)
+
+
+def test_gibbs_chains_reach_the_distribution_of_a_small_rbm():
+    """Block Gibbs sampling has p(v) = sum_h exp(b.v + c.h + v.W.h) / Z as its stationary distribution. Only three
+    visible pixels are wired (to three hidden units), so p of those pixels' 8 joint states is enumerated exactly:
+    p(v) proportional to exp(b.v) prod_j (1 + exp(c_j + (v W)_j)). 4,000 chains of 30 sweeps against it."""
+    torch.manual_seed(0)
+    model = RBM(n_hidden=3).double()
+    with torch.no_grad():
+        model.W.zero_()
+        model.W[:3] = torch.tensor([[2.5, -2.0, 1.5], [-2.0, 2.5, 1.0], [1.5, 1.0, -3.0]], dtype=torch.float64)
+        model.b[:3] = torch.tensor([-1.0, 0.5, 0.0], dtype=torch.float64)
+        model.c.copy_(torch.tensor([-0.5, -1.0, 0.5], dtype=torch.float64))
+    states = torch.tensor([[(s >> k) & 1 for k in range(3)] for s in range(8)], dtype=torch.float64)  # (8, 3)
+    weight = (states @ model.b[:3]).exp() * (1 + (states @ model.W[:3] + model.c).exp()).prod(1)
+    exact = (weight / weight.sum()).detach()
+    start = torch.bernoulli(torch.full((4000, 784), 0.5, dtype=torch.float64),
+                            generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        v, _ = model.gibbs(start, 30, torch.Generator().manual_seed(2))
+    index = (v[:, :3] * torch.tensor([1.0, 2.0, 4.0], dtype=torch.float64)).sum(1).long()
+    drawn = torch.bincount(index, minlength=8).double() / len(v)
+    assert (drawn - exact).abs().sum().item() < 0.06  # total variation x 2; sampling noise gives about 0.03
