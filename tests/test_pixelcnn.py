@@ -35,6 +35,11 @@ def tiny(size: int, **kw) -> PixelCNN:
     return model
 
 
+def all_binary_3x3() -> torch.Tensor:
+    """Every binary 3x3 image, (512, 1, 3, 3) float64."""
+    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=9)), dtype=torch.float64).view(512, 1, 3, 3)
+
+
 def input_gradients(model, size: int) -> torch.Tensor:
     """(P, P): entry [k, m] is d logit of pixel k / d input pixel m, P = size * size (raster order)."""
     n = size * size
@@ -65,7 +70,7 @@ def test_gated_has_no_blind_spot_and_plain_has_one():
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_probabilities_of_all_512_binary_3x3_images_sum_to_one(variant):
     model = tiny(3, **VARIANTS[variant])
-    images = torch.tensor(list(itertools.product([0.0, 1.0], repeat=9)), dtype=torch.float64).view(512, 1, 3, 3)
+    images = all_binary_3x3()
     y = torch.full((512,), 7) if model.conditional else None
     total = model.log_prob(images, y).double().exp().sum().item()
     assert total == pytest.approx(1.0, abs=1e-5)
@@ -87,7 +92,7 @@ def test_samples_follow_the_distribution_the_model_scores():
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(3.0)
-    images = torch.tensor(list(itertools.product([0.0, 1.0], repeat=9)), dtype=torch.float64).view(512, 1, 3, 3)
+    images = all_binary_3x3()
     probs = model.log_prob(images).double().exp()
     exact = (probs[:, None] * images.view(512, 9)).sum(0)  # P(pixel k = 1)
     assert (exact - 0.5).abs().max() > 0.3  # a pixel the draws could get the wrong way round is there
