@@ -24,6 +24,7 @@ A network trained without text (`--recipe cpu-small-blind`) is the issue's basel
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -316,14 +317,27 @@ _SEEN_AS = {"upscale-14": lambda x: edits.downsample(x, 14), "upscale-7": lambda
             "denoise-gaussian": lambda x: x, "denoise-salt-and-pepper": lambda x: x}
 
 
+def show_hidden_as(value: float) -> None:
+    """Make the fills' inputs in this process (edits.KINDS, which training and evaluation draw from) show their
+    hidden pixels as `value`: 0, what genzoo's triples show, is the background, so an input does not say where its
+    hidden part is; 0.5 marks that part grey. For the A/B of docs/results/instruct.md; a run trained with a value
+    is evaluated with the same one."""
+    for name, hide in (("fill-box", edits.hide_box), ("fill-half", edits.hide_half),
+                       ("fill-pixels", edits.hide_pixels)):
+        edits.KINDS[name] = dataclasses.replace(edits.KINDS[name],
+                                                make=lambda x, g, fields, hide=hide: (hide(x, g, value=value), x))
+
+
 def nearest_training_digits(kind: str, digits: torch.Tensor, train_x: torch.Tensor, k: int,
-                            generator: torch.Generator,
-                            chunk: int = 250) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                            generator: torch.Generator, chunk: int = 250,
+                            mask_known: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """For each test digit, degraded as `kind` degrades it, the k training digits that best explain its degraded
     input, nearest first: (N, k) indices into train_x, the degraded inputs (N, 1, 28, 28) and, for the fills, the
     visible pixels (N, 1, 28, 28: 1 where seen; None for the other kinds).
 
-    Fills: the squared distance on the pixels left visible (the training digit under the same mask). Noise: the
+    Fills: the squared distance on the pixels left visible (the training digit under the same mask); with
+    `mask_known` False, on all pixels, the hidden ones black as the input shows them (the editor is not told which
+    pixels are hidden either), and no visible pixels are returned. Noise: the
     squared distance of the training digit to the noisy input (the Gaussian likelihood). Upscaling and sketches:
     the squared distance between the two digits' degraded versions (the same 14x14 or 7x7 image, the same
     outline or skeleton)."""
@@ -333,6 +347,7 @@ def nearest_training_digits(kind: str, digits: torch.Tensor, train_x: torch.Tens
         visible = _MASKED[kind](torch.ones_like(digits), generator).flatten(1)  # (N, 784): 1 where seen
         inputs = digits * visible.view_as(digits)
         seen = train_x.flatten(1)
+        visible = visible if mask_known else None
     else:
         inputs = edits.KINDS[kind].make(digits, generator, [{}] * n)[0]
         seen = _SEEN_AS[kind](train_x).flatten(1)  # D(t) of every training digit
@@ -372,10 +387,18 @@ def cmd_retrieval(args) -> dict:
             nearest, mean_of_k = (torch.where(visible > 0, digits, d) for d in (nearest, mean_of_k))
         row = {"input": edits.score_edits(inputs, digits), "nearest": edits.score_edits(nearest, digits),
                "mean_of_k": edits.score_edits(mean_of_k, digits)}
+        blind = ""
+        if visible is not None:  # the same search not told which pixels are hidden, as the editor is not
+            index = nearest_training_digits(kind, digits, train_x, args.k, torch.Generator().manual_seed(args.seed),
+                                            mask_known=False)[0]
+            row["nearest_mask_unknown"] = edits.score_edits(train_x[index[:, 0]], digits)
+            row["mean_of_k_mask_unknown"] = edits.score_edits(train_x[index].mean(1), digits)
+            blind = (f"; not told the mask: {row['nearest_mask_unknown']['psnr']:5.1f} and "
+                     f"{row['mean_of_k_mask_unknown']['psnr']:5.1f} dB")
         out["kinds"][kind] = row
         print(f"{kind:24s} nearest training digit {row['nearest']['psnr']:5.1f} dB (success "
               f"{row['nearest']['success']:.2f}); mean of the {args.k} nearest {row['mean_of_k']['psnr']:5.1f} dB; "
-              f"the input {row['input']['psnr']:5.1f} dB", file=sys.stderr, flush=True)
+              f"the input {row['input']['psnr']:5.1f} dB{blind}", file=sys.stderr, flush=True)
     return {**out, **stamp(torch.device("cpu"))}
 
 
@@ -506,6 +529,12 @@ def edit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-guidance", dest="text_guidance", type=float, default=3.0)
 
 
+def hidden_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--hidden-value", dest="hidden_value", type=float, default=0.0,
+                        help="the fills' hidden pixels shown as this (0: black, as genzoo's triples show them; 0.5: "
+                             "marked grey); evaluate a run with the value it was trained with")
+
+
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -527,6 +556,7 @@ def main() -> dict:
     p.add_argument("--prediction", choices=("eps", "v"), help="what the U-Net predicts (default: the recipe's)")
     p.add_argument("--word-noise", dest="word_noise", type=float,
                    help="the instructions' word noise in training (default: the recipe's)")
+    hidden_option(p)
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("evaluate")
     p.add_argument("run")
@@ -542,6 +572,7 @@ def main() -> dict:
                    help="semantic edits of this many test digits per phrasing split (0: none)")
     p.add_argument("--no-text", dest="no_text", action="store_true",
                    help="also score the edits with the instruction withheld (s_T = 0)")
+    hidden_option(p)
     p.set_defaults(fn=cmd_evaluate)
     q = sub.add_parser("speed")
     q.add_argument("--data", default="mnist")
@@ -591,7 +622,12 @@ def main() -> dict:
         print(table(json.loads(Path(args.editor).read_text()),
                     json.loads(Path(args.baseline).read_text()) if args.baseline else None))
         return {}
-    return write_result(args.fn(args), args.out)
+    if getattr(args, "hidden_value", 0.0):
+        show_hidden_as(args.hidden_value)
+    result = args.fn(args)
+    if hasattr(args, "hidden_value"):  # train and evaluate say what the fills' inputs showed
+        result["hidden_value"] = args.hidden_value
+    return write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -181,6 +181,33 @@ def test_instruct_retrieval_finds_the_training_digits_nearest_the_degraded_input
         assert torch.allclose(distances[index[i]], distances.sort().values[:3], atol=1e-3)
     if kind != "denoise-gaussian":  # noise can make another digit the nearer one
         assert index[:2, 0].tolist() == [40, 41]
+    if visible is not None:  # not told the mask: the distance on every pixel to the input (hidden ones black)
+        blind, same_inputs, none = bench.nearest_training_digits(kind, digits, train, 3,
+                                                                 torch.Generator().manual_seed(1), mask_known=False)
+        assert none is None and torch.equal(same_inputs, inputs)
+        for i in range(6):
+            distances = torch.stack([(t - inputs[i]).pow(2).sum() for t in train])
+            assert torch.allclose(distances[blind[i]], distances.sort().values[:3], atol=1e-3)
+
+
+def test_instruct_show_hidden_as_marks_the_hidden_pixels_of_the_fills_only(tiny, monkeypatch):
+    """benchmarks/instruct.py --hidden-value 0.5: the fills' inputs show their hidden pixels grey, the same pixels
+    and draws as the default's black, and every other kind's triples stay as they were."""
+    bench = load_benchmark("instruct")
+    monkeypatch.setattr(bench.edits, "KINDS", dict(bench.edits.KINDS))  # restored after the test
+    kinds = list(bench.edits.KINDS) * 2
+    digits = tiny.test_x[:len(kinds)]
+    before = bench.edits.make_triples(digits, torch.Generator().manual_seed(0), kinds=kinds)
+    bench.show_hidden_as(0.5)
+    after = bench.edits.make_triples(digits, torch.Generator().manual_seed(0), kinds=kinds)
+    assert after.instructions == before.instructions and torch.equal(after.outputs, before.outputs)
+    for i, kind in enumerate(kinds):
+        changed = after.inputs[i] != before.inputs[i]
+        if kind.startswith("fill-"):
+            hidden = (before.inputs[i] == 0) & (after.inputs[i] == 0.5)
+            assert changed.any() and (changed == hidden).all()
+        else:
+            assert not changed.any(), kind
 
 
 def test_instruct_spread_of_an_editor_that_adds_noise_to_the_exact_output(monkeypatch, capsys):

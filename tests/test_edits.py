@@ -122,6 +122,18 @@ def test_degradations_hide_what_they_say(digits):
     assert edits.gaussian_noise(digits, g).min() >= 0 and edits.gaussian_noise(digits, g).max() <= 1
 
 
+@pytest.mark.parametrize("hide", [edits.hide_box, edits.hide_half, edits.hide_pixels])
+def test_hidden_pixels_show_the_value_asked_for_under_the_same_mask(digits, hide):
+    """`value` (0.5: the fills' inputs marked grey, the A/B of docs/results/instruct.md) changes what the hidden
+    pixels show, not which pixels are hidden: the same draws hide the same pixels as the default's."""
+    hidden = hide(torch.ones_like(digits), torch.Generator().manual_seed(3)) == 0
+    grey = hide(digits, torch.Generator().manual_seed(3), value=0.5)
+    assert hidden.any() and not hidden.all()
+    torch.testing.assert_close(grey, torch.where(hidden, 0.5, digits), rtol=0, atol=0)
+    torch.testing.assert_close(hide(digits, torch.Generator().manual_seed(3)), torch.where(hidden, 0.0, digits),
+                               rtol=0, atol=0)
+
+
 def test_triples_are_reproducible_and_exact(digits):
     a = edits.make_triples(digits, torch.Generator().manual_seed(5))
     b = edits.make_triples(digits, torch.Generator().manual_seed(5))

@@ -140,31 +140,32 @@ def _randint(high: int, n: int, generator: torch.Generator | None, device) -> to
     return torch.randint(0, high, (n,), generator=generator, device=generator.device if generator else device)
 
 
-def hide_box(x: Images, generator: torch.Generator | None, size: int = 12) -> Images:
-    """A size x size square at a random place in the middle 20x20 set to 0 (hidden)."""
+def hide_box(x: Images, generator: torch.Generator | None, size: int = 12, value: float = 0.0) -> Images:
+    """A size x size square at a random place in the middle 20x20 set to `value` (hidden; 0 by default, the
+    background, so that the input does not say where the hidden part is)."""
     n, device = len(x), x.device
     tops, lefts = _randint(20 - size + 1, n, generator, device) + 4, _randint(20 - size + 1, n, generator, device) + 4
     rows = torch.arange(28, device=device)
     inside_r = (rows[None] >= tops.to(device)[:, None]) & (rows[None] < tops.to(device)[:, None] + size)  # (N, 28)
     inside_c = (rows[None] >= lefts.to(device)[:, None]) & (rows[None] < lefts.to(device)[:, None] + size)
     mask = (inside_r[:, :, None] & inside_c[:, None, :])[:, None]  # (N, 1, 28, 28)
-    return x.masked_fill(mask, 0.0)
+    return x.masked_fill(mask, value)
 
 
-def hide_half(x: Images, generator: torch.Generator | None) -> Images:
-    """One half (top, bottom, left or right, drawn per digit) set to 0."""
+def hide_half(x: Images, generator: torch.Generator | None, value: float = 0.0) -> Images:
+    """One half (top, bottom, left or right, drawn per digit) set to `value` (hidden; 0 by default)."""
     which = _randint(4, len(x), generator, x.device).tolist()
     out = x.clone()
     for i, w in enumerate(which):
         region = [(slice(0, 14), slice(None)), (slice(14, 28), slice(None)),
                   (slice(None), slice(0, 14)), (slice(None), slice(14, 28))][w]
-        out[i, :, region[0], region[1]] = 0
+        out[i, :, region[0], region[1]] = value
     return out
 
 
-def hide_pixels(x: Images, generator: torch.Generator | None, fraction: float = 0.6) -> Images:
-    """Each pixel hidden (set to 0) with probability `fraction`."""
-    return x * (_rand(x.shape, generator, x.device) >= fraction)
+def hide_pixels(x: Images, generator: torch.Generator | None, fraction: float = 0.6, value: float = 0.0) -> Images:
+    """Each pixel hidden (set to `value`, 0 by default) with probability `fraction`."""
+    return torch.where(_rand(x.shape, generator, x.device) >= fraction, x, value)
 
 
 def gaussian_noise(x: Images, generator: torch.Generator | None, sigma: float = 0.4) -> Images:
