@@ -13,6 +13,9 @@ digits scored against the exact outputs of `genzoo.edits`, per kind, on trained 
     python benchmarks/instruct.py spread runs/instruct/cpu-small -n 100 --out spread.json
     python benchmarks/instruct.py retrieval --data ../shared/data/mnist -n 1000 --out retrieval.json
 
+    # the A/B of the fills' hidden pixels marked grey (train and evaluate with the same value; default 0, black)
+    python benchmarks/instruct.py train --recipe cpu-latent --hidden-value 0.5 ...
+
 Each edit starts from a test digit (never seen in training), with fixed seeds. The text-blind baseline
 (`use_text=False`) never reads the instruction, so its held-out and no-text rows are its trained-phrasing edits,
 scored once. "success" is an edit with PSNR
@@ -530,6 +533,7 @@ def edit_options(parser: argparse.ArgumentParser) -> None:
 
 
 def hidden_option(parser: argparse.ArgumentParser) -> None:
+    """What the fills' inputs show where pixels are hidden, for the commands that make triples (train, evaluate)."""
     parser.add_argument("--hidden-value", dest="hidden_value", type=float, default=0.0,
                         help="the fills' hidden pixels shown as this (0: black, as genzoo's triples show them; 0.5: "
                              "marked grey); evaluate a run with the value it was trained with")
