@@ -36,11 +36,12 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from .data import DataError
     from .evaluator import EvaluatorError
     from .models.base import CapabilityError
+    from .recipes import RecipeError
     from .runs import RunError
     from .trainer import TrainingError
 
     return (DataError, ConfigError, RunError, TrainingError, CapabilityError, EvaluatorError, FileNotFoundError,
-            ServeError)
+            ServeError, RecipeError)
 
 
 def positive_int(text: str) -> int:
@@ -91,7 +92,13 @@ def cmd_train(args):
     return commands.train(args.model, data=args.data, out=args.out, device=args.device, seed=args.seed,
                           resume=args.resume, sets=args.set, epochs=args.epochs, steps=args.steps,
                           batch_size=args.batch_size, lr=args.lr, overwrite=args.overwrite,
-                          time_budget=args.time_budget)
+                          time_budget=args.time_budget, recipe=args.recipe)
+
+
+def cmd_recipes(args):
+    from . import recipes
+
+    return recipes.listing(args.model)
 
 
 def cmd_sample(args):
@@ -203,7 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="--out holds a run: delete it and train afresh (without this, such a folder is refused)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any model or trainer hyper-parameter")
+    p.add_argument("--recipe", metavar="NAME",
+                   help="a named recipe (`genzoo recipes MODEL` lists them: cpu, paper); --set and the options above "
+                        "override its values")
     p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("recipes", help="the named recipes of every model (or one): settings, time, figures reached")
+    p.add_argument("model", nargs="?", choices=catalog.NAMES, metavar="MODEL")
+    p.set_defaults(fn=cmd_recipes)
 
     p = sub.add_parser("sample", help="draw a grid of samples from a trained run")
     p.add_argument("run")

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from . import edits, registry, runs
+from . import edits, recipes, registry, runs
 from .config import ConfigError, field_types, parse_sets, parse_value
 from .data import DataError, fixed_binarization, load_data, spread
 from .evaluate import DEFAULT_EDITS, evaluate_run
@@ -31,6 +32,7 @@ from .models.instruct import InstructPix2Pix
 from .train_config import TrainConfig
 from .trainer import TrainingError, resolve_device
 from .trainer import train as train_model
+from .trainer import train_or_resume
 from .training import progress
 
 
@@ -58,20 +60,23 @@ def split_sets(model_name: str, pairs: dict[str, str]) -> tuple[dict[str, Any], 
 def train(model: str, *, data: str = "auto", out: str | None = None, device: str = "auto", seed: int = 0,
           resume: bool = False, sets: list[str] | None = None, epochs: int | None = None, steps: int | None = None,
           batch_size: int | None = None, lr: float | None = None, overwrite: bool = False,
-          time_budget: float | None = None) -> Path:
+          time_budget: float | None = None, recipe: str | None = None) -> Path:
     """`genzoo train MODEL`: train into a run folder (or continue one with `resume`) and return the folder.
 
     Args:
         sets: "key=value" strings for the model's or the trainer's config (not with `resume`).
         epochs, steps, batch_size, lr: the trainer settings the CLI names; `steps` alone means no epochs.
         time_budget: seconds of training (summed over resumed sessions); with `resume`, a new budget.
+        recipe: a named recipe of `genzoo.recipes` (e.g. "cpu"); `sets` and the named settings override its
+            values. Its stages (runs of other models it starts from) train first, into RUN/stages/.
     """
     if resume:
         if out is None:
             raise TrainingError("--resume needs --out RUN, the run folder to continue")
-        if sets:
-            raise TrainingError(f"{out}: --resume continues a run with its own config.json; drop --set "
-                                "(only --epochs, --steps or --time-budget may go with it, to train the run for longer)")
+        if sets or recipe:
+            raise TrainingError(f"{out}: --resume continues a run with its own config.json; drop "
+                                f"{'--set' if sets else '--recipe'} (only --epochs, --steps or --time-budget may go "
+                                "with it, to train the run for longer)")
         model_part, train_part = {}, {}
     else:
         model_part, train_part = split_sets(model, parse_sets(sets))
@@ -79,8 +84,51 @@ def train(model: str, *, data: str = "auto", out: str | None = None, device: str
     train_part.update({key: value for key, value in given.items() if value is not None})
     if steps and "epochs" not in train_part:
         train_part["epochs"] = 0
+    if recipe:
+        run_dir = Path(out) if out is not None else Path("runs") / model
+        staged = recipe_stages(model, recipe, run_dir, data=data, device=device, seed=seed)
+        chosen = recipes.get(model, recipe)
+        model_part = {**chosen.model, **staged, **model_part}
+        lengths = {"epochs", "steps"} & set(train_part)  # a length given on the command line replaces the recipe's
+        train_part = {**{k: v for k, v in chosen.train.items() if not (lengths and k in ("epochs", "steps"))},
+                      **train_part, "recipe": recipe}
+        if "steps" in train_part and "epochs" not in train_part:
+            train_part["epochs"] = 0
+        out = str(run_dir)
     return train_model(model, data=data, out=out, device=device, seed=seed, resume=resume,
                        train_overrides=train_part, model_overrides=model_part, overwrite=overwrite)
+
+
+def recipe_stages(model: str, name: str, run_dir: Path, *, data: str, device: str, seed: int) -> dict[str, Any]:
+    """Train (or finish, or find finished) the runs a recipe starts from, in `run_dir/stages/`, and return the
+    model settings that point at them. Each stage goes on where a killed command left it."""
+    chosen = recipes.get(model, name)
+    settings: dict[str, Any] = {}
+    for stage in chosen.stages:
+        stage_dir = run_dir / "stages" / stage.name
+        if not _finished(stage_dir):
+            print(f"genzoo: {model} --recipe {name}: stage {stage.name!r}: {stage.model} --recipe {stage.recipe} "
+                  f"into {stage_dir}", file=sys.stderr)
+            stage_recipe = recipes.get(stage.model, stage.recipe)
+            train_part = {**stage_recipe.train, "recipe": stage.recipe}
+            train_or_resume(stage.model, data, stage_dir, device=device, seed=seed, train_overrides=train_part,
+                            model_overrides={**stage_recipe.model, **recipe_stages(stage.model, stage.recipe,
+                                                                                   stage_dir, data=data,
+                                                                                   device=device, seed=seed)})
+        settings["first_stage_from"] = str(stage_dir.resolve())
+    if chosen.pairs:
+        pairs_dir = run_dir / "stages" / "pairs"
+        if not (pairs_dir / "pairs.safetensors").exists():
+            print(f"genzoo: {model} --recipe {name}: {chosen.pairs} semantic pairs into {pairs_dir}", file=sys.stderr)
+            semantic_pairs(run_dir / "stages" / "ddpm", pairs_dir, chosen.pairs, seed=seed, device=device)
+        settings["semantic_pairs"] = str(pairs_dir.resolve())
+    return settings
+
+
+def _finished(run_dir: Path) -> bool:
+    """Whether a run folder holds a run that ended on its own length (not cut by a budget or a signal)."""
+    ends = [r for r in runs.read_metrics_log(run_dir) if r.get("event") == "end"] if run_dir.exists() else []
+    return bool(ends) and not ends[-1].get("stopped")
 
 
 def output_name(stem: str, suffix: str = ".png", **settings: Any) -> str:

@@ -1,0 +1,54 @@
+"""The trained zoo that ships inside the package: each family's `cpu` recipe trained on full MNIST.
+
+Each shipped model is a folder `genzoo/pretrained/<name>/` holding what a run folder holds for sampling
+(config.json, model.safetensors with only the weights that sampling, scoring and editing need) and its
+evaluation on the full test set; `manifest.json` lists, per model, the recipe, the commit that trained it, the
+CPU-seconds it took, its headline figures, the figures of a small fixed re-score (tests/test_pretrained.py
+recomputes them) and the sha256 of every file. `pretrained:NAME` names one wherever a run folder is taken.
+
+This module reads the manifest without importing torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).parent
+MANIFEST = ROOT / "manifest.json"
+PREFIX = "pretrained:"
+
+
+class PretrainedError(ValueError):
+    """An unknown shipped model, or a shipped file that does not match the manifest."""
+
+
+def manifest() -> dict[str, Any]:
+    """The manifest: {"models": {name: entry}}; no models when none ships."""
+    if not MANIFEST.exists():
+        return {"models": {}}
+    return json.loads(MANIFEST.read_text())
+
+
+def names() -> list[str]:
+    return list(manifest()["models"])
+
+
+def is_pretrained(spec: str | Path) -> bool:
+    return isinstance(spec, str) and spec.startswith(PREFIX)
+
+
+def resolve(spec: str) -> Path:
+    """The installed folder of `pretrained:NAME`; an unknown name is an error listing the shipped ones."""
+    name = spec[len(PREFIX):]
+    known = names()
+    if name not in known:
+        raise PretrainedError(f"{spec}: no shipped model {name!r}; shipped: "
+                              f"{', '.join(PREFIX + n for n in known) or 'none'} (`genzoo pretrained` lists them)")
+    return ROOT / name
+
+
+def headline(entry: dict[str, Any]) -> str:
+    """The shipped figures of one manifest entry, in one line: "IWAE NLL 84.1 nats (10,000 test digits), ..."."""
+    return "; ".join(f"{label} {value}" for label, value in entry.get("headline", {}).items())
