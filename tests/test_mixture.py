@@ -210,6 +210,40 @@ def test_warm_start_continues_like_sklearn_and_never_lowers_the_likelihood(data,
     np.testing.assert_allclose(ours.means_, sk.means_, rtol=1e-8, atol=1e-10)
 
 
+def test_warm_start_detects_convergence_across_fits(data):
+    """scikit-learn's test_convergence_detected_with_warm_start: repeated warm fits of even one EM
+    iteration each must report convergence once the bound stops moving, with n_iter_ <= max_iter."""
+    for max_iter in (1, 2, 50):
+        gm = GaussianMixture(3, warm_start=True, max_iter=max_iter, random_state=np.random.RandomState(0))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            for _ in range(100):
+                gm.fit(data)
+                if gm.converged_:
+                    break
+        assert gm.converged_, max_iter
+        assert 1 <= gm.n_iter_ <= max_iter
+
+
+def test_warm_start_first_change_is_against_the_previous_fits_bound(data):
+    gm = GaussianMixture(3, warm_start=True, max_iter=1, tol=1e-3, random_state=0)
+    seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(data)
+        assert not gm.converged_  # a fresh start has nothing to compare its one bound with
+        for _ in range(100):
+            previous = gm.lower_bound_
+            gm.fit(data)
+            # with max_iter=1 the only change a fit can measure is against the previous fit's bound
+            expected = abs(gm.lower_bound_ - previous) < 1e-3
+            assert gm.converged_ == expected
+            seen.append(expected)
+            if expected:
+                break
+    assert seen[-1] and not seen[0], seen
+
+
 def test_n_init_keeps_the_best_run(data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

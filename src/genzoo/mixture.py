@@ -1191,7 +1191,10 @@ class GaussianMixture:
         for init in range(1 if continuing else self.n_init):
             if not continuing:
                 self._initialize(X, generator)
-            bound, bounds, converged, n_iter = -math.inf, [], False, 0
+            # A continued fit measures its first change against the previous fit's last bound (as
+            # scikit-learn does), so repeated one-iteration fits can detect convergence.
+            start = getattr(self, "lower_bound_", -math.inf) if continuing else -math.inf
+            bound, bounds, converged, n_iter = start, [], False, 0
             for n_iter in range(1, self.max_iter + 1):
                 previous = bound
                 bound = self._em_step(X, cache)
