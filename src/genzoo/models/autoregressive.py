@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from ..config import ConfigError
 from ..data import fixed_binarization
 from ..metrics import bits_per_dim
-from .base import CapabilityError, GenerativeModel
+from .base import CapabilityError, GenerativeModel, report_progress
 
 HIDE_KINDS = ("bottom-half", "right-half", "box")
 
@@ -46,6 +46,8 @@ class PixelModel(GenerativeModel):
     training_mode = "gradient"
     binary_data = True
     log_prob_kind = "exact"
+    can_complete = True
+    heavy_sampling = True
     train_defaults = {"lr": 1e-3, "epochs": 30, "batch_size": 128, "schedule": "cosine", "warmup_steps": 200,
                       "grad_clip": 1.0}
 
@@ -144,6 +146,7 @@ def _raster_logits(model: PixelModel, x: torch.Tensor, y: torch.Tensor | None, c
     cache = model.init_cache(n, y) if cached else None
     for i in range(height):
         for j in range(width):
+            report_progress(i * width + j, height * width)
             yield i, j, model.cached_logit(cache, x, i, j) if cached else model.logits(x, y)[:, 0, i, j]
 
 

@@ -11,7 +11,10 @@ A model is an `nn.Module` with a `Config` dataclass of hyper-parameters and:
   says whether it is exact, a bound or an estimate;
 - `reconstruct(x)` for autoencoders;
 - capabilities declared as class attributes (`can_sample`, `log_prob_kind`, `log_prob_options`,
-  `has_elbo`, `can_reconstruct`, `can_denoise`, `sample_options`, ...), which evaluation reads;
+  `has_elbo`, `can_reconstruct`, `can_denoise`, `can_edit`, `can_complete`, `can_interpolate`,
+  `heavy_sampling`, `sample_options`, ...), which evaluation, the commands, the report and the app read:
+  code outside `models/` asks a model what it can do, never which class it is;
+- long loops report their progress through `report_progress`, heard by a `reporting_progress` callback;
 - `pictures(data) -> dict[str, Tensor | Figure]`: what the model shows after training, as
   data, not files. Each key is a file name relative to the run folder (the report looks
   for these names: "reconstructions.png", "samples/interpolation.png", ...); each value is
@@ -30,8 +33,9 @@ Inputs are always float32 in [0, 1], (N, 1, 28, 28); models rescale inside.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar
 
 import torch
@@ -76,6 +80,11 @@ class GenerativeModel(nn.Module):
     can_reconstruct: ClassVar[bool] = False  # reconstruct(x) -> x_hat
     can_denoise: ClassVar[bool] = False  # denoise(x_noisy) -> x_hat
     can_edit: ClassVar[bool] = False  # edit(images, instructions) -> edited images (the instruct editor)
+    can_complete: ClassVar[bool] = False  # completes the hidden part of a digit (autoregressive.completion_rows)
+    can_interpolate: ClassVar[bool] = False  # interpolation(steps, ...): images along straight latent lines
+    interpolates_from_digit: ClassVar[bool] = False  # interpolation(start=x) begins at the code of the digit x
+    has_latent_map: ClassVar[bool] = False  # a 2-D latent space is drawn as a map (latent_manifold, encode)
+    heavy_sampling: ClassVar[bool] = False  # sampling takes many sequential network calls (pixels, denoising steps)
     sample_options: ClassVar[tuple[str, ...]] = ()  # keyword options of sample beyond n, y, generator
     # what to use instead when a chosen digit is asked of an unconditional model
     conditional_hint: ClassVar[str] = "use a conditional model: cgan, bayes, or one trained with --set conditional=true"
@@ -84,6 +93,10 @@ class GenerativeModel(nn.Module):
     # TrainConfig keys this model does not use -> what it uses instead (asking for one is an error)
     unused_train_keys: ClassVar[dict[str, str]] = {}
     uses_evaluator: ClassVar[bool] = False  # epoch_end wants the evaluator network (handed in by the trainer)
+    # What shipped weights leave out (genzoo.pretrained): prefixes of weights only training uses, and averaged
+    # copies that stand in for the weights they average ({"ema.": "unet."}: ema.* ship, and load into unet.* too).
+    training_only_weights: ClassVar[tuple[str, ...]] = ()
+    averaged_weights: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: Any = None, **overrides: Any):
         super().__init__()
@@ -182,6 +195,15 @@ class GenerativeModel(nn.Module):
         x = x.to(self.device)
         return torch.stack([x, self.reconstruct(x)])
 
+    def interpolation(self, steps: int, *, rows: int = 1, label: int | None = None, start: torch.Tensor | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images decoded along `rows` straight latent lines of `steps` points each, (rows, steps, 1, 28, 28).
+
+        Where `can_interpolate`; `start` (1, 1, 28, 28) begins the line at that digit's code where
+        `interpolates_from_digit`, `label` fixes the digit of a conditional model.
+        """
+        raise CapabilityError(f"{self.name}: has no latent space to walk; use a vae, gan, cgan or dcgan run")
+
     def configure_optimizers(self, train: Any) -> dict[str, torch.optim.Optimizer]:
         """The optimizers the trainer steps (and checkpoints); override for several networks."""
         return {"model": adam([p for p in self.parameters() if p.requires_grad], train)}
@@ -255,6 +277,33 @@ class GenerativeModel(nn.Module):
         """Learned numbers: the parameters, or the buffers of a model fitted in closed form (GMM, RBM stats)."""
         count = sum(p.numel() for p in self.parameters())
         return count or sum(b.numel() for b in self.buffers())
+
+
+# ---------------------------------------------------------------------------- progress of long computations
+
+# Per thread: a server computes with one model in several threads at once, and only the thread that asked
+# for the progress of its computation may hear of it.
+_progress = threading.local()
+
+
+@contextmanager
+def reporting_progress(callback: Callable[[int, int], None]) -> Iterator[None]:
+    """Within the block, in this thread, the models' long loops (a pixel model's pixels, a diffusion sampler's
+    steps) call `callback(done, total)` before each step. The callback may raise to stop the computation
+    there (a cancelled job); blocks nest, the inner callback winning."""
+    previous = getattr(_progress, "callback", None)
+    _progress.callback = callback
+    try:
+        yield
+    finally:
+        _progress.callback = previous
+
+
+def report_progress(done: int, total: int) -> None:
+    """`done` of `total` steps of a long loop are done: tell the callback of `reporting_progress`, if any."""
+    callback = getattr(_progress, "callback", None)
+    if callback is not None:
+        callback(done, total)
 
 
 def image_rows(images: torch.Tensor, columns: int) -> torch.Tensor:

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from ..config import ConfigError, in_range, non_negative, positive
 from ..constants import IMAGE_SHAPE, N_CLASSES
-from .base import GenerativeModel, adam
+from .base import GenerativeModel, adam, report_progress
 
 IMAGE_SIZE = IMAGE_SHAPE[-1]
 LATENT_SIZE = 7  # the first stage halves 28 twice
@@ -381,6 +381,7 @@ class Sampler:
                    disable=None if progress is None else not progress)  # None: on a terminal only
         for i, t in enumerate(bar):
             t_prev = self.timesteps[i + 1] if i + 1 < len(self.timesteps) else -1
+            report_progress(i, len(self.timesteps))
             eps, x0 = predict(x, t)
             x = self.step(eps, x0, t, t_prev, x, generator)
             if i + 1 in keep_at:
@@ -520,6 +521,7 @@ class DDPM(LatentSpace, WithEMA, GenerativeModel):
     name = "ddpm"
     Config = DDPMConfig
     sample_options: ClassVar[tuple[str, ...]] = ("guidance", "steps", "eta", "sampler")
+    heavy_sampling: ClassVar[bool] = True
     conditional_hint: ClassVar[str] = "train it with --set conditional=true"
     train_defaults: ClassVar[dict] = {"epochs": 20, "batch_size": 128, "lr": 1e-3, "warmup_steps": 200,
                                       "grad_clip": 1.0}
@@ -594,6 +596,7 @@ class DDPM(LatentSpace, WithEMA, GenerativeModel):
         eta = cfg.sample_eta if eta is None else float(eta)
         if sampler == "ancestral":
             eta = 1.0  # the ancestral sampler's variance is the posterior's (DDIM's eta = 1)
+        Sampler(self.schedule, sampler, int(steps), eta)  # refuses a combination that cannot run, before any step
         return {"sampler": sampler, "steps": int(steps), "eta": eta, "guidance": guidance}
 
     def guided_output(self, net: UNet, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None,

@@ -62,7 +62,7 @@ from torch import nn
 from ..config import ConfigError, in_range, non_negative, positive
 from ..constants import IMAGE_SHAPE, N_CLASSES, N_PIXELS
 from ..metrics import coverage_check
-from .base import GenerativeModel
+from .base import CapabilityError, GenerativeModel
 
 D_WINS_PROB = 0.95  # nonsaturating: mean D(x) above this and mean D(G(z)) below 1 - this warns at an epoch end
 EPOCH_STATS = ("loss_d", "d_real", "d_fake", "loss_g")  # what a training step returns, in this order
@@ -423,9 +423,21 @@ class AdversarialModel(GenerativeModel):
 
     training_mode: ClassVar[str] = "step"
     uses_evaluator: ClassVar[bool] = True  # epoch_end checks the samples' digits with the evaluator handed in
+    can_interpolate: ClassVar[bool] = True
+    # Sampling needs the generator's moving average only; the discriminator serves training alone.
+    training_only_weights: ClassVar[tuple[str, ...]] = ("discriminator.",)
+    averaged_weights: ClassVar[dict[str, str]] = {"generator_ema.": "generator."}
     # n_grid 100: a 10 x 10 grid, one digit per row for conditional models.
     adversarial_train_defaults: ClassVar[dict[str, Any]] = {"beta1": 0.5, "beta2": 0.999, "epochs": 30,
                                                             "batch_size": 64, "n_grid": 100}
+
+    def interpolation(self, steps: int, *, rows: int = 1, label: int | None = None, start: torch.Tensor | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """`interpolate`'s rows (one per digit for a conditional model without `label`); no encoder: no `start`."""
+        if start is not None:
+            raise CapabilityError(f"{self.name}: has no encoder, its latent lines cannot start from a digit; "
+                                  "leave the digit out (a vae run can start from one)")
+        return interpolate(self, steps, label=label, rows=rows, generator=generator)
 
     def __init__(self, config: Any = None, **overrides: Any):
         super().__init__(config, **overrides)

@@ -139,6 +139,7 @@ class InstructPix2Pix(LatentSpace, WithEMA, GenerativeModel):
     Config = InstructConfig
     sample_options: ClassVar[tuple[str, ...]] = ("steps",)
     can_edit = True
+    heavy_sampling = True
     train_defaults: ClassVar[dict] = {"epochs": 20, "batch_size": 128, "lr": 1e-3, "warmup_steps": 200,
                                       "grad_clip": 1.0}
 

@@ -110,6 +110,9 @@ class VAE(GenerativeModel):
     log_prob_options = ("k", "generator")
     has_elbo = True
     can_reconstruct = True
+    can_interpolate = True
+    interpolates_from_digit = True
+    has_latent_map = True  # with latent_dim 2
     train_defaults = {"epochs": 100, "batch_size": 128, "lr": 1e-3, "schedule": "cosine"}
 
     def __init__(self, config=None, **overrides):
@@ -270,6 +273,22 @@ class VAE(GenerativeModel):
         fig.colorbar(points, ax=ax, ticks=range(10), label="digit")
         ax.set(xlabel="z1", ylabel="z2", title="Test digits in the latent space (encoder means)")
         return fig
+
+    @torch.no_grad()
+    def interpolation(self, steps: int, *, rows: int = 1, label: int | None = None, start: torch.Tensor | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decoder means along straight lines z0 -> z1, (rows, steps, 1, 28, 28): z1 a prior draw, z0 the code
+        (encoder mean) of the digit `start` (1, 1, 28, 28) when given, else a prior draw."""
+        if steps < 2 or rows < 1:
+            raise ConfigError(f"{self.name}: steps={steps}, rows={rows}: need at least 2 steps and 1 row")
+        if label is not None:
+            self.check_labels(1, label)  # unconditional: the error that says so
+        z1 = self.randn(rows, self.config.latent_dim, generator=generator)
+        z0 = self.encode(start.to(self.device))[0].expand(rows, -1) if start is not None else \
+            self.randn(rows, self.config.latent_dim, generator=generator)
+        t = torch.linspace(0, 1, steps, device=z1.device)[None, :, None]  # (1, S, 1)
+        z = z0[:, None] + t * (z1 - z0)[:, None]  # (R, S, latent)
+        return self.decode_mean(z.flatten(0, 1)).view(rows, steps, *IMAGE_SHAPE)
 
     @torch.no_grad()
     def latent_manifold(self, steps: int = 20) -> torch.Tensor:
