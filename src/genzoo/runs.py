@@ -7,17 +7,21 @@ holds every hyper-parameter; the weights are safetensors, never a pickle.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import io
 import json
 import os
 import pickle
 import platform
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 
 from . import registry
 from ._version import __version__
@@ -106,31 +110,82 @@ def check_fits(name: str, hparams: dict[str, Any]) -> None:
                           "choose smaller sizes")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+class DiskFullError(RunError):
+    """A write that found no space left: names the file and the space it needed; the file as it was is kept."""
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free space on the file system that holds `path` (its nearest existing parent); None if unknown."""
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            try:
+                return shutil.disk_usage(folder).free
+            except OSError:
+                return None
+    return None
+
+
+def disk_full(path: Path, needed: int | None) -> DiskFullError:
+    """The one-line error of a write to `path` that ran out of space, `needed` bytes in all."""
+    free = free_bytes(path.parent)
+    need = f"about {_size(needed)}" if needed is not None else "more space"
+    have = f", {_size(free)} free" if free is not None else ""
+    return DiskFullError(f"{path}: no space left on the device to write it (the write needs {need}{have}); the "
+                         "file as it was before is kept. Free some space and run the command again (a training run "
+                         "continues from its last checkpoint with --resume)")
+
+
+def is_disk_full(e: OSError) -> bool:
+    return e.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_atomic(path: Path, data: bytes | memoryview, mode: int = 0o666) -> None:
+    """Write `data` to `path` whole or not at all: into a hidden temporary file beside it, synced, then renamed
+    over it, so that a kill or a full disk leaves the old file (or none), never half of one.
+
+    A full disk raises DiskFullError naming the path and the size of the write; the temporary file is removed.
+    """
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    view = memoryview(data).cast("B")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)  # some file systems report a full disk only when the data reaches it
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full(path, len(memoryview(data).cast("B"))) from None
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    write_atomic(path, text.encode())
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()  # serialized first, so that the write is one atomic step of a known size
+    torch.save(obj, buffer)
+    write_atomic(path, buffer.getbuffer())
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
     # clone: safetensors refuses tensors that share storage (tied weights, views).
     state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(state, str(tmp))
-    os.chmod(tmp, 0o666 & ~current_umask())  # safetensors creates its file 0600; every other run file is 0644
-    os.replace(tmp, path)
-
-
-def current_umask() -> int:
-    mask = os.umask(0)  # reading the umask means setting it: put it straight back
-    os.umask(mask)
-    return mask
+    write_atomic(path, save_safetensors(state))  # 0666 less the umask, as every other run file
 
 
 def hardware(device: torch.device | str) -> str:
@@ -183,8 +238,12 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu"):
 
     Returns the model in eval mode on `device`.
     """
-    run_dir = Path(run_dir)
-    model = build_model(read_config(run_dir))
+    from .pretrained import run_path
+    from .pretrained.weights import complete_state
+
+    run_dir = run_path(run_dir)
+    config = read_config(run_dir)
+    model = build_model(config)
     weights = run_dir / WEIGHTS
     if not weights.exists():
         raise RunError(f"{run_dir}: no {WEIGHTS} yet; the run has not saved weights (resume it with --resume)")
@@ -193,6 +252,8 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu"):
     except SafetensorError as e:
         raise RunError(f"{weights}: not a readable safetensors file ({e}): it is truncated, damaged or not "
                        "genzoo's weights; restore it from a copy, or train the run again with --overwrite") from None
+    if "shipped" in config:  # weights packed for sampling: the training-only ones left out
+        state = complete_state(model, state)
     mismatched = {k: (tuple(v.shape), tuple(state[k].shape)) for k, v in model.state_dict().items()
                   if k in state and v.shape != state[k].shape}
     if mismatched:
@@ -337,8 +398,15 @@ def read_metrics_log(run_dir: str | Path) -> list[dict]:
 
 def append_metrics_log(run_dir: Path, record: dict) -> None:
     """One record as one line, written whole: a kill can tear only the last line."""
-    with open(Path(run_dir) / METRICS_LOG, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    line = json.dumps(record) + "\n"
+    path = Path(run_dir) / METRICS_LOG
+    try:
+        with open(path, "a") as f:
+            f.write(line)
+    except OSError as e:
+        if is_disk_full(e):
+            raise disk_full(path, len(line.encode())) from None
+        raise
 
 
 def write_metrics_log(run_dir: Path, records: list[dict]) -> None:

@@ -31,6 +31,8 @@ import torch
 from . import runs
 from .config import build
 from .data import Dataset, load_data
+from .pretrained import run_path
+from .runlock import locks_run
 from .train_config import TrainConfig, check_train_keys
 from .training import TrainingError
 from .training.devices import Distributed, forked_rng, resolve_device
@@ -45,6 +47,7 @@ __all__ = ["LENGTH_KEYS", "TrainingError", "epoch_steps", "forked_rng", "lr_fact
 LENGTH_KEYS = ("epochs", "steps", "time_budget")
 
 
+@locks_run  # one process writes a run folder: held before the folder is looked at, until training ends
 def train(
     model: Any,
     data: str | Dataset = "auto",
@@ -123,10 +126,28 @@ def _fresh(model: Any, data: str | Dataset, seed: int, train_overrides: dict | N
     if model_overrides and not isinstance(model, str):
         raise TrainingError("model_overrides apply to a model given by name; configure the instance instead")
     torch.manual_seed(seed)  # the initial weights come from the seed (DDP then broadcasts rank 0's copy)
-    model_obj = runs.create(model, **(model_overrides or {})) if isinstance(model, str) else model
+    init_from = (train_overrides or {}).get("init_from")
+    if init_from:
+        model_obj = _initialised(model, init_from, model_overrides)
+    else:
+        model_obj = runs.create(model, **(model_overrides or {})) if isinstance(model, str) else model
     check_train_keys(model_obj, train_overrides or {})
     train_cfg = build(TrainConfig, {**model_obj.train_defaults, **(train_overrides or {})}, owner="trainer")
     return model_obj, train_cfg, data if isinstance(data, str) else data.spec
+
+
+def _initialised(model: Any, source: str, model_overrides: dict | None):
+    """A new run's model that starts from the weights and settings of the run `source` (a fresh optimizer)."""
+    if model_overrides or not isinstance(model, str):
+        raise TrainingError(f"--from {source}: the new run takes {source}'s model settings; drop --set for them")
+    model_obj = runs.load(source).train()
+    if model_obj.name != model:
+        raise TrainingError(f"--from {source}: a {model_obj.name} run, not {model}; "
+                            f"use: genzoo train {model_obj.name} --from {source} --out RUN")
+    if model_obj.training_only_weights and "shipped" in runs.read_config(run_path(source)):
+        print(f"genzoo: {source} ships without its training-only weights "
+              f"({', '.join(model_obj.training_only_weights)}): they start afresh", file=sys.stderr)
+    return model_obj
 
 
 def _prepare_run_dir(run_dir: Path, model, train_cfg: TrainConfig, data_spec: str, seed: int,
