@@ -30,6 +30,7 @@ from genzoo import runs  # noqa: E402
 from genzoo.evaluator import load_evaluator  # noqa: E402
 from genzoo.images import save_pictures  # noqa: E402
 from genzoo.models.autoregressive import visible_mask  # noqa: E402
+from genzoo.models.base import report_progress, reporting_progress  # noqa: E402
 from genzoo.models.dae import corrupt  # noqa: E402
 from genzoo.serve import is_loopback  # noqa: E402
 from genzoo.serve.app import create_app  # noqa: E402
@@ -247,12 +248,42 @@ def test_sampling_the_light_models_is_reproducible_and_labelled(client, serve_ro
     assert client.post("/api/runs/nested/gan/sample", json={"n": 2}).status_code == 200
 
 
-def test_latent_walks(client, a_one):
-    vae = client.post("/api/runs/vae/interpolate", json={"pixels": a_one, "steps": 5}).json()["frames"]
+def test_latent_walks(client, serve_root, a_one):
+    vae = client.post("/api/runs/vae/interpolate", json={"pixels": a_one, "steps": 5, "seed": 3}).json()["frames"]
     gan = client.post("/api/runs/cgan/interpolate", json={"steps": 4, "label": 7}).json()["frames"]
     assert len(vae) == 5 and len(gan) == 4 and len(set(vae)) == 5
+    # The VAE's walk, recomputed plainly: from the digit's encoder mean to a prior draw, decoder means between.
+    model = genzoo.load(serve_root / "vae")
+    with torch.no_grad():
+        z1 = torch.randn(1, model.config.latent_dim, generator=torch.Generator().manual_seed(3))
+        z0 = model.encode(torch.tensor(a_one).view(1, 1, 28, 28))[0]
+        for k, frame in enumerate(vae):
+            expected = model.decode_mean(z0 + k / 4 * (z1 - z0))[0, 0].numpy() * 255
+            assert np.abs(decode(frame).astype(float) - expected.round()).max() <= 1, k
+    assert client.get("/api/runs").json()["runs"][0].keys() >= {"walk_from_digit"}
     refused = client.post("/api/runs/ae/interpolate", json={"steps": 4})
     assert refused.status_code == 422 and "has no latent space" in refused.json()["error"]
+
+
+@pytest.mark.parametrize("run", ["pixelcnn", "ddpm", "instruct"])
+def test_heavy_models_report_each_step_to_the_progress_callback_of_their_thread(serve_root, a_one, run):
+    """One report before each pixel (784) or each denoising step (3): (done, total), done counting up from 0."""
+    model = genzoo.load(serve_root / run)
+    seen, elsewhere = [], []
+    other = threading.Thread(target=lambda: report_progress(1, 2))  # another thread's report is not heard
+    with reporting_progress(lambda done, total: seen.append((done, total))), torch.no_grad():
+        other.start()
+        other.join()
+        if run == "instruct":
+            model.edit(torch.tensor(a_one).view(1, 1, 28, 28), ["make it bold"], steps=3)
+        else:
+            model.sample(1, **({"steps": 3} if run == "ddpm" else {}))
+        with reporting_progress(lambda done, total: elsewhere.append((done, total))):
+            report_progress(5, 9)  # an inner block hears its own reports only
+    total = 784 if run == "pixelcnn" else 3
+    assert seen == [(k, total) for k in range(total)] and elsewhere == [(5, 9)]
+    report_progress(1, 2)
+    assert len(seen) == total  # nobody listens after the block
 
 
 def test_completion_job_keeps_the_visible_pixels_and_reports_done(client, a_one):
@@ -548,17 +579,18 @@ def test_a_running_model_stops_at_its_next_step_when_cancelled(serve_root):
 
     model.cached_logit = cancel_at_pixel_100
     x = torch.zeros(1, 1, 28, 28)
-    with pytest.raises(Cancelled), watched(model, job, "cached_logit", 784):
+    with pytest.raises(Cancelled), watched(model, job):
         completion_rows(model, x, "bottom-half", 2, None, torch.Generator().manual_seed(0))
     # cancelled during pixel 100's step: its next network call stops it (the submodules' hooks), 99 steps done
     assert calls == 100 and job.progress == pytest.approx(99 / 784)
-    assert "cached_logit" not in model.__dict__  # the job's wrapper (and the one above) are gone
     assert all(not m._forward_pre_hooks for m in model.modules())  # the hooks are gone with the job
+    report_progress(700, 784)
+    assert job.progress == pytest.approx(99 / 784)  # and so is its progress callback
     assert model.logits(x).shape == (1, 1, 28, 28)  # and it works again
     # A cancelled job stops its own thread only: a light request on the same model from another thread goes on.
     cancelled = Job("pixelcnn", "sample", work=None)
     cancelled.cancel_requested.set()
-    with watched(model, cancelled, "cached_logit", 784):
+    with watched(model, cancelled):
         answer = {}
         other = threading.Thread(target=lambda: answer.update(shape=tuple(model.logits(x).shape)))
         other.start()

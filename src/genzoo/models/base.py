@@ -195,6 +195,17 @@ class GenerativeModel(nn.Module):
         x = x.to(self.device)
         return torch.stack([x, self.reconstruct(x)])
 
+    def edit_settings(self, image_guidance: float | None = None, text_guidance: float | None = None,
+                      steps: int | None = None) -> dict:
+        """Where `can_edit`: the editing options in force (those given, checked; defaults for the rest)."""
+        raise CapabilityError(f"{self.name}: is not an instruction editor; use an instruct run")
+
+    def edit(self, images: torch.Tensor, instructions: list[str], *, image_guidance: float | None = None,
+             text_guidance: float | None = None, steps: int | None = None,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Where `can_edit`: each image (B, 1, 28, 28) in [0, 1] edited by its instruction, (B, 1, 28, 28)."""
+        raise CapabilityError(f"{self.name}: is not an instruction editor; use an instruct run")
+
     def interpolation(self, steps: int, *, rows: int = 1, label: int | None = None, start: torch.Tensor | None = None,
                       generator: torch.Generator | None = None) -> torch.Tensor:
         """Images decoded along `rows` straight latent lines of `steps` points each, (rows, steps, 1, 28, 28).

@@ -33,13 +33,9 @@ from ..config import ConfigError, build
 from ..evaluator import load_evaluator
 from ..images import grid
 from ..metrics import psnr
-from ..models.autoregressive import PixelModel, completion_rows, visible_mask
+from ..models.autoregressive import completion_rows, visible_mask
 from ..models.base import CapabilityError
 from ..models.dae import corrupt, parse_noise
-from ..models.ddpm import DDPM, Sampler
-from ..models.gan import AdversarialModel
-from ..models.gan import interpolate as gan_interpolate
-from ..models.vae import VAE
 from ..report import IMAGE_SUFFIXES, NOT_CURVES, _flatten, _fmt, _read_json
 from .inputs import (
     MAX_IMAGE_BYTES,
@@ -92,7 +88,8 @@ class SampleBody(BaseModel):
 
 
 class InterpolateBody(BaseModel):
-    pixels: Pixels | None = Field(None, description="VAE: start from this digit's code (else a prior draw)")
+    pixels: Pixels | None = Field(None, description="models listed with walk_from_digit (vae): start from this "
+                                  "digit's code (else a prior draw; other models ignore it)")
     steps: int = Field(11, ge=2, le=32)
     label: int | None = Field(None, ge=0, le=9)
     seed: int = Seed
@@ -119,28 +116,31 @@ def png(images: torch.Tensor, nrow: int | None = None) -> str:
 
 
 def capabilities(folder: Path) -> dict[str, Any]:
-    """What the page may offer for a run, read from config.json and the model's class (no weights loaded)."""
+    """What the page may offer for a run, read from config.json and the model class's flags (no weights loaded)."""
     config = runs.read_config(folder)
     cls = registry.get(config["model"])
     cfg = build(cls.Config, config["hparams"], owner=config["model"])
-    pixel, diffusion = issubclass(cls, PixelModel), issubclass(cls, DDPM)
-    edit = is_editor(cls)
     caps = {
         "model": config["model"], "data": config["data"], "seed": config["seed"],
         "weights": (folder / runs.WEIGHTS).exists(),
         "conditional": bool(getattr(cfg, "conditional", False)),
-        "sample": bool(cls.can_sample), "heavy_sample": pixel or diffusion or edit,
+        "sample": bool(cls.can_sample), "heavy_sample": bool(cls.heavy_sampling),
         "reconstruct": bool(cls.can_reconstruct), "denoise": bool(cls.can_denoise),
-        "complete": pixel, "edit": edit,
-        "interpolate": issubclass(cls, (AdversarialModel, VAE)),
-        "latent_map": issubclass(cls, VAE) and getattr(cfg, "latent_dim", 0) == 2,
+        "complete": bool(cls.can_complete), "edit": bool(cls.can_edit),
+        "interpolate": bool(cls.can_interpolate), "walk_from_digit": bool(cls.interpolates_from_digit),
+        "latent_map": has_latent_map(cls, cfg),
         "sample_options": list(cls.sample_options),
     }
-    if diffusion:
+    if "guidance" in cls.sample_options:  # a guided diffusion model: the page's steps slider and guidance field
         caps["max_steps"] = cfg.timesteps
         caps["default_steps"] = cfg.sample_steps
         caps["default_guidance"] = cfg.guidance
     return caps
+
+
+def has_latent_map(cls: type, cfg: Any) -> bool:
+    """Whether a model of class `cls` with config `cfg` draws its latent space as a map (a 2-D one)."""
+    return bool(cls.has_latent_map) and getattr(cfg, "latent_dim", 0) == 2
 
 
 class Capabilities:
@@ -407,7 +407,7 @@ def answers_router(models: Models) -> APIRouter:
         with models.using(name), torch.no_grad():
             x_hat = model.reconstruct(x)
         out = {"image": png(x_hat), "probabilities": models.classify(x_hat)}
-        if isinstance(model, VAE) and model.config.latent_dim == 2:
+        if has_latent_map(type(model), model.config):
             with models.using(name), torch.no_grad():
                 out["latent"] = latent_point(model, x)
         return out
@@ -437,7 +437,7 @@ def answers_router(models: Models) -> APIRouter:
     return router
 
 
-def latent_point(model: VAE, x: torch.Tensor) -> dict[str, Any]:
+def latent_point(model, x: torch.Tensor) -> dict[str, Any]:
     """A 2-D VAE's code for the digit x (1, 1, 28, 28), and where it lies on the decoded latent map."""
     mu = model.encode(x)[0][0]
     grid_images = model.latent_manifold(LATENT_MAP_STEPS)  # (S, S, 1, 28, 28)
@@ -448,18 +448,13 @@ def latent_point(model: VAE, x: torch.Tensor) -> dict[str, Any]:
 
 
 def latent_walk(model, body: InterpolateBody) -> torch.Tensor:
-    """Frames (S, 1, 28, 28) decoded along a straight line between two latent points."""
-    generator = torch.Generator().manual_seed(body.seed)
-    if isinstance(model, VAE):
-        z1 = model.randn(1, model.config.latent_dim, generator=generator)
-        z0 = model.encode(pixels_tensor(body.pixels))[0] if body.pixels is not None else \
-            model.randn(1, model.config.latent_dim, generator=generator)
-        t = torch.linspace(0, 1, body.steps)[:, None]  # (S, 1)
-        return model.decode_mean(z0 + t * (z1 - z0))  # (S, 1, 28, 28)
-    if isinstance(model, AdversarialModel):
-        label = body.label if body.label is not None or not model.conditional else 0
-        return gan_interpolate(model, body.steps, label=label, rows=1, generator=generator)[0]
-    raise CapabilityError(f"{model.name}: has no latent space to walk; pick a vae, gan, cgan or dcgan run")
+    """Frames (S, 1, 28, 28) decoded along a straight line between two latent points; the digit sent is the
+    start where the model can begin at a digit's code (else, as for every other model, a prior draw)."""
+    _require(model.can_interpolate, model, "has no latent space to walk", "pick a vae, gan, cgan or dcgan run")
+    start = pixels_tensor(body.pixels) if body.pixels is not None and model.interpolates_from_digit else None
+    label = body.label if body.label is not None or not model.conditional else 0  # one line: one digit
+    return model.interpolation(body.steps, rows=1, label=label, start=start,
+                               generator=torch.Generator().manual_seed(body.seed))[0]
 
 
 # ---------------------------------------------------------------------------- heavy work: jobs
@@ -477,19 +472,19 @@ def heavy_router(models: Models, board: JobBoard) -> APIRouter:
 
         def draw(job: Job | None = None) -> dict:
             generator = torch.Generator().manual_seed(body.seed)
-            watching = watched(model, job, *progress_of(model, options)) if job else contextlib.nullcontext()
+            watching = watched(model, job) if job else contextlib.nullcontext()
             with models.using(name), watching, torch.no_grad():
                 images = model.sample(body.n, y=body.label, generator=generator, **options)
             return {"image": png(images, nrow), "settings": model.sample_settings(**options)}
 
-        if isinstance(model, (PixelModel, DDPM)) or is_editor(type(model)):  # an editor samples by diffusion
+        if model.heavy_sampling:
             return {"job": board.view(board.submit(name, "sample", draw))}
         return draw()
 
     @router.post("/{name:path}/complete", summary="Pixel models: complete the hidden part (a job)")
     def complete(name: str, body: CompleteBody):
         _, model = models.get(name)
-        _require(isinstance(model, PixelModel), model, "cannot complete digits", "pick a pixelcnn or pixelrnn run")
+        _require(model.can_complete, model, "cannot complete digits", "pick a pixelcnn or pixelrnn run")
         x = (pixels_tensor(body.pixels) > 0.5).float()  # the pixel models see binary digits
         label = body.label
         if model.conditional and label is None:
@@ -497,7 +492,7 @@ def heavy_router(models: Models, board: JobBoard) -> APIRouter:
         y = torch.tensor([label]) if model.conditional else None
 
         def work(job: Job) -> dict:
-            with models.using(name), watched(model, job, "cached_logit", x.shape[-1] * x.shape[-2]):
+            with models.using(name), watched(model, job):
                 generator = torch.Generator().manual_seed(body.seed)
                 rows = completion_rows(model, x, body.hide, body.completions, y, generator)
             return {"visible": png(rows[1]), "completions": [png(r) for r in rows[2:]],
@@ -510,12 +505,9 @@ def heavy_router(models: Models, board: JobBoard) -> APIRouter:
         _, model = models.get(name)
         check_edit(model, body)
         x = pixels_tensor(body.pixels)
-        # Progress counts the editor's guided noise predictions (one a step) where it has them; cancelling
-        # stops it at its next network call.
-        step = "guided_output" if hasattr(model, "guided_output") else None
 
         def work(job: Job) -> dict:
-            with models.using(name), watched(model, job, step, body.steps), torch.no_grad():
+            with models.using(name), watched(model, job), torch.no_grad():
                 out = model.edit(x, [body.instruction], image_guidance=body.image_guidance,
                                  text_guidance=body.text_guidance, steps=body.steps,
                                  generator=torch.Generator().manual_seed(body.seed))
@@ -536,36 +528,16 @@ def sample_options(model, body: SampleBody) -> dict[str, Any]:
     if body.label is not None and not model.conditional:
         raise InputError(f"{model.name}: this run is unconditional, it cannot draw a chosen digit; "
                          "leave the digit empty or pick a conditional run")
-    if isinstance(model, DDPM):
-        settings = model.sample_settings(**options)
-        Sampler(model.schedule, settings["sampler"], settings["steps"], settings["eta"])
+    model.sample_settings(**options)  # the model refuses what it could not run (e.g. more steps than it has)
     return options
 
 
 def check_edit(model, body: EditBody) -> None:
-    """An edit the model can do, checked now (in the answer, not later in a job).
-
-    Any run whose model has `edit(images, instructions, *, image_guidance, text_guidance, steps, generator)`
-    (the `instruct` contract of issue 19) is an editor."""
-    _require(is_editor(type(model)), model, "is not an instruction editor", "pick an instruct run")
+    """An edit the model can do, checked now (in the answer, not later in a job)."""
+    _require(model.can_edit, model, "is not an instruction editor", "pick an instruct run")
     if not body.instruction.strip():
         raise InputError(f"instruction {body.instruction!r} is empty; say what to do, e.g. 'make it bold'")
-    if hasattr(model, "edit_settings"):  # the model's own checks (steps within its timesteps)
-        model.edit_settings(body.image_guidance, body.text_guidance, body.steps)
-
-
-def is_editor(cls: type) -> bool:
-    """Whether a model class is an instruction editor (has the `edit` of the `instruct` contract)."""
-    return callable(getattr(cls, "edit", None))
-
-
-def progress_of(model, options: dict) -> tuple[str | None, int]:
-    """The per-step method to count for a heavy model's sampling, and how many calls make the whole."""
-    if isinstance(model, PixelModel):
-        return "cached_logit", model.image_size**2
-    if isinstance(model, DDPM):
-        return "guided_output", model.sample_settings(**options)["steps"]
-    return None, 0
+    model.edit_settings(body.image_guidance, body.text_guidance, body.steps)  # steps within its timesteps
 
 
 # ---------------------------------------------------------------------------- the jobs themselves

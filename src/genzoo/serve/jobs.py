@@ -2,11 +2,11 @@
 
 Each run has its own queue and at most one worker thread, so one model does one heavy job at a
 time and the others wait their turn, in order, while light requests are answered meanwhile.
-A job reports progress and can be cancelled: the model's per-step method (a pixel model's
-`cached_logit`, called once per pixel; a diffusion model's `guided_output`, once per step) is
-wrapped on the instance for the job's time, and every submodule gets a forward pre-hook that
-stops the job at its next network call once it is cancelled (the way to stop a model whose steps
-are not known here, such as an editor's).
+A job reports progress and can be cancelled: the models' long loops (a pixel model's pixels, a
+diffusion sampler's steps) report each step to the one callback of `models.base.reporting_progress`,
+which records it on the job and stops a cancelled one there; and every submodule gets a forward
+pre-hook that stops the job at its next network call once it is cancelled (work outside those
+loops, such as an editor's encoding of its instruction, stops too).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 from torch import nn
 
+from ..models.base import reporting_progress
 from .inputs import InputError
 
 log = logging.getLogger("genzoo.serve")
@@ -188,9 +189,10 @@ class JobBoard:
 
 
 @contextlib.contextmanager
-def watched(model: nn.Module, job: Job, step_method: str | None = None, total: int = 0) -> Iterator[None]:
-    """For the job's time: progress from calls of `model.<step_method>` (`total` expected), and cancellation
-    at the next forward call of any submodule, both in the job's own thread only (the one that enters this)."""
+def watched(model: nn.Module, job: Job) -> Iterator[None]:
+    """For the job's time, in the job's own thread only (the one that enters this): progress from the model's
+    loops through `reporting_progress`, and cancellation at each step and at the next forward call of any
+    submodule."""
     worker = threading.get_ident()  # a light request may use the same model from another thread meanwhile
 
     def check(*_) -> None:
@@ -198,22 +200,9 @@ def watched(model: nn.Module, job: Job, step_method: str | None = None, total: i
             job.check()
 
     handles = [module.register_forward_pre_hook(check) for module in model.modules()]
-    if step_method:
-        original = getattr(model, step_method)
-        count = 0
-
-        def counted(*args, **kwargs):
-            nonlocal count
-            if threading.get_ident() == worker:
-                job.tick(count, total)
-                count += 1
-            return original(*args, **kwargs)
-
-        model.__dict__[step_method] = counted  # shadows the class's method on this instance only
     try:
-        yield
+        with reporting_progress(job.tick):
+            yield
     finally:
-        if step_method:
-            model.__dict__.pop(step_method, None)
         for handle in handles:
             handle.remove()

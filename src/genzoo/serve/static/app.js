@@ -345,7 +345,7 @@ $("sample").addEventListener("click", guarded("sample-error", async () => {
 $("walk").addEventListener("click", guarded("walk-error", async () => {
   const run = selectedRun("walk-run");
   const body = { steps: 11, seed: Number($("walk-seed").value) };
-  if (run.model === "vae" && state.pixels) body.pixels = state.pixels;
+  if (run.walk_from_digit && state.pixels) body.pixels = state.pixels;
   if (run.conditional) body.label = state.pixels ? Number($("top-class").textContent) || 0 : 0;
   const data = await api("POST", `/api/runs/${runPath(run.name)}/interpolate`, body);
   state.frames = data.frames;
