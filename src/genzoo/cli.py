@@ -36,12 +36,13 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from .data import DataError
     from .evaluator import EvaluatorError
     from .models.base import CapabilityError
+    from .pretrained import PretrainedError
     from .recipes import RecipeError
     from .runs import RunError
     from .trainer import TrainingError
 
     return (DataError, ConfigError, RunError, TrainingError, CapabilityError, EvaluatorError, FileNotFoundError,
-            ServeError, RecipeError)
+            ServeError, RecipeError, PretrainedError)
 
 
 def positive_int(text: str) -> int:
@@ -92,7 +93,13 @@ def cmd_train(args):
     return commands.train(args.model, data=args.data, out=args.out, device=args.device, seed=args.seed,
                           resume=args.resume, sets=args.set, epochs=args.epochs, steps=args.steps,
                           batch_size=args.batch_size, lr=args.lr, overwrite=args.overwrite,
-                          time_budget=args.time_budget, recipe=args.recipe)
+                          time_budget=args.time_budget, recipe=args.recipe, init_from=args.init_from)
+
+
+def cmd_pretrained(args):
+    from . import pretrained
+
+    return pretrained.listing()
 
 
 def cmd_recipes(args):
@@ -213,7 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", metavar="NAME",
                    help="a named recipe (`genzoo recipes MODEL` lists them: cpu, paper); --set and the options above "
                         "override its values")
+    p.add_argument("--from", dest="init_from", metavar="RUN",
+                   help="start from the weights and model settings of RUN (a run folder or pretrained:NAME), with a "
+                        "fresh optimizer: how a shipped model trains on")
     p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("pretrained", help="the trained models shipped with genzoo (pretrained:NAME) and their figures")
+    p.set_defaults(fn=cmd_pretrained)
 
     p = sub.add_parser("recipes", help="the named recipes of every model (or one): settings, time, figures reached")
     p.add_argument("model", nargs="?", choices=catalog.NAMES, metavar="MODEL")
@@ -396,6 +409,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def shipped_runs_to_workspaces(args) -> None:
+    """`pretrained:NAME` where a verb takes run folders: the verb works on a folder the user owns that holds a
+    copy of the shipped model (`genzoo.pretrained.workspace`), so nothing is written into the installed package."""
+    from . import pretrained
+
+    for attr in ("run", "runs"):
+        value = getattr(args, attr, None)
+        if isinstance(value, list):
+            setattr(args, attr, [str(pretrained.workspace(v)) if pretrained.is_pretrained(v) else v for v in value])
+        elif value is not None and pretrained.is_pretrained(value):
+            setattr(args, attr, str(pretrained.workspace(value)))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv in (["list"], ["--version"]):  # at once: the full parser imports the models (torch) for its defaults
@@ -403,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args = build_parser().parse_args(argv)
     try:
+        shipped_runs_to_workspaces(args)
         result = args.fn(args)
     except user_errors() as e:
         print(f"genzoo {args.command}: error: {e}", file=sys.stderr)

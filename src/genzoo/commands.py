@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import edits, recipes, registry, runs
+from . import edits, pretrained, recipes, registry, runs
 from .config import ConfigError, field_types, parse_sets, parse_value
 from .data import DataError, fixed_binarization, load_data, spread
 from .evaluate import DEFAULT_EDITS, evaluate_run
@@ -60,7 +60,7 @@ def split_sets(model_name: str, pairs: dict[str, str]) -> tuple[dict[str, Any], 
 def train(model: str, *, data: str = "auto", out: str | None = None, device: str = "auto", seed: int = 0,
           resume: bool = False, sets: list[str] | None = None, epochs: int | None = None, steps: int | None = None,
           batch_size: int | None = None, lr: float | None = None, overwrite: bool = False,
-          time_budget: float | None = None, recipe: str | None = None) -> Path:
+          time_budget: float | None = None, recipe: str | None = None, init_from: str | None = None) -> Path:
     """`genzoo train MODEL`: train into a run folder (or continue one with `resume`) and return the folder.
 
     Args:
@@ -69,7 +69,12 @@ def train(model: str, *, data: str = "auto", out: str | None = None, device: str
         time_budget: seconds of training (summed over resumed sessions); with `resume`, a new budget.
         recipe: a named recipe of `genzoo.recipes` (e.g. "cpu"); `sets` and the named settings override its
             values. Its stages (runs of other models it starts from) train first, into RUN/stages/.
+        init_from: a run folder or pretrained:NAME whose weights and model settings the new run starts from
+            (with a fresh optimizer; recorded in its config.json).
     """
+    if out is not None and pretrained.is_pretrained(out):
+        raise TrainingError(f"{out}: a shipped model is read-only; train on from it in a run folder of your own: "
+                            f"genzoo train {model} --from {out} --out runs/{model}")
     if resume:
         if out is None:
             raise TrainingError("--resume needs --out RUN, the run folder to continue")
@@ -80,7 +85,8 @@ def train(model: str, *, data: str = "auto", out: str | None = None, device: str
         model_part, train_part = {}, {}
     else:
         model_part, train_part = split_sets(model, parse_sets(sets))
-    given = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "lr": lr, "time_budget": time_budget}
+    given = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "lr": lr, "time_budget": time_budget,
+             "init_from": init_from}
     train_part.update({key: value for key, value in given.items() if value is not None})
     if steps and "epochs" not in train_part:
         train_part["epochs"] = 0

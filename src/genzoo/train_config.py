@@ -29,6 +29,7 @@ class TrainConfig:
     test_images: int = 0  # test images in that pass (0: all)
     time_budget: float = 0.0  # seconds; > 0 stops training (cleanly, checkpointed) after this long
     recipe: str = ""  # the named recipe (genzoo.recipes) these settings came from, if any
+    init_from: str = ""  # a run (or pretrained:NAME) whose weights a new run starts from, with a fresh optimizer
 
     def __post_init__(self):
         positive(batch_size=self.batch_size, lr=self.lr, log_every=self.log_every, n_grid=self.n_grid)

@@ -52,3 +52,41 @@ def resolve(spec: str) -> Path:
 def headline(entry: dict[str, Any]) -> str:
     """The shipped figures of one manifest entry, in one line: "IWAE NLL 84.1 nats (10,000 test digits), ..."."""
     return "; ".join(f"{label} {value}" for label, value in entry.get("headline", {}).items())
+
+
+def run_path(spec: str | Path) -> Path:
+    """The folder to read a run from: the installed folder of `pretrained:NAME`, else the path itself."""
+    return resolve(spec) if is_pretrained(spec) else Path(spec)
+
+
+def workspace(spec: str, parent: str | Path = ".") -> Path:
+    """A folder the user owns for what commands write about `pretrained:NAME` (samples, evaluations, pictures):
+    `./genzoo-pretrained/NAME`, holding a copy of the shipped config and weights, so that every command works on
+    it as on a run folder while the installed package is never written. Says where on first use."""
+    source = resolve(spec)
+    target = Path(parent) / "genzoo-pretrained" / source.name
+    config = json.loads((source / "config.json").read_text())
+    if not (target / "config.json").exists() or json.loads((target / "config.json").read_text()) != config:
+        import shutil
+        import sys
+
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("model.safetensors", "config.json"):  # weights first: config.json marks a complete copy
+            shutil.copyfile(source / name, target / name)
+        print(f"genzoo: {spec} is read-only (installed with genzoo); results for it go to {target}",
+              file=sys.stderr)
+    return target
+
+
+def listing() -> str:
+    """`genzoo pretrained`: each shipped model, its recipe, training time and headline figures."""
+    entries = manifest()["models"]
+    if not entries:
+        return "no trained models ship with this copy of genzoo"
+    lines = []
+    for name, entry in entries.items():
+        hours = entry["cpu_seconds"] / 3600
+        lines.append(f"{PREFIX + name:22s} --recipe {entry['recipe']}, {hours:.2f} CPU-hours of training: "
+                     f"{headline(entry)}")
+    lines.append("use one wherever a run folder goes, e.g. genzoo sample pretrained:ddpm -n 64")
+    return "\n".join(lines)
