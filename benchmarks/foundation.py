@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import genzoo
-from genzoo.cli import split_sets
+from genzoo.commands import split_sets
 from genzoo.config import ConfigError, parse_sets
 from genzoo.data import load_data
 from genzoo.evaluate import evaluate_run
