@@ -22,8 +22,10 @@ seed, the hardware and the seconds taken.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
+import pickle
 import sys
 import time
 from collections.abc import Callable
@@ -32,8 +34,9 @@ from typing import Any
 
 import torch
 
-from . import runs
+from . import runlock, runs
 from .config import ConfigError, non_negative
+from .constants import N_CLASSES
 from .data import FIXED_BINARIZATION, fixed_binarization, load_data
 from .leaderboard import BINARIZED, DEQUANTIZED
 from .metrics import bits_per_dim
@@ -49,17 +52,120 @@ DEFAULT_EDITS = 230  # an editor's scored edits: ten of each of the 23 kinds of 
 ELBO_DRAWS = 10  # ELBO draws averaged per image for the IWAE gap: the one-sample ELBO's noise is most of its spread
 
 
-def _batched(fn, x: torch.Tensor, batch: int, desc: str | None = None, first: Callable | None = None) -> torch.Tensor:
+DEFAULT_BUDGET = 300.0  # seconds: what a default `genzoo evaluate` aims to take on the machine at hand
+BUDGET_RESERVE = 0.15  # share of a budget left for loading, the evaluator's features, reconstructions and scoring
+PAPER_PROTOCOL = {"max_test": 0, "iwae_k": 5000, "ais_betas": 14500, "ais_runs": 100, "n_samples": REFERENCE_SAMPLES}
+BUDGET_SUBSETS = (2000, 1000, 500, 200, 100)  # test images a budget scores at random when all cannot be
+BUDGET_MIN_K = 1000  # IWAE: the budget keeps K at least this (its bias falls with K) and scores fewer images
+BUDGET_MIN_SAMPLES = 200
+SAVE_EVERY = 30.0  # seconds between saves of an evaluation's partial sums: a kill loses at most this much work
+
+
+class PassState:
+    """One long pass of an evaluation as far as it got, kept in its `PartialState`: the images (or samples) done,
+    their values, and the state of the pass's random generator after them."""
+
+    def __init__(self, partial: PartialState, store: dict[str, Any], total: int,
+                 generator: torch.Generator | None = None):
+        self.partial, self.store, self.generator = partial, store, generator
+        store["total"] = total
+
+    @property
+    def done(self) -> int:
+        return int(self.store.get("done", 0))
+
+    @property
+    def values(self) -> torch.Tensor:
+        return self.store["values"]
+
+    def restore_generator(self) -> None:
+        if self.generator is not None:
+            self.generator.set_state(self.store["generator"])
+
+    def keep(self, done: int, values: Callable[[], torch.Tensor]) -> None:
+        self.store.update(done=done, values=values().cpu())
+        if self.generator is not None:
+            self.store["generator"] = self.generator.get_state()
+        self.partial.tick()
+
+
+class PartialState:
+    """RUN/evaluations/.partial_<request>.pt: the long passes of an unfinished evaluation (IWAE, AIS, samples), so
+    that the same command, run again after Ctrl-C or a kill, goes on from there and ends with the numbers of an
+    uninterrupted run. Saved atomically every `every` seconds and on Ctrl-C; removed when the evaluation is
+    written. `request` (the command's settings, the weights' size and time) must match, or it starts afresh."""
+
+    def __init__(self, run_dir: Path, request: dict[str, Any], every: float = SAVE_EVERY, enabled: bool = True):
+        key = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()[:16]
+        self.path = run_dir / runs.EVALUATIONS / f".partial_{key}.pt"
+        self.every, self.enabled = every, enabled
+        self.store: dict[str, Any] = {"request": request, "passes": {}, "plan": None}
+        self.saved_at = time.monotonic()
+        self.resumed = False
+        if enabled and self.path.exists():
+            try:
+                state = torch.load(self.path, map_location="cpu", weights_only=True)
+            except (RuntimeError, EOFError, pickle.UnpicklingError) as e:
+                print(f"genzoo evaluate: {self.path}: unreadable partial state ({str(e).splitlines()[0]}); "
+                      "starting afresh", file=sys.stderr)
+                return
+            if isinstance(state, dict) and state.get("request") == request:
+                self.store, self.resumed = state, True
+
+    @property
+    def plan(self) -> dict[str, Any] | None:
+        return self.store["plan"]
+
+    @plan.setter
+    def plan(self, plan: dict[str, Any]) -> None:
+        self.store["plan"] = plan
+
+    def pass_state(self, name: str, total: int, generator: torch.Generator | None = None) -> PassState | None:
+        if not self.enabled:
+            return None
+        return PassState(self, self.store["passes"].setdefault(name, {}), total, generator)
+
+    def describe(self) -> str:
+        """What is done and what is left, e.g. "log p(x) 3,000 of 10,000; samples 0 of 10,000"."""
+        return "; ".join(f"{name} {p.get('done', 0):,} of {p['total']:,}" for name, p in self.store["passes"].items()
+                         if "total" in p) or "nothing yet"
+
+    def tick(self) -> None:
+        if time.monotonic() - self.saved_at >= self.every:
+            self.save()
+
+    def save(self) -> None:
+        if not self.enabled:
+            return
+        self.path.parent.mkdir(exist_ok=True)
+        runs.atomic_torch_save(self.store, self.path)
+        self.saved_at = time.monotonic()
+
+    def finish(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _batched(fn, x: torch.Tensor, batch: int, desc: str | None = None, first: Callable | None = None,
+             resume: PassState | None = None) -> torch.Tensor:
     """fn over x in batches, concatenated; with `desc`, progress in images after 2 s (a bar on a terminal, a
-    line per 5 % elsewhere). `first(seconds, batch)` is called after the first batch (a time estimate)."""
-    parts = []
+    line per 5 % elsewhere). `first(seconds, batch)` is called after the first batch (a time estimate).
+
+    With `resume` (a pass of an evaluation's partial state), the batches it holds are not computed again, its
+    random stream goes on from where they ended, and each new batch is kept in it (saved now and then)."""
+    parts, done = [], 0
+    if resume is not None and resume.done:
+        parts, done = [resume.values], resume.done
+        resume.restore_generator()
     with progress.bar(len(x), desc or "", "image", enabled=desc is not None, delay=2.0) as bar:
-        for i in range(0, len(x), batch):
+        bar.update(done)
+        for i in range(done, len(x), batch):
             start = time.perf_counter()
             parts.append(fn(x[i : i + batch]))
             bar.update(len(parts[-1]))
-            if first is not None and i == 0:
-                first(time.perf_counter() - start, len(parts[-1]))
+            if first is not None and i == done:
+                first(time.perf_counter() - start, len(parts[-1]), len(x) - done)
+            if resume is not None:
+                resume.keep(i + len(parts[-1]), lambda: torch.cat(parts))
     return torch.cat(parts)
 
 
@@ -82,7 +188,8 @@ def subset_indices(n_total: int, max_test: int, seed: int, random_subset: bool) 
     return torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
 
 
-def per_image_log_prob(model, test_x: torch.Tensor, batch: int = 500, **log_prob_kwargs) -> torch.Tensor:
+def per_image_log_prob(model, test_x: torch.Tensor, batch: int = 500, resume: PassState | None = None,
+                       **log_prob_kwargs) -> torch.Tensor:
     """The model's log p(x) in nats of each test image (already binarized if needed), (N,), with progress.
 
     With importance samples (IWAE, K decoder passes per image), the time the whole pass will take is said
@@ -92,16 +199,16 @@ def per_image_log_prob(model, test_x: torch.Tensor, batch: int = 500, **log_prob
         k = log_prob_kwargs["k"]
         batch = max(1, min(batch, DECODED_PER_CALL // k))
 
-        def first(seconds: float, images: int) -> None:
-            total = seconds / images * len(test_x)
+        def first(seconds: float, images: int, left: int) -> None:
+            total = seconds / images * left
             if total > SAY_ESTIMATE_ABOVE:
                 print(f"genzoo evaluate: {model.name}: IWAE log p(x) with K={k} importance samples on "
-                      f"{len(test_x):,} test digits: about {total / 60:.1f} min at this pace. Shorter: --iwae-k "
+                      f"{left:,} test digits: about {total / 60:.1f} min at this pace. Shorter: --iwae-k "
                       f"{max(1, k // 10)} (a looser estimate), or --max-test 1000 --random-subset (the whole set's "
                       "NLL estimated from a random 1,000, with its standard error)", file=sys.stderr, flush=True)
 
     return _batched(lambda b: model.log_prob(b, **log_prob_kwargs), test_x, batch, desc=f"{model.name}: log p(x)",
-                    first=first)
+                    first=first, resume=resume)
 
 
 def likelihood_metrics(model, log_p: torch.Tensor, **log_prob_kwargs) -> dict[str, Any]:
@@ -120,7 +227,8 @@ def likelihood_metrics(model, log_p: torch.Tensor, **log_prob_kwargs) -> dict[st
 
 
 def class_conditional_likelihood_metrics(model, test_x: torch.Tensor, test_y: torch.Tensor,
-                                         train_y: torch.Tensor, batch: int = 500) -> dict[str, Any]:
+                                         train_y: torch.Tensor, batch: int = 500,
+                                         partial: PartialState | None = None) -> dict[str, Any]:
     """A class-conditional model's NLL two ways: given the true test labels, and marginal over the labels.
 
     log p(x | y) is scored under every label (n_classes passes over the test images); then
@@ -139,7 +247,8 @@ def class_conditional_likelihood_metrics(model, test_x: torch.Tensor, test_y: to
     test_y = test_y.to(test_x.device).long()
     log_p_given = torch.stack([  # (n_classes, N): log p(x_i | y = c)
         _batched(lambda i, c=c: model.log_prob(test_x[i], torch.full_like(i, c)), index, batch,
-                 desc=f"{model.name}: log p(x | y={c})").double()
+                 desc=f"{model.name}: log p(x | y={c})",
+                 resume=partial and partial.pass_state(f"log p(x | y={c})", len(index))).double()
         for c in range(n_classes)])
     counts = torch.bincount(train_y.long().cpu(), minlength=n_classes).double()
     log_prior = (counts / counts.sum()).log().to(log_p_given.device)  # (n_classes,)
@@ -167,13 +276,15 @@ def log_z_metrics(model, metrics: dict[str, Any], ais: dict[str, int] | None = N
     return out
 
 
-def mean_elbo(model, x: torch.Tensor, seed: int) -> torch.Tensor:
+def mean_elbo(model, x: torch.Tensor, seed: int, partial: PartialState | None = None) -> torch.Tensor:
     """The ELBO of each image averaged over ELBO_DRAWS draws, (N,) float64.
 
     Drawn from a generator of its own, so the other metrics' random draws are the same with or without it.
     """
-    elbo = functools.partial(model.elbo, generator=torch.Generator(x.device).manual_seed(seed))
-    return torch.stack([_batched(elbo, x, 500, desc=f"{model.name}: ELBO, draw {i + 1} of {ELBO_DRAWS}")
+    generator = torch.Generator(x.device).manual_seed(seed)
+    elbo = functools.partial(model.elbo, generator=generator)
+    return torch.stack([_batched(elbo, x, 500, desc=f"{model.name}: ELBO, draw {i + 1} of {ELBO_DRAWS}",
+                                 resume=partial and partial.pass_state(f"ELBO draw {i + 1}", len(x), generator))
                         for i in range(ELBO_DRAWS)]).double().mean(0)
 
 
@@ -300,7 +411,8 @@ def training_record(model, run_dir: Path) -> dict[str, Any]:
 
 def unconditional_likelihood_metrics(model, binary_x: torch.Tensor, binary_all: torch.Tensor, subset: torch.Tensor,
                                      *, seed: int, iwae_k: int, ais_betas: int, ais_runs: int, random_subset: bool,
-                                     generator: torch.Generator, device: torch.device
+                                     generator: torch.Generator, device: torch.device,
+                                     partial: PartialState | None = None
                                      ) -> tuple[dict[str, Any], dict[str, Any], dict[str, int] | None]:
     """log p(x) of an unconditional model on the scored test images, with what its kind adds: the AIS estimate
     of log Z first (the RBM), the IWAE gap after (the VAE).
@@ -315,24 +427,36 @@ def unconditional_likelihood_metrics(model, binary_x: torch.Tensor, binary_all: 
     ais = None
     if model.estimates_log_z:  # AIS of log Z first, its cost stated beside the number, with progress
         ais = {"ais_betas": ais_betas or model.config.ais_betas, "ais_runs": ais_runs or model.config.ais_runs}
+        # the chains, their weights and their random stream are kept as they go: a resumed AIS goes on
+        state = partial.pass_state("AIS steps", ais["ais_betas"] - 1) if partial is not None else None
+
+        def step(k: int) -> None:
+            bar.update(k)
+            if state is not None:
+                state.store["done"] = state.store["step"]
+                partial.tick()
+
         with progress.bar(ais["ais_betas"] - 1, f"{model.name}: AIS log Z, {ais['ais_runs']} chains", "beta",
                           enabled=True, delay=2.0) as bar:
-            model.estimate_log_z(ais["ais_betas"], ais["ais_runs"], seed=0, on_step=bar.update)
-    log_p = per_image_log_prob(model, binary_x, **kwargs, **draws)
+            bar.update(state.done if state is not None else 0)
+            model.estimate_log_z(ais["ais_betas"], ais["ais_runs"], seed=0, on_step=step,
+                                 state=state.store if state is not None else None)
+    resume = partial and partial.pass_state("log p(x)", len(binary_x), draws.get("generator"))
+    log_p = per_image_log_prob(model, binary_x, resume=resume, **kwargs, **draws)
     metrics.update(likelihood_metrics(model, log_p, **kwargs))
     if model.estimates_log_z:  # log p(x) through an AIS estimate of log Z: its spread and its cost
         metrics.update(log_z_metrics(model, metrics, ais))
     if model.has_elbo and takes_k:
         if random_subset:  # the ELBO of every test image turns the subset's gap into the whole set's NLL
-            elbo_all = mean_elbo(model, binary_all.to(device), seed)
+            elbo_all = mean_elbo(model, binary_all.to(device), seed, partial)
             metrics.update(iwae_gap_metrics(elbo_all[subset], log_p, elbo_all, elbo_draws=ELBO_DRAWS))
         else:
-            metrics.update(iwae_gap_metrics(mean_elbo(model, binary_x, seed), log_p, elbo_draws=ELBO_DRAWS))
+            metrics.update(iwae_gap_metrics(mean_elbo(model, binary_x, seed, partial), log_p, elbo_draws=ELBO_DRAWS))
     return metrics, kwargs, ais
 
 
 def density_metrics(model, data, subset: torch.Tensor, *, seed: int, iwae_k: int, ais_betas: int, ais_runs: int,
-                    random_subset: bool, device: torch.device
+                    random_subset: bool, device: torch.device, partial: PartialState | None = None
                     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, int] | None]:
     """The ELBO and the NLL (marginal and given the label for a class-conditional model) on the scored test
     images, binarized by the fixed binarization for Bernoulli models.
@@ -347,33 +471,224 @@ def density_metrics(model, data, subset: torch.Tensor, *, seed: int, iwae_k: int
     # one stream for the ELBO's and the importance samples' draws, seeded like the rest of the evaluation
     generator = torch.Generator(device).manual_seed(seed)
     if model.has_elbo:
-        elbo = _batched(functools.partial(model.elbo, generator=generator), binary_x, 500, desc=f"{model.name}: ELBO")
+        elbo = _batched(functools.partial(model.elbo, generator=generator), binary_x, 500, desc=f"{model.name}: ELBO",
+                        resume=partial and partial.pass_state("ELBO", len(binary_x), generator))
         metrics["elbo_nats"] = {**mean_and_se(elbo), "unit": "nats/image (higher is better)", "n": len(elbo),
                                 "data": FIXED_BINARIZATION}
     if model.log_prob_kind is not None and model.conditional:  # log p(x | y) and the marginal log p(x)
-        metrics.update(class_conditional_likelihood_metrics(model, binary_x, data.test_y[subset], data.train_y))
+        metrics.update(class_conditional_likelihood_metrics(model, binary_x, data.test_y[subset], data.train_y,
+                                                            partial=partial))
     if model.log_prob_kind is None or model.conditional:
         return metrics, {}, None
     more, kwargs, ais = unconditional_likelihood_metrics(
         model, binary_x, binary_all, subset, seed=seed, iwae_k=iwae_k, ais_betas=ais_betas, ais_runs=ais_runs,
-        random_subset=random_subset, generator=generator, device=device)
+        random_subset=random_subset, generator=generator, device=device, partial=partial)
     return {**metrics, **more}, kwargs, ais
 
 
-def sample_metrics(model, reference: torch.Tensor, n_samples: int, seed: int, sample_options: dict[str, Any]
-                   ) -> dict[str, Any]:
+class DrawnSamples:
+    """Stands in for a model in `metrics.model_sample_quality`: its `sample` hands back samples drawn already, in
+    order, so that the drawing (long, resumable) and the scoring (one pass) stay apart."""
+
+    def __init__(self, model, samples: torch.Tensor):
+        self.model, self.samples, self.given = model, samples, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def sample(self, n: int, *, y: torch.Tensor | None = None, generator: torch.Generator | None = None,
+               **options: Any) -> torch.Tensor:
+        out = self.samples[self.given:self.given + n]
+        self.given += n
+        return out
+
+
+def draw_samples(model, n_samples: int, seed: int, sample_options: dict[str, Any], resume: PassState | None = None,
+                 batch_size: int = 1000) -> tuple[torch.Tensor, float]:
+    """The samples `metrics.model_sample_quality` draws (the same labels, generator and batches), with progress,
+    kept in `resume` as they come. Returns them (n, 1, 28, 28) float32 on the CPU and the seconds of drawing."""
+    labels = torch.arange(n_samples) % N_CLASSES if model.conditional else None
+    generator = torch.Generator().manual_seed(seed)
+    if resume is not None:
+        resume.generator = generator
+    seconds = float(resume.store.get("seconds", 0.0)) if resume is not None else 0.0
+
+    def draw(index: torch.Tensor) -> torch.Tensor:
+        nonlocal seconds
+        start = time.perf_counter()
+        y = labels[index].to(model.device) if labels is not None else None
+        out = model.sample(len(index), y=y, generator=generator, **sample_options).float().cpu()
+        seconds += time.perf_counter() - start
+        if resume is not None:
+            resume.store["seconds"] = seconds
+        return out
+
+    samples = _batched(draw, torch.arange(n_samples), batch_size, desc=f"{model.name}: samples", resume=resume)
+    return samples, seconds
+
+
+def sample_metrics(model, reference: torch.Tensor, n_samples: int, seed: int, sample_options: dict[str, Any],
+                   partial: PartialState | None = None) -> dict[str, Any]:
     """Sample quality of `n_samples` samples against every real digit of `reference`, with progress; the
     scores that depend on the count say so when it is under REFERENCE_SAMPLES."""
     from .metrics import model_sample_quality
 
-    with progress.bar(n_samples, f"{model.name}: samples", "image", enabled=True, delay=2.0) as bar:
-        metrics = model_sample_quality(model, reference, n_samples, seed, sample_options=sample_options,
-                                       on_batch=bar.update)
+    model.eval()
+    resume = partial and partial.pass_state("samples", n_samples)
+    samples, seconds = draw_samples(model, n_samples, seed, sample_options, resume)
+    metrics = model_sample_quality(DrawnSamples(model, samples), reference, n_samples, seed,
+                                   sample_options=sample_options)
+    metrics["sample_seconds_per_image"]["value"] = seconds / n_samples  # the drawing's, over every session
     for key in SAMPLE_SCORES:
         if key in metrics and n_samples < REFERENCE_SAMPLES:
             metrics[key]["note"] = (f"from {n_samples:,} samples, fewer than the {REFERENCE_SAMPLES:,} of the "
                                     "reported figures: compare only with scores from as many samples")
     return metrics
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    fn()  # a first call pays for allocations and lazy set-up: timed apart
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def probe_costs(model, binary_x: torch.Tensor, device: torch.device, ais_runs: int,
+                reference: torch.Tensor | None = None) -> dict[str, float]:
+    """Seconds per unit of each long pass, timed on this machine with generators of their own (the evaluation's
+    draws are not moved): "decode" (one IWAE importance sample of one image), "elbo" (one image's ELBO),
+    "image" (one image's log p(x), every label for a class-conditional model), "ais_step" (one AIS step of
+    `ais_runs` chains), "sample" (drawing one sample, and scoring it against every image of `reference`), and
+    "scoring" (what scoring costs whatever the count)."""
+    costs: dict[str, float] = {}
+    g = torch.Generator(device).manual_seed(12345)
+    x = binary_x[:16]
+    if model.log_prob_kind is not None:
+        if "k" in model.log_prob_options:
+            draws = {"generator": g} if "generator" in model.log_prob_options else {}
+            costs["decode"] = _timed(lambda: model.log_prob(x, k=64, **draws)) / (len(x) * 64)
+        elif model.estimates_log_z:
+            costs["ais_step"] = _timed(lambda: model.estimate_log_z(12, ais_runs, seed=1)) / 11
+            costs["image"] = _timed(lambda: model.log_prob(x)) / len(x)
+        elif model.conditional:
+            y = torch.zeros(len(x), dtype=torch.long, device=x.device)
+            costs["image"] = _timed(lambda: model.log_prob(x, y)) / len(x) * int(getattr(model.config, "n_classes", 10))
+        else:
+            costs["image"] = _timed(lambda: model.log_prob(x)) / len(x)
+    if model.has_elbo:
+        costs["elbo"] = _timed(lambda: model.elbo(binary_x[:200], generator=g)) / len(binary_x[:200])
+    if model.can_sample:
+        y = (torch.arange(8) % N_CLASSES).to(device) if model.conditional else None
+        costs["sample"] = _timed(lambda: model.sample(8, y=y, generator=torch.Generator().manual_seed(1))) / 8
+        if reference is not None:  # the evaluator's features and the nearest-neighbour balls grow with the count
+            from .evaluator import load_evaluator
+            from .metrics import real_features, sample_quality
+
+            evaluator = load_evaluator(device)
+            real = real_features(evaluator, reference.cpu())
+            fake = reference[:200].cpu().flip(-1)
+            few, many = (_timed(lambda n=n: sample_quality(fake[:n], reference, evaluator, real_features=real))
+                         for n in (50, 200))
+            costs["sample"] += max(0.0, many - few) / 150
+            costs["scoring"] = max(0.0, few - 50 * max(0.0, many - few) / 150)  # the real digits' own balls
+    return costs
+
+
+def estimated_seconds(costs: dict[str, float], settings: dict[str, Any], n_total: int) -> float:
+    """The long passes' seconds under `settings` (max_test, iwae_k, ais_betas, ais_runs, n_samples)."""
+    n = min(settings["max_test"] or n_total, n_total)
+    seconds = costs.get("image", 0.0) * n + costs.get("decode", 0.0) * n * (settings.get("iwae_k") or 0)
+    if "elbo" in costs:  # the scored images once, and every one ELBO_DRAWS times for the gap
+        seconds += costs["elbo"] * (n + ELBO_DRAWS * (n_total if n < n_total else n))
+    seconds += costs.get("ais_step", 0.0) * (settings.get("ais_betas") or 0)
+    if settings.get("n_samples"):
+        seconds += costs.get("scoring", 0.0) + costs.get("sample", 0.0) * settings["n_samples"]
+    return seconds
+
+
+def plan_budget(costs: dict[str, float], budget: float, n_total: int, given: dict[str, Any],
+                defaults: dict[str, Any]) -> dict[str, Any]:
+    """Settings whose long passes fit `budget` seconds at the measured `costs`; settings in `given` (not None) are
+    kept. The likelihood gets half the budget when there are samples to draw too, the samples what is left.
+
+    IWAE: K as large as fits (at most the paper's 5,000) on all test images, else on a random subset, the largest
+    of BUDGET_SUBSETS that still allows K >= BUDGET_MIN_K (the whole set's NLL is then estimated from it). AIS:
+    as many intermediate distributions as fit (at most the paper's 14,500), with the run's chains. Exact
+    likelihoods: as many test images as fit, at random. Samples: as many as fit, BUDGET_MIN_SAMPLES to 10,000.
+    """
+    plan = dict(defaults)
+    plan.update({k: v for k, v in given.items() if v is not None})
+    usable = budget * (1 - BUDGET_RESERVE)
+    share = usable / 2 if "sample" in costs and given.get("n_samples") is None else usable
+    if "decode" in costs and (given.get("iwae_k") is None or given.get("max_test") is None):
+        for n in ([given["max_test"]] if given.get("max_test") is not None else [n_total, *BUDGET_SUBSETS]):
+            n = min(n or n_total, n_total)
+            elbo = costs.get("elbo", 0.0) * (n + ELBO_DRAWS * n_total)
+            k = plan["iwae_k"] if given.get("iwae_k") is not None else \
+                int(min(PAPER_PROTOCOL["iwae_k"], max(1, (share - elbo) / (costs["decode"] * n))))
+            plan.update(max_test=0 if n == n_total else n, iwae_k=k)
+            if k >= BUDGET_MIN_K or given.get("iwae_k") is not None and estimated_seconds(
+                    costs, {**plan, "n_samples": 0}, n_total) <= share:
+                break
+    elif "ais_step" in costs and given.get("ais_betas") is None:
+        steps = (share - costs["image"] * n_total) / costs["ais_step"]
+        plan["ais_betas"] = int(min(PAPER_PROTOCOL["ais_betas"], max(10, steps)))
+    elif "image" in costs and given.get("max_test") is None:
+        n = int(share / costs["image"])
+        plan["max_test"] = 0 if n >= n_total else max(min(BUDGET_SUBSETS), n)
+    if plan.get("max_test") and given.get("max_test") is None:
+        plan["random_subset"] = True
+    if "sample" in costs and given.get("n_samples") is None:
+        left = usable - estimated_seconds(costs, {**plan, "n_samples": 0}, n_total)
+        plan["n_samples"] = int(min(REFERENCE_SAMPLES, max(BUDGET_MIN_SAMPLES, left / costs["sample"])))
+    return plan
+
+
+def _describe_settings(model, settings: dict[str, Any], n_total: int) -> str:
+    n = min(settings["max_test"] or n_total, n_total)
+    scored = f"all {n_total:,} test digits" if n == n_total else f"a random {n:,} of the {n_total:,} test digits"
+    parts = []
+    if model.log_prob_kind is not None and "k" in model.log_prob_options:
+        parts.append(f"IWAE K={settings['iwae_k']:,} on {scored}")
+    elif model.estimates_log_z:
+        parts.append(f"AIS {settings['ais_betas']:,} betas x {settings['ais_runs']} runs, log p(x) on {scored}")
+    elif model.log_prob_kind is not None:
+        parts.append(f"log p(x) on {scored}")
+    else:
+        parts.append(f"{scored} scored")
+    if model.can_sample:
+        parts.append(f"{settings['n_samples']:,} samples")
+    return ", ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.1f} h"
+
+
+def choose_settings(model, binary_x: torch.Tensor, n_total: int, device: torch.device, *, budget: float | None,
+                    protocol: str | None, given: dict[str, Any], reference: torch.Tensor | None = None
+                    ) -> tuple[dict[str, Any], str | None]:
+    """The settings of an evaluation and the line that says them (None when every setting was given).
+
+    `protocol="paper"`: the paper's protocol (PAPER_PROTOCOL, what was given kept), with its time here.
+    `budget`: `plan_budget`'s settings for that many seconds, beside the paper protocol's time.
+    Neither: the given settings, the others at the model's own (IWAE K, AIS) and all test images."""
+    own = {"max_test": 0, "random_subset": False, "iwae_k": int(getattr(model.config, "iwae_k", 0) or 0),
+           "ais_betas": int(getattr(model.config, "ais_betas", 0) or 0),
+           "ais_runs": int(getattr(model.config, "ais_runs", 0) or 0), "n_samples": REFERENCE_SAMPLES}
+    if budget is None and protocol is None or protocol is None and None not in given.values():
+        return {**own, **{k: v for k, v in given.items() if v is not None}}, None
+    costs = probe_costs(model, binary_x, device, given.get("ais_runs") or own["ais_runs"] or 100, reference)
+    paper = {**own, **PAPER_PROTOCOL, **{k: v for k, v in given.items() if v is not None}}
+    paper_line = (f"the paper's protocol (--protocol paper): {_describe_settings(model, paper, n_total)}, about "
+                  f"{_duration(estimated_seconds(costs, paper, n_total))} here")
+    if protocol == "paper":
+        return paper, f"{model.name}: {paper_line}"
+    plan = plan_budget(costs, budget, n_total, given, own)
+    return plan, (f"{model.name}: settings for a {budget:g} s budget on this machine (--budget): "
+                  f"{_describe_settings(model, plan, n_total)}, about "
+                  f"{_duration(estimated_seconds(costs, plan, n_total))} of long passes; {paper_line}")
 
 
 @torch.no_grad()
@@ -382,18 +697,25 @@ def evaluate_run(
     *,
     device: str = "auto",
     seed: int = 0,
-    max_test: int = 0,
-    random_subset: bool = False,
-    iwae_k: int = 0,
-    n_samples: int = 10_000,
+    max_test: int | None = None,
+    random_subset: bool | None = None,
+    iwae_k: int | None = None,
+    n_samples: int | None = None,
     sample_options: dict[str, Any] | None = None,
     guidance_sweep: list[float] | None = None,
     sweep_samples: int = 0,
-    ais_betas: int = 0,
-    ais_runs: int = 0,
+    ais_betas: int | None = None,
+    ais_runs: int | None = None,
     n_edits: int = DEFAULT_EDITS,
+    budget: float | None = None,
+    protocol: str | None = None,
+    save_every: float = SAVE_EVERY,
 ) -> dict[str, Any]:
     """Evaluate a run folder and write RUN/metrics.json; returns what it wrote.
+
+    The long passes (IWAE, AIS, drawing samples) keep their partial sums in RUN/evaluations/.partial_*.pt every
+    `save_every` seconds and on Ctrl-C: the same call again goes on from there and gives the numbers of an
+    uninterrupted evaluation. The run's lock is held meanwhile (`genzoo.runlock`).
 
     Args:
         run_dir: a folder written by `genzoo train`.
@@ -414,17 +736,57 @@ def evaluate_run(
             intermediate distributions and chains. Fewer cost less and give a wider spread; both are
             recorded beside the NLL.
         n_edits: an editor's (instruct) edits of test digits scored against their exact outputs (0: none).
+        budget: seconds: the settings not given (None) are chosen to fit it (`plan_budget`), from a timed probe.
+        protocol: "paper": the paper's protocol for the settings not given (`PAPER_PROTOCOL`), its time said first.
+        Settings left None without either: all test images, the model's own K and AIS, 10,000 samples.
     """
-    check_evaluation_arguments(max_test=max_test, random_subset=random_subset, iwae_k=iwae_k, n_samples=n_samples,
-                               sweep_samples=sweep_samples, ais_betas=ais_betas, ais_runs=ais_runs)
+    if protocol not in (None, "paper"):
+        raise ConfigError(f"--protocol {protocol}: the one protocol is 'paper' (leave it out for a --budget)")
+    if budget is not None and budget <= 0:
+        raise ConfigError(f"--budget {budget:g}: give the seconds the evaluation may take, e.g. --budget 300")
+    given = {"max_test": max_test, "iwae_k": iwae_k or None, "ais_betas": ais_betas or None,
+             "ais_runs": ais_runs or None, "n_samples": n_samples}
+    check_evaluation_arguments(max_test=max_test or 0, random_subset=bool(random_subset), iwae_k=iwae_k or 0,
+                               n_samples=REFERENCE_SAMPLES if n_samples is None else n_samples,
+                               sweep_samples=sweep_samples, ais_betas=ais_betas or 0, ais_runs=ais_runs or 0)
     non_negative(n_edits=n_edits)
-    start = time.perf_counter()
     run_dir = Path(run_dir)
+    with runlock.hold(run_dir, "evaluation"):
+        return _evaluate_locked(run_dir, device=device, seed=seed, given=given, random_subset=random_subset,
+                                sample_options=sample_options, guidance_sweep=guidance_sweep,
+                                sweep_samples=sweep_samples, n_edits=n_edits, budget=budget, protocol=protocol,
+                                save_every=save_every)
+
+
+def _evaluate_locked(run_dir: Path, *, device: str, seed: int, given: dict[str, Any], random_subset: bool | None,
+                     sample_options: dict[str, Any] | None, guidance_sweep: list[float] | None, sweep_samples: int,
+                     n_edits: int, budget: float | None, protocol: str | None, save_every: float) -> dict[str, Any]:
+    start = time.perf_counter()
     device = resolve_device(device)
     config = runs.read_config(run_dir)
     model = runs.load(run_dir, device)
     sample_options = check_sample_options(model, sample_options, guidance_sweep)
     data = load_data(config["data"], verbose=False)
+    weights = (run_dir / runs.WEIGHTS).stat()
+    request = {"budget": budget, "protocol": protocol, "given": given, "random_subset": random_subset, "seed": seed,
+               "sampling": sample_options, "device": device.type, "weights": [weights.st_size, weights.st_mtime_ns],
+               "trained_step": runs.trained_step(run_dir), "n_edits": n_edits}
+    partial = PartialState(run_dir, request, every=save_every)
+    if partial.plan is None:
+        probe_x = (fixed_binarization(data.test_x[:200]) if model.binary_data else data.test_x[:200]).to(device)
+        settings, said = choose_settings(model, probe_x, len(data.test_x), device, budget=budget, protocol=protocol,
+                                         given=given, reference=data.test_x)
+        if random_subset is not None:
+            settings["random_subset"] = random_subset
+        partial.plan = {"settings": settings, "said": said}
+    else:
+        settings, said = partial.plan["settings"], partial.plan["said"]
+        print(f"genzoo evaluate: {model.name}: going on from {partial.path} (done: {partial.describe()})",
+              file=sys.stderr, flush=True)
+    if said:
+        print(f"genzoo evaluate: {said}", file=sys.stderr, flush=True)
+    max_test, random_subset, n_samples = settings["max_test"], settings["random_subset"], settings["n_samples"]
+    iwae_k, ais_betas, ais_runs = settings["iwae_k"], settings["ais_betas"], settings["ais_runs"]
     if n_samples and len(data.test_x) <= PR_NEIGHBOURS:
         raise ConfigError(f"{config['data']}: {len(data.test_x)} test digits; precision and recall need at least "
                           f"{PR_NEIGHBOURS + 1} real digits as their reference; use other data or --samples 0")
@@ -432,21 +794,29 @@ def evaluate_run(
     test_x = data.test_x[subset].to(device)
     torch.manual_seed(seed)
 
-    metrics = training_record(model, run_dir)
-    if model.can_denoise:
-        metrics.update(denoising_metrics(model, test_x, seed))
-    if model.can_reconstruct:
-        metrics.update(reconstruction_metrics(model, test_x))
-    if model.can_edit and n_edits:
-        metrics.update(editing_metrics(model, test_x, n_edits, seed))
-    density, kwargs, ais = density_metrics(model, data, subset, seed=seed, iwae_k=iwae_k, ais_betas=ais_betas,
-                                           ais_runs=ais_runs, random_subset=random_subset, device=device)
-    metrics.update(density)
-    # Sample quality against a fixed reference: every test digit of the data (10,000 for MNIST; features cached
-    # by content), whatever max_test says, so that FID-style, precision and recall of two evaluations compare.
-    reference = data.test_x
-    if n_samples and model.can_sample:
-        metrics.update(sample_metrics(model, reference, n_samples, seed, sample_options))
+    try:
+        metrics = training_record(model, run_dir)
+        if model.can_denoise:
+            metrics.update(denoising_metrics(model, test_x, seed))
+        if model.can_reconstruct:
+            metrics.update(reconstruction_metrics(model, test_x))
+        if model.can_edit and n_edits:
+            metrics.update(editing_metrics(model, test_x, n_edits, seed))
+        density, kwargs, ais = density_metrics(model, data, subset, seed=seed, iwae_k=iwae_k, ais_betas=ais_betas,
+                                               ais_runs=ais_runs, random_subset=random_subset, device=device,
+                                               partial=partial)
+        metrics.update(density)
+        # Sample quality against a fixed reference: every test digit of the data (10,000 for MNIST; features
+        # cached by content), whatever max_test says, so that FID-style, precision and recall of two evaluations
+        # compare.
+        reference = data.test_x
+        if n_samples and model.can_sample:
+            metrics.update(sample_metrics(model, reference, n_samples, seed, sample_options, partial))
+    except KeyboardInterrupt:
+        partial.save()
+        print(f"\ngenzoo evaluate: stopped; done so far kept in {partial.path} ({partial.describe()}); the same "
+              "command goes on from there", file=sys.stderr, flush=True)
+        raise
     if guidance_sweep:
         metrics["guidance_sweep"] = guidance_sweep_metrics(model, reference, guidance_sweep,
                                                            sweep_samples or n_samples, seed, sample_options, run_dir)
@@ -456,12 +826,15 @@ def evaluate_run(
                            "n_samples": n_samples if model.can_sample else 0, "seed": seed,
                            "iwae_k": kwargs.get("k") if model.log_prob_kind is not None else None,
                            "sampling": sample_options, "guidance_sweep": guidance_sweep,
+                           "protocol": protocol or ("budget" if budget is not None else "given"),
+                           **({"budget_seconds": budget} if budget is not None and protocol is None else {}),
                            **({"n_edits": n_edits} if model.can_edit else {})}
     if ais is not None:
         metrics["settings"]["ais"] = {"betas": ais["ais_betas"], "runs": ais["ais_runs"]}
     metrics["trained_step"] = runs.trained_step(run_dir)
     metrics["evaluated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     runs.write_evaluation(run_dir, metrics)
+    partial.finish()
     return metrics
 
 

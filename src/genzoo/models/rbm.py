@@ -101,6 +101,7 @@ def ais_log_partition(
     n_runs: int = 100,
     generator: torch.Generator | None = None,
     on_step: Callable[[int], None] | None = None,
+    state: dict | None = None,
 ) -> dict[str, float]:
     """Estimate log Z of an RBM by annealed importance sampling (Salakhutdinov & Murray 2008).
 
@@ -114,6 +115,8 @@ def ais_log_partition(
         n_betas: intermediate distributions; n_runs: independent AIS chains.
         generator: on W's device, for reproducible estimates.
         on_step: called with 1 after each intermediate distribution (a caller's progress bar).
+        state: a dict kept up to date after each step ("step", the chains "v", "log_w", the generator's state),
+            before `on_step`; given with a "step", the estimate goes on from there (a resumed evaluation).
 
     Returns:
         dict: "log_z" (log of the mean importance weight), "log_z_low"/"log_z_high" (log of
@@ -124,13 +127,20 @@ def ais_log_partition(
     log_z_base = float(F.softplus(base_bias.double()).sum() + n_hid * math.log(2))
     v = torch.bernoulli(torch.sigmoid(base_bias).expand(n_runs, -1), generator=generator)
     log_w = torch.zeros(n_runs, dtype=torch.float64, device=W.device)
-    for previous, beta in zip(betas[:-1], betas[1:]):
+    first = 0
+    if state is not None and "step" in state:
+        first, v, log_w = state["step"], state["v"].to(W.device), state["log_w"].to(W.device)
+        generator.set_state(state["generator"])
+    for i in range(first, len(betas) - 1):
+        previous, beta = betas[i], betas[i + 1]
         act = v @ W + c  # (R, H)
         log_w += (
             (beta - previous) * (v @ (b - base_bias)) + (F.softplus(beta * act) - F.softplus(previous * act)).sum(1)
         ).double()
         h = torch.bernoulli(torch.sigmoid(beta * act), generator=generator)
         v = torch.bernoulli(torch.sigmoid((1 - beta) * base_bias + beta * (h @ W.T + b)), generator=generator)
+        if state is not None:
+            state.update(step=i + 1, v=v, log_w=log_w, generator=generator.get_state())
         if on_step is not None:
             on_step(1)
     log_mean = float(torch.logsumexp(log_w, 0) - math.log(n_runs))
@@ -290,12 +300,13 @@ class RBM(GenerativeModel):
 
     @torch.no_grad()
     def estimate_log_z(self, n_betas: int | None = None, n_runs: int | None = None, seed: int = 0,
-                       on_step: Callable[[int], None] | None = None) -> dict[str, float]:
+                       on_step: Callable[[int], None] | None = None, state: dict | None = None
+                       ) -> dict[str, float]:
         """AIS estimate of log Z with the config's settings (or those given); stored in the `log_z` buffer.
-        `on_step` is called after each of the n_betas - 1 steps (progress)."""
+        `on_step` is called after each of the n_betas - 1 steps (progress); `state` as `ais_log_partition`'s."""
         n_betas, n_runs = n_betas or self.config.ais_betas, n_runs or self.config.ais_runs
         generator = torch.Generator(device=self.W.device).manual_seed(seed)
-        out = ais_log_partition(self.W, self.b, self.c, self.base_bias(), n_betas, n_runs, generator, on_step)
+        out = ais_log_partition(self.W, self.b, self.c, self.base_bias(), n_betas, n_runs, generator, on_step, state)
         self.log_z.fill_(out["log_z"])
         self.log_z_spread.copy_(torch.tensor([out["log_z_low"], out["log_z_high"]]))
         return {**out, "ais_betas": n_betas, "ais_runs": n_runs}
