@@ -99,8 +99,8 @@ def test_curves_plot_numeric_keys_only(tmp_path):
     from genzoo import report
 
     run = make_run(tmp_path, "r", "vae", fid=None)
-    r = report._Run(run, "r", tmp_path / "report")
-    rel = report._curves(r, tmp_path)
+    r = report.RunFiles(run, "r", tmp_path / "report")
+    rel = report.draw_curves(r, tmp_path)
     from PIL import Image
 
     width, height = Image.open(tmp_path / rel).size

@@ -20,7 +20,7 @@ from typing import Any
 
 from . import registry, runs
 from .leaderboard import COLUMNS, best, cell, leaderboard_row
-from .report import _copy, _curves, _epoch_key, _fmt, _Run
+from .report import RunFiles, copy_image, draw_curves, epoch_key, fmt
 from .zoo import LEAF_NOTES, RECIPES, TAXONOMY
 
 CSS = """
@@ -104,7 +104,7 @@ SKIPPED_METRICS = {"model", "seed", "hardware", "seconds", "data", "evaluator_ve
 
 
 def _esc(value: Any) -> str:
-    return html.escape(value if isinstance(value, str) else _fmt(value))
+    return html.escape(value if isinstance(value, str) else fmt(value))
 
 
 def render_formula(lines: tuple[str, ...], folder: Path, name: str) -> Path:
@@ -183,11 +183,11 @@ def _metric_rows(metrics: dict) -> str:
         if isinstance(value, list):
             shown = "[" + ", ".join(f"{v:.2f}" for v in value) + "]"
         else:
-            shown = _fmt(value)
+            shown = fmt(value)
             if isinstance(entry, dict) and isinstance(entry.get("se"), (int, float)):
                 shown += f" ± {entry['se']:.2g}"
         reading = READINGS.get(key) or next((r for k, r in READINGS.items() if key.startswith(k)), "")
-        details = ", ".join(f"{k}={_fmt(v)}" for k, v in entry.items() if k not in ("value", "se")) \
+        details = ", ".join(f"{k}={fmt(v)}" for k, v in entry.items() if k not in ("value", "se")) \
             if isinstance(entry, dict) else ""
         rows.append(f'<tr><td class="name">{html.escape(key)}</td><td>{html.escape(shown)}</td>'
                     f'<td class="name">{html.escape(reading)}</td>'
@@ -196,13 +196,13 @@ def _metric_rows(metrics: dict) -> str:
             '<th class="name">reading</th><th class="name">settings</th></tr>' + "".join(rows) + "</table></div>")
 
 
-def _fresh_curves(run: _Run, report_dir: Path) -> str | None:
+def _fresh_curves(run: RunFiles, report_dir: Path) -> str | None:
     """The run's training curves, drawn again only when its metrics.jsonl is newer than the drawing."""
     drawn = report_dir / "runs" / run.slug / "training_curves.png"
     log = run.dir / runs.METRICS_LOG
     if drawn.exists() and log.exists() and drawn.stat().st_mtime >= log.stat().st_mtime:
         return drawn.relative_to(report_dir).as_posix()
-    return _curves(run, report_dir)
+    return draw_curves(run, report_dir)
 
 
 def _figure(url: str, caption: str, pixelated: bool = True) -> str:
@@ -221,12 +221,12 @@ def _history(sessions: list[dict]) -> str:
     cells = []
     for i, s in enumerate(rows, 1):
         acc = s.get("conditional_accuracy")
-        edit_cells = (f"<td>{_fmt(s.get('edit_psnr'))}</td><td>{_fmt(s.get('edit_psnr_input'))}</td>"
-                      f"<td>{_fmt(s.get('edit_label_agreement'))}</td>") if edits else ""
+        edit_cells = (f"<td>{fmt(s.get('edit_psnr'))}</td><td>{fmt(s.get('edit_psnr_input'))}</td>"
+                      f"<td>{fmt(s.get('edit_label_agreement'))}</td>") if edits else ""
         cells.append(f'<tr><td class="name">{i} ({html.escape(s["date"])})</td>'
-                     f"<td>{_fmt(s.get('train_seconds_in_all'))}</td>{edit_cells}<td>{_fmt(s.get('n_samples'))}</td>"
+                     f"<td>{fmt(s.get('train_seconds_in_all'))}</td>{edit_cells}<td>{fmt(s.get('n_samples'))}</td>"
                      f"<td>{s['confident_share']:.3f}</td><td>{s['class_entropy_bits']:.2f}</td>"
-                     f"<td>{_fmt(s.get('fid'))}</td><td>{'-' if acc is None else f'{acc:.3f}'}</td></tr>")
+                     f"<td>{fmt(s.get('fid'))}</td><td>{'-' if acc is None else f'{acc:.3f}'}</td></tr>")
     edit_heads = ("<th>edit PSNR (dB)</th><th>doing nothing (dB)</th><th>edits read as the exact output's digit</th>"
                   if edits else "")
     return ('<div class="scroll"><table class="history"><tr><th class="name">demo run</th><th>training s in all</th>'
@@ -308,10 +308,10 @@ def _edits_not_there_note(name: str, out: Path, metrics: dict, sessions: list[di
     moved = ""
     if len(scored) > 1:
         moved = (" Over the demo runs in this folder it went " + " → ".join(
-            f"{s['edit_label_agreement']:.1%} ({_fmt(s.get('edit_psnr'))} dB)" for s in scored) + ".")
+            f"{s['edit_label_agreement']:.1%} ({fmt(s.get('edit_psnr'))} dB)" for s in scored) + ".")
     return (f'<p class="note not-there"><b>Not recognisable edits yet</b>: the evaluator reads the exact output\'s '
             f"digit in {agreement['value']:.1%} of its {agreement.get('n', '')} edits of test digits (edit PSNR "
-            f"{_fmt(psnr)} dB against the exact outputs; doing nothing: {_fmt(nothing)} dB); this page counts an "
+            f"{fmt(psnr)} dB against the exact outputs; doing nothing: {fmt(nothing)} dB); this page counts an "
             f"editor there at {RECOGNISABLE_SHARE:.0%}.{moved} " + _continue_it(name, out))
 
 
@@ -333,7 +333,7 @@ def _section(name: str, out: Path, report_dir: Path, sessions: list[dict], floor
         parts.append('<p class="note">Not trained yet: the demo is still running, or this model was left out '
                      "(--models).</p>")
         return "\n".join(parts)
-    run = _Run(run_dir, name, report_dir)
+    run = RunFiles(run_dir, name, report_dir)
     metrics = run.metrics or {}
     total = metrics.get("train_seconds")
     trained = f"{total:.0f} s of training in all" if isinstance(total, (int, float)) else "trained"
@@ -352,12 +352,12 @@ def _section(name: str, out: Path, report_dir: Path, sessions: list[dict], floor
     figures = []
     if run.grids:
         latest = run.grids[-1]
-        figures.append(_figure(_copy(run, latest, report_dir),
-                               f"samples at epoch {_epoch_key(latest)[0]} (the latest grid, seed fixed): do they "
+        figures.append(_figure(copy_image(run, latest, report_dir),
+                               f"samples at epoch {epoch_key(latest)[0]} (the latest grid, seed fixed): do they "
                                "look like digits, and like different ones?"))
     for file, caption in recipe.captions.items():
         if (run_dir / file).exists():
-            figures.append(_figure(_copy(run, run_dir / file, report_dir), caption))
+            figures.append(_figure(copy_image(run, run_dir / file, report_dir), caption))
     curves = _fresh_curves(run, report_dir)
     if curves:
         figures.append(_figure(curves, "training curves from metrics.jsonl (test pass as dots)", pixelated=False))

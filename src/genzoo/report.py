@@ -47,7 +47,9 @@ img.plot { max-width: 100%; }
 """
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
+    """A JSON file as a dict (a non-dict value as {"value": ...}), None when missing; a torn file is a
+    ValueError that names it and the fix."""
     if not path.exists():
         return None
     try:
@@ -57,19 +59,21 @@ def _read_json(path: Path) -> dict | None:
     return value if isinstance(value, dict) else {"value": value}
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     """{"a": {"b": 1}} -> {"a.b": 1}; lists kept as values."""
     out: dict[str, Any] = {}
     for key, value in d.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            out.update(_flatten(value, f"{name}."))
+            out.update(flatten(value, f"{name}."))
         else:
             out[name] = value
     return out
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
+    """A metric as a table shows it: ints with thousands separators, floats to 4 significant digits
+    (scientific when very large or small), short numeric lists in full, long ones as their length."""
     if isinstance(value, bool) or value is None:
         return str(value)
     if isinstance(value, int):
@@ -82,28 +86,29 @@ def _fmt(value: Any) -> str:
         return f"{value:.4g}"
     if isinstance(value, list):
         if len(value) <= 12 and all(isinstance(v, (int, float)) for v in value):
-            return "[" + ", ".join(_fmt(v) for v in value) + "]"
+            return "[" + ", ".join(fmt(v) for v in value) + "]"
         return f"[{len(value)} items]"
     return str(value)
 
 
 def _esc(value: Any) -> str:
-    return html.escape(_fmt(value) if not isinstance(value, str) else value)
+    return html.escape(fmt(value) if not isinstance(value, str) else value)
 
 
-def _epoch_key(path: Path) -> tuple[int, str]:
+def epoch_key(path: Path) -> tuple[int, str]:
+    """Sort key of a per-epoch picture (samples/epoch_12.png -> 12): the last number in its name."""
     digits = re.findall(r"\d+", path.stem)
     return (int(digits[-1]) if digits else -1, path.name)
 
 
-class _Run:
+class RunFiles:
     """What one run folder wrote, and where its images go in the report."""
 
     def __init__(self, run_dir: Path, slug: str, out_dir: Path):
         if not run_dir.is_dir():
             raise FileNotFoundError(f"{run_dir}: no such run folder; give the --out folder of `genzoo train`")
         self.dir, self.slug = run_dir, slug
-        self.config = _read_json(run_dir / "config.json") or {}
+        self.config = read_json(run_dir / "config.json") or {}
         evaluations = runs.read_evaluations(run_dir)  # the most complete first: the one the report shows
         self.metrics = evaluations[0][1] if evaluations else None
         self.other_evaluations = [path.name for path, _ in evaluations[1:]]
@@ -114,7 +119,7 @@ class _Run:
         samples = run_dir / "samples"
         # training's grids, one per epoch; `genzoo sample`'s own pictures (sample_n64_seed0.png, ...) go with the others
         self.grids = sorted((p for p in images if p.parent == samples and re.fullmatch(r"epoch_\d+\.png", p.name)),
-                            key=_epoch_key)
+                            key=epoch_key)
         self.progress = samples / "progress.gif" if (samples / "progress.gif").exists() else None
         shown = set(self.grids) | {self.progress}
         self.others = [p for p in images if p not in shown]
@@ -124,7 +129,7 @@ class _Run:
         return str(self.config.get("model", "?"))
 
 
-def _copy(run: _Run, src: Path, out_dir: Path) -> str:
+def copy_image(run: RunFiles, src: Path, out_dir: Path) -> str:
     """Copy an image of a run next to the page; return its relative URL."""
     rel = Path("runs") / run.slug / src.relative_to(run.dir)
     dest = out_dir / rel
@@ -133,7 +138,7 @@ def _copy(run: _Run, src: Path, out_dir: Path) -> str:
     return rel.as_posix()
 
 
-def _curves(run: _Run, out_dir: Path) -> str | None:
+def draw_curves(run: RunFiles, out_dir: Path) -> str | None:
     """Draw every numeric metrics.jsonl key against step into one PNG; return its URL."""
     series: dict[str, tuple[list[float], list[float]]] = {}
     for index, row in enumerate(run.log):
@@ -181,7 +186,7 @@ def _curves(run: _Run, out_dir: Path) -> str | None:
     return rel.as_posix()
 
 
-def _leaderboard(runs: list[_Run]) -> str:
+def _leaderboard(runs: list[RunFiles]) -> str:
     rows = [leaderboard_row(r.dir, r.metrics or {}) for r in runs]
     columns, cells, notes = table(rows)
     head = "".join(f"<th>{html.escape(c.label)}</th>" for c in columns)
@@ -199,7 +204,7 @@ def _leaderboard(runs: list[_Run]) -> str:
 
 
 def _key_value_table(d: dict, table_id: str | None = None) -> str:
-    flat = _flatten(d)
+    flat = flatten(d)
     attr = f' id="{table_id}"' if table_id else ""
     rows = "".join(f'<tr><td class="name">{html.escape(k)}</td><td class="name">{_esc(v)}</td></tr>'
                    for k, v in flat.items())
@@ -217,9 +222,9 @@ def _metrics_table(metrics: dict, table_id: str) -> str:
     for key, entry in metrics.items():
         if isinstance(entry, dict) and "value" in entry:
             value, unit = entry["value"], entry.get("unit", "")
-            details = ", ".join(f"{k}={_fmt(v)}" for k, v in entry.items() if k not in ("value", "unit"))
+            details = ", ".join(f"{k}={fmt(v)}" for k, v in entry.items() if k not in ("value", "unit"))
         elif isinstance(entry, dict):
-            value, unit, details = "", "", ", ".join(f"{k}={_fmt(v)}" for k, v in _flatten(entry).items())
+            value, unit, details = "", "", ", ".join(f"{k}={fmt(v)}" for k, v in flatten(entry).items())
         else:
             value, unit, details = entry, "", ""
         align = "" if isinstance(value, (int, float)) else ' class="name"'  # numbers right, text left
@@ -229,7 +234,7 @@ def _metrics_table(metrics: dict, table_id: str) -> str:
             f'<th class="name">unit</th><th class="name">details</th></tr>' + "".join(rows) + "</table>")
 
 
-def _run_section(run: _Run, out_dir: Path) -> str:
+def _run_section(run: RunFiles, out_dir: Path) -> str:
     parts = [f'<h2 id="{html.escape(run.slug)}">{html.escape(run.slug)} — {html.escape(run.model)}</h2>']
     cfg = run.config
     summary = {k: cfg[k] for k in ("model", "data", "seed", "genzoo_version") if k in cfg}
@@ -244,21 +249,21 @@ def _run_section(run: _Run, out_dir: Path) -> str:
         parts.append("<h3>Samples</h3>")
         if run.grids:
             latest = run.grids[-1]
-            parts.append(_figure(_copy(run, latest, out_dir), f"samples/{latest.name} (latest)", "big"))
+            parts.append(_figure(copy_image(run, latest, out_dir), f"samples/{latest.name} (latest)", "big"))
         if run.progress:
-            parts.append(_figure(_copy(run, run.progress, out_dir), "samples/progress.gif", "big"))
+            parts.append(_figure(copy_image(run, run.progress, out_dir), "samples/progress.gif", "big"))
         earlier = run.grids[:-1]
         if len(earlier) > MAX_EPOCH_THUMBS:  # evenly spaced, first one kept
             step = len(earlier) / MAX_EPOCH_THUMBS
             earlier = [earlier[int(i * step)] for i in range(MAX_EPOCH_THUMBS)]
         if earlier:
-            parts.append("<div>" + "".join(_figure(_copy(run, p, out_dir), f"samples/{p.name}", "thumb")
+            parts.append("<div>" + "".join(_figure(copy_image(run, p, out_dir), f"samples/{p.name}", "thumb")
                                            for p in earlier) + "</div>")
     if run.others:
         parts.append("<h3>Other images</h3>")
-        parts.append("".join(_figure(_copy(run, p, out_dir), p.relative_to(run.dir).as_posix(), "other")
+        parts.append("".join(_figure(copy_image(run, p, out_dir), p.relative_to(run.dir).as_posix(), "other")
                              for p in run.others))
-    curves = _curves(run, out_dir)
+    curves = draw_curves(run, out_dir)
     if curves:
         parts.append("<h3>Training curves</h3>" + _figure(curves, "from metrics.jsonl", "plot"))
     if run.metrics:
@@ -309,7 +314,7 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path, title: str = "
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / "runs").exists():  # a fresh copy each time: no images of runs no longer listed
         shutil.rmtree(out_dir / "runs")
-    runs = [_Run(d, slug, out_dir) for d, slug in zip(run_dirs, _slugs(run_dirs))]
+    runs = [RunFiles(d, slug, out_dir) for d, slug in zip(run_dirs, _slugs(run_dirs))]
     body = [f"<h1>{html.escape(title)}</h1>",
             f'<p class="meta">{len(runs)} run{"s" if len(runs) > 1 else ""}: '
             + ", ".join(f'<a href="#{r.slug}">{html.escape(r.slug)}</a>' for r in runs) + "</p>"]

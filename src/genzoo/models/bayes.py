@@ -27,7 +27,7 @@ from ..config import positive
 from ..constants import N_CLASSES, N_PIXELS
 from ..metrics import bits_per_dim
 from .base import NO_OPTIMIZER, GenerativeModel
-from .gmm import MixtureDensity, MixtureFitConfig, _to_images, dequantize
+from .gmm import MixtureDensity, MixtureFitConfig, dequantize, to_images
 
 
 @dataclass
@@ -159,12 +159,12 @@ class BayesClassifier(GenerativeModel):
             where = (y == label).nonzero().flatten()
             if len(where):
                 out[where.to(out.device)] = self.classes[label].sample(len(where), generator)
-        return _to_images(out)
+        return to_images(out)
 
     def class_means(self) -> torch.Tensor:
         """Mean image of each digit under the model (the weighted mean of its components). (10, 1, 28, 28)."""
         means = [(d.weights[:, None] * d.unproject(d.means)).sum(0) for d in self.classes]
-        return _to_images(torch.stack(means))
+        return to_images(torch.stack(means))
 
     def pictures(self, data: Any = None, n_rows: int = 5) -> dict[str, torch.Tensor]:
         """means_and_samples.png: first row the per-class means, then `n_rows` rows of samples

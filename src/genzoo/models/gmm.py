@@ -155,7 +155,8 @@ class MixtureDensity(nn.Module):
         return self.unproject(Z)
 
 
-def _to_images(flat: torch.Tensor) -> torch.Tensor:
+def to_images(flat: torch.Tensor) -> torch.Tensor:
+    """Flat pixel vectors (N, 784) as images (N, 1, 28, 28) in [0, 1] (a Gaussian's draw clipped)."""
     return flat.float().clamp(0, 1).reshape(-1, 1, 28, 28)
 
 
@@ -246,11 +247,11 @@ class GMM(GenerativeModel):
 
     def _sample(self, n: int, y: None, generator: torch.Generator | None) -> torch.Tensor:
         """(n, 1, 28, 28) draws, clamped to [0, 1]."""
-        return _to_images(self.density.sample(n, generator))
+        return to_images(self.density.sample(n, generator))
 
     def component_means(self) -> torch.Tensor:
         """(K, 1, 28, 28) component means as images."""
-        return _to_images(self.density.unproject(self.density.means))
+        return to_images(self.density.unproject(self.density.means))
 
     def pictures(self, data: Any = None, per_component: int = 8) -> dict[str, torch.Tensor]:
         """components.png (the means, 10 a row) and component_samples.png (one row of samples per component).
@@ -259,7 +260,7 @@ class GMM(GenerativeModel):
         """
         generator = torch.Generator().manual_seed(0)
         rows = [
-            _to_images(self.density.sample(per_component, generator, component=k))
+            to_images(self.density.sample(per_component, generator, component=k))
             for k in range(self.config.n_components)
         ]
         return {

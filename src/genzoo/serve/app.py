@@ -36,7 +36,7 @@ from ..metrics import psnr
 from ..models.autoregressive import completion_rows, visible_mask
 from ..models.base import CapabilityError
 from ..models.dae import corrupt, parse_noise
-from ..report import IMAGE_SUFFIXES, NOT_CURVES, _flatten, _fmt, _read_json
+from ..report import IMAGE_SUFFIXES, NOT_CURVES, flatten, fmt, read_json
 from .inputs import (
     MAX_IMAGE_BYTES,
     InputError,
@@ -344,7 +344,7 @@ def run_report(folder: Path, name: str) -> dict[str, Any]:
     """What the report shows of a run, read from the files it wrote (nothing recomputed)."""
     config = runs.read_config(folder)
     try:
-        metrics = {k: _fmt(v) for k, v in _flatten(_read_json(folder / runs.METRICS) or {}).items()}
+        metrics = {k: fmt(v) for k, v in flatten(read_json(folder / runs.METRICS) or {}).items()}
     except ValueError as e:  # the report's message: which file, and to rerun `genzoo evaluate`
         metrics = {"error": str(e)}
     curves: dict[str, list] = {}
