@@ -77,7 +77,8 @@ def run_bench(
         The leaderboard rows (also in leaderboard.json).
     """
     from .evaluate import evaluate_run
-    from .trainer import resolve_device, train
+    from .trainer import train
+    from .training.devices import resolve_device
 
     models = list(models or registry.MODELS)
     unknown = [m for m in models if m not in registry.MODELS]

@@ -35,7 +35,9 @@ from .config import ConfigError
 from .constants import N_CLASSES
 from .data import Dataset, load_data
 from .evaluate import evaluate_run
-from .trainer import resolve_device, total_steps, train
+from .trainer import train
+from .training.devices import resolve_device
+from .training.schedule import total_steps
 from .zoo import CPU_TRAIN, RECIPES
 
 DEFAULT_BUDGET = 840.0  # seconds: 14 minutes of wall clock, under the 15 the issue allows on a 2-core CPU
