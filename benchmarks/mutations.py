@@ -124,10 +124,10 @@ MUTATIONS = [
     Mutation("vae-iwae-proposal-sign", "models/vae.py", "- gaussian_log_density(z, mu, logvar))",
              "+ gaussian_log_density(z, mu, logvar))", "vae", "IWAE weight multiplies by q(z|x) instead of dividing"),
     # diffusion
-    Mutation("ddpm-noising-sign", "models/ddpm.py", "* x0 + _as(self.sqrt_one_minus_alpha_bar, t, x0) * noise",
+    Mutation("ddpm-noising-sign", "models/diffusion.py", "* x0 + _as(self.sqrt_one_minus_alpha_bar, t, x0) * noise",
              "* x0 - _as(self.sqrt_one_minus_alpha_bar, t, x0) * noise", "ddpm",
              "q(x_t given x_0): the noise subtracted instead of added"),
-    Mutation("ddpm-posterior-coefficients-swapped", "models/ddpm.py",
+    Mutation("ddpm-posterior-coefficients-swapped", "models/diffusion.py",
              "mean = _as(self.coef_x0, t, xt) * x0 + _as(self.coef_xt, t, xt) * xt",
              "mean = _as(self.coef_xt, t, xt) * x0 + _as(self.coef_x0, t, xt) * xt", "ddpm",
              "posterior mean of x_{t-1} given x_t, x_0: the two coefficients swapped"),
@@ -135,7 +135,7 @@ MUTATIONS = [
              'target = x0 if self.config.prediction == "eps"', "ddpm", "eps-prediction loss regresses x_0, not eps"),
     Mutation("ddpm-guidance-base", "models/ddpm.py", "return uncond + guidance * (cond - uncond)",
              "return cond + guidance * (cond - uncond)", "ddpm", "classifier-free guidance extrapolates from cond"),
-    Mutation("ddim-sigma-dropped", "models/ddpm.py", "math.sqrt(max(1 - abar_prev - sigma**2, 0.0)) * eps",
+    Mutation("ddim-sigma-dropped", "models/diffusion.py", "math.sqrt(max(1 - abar_prev - sigma**2, 0.0)) * eps",
              "math.sqrt(max(1 - abar_prev, 0.0)) * eps", "ddpm", "DDIM step: sigma^2 left out of the eps term"),
     # the editor, its triples and its text encoder
     Mutation("instruct-guidance-scales-swapped", "models/instruct.py",
@@ -202,7 +202,7 @@ MUTATIONS = [
     # the trainer, the diffusion models' moving average, the mixtures
     Mutation("trainer-gradient-clip-skipped", "training/loop.py", "        if self.cfg.grad_clip:\n",
              "        if False:\n", "trainer", "grad_clip is accepted and never applied"),
-    Mutation("ema-decay-inverted", "models/ddpm.py",
+    Mutation("ema-decay-inverted", "models/diffusion.py",
              "list(net.parameters()), 1 - decay)", "list(net.parameters()), decay)", "ddpm",
              "the weights' moving average keeps 1 - decay of itself, not decay"),
     Mutation("mixture-responsibilities-unnormalised", "mixture.py",

@@ -66,7 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import genzoo  # noqa: E402
 from genzoo.config import build  # noqa: E402
 from genzoo.data import Dataset, load_data  # noqa: E402
-from genzoo.models import ddpm  # noqa: E402
+from genzoo.models import diffusion  # noqa: E402
 from genzoo.train_config import TrainConfig  # noqa: E402
 from genzoo.training.batches import Batches  # noqa: E402
 from genzoo.training.devices import Distributed  # noqa: E402
@@ -75,7 +75,7 @@ from genzoo.training.loop import Loop  # noqa: E402
 CPU = torch.device("cpu")
 
 
-def strided_attention(self: ddpm.SelfAttention, x: torch.Tensor) -> torch.Tensor:
+def strided_attention(self: diffusion.SelfAttention, x: torch.Tensor) -> torch.Tensor:
     """`SelfAttention.forward` as it was: q, k, v strided along d, so PyTorch takes its math path."""
     b, c, h, w = x.shape
     qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)  # (B, 3, heads, d, HW)
@@ -93,7 +93,7 @@ def batch_before(self: Batches, step: int) -> tuple[torch.Tensor, torch.Tensor]:
     return (torch.bernoulli(x) if self.binary else x), y
 
 
-FUSED_ATTENTION = ddpm.SelfAttention.forward
+FUSED_ATTENTION = diffusion.SelfAttention.forward
 DDPM_VARIANTS = {  # name: (channels_last feature maps, attention, fused Adam, batches, torch.compile)
     "before": (False, strided_attention, False, batch_before, False),
     "attention": (False, FUSED_ATTENTION, False, Batches.at, False),
@@ -146,7 +146,7 @@ def ddpm_sides(data: Dataset, names: list[str], batch_size: int, n_steps: int, r
             model.unet.stem.register_forward_hook(lambda m, i, out: out.contiguous(memory_format=torch.channels_last))
 
         def setup(attention=attention):
-            ddpm.SelfAttention.forward = attention
+            diffusion.SelfAttention.forward = attention
 
         sides[name] = lambda loop=loop, setup=setup: steps(loop, n_steps, setup)
     return sides
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             result = speedups(interleaved(sides, args.repeats))
         finally:
-            ddpm.SelfAttention.forward = FUSED_ATTENTION
+            diffusion.SelfAttention.forward = FUSED_ATTENTION
     record = {"model": args.model, "variants": result, "threads": args.threads, "batch_size": args.batch_size,
               "repeats": args.repeats, "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
               "command": "python " + " ".join(sys.argv), "torch": torch.__version__,

@@ -11,7 +11,9 @@ from safetensors.torch import load_file
 
 import genzoo
 from genzoo.config import ConfigError
-from genzoo.models.ddpm import DDPM, N_CLASSES, NoiseSchedule, Sampler, SelfAttention, ema_update, make_betas
+from genzoo.constants import N_CLASSES
+from genzoo.models.ddpm import DDPM
+from genzoo.models.diffusion import NoiseSchedule, Sampler, SelfAttention, ema_update, make_betas
 from genzoo.train_config import TrainConfig
 
 TINY = {"widths": (8, 16), "res_blocks": 1, "attn_heads": 2, "timesteps": 100, "sample_steps": 5}

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 import genzoo
 from genzoo import edits
 from genzoo.config import ConfigError
-from genzoo.models.ddpm import UNet
+from genzoo.models.diffusion import UNet
 from genzoo.models.instruct import InstructPix2Pix
 
 TINY = {"widths": (8, 16), "res_blocks": 1, "attn_heads": 2, "timesteps": 50, "sample_steps": 4, "text_dim": 16,

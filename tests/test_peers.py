@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 import genzoo
-from genzoo.models.ddpm import make_betas
+from genzoo.models.diffusion import make_betas
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 spec = importlib.util.spec_from_file_location("benchmark_peers", BENCHMARKS / "peers.py")

@@ -12,7 +12,8 @@ import math
 import pytest
 import torch
 
-from genzoo.models.ddpm import DDPM, NoiseSchedule, Sampler, make_betas
+from genzoo.models.ddpm import DDPM
+from genzoo.models.diffusion import NoiseSchedule, Sampler, make_betas
 from genzoo.models.instruct import InstructPix2Pix
 
 T = 60

@@ -35,7 +35,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -45,25 +45,20 @@ from ..config import ConfigError, in_range, non_negative, positive
 from ..constants import IMAGE_SHAPE
 from ..text import TextEncoder, Tokenizer, build_vocabulary, corrupt, hide_words
 from .base import GenerativeModel
-from .ddpm import LatentSpace, NoiseSchedule, Sampler, UNet, WithEMA, ema_update, make_betas
+from .diffusion import DiffusionConfig, LatentSpace, NoiseSchedule, Sampler, UNet, WithEMA, ema_update, make_betas
 
 
 @dataclass
-class InstructConfig:
-    space: Literal["pixel", "latent"] = "pixel"
-    # U-Net channels per level; () takes the space's default: (32, 64, 64) on pixels at 28 -> 14 -> 7,
-    # (32, 64) on latents at 7 -> 4.
-    widths: tuple[int, ...] = ()
-    res_blocks: int = 2
-    attn_resolution: int = 7
-    attn_heads: int = 4
-    dropout: float = 0.0
-    timesteps: int = 1000
-    noise_schedule: Literal["linear", "cosine"] = "cosine"
-    # What the U-Net predicts: the noise (Ho et al.; the paper) or v = sqrt(abar) eps - sqrt(1 - abar) x_0 (Salimans
-    # & Ho 2022), whose loss weighs the noisy steps, where the output must come from the input image, more.
-    prediction: Literal["eps", "v"] = "eps"
-    ema_decay: float = 0.999  # 0: sample with the trained weights
+class InstructConfig(DiffusionConfig):
+    """DiffusionConfig's settings (U-Net, schedule, prediction, EMA, first stage; smaller defaults for the latent
+    U-Net and the first stage, fewer DDIM steps), and the editor's: the drop rates, the text encoder, the semantic
+    pairs and the two guidance scales."""
+
+    latent_widths: ClassVar[tuple[int, ...]] = (32, 64)
+
+    sample_steps: int = 20
+    ae_widths: tuple[int, ...] = (16, 32)
+    first_stage_steps: int = 1500
     # The paper drops the text, the image, and both, each for 5% of the examples.
     p_drop_text: float = 0.05
     p_drop_image: float = 0.05
@@ -84,52 +79,29 @@ class InstructConfig:
     # whose triples are replaced by its pairs (read in training only; an edited run does not need the file).
     semantic_pairs: str = ""
     semantic_fraction: float = 0.1
-    # Latent space: the first-stage autoencoder (ddpm's), trained by the run's first first_stage_steps steps.
-    latent_channels: int = 4
-    ae_widths: tuple[int, ...] = (16, 32)  # channels at 28x28 and at 14x14 (and 7x7)
-    kl_weight: float = 1e-3
-    first_stage_steps: int = 1500
     # A latent ddpm run whose first stage (the same ae_widths and latent_channels) starts ours ("": from scratch);
     # first_stage_steps then fine-tune it on the triples (inverted digits, noisy inputs are new to it).
     first_stage_from: str = ""
     # Editing defaults (per call: edit(..., image_guidance=, text_guidance=, steps=)).
-    sample_steps: int = 20
     image_guidance: float = 1.5
     text_guidance: float = 3.0
 
     def __post_init__(self):
-        for w in self.widths + self.ae_widths:
-            positive(width=w)
-        positive(latent_channels=self.latent_channels)
-        non_negative(kl_weight=self.kl_weight, first_stage_steps=self.first_stage_steps)
+        super().__post_init__()
         in_range("semantic_fraction", self.semantic_fraction, 0.0, 1.0)
-        if len(self.ae_widths) != 2:
-            raise ConfigError(f"ae_widths={self.ae_widths!r}: give two widths, for 28x28 and 14x14 (e.g. 16,32)")
-        positive(res_blocks=self.res_blocks, attn_heads=self.attn_heads, timesteps=self.timesteps,
-                 sample_steps=self.sample_steps, text_dim=self.text_dim, text_layers=self.text_layers,
-                 text_heads=self.text_heads, max_tokens=self.max_tokens, trigram_buckets=self.trigram_buckets)
-        non_negative(attn_resolution=self.attn_resolution, image_guidance=self.image_guidance,
-                     text_guidance=self.text_guidance)
-        in_range("dropout", self.dropout, 0.0, 0.9)
+        positive(text_dim=self.text_dim, text_layers=self.text_layers, text_heads=self.text_heads,
+                 max_tokens=self.max_tokens, trigram_buckets=self.trigram_buckets)
+        non_negative(image_guidance=self.image_guidance, text_guidance=self.text_guidance)
         in_range("word_noise", self.word_noise, 0.0, 0.9)
-        in_range("ema_decay", self.ema_decay, 0.0, 0.99999)
         for key in ("p_drop_text", "p_drop_image", "p_drop_both"):
             in_range(key, getattr(self, key), 0.0, 1.0)
         if self.p_drop_text + self.p_drop_image + self.p_drop_both > 1:
             raise ConfigError(f"p_drop_text + p_drop_image + p_drop_both = "
                               f"{self.p_drop_text + self.p_drop_image + self.p_drop_both:g}: must be <= 1")
-        if self.sample_steps > self.timesteps:
-            raise ConfigError(f"sample_steps={self.sample_steps}: must be <= timesteps={self.timesteps}")
         if self.text_dim % self.text_heads:
             raise ConfigError(f"text_heads={self.text_heads}: must divide text_dim={self.text_dim}")
         if not self.vocabulary:
             self.vocabulary = build_vocabulary(edits.vocabulary_text())
-
-    @property
-    def unet_widths(self) -> tuple[int, ...]:
-        if self.widths:
-            return self.widths
-        return (32, 64, 64) if self.space == "pixel" else (32, 64)
 
 
 class InstructPix2Pix(LatentSpace, WithEMA, GenerativeModel):
