@@ -1,0 +1,286 @@
+"""Long work on a laptop: budgeted evaluations, evaluations that resume, one writer per run folder, a full disk,
+sample files of any size in bounded memory."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import genzoo
+from genzoo import evaluate, runlock, runs
+from genzoo.cli import main
+
+SRC = str(Path(genzoo.__file__).resolve().parents[1])
+
+
+def python(code: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+    return genzoo.train("vae", data="embedded", out=tmp_path_factory.mktemp("long") / "vae", device="cpu", seed=0,
+                        progress=False, model_overrides={"arch": "mlp", "hidden": 64, "latent_dim": 4},
+                        train_overrides={"steps": 20, "epochs": 0, "batch_size": 64, "sample_every": 0,
+                                         "test_every": 0})
+
+
+@pytest.fixture(scope="module")
+def rbm_run(tmp_path_factory):
+    return genzoo.train("rbm", data="embedded", out=tmp_path_factory.mktemp("long") / "rbm", device="cpu",
+                        progress=False, model_overrides={"n_hidden": 16, "persistent_chains": 16, "gibbs_steps": 5},
+                        train_overrides={"steps": 5, "epochs": 0, "batch_size": 32, "sample_every": 0})
+
+
+# ---------------------------------------------------------------------------- the budget
+
+
+def test_the_budget_plan_fits_its_seconds_and_keeps_what_was_given():
+    """IWAE: at 50 us per decode, 300 s (85 % usable, half for the likelihood) cannot score 10,000 digits with
+    K >= 1000; on 2,000 digits K = (127.5 - ELBO) / (2000 * 5e-5); the samples take the rest."""
+    costs = {"decode": 5e-5, "elbo": 1e-4, "sample": 1e-3, "scoring": 2.0}
+    own = {"max_test": 0, "random_subset": False, "iwae_k": 5000, "ais_betas": 0, "ais_runs": 0, "n_samples": 10_000}
+    none = dict.fromkeys(("max_test", "iwae_k", "ais_betas", "ais_runs", "n_samples"))
+    plan = evaluate.plan_budget(costs, 300.0, 10_000, none, own)
+    elbo = 1e-4 * (2000 + evaluate.ELBO_DRAWS * 10_000)
+    k_10000 = (127.5 - 1e-4 * (10_000 + evaluate.ELBO_DRAWS * 10_000)) / (10_000 * 5e-5)
+    assert k_10000 < evaluate.BUDGET_MIN_K
+    assert plan["max_test"] == 2000 and plan["random_subset"] and plan["iwae_k"] == int((127.5 - elbo) / 0.1)
+    likelihood = plan["iwae_k"] * 2000 * 5e-5 + elbo
+    assert plan["n_samples"] == int((255 - likelihood - 2.0) / 1e-3) or plan["n_samples"] == 10_000
+    assert evaluate.estimated_seconds(costs, plan, 10_000) <= 255 + 1e-6
+    kept = evaluate.plan_budget(costs, 300.0, 10_000, {**none, "iwae_k": 7, "n_samples": 0}, own)
+    assert kept["iwae_k"] == 7 and kept["n_samples"] == 0 and kept["max_test"] == 0  # all fit with K = 7
+    # AIS: as many betas as fit in the whole usable budget (no samples asked), at most the paper's
+    ais = evaluate.plan_budget({"ais_step": 0.05, "image": 1e-5}, 300.0, 10_000, {**none, "n_samples": 0}, own)
+    assert ais["ais_betas"] == int((255 - 0.1) / 0.05)
+    assert evaluate.plan_budget({"ais_step": 1e-6, "image": 0}, 300.0, 10_000, {**none, "n_samples": 0},
+                                own)["ais_betas"] == 14500
+
+
+def test_a_default_evaluate_of_a_slow_model_keeps_to_its_budget(vae_run, monkeypatch, capsys):
+    """A VAE whose decoder is made slow: the paper's protocol would take hours; the default budget of the command
+    (here 8 s) chooses settings that end in about that time, and says both."""
+    slow = runs.load(vae_run).__class__
+    decode = slow.decode_logits
+
+    def slow_decode(self, z):
+        time.sleep(2e-6 * len(z))  # 2 ms per thousand codes decoded
+        return decode(self, z)
+
+    monkeypatch.setattr(slow, "decode_logits", slow_decode)
+    start = time.perf_counter()
+    assert main(["evaluate", str(vae_run), "--budget", "8", "--samples", "0", "--device", "cpu"]) == 0
+    took = time.perf_counter() - start
+    err = capsys.readouterr().err
+    assert "settings for a 8 s budget on this machine (--budget): IWAE K=" in err
+    assert "the paper's protocol (--protocol paper): IWAE K=5,000 on all 500 test digits, about " in err
+    metrics = json.loads((vae_run / "metrics.json").read_text())
+    assert metrics["settings"]["protocol"] == "budget" and metrics["settings"]["budget_seconds"] == 8.0
+    assert metrics["nll_nats"]["se"] > 0 and metrics["settings"]["iwae_k"] < 5000
+    assert took < 40  # the paper's K = 5,000 on 500 digits would decode for 2.5 M codes: minutes here
+
+
+# ---------------------------------------------------------------------------- resuming
+
+
+def _interrupt_after(monkeypatch, ticks: int) -> None:
+    """Ctrl-C at the `ticks`-th batch of a long pass, after its partial state was written."""
+    count = {"n": 0}
+    tick = evaluate.PartialState.tick
+
+    def interrupting(self):
+        count["n"] += 1
+        tick(self)
+        if count["n"] == ticks:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate.PartialState, "tick", interrupting)
+
+
+def _numbers(metrics: dict) -> dict:
+    skip = {"seconds", "evaluated_at", "sample_seconds_per_image", "sample_quality_seconds"}
+    return {k: v for k, v in metrics.items() if k not in skip}
+
+
+@pytest.mark.parametrize("ticks", [3, 12, 40])  # in the ELBO, in the IWAE pass, in the samples
+def test_an_interrupted_evaluation_resumes_to_the_uninterrupted_numbers(vae_run, tmp_path, monkeypatch, ticks):
+    settings = {"device": "cpu", "max_test": 120, "random_subset": True, "iwae_k": 30, "n_samples": 2000,
+                "save_every": 0.0}
+    whole = evaluate.evaluate_run(shutil.copytree(vae_run, tmp_path / "a"), **settings)
+    run = shutil.copytree(vae_run, tmp_path / "b")
+    with monkeypatch.context() as m:
+        _interrupt_after(m, ticks)
+        monkeypatch.setattr(evaluate, "DECODED_PER_CALL", 300)  # 10 images a batch at K = 30: many batches
+        with pytest.raises(KeyboardInterrupt):
+            evaluate.evaluate_run(run, **settings)
+    partial = list((run / "evaluations").glob(".partial_*.pt"))
+    assert len(partial) == 1 and runlock.holder(run) is None  # kept, and the lock given back
+    resumed = evaluate.evaluate_run(run, **settings)
+    assert _numbers(resumed) == _numbers(whole)
+    assert not list((run / "evaluations").glob(".partial_*.pt"))
+
+
+def test_an_interrupted_ais_resumes_to_the_uninterrupted_log_z(rbm_run, tmp_path, monkeypatch):
+    settings = {"device": "cpu", "max_test": 50, "n_samples": 0, "ais_betas": 300, "ais_runs": 20,
+                "save_every": 0.0}
+    whole = evaluate.evaluate_run(shutil.copytree(rbm_run, tmp_path / "a"), **settings)
+    run = shutil.copytree(rbm_run, tmp_path / "b")
+    with monkeypatch.context() as m:
+        _interrupt_after(m, 150)
+        with pytest.raises(KeyboardInterrupt):
+            evaluate.evaluate_run(run, **settings)
+    state = torch.load(next((run / "evaluations").glob(".partial_*.pt")), weights_only=True)
+    assert state["passes"]["AIS steps"]["step"] == 150
+    resumed = evaluate.evaluate_run(run, **settings)
+    assert resumed["log_z"] == whole["log_z"] and resumed["nll_nats"] == whole["nll_nats"]
+
+
+def test_kill_9_then_the_same_command_gives_the_same_numbers(vae_run, tmp_path):
+    """A real kill -9 in the middle of the IWAE pass (its partial state saved every batch)."""
+    a, b = shutil.copytree(vae_run, tmp_path / "a"), shutil.copytree(vae_run, tmp_path / "b")
+    code = ("import sys, genzoo.evaluate as e; e.DECODED_PER_CALL = 2000; "
+            "e.evaluate_run(sys.argv[1], device='cpu', iwae_k=400, n_samples=0, max_test=200, save_every=0.0)")
+    whole = evaluate.evaluate_run(a, device="cpu", iwae_k=400, n_samples=0, max_test=200)
+    child = subprocess.Popen([sys.executable, "-c", code, str(b)], env={**os.environ, "PYTHONPATH": SRC},
+                             stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # killed once part of the IWAE pass is kept
+        found = list((b / "evaluations").glob(".partial_*.pt"))
+        if found:
+            try:
+                if torch.load(found[0], weights_only=True)["passes"].get("log p(x)", {}).get("done", 0) >= 20:
+                    break
+            except (RuntimeError, EOFError, FileNotFoundError):
+                pass
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert runlock.holder(b) is None  # the kernel dropped the dead process's lock
+    resumed = evaluate.evaluate_run(b, device="cpu", iwae_k=400, n_samples=0, max_test=200)
+    assert _numbers(resumed) == _numbers(whole)
+
+
+# ---------------------------------------------------------------------------- one writer per run folder
+
+
+def test_a_second_trainer_is_refused_with_the_holders_pid_and_command(tmp_path, capsys):
+    run = tmp_path / "twin"
+    holder = python(f"import sys, time, genzoo.runlock as r; r.acquire({str(run)!r}, 'training'); "
+                    "print('held', flush=True); time.sleep(60)")
+    assert holder.stdout.readline().strip() == "held"
+    try:
+        assert main(["train", "ae", "--data", "embedded", "--steps", "1", "--out", str(run)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0
+        assert f"{run}: in use by another process (PID {holder.pid} on " in err
+        assert "`-c`" in err and f"kill {holder.pid}" in err
+        assert not (run / "config.json").exists()  # nothing of the second run was written
+        assert runlock.holder(run)["pid"] == holder.pid  # readers see who holds it, unblocked
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder died without giving the lock back: the next process takes it over and says so
+    assert main(["train", "ae", "--data", "embedded", "--steps", "1", "--out", str(run), "--set",
+                 "channels=4", "--set", "latent_dim=4"]) == 0
+    err = capsys.readouterr().err
+    assert f"genzoo: {run}: taking over the lock left by PID {holder.pid} on " in err and "no longer running" in err
+    assert runlock.holder(run) is None and (run / "model.safetensors").exists()
+
+
+def test_one_process_may_nest_its_holds(tmp_path):
+    with runlock.hold(tmp_path, "training"), runlock.hold(tmp_path, "evaluation"):
+        assert runlock.holder(tmp_path)["pid"] == os.getpid()
+    assert runlock.holder(tmp_path) is None
+
+
+# ---------------------------------------------------------------------------- a full disk
+
+
+def _full_disk_after(monkeypatch, path_part: str) -> None:
+    """Writes through runs.write_atomic into a file named like `path_part` find no space left."""
+    real_open = os.open
+
+    def opening(path, flags, mode=0o777, **kwargs):
+        fd = real_open(path, flags, mode, **kwargs)
+        if path_part in str(path):
+            os.close(fd)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return fd
+
+    monkeypatch.setattr(runs.os, "open", opening)
+
+
+def test_a_full_disk_ends_in_one_line_and_resume_continues(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "ae"
+    args = ["train", "ae", "--data", "embedded", "--out", str(run), "--set", "channels=4", "--set", "latent_dim=4",
+            "--device", "cpu", "--seed", "0"]
+    assert main([*args, "--steps", "2"]) == 0
+    weights = (run / "model.safetensors").read_bytes()
+    checkpoint = (run / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    with monkeypatch.context() as m:
+        _full_disk_after(m, "model.safetensors")
+        assert main(["train", "ae", "--out", str(run), "--resume", "--steps", "4"]) == 2
+    out = capsys.readouterr().err
+    err = out.strip().splitlines()[-1]  # after the progress lines, one line
+    assert "Traceback" not in out
+    size = len(runs.save_safetensors({k: v.contiguous() for k, v in runs.load(run).state_dict().items()}))
+    assert err.startswith(f"genzoo train: error: {run / 'model.safetensors'}: no space left on the device to write "
+                          f"it (the write needs about {size / 1000:,.1f} KB, ")
+    assert (run / "model.safetensors").read_bytes() == weights and (run / "checkpoint.pt").read_bytes() == checkpoint
+    assert not list(run.glob(".*.tmp"))
+    assert main(["train", "ae", "--out", str(run), "--resume", "--steps", "4"]) == 0  # space freed
+    assert runs.load_checkpoint(run / "checkpoint.pt")["step"] == 4
+
+
+def test_a_full_disk_while_writing_an_evaluation_ends_in_one_line(vae_run, tmp_path, monkeypatch, capsys):
+    run = shutil.copytree(vae_run, tmp_path / "vae")
+    with monkeypatch.context() as m:
+        _full_disk_after(m, "test50_samples0")
+        assert main(["evaluate", str(run), "--max-test", "50", "--iwae-k", "10", "--samples", "0",
+                     "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"genzoo evaluate: error: {run / 'evaluations' / 'test50_samples0_seed0_k10.json'}: no "
+                          "space left on the device to write it (the write needs about ")
+    assert main(["evaluate", str(run), "--max-test", "50", "--iwae-k", "10", "--samples", "0", "--device", "cpu"]) == 0
+
+
+# ---------------------------------------------------------------------------- sample files of any size
+
+
+def _peak_rss_mb(run: Path, n: int, out: Path) -> float:
+    code = (f"import resource, genzoo.commands as c; c.sample({str(run)!r}, {n}, out={str(out)!r}, device='cpu'); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    child = python(code)
+    stdout, stderr = child.communicate(timeout=600)
+    assert child.returncode == 0, stderr
+    return float(stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".npy"])
+def test_sample_files_stream_in_bounded_memory(vae_run, tmp_path, suffix):
+    """200,000 digits are 157 MB as uint8: kept in memory (and concatenated once more) they would raise the peak by
+    about twice that; streamed, the peak is that of 2,000 digits, within a few MB."""
+    small = _peak_rss_mb(vae_run, 2_000, tmp_path / f"small{suffix}")
+    large = _peak_rss_mb(vae_run, 200_000, tmp_path / f"large{suffix}")
+    assert large - small < 40, (small, large)
+    images = np.load(tmp_path / f"large{suffix}")
+    images = images["images"] if suffix == ".npz" else images
+    assert images.shape == (200_000, 28, 28) and images.dtype == np.uint8
+    first = np.load(tmp_path / f"small{suffix}")
+    first = first["images"] if suffix == ".npz" else first
+    assert np.array_equal(images[:2_000], first)  # the same seeded draws, however many follow
