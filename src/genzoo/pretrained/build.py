@@ -1,0 +1,93 @@
+"""Packing a trained run as a shipped model: the weights sampling needs, float16 where the re-score allows,
+the config that rebuilds the model, its evaluation, and its manifest entry with every file's sha256.
+
+benchmarks/pretrained.py trains and evaluates; this module writes. Tests pack tiny runs into a folder of
+their own with the same code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from .. import pretrained, recipes, runs
+from ..data import Dataset
+from .check import subset_figures
+from .weights import shipped_state
+
+FP16_TOLERANCE = 2e-3  # relative change of every re-score figure that float16 weights may make
+FP16_MAX = 6e4  # float32 tensors with larger magnitudes keep float32 (float16 ends at 65,504)
+# the evaluation's figures a manifest headline quotes, in this order, where the evaluation has them
+HEADLINE = {"nll_nats": ("NLL", "{:.2f} nats"), "fid": ("FID-style", "{:.2f}"),
+            "conditional_accuracy": ("conditional accuracy", "{:.2%}"), "precision": ("precision", "{:.3f}"),
+            "recall": ("recall", "{:.3f}"), "class_entropy_bits": ("class entropy", "{:.2f} bits"),
+            "reconstruction_mse": ("reconstruction MSE", "{:.4f}"),
+            "psnr_denoised_gaussian": ("denoised PSNR, Gaussian noise 0.5", "{:.2f} dB"),
+            "edit_psnr": ("edit PSNR", "{:.2f} dB")}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def headline(evaluation: dict[str, Any]) -> dict[str, str]:
+    """The evaluation's headline figures, each labelled with the count it rests on."""
+    out = {}
+    for key, (label, fmt) in HEADLINE.items():
+        entry = evaluation.get(key)
+        if isinstance(entry, dict) and entry.get("value") is not None:
+            n = entry.get("n")
+            out[f"{label} ({n:,})" if n else label] = fmt.format(entry["value"])
+    return out
+
+
+def to_half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """float32 tensors that float16 holds as float16; the rest as they are."""
+    return {k: v.half() if v.dtype == torch.float32 and (v.numel() == 0 or float(v.abs().max()) < FP16_MAX) else v
+            for k, v in state.items()}
+
+
+def close(a: dict[str, float], b: dict[str, float]) -> bool:
+    return a.keys() == b.keys() and all(math.isclose(a[k], b[k], rel_tol=FP16_TOLERANCE, abs_tol=1e-6) for k in a)
+
+
+def pack_run(run: str | Path, name: str, data: Dataset, *, evaluation: dict[str, Any], cpu_seconds: float,
+             commit: str, root: Path | None = None) -> dict[str, Any]:
+    """Write `root/name/` (config.json, model.safetensors, evaluation.json) from a trained run and put its entry
+    in `root/manifest.json`; returns the entry. `data` gives the re-score's test digits."""
+    root = Path(root or pretrained.ROOT)
+    config = runs.read_config(run)
+    model = runs.load(run, "cpu")
+    exact = subset_figures(model, data)
+    state = shipped_state(model)
+    half = to_half(state)
+    model.load_state_dict({**model.state_dict(), **half})  # float16 values, cast back into the float32 model
+    halved = subset_figures(model, data)
+    chosen, dtype, figures = (half, "float16", halved) if close(exact, halved) else (state, "float32", exact)
+    target = root / name
+    target.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in chosen.items()}, str(target / "model.safetensors"))
+    shipped = {"dtype": dtype, "left_out": sorted(set(model.state_dict()) - set(chosen))}
+    # data "auto": MNIST where the user has it, else the embedded digits
+    (target / "config.json").write_text(json.dumps({**config, "data": "auto", "shipped": shipped}, indent=2) + "\n")
+    (target / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+    recipe = config["train"].get("recipe", "")
+    entry = {"model": config["model"], "recipe": recipe,
+             "command": recipes.command(config["model"], recipe) if recipe else "",
+             "commit": commit, "cpu_seconds": round(cpu_seconds, 1), "trained_step": runs.trained_step(run),
+             "dtype": dtype, "headline": headline(evaluation), "subset": figures,
+             "packed_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+             "files": {p.name: sha256(p) for p in sorted(target.iterdir()) if p.is_file()}}
+    manifest_path = root / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
+    manifest["models"][name] = entry
+    manifest["models"] = dict(sorted(manifest["models"].items()))
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return entry

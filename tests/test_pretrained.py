@@ -1,0 +1,223 @@
+"""The shipped weights: every file against the manifest's sha256, every model re-scored on the fixed subset
+against the figures the manifest recorded; and the machinery on a zoo of tiny models packed here:
+`pretrained:NAME` in every command that takes a run, nothing written into the installed folder, training on
+from a shipped model, recipes refused by name."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from genzoo import catalog, pretrained, recipes, runs
+from genzoo.cli import main
+from genzoo.data import load_embedded, load_idx_folder
+from genzoo.pretrained.build import pack_run
+from genzoo.pretrained.check import subset_figures
+from genzoo.pretrained.weights import complete_state, shipped_state
+from genzoo.trainer import train
+
+SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+SHIPPED = pretrained.names()
+MAX_BYTES = 40 * 2**20
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------ the real shipped models
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_files_match_the_manifest(name):
+    entry = pretrained.manifest()["models"][name]
+    folder = pretrained.ROOT / name
+    assert sorted(p.name for p in folder.iterdir()) == sorted(entry["files"])
+    for file, digest in entry["files"].items():
+        assert file_sha256(folder / file) == digest, f"{folder / file}: not the file the manifest lists"
+    assert entry["recipe"] == "cpu" and entry["cpu_seconds"] <= 3 * 3600
+
+
+def test_shipped_weights_fit_the_budget():
+    total = sum((pretrained.ROOT / name / "model.safetensors").stat().st_size for name in SHIPPED)
+    assert total <= MAX_BYTES
+
+
+@pytest.mark.skipif(not SHARED_MNIST.exists(), reason=f"needs full MNIST at {SHARED_MNIST}")
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_gives_its_recorded_figures(name):
+    torch.manual_seed(0)
+    model = runs.load(f"pretrained:{name}")
+    recorded = pretrained.manifest()["models"][name]["subset"]
+    figures = subset_figures(model, load_idx_folder(SHARED_MNIST))
+    assert figures.keys() == recorded.keys()
+    for key, value in recorded.items():
+        assert math.isclose(figures[key], value, rel_tol=1e-3, abs_tol=1e-4), (key, figures[key], value)
+
+
+# ------------------------------------------------------------------ the machinery, on tiny packed models
+
+
+@pytest.fixture(scope="module")
+def tiny_zoo(tmp_path_factory):
+    """A shipped zoo of two tiny models (a cgan, an ae) packed by the packing code into a folder of its own."""
+    root = tmp_path_factory.mktemp("zoo")
+    work = tmp_path_factory.mktemp("runs")
+    data = load_idx_folder(SHARED_MNIST) if SHARED_MNIST.exists() else load_embedded()
+    trained = {
+        "cgan": train("cgan", data, work / "cgan", device="cpu", progress=False,
+                      train_overrides={"steps": 30, "epochs": 0, "recipe": "cpu", "sample_every": 0}),
+        "ae": train("ae", data, work / "ae", device="cpu", progress=False,
+                    model_overrides={"channels": 8, "latent_dim": 8},
+                    train_overrides={"steps": 5, "epochs": 0, "recipe": "cpu", "sample_every": 0,
+                                     "test_every": 0}),
+    }
+    for name, run in trained.items():
+        pack_run(run, name, data, evaluation={"fid": {"value": 1.0, "n": 10}}, cpu_seconds=1.0, commit="test",
+                 root=root)
+    return root, trained
+
+
+@pytest.fixture
+def shipped(tiny_zoo, monkeypatch, tmp_path):
+    """The tiny zoo installed as genzoo's shipped models; the working directory a fresh user folder."""
+    root, trained = tiny_zoo
+    monkeypatch.setattr(pretrained, "ROOT", root)
+    monkeypatch.setattr(pretrained, "MANIFEST", root / "manifest.json")
+    monkeypatch.chdir(tmp_path)
+    return root, trained
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, int]]:
+    return {str(p.relative_to(root)): (file_sha256(p), p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def test_shipped_state_leaves_out_training_weights_and_loads_back_the_same_sampler(tiny_zoo):
+    _, trained = tiny_zoo
+    model = runs.load(trained["cgan"])
+    state = shipped_state(model)
+    assert not any(k.startswith(("discriminator.", "generator.")) for k in state)
+    assert any(k.startswith("generator_ema.") for k in state)
+    full = complete_state(model, state)
+    for key in model.state_dict():  # the online generator is rebuilt from its average
+        if key.startswith("generator."):
+            assert torch.equal(full[key], state["generator_ema." + key[len("generator."):]])
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    root = tiny_zoo[0]
+    loaded = runs.load(root / "cgan")  # the packed folder: shipped weights made whole
+    dtype = json.loads((root / "cgan" / "config.json").read_text())["shipped"]["dtype"]
+    a, b = model.sample(16, y=torch.arange(16) % 10, generator=g1), loaded.sample(16, y=torch.arange(16) % 10,
+                                                                                generator=g2)
+    tol = 2e-2 if dtype == "float16" else 1e-6
+    assert (a - b).abs().max() < tol
+
+
+def test_the_manifest_lists_sha256_and_the_subset_figures_reproduce(shipped):
+    root, _ = shipped
+    manifest = pretrained.manifest()
+    assert set(manifest["models"]) == {"ae", "cgan"}
+    for name, entry in manifest["models"].items():
+        for file, digest in entry["files"].items():
+            assert file_sha256(root / name / file) == digest
+    data = load_idx_folder(SHARED_MNIST) if SHARED_MNIST.exists() else load_embedded()
+    for name, entry in manifest["models"].items():
+        again = subset_figures(runs.load(f"pretrained:{name}"), data)
+        assert again == pytest.approx(entry["subset"], rel=1e-4)
+
+
+def test_an_unknown_shipped_name_lists_the_shipped_ones(shipped, capsys):
+    assert main(["sample", "pretrained:nope", "-n", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "pretrained:nope: no shipped model 'nope'" in err and "pretrained:ae, pretrained:cgan" in err
+
+
+COMMANDS = {
+    "sample": ["sample", "pretrained:cgan", "-n", "8", "--label", "3"],
+    "sample-npz": ["sample", "pretrained:ae", "-n", "8", "--out", "s.npz"],
+    "interpolate": ["interpolate", "pretrained:cgan", "--steps", "4"],
+    "reconstruct": ["reconstruct", "pretrained:ae", "-n", "4"],
+    "evaluate": ["evaluate", "pretrained:cgan", "--samples", "64", "--max-test", "64"],
+    "report": ["report", "pretrained:cgan", "pretrained:ae", "--out", "report"],
+}
+
+
+@pytest.mark.parametrize("verb", list(COMMANDS))
+def test_pretrained_name_works_in_every_command_and_writes_only_in_the_user_folder(shipped, verb, tmp_path):
+    root, _ = shipped
+    before = snapshot(root)
+    assert main(COMMANDS[verb]) == 0
+    assert snapshot(root) == before  # the installed folder: same files, same bytes, same times
+    for name in ("cgan", "ae"):
+        if f"pretrained:{name}" in COMMANDS[verb]:
+            copy = tmp_path / "genzoo-pretrained" / name
+            assert json.loads((copy / "config.json").read_text()) == json.loads((root / name / "config.json")
+                                                                                .read_text())
+
+
+def test_the_same_model_loads_from_the_name_and_from_its_folder(shipped):
+    root, _ = shipped
+    a, b = runs.load("pretrained:ae"), runs.load(root / "ae")
+    for (k, v), (k2, v2) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+
+
+def test_resume_of_a_shipped_model_is_refused_with_the_command_that_trains_on(shipped, capsys):
+    assert main(["train", "ae", "--out", "pretrained:ae", "--resume"]) == 2
+    assert "genzoo train ae --from pretrained:ae --out runs/ae" in capsys.readouterr().err
+
+
+def test_training_on_from_a_shipped_model_starts_at_its_weights_and_resumes_bit_exactly(shipped, tmp_path):
+    data = load_embedded()
+    start = runs.load("pretrained:ae")
+    # a constant rate: 2 steps, then --resume to 4, must be the 4-step run bit for bit
+    settings = {"epochs": 0, "init_from": "pretrained:ae", "test_every": 0, "sample_every": 0,
+                "schedule": "constant"}
+    straight = train("ae", data, tmp_path / "straight", device="cpu", progress=False,
+                     train_overrides={"steps": 4, **settings})
+    config = runs.read_config(straight)
+    assert config["train"]["init_from"] == "pretrained:ae"
+    assert config["hparams"] == runs.read_config(pretrained.ROOT / "ae")["hparams"]
+    # one step at a vanishing rate from the shipped weights: the run's network is the shipped one (the code
+    # Gaussian, refitted on the training digits after training, is not a trained weight)
+    first = train("ae", data, tmp_path / "zero", device="cpu", progress=False,
+                  train_overrides={"steps": 1, "epochs": 0, "init_from": "pretrained:ae", "lr": 1e-12,
+                                   "test_every": 0, "sample_every": 0})
+    shipped_weights = dict(start.named_parameters())
+    for key, value in runs.load(first).named_parameters():
+        assert torch.allclose(value, shipped_weights[key], atol=1e-6), key
+    cut = train("ae", data, tmp_path / "cut", device="cpu", progress=False, train_overrides={"steps": 2, **settings})
+    train("ae", data, cut, device="cpu", progress=False, resume=True, train_overrides={"steps": 4})
+    a, b = load_file(str(straight / runs.WEIGHTS)), load_file(str(cut / runs.WEIGHTS))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_unknown_recipe_is_refused_with_the_known_ones(capsys, tmp_path):
+    assert main(["train", "vae", "--recipe", "fast", "--out", str(tmp_path / "r")]) == 2
+    assert "vae: no recipe 'fast'; its recipes: cpu, paper" in capsys.readouterr().err
+    with pytest.raises(recipes.RecipeError, match="no recipes for model 'nope'; models with recipes: gmm"):
+        recipes.listing("nope")
+
+
+def test_every_model_has_cpu_and_paper_recipes_that_build(capsys):
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    for name in catalog.NAMES:
+        assert {"cpu", "paper"} <= set(recipes.RECIPES[name])
+        assert f"genzoo train {name} --recipe cpu --data mnist" in out
+        for recipe in recipes.RECIPES[name].values():
+            runs.create(name, **recipe.model)  # every recipe's settings are the model's own keys
+
+
+def test_a_recipe_trains_with_its_settings_and_the_command_line_overrides_them(tmp_path):
+    run = tmp_path / "r"
+    assert main(["train", "rbm", "--recipe", "cpu", "--data", "embedded", "--steps", "2", "--set", "n_hidden=16",
+                 "--out", str(run), "--device", "cpu"]) == 0
+    config = runs.read_config(run)
+    assert config["train"]["recipe"] == "cpu" and config["train"]["steps"] == 2 and config["train"]["epochs"] == 0
+    assert config["hparams"]["n_hidden"] == 16  # --set over the recipe's 500
