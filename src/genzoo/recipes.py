@@ -36,7 +36,6 @@ class Recipe:
     model: dict[str, Any] = field(default_factory=dict)  # model hyper-parameters
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig values
     device: str = "cpu"  # what it is sized for: "cpu" (a 2-core CPU, one thread) or "gpu"
-    cpu_hours: float | None = None  # expected training time on a 2-core CPU, one thread (None: not measured)
     stages: tuple[Stage, ...] = ()  # runs trained before this one (their outputs feed `model`)
     pairs: int = 0  # > 0: semantic pairs drawn from the `ddpm` stage's run before training (the editor)
 
@@ -48,31 +47,28 @@ _DDPM_LATENT = {"space": "latent", "noise_schedule": "linear", "widths": (32, 64
 RECIPES: dict[str, dict[str, Recipe]] = {
     "gmm": {
         "cpu": Recipe("30 full-covariance Gaussians over 50 principal components, EM on all training digits",
-                      model={"n_components": 30, "pca_dim": 50, "max_iter": 100}, cpu_hours=0.05),
+                      model={"n_components": 30, "pca_dim": 50, "max_iter": 100}),
         "paper": Recipe("10 components over 50 principal components (one per digit on average)",
                         model={"n_components": 10, "pca_dim": 50}),
     },
     "bayes": {
         "cpu": Recipe("10 Gaussians per digit over 50 principal components: sharper samples than one",
-                      model={"components_per_class": 10, "pca_dim": 50}, cpu_hours=0.05),
+                      model={"components_per_class": 10, "pca_dim": 50}),
         "paper": Recipe("one Gaussian per digit (Gaussian discriminant analysis)",
                         model={"components_per_class": 1, "pca_dim": 50}),
     },
     "rbm": {
         "cpu": Recipe("500 hidden units, PCD-1 with 100 chains, 200 epochs annealed by a cosine (Salakhutdinov & "
-                      "Murray's model, scored by their AIS)", model={"n_hidden": 500}, train={"epochs": 200},
-                      cpu_hours=0.6),
+                      "Murray's model, scored by their AIS)", model={"n_hidden": 500}, train={"epochs": 200}),
         "paper": Recipe("the same model for 100 epochs", model={"n_hidden": 500}, train={"epochs": 100},
                         device="gpu"),
     },
     "ae": {
-        "cpu": Recipe("the default conv autoencoder for 10 epochs, cosine schedule", train={"epochs": 10},
-                      cpu_hours=0.4),
+        "cpu": Recipe("the default conv autoencoder for 10 epochs, cosine schedule", train={"epochs": 10}),
         "paper": Recipe("the default conv autoencoder for its 20 epochs", device="gpu"),
     },
     "dae": {
-        "cpu": Recipe("the default conv denoising autoencoder for 10 epochs, cosine schedule", train={"epochs": 10},
-                      cpu_hours=0.4),
+        "cpu": Recipe("the default conv denoising autoencoder for 10 epochs, cosine schedule", train={"epochs": 10}),
         "paper": Recipe("the default denoising autoencoder for its epochs", device="gpu"),
     },
     "vae": {
@@ -84,11 +80,11 @@ RECIPES: dict[str, dict[str, Recipe]] = {
     },
     "gan": {
         "cpu": Recipe("fully connected GAN on the hinge loss (spreads its samples over the digits), 30 epochs",
-                      model={"loss": "hinge"}, train={"epochs": 30}, cpu_hours=0.4),
+                      model={"loss": "hinge"}, train={"epochs": 30}),
         "paper": Recipe("Goodfellow et al.'s nonsaturating GAN for its 30 epochs", device="gpu"),
     },
     "cgan": {
-        "cpu": Recipe("the conditional GAN for its 30 epochs", train={"epochs": 30}, cpu_hours=0.35),
+        "cpu": Recipe("the conditional GAN for its 30 epochs", train={"epochs": 30}),
         "paper": Recipe("Mirza & Osindero's conditional GAN for its 30 epochs", device="gpu"),
     },
     "dcgan": {
@@ -116,8 +112,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
     "ddpm": {
         "cpu": Recipe("class-conditional latent diffusion: a KL autoencoder to 4x7x7 (first 1,500 steps), then a "
                       "small U-Net, EMA 0.999, 10,000 steps", model=_DDPM_LATENT,
-                      train={"steps": 10_000, "epochs": 0, "batch_size": 128, "lr": 1e-3, "test_images": 1000},
-                      cpu_hours=1.1),
+                      train={"steps": 10_000, "epochs": 0, "batch_size": 128, "lr": 1e-3, "test_images": 1000}),
         "paper": Recipe("pixel-space U-Net (64, 128, 128 channels, dropout 0.1), 40 epochs",
                         model={"widths": (64, 128, 128), "res_blocks": 2, "dropout": 0.1, "ema_decay": 0.9995},
                         train={"epochs": 40, "batch_size": 128, "lr": 2e-4, "warmup_steps": 1000}, device="gpu"),
@@ -164,12 +159,12 @@ def listing(model: str | None = None) -> str:
             raise RecipeError(f"no recipes for model {name!r}; models with recipes: {', '.join(RECIPES)}")
         lines.append(name)
         for key, recipe in RECIPES[name].items():
-            hours = ("for a GPU" if recipe.device == "gpu" else
-                     f"about {recipe.cpu_hours:g} CPU-hours on a 2-core CPU" if recipe.cpu_hours else
-                     "a 2-core CPU, time not measured yet")
+            entry = shipped.get(name) if shipped.get(name, {}).get("recipe") == key else None
+            hours = ("sized for a GPU" if recipe.device == "gpu" else
+                     f"{entry['cpu_seconds'] / 3600:.2f} CPU-hours on a 2-core CPU, one thread" if entry else
+                     "for a 2-core CPU; its time is not measured yet")
             lines.append(f"  {key:6s} {recipe.about} ({hours})")
             lines.append(f"         {command(name, key)}")
-            entry = shipped.get(name)
-            if entry and entry["recipe"] == key:
-                lines.append(f"         shipped as pretrained:{name}: {pretrained.headline(entry)}")
+            if entry:
+                lines.append(f"         reached (shipped as pretrained:{name}): {pretrained.headline(entry)}")
     return "\n".join(lines)
