@@ -343,13 +343,18 @@ def catalog_router(root: Path) -> APIRouter:
 def run_report(folder: Path, name: str) -> dict[str, Any]:
     """What the report shows of a run, read from the files it wrote (nothing recomputed)."""
     config = runs.read_config(folder)
+    # The metrics files are read only where they are plain files of the run: a symlink could point anywhere.
+    outside = [name for name in (runs.METRICS, runs.METRICS_LOG) if not _own_file(folder, name)]
     try:
-        metrics = {k: fmt(v) for k, v in flatten(read_json(folder / runs.METRICS) or {}).items()}
+        metrics = {} if runs.METRICS in outside else \
+            {k: fmt(v) for k, v in flatten(read_json(folder / runs.METRICS) or {}).items()}
     except ValueError as e:  # the report's message: which file, and to rerun `genzoo evaluate`
         metrics = {"error": str(e)}
+    for name in outside:
+        metrics[name] = f"not read: {name} is a symbolic link or lies outside the run folder"
     curves: dict[str, list] = {}
     try:
-        for record in runs.read_metrics_log(folder):
+        for record in [] if runs.METRICS_LOG in outside else runs.read_metrics_log(folder):
             for key, value in record.items():
                 if key not in NOT_CURVES and isinstance(value, (int, float)) and not isinstance(value, bool):
                     curves.setdefault(key, []).append([record.get("step", len(curves.get(key, []))), value])
@@ -358,6 +363,14 @@ def run_report(folder: Path, name: str) -> dict[str, Any]:
         metrics["metrics.jsonl"] = str(e)
     return {"name": name, "model": config["model"], "hparams": config["hparams"], "train": config["train"],
             "data": config["data"], "metrics": metrics, "curves": curves, "pictures": run_pictures(folder)}
+
+
+def _own_file(folder: Path, name: str) -> bool:
+    """True when folder/name is absent, or a file that is no symlink and lies inside the folder."""
+    path = folder / name
+    if not path.exists() and not path.is_symlink():
+        return True
+    return not path.is_symlink() and path.resolve().is_relative_to(folder.resolve())
 
 
 def run_pictures(folder: Path) -> list[str]:
