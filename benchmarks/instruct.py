@@ -1,5 +1,5 @@
 """Benchmark of the `instruct` editor (issue 19): a recipe trained through the shared trainer, then edits of test
-digits scored against the exact outputs of `genzoo.edits`, per kind, on trained and on held-out phrasings.
+digits scored against the exact outputs of `genzoo.models.instruct.edits`, per kind, on trained and held-out phrasings.
 
     # train a recipe (resumable: the same command goes on after a time limit)
     nice -n 19 python benchmarks/instruct.py train --recipe cpu-small --data ../shared/data/mnist --runs runs/instruct
@@ -36,8 +36,9 @@ from pathlib import Path
 
 import torch
 
-from genzoo import edits, metrics, runs
+from genzoo import metrics, runs
 from genzoo.data import load_data, spread
+from genzoo.models.instruct import edits
 from genzoo.trainer import resolve_device, train_or_resume
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy import ndimage
 
-from genzoo import edits
 from genzoo.config import ConfigError
+from genzoo.models.instruct import edits
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,9 @@ import torch
 from safetensors.torch import load_file
 
 import genzoo
-from genzoo import edits
 from genzoo.config import ConfigError
 from genzoo.models.diffusion import UNet
-from genzoo.models.instruct import InstructPix2Pix
+from genzoo.models.instruct import InstructPix2Pix, edits
 
 TINY = {"widths": (8, 16), "res_blocks": 1, "attn_heads": 2, "timesteps": 50, "sample_steps": 4, "text_dim": 16,
         "text_layers": 1, "text_heads": 2, "trigram_buckets": 64}
@@ -137,10 +136,10 @@ def test_loss_against_a_plain_recomputation_and_the_drop_rates(space, prediction
 
 
 def test_word_noise_is_applied_in_training_only(monkeypatch):
-    from genzoo.models import instruct
+    from genzoo.models.instruct import editor
 
     seen = []
-    monkeypatch.setattr(instruct, "corrupt", lambda texts, p: seen.append((list(texts), p)) or ["qqq"] * len(texts))
+    monkeypatch.setattr(editor, "corrupt", lambda texts, p: seen.append((list(texts), p)) or ["qqq"] * len(texts))
     model = InstructPix2Pix(**TINY, word_noise=0.3)
     x = torch.rand(2, 1, 28, 28)
     model.train().triple_loss(x, ["mirror it", "invert it"], x)

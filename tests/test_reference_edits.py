@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from genzoo import edits
+from genzoo.models.instruct import edits
 
 N = 28
 

@@ -6,8 +6,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genzoo import edits
-from genzoo.text import TextEncoder, Tokenizer, build_vocabulary, corrupt, hide_words, trigram_buckets, words
+from genzoo.models.instruct import edits
+from genzoo.models.instruct.text import (
+    TextEncoder,
+    Tokenizer,
+    build_vocabulary,
+    corrupt,
+    hide_words,
+    trigram_buckets,
+    words,
+)
 
 
 @pytest.fixture(scope="module")

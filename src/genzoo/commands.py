@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import edits, pretrained, recipes, registry, runs
+from . import pretrained, recipes, registry, runs
 from .config import ConfigError, field_types, parse_sets, parse_value
 from .data import DataError, fixed_binarization, load_data, spread
 from .evaluate import DEFAULT_EDITS, evaluate_run
@@ -466,59 +466,32 @@ def semantic_pairs(ddpm_run: str | Path, out: str | Path, n: int = 1000, *, thre
                    steps: int = 50, guidance: float = 2.0, seed: int = 0, batch: int = 250,
                    device: str = "auto") -> str:
     """`genzoo semantic-pairs DDPM_RUN --out DIR`: candidate semantic edits ("turn this 3 into an 8") from a
-    class-conditional diffusion run, filtered by the evaluator, as Brooks et al. make and filter theirs.
-
-    Each candidate is two deterministic DDIM samples (eta = 0) from the same x_T, one with a source digit and one
-    with a different target digit (the paper's prompt-to-prompt idea: the shared noise keeps the style); a pair
-    is kept when the evaluator reads the source digit in the first and the target digit in the second, each with
-    probability >= threshold (the paper's CLIP filter). Writes DIR/pairs.safetensors (inputs, outputs, sources,
-    targets), DIR/pairs.json (counts, settings, instructions) and DIR/pairs.png (the first 16 kept pairs);
-    returns a line with how many were made and kept.
+    class-conditional diffusion run, filtered by the evaluator (`genzoo.models.instruct.pairs`: a pair is kept
+    when the evaluator reads the source digit in the first image and the target digit in the second, each with
+    probability >= threshold). Writes DIR/pairs.safetensors (inputs, outputs, sources, targets), DIR/pairs.json
+    (counts, settings, instructions) and DIR/pairs.png (the first 16 kept pairs); returns a line with how many
+    were made and kept.
     """
     from safetensors.torch import save_file
 
     from .evaluator import load_evaluator
-    from .runs import atomic_write_text
+    from .models.instruct.pairs import check_request, make_semantic_pairs
 
-    if n < 1 or not 0 <= threshold <= 1:
-        raise ConfigError(f"n={n}, threshold={threshold}: need n >= 1 and a threshold in [0, 1] (0 keeps every pair)")
     model = runs.load(ddpm_run, resolve_device(device))
-    if not isinstance(model, DDPM) or not model.conditional:
-        raise CapabilityError(f"{model.name}: semantic pairs need a class-conditional ddpm run "
-                              "(trained with --set conditional=true)")
-    evaluator = load_evaluator(model.device)
-    g = torch.Generator().manual_seed(seed)
-    sources = torch.randint(0, 10, (n,), generator=g)
-    targets = (sources + torch.randint(1, 10, (n,), generator=g)) % 10  # a different digit
-    inputs, outputs = [], []
-    options = {"sampler": "ddim", "eta": 0.0, "steps": steps, "guidance": guidance}
-    for start in range(0, n, batch):
-        a, b = sources[start:start + batch], targets[start:start + batch]
-        noise_seed = seed * 1_000_003 + start  # the same x_T for both digits of a pair
-        with torch.no_grad():
-            inputs.append(model.sample(len(a), y=a, generator=torch.Generator().manual_seed(noise_seed),
-                                       **options).cpu())
-            outputs.append(model.sample(len(b), y=b, generator=torch.Generator().manual_seed(noise_seed),
-                                        **options).cpu())
-    inputs, outputs = torch.cat(inputs), torch.cat(outputs)
-    with torch.no_grad():
-        p_in = torch.softmax(evaluator.logits(inputs.to(model.device)), 1).cpu()
-        p_out = torch.softmax(evaluator.logits(outputs.to(model.device)), 1).cpu()
-    keep = (p_in[torch.arange(n), sources] >= threshold) & (p_out[torch.arange(n), targets] >= threshold)
+    check_request(model, n, threshold)
+    made = make_semantic_pairs(model, load_evaluator(model.device), n, threshold=threshold, steps=steps,
+                               guidance=guidance, seed=seed, batch=batch)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    kept = {"inputs": inputs[keep].contiguous(), "outputs": outputs[keep].contiguous(),
-            "sources": sources[keep].contiguous(), "targets": targets[keep].contiguous()}
-    save_file(kept, str(out / "pairs.safetensors"))
-    instructions = edits.semantic_instructions(kept["sources"].tolist(), kept["targets"].tolist(),
-                                               torch.Generator().manual_seed(seed))
-    record = {"ddpm_run": str(ddpm_run), "made": n, "kept": int(keep.sum()), "threshold": threshold,
-              "sampling": options, "seed": seed, "instructions": instructions}
-    atomic_write_text(out / "pairs.json", json.dumps(record, indent=2) + "\n")
-    if int(keep.sum()):
-        shown = min(16, int(keep.sum()))
-        _write_rows(torch.stack([kept["inputs"][:shown], kept["outputs"][:shown]]), out / "pairs.png")
-    return f"made {n} candidate pairs, kept {int(keep.sum())} (evaluator probability >= {threshold:g} for both)" \
+    save_file(made.tensors, str(out / "pairs.safetensors"))
+    record = {"ddpm_run": str(ddpm_run), "made": n, "kept": made.kept, "threshold": threshold,
+              "sampling": made.sampling, "seed": seed, "instructions": made.instructions}
+    runs.atomic_write_text(out / "pairs.json", json.dumps(record, indent=2) + "\n")
+    if made.kept:
+        shown = min(16, made.kept)
+        _write_rows(torch.stack([made.tensors["inputs"][:shown], made.tensors["outputs"][:shown]]),
+                    out / "pairs.png")
+    return f"made {n} candidate pairs, kept {made.kept} (evaluator probability >= {threshold:g} for both)" \
            f"; written to {out}"
 
 

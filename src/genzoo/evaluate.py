@@ -48,7 +48,7 @@ DECODED_PER_CALL = 65_536  # IWAE: images decoded per log_prob call (test images
 REFERENCE_SAMPLES = 10_000  # samples of the reported sample-quality figures (FID-style is biased by the count)
 SAMPLE_SCORES = ("fid", "precision", "recall")
 PR_NEIGHBOURS = 3  # k of precision/recall's k-nearest-neighbour balls (Kynkäänniemi et al. 2019)
-DEFAULT_EDITS = 230  # an editor's scored edits: ten of each of the 23 kinds of genzoo.edits
+DEFAULT_EDITS = 230  # an editor's scored edits: ten of each of the 23 kinds of genzoo.models.instruct.edits
 ELBO_DRAWS = 10  # ELBO draws averaged per image for the IWAE gap: the one-sample ELBO's noise is most of its spread
 
 
@@ -343,12 +343,12 @@ def denoising_metrics(model, test_x: torch.Tensor, seed: int, batch: int = 500) 
 
 
 def editing_metrics(model, test_x: torch.Tensor, n_edits: int, seed: int) -> dict[str, Any]:
-    """An editor's edits of `n_edits` test digits, the edit kinds in turn (`genzoo.edits.KINDS`, trained phrasings,
+    """An editor's edits of `n_edits` test digits, the edit kinds in turn (`edits.KINDS`, trained phrasings,
     seeded), with the run's guidance scales and steps, scored against their exact outputs (`edits.score_edits`):
     mean PSNR beside that of doing nothing (the input as the edit), the share at 18 dB or more, and the share the
     evaluator reads as the digit of the exact output."""
-    from . import edits
     from .evaluator import load_evaluator
+    from .models.instruct import edits
 
     names = list(edits.KINDS)
     digits = test_x[torch.arange(n_edits) % len(test_x)]

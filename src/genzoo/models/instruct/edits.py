@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .config import ConfigError
+from ...config import ConfigError
 
 Images = torch.Tensor  # (N, 1, 28, 28) in [0, 1]
 
@@ -303,7 +303,7 @@ KINDS: dict[str, EditKind] = {k.name: k for k in [
 
 
 # Semantic edits ("turn this 3 into an 8"): their pairs come from a class-conditional diffusion run
-# (`genzoo.commands.semantic_pairs`), not from an operation on the digit; these are their phrasings.
+# (`genzoo semantic-pairs`, `pairs.make_semantic_pairs`), not from an operation on the digit; these are their phrasings.
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SEMANTIC = ("turn this {a} into a {b}", "make it a {b_word}", "change the digit to {b}", "turn it into a {b_word}")
 SEMANTIC_HELD_OUT = ("rewrite it as the number {b_word}",)
@@ -393,7 +393,7 @@ def score_edits(edited: Images, exact: Images, evaluator=None, labels: torch.Ten
     SUCCESS_PSNR or more; with the evaluator, the share it reads as the same digit as the exact output
     ("label_agreement") and, given the true `labels` (image-to-image kinds, whose output is the digit itself),
     its accuracy on the edits. edited, exact (N, 1, 28, 28) in [0, 1] on the CPU."""
-    from .metrics import psnr
+    from ...metrics import psnr
 
     p = psnr(edited, exact)
     out = {"psnr": p.mean().item(), "mae": (edited - exact).abs().mean().item(),

@@ -8,14 +8,14 @@ Paper followed: Brooks, Holynski & Efros 2023, "InstructPix2Pix: Learning to Fol
   degraded inputs are in its range). Its input is the noisy output concatenated with the (encoded) image to edit:
   the paper's extra input channels, whose first-layer weights start at zero, so that a new editor predicts
   exactly what the U-Net without them would. Latent outputs are decoded.
-- The instruction is encoded by our own small text encoder (`genzoo.text`, trained with the U-Net; the paper
+- The instruction is encoded by our own small text encoder (`.text`, trained with the U-Net; the paper
   uses CLIP's). Its vector joins the U-Net's time embedding, which every residual block adds after a learned
   projection, as `ddpm`'s digit label does. We chose this over cross-attention because an instruction here names
   one global operation ("rotate it", "fill in the missing part") rather than regions to bind words to, and
   because it costs nothing at 28x28 on a CPU; the paper's cross-attention is what longer, spatial prompts need.
   With `word_noise=p` training corrupts the instructions (`text.corrupt`, `text.hide_words`), so that a phrasing
   never trained on is read by the words it shares with trained ones (docs/results/instruct.md; default 0).
-- Training draws triples from `genzoo.edits` on the fly from each batch of digits (exact transforms and
+- Training draws triples from `.edits` on the fly from each batch of digits (exact transforms and
   image-to-image tasks with exact outputs), with a share (`semantic_fraction`) replaced by semantic pairs
   ("turn this 3 into a 8") from a file of `genzoo semantic-pairs` when `semantic_pairs` names one, and minimises
   the epsilon loss of Ho et al. on the output, or (`prediction="v"`) the v loss of Salimans & Ho 2022, which asks
@@ -40,12 +40,12 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .. import edits
-from ..config import ConfigError, in_range, non_negative, positive
-from ..constants import IMAGE_SHAPE
-from ..text import TextEncoder, Tokenizer, build_vocabulary, corrupt, hide_words
-from .base import GenerativeModel
-from .diffusion import DiffusionConfig, LatentSpace, NoiseSchedule, Sampler, UNet, WithEMA, ema_update, make_betas
+from ...config import ConfigError, in_range, non_negative, positive
+from ...constants import IMAGE_SHAPE
+from ..base import GenerativeModel
+from ..diffusion import DiffusionConfig, LatentSpace, NoiseSchedule, Sampler, UNet, WithEMA, ema_update, make_betas
+from . import edits
+from .text import TextEncoder, Tokenizer, build_vocabulary, corrupt, hide_words
 
 
 @dataclass
