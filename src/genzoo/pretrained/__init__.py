@@ -88,5 +88,5 @@ def listing() -> str:
         hours = entry["cpu_seconds"] / 3600
         lines.append(f"{PREFIX + name:22s} --recipe {entry['recipe']}, {hours:.2f} CPU-hours of training: "
                      f"{headline(entry)}")
-    lines.append("use one wherever a run folder goes, e.g. genzoo sample pretrained:ddpm -n 64")
+    lines.append(f"use one wherever a run folder goes, e.g. genzoo sample {PREFIX + next(iter(entries))} -n 64")
     return "\n".join(lines)
