@@ -1,35 +1,24 @@
-"""CLI name -> model class: a literal dict, so importing it registers nothing by side effect."""
+"""CLI name -> model class, for every row of the model table (`genzoo.catalog`).
+
+Importing this module imports every model module (and torch); importing a model module registers nothing by
+side effect: the table says which classes there are, here they are looked up.
+"""
 
 from __future__ import annotations
 
-from .config import ConfigError
-from .models.ae import Autoencoder
-from .models.bayes import BayesClassifier
-from .models.dae import DenoisingAutoencoder
-from .models.ddpm import DDPM
-from .models.gan import DCGAN, GAN, ConditionalGAN
-from .models.gmm import GMM
-from .models.instruct import InstructPix2Pix
-from .models.pixelcnn import PixelCNN
-from .models.pixelrnn import PixelRNN
-from .models.rbm import RBM
-from .models.vae import VAE
+import importlib
 
-MODELS = {
-    "gmm": GMM,
-    "bayes": BayesClassifier,
-    "rbm": RBM,
-    "ae": Autoencoder,
-    "dae": DenoisingAutoencoder,
-    "vae": VAE,
-    "pixelcnn": PixelCNN,
-    "pixelrnn": PixelRNN,
-    "gan": GAN,
-    "cgan": ConditionalGAN,
-    "dcgan": DCGAN,
-    "ddpm": DDPM,
-    "instruct": InstructPix2Pix,
-}
+from . import catalog
+from .config import ConfigError
+
+
+def model_class(target: str) -> type:
+    """The class a table row names, "module:Class" under genzoo.models."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(f"genzoo.models.{module}"), name)
+
+
+MODELS: dict[str, type] = {name: model_class(entry.target) for name, entry in catalog.MODELS.items()}
 
 
 def get(name: str) -> type:

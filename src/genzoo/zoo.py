@@ -8,15 +8,17 @@ the paper, the captions of its pictures, and the command of its full recipe.
 
 `TAXONOMY` places every model in the taxonomy of generative models of Goodfellow's NIPS 2016 tutorial
 (figure 9): explicit density, tractable or approximate (variational, Markov chain); implicit density,
-Markov chain or direct. A leaf whose model is not registered yet shows as "not yet in the zoo".
+Markov chain or direct. It is drawn from the leaf each row of the model table (`genzoo.catalog`) names.
 
-Adding a model (e.g. `ddpm`) is one entry in RECIPES; its leaf is already in TAXONOMY.
+A model is in the demo when it has an entry in RECIPES (docs/CONTRIBUTING.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import catalog
 
 
 @dataclass(frozen=True)
@@ -370,36 +372,10 @@ RECIPES: dict[str, Recipe] = {
     ),
 }
 
-# Goodfellow 2016 (NIPS tutorial, figure 9): (heading, children); a child is a heading node or a model name.
-TAXONOMY: tuple = (
-    "Maximum likelihood and beyond", [
-        ("Explicit density", [
-            ("Tractable density", [
-                ("Fully visible belief nets: the chain rule", ["pixelcnn", "pixelrnn"]),
-                ("Mixtures of Gaussians: closed form and EM", ["gmm", "bayes"]),
-            ]),
-            ("Approximate density", [
-                ("Variational", ["vae", "ddpm", "instruct"]),
-                ("Markov chain", ["rbm"]),
-            ]),
-        ]),
-        ("Implicit density", [
-            ("Markov chain", ["dae"]),
-            ("Direct", ["gan", "cgan", "dcgan", "ae"]),
-        ]),
-    ],
-)
-
-# What a leaf says beside its name.
-LEAF_NOTES = {
-    "pixelcnn": "masked convolutions", "pixelrnn": "Row / Diagonal LSTM", "gmm": "Gaussian mixture by EM",
-    "bayes": "sampling from a Bayes classifier", "vae": "variational autoencoder",
-    "ddpm": "denoising diffusion (a variational bound; sampled by a Markov chain)",
-    "instruct": "InstructPix2Pix-style editor", "rbm": "restricted Boltzmann machine, CD and AIS",
-    "dae": "denoising autoencoder through its Markov chain (Bengio et al. 2013)", "gan": "generative adversarial net",
-    "cgan": "conditional GAN", "dcgan": "deep convolutional GAN",
-    "ae": "autoencoder: a Gaussian fitted to its codes, decoded",
-}
+# The taxonomy of the model table (Goodfellow 2016, figure 9): (heading, children), a child a heading node or a
+# model name; and what each leaf says beside its name.
+TAXONOMY: tuple = catalog.taxonomy()
+LEAF_NOTES = {name: entry.note for name, entry in catalog.MODELS.items()}
 
 
 def taxonomy_leaves(node: Any = TAXONOMY) -> list[str]:
