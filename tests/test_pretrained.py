@@ -221,3 +221,17 @@ def test_a_recipe_trains_with_its_settings_and_the_command_line_overrides_them(t
     config = runs.read_config(run)
     assert config["train"]["recipe"] == "cpu" and config["train"]["steps"] == 2 and config["train"]["epochs"] == 0
     assert config["hparams"]["n_hidden"] == 16  # --set over the recipe's 500
+
+
+def test_pip_installs_every_shipped_file():
+    import fnmatch
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["genzoo"]
+    package = pretrained.ROOT.parent
+    shipped = [pretrained.MANIFEST] + [pretrained.ROOT / n / f for n in SHIPPED
+                                       for f in pretrained.manifest()["models"][n]["files"]]
+    for path in shipped:
+        relative = str(path.relative_to(package))
+        assert any(fnmatch.fnmatch(relative, glob) for glob in globs), f"{relative}: not in package-data"
