@@ -34,14 +34,17 @@ from pathlib import Path
 
 import torch
 
+from genzoo import recipes as genzoo_recipes
 from genzoo import runs
 from genzoo.data import load_data
 from genzoo.evaluate import guidance_sweep_metrics
 from genzoo.metrics import model_sample_quality
 from genzoo.trainer import resolve_device, train_or_resume
 
-# name -> (model overrides, trainer overrides)
+# name -> (model overrides, trainer overrides): the package's recipes (`genzoo recipes ddpm`) and this
+# benchmark's experiments beside them.
 RECIPES = {
+    **{name: (recipe.model, recipe.train) for name, recipe in genzoo_recipes.RECIPES["ddpm"].items()},
     # What fits a shared 2-core CPU: latent diffusion with a small U-Net at 7 -> 4, a small first stage trained
     # for 400 steps, then diffusion until the time budget (45 minutes of wall clock, both stages together).
     "latent-cpu": ({"space": "latent", "noise_schedule": "linear", "widths": (32, 64), "res_blocks": 1,
@@ -182,7 +185,7 @@ def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train")
-    p.add_argument("--recipe", choices=list(RECIPES), default="latent-cpu")
+    p.add_argument("--recipe", choices=list(RECIPES), default="cpu")
     p.add_argument("--data", default="mnist")
     p.add_argument("--runs", default="runs/ddpm")
     p.add_argument("--device", default="auto")

@@ -25,12 +25,16 @@ from pathlib import Path
 import torch
 
 import genzoo
+from genzoo import recipes as genzoo_recipes
 from genzoo.data import FIXED_BINARIZATION, fixed_binarization, load_data
 from genzoo.models.autoregressive import generate
 from genzoo.trainer import train_or_resume
 
-# name -> (model, model overrides, train overrides, NLL target in nats)
+# name -> (model, model overrides, train overrides, NLL target in nats): the package's recipes
+# (`genzoo recipes pixelcnn`, `... pixelrnn`) as MODEL-NAME and this benchmark's own beside them.
 RECIPES = {
+    **{f"{model}-{name}": (model, recipe.model, recipe.train, None)
+       for model in ("pixelcnn", "pixelrnn") for name, recipe in genzoo_recipes.RECIPES[model].items()},
     # the 15-minute PixelCNN: gated, bf16 autocast (trainer default on CUDA), whole data on the GPU
     "pixelcnn-gated": ("pixelcnn", {"gated": True, "channels": 96, "n_layers": 15, "head_channels": 256},
                        {"epochs": 40, "batch_size": 128, "lr": 2e-3, "schedule": "cosine", "warmup_steps": 500,
@@ -118,7 +122,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--data", default="mnist", help="a --data value (default: full MNIST)")
-    parser.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, from {', '.join(RECIPES)}")
+    parser.add_argument("--recipes", default="pixelcnn-gated,pixelcnn,pixelrnn-diagonal,pixelrnn-row",
+                        help=f"comma-separated, from {', '.join(RECIPES)}")
     parser.add_argument("--runs", default="runs/pixel", help="folder for the run folders")
     parser.add_argument("--skip-train", action="store_true", help="untrained models: sampling speed only")
     parser.add_argument("--resume", action="store_true", help="continue runs that have a checkpoint")
