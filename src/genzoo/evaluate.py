@@ -677,7 +677,9 @@ def choose_settings(model, binary_x: torch.Tensor, n_total: int, device: torch.d
     own = {"max_test": 0, "random_subset": False, "iwae_k": int(getattr(model.config, "iwae_k", 0) or 0),
            "ais_betas": int(getattr(model.config, "ais_betas", 0) or 0),
            "ais_runs": int(getattr(model.config, "ais_runs", 0) or 0), "n_samples": REFERENCE_SAMPLES}
-    if budget is None and protocol is None or protocol is None and None not in given.values():
+    needed = ["max_test", "n_samples"] + (["iwae_k"] if "k" in model.log_prob_options else []) + \
+        (["ais_betas"] if model.estimates_log_z else [])
+    if budget is None and protocol is None or protocol is None and all(given[k] is not None for k in needed):
         return {**own, **{k: v for k, v in given.items() if v is not None}}, None
     costs = probe_costs(model, binary_x, device, given.get("ais_runs") or own["ais_runs"] or 100, reference)
     paper = {**own, **PAPER_PROTOCOL, **{k: v for k, v in given.items() if v is not None}}
