@@ -40,7 +40,7 @@ from .training.devices import resolve_device
 from .training.schedule import total_steps
 from .zoo import CPU_TRAIN, RECIPES
 
-DEFAULT_BUDGET = 840.0  # seconds: 14 minutes of wall clock, under the 15 the issue allows on a 2-core CPU
+DEFAULT_BUDGET = 840.0  # seconds of wall clock: the whole zoo in under a quarter of an hour on a 2-core CPU
 MIN_TRAIN_SECONDS = 5.0  # a model whose slice is used up still trains this long
 END_RESERVE = 5.0  # seconds kept after the last model for the last page and the summary
 MIN_SAMPLES = 100  # the fewest samples scored when the slice is short: fewer say little about digits and coverage
@@ -57,15 +57,14 @@ SESSION_SCORES = ("confident_share", "class_entropy_bits", "fid", "conditional_a
 def eval_settings(name: str, scale: str, n_test: int) -> dict[str, int]:
     """The evaluation of a model at a scale: max_test, n_samples, iwae_k, n_edits (`evaluate_run`'s arguments)."""
     recipe = RECIPES[name]
-    # an editor's edits scored against their exact outputs: 230 (ten per kind) take about 10 CPU seconds with the
-    # latent recipe
+    # an editor's edits scored against their exact outputs: ten per kind, a few CPU seconds with the latent recipe
     edits = {"n_edits": {"gpu": 2300, "tiny": 23}.get(scale, 230)} if registry.get(name).can_edit else {}
     if scale == "gpu":
         return {"max_test": 0, "n_samples": 10_000, "iwae_k": 1000, **edits}
     if scale == "tiny":
         return {"max_test": min(64, n_test), "n_samples": 64, "iwae_k": 2, **edits}
-    # IWAE with K = 20 (the VAE's NLL, a looser bound than K = 5000 and stated beside it): with K = 50 its pass over
-    # 1,000 MNIST test digits took 36 CPU seconds, more than the VAE's reserve (benchmarks/demo.py --costs)
+    # IWAE with K = 20 (the VAE's NLL, a looser bound than K = 5000 and stated beside it): a larger K does not fit
+    # the VAE's evaluation reserve on a CPU (docs/results/demo-recipes.md)
     return {"max_test": min(1000, n_test), "n_samples": recipe.cpu_samples, "iwae_k": 20, **edits}
 
 

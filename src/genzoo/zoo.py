@@ -72,9 +72,8 @@ RECIPES: dict[str, Recipe] = {
         code=("genzoo.mixture:GaussianMixture._e_step", "genzoo.mixture:GaussianMixture._m_step"),
         paper="Dempster, Laird & Rubin 1977, \"Maximum likelihood from incomplete data via the EM algorithm\"; "
               "Tipping & Bishop 1999, \"Probabilistic principal component analysis\"",
-        # EM's late rounds change little. 30 components, not 10: on 10,000 MNIST digits the confident share of
-        # 1,000 samples rose from 0.59 / 0.63 to 0.74 / 0.75 (seeds 0 / 1) for about the same CPU seconds of EM
-        # (4-7 s against 7-8 s, one thread); 20 gave 0.66 / 0.68, 50 gave 0.76 (benchmarks/demo_recipes.py, RESULTS.md)
+        # EM's late rounds change little. 30 components, not 10: more of the samples are recognisable digits for
+        # about the same CPU seconds of EM (docs/results/demo-recipes.md)
         cpu={"n_components": 30, "pca_dim": 50, "max_iter": 30, "tol": 0.01},
         cpu_fit_images=10_000,
         tiny={"n_components": 3, "pca_dim": 10, "max_iter": 5},
@@ -190,8 +189,8 @@ RECIPES: dict[str, Recipe] = {
         code=("genzoo.models.vae:VAE.elbo_terms", "genzoo.models.vae:gaussian_kl", "genzoo.models.vae:VAE.loss"),
         paper="Kingma & Welling 2014, \"Auto-encoding variational Bayes\"; Burda et al. 2016, "
               "\"Importance weighted autoencoders\"",
-        # 8 latent dimensions, not 16: the demo's two runs on the embedded digits gave 57.4% and 57.8% of the prior
-        # samples confident, against 50.0% and 49.8% with 16 (docs/RESULTS.md)
+        # 8 latent dimensions, not 16: more of the prior samples are recognisable digits after a CPU slice
+        # (docs/results/demo-recipes.md)
         cpu={"channels": 16, "latent_dim": 8},
         cpu_train={"lr": 2e-3},  # the default 1e-3 is tuned for 100 epochs; a CPU slice has a few
         tiny={"channels": 4, "latent_dim": 4},
@@ -214,7 +213,7 @@ RECIPES: dict[str, Recipe] = {
         paper="van den Oord et al. 2016, \"Pixel recurrent neural networks\" and \"Conditional image generation "
               "with PixelCNN decoders\"",
         cpu={"channels": 32, "n_layers": 4, "head_channels": 32},
-        cpu_train={"sample_every": 0},  # no grids: on the CPU 36 sequential samples took 3 minutes (RESULTS.md)
+        cpu_train={"sample_every": 0},  # no grids: sequential sampling would eat the slice (demo-recipes.md)
         tiny={"channels": 4, "n_layers": 1, "head_channels": 4, "first_kernel": 3},
         # as many as the slice allows (the demo's probe tells the 784 steps' cost per call from that per sample), up
         # to 500: the share of 200 samples is noisy (two standard errors of a change: about 10 points)
@@ -241,7 +240,7 @@ RECIPES: dict[str, Recipe] = {
         code=("genzoo.models.autoregressive:PixelModel.loss", "genzoo.models.pixelrnn:lstm_update"),
         paper="van den Oord, Kalchbrenner & Kavukcuoglu 2016, \"Pixel recurrent neural networks\"",
         cpu={"variant": "row", "n_layers": 2, "channels": 32, "hidden": 16, "head_channels": 32},
-        cpu_train={"sample_every": 0},  # no grids: on the CPU 36 sequential samples took 3 minutes (RESULTS.md)
+        cpu_train={"sample_every": 0},  # no grids: sequential sampling would eat the slice (demo-recipes.md)
         tiny={"variant": "row", "n_layers": 1, "channels": 4, "hidden": 4, "head_channels": 4, "first_kernel": 3},
         cpu_samples=500,  # as many as the slice allows, up to 500, as pixelcnn's
         eval_seconds=100.0,  # the grid where the budget stopped it, the completions, the samples: 784 steps each
@@ -318,8 +317,8 @@ RECIPES: dict[str, Recipe] = {
               "Ho & Salimans 2022, \"Classifier-free diffusion guidance\"; Rombach et al. 2022 (latent diffusion)",
         cpu={"space": "latent", "noise_schedule": "linear", "widths": (32, 64), "res_blocks": 1,
              "ae_widths": (16, 32), "first_stage_steps": 150, "ema_decay": 0.995, "sample_steps": 25},
-        # One grid, where the budget stops it: on the embedded digits an epoch is 35 steps, and a 64-sample grid at
-        # every epoch end took a quarter of the slice's training time (measured demo, RESULTS.md).
+        # One grid, where the budget stops it: epochs are short on the embedded digits, and a grid at every epoch end
+        # would take a large part of the slice's training time (docs/results/demo-recipes.md).
         cpu_train={"sample_every": SAMPLE_AT_STOP_ONLY},
         tiny={"widths": (8, 16), "res_blocks": 1, "attn_heads": 2, "timesteps": 50, "sample_steps": 4},
         cpu_samples=200,
@@ -350,9 +349,9 @@ RECIPES: dict[str, Recipe] = {
               "genzoo.models.instruct:InstructPix2Pix.guided_output"),
         paper="Brooks, Holynski & Efros 2023, \"InstructPix2Pix: learning to follow image editing instructions\"; "
               "Ho et al. 2020 (the U-Net and loss); Song et al. 2021 (DDIM)",
-        # The latent editor (2.7x the pixel one's triples per CPU-second, docs/results/instruct.md), predicting v
-        # (better than eps at equal CPU time there). Its first stage is fine-tuned from the demo's ddpm run when it
-        # has one (150 steps of its own on digits): a first stage from scratch would take most of this slice.
+        # The latent editor (more training triples per CPU-second than the pixel one), predicting v (it learns more
+        # than eps at equal CPU time): docs/results/instruct.md. Its first stage is fine-tuned from the demo's ddpm
+        # run when it has one (150 steps of its own on digits): a first stage from scratch would take most of the slice.
         cpu={"space": "latent", "widths": (32, 64), "res_blocks": 1, "ae_widths": (16, 32), "first_stage_steps": 150,
              "prediction": "v", "ema_decay": 0.995, "sample_steps": 10},
         # one small grid where the budget stops it: its samples (neither image nor text) are a by-product here
