@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from genzoo import recipes, runs
+from genzoo import pretrained, recipes, runs
 from genzoo.commands import train
 from genzoo.data import load_data
 from genzoo.evaluate import evaluate_run
@@ -55,6 +55,20 @@ def pack(model_name: str, run: Path, cpu_s: float, commit: str, data: str) -> di
                     commit=commit)
 
 
+def write_readme_cells(readme: Path) -> str:
+    """Fill the sample, time and headline cells of each shipped model's row of README's family table."""
+    lines = readme.read_text().splitlines()
+    for i, line in enumerate(lines):
+        cells = line.split(" | ")
+        name = cells[0].removeprefix("| `").removesuffix("`") if line.startswith("| `") else None
+        if name in pretrained.names() and len(cells) == 7:
+            sample, hours, figures = pretrained.table_cells(name)
+            cells[2], cells[4], cells[5] = sample, hours, figures
+            lines[i] = " | ".join(cells)
+    readme.write_text("\n".join(lines) + "\n")
+    return f"{readme}: rows of {', '.join(pretrained.names())} written from the manifest"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -68,7 +82,11 @@ def main() -> None:
     k.add_argument("--cpu-seconds", type=float, required=True, help="CPU-seconds its training took")
     k.add_argument("--commit", required=True, help="the commit that trained it")
     k.add_argument("--data", default="mnist")
+    sub.add_parser("readme", help="write the shipped models' cells of README.md's family table from the manifest")
     args = p.parse_args()
+    if args.command == "readme":
+        print(write_readme_cells(Path(__file__).resolve().parents[1] / "README.md"))
+        return
     if args.command == "build":
         run = Path(args.runs) / args.model
         spent = run / "training_cpu_seconds.json"  # summed over the commands that trained it

@@ -235,3 +235,13 @@ def test_pip_installs_every_shipped_file():
     for path in shipped:
         relative = str(path.relative_to(package))
         assert any(fnmatch.fnmatch(relative, glob) for glob in globs), f"{relative}: not in package-data"
+
+
+def test_readme_family_table_quotes_the_manifest():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text().splitlines()
+    for name in SHIPPED:
+        rows = [line.split(" | ") for line in readme if line.startswith(f"| `{name}` |")]
+        assert len(rows) == 1, f"README.md: no single family-table row for {name}"
+        sample, hours, figures = pretrained.table_cells(name)
+        assert (rows[0][2], rows[0][4], rows[0][5]) == (sample, hours, figures), (
+            f"README.md's {name} row differs from the manifest: python benchmarks/pretrained.py readme rewrites it")

@@ -18,6 +18,7 @@ from typing import Any
 ROOT = Path(__file__).parent
 MANIFEST = ROOT / "manifest.json"
 PREFIX = "pretrained:"
+README_LEAVES = ("bits/dim", "precision", "recall")  # headline figures that README's table leaves to the docs
 
 
 class PretrainedError(ValueError):
@@ -90,3 +91,12 @@ def listing() -> str:
                      f"{headline(entry)}")
     lines.append(f"use one wherever a run folder goes, e.g. genzoo sample {PREFIX + next(iter(entries))} -n 64")
     return "\n".join(lines)
+
+
+def table_cells(name: str) -> tuple[str, str, str]:
+    """README's family-table cells of a shipped model: how to sample it, its training time, its headline."""
+    entry = manifest()["models"][name]
+    sample = f"`genzoo sample {PREFIX + name} -n 64`"
+    figures = {label: value for label, value in entry["headline"].items() if not label.startswith(README_LEAVES)}
+    return sample, f"{entry['cpu_seconds'] / 3600:.2f} CPU-hours", "; ".join(
+        f"{label}: {value}" for label, value in figures.items())
