@@ -154,7 +154,8 @@ def cmd_evaluate(args):
                              max_test=args.max_test, random_subset=args.random_subset, iwae_k=args.iwae_k,
                              n_samples=args.n_samples, guidance=args.guidance, steps=args.steps, eta=args.eta,
                              sampler=args.sampler, guidance_sweep=args.guidance_sweep, sweep_samples=args.sweep_samples,
-                             ais_betas=args.ais_betas, ais_runs=args.ais_runs, n_edits=args.n_edits)
+                             ais_betas=args.ais_betas, ais_runs=args.ais_runs, n_edits=args.n_edits,
+                             budget=args.budget, protocol=args.protocol)
 
 
 def cmd_report(args):
@@ -330,27 +331,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-test", dest="max_test", type=non_negative_int, default=0,
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--budget", type=non_negative_float, metavar="SECONDS",
+                        help="the settings not given are chosen to take about this long here, from a timed probe "
+                             "(default 300); the estimates carry their standard errors")
+    budget.add_argument("--protocol", choices=["paper"], help="the paper's protocol for the settings not given "
+                        "(IWAE K=5000 on all test digits, AIS 14500 x 100, 10000 samples); says its time first")
+    p.add_argument("--max-test", dest="max_test", type=non_negative_int, default=None,
                    help="likelihood, reconstruction and denoising on the first N test images only (0: all); sample "
                         "quality always compares with every test digit")
-    p.add_argument("--random-subset", dest="random_subset", action="store_true",
+    p.add_argument("--random-subset", dest="random_subset", action="store_true", default=None,
                    help="with --max-test: N test images drawn at random (seeded) instead of the first N; for the "
                         "VAE, also estimates the whole test set's NLL from them")
-    p.add_argument("--iwae-k", dest="iwae_k", type=non_negative_int, default=0,
+    p.add_argument("--iwae-k", dest="iwae_k", type=non_negative_int, default=None,
                    help="importance samples (0: the model's own)")
     device_arg(p)
-    p.add_argument("--samples", dest="n_samples", type=non_negative_int, default=10_000,
-                   help="samples for FID-style score, precision/recall, coverage (0: none; default 10000)")
+    p.add_argument("--samples", dest="n_samples", type=non_negative_int, default=None,
+                   help="samples for FID-style score, precision/recall, coverage (0: none; 10000 for the reported "
+                        "figures)")
     sampling_args(p)
     p.add_argument("--guidance-sweep", dest="guidance_sweep", metavar="W,W,...", type=guidance_weights,
                    help="diffusion: FID-style and conditional accuracy at each guidance weight, e.g. 0,1,2,3,5; "
                         "writes RUN/guidance_sweep.json and .png")
     p.add_argument("--sweep-samples", dest="sweep_samples", type=non_negative_int, default=0,
                    help="samples per guidance weight (0: --samples)")
-    p.add_argument("--ais-betas", dest="ais_betas", type=non_negative_int, default=0,
+    p.add_argument("--ais-betas", dest="ais_betas", type=non_negative_int, default=None,
                    help="rbm: AIS intermediate distributions for log Z (0: the run's own, 14500 by default); "
                         "fewer are quicker, with a wider spread (recorded beside the NLL)")
-    p.add_argument("--ais-runs", dest="ais_runs", type=non_negative_int, default=0,
+    p.add_argument("--ais-runs", dest="ais_runs", type=non_negative_int, default=None,
                    help="rbm: AIS chains for log Z (0: the run's own, 100 by default)")
     p.add_argument("--edits", dest="n_edits", type=non_negative_int, default=commands.DEFAULT_EDITS,
                    help=f"instruct: test digits edited, the edit kinds in turn, scored against the exact outputs "

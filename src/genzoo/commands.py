@@ -7,9 +7,12 @@ asks the model for tensors or figures, and writes the files; it returns what the
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ import torch
 from . import pretrained, recipes, registry, runs
 from .config import ConfigError, field_types, parse_sets, parse_value
 from .data import DataError, fixed_binarization, load_data, spread
-from .evaluate import DEFAULT_EDITS, evaluate_run
+from .evaluate import DEFAULT_BUDGET, DEFAULT_EDITS, evaluate_run
 from .images import save_grid, save_pictures
 from .mixture import GaussianMixture
 from .models.autoregressive import PixelModel, completion_rows, visible_mask
@@ -164,7 +167,7 @@ def sample(run: str | Path, n: int = 64, *, label: int | None = None, seed: int 
     Markov chains from noise, one a row, at the steps of `chain_snapshots` (Bengio et al. 2013), written to
     RUN/samples/chain_n<N>_seed<S>.png by default.
     """
-    to_npz = out is not None and str(out).endswith(".npz")
+    to_npz = out is not None and str(out).endswith((".npz", ".npy"))
     if not chain and not to_npz and n > MAX_GRID:
         raise ConfigError(f"-n {n}: a PNG grid holds at most {MAX_GRID:,} images; for more, write them as arrays "
                           f"with --out FILE.npz (drawn {SAMPLE_BATCH:,} at a time, {n * 784 / 1e6:,.0f} MB as uint8)")
@@ -177,9 +180,9 @@ def sample(run: str | Path, n: int = 64, *, label: int | None = None, seed: int 
         frames = model.markov_chain(min(n, 16), model.chain_snapshots(), torch.Generator().manual_seed(seed))
         return _write_rows(frames, out or Path(run) / "samples" / output_name("chain", n=min(n, 16), seed=seed))
     options = given(sampling)
-    images, labels = draw_in_batches(model, n, label, torch.Generator().manual_seed(seed), options)
     if to_npz:
-        return save_arrays(images, labels, out)
+        return stream_arrays(model, n, label, torch.Generator().manual_seed(seed), options, Path(out))
+    images, labels = draw_in_batches(model, n, label, torch.Generator().manual_seed(seed), options)
     path = Path(out or Path(run) / "samples" / output_name("sample", n=n, seed=seed, label=label, **options))
     return save_grid(images, path, nrow=10 if model.conditional and label is None else None)
 
@@ -208,11 +211,7 @@ def draw_in_batches(model, n: int, label: int | None, generator: torch.Generator
     Returns images (n, 1, 28, 28) uint8 in 0..255 and, for a conditional model, the digits drawn (n,).
     The model checks the label, n and the options (diffusion: guidance, steps, ...) on the first call.
     """
-    labels = None
-    if model.conditional:
-        labels = torch.full((n,), label, dtype=torch.long) if label is not None else model.default_labels(n).cpu()
-    elif label is not None:
-        model.check_labels(n, label)  # the model's own message: it cannot draw a chosen digit
+    labels = sample_labels(model, n, label)
     parts = []
     with torch.no_grad(), progress.bar(n, f"{model.name}: sampling", "image", enabled=True, delay=2.0) as bar:
         for first in range(0, n, SAMPLE_BATCH):
@@ -224,17 +223,74 @@ def draw_in_batches(model, n: int, label: int | None, generator: torch.Generator
     return torch.cat(parts), labels
 
 
-def save_arrays(images: torch.Tensor, labels: torch.Tensor | None, out: str | Path) -> Path:
-    """Samples as FILE.npz: "images" (n, 28, 28) uint8 and, for conditional models, "labels" (n,) int64."""
-    path = Path(out)
+def sample_labels(model, n: int, label: int | None) -> torch.Tensor | None:
+    """The digits a conditional model is asked for: `label` n times, or its default layout; None if unconditional."""
+    if model.conditional:
+        return torch.full((n,), label, dtype=torch.long) if label is not None else model.default_labels(n).cpu()
+    if label is not None:
+        model.check_labels(n, label)  # the model's own message: it cannot draw a chosen digit
+    return None
+
+
+def stream_arrays(model, n: int, label: int | None, generator: torch.Generator, options: dict[str, Any],
+                  path: Path) -> Path:
+    """n samples written as they are drawn, SAMPLE_BATCH at a time, so that memory does not grow with n.
+
+    FILE.npz: "images" (n, 28, 28) uint8 and, for a conditional model, "labels" (n,) int64, deflated.
+    FILE.npy: the images alone; a conditional model's labels go beside it to FILE.labels.npy.
+    The same draws as `draw_in_batches`. Written under a hidden name and renamed at the end (a kill leaves no
+    half file); a full disk ends in one line that names the file and the space it needed.
+    """
+    labels = sample_labels(model, n, label)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {"images": images[:, 0].numpy()}
-    if labels is not None:
-        arrays["labels"] = labels.numpy()
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    done = []
+    try:
+        if path.suffix == ".npz":
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+                if labels is not None:
+                    with archive.open("labels.npy", "w", force_zip64=True) as f:
+                        np.lib.format.write_array_header_1_0(f, npy_header(labels.numpy().dtype, (n,)))
+                        f.write(labels.numpy().tobytes())
+                with archive.open("images.npy", "w", force_zip64=True) as f:
+                    _stream_images(model, n, labels, generator, options, f)
+        else:
+            with open(tmp, "wb") as f:
+                _stream_images(model, n, labels, generator, options, f)
+            if labels is not None:
+                side = path.with_name(f"{path.stem}.labels.npy")
+                runs.write_atomic(side, npy_bytes(labels.numpy()))
+                done.append(side)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if runs.is_disk_full(e):
+            raise runs.disk_full(path, n * 784 + (n * 8 if labels is not None else 0)) from None
+        raise
     return path
+
+
+def npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> dict[str, Any]:
+    return {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _stream_images(model, n: int, labels: torch.Tensor | None, generator: torch.Generator,
+                   options: dict[str, Any], f) -> None:
+    """The .npy of n images (n, 28, 28) uint8 into the open binary file f, a batch at a time."""
+    np.lib.format.write_array_header_1_0(f, npy_header(np.uint8, (n, 28, 28)))
+    with torch.no_grad(), progress.bar(n, f"{model.name}: sampling", "image", enabled=True, delay=2.0) as bar:
+        for first in range(0, n, SAMPLE_BATCH):
+            size = min(SAMPLE_BATCH, n - first)
+            y = labels[first:first + size].to(model.device) if labels is not None else None
+            batch = model.sample(size, y=y, generator=generator, **options)
+            f.write((batch.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy().tobytes())
+            bar.update(size)
 
 
 def reverse_process(run: str | Path, n: int = 4, *, columns: int = 10, label: int | None = None, seed: int = 0,
@@ -530,20 +586,24 @@ def _write_rows(rows: torch.Tensor, path: str | Path) -> Path:
     return written
 
 
-def evaluate(run: str | Path, *, as_json: bool = False, device: str = "auto", seed: int = 0, max_test: int = 0,
-             random_subset: bool = False, iwae_k: int = 0, n_samples: int = 10_000,
-             guidance_sweep: list[float] | None = None, sweep_samples: int = 0, ais_betas: int = 0,
-             ais_runs: int = 0, n_edits: int = DEFAULT_EDITS, **sampling: Any) -> str:
+def evaluate(run: str | Path, *, as_json: bool = False, device: str = "auto", seed: int = 0,
+             max_test: int | None = None, random_subset: bool | None = None, iwae_k: int | None = None,
+             n_samples: int | None = None, guidance_sweep: list[float] | None = None, sweep_samples: int = 0,
+             ais_betas: int | None = None, ais_runs: int | None = None, n_edits: int = DEFAULT_EDITS,
+             budget: float | None = None, protocol: str | None = None, **sampling: Any) -> str:
     """`genzoo evaluate RUN`: every metric that applies, written to RUN/metrics.json; returns them as text
     (one line each, with standard errors and units) or as JSON. Each evaluation is kept in
     RUN/evaluations/<settings>.json, and metrics.json is the most complete of them (a quick look with
     --max-test never replaces a full evaluation). `sampling`: the model's sampling options
     (diffusion: guidance, steps, eta, sampler; None: the model's default); `guidance_sweep` scores each
-    guidance weight too."""
+    guidance weight too. `budget` (seconds) or `protocol="paper"` choose the settings not given
+    (`evaluate.choose_settings`)."""
+    if budget is None and protocol is None:
+        budget = DEFAULT_BUDGET
     metrics = evaluate_run(run, device=device, seed=seed, max_test=max_test, random_subset=random_subset,
                            iwae_k=iwae_k, n_samples=n_samples, sample_options=given(sampling),
                            guidance_sweep=guidance_sweep, sweep_samples=sweep_samples, ais_betas=ais_betas,
-                           ais_runs=ais_runs, n_edits=n_edits)
+                           ais_runs=ais_runs, n_edits=n_edits, budget=budget, protocol=protocol)
     if as_json:
         return json.dumps(metrics, indent=2)
     lines = []
