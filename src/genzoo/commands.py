@@ -33,9 +33,8 @@ from .models.gan import AdversarialModel
 from .models.gan import interpolate as interpolate_latents
 from .models.instruct import InstructPix2Pix
 from .train_config import TrainConfig
-from .trainer import TrainingError, resolve_device
+from .trainer import TrainingError, resolve_device, train_or_resume
 from .trainer import train as train_model
-from .trainer import train_or_resume
 from .training import progress
 
 
