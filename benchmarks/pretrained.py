@@ -69,6 +69,22 @@ def write_readme_cells(readme: Path) -> str:
     return f"{readme}: rows of {', '.join(pretrained.names())} written from the manifest"
 
 
+def write_docs_table(page: Path) -> str:
+    """The shipped models' table of docs/PRETRAINED.md (between its markers), from the manifest."""
+    rows = ["| model | figures on the 10,000 test digits | training (one thread) | trained at commit | packed | "
+            "weights |", "|---|---|---|---|---|---|"]
+    for name, entry in pretrained.manifest()["models"].items():
+        size = (pretrained.ROOT / name / "model.safetensors").stat().st_size / 2**20
+        figures = "; ".join(f"{label}: {value}" for label, value in entry["headline"].items())
+        rows.append(f"| `pretrained:{name}` | {figures} | {entry['cpu_seconds'] / 3600:.2f} CPU-hours | "
+                    f"{entry['commit'][:7]} | {entry['packed_at']} | {entry['dtype']}, {size:.2f} MiB |")
+    text = page.read_text()
+    begin, end = "<!-- shipped:begin -->", "<!-- shipped:end -->"
+    head, rest = text.split(begin)
+    page.write_text(head + begin + "\n" + "\n".join(rows) + "\n" + end + rest.split(end)[1])
+    return f"{page}: the table of {', '.join(pretrained.names())} written from the manifest"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -82,10 +98,13 @@ def main() -> None:
     k.add_argument("--cpu-seconds", type=float, required=True, help="CPU-seconds its training took")
     k.add_argument("--commit", required=True, help="the commit that trained it")
     k.add_argument("--data", default="mnist")
-    sub.add_parser("readme", help="write the shipped models' cells of README.md's family table from the manifest")
+    sub.add_parser("readme", help="write the shipped models' cells of README.md's family table and the table of "
+                                  "docs/PRETRAINED.md from the manifest")
     args = p.parse_args()
     if args.command == "readme":
-        print(write_readme_cells(Path(__file__).resolve().parents[1] / "README.md"))
+        repo = Path(__file__).resolve().parents[1]
+        print(write_readme_cells(repo / "README.md"))
+        print(write_docs_table(repo / "docs" / "PRETRAINED.md"))
         return
     if args.command == "build":
         run = Path(args.runs) / args.model
