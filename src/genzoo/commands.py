@@ -22,7 +22,8 @@ import torch
 from . import pretrained, recipes, registry, runs
 from .config import ConfigError, field_types, parse_sets, parse_value
 from .data import DataError, fixed_binarization, load_data, spread
-from .evaluate import DEFAULT_BUDGET, DEFAULT_EDITS, evaluate_run
+from .evaluate import DEFAULT_BUDGET, evaluate_run
+from .evaluate import DEFAULT_EDITS as DEFAULT_EDITS  # the CLI's help says it
 from .images import save_grid, save_pictures
 from .mixture import GaussianMixture
 from .models.autoregressive import PixelModel, completion_rows, visible_mask
@@ -128,7 +129,9 @@ def recipe_stages(model: str, name: str, run_dir: Path, *, data: str, device: st
         pairs_dir = run_dir / "stages" / "pairs"
         if not (pairs_dir / "pairs.safetensors").exists():
             print(f"genzoo: {model} --recipe {name}: {chosen.pairs} semantic pairs into {pairs_dir}", file=sys.stderr)
-            semantic_pairs(run_dir / "stages" / "ddpm", pairs_dir, chosen.pairs, seed=seed, device=device)
+            ddpm_dir = run_dir / "stages" / "ddpm"  # drawn with that run's own number of DDIM steps
+            steps = runs.read_config(ddpm_dir)["hparams"]["sample_steps"]
+            semantic_pairs(ddpm_dir, pairs_dir, chosen.pairs, steps=steps, seed=seed, device=device)
         settings["semantic_pairs"] = str(pairs_dir.resolve())
     return settings
 
@@ -588,7 +591,7 @@ def _write_rows(rows: torch.Tensor, path: str | Path) -> Path:
 def evaluate(run: str | Path, *, as_json: bool = False, device: str = "auto", seed: int = 0,
              max_test: int | None = None, random_subset: bool | None = None, iwae_k: int | None = None,
              n_samples: int | None = None, guidance_sweep: list[float] | None = None, sweep_samples: int = 0,
-             ais_betas: int | None = None, ais_runs: int | None = None, n_edits: int = DEFAULT_EDITS,
+             ais_betas: int | None = None, ais_runs: int | None = None, n_edits: int | None = None,
              budget: float | None = None, protocol: str | None = None, **sampling: Any) -> str:
     """`genzoo evaluate RUN`: every metric that applies, written to RUN/metrics.json; returns them as text
     (one line each, with standard errors and units) or as JSON. Each evaluation is kept in

@@ -559,7 +559,7 @@ def probe_costs(model, binary_x: torch.Tensor, device: torch.device, ais_runs: i
     draws are not moved): "decode" (one IWAE importance sample of one image), "elbo" (one image's ELBO),
     "image" (one image's log p(x), every label for a class-conditional model), "ais_step" (one AIS step of
     `ais_runs` chains), "sample" (drawing one sample, and scoring it against every image of `reference`), and
-    "scoring" (what scoring costs whatever the count)."""
+    "scoring" (what scoring costs whatever the count), "edit" (one of an editor's scored edits)."""
     costs: dict[str, float] = {}
     g = torch.Generator(device).manual_seed(12345)
     x = binary_x[:16]
@@ -577,6 +577,12 @@ def probe_costs(model, binary_x: torch.Tensor, device: torch.device, ais_runs: i
             costs["image"] = _timed(lambda: model.log_prob(x)) / len(x)
     if model.has_elbo:
         costs["elbo"] = _timed(lambda: model.elbo(binary_x[:200], generator=g)) / len(binary_x[:200])
+    if model.can_edit:
+        from .models.instruct import edits
+
+        triples = edits.make_triples(binary_x[:8].cpu(), torch.Generator().manual_seed(1))
+        costs["edit"] = _timed(lambda: model.edit(triples.inputs.to(device), triples.instructions,
+                                                  generator=torch.Generator().manual_seed(1))) / len(triples.inputs)
     if model.can_sample:
         y = (torch.arange(8) % N_CLASSES).to(device) if model.conditional else None
         costs["sample"] = _timed(lambda: model.sample(8, y=y, generator=torch.Generator().manual_seed(1))) / 8
@@ -595,12 +601,13 @@ def probe_costs(model, binary_x: torch.Tensor, device: torch.device, ais_runs: i
 
 
 def estimated_seconds(costs: dict[str, float], settings: dict[str, Any], n_total: int) -> float:
-    """The long passes' seconds under `settings` (max_test, iwae_k, ais_betas, ais_runs, n_samples)."""
+    """The long passes' seconds under `settings` (max_test, iwae_k, ais_betas, ais_runs, n_samples, n_edits)."""
     n = min(settings["max_test"] or n_total, n_total)
     seconds = costs.get("image", 0.0) * n + costs.get("decode", 0.0) * n * (settings.get("iwae_k") or 0)
     if "elbo" in costs:  # the scored images once, and every one ELBO_DRAWS times for the gap
         seconds += costs["elbo"] * (n + ELBO_DRAWS * (n_total if n < n_total else n))
     seconds += costs.get("ais_step", 0.0) * (settings.get("ais_betas") or 0)
+    seconds += costs.get("edit", 0.0) * (settings.get("n_edits") or 0)
     if settings.get("n_samples"):
         seconds += costs.get("scoring", 0.0) + costs.get("sample", 0.0) * settings["n_samples"]
     return seconds
@@ -614,7 +621,9 @@ def plan_budget(costs: dict[str, float], budget: float, n_total: int, given: dic
     IWAE: K as large as fits (at most the paper's 5,000) on all test images, else on a random subset, the largest
     of BUDGET_SUBSETS that still allows K >= BUDGET_MIN_K (the whole set's NLL is then estimated from it). AIS:
     as many intermediate distributions as fit (at most the paper's 14,500), with the run's chains. Exact
-    likelihoods: as many test images as fit, at random. Samples: as many as fit, BUDGET_MIN_SAMPLES to 10,000.
+    likelihoods: as many test images as fit, at random. An editor's edits: as many as fit in that half, a whole
+    number of rounds of the edit kinds, one round to DEFAULT_EDITS. Samples: as many as fit, BUDGET_MIN_SAMPLES to
+    10,000.
     """
     plan = dict(defaults)
     plan.update({k: v for k, v in given.items() if v is not None})
@@ -636,6 +645,11 @@ def plan_budget(costs: dict[str, float], budget: float, n_total: int, given: dic
     elif "image" in costs and given.get("max_test") is None:
         n = int(share / costs["image"])
         plan["max_test"] = 0 if n >= n_total else max(min(BUDGET_SUBSETS), n)
+    if "edit" in costs and given.get("n_edits") is None:
+        from .models.instruct.edits import KINDS
+
+        rounds = int(share / (costs["edit"] * len(KINDS)))
+        plan["n_edits"] = len(KINDS) * min(DEFAULT_EDITS // len(KINDS), max(1, rounds))
     if plan.get("max_test") and given.get("max_test") is None:
         plan["random_subset"] = True
     if "sample" in costs and given.get("n_samples") is None:
@@ -656,6 +670,8 @@ def _describe_settings(model, settings: dict[str, Any], n_total: int) -> str:
         parts.append(f"log p(x) on {scored}")
     else:
         parts.append(f"{scored} scored")
+    if model.can_edit:
+        parts.append(f"{settings['n_edits']:,} edits")
     if model.can_sample:
         parts.append(f"{settings['n_samples']:,} samples")
     return ", ".join(parts)
@@ -676,9 +692,10 @@ def choose_settings(model, binary_x: torch.Tensor, n_total: int, device: torch.d
     Neither: the given settings, the others at the model's own (IWAE K, AIS) and all test images."""
     own = {"max_test": 0, "random_subset": False, "iwae_k": int(getattr(model.config, "iwae_k", 0) or 0),
            "ais_betas": int(getattr(model.config, "ais_betas", 0) or 0),
-           "ais_runs": int(getattr(model.config, "ais_runs", 0) or 0), "n_samples": REFERENCE_SAMPLES}
+           "ais_runs": int(getattr(model.config, "ais_runs", 0) or 0), "n_samples": REFERENCE_SAMPLES,
+           "n_edits": DEFAULT_EDITS}
     needed = ["max_test", "n_samples"] + (["iwae_k"] if "k" in model.log_prob_options else []) + \
-        (["ais_betas"] if model.estimates_log_z else [])
+        (["ais_betas"] if model.estimates_log_z else []) + (["n_edits"] if model.can_edit else [])
     if budget is None and protocol is None or protocol is None and all(given[k] is not None for k in needed):
         return {**own, **{k: v for k, v in given.items() if v is not None}}, None
     costs = probe_costs(model, binary_x, device, given.get("ais_runs") or own["ais_runs"] or 100, reference)
@@ -708,7 +725,7 @@ def evaluate_run(
     sweep_samples: int = 0,
     ais_betas: int | None = None,
     ais_runs: int | None = None,
-    n_edits: int = DEFAULT_EDITS,
+    n_edits: int | None = None,
     budget: float | None = None,
     protocol: str | None = None,
     save_every: float = SAVE_EVERY,
@@ -737,32 +754,33 @@ def evaluate_run(
         ais_betas, ais_runs: the cost of an AIS estimate of log Z (the RBM; 0: the model's own settings):
             intermediate distributions and chains. Fewer cost less and give a wider spread; both are
             recorded beside the NLL.
-        n_edits: an editor's (instruct) edits of test digits scored against their exact outputs (0: none).
+        n_edits: an editor's (instruct) edits of test digits scored against their exact outputs (0: none; None:
+            DEFAULT_EDITS, or what a budget allows).
         budget: seconds: the settings not given (None) are chosen to fit it (`plan_budget`), from a timed probe.
         protocol: "paper": the paper's protocol for the settings not given (`PAPER_PROTOCOL`), its time said first.
-        Settings left None without either: all test images, the model's own K and AIS, 10,000 samples.
+        Settings left None without either: all test images, the model's own K and AIS, 10,000 samples,
+        DEFAULT_EDITS edits.
     """
     if protocol not in (None, "paper"):
         raise ConfigError(f"--protocol {protocol}: the one protocol is 'paper' (leave it out for a --budget)")
     if budget is not None and budget <= 0:
         raise ConfigError(f"--budget {budget:g}: give the seconds the evaluation may take, e.g. --budget 300")
     given = {"max_test": max_test, "iwae_k": iwae_k or None, "ais_betas": ais_betas or None,
-             "ais_runs": ais_runs or None, "n_samples": n_samples}
+             "ais_runs": ais_runs or None, "n_samples": n_samples, "n_edits": n_edits}
     check_evaluation_arguments(max_test=max_test or 0, random_subset=bool(random_subset), iwae_k=iwae_k or 0,
                                n_samples=REFERENCE_SAMPLES if n_samples is None else n_samples,
                                sweep_samples=sweep_samples, ais_betas=ais_betas or 0, ais_runs=ais_runs or 0)
-    non_negative(n_edits=n_edits)
+    non_negative(n_edits=n_edits or 0)
     run_dir = Path(run_dir)
     with runlock.hold(run_dir, "evaluation"):
         return _evaluate_locked(run_dir, device=device, seed=seed, given=given, random_subset=random_subset,
                                 sample_options=sample_options, guidance_sweep=guidance_sweep,
-                                sweep_samples=sweep_samples, n_edits=n_edits, budget=budget, protocol=protocol,
-                                save_every=save_every)
+                                sweep_samples=sweep_samples, budget=budget, protocol=protocol, save_every=save_every)
 
 
 def _evaluate_locked(run_dir: Path, *, device: str, seed: int, given: dict[str, Any], random_subset: bool | None,
                      sample_options: dict[str, Any] | None, guidance_sweep: list[float] | None, sweep_samples: int,
-                     n_edits: int, budget: float | None, protocol: str | None, save_every: float) -> dict[str, Any]:
+                     budget: float | None, protocol: str | None, save_every: float) -> dict[str, Any]:
     start = time.perf_counter()
     device = resolve_device(device)
     config = runs.read_config(run_dir)
@@ -772,7 +790,7 @@ def _evaluate_locked(run_dir: Path, *, device: str, seed: int, given: dict[str, 
     weights = (run_dir / runs.WEIGHTS).stat()
     request = {"budget": budget, "protocol": protocol, "given": given, "random_subset": random_subset, "seed": seed,
                "sampling": sample_options, "device": device.type, "weights": [weights.st_size, weights.st_mtime_ns],
-               "trained_step": runs.trained_step(run_dir), "n_edits": n_edits}
+               "trained_step": runs.trained_step(run_dir)}
     partial = PartialState(run_dir, request, every=save_every)
     if partial.plan is None:
         probe_x = (fixed_binarization(data.test_x[:200]) if model.binary_data else data.test_x[:200]).to(device)
@@ -789,6 +807,7 @@ def _evaluate_locked(run_dir: Path, *, device: str, seed: int, given: dict[str, 
         print(f"genzoo evaluate: {said}", file=sys.stderr, flush=True)
     max_test, random_subset, n_samples = settings["max_test"], settings["random_subset"], settings["n_samples"]
     iwae_k, ais_betas, ais_runs = settings["iwae_k"], settings["ais_betas"], settings["ais_runs"]
+    n_edits = settings["n_edits"]
     if n_samples and len(data.test_x) <= PR_NEIGHBOURS:
         raise ConfigError(f"{config['data']}: {len(data.test_x)} test digits; precision and recall need at least "
                           f"{PR_NEIGHBOURS + 1} real digits as their reference; use other data or --samples 0")
