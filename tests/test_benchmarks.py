@@ -9,6 +9,7 @@ a run killed after a checkpoint resumes to the weights of an uninterrupted one.
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -315,3 +316,110 @@ def test_every_planted_fault_still_applies_and_names_existing_tests():
     for m in mutations.MUTATIONS:
         assert mutations.TESTS[m.tests], m.name
         assert all((mutations.ROOT / test).is_file() for test in mutations.TESTS[m.tests]), m.name
+
+
+# ---------------------------------------------------------------------------- benchmarks/time_to_quality.py
+
+
+class FakeClock:
+    """A timer whose every step takes one second: the checkpoint schedule without waiting."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def fake_peer(ttq, name: str, log: list, nll_per_step: float = 100.0):
+    """A peer whose step takes one fake second and whose model has log p(x) = -(nll_per_step / steps) exactly."""
+    clock = FakeClock()
+
+    def step():
+        clock.now += 1.0
+        log.append(name)
+
+    side = ttq.PeerSide(name, step, None, f"fake {name}", timer=clock)
+
+    class Model:
+        def log_prob(self, x, generator):
+            return torch.full((len(x),), -nll_per_step / side.reading.steps)
+
+    side.scorable = Model
+    return side
+
+
+def test_time_to_quality_checkpoints_fall_at_the_budgets_in_the_chosen_order():
+    ttq = load_benchmark("time_to_quality")
+    steps: list[str] = []
+    sides = {"a": fake_peer(ttq, "a", steps), "b": fake_peer(ttq, "b", steps, nll_per_step=200.0)}
+    order = []
+    for side in sides.values():  # record who trains to which point, in order
+        train_until = side.train_until
+        side.train_until = lambda s, train_until=train_until, name=side.name: (order.append((name, s)),
+                                                                              train_until(s))[1]
+    saved = []
+    test = torch.zeros(7, 1, 28, 28)
+    result = ttq.run_comparison(sides, [2.5, 5.0], ttq.likelihood_scorer(test, seed=0, batch=3), "interleaved",
+                                lambda r: saved.append(json.loads(json.dumps(r))))
+    assert order == [("a", 2.5), ("b", 2.5), ("a", 5.0), ("b", 5.0)]
+    # one fake second a step: the first step at or past each point stops the side
+    assert [p["steps"] for p in result["a"]] == [3, 5] and [p["train_seconds"] for p in result["a"]] == [3.0, 5.0]
+    assert steps.count("a") == 5 and steps.count("b") == 5
+    assert [p["budget_minutes"] for p in result["b"]] == [2.5 / 60, 5.0 / 60]
+    assert [p["nll"] for p in result["a"]] == pytest.approx([100 / 3, 100 / 5])
+    assert [p["nll"] for p in result["b"]] == pytest.approx([200 / 3, 200 / 5])
+    assert all(p["nll_se"] == 0 and p["test_images"] == 7 for p in result["a"] + result["b"])
+    assert [len(s["a"]) + len(s["b"]) for s in saved] == [1, 2, 3, 4]  # saved after every checkpoint
+
+    order.clear()
+    sides = {"a": fake_peer(ttq, "a", []), "b": fake_peer(ttq, "b", [])}
+    for side in sides.values():
+        train_until = side.train_until
+        side.train_until = lambda s, train_until=train_until, name=side.name: (order.append((name, s)),
+                                                                              train_until(s))[1]
+    ttq.run_comparison(sides, [1.0, 2.0], lambda side: {}, "sequential")
+    assert order == [("a", 1.0), ("a", 2.0), ("b", 1.0), ("b", 2.0)]
+    with pytest.raises(ValueError, match=r"budgets \[2.0, 1.0\]: give positive points in ascending order"):
+        ttq.run_comparison(sides, [2.0, 1.0], lambda side: {}, "sequential")
+
+
+def test_time_to_quality_summary_reads_the_minutes_to_the_peers_last_quality():
+    ttq = load_benchmark("time_to_quality")
+    ours = [{"budget_minutes": m, "train_seconds": 60 * m + 1, "nll": v}
+            for m, v in ((5, 95.0), (15, 90.0), (30, 88.0))]
+    theirs = [{"budget_minutes": m, "train_seconds": 60 * m + 2, "nll": v}
+              for m, v in ((5, 94.0), (15, 92.0), (30, 90.5))]
+    s = ttq.summarise({"genzoo": ours, "peer": theirs}, "nll", "peer")
+    # the peer's 30-minute 90.5 is first reached by genzoo's 15-minute checkpoint (90.0), timed at 901 s
+    assert s["genzoo_minutes_to_peer_last"] == pytest.approx(901 / 60)
+    assert s["speed_up"] == pytest.approx(1802 / 901)
+    assert s["genzoo_better_at"] == [15, 30]
+    assert ttq.summarise({"genzoo": ours, "peer": [{**theirs[0], "nll": 80.0}]}, "nll", "peer")["speed_up"] is None
+
+
+def test_time_to_quality_trains_genzoos_recipe_to_each_budget_and_scores_its_run(tmp_path, embedded):
+    """genzoo's side through `genzoo train vae --recipe cpu --time-budget` then --resume: each checkpoint's trainer
+    clock is at or past its budget, by less than a few steps, and its NLL is the run's own IWAE estimate."""
+    ttq = load_benchmark("time_to_quality")
+    ours = ttq.GenzooSide("vae", "embedded", tmp_path / "genzoo", 0, ttq.vae_wrap(2))
+    peer = fake_peer(ttq, "peer", [])
+    test = embedded.test_x[:20].round()
+    budgets = [1.0, 2.5]
+    result = ttq.run_comparison({"genzoo": ours, "peer": peer}, budgets, ttq.likelihood_scorer(test, seed=3, batch=8),
+                                "interleaved")
+    points = result["genzoo"]
+    assert [p["budget_minutes"] * 60 for p in points] == budgets
+    assert points[0]["steps"] > 0 and points[1]["steps"] > points[0]["steps"]
+    for p, budget in zip(points, budgets):
+        per_step = p["train_seconds"] / p["steps"]
+        assert budget <= p["train_seconds"] < budget + 3 * per_step + 0.5
+        assert not p["recipe_finished"]
+    config = json.loads((tmp_path / "genzoo" / "config.json").read_text())
+    assert config["train"]["recipe"] == "cpu" and config["train"]["sample_every"] == 0
+    model = runs.load(tmp_path / "genzoo")
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        log_p = torch.cat([model.log_prob(part, k=2, generator=g) for part in test.split(8)]).double()
+    assert points[-1]["nll"] == pytest.approx(-float(log_p.mean()), rel=1e-6)
+    assert result["peer"][-1]["nll"] == pytest.approx(100 / 3)

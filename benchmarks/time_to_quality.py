@@ -1,0 +1,592 @@
+"""Time to quality: genzoo's `cpu` recipe against each peer's own recipe, for the same wall-clock budgets.
+
+Issue 41. Per-step speed on identical networks (benchmarks/peers.py) is a matter of shared kernels; what a user
+feels is how many minutes of their CPU it takes to reach good digits or a good likelihood with each library used
+the way its own docs say. Each row trains genzoo's `cpu` recipe (`genzoo train MODEL --recipe cpu`, the same
+code path) and the peer's recipe on the same CPU, at the same torch thread count, and stops both at the same
+points of their training clocks (`--budgets`, minutes), in turn (`--order interleaved`: every side reaches a point
+before any goes on, so that what else the machine does falls on both) or one side after the other
+(`--order sequential`, for an idle machine). At each point the training is paused and the checkpoint is scored by
+genzoo's own evaluation code on the same test digits and the same number of samples; scoring is not training
+time. A side's clock counts its training steps only: neither side runs its per-epoch test pass or picture
+grids (genzoo's `sample_every=0 test_every=0`, the peers' evaluation loaders unused).
+
+    vae      genzoo `vae` cpu recipe (conv VAE, dynamic binarization) against pythae's VAE with its binary-MNIST
+             reproducibility settings (examples/scripts/reproducibility/vae.py: 784-400-40 MLP encoder and
+             decoder, Bernoulli pixels, Adam 1e-3, batch 20, MultiStepLR at epochs 200/350/500/750/1000 by
+             10^(-1/5), seed 123), on one fixed binarization of the training digits (the script reads Larochelle's
+             fixed binarized MNIST). Quality: the IWAE NLL in nats with the same K and the same draws for both
+             (`--k`), on `--test-images` test digits binarized by `genzoo.data.fixed_binarization(seed=0)`.
+    gan      genzoo `dcgan` and `cgan` cpu recipes against PyTorch-GAN's dcgan.py and cgan.py defaults, restated in
+             benchmarks/pytorch_gan_reference.py (32 x 32 images in [-1, 1], batch 64, Adam 2e-4 (0.5, 0.999));
+             their samples are brought to 28 x 28 by that file's least-squares inverse of the upsampling and drawn
+             with batch statistics (batches of 64), as the pictures their scripts save. Quality: FID-style,
+             precision/recall and (cgan) the conditional accuracy of `--samples` samples (digits 0..9 in turn).
+    mixture  genzoo.mixture.GaussianMixture against scikit-learn's, each with its defaults (k-means
+             initialisation, n_init 1, tol 1e-3, max_iter 100, reg_covar 1e-6) but `--components`: whole `fit()`
+             seconds, diag on `--n-diag` and full on `--n-full` MNIST training digits (float64 pixels / 255), at
+             each `--threads`, the libraries alternating (order swapped each repeat); the mean log-likelihood
+             reached, the EM iterations, and a fit stopped after one EM iteration (`max_iter=1`: the
+             initialisation and one iteration) to show what the initialisation costs.
+
+The JSON (written again after every checkpoint, so a killed run keeps what it measured) and the plot go to
+`--out-dir` as time-to-quality-ROW.json / .png.
+
+    python benchmarks/time_to_quality.py vae --data ../shared/data/mnist --budgets 5,15,30,60 --threads 1
+    python benchmarks/time_to_quality.py gan --data ../shared/data/mnist --budgets 5,15,30,60 --samples 10000
+    python benchmarks/time_to_quality.py mixture --data ../shared/data/mnist --threads 1,2
+
+The vae row needs pythae (the peers' virtual environment: see benchmarks/peers.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmarks: peers, the PyTorch-GAN reference
+
+import peers  # noqa: E402
+import pytorch_gan_reference as gan_reference  # noqa: E402
+
+import genzoo  # noqa: E402
+from genzoo import commands, recipes, runs  # noqa: E402
+from genzoo.constants import N_CLASSES  # noqa: E402
+from genzoo.data import Dataset, fixed_binarization, load_data, spread  # noqa: E402
+from genzoo.evaluator import load_evaluator  # noqa: E402
+from genzoo.metrics import real_features, sample_quality  # noqa: E402
+from genzoo.mixture import GaussianMixture  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "peers"
+LIKELIHOOD_KEYS = ("nll",)
+SAMPLE_KEYS = ("fid", "precision", "recall", "conditional_accuracy")
+
+
+# ---------------------------------------------------------------------------- the two sides
+
+
+@dataclass
+class Reading:
+    """Where a side's training stands: its clock (training seconds), this process's CPU seconds over the same
+    spans, and the steps taken."""
+
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    steps: int = 0
+    finished: bool = False  # the recipe ended before the budget: the later points score the same weights
+
+
+class PeerSide:
+    """A peer's recipe as one training step at a time (`step()`), the loop body of its own trainer or script.
+    Its clock counts the calls of `step` only; `scorable()` gives what the row's scorer asks of a model."""
+
+    def __init__(self, name: str, step: Callable[[], None], scorable: Callable[[], Any], about: str,
+                 timer: Callable[[], float] = time.perf_counter):
+        self.name, self.step, self.scorable, self.about = name, step, scorable, about
+        self.timer, self.reading = timer, Reading()
+
+    def train_until(self, seconds: float) -> Reading:
+        while self.reading.seconds < seconds:
+            start, start_cpu = self.timer(), time.process_time()
+            self.step()
+            self.reading.seconds += self.timer() - start
+            self.reading.cpu_seconds += time.process_time() - start_cpu
+            self.reading.steps += 1
+        return self.reading
+
+
+class GenzooSide:
+    """genzoo's `cpu` recipe of `model`, trained by `genzoo.commands.train` (the CLI's `genzoo train MODEL --recipe
+    cpu`) into `run_dir` with a time budget, then resumed with the next budget: the trainer's own clock (training
+    seconds summed over sessions) stops it, and its run folder is the checkpoint that is scored."""
+
+    def __init__(self, model: str, data: str, run_dir: Path, seed: int, scorable: Callable[[Any], Any],
+                 recipe: str = "cpu", sets: tuple[str, ...] = ("sample_every=0", "test_every=0")):
+        self.model, self.data, self.run_dir, self.seed = model, data, run_dir, seed
+        self.recipe, self.sets = recipe, sets
+        self.name, self.wrap, self.reading = "genzoo", scorable, Reading()
+        self.about = f"genzoo {model} --recipe {recipe} ({recipes.get(model, recipe).about})"
+
+    def train_until(self, seconds: float) -> Reading:
+        start_cpu = time.process_time()
+        if self.reading.steps == 0 and not (self.run_dir / runs.CONFIG).exists():
+            commands.train(self.model, data=self.data, out=str(self.run_dir), device="cpu", seed=self.seed,
+                           recipe=self.recipe, time_budget=seconds, sets=list(self.sets))
+        else:
+            commands.train(self.model, out=str(self.run_dir), device="cpu", resume=True, time_budget=seconds)
+        end = last_end_record(self.run_dir)
+        self.reading.cpu_seconds += time.process_time() - start_cpu  # the whole call: data loading and resuming too
+        self.reading.seconds, self.reading.steps = end["train_seconds"], end["step"]
+        self.reading.finished = "stopped" not in end  # no stop reason: the recipe ran to its end
+        return self.reading
+
+    def scorable(self):
+        return self.wrap(runs.load(self.run_dir))
+
+
+def last_end_record(run_dir: Path) -> dict:
+    """The trainer's last end-of-session record in RUN/metrics.jsonl (training seconds, step, why it stopped)."""
+    path = run_dir / "metrics.jsonl"
+    ends = [record for line in path.read_text().splitlines() if line.strip()
+            for record in [json.loads(line)] if record.get("event") == "end"]
+    if not ends:
+        raise RuntimeError(f"{path}: no end record; the training session did not finish (see its last lines)")
+    return ends[-1]
+
+
+# ---------------------------------------------------------------------------- running a comparison
+
+
+def run_comparison(sides: dict[str, Any], budgets_s: list[float], score: Callable[[Any], dict], order: str,
+                   on_checkpoint: Callable[[dict], None] | None = None) -> dict:
+    """Train each side to each point of `budgets_s` (seconds of its training clock, ascending) and score it there.
+
+    Returns {side: [checkpoint, ...]} in budget order, each checkpoint the budget, the side's reading and the
+    scores. `order` "interleaved": every side reaches a point before any goes on; "sequential": one side through
+    all its points, then the next. `on_checkpoint(result)` is called after each score (to save what is measured).
+    """
+    if list(budgets_s) != sorted(budgets_s) or any(b <= 0 for b in budgets_s):
+        raise ValueError(f"budgets {budgets_s}: give positive points in ascending order")
+    result: dict[str, list[dict]] = {name: [] for name in sides}
+    plan = ([(b, name) for b in budgets_s for name in sides] if order == "interleaved" else
+            [(b, name) for name in sides for b in budgets_s])
+    for budget, name in plan:
+        side = sides[name]
+        reading = side.train_until(budget)
+        start = time.perf_counter()
+        scores = score(side)
+        result[name].append({"budget_minutes": budget / 60, "train_seconds": reading.seconds,
+                             "cpu_seconds": reading.cpu_seconds, "steps": reading.steps,
+                             "recipe_finished": reading.finished, "score_seconds": time.perf_counter() - start,
+                             "load": peers.load_average(), **scores})
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, float))
+        print(f"  {name} at {budget / 60:g} min: {reading.steps:,} steps in {reading.seconds:.0f} s; {shown} "
+              f"(load {peers.load_average()})", file=sys.stderr, flush=True)
+        if on_checkpoint is not None:
+            on_checkpoint(result)
+    return result
+
+
+def time_to_reach(curve: list[dict], target: float, key: str) -> float | None:
+    """The training minutes of the first checkpoint of `curve` whose `key` (lower is better) is at or under
+    `target`; None when none is."""
+    for point in curve:
+        if point[key] <= target:
+            return point["train_seconds"] / 60
+    return None
+
+
+def summarise(checkpoints: dict[str, list[dict]], key: str, peer: str) -> dict:
+    """The issue's readings: the minutes genzoo takes to reach the peer's last quality, and at each point which
+    side is the better (lower `key`)."""
+    ours, theirs = checkpoints["genzoo"], checkpoints[peer]
+    target = theirs[-1][key]
+    minutes = time_to_reach(ours, target, key)
+    return {"key": key, "peer_last": target, "peer_last_minutes": theirs[-1]["train_seconds"] / 60,
+            "genzoo_minutes_to_peer_last": minutes,
+            "speed_up": theirs[-1]["train_seconds"] / 60 / minutes if minutes else None,
+            "genzoo_better_at": [o["budget_minutes"] for o, t in zip(ours, theirs) if o[key] < t[key]]}
+
+
+# ---------------------------------------------------------------------------- scoring
+
+
+def likelihood_scorer(test_binary: torch.Tensor, seed: int, batch: int = 100, **log_prob_kwargs):
+    """NLL in nats per image (mean and standard error) of `side.scorable().log_prob` on `test_binary`, the
+    random draws (an IWAE's) from one generator seeded alike for every side and checkpoint."""
+    def score(side) -> dict:
+        model = side.scorable()
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            log_p = torch.cat([model.log_prob(part, generator=generator, **log_prob_kwargs)
+                               for part in test_binary.split(batch)]).double()
+        return {"nll": -float(log_p.mean()), "nll_se": float(log_p.std() / math.sqrt(len(log_p))),
+                "test_images": len(log_p)}
+    return score
+
+
+def sample_scorer(real: torch.Tensor, n_samples: int, conditional: bool, seed: int, batch: int = 500):
+    """genzoo's sample-quality figures (FID-style, precision/recall, class coverage and, conditional, the
+    accuracy) of `n_samples` samples of `side.scorable().sample(n, y, generator)` against `real`."""
+    evaluator = load_evaluator("cpu")
+    features = real_features(evaluator, real)
+    labels = torch.arange(n_samples) % N_CLASSES if conditional else None
+
+    def score(side) -> dict:
+        model = side.scorable()
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            images = torch.cat([model.sample(min(batch, n_samples - first),
+                                             None if labels is None else labels[first:first + batch], generator)
+                                for first in range(0, n_samples, batch)])
+        q = sample_quality(images.float().clamp(0, 1), real, evaluator, labels=labels, real_features=features)
+        return {**{k: float(q[k]) for k in SAMPLE_KEYS if k in q}, "n_samples": n_samples, "n_real": len(real)}
+    return score
+
+
+class GenzooSampler:
+    """genzoo's model behind the scorer's `sample(n, y, generator)`."""
+
+    def __init__(self, model, **options):
+        self.model, self.options = model, options
+
+    def sample(self, n, y, generator):
+        return self.model.sample(n, y=y, generator=generator, **self.options)
+
+
+# ---------------------------------------------------------------------------- the vae row: pythae
+
+
+def pythae_reproducibility_side(data: Dataset, seed: int, work: Path) -> PeerSide:
+    """pythae's VAE as its binary-MNIST reproducibility script trains it: the script's networks (Linear 784-400,
+    ReLU, two heads to the 40-d mean and log-variance; Linear 40-400, ReLU, Linear 400-784, sigmoid) are genzoo's
+    MLP VAE modules of those sizes, wrapped as pythae's encoder and decoder by benchmarks/peers.py, so that
+    genzoo's `VAE.log_prob` scores what pythae trained; pythae's BaseTrainer with the script's settings."""
+    peers.import_peer("pythae")
+    from pythae.data.datasets import BaseDataset
+    from pythae.trainers import BaseTrainer, BaseTrainerConfig
+
+    torch.manual_seed(123)  # the script's seed
+    networks = genzoo.create("vae", arch="mlp", hidden=400, latent_dim=40)
+    model = peers.pythae_vae(networks, "vae", 0)
+    train = fixed_binarization(data.train_x, seed=seed + 1)  # one fixed binarization, as the script's data
+    config = BaseTrainerConfig(output_dir=str(work / "pythae"), num_epochs=3280, learning_rate=1e-3,
+                               per_device_train_batch_size=20, per_device_eval_batch_size=20,
+                               train_dataloader_num_workers=0, no_cuda=True, seed=123,
+                               scheduler_cls="MultiStepLR",
+                               scheduler_params={"milestones": [200, 350, 500, 750, 1000], "gamma": 10 ** (-1 / 5)})
+    trainer = BaseTrainer(model, BaseDataset(train, torch.zeros(len(train))), training_config=config)
+    trainer.prepare_training()
+    state = {"epoch": 1, "batches": iter(trainer.train_loader)}
+
+    def step() -> None:  # the body of BaseTrainer.train_step, one batch; its epoch end as BaseTrainer.train's
+        trainer.model.train()
+        try:
+            inputs = next(state["batches"])
+        except StopIteration:
+            trainer.model.update()
+            trainer._schedulers_step()
+            state["epoch"] += 1
+            state["batches"] = iter(trainer.train_loader)
+            inputs = next(state["batches"])
+        out = trainer.model(trainer._set_inputs_to_device(inputs), epoch=state["epoch"], dataset_size=len(train),
+                            uses_ddp=False)
+        trainer._optimizers_step(out)
+
+    def scorable():
+        networks.eval()
+        return networks
+
+    return PeerSide("pythae", step, scorable, "pythae 0.1.2 VAE, its binary-MNIST reproducibility script's "
+                    "settings (784-400-40 MLPs, Adam 1e-3, batch 20, MultiStepLR), one fixed binarization of the "
+                    "training digits")
+
+
+# ---------------------------------------------------------------------------- the gan row: PyTorch-GAN
+
+
+class ReferenceGANSide:
+    """PyTorch-GAN's dcgan.py or cgan.py at its defaults, by the networks, losses and step order restated in
+    benchmarks/pytorch_gan_reference.py, one batch of 64 a step (the last short batch kept, reshuffled each
+    epoch)."""
+
+    def __init__(self, key: str, data: Dataset, seed: int):
+        self.key = key
+        torch.manual_seed(seed)
+        self.generator, self.discriminator = gan_reference.build(key, "cpu")
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.rng = torch.Generator().manual_seed(seed)
+        self.images, self.labels = gan_reference.to_their_images(data.train_x), data.train_y
+        self.order, self.position, self.seed = torch.randperm(len(self.images), generator=self.rng), 0, seed
+
+    def step(self) -> None:
+        if self.position >= len(self.images):
+            self.order, self.position = torch.randperm(len(self.images), generator=self.rng), 0
+        idx = self.order[self.position:self.position + gan_reference.BATCH]
+        self.position += gan_reference.BATCH
+        real, y = self.images[idx], self.labels[idx]
+        z = torch.randn(len(idx), gan_reference.LATENT, generator=self.rng)
+        fake_y = torch.randint(0, gan_reference.CLASSES, (len(idx),), generator=self.rng)
+        self.generator.train()
+        self.opt_g.zero_grad(set_to_none=True)
+        fake = self.generator(z, fake_y)
+        loss_g = gan_reference.adversarial_loss(self.key, self.discriminator(fake, fake_y), 1.0)
+        loss_g.backward()
+        self.opt_g.step()
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d = 0.5 * (gan_reference.adversarial_loss(self.key, self.discriminator(real, y), 1.0)
+                        + gan_reference.adversarial_loss(self.key, self.discriminator(fake.detach(), fake_y), 0.0))
+        loss_d.backward()
+        self.opt_d.step()
+
+    @torch.no_grad()
+    def sample(self, n, y, generator):
+        """n digits (n, 1, 28, 28) in [0, 1], the generator in training mode: the statistics of each batch of 64,
+        as in the pictures their scripts save (and as `pytorch_gan_reference.sample(batch_stats=True)`)."""
+        self.generator.train()
+        labels = y if y is not None else torch.arange(n) % gan_reference.CLASSES
+        out = []
+        for first in range(0, n, gan_reference.BATCH):
+            part = labels[first:first + gan_reference.BATCH]
+            z = torch.randn(len(part), gan_reference.LATENT, generator=generator)
+            out.append(gan_reference.to_our_images(self.generator(z, part)))
+        return torch.cat(out)
+
+    def side(self) -> PeerSide:
+        return PeerSide("pytorch-gan", self.step, lambda: self, f"PyTorch-GAN {self.key}.py defaults (restated in "
+                        "benchmarks/pytorch_gan_reference.py), samples with batch statistics, 32 -> 28 by the "
+                        "least-squares inverse of the upsampling")
+
+
+# ---------------------------------------------------------------------------- the mixture row: scikit-learn
+
+
+def mixture_row(data: Dataset, components: int, n_diag: int, n_full: int, threads: list[int], repeats: int,
+                seed: int) -> list[dict]:
+    """Whole `fit()` of each library's GaussianMixture with its defaults (but `components`), alternating."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture as SklearnGM
+    from threadpoolctl import threadpool_limits
+
+    makers = {"genzoo": lambda cov, **kw: GaussianMixture(components, covariance_type=cov, random_state=seed, **kw),
+              "scikit-learn": lambda cov, **kw: SklearnGM(components, covariance_type=cov, random_state=seed, **kw)}
+    rows = []
+    for cov, n in (("diag", n_diag), ("full", n_full)):
+        X = data.train_x[:n].reshape(n, -1).double().numpy()
+        for t in threads:
+            torch.set_num_threads(t)
+            row = {"covariance_type": cov, "n": n, "dims": X.shape[1], "components": components, "threads": t,
+                   "sides": {name: {"seconds": [], "one_iteration_seconds": []} for name in makers}}
+            with threadpool_limits(t):
+                for r in range(repeats):
+                    names = list(makers) if r % 2 == 0 else list(makers)[::-1]
+                    for name in names:
+                        side = row["sides"][name]
+                        start = time.perf_counter()
+                        model = makers[name](cov).fit(X)
+                        side["seconds"].append(time.perf_counter() - start)
+                        side.update(n_iter=int(model.n_iter_), converged=bool(model.converged_),
+                                    mean_log_likelihood=float(model.score(X)))
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore", ConvergenceWarning)
+                            warnings.simplefilter("ignore", UserWarning)
+                            start = time.perf_counter()
+                            makers[name](cov, max_iter=1).fit(X)
+                            side["one_iteration_seconds"].append(time.perf_counter() - start)
+                        print(f"  {cov} n={n} threads={t} {name}: {side['seconds'][-1]:.2f} s, {side['n_iter']} "
+                              f"iterations, max_iter=1 {side['one_iteration_seconds'][-1]:.2f} s (load "
+                              f"{peers.load_average()})", file=sys.stderr, flush=True)
+            ours, theirs = row["sides"]["genzoo"], row["sides"]["scikit-learn"]
+            for side in (ours, theirs):
+                side["median_seconds"] = float(np.median(side["seconds"]))
+            row["speed_up"] = theirs["median_seconds"] / ours["median_seconds"]
+            ll = (ours["mean_log_likelihood"], theirs["mean_log_likelihood"])
+            row["log_likelihood_relative_difference"] = abs(ll[0] - ll[1]) / abs(ll[1])
+            rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------- rows
+
+
+@dataclass
+class Comparison:
+    """One curve pair of a row: genzoo's model against one peer side, scored by one scorer on `key`."""
+
+    model: str
+    peer: Callable[[Dataset, int, Path], PeerSide]
+    wrap: Callable[[Any], Any]  # genzoo's loaded model -> what the scorer calls
+    kind: str  # "likelihood" or "samples"
+    conditional: bool = False
+    notes: dict = field(default_factory=dict)
+
+
+def vae_wrap(k: int):
+    class IWAE:
+        def __init__(self, model):
+            self.model = model
+
+        def log_prob(self, x, generator):
+            return self.model.log_prob(x, k=k, generator=generator)
+    return IWAE
+
+
+def comparisons(row: str, k: int) -> dict[str, Comparison]:
+    if row == "vae":
+        iwae = vae_wrap(k)
+
+        def pythae_side(data, seed, work):
+            side = pythae_reproducibility_side(data, seed, work)
+            scorable = side.scorable
+            side.scorable = lambda: iwae(scorable())
+            return side
+        return {"vae-pythae": Comparison("vae", pythae_side, iwae, "likelihood")}
+    if row == "gan":
+        return {key: Comparison(key, lambda data, seed, work, key=key: ReferenceGANSide(key, data, seed).side(),
+                                GenzooSampler, "samples", conditional=key == "cgan")
+                for key in ("dcgan", "cgan")}
+    raise ValueError(f"row {row!r}: the learned-model rows built are vae and gan")
+
+
+def run_row(row: str, data: Dataset, data_spec: str, budgets_min: list[float], args, out_json: Path,
+            work: Path) -> dict:
+    result: dict[str, Any] = {"row": row, "budgets_minutes": budgets_min, "order": args.order, "comparisons": {}}
+    stamp(result, args)
+    for name, comparison in comparisons(row, args.k).items():
+        if args.only and name not in args.only:
+            continue
+        print(f"{name}: genzoo {comparison.model} --recipe cpu against its peer, budgets {budgets_min} min",
+              file=sys.stderr, flush=True)
+        peer = comparison.peer(data, args.seed, work / name)
+        ours = GenzooSide(comparison.model, data_spec, work / name / "genzoo", args.seed, comparison.wrap)
+        if comparison.kind == "likelihood":
+            test = fixed_binarization(spread(data.test_x, args.test_images))
+            score, key = likelihood_scorer(test, args.seed), "nll"
+            quality = {"measure": f"IWAE NLL, nats, K = {args.k}", "test_images": len(test),
+                       "binarization": "genzoo.data.fixed_binarization(seed=0)"}
+        else:
+            real = data.test_x[:args.real]
+            score, key = sample_scorer(real, args.samples, comparison.conditional, args.seed), "fid"
+            quality = {"measure": "FID-style (genzoo's evaluator)", "samples": args.samples, "real": len(real)}
+        entry = {"genzoo": ours.about, "peer": peer.about, "peer_name": peer.name, "quality": quality, "key": key}
+        result["comparisons"][name] = entry
+
+        def save(checkpoints, entry=entry):
+            entry["checkpoints"] = checkpoints
+            write_json(out_json, result)
+
+        entry["checkpoints"] = run_comparison({"genzoo": ours, peer.name: peer}, [b * 60 for b in budgets_min],
+                                              score, args.order, save)
+        entry["summary"] = summarise(entry["checkpoints"], key, peer.name)
+        write_json(out_json, result)
+    return result
+
+
+def stamp(result: dict, args) -> None:
+    result.update(command="python " + " ".join(sys.argv), threads=args.threads_list, seed=args.seed,
+                  date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), load_before=peers.load_average(),
+                  hardware=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+                  torch=torch.__version__)
+
+
+def write_json(path: Path, result: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- plots
+
+
+def plot_row(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if result["row"] == "mixture":
+        rows = result["fits"]
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        labels = [f"{r['covariance_type']}, n={r['n']:,}\n{r['threads']} thread(s)" for r in rows]
+        x = np.arange(len(rows))
+        for offset, name in ((-0.2, "genzoo"), (0.2, "scikit-learn")):
+            ax.bar(x + offset, [r["sides"][name]["median_seconds"] for r in rows], 0.4, label=name)
+        ax.set_xticks(x, labels)
+        ax.set_ylabel("whole fit(), seconds (median)")
+    else:
+        entries = result["comparisons"]
+        fig, axes = plt.subplots(1, len(entries), figsize=(5 * len(entries), 3.8), squeeze=False)
+        for ax, (name, entry) in zip(axes[0], entries.items()):
+            for side, points in entry.get("checkpoints", {}).items():
+                label = "genzoo (cpu recipe)" if side == "genzoo" else entry["peer_name"]
+                ax.plot([p["train_seconds"] / 60 for p in points], [p[entry["key"]] for p in points], "o-",
+                        label=label)
+            ax.set_title(name)
+            ax.set_xlabel(f"training minutes ({result['threads'][0]} thread(s))")
+            ax.set_ylabel(entry["quality"]["measure"] + " (lower is better)")
+    ax.legend()
+    fig.suptitle(f"{result['row']}: {result['date']}, {result['hardware']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- the command
+
+
+def numbers(text: str, kind=float) -> list:
+    try:
+        return [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give numbers separated by commas, e.g. 5,15,30,60") from None
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("row", choices=["vae", "gan", "mixture"])
+    p.add_argument("--data", default="mnist", help="full MNIST: a folder of IDX files, or mnist")
+    p.add_argument("--budgets", type=numbers, default=[5.0, 15.0, 30.0, 60.0],
+                   help="training minutes at which both sides are stopped and scored, ascending (default 5,15,30,60)")
+    p.add_argument("--threads", type=lambda s: numbers(s, int), default=[1],
+                   help="torch threads of both sides (the learned rows take one count; mixture: a list, e.g. 1,2)")
+    p.add_argument("--order", choices=["interleaved", "sequential"], default="interleaved")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only", nargs="*", default=None, help="the comparisons of the row to run (gan: dcgan cgan)")
+    p.add_argument("--k", type=int, default=1000, help="vae: importance samples of the IWAE NLL (both sides)")
+    p.add_argument("--test-images", type=int, default=10_000, help="vae: test digits scored (spread over the set)")
+    p.add_argument("--samples", type=int, default=10_000, help="gan: samples scored at each checkpoint, each side")
+    p.add_argument("--real", type=int, default=10_000, help="gan: test digits the samples are compared with")
+    p.add_argument("--components", type=int, default=10, help="mixture: Gaussians (the one non-default setting)")
+    p.add_argument("--n-diag", type=int, default=20_000, help="mixture: training digits of the diag fits")
+    p.add_argument("--n-full", type=int, default=5_000, help="mixture: training digits of the full fits")
+    p.add_argument("--repeats", type=int, default=3, help="mixture: fits of each library per setting")
+    p.add_argument("--out-dir", type=Path, default=RESULTS, help="where time-to-quality-ROW.json and .png go")
+    p.add_argument("--work", type=Path, default=None,
+                   help="folder for the training runs (default: a temporary folder, deleted at the end)")
+    args = p.parse_args(argv)
+    args.threads_list = args.threads
+    if args.row != "mixture" and len(args.threads) != 1:
+        p.error(f"--threads {args.threads}: the {args.row} row trains at one thread count; run it once per count")
+    if any(b <= 0 for b in args.budgets) or args.budgets != sorted(args.budgets):
+        p.error(f"--budgets {args.budgets}: give positive minutes in ascending order")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    suffix = "" if args.row == "mixture" or args.threads == [1] else f"-{args.threads[0]}t"
+    out_json = args.out_dir / f"time-to-quality-{args.row}{suffix}.json"
+    data = load_data(args.data)
+    if args.row == "mixture":
+        result: dict[str, Any] = {"row": "mixture"}
+        stamp(result, args)
+        result["fits"] = mixture_row(data, args.components, args.n_diag, args.n_full, args.threads, args.repeats,
+                                     args.seed)
+        write_json(out_json, result)
+    else:
+        torch.set_num_threads(args.threads[0])
+        with tempfile.TemporaryDirectory() as tmp:
+            work = args.work or Path(tmp)
+            result = run_row(args.row, data, args.data, args.budgets, args, out_json, work)
+    result["load_after"] = peers.load_average()
+    write_json(out_json, result)
+    plot_row(result, out_json.with_suffix(".png"))
+    print(f"wrote {out_json} and {out_json.with_suffix('.png')}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
