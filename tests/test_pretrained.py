@@ -245,3 +245,29 @@ def test_readme_family_table_quotes_the_manifest():
         sample, hours, figures = pretrained.table_cells(name)
         assert (rows[0][2], rows[0][4], rows[0][5]) == (sample, hours, figures), (
             f"README.md's {name} row differs from the manifest: python benchmarks/pretrained.py readme rewrites it")
+
+
+def test_a_staged_recipe_trains_its_stages_then_the_editor_from_one_command(tmp_path, monkeypatch):
+    """The editor's recipe in small: a latent ddpm stage, semantic pairs drawn from it, the editor starting from
+    that stage's first stage and learning from those pairs; the same command again finds every stage done."""
+    latent = {"space": "latent", "widths": (8, 16), "res_blocks": 1, "ae_widths": (4, 8), "first_stage_steps": 2,
+              "timesteps": 20, "sample_steps": 5}
+    monkeypatch.setitem(recipes.RECIPES["ddpm"], "tiny", recipes.Recipe(
+        "tiny", model=latent, train={"steps": 3, "epochs": 0, "batch_size": 16, "sample_every": 0}))
+    monkeypatch.setitem(recipes.RECIPES["instruct"], "tiny", recipes.Recipe(
+        "tiny", model={**latent, "semantic_fraction": 0.5}, train={"steps": 2, "epochs": 0, "batch_size": 16,
+                                                                   "sample_every": 0},
+        stages=(recipes.Stage("ddpm", "ddpm", "tiny"),), pairs=8, pairs_threshold=0.0))
+    run = tmp_path / "editor"
+    args = ["train", "instruct", "--recipe", "tiny", "--data", "embedded", "--out", str(run), "--device", "cpu"]
+    assert main(args) == 0
+    stage, pairs = run / "stages" / "ddpm", run / "stages" / "pairs" / "pairs.safetensors"
+    assert runs.read_config(stage)["train"]["recipe"] == "tiny" and runs.trained_step(stage) == 3
+    assert len(load_file(str(pairs))["inputs"]) == 8  # threshold 0 keeps every candidate
+    config = runs.read_config(run)
+    assert config["hparams"]["first_stage_from"] == str(stage.resolve())
+    assert config["hparams"]["semantic_pairs"] == str(pairs.resolve())
+    assert runs.load(run).can_edit and runs.trained_step(run) == 2
+    stage_mtime = (stage / runs.WEIGHTS).stat().st_mtime_ns
+    assert main(args) == 2  # the same command again: the stages are found done, the editor's run is kept
+    assert (stage / runs.WEIGHTS).stat().st_mtime_ns == stage_mtime  # a finished stage is not trained again

@@ -131,8 +131,9 @@ def recipe_stages(model: str, name: str, run_dir: Path, *, data: str, device: st
             print(f"genzoo: {model} --recipe {name}: {chosen.pairs} semantic pairs into {pairs_dir}", file=sys.stderr)
             ddpm_dir = run_dir / "stages" / "ddpm"  # drawn with that run's own number of DDIM steps
             steps = runs.read_config(ddpm_dir)["hparams"]["sample_steps"]
-            semantic_pairs(ddpm_dir, pairs_dir, chosen.pairs, steps=steps, seed=seed, device=device)
-        settings["semantic_pairs"] = str(pairs_dir.resolve())
+            semantic_pairs(ddpm_dir, pairs_dir, chosen.pairs, threshold=chosen.pairs_threshold, steps=steps,
+                           seed=seed, device=device)
+        settings["semantic_pairs"] = str((pairs_dir / "pairs.safetensors").resolve())
     return settings
 
 

@@ -38,6 +38,7 @@ class Recipe:
     device: str = "cpu"  # what it is sized for: "cpu" (a 2-core CPU, one thread) or "gpu"
     stages: tuple[Stage, ...] = ()  # runs trained before this one (their outputs feed `model`)
     pairs: int = 0  # > 0: semantic pairs drawn from the `ddpm` stage's run before training (the editor)
+    pairs_threshold: float = 0.9  # the evaluator's confidence a pair's two digits need to be kept
 
 
 # Adversarial models keep their default Adam betas (0.5, 0.999); only length and losses differ.
