@@ -285,3 +285,69 @@ def test_sample_files_stream_in_bounded_memory(vae_run, tmp_path, suffix):
     first = np.load(tmp_path / f"small{suffix}")
     first = first["images"] if suffix == ".npz" else first
     assert np.array_equal(images[:2_000], first)  # the same seeded draws, however many follow
+
+
+# ---------------------------------------------------------------------------- budgeted estimates apart
+
+
+def _evaluation(model: str, nll: float, fid: float, protocol: str, *, n: int = 10_000, k: int | None = None,
+                kind: str = "exact") -> dict:
+    """metrics.json as `evaluate` writes it: the likelihood on `n` test images, FID-style on 10,000 samples."""
+    entry = {"value": nll, "n": n, "kind": kind, "likelihood_data": "binarized", **({"k": k} if k else {})}
+    settings = {"test_images": n, "n_samples": 10_000, "seed": 0, "iwae_k": k, "random_subset": n < 10_000,
+                "protocol": protocol, **({"budget_seconds": 300.0} if protocol == "budget" else {})}
+    return {"model": model, "nll_nats": entry, "bits_per_dim": {**entry, "value": nll / 784 / 0.6931},
+            "fid": {"value": fid, "n": 10_000}, "settings": settings, "hardware": "CPU", "evaluator_version": "v1",
+            "seed": 0}
+
+
+def test_budgeted_estimates_are_marked_and_never_ranked_against_paper_figures(tmp_path):
+    """A budgeted PixelCNN measured exactly like the paper-protocol rows (all 10,000 digits, 10,000 samples) has the
+    lowest NLL and FID-style score: it is marked and never bolded against them; the best paper figure is."""
+    from genzoo.leaderboard import leaderboard_row, row_label, table
+    from genzoo.showcase.bench import leaderboard_markdown
+    from genzoo.showcase.report import write_report
+
+    paper_a = _evaluation("pixelcnn", 82.0, 5.0, "paper")
+    paper_b = _evaluation("vae", 85.0, 9.0, "paper", k=5000, kind="estimate")
+    budgeted = _evaluation("pixelrnn", 70.0, 1.0, "budget")
+    rows = [leaderboard_row(Path(m["model"]), m) for m in (budgeted, paper_a, paper_b)]
+    assert [r["protocol"] for r in rows] == ["budget", "paper", "paper"] and rows[0]["budget_seconds"] == 300.0
+    assert row_label(rows[0]) == "pixelrnn (exact), budgeted 300 s"
+    assert row_label(rows[2]) == "vae (estimate), paper protocol"
+    assert row_label(leaderboard_row(Path("x"), {"model": "ae"})) == "ae"  # an evaluation before protocols: given
+    columns, cells, notes = table(rows)
+    at = {c.key: i for i, c in enumerate(columns)}
+    for key, best_row in (("nll_nats_binarized", 1), ("fid", 1), ("bits_per_dim_binarized", 1)):
+        assert [line[at[key]].best for line in cells] == [i == best_row for i in range(3)], key
+        assert cells[0][at[key]].mark and not cells[1][at[key]].mark, key
+    assert any("a time budget's settings" in note and "not ranked" in note for note in notes)
+    assert any(note.startswith("budgeted:") and "--protocol paper" in note for note in notes)
+    # one budgeted row against one paper row: the full evaluation is the reference, the budgeted one is marked
+    columns, cells, _ = table(rows[:2])
+    assert cells[0][at["fid"]].mark and not cells[0][at["fid"]].best and not cells[1][at["fid"]].mark
+    # two budgeted rows rank against each other only
+    other = leaderboard_row(Path("b"), _evaluation("gmm", 60.0, 3.0, "budget"))
+    columns, cells, _ = table([rows[0], other, *rows[1:], leaderboard_row(Path("c"), paper_a)])
+    fid = [line[at["fid"]] for line in cells]
+    assert [c.best for c in fid] == [False, False, True, False, True] and fid[0].mark and fid[1].mark
+    columns, cells, _ = table([rows[0], other])
+    assert [line[at["fid"]].best for line in cells] == [True, False]
+    meta = {"data": "mnist", "seed": 0, "budget": "none", "n_samples": 10_000, "evaluator_version": "v1",
+            "hardware": "CPU", "date": "2026-12-07"}
+    names = [line.split("|")[1].strip() for line in leaderboard_markdown(rows, meta).splitlines()
+             if line.startswith("| ")]
+    # the budgeted row last although its FID-style score is the lowest
+    assert names == ["model", "pixelcnn (exact), paper protocol", "vae (estimate), paper protocol",
+                     "pixelrnn (exact), budgeted 300 s"]
+    folders = []
+    for m in (budgeted, paper_a):
+        folder = tmp_path / m["model"]
+        (folder / "evaluations").mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps({"model": m["model"], "hparams": {}, "train": {},
+                                                        "data": "mnist", "seed": 0}))
+        (folder / "evaluations" / "e.json").write_text(json.dumps(m))
+        folders.append(folder)
+    page = write_report(folders, tmp_path / "report").read_text()
+    assert "pixelrnn (exact), budgeted 300 s</td>" in page and "pixelcnn (exact), paper protocol</td>" in page
+    assert "<td>1.00*</td>" in page and "<td>5.00</td>" in page  # the budgeted FID-style marked, not ranked

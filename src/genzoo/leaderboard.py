@@ -9,7 +9,10 @@ Two rules keep a bold cell meaningful:
   784 bits) and a density of dequantized 8-bit pixels (nats on [0, 1]^784, negative for a sharp density)
   measure different things and are never ranked against each other;
 - a number measured with other settings than the rest of its column (fewer test images, fewer samples,
-  another IWAE K) is marked with a footnote and not bolded against the others.
+  another IWAE K) is marked with a footnote and not bolded against the others;
+- a budgeted estimate (the settings a default `genzoo evaluate` chose to fit its time budget) is never ranked
+  against a figure of the paper's protocol or of settings given by hand, whatever their settings: its row says
+  so beside the model's name, and its numbers are marked where they are not ranked.
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ COLUMNS = (
     Column("edit_psnr", "edit PSNR dB ↑", "{:.2f}", "high"),  # an editor's edits against their exact outputs
 )
 
+BUDGETED = "budgeted"  # the settings key of a budgeted evaluation
+
 NOTES = {
     BINARIZED: "NLL on the fixed binarized test set (Bernoulli pixels, a probability: >= 0)",
     DEQUANTIZED: "density of uniformly dequantized 8-bit test pixels on [0, 1]^784 (can be negative); "
@@ -88,10 +93,20 @@ def _number(entry: Any) -> float | None:
     return number if isinstance(number, (int, float)) and not isinstance(number, bool) else None
 
 
+def evaluation_protocol(metrics: dict) -> str:
+    """How an evaluation chose its settings, as `evaluate` records it: "budget" (fitted to a time budget),
+    "paper" (the paper's protocol) or "given" (by hand; also an evaluation written before it was recorded)."""
+    return (metrics.get("settings") or {}).get("protocol") or "given"
+
+
 def leaderboard_row(run_dir: Path, metrics: dict) -> dict[str, Any]:
     """One leaderboard row from a run's metrics.json (plain values, None where a metric does not apply),
-    with the settings each kind of number was measured with ("settings_likelihood", "settings_samples")."""
+    with the settings each kind of number was measured with ("settings_likelihood", "settings_samples"),
+    a budgeted evaluation's among them, and the evaluation's "protocol" and "budget_seconds"."""
     row: dict[str, Any] = {"model": metrics.get("model"), "run": str(run_dir)}
+    row["protocol"] = evaluation_protocol(metrics)
+    row["budget_seconds"] = (metrics.get("settings") or {}).get("budget_seconds")
+    budgeted = row["protocol"] == "budget"
     for column in COLUMNS:
         entry = metrics.get(column.entry)
         fits = column.data is None or likelihood_data(entry) == column.data
@@ -102,13 +117,14 @@ def leaderboard_row(run_dir: Path, metrics: dict) -> dict[str, Any]:
         row[key] = metrics.get(key)
     fid = metrics.get("fid")
     row["n_samples"] = fid.get("n") if isinstance(fid, dict) else None
-    row["settings_samples"] = {"samples": row["n_samples"]} if row["n_samples"] is not None else None
+    row["settings_samples"] = {"samples": row["n_samples"], BUDGETED: budgeted} \
+        if row["n_samples"] is not None else None
     scored = next((metrics[k] for k in ("nll_nats", "elbo_nats", "reconstruction_mse")
                    if isinstance(metrics.get(k), dict)), None)
     if scored is not None:
         settings = metrics.get("settings") or {}
         row["settings_likelihood"] = {"test images": scored.get("n"), "IWAE K": scored.get("k"),
-                                      "random subset": bool(settings.get("random_subset"))}
+                                      "random subset": bool(settings.get("random_subset")), BUDGETED: budgeted}
     else:
         row["settings_likelihood"] = None
     return row
@@ -123,8 +139,19 @@ def cell(number: Any, column: Column) -> str:
     return column.fmt.format(number)
 
 
+def row_label(row: dict) -> str:
+    """The model as a leaderboard names it: with its likelihood's kind, and how its evaluation chose its
+    settings where that was not by hand, e.g. "vae (estimate), budgeted 300 s" or "gmm (exact), paper protocol"."""
+    label = str(row.get("model")) + (f" ({row['nll_kind']})" if row.get("nll_kind") else "")
+    if row.get("protocol") == "budget":
+        seconds = row.get("budget_seconds")
+        return label + (f", budgeted {seconds:g} s" if isinstance(seconds, (int, float)) else ", budgeted")
+    return label + (", paper protocol" if row.get("protocol") == "paper" else "")
+
+
 def _describe(settings: dict) -> str:
-    return ", ".join(f"{k} {v}" for k, v in settings.items() if v not in (None, False))
+    return ", ".join("a time budget's settings" if k == BUDGETED else f"{k} {v}" for k, v in settings.items()
+                     if v not in (None, False))
 
 
 def _settings(row: dict, column: Column) -> dict:
@@ -133,8 +160,9 @@ def _settings(row: dict, column: Column) -> dict:
 
 def reference_settings(rows: list[dict], column: Column) -> dict | None:
     """The settings a column's ranked numbers share: the most common among rows with a value there (ties
-    going to more test images or samples). An IWAE K is compared only between rows that have one: an exact
-    likelihood has no K, and is ranked against an estimate made with the usual K."""
+    going to a full evaluation over a budgeted one, then to more test images or samples). An IWAE K is compared
+    only between rows that have one: an exact likelihood has no K, and is ranked against an estimate made with
+    the usual K."""
     if column.settings is None:
         return None
     found = [_settings(r, column) for r in rows if r[column.key] is not None]
@@ -142,7 +170,8 @@ def reference_settings(rows: list[dict], column: Column) -> dict | None:
         return None
     plain = Counter(tuple(sorted((k, v) for k, v in s.items() if k != "IWAE K")) for s in found)
     size = "test images" if column.settings == "likelihood" else "samples"
-    reference = dict(max(plain, key=lambda s: (plain[s], dict(s).get(size) or 0)))
+    # ties go to full evaluations over budgeted ones, then to more test images or samples
+    reference = dict(max(plain, key=lambda s: (plain[s], not dict(s).get(BUDGETED), dict(s).get(size) or 0)))
     ks = Counter(s["IWAE K"] for s in found if s.get("IWAE K"))
     if ks:
         reference["IWAE K"] = max(ks, key=lambda k: (ks[k], k))
@@ -198,6 +227,11 @@ def table(rows: list[dict], all_columns: bool = False) -> tuple[list[Column], li
             line.append(entry)
         cells.append(line)
     notes = [f"{mark} {note}" for note, mark in marks.items()]
+    if any(row.get("protocol") == "budget" for row in rows):
+        notes.append("budgeted: settings a default `genzoo evaluate` chose to fit its time budget (fewer test "
+                     "images, importance samples, AIS steps or samples; see each run's evaluation), with standard "
+                     "errors. Never ranked against the paper's protocol (`genzoo evaluate --protocol paper`) or "
+                     "settings given by hand")
     shown = {c.data for c in columns if c.data}
     notes += [f"{data}: {NOTES[data]}" for data in (BINARIZED, DEQUANTIZED) if data in shown]
     return columns, cells, notes
