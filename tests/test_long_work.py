@@ -351,3 +351,87 @@ def test_budgeted_estimates_are_marked_and_never_ranked_against_paper_figures(tm
     page = write_report(folders, tmp_path / "report").read_text()
     assert "pixelrnn (exact), budgeted 300 s</td>" in page and "pixelcnn (exact), paper protocol</td>" in page
     assert "<td>1.00*</td>" in page and "<td>5.00</td>" in page  # the budgeted FID-style marked, not ranked
+
+
+# ---------------------------------------------------------------------------- a full disk: pictures and arrays
+
+
+def test_a_full_disk_while_writing_a_picture_ends_in_one_line(vae_run, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "grid.png"
+    assert main(["sample", str(vae_run), "-n", "16", "--out", str(out), "--device", "cpu"]) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    with monkeypatch.context() as m:
+        _full_disk_after(m, "grid.png")
+        assert main(["sample", str(vae_run), "-n", "16", "--seed", "1", "--out", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and err.count("\n") == 0
+    # the PNG the command would have written, encoded here without a disk: its size is the one the line names
+    images, _ = __import__("genzoo.commands", fromlist=["x"]).draw_in_batches(
+        runs.load(vae_run), 16, None, torch.Generator().manual_seed(1), {})
+    from io import BytesIO
+
+    from PIL import Image
+
+    from genzoo.images import grid
+    picture = Image.fromarray(grid(images.float() / 255))
+    picture = picture.resize((picture.width * 2, picture.height * 2), Image.NEAREST)
+    encoded = BytesIO()
+    picture.save(encoded, format="PNG")
+    size = len(encoded.getvalue())
+    assert 1000 <= size < 1_000_000
+    assert err.startswith(f"genzoo sample: error: {out}: no space left on the device to write it (the write needs "
+                          f"about {size / 1000:,.1f} KB, ")
+    assert err.endswith(" free); the file as it was before is kept. Free some space and run the command again (a "
+                        "training run continues from its last checkpoint with --resume)")
+    assert out.read_bytes() == before and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_full_disk_while_a_figure_is_written_keeps_the_old_file(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from genzoo.images import save_pictures
+
+    figure = Figure(figsize=(2, 2))
+    figure.subplots().plot([0, 1], [1, 0])
+    (path,) = save_pictures({"curve.svg": figure}, tmp_path)
+    before = path.read_bytes()
+    assert before.lstrip().startswith(b"<?xml")  # the suffix chose the format
+    with monkeypatch.context() as m:
+        _full_disk_after(m, "curve.svg")
+        with pytest.raises(runs.DiskFullError, match=rf"^{path}: no space left on the device to write it \(the write "
+                                                     r"needs about [\d.,]+ KB, "):
+            save_pictures({"curve.svg": figure}, tmp_path)
+    assert path.read_bytes() == before and not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".npy"])
+def test_a_full_disk_while_streaming_samples_ends_in_one_line(vae_run, tmp_path, monkeypatch, capsys, suffix):
+    """The disk fills after 3,000 digits of 5,000: one line naming the file and the size of the whole array, no
+    half file left, an earlier file of that name kept."""
+    from genzoo import commands
+
+    out = tmp_path / f"digits{suffix}"
+    out.write_bytes(b"earlier")
+    stream = commands._stream_images
+
+    class Filling:
+        def __init__(self, f):
+            self.f, self.written = f, 0
+
+        def write(self, data):
+            self.written += len(data)
+            if self.written > 3000 * 784:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    monkeypatch.setattr(commands, "_stream_images", lambda model, n, labels, g, options, f:
+                        stream(model, n, labels, g, options, Filling(f)))
+    assert main(["sample", str(vae_run), "-n", "5000", "--out", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"genzoo sample: error: {out}: no space left on the device to write it (the write needs "
+                          f"about {5000 * 784 / 1e6:.1f} MB, ")
+    assert out.read_bytes() == b"earlier" and sorted(p.name for p in tmp_path.iterdir()) == [out.name]

@@ -892,6 +892,8 @@ def plot_guidance_sweep(result: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .images import save_figure
+
     rows = result["value"]
     w = [r["guidance"] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -905,6 +907,6 @@ def plot_guidance_sweep(result: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"Classifier-free guidance: {s['sampler']} {s['steps']} steps, eta {s['eta']:g}, "
                  f"{result['n']} samples each", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path

@@ -1,15 +1,21 @@
-"""Image files: sample grids as PNG, and animations as GIF (Pillow only, no torchvision)."""
+"""Image files: sample grids as PNG, and animations as GIF (Pillow only, no torchvision).
+
+Every picture is encoded in memory first and written by `runs.write_atomic`: whole or not at all (a reader such as
+the app never sees half a PNG while a run trains), and a full disk ends in one line naming the file and its size.
+"""
 
 from __future__ import annotations
 
+import io
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+
+from .runs import write_atomic
 
 
 def grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_value: float = 0.5) -> np.ndarray:
@@ -27,9 +33,9 @@ def grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_va
 
 
 def _atomic_save(image: Image.Image, path: Path, **kwargs) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format=path.suffix.lstrip(".").upper() or "PNG", **kwargs)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    image.save(buffer, format=path.suffix.lstrip(".").upper() or "PNG", **kwargs)
+    write_atomic(path, buffer.getbuffer())
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, scale: int = 2) -> Path:
@@ -75,12 +81,18 @@ def save_pictures(pictures: dict[str, Any], out_dir: str | Path) -> list[Path]:
             scale = 2 if picture.shape[1] <= ENLARGE_UP_TO_COLUMNS else 1
             paths.append(save_rows(list(picture), path, scale=scale))
         else:  # a matplotlib Figure
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-            picture.savefig(tmp, bbox_inches="tight")
-            os.replace(tmp, path)
-            paths.append(path)
+            paths.append(save_figure(picture, path, bbox_inches="tight"))
     return paths
+
+
+def save_figure(figure: Any, path: str | Path, **savefig: Any) -> Path:
+    """Write a matplotlib Figure (`savefig`'s options, e.g. dpi) in the format of `path`'s suffix, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=path.suffix.lstrip(".") or "png", **savefig)
+    write_atomic(path, buffer.getbuffer())
+    return path
 
 
 def save_gif(frames: list[str | Path], path: str | Path, ms_per_frame: int = 400) -> Path:
