@@ -293,9 +293,11 @@ def pythae_reproducibility_side(data: Dataset, seed: int, work: Path) -> PeerSid
         networks.eval()
         return networks
 
-    return PeerSide("pythae", step, scorable, "pythae 0.1.2 VAE, its binary-MNIST reproducibility script's "
+    side = PeerSide("pythae", step, scorable, "pythae 0.1.2 VAE, its binary-MNIST reproducibility script's "
                     "settings (784-400-40 MLPs, Adam 1e-3, batch 20, MultiStepLR), one fixed binarization of the "
                     "training digits")
+    side.trainer, side.epoch = trainer, lambda: state["epoch"]  # for the tests
+    return side
 
 
 # ---------------------------------------------------------------------------- the gan row: PyTorch-GAN
@@ -465,7 +467,8 @@ def run_row(row: str, data: Dataset, data_spec: str, budgets_min: list[float], a
             real = data.test_x[:args.real]
             score, key = sample_scorer(real, args.samples, comparison.conditional, args.seed), "fid"
             quality = {"measure": "FID-style (genzoo's evaluator)", "samples": args.samples, "real": len(real)}
-        entry = {"genzoo": ours.about, "peer": peer.about, "peer_name": peer.name, "quality": quality, "key": key}
+        entry = {"genzoo": ours.about, "peer": peer.about, "peer_name": peer.name, "quality": quality, "key": key,
+                 "peer_version": peers.peer_version("vae") if row == "vae" else "restated here (no package)"}
         result["comparisons"][name] = entry
 
         def save(checkpoints, entry=entry):

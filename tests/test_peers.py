@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -228,3 +229,39 @@ def test_ddpm_quality_comparison_runs_its_smallest_configuration(tiny, one_threa
         assert ("conditional_accuracy" in r[side]) == (peer == "diffusers")
     assert (tmp_path / "grid.png").stat().st_size > 0
     assert peers.quality_row(r).count("|") == 14
+
+
+# ---------------------------------------------------------------------------- time to quality (issue 41)
+
+
+@needs("pythae")
+def test_time_to_quality_pythae_side_is_the_reproducibility_script(tiny, tmp_path):
+    """benchmarks/time_to_quality.py's pythae side: the script's network sizes (counted by hand), batches of 20,
+    Adam 1e-3 under MultiStepLR, each step a step of pythae's loss on the shared networks, and an epoch end that
+    steps the scheduler; genzoo's IWAE scores the very networks pythae trains."""
+    spec_ttq = importlib.util.spec_from_file_location("benchmark_time_to_quality", BENCHMARKS / "time_to_quality.py")
+    ttq = importlib.util.module_from_spec(spec_ttq)
+    sys.modules[spec_ttq.name] = ttq  # a dataclass looks its module up there
+    spec_ttq.loader.exec_module(ttq)
+    side = ttq.pythae_reproducibility_side(tiny, 0, tmp_path)
+    networks = side.scorable()
+    # Linear(784, 400) 314,000 + heads 400 -> 2 x 40: 32,080; Linear(40, 400) 16,400 + Linear(400, 784) 314,384
+    assert networks.n_parameters() == 314_000 + 32_080 + 16_400 + 314_384
+    before = [p.detach().clone() for p in networks.parameters()]
+    per_epoch = -(-len(tiny.train_x) // 20)  # 256 digits: 13 batches of 20 (the last short one kept)
+    side.train_until(1e-9)  # one step
+    assert side.reading.steps == 1 and any(not torch.equal(a, b) for a, b in zip(before, networks.parameters()))
+    for _ in range(per_epoch):  # past the first epoch's end
+        side.step()
+    trainer = side.trainer
+    assert trainer.train_loader.batch_size == 20 and trainer.optimizer.defaults["lr"] == 1e-3
+    assert isinstance(trainer.scheduler, torch.optim.lr_scheduler.MultiStepLR)
+    assert sorted(trainer.scheduler.milestones) == [200, 350, 500, 750, 1000]
+    assert side.epoch() == 2 and trainer.scheduler.last_epoch == 1  # the first epoch's end stepped it once
+    test = tiny.test_x[:8].round()
+    nll = ttq.likelihood_scorer(test, seed=0, batch=4)(side)["nll"]
+    g = torch.Generator().manual_seed(0)
+    networks.eval()
+    with torch.no_grad():
+        log_p = torch.cat([networks.log_prob(part, generator=g) for part in test.split(4)])
+    assert nll == pytest.approx(-float(log_p.double().mean()), rel=1e-6)
