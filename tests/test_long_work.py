@@ -94,6 +94,31 @@ def test_a_default_evaluate_of_a_slow_model_keeps_to_its_budget(vae_run, monkeyp
     assert took < 40  # the paper's K = 5,000 on 500 digits would decode for 2.5 M codes: minutes here
 
 
+def test_a_budget_too_small_for_every_test_elbo_scores_the_subset_alone(vae_run, tmp_path, monkeypatch, capsys):
+    """When the ELBO of every test image (ELBO_DRAWS each, for the whole set's NLL) does not fit, the plan does not
+    overrun its budget for it: it scores a random subset's own NLL, the largest that allows K >= BUDGET_MIN_K.
+    Embedded data: 500 test digits; 0.05 s an ELBO, 1 ms a decode, 255 usable seconds (no samples):
+    whole-set estimates need 0.05 * (n + 5000) >= 255 s; the subset alone, 0.05 * 11 n + 1e-3 n K."""
+    costs = {"decode": 1e-3, "elbo": 0.05}
+    none = dict.fromkeys(("max_test", "iwae_k", "ais_betas", "ais_runs", "n_edits"))
+    own = {"max_test": 0, "random_subset": False, "iwae_k": 5000, "ais_betas": 0, "ais_runs": 0, "n_samples": 0}
+    plan = evaluate.plan_budget(costs, 300.0, 500, {**none, "n_samples": 0}, own)
+    k_200 = int((255 - 0.05 * 200 * 11) / (1e-3 * 200))
+    assert k_200 < evaluate.BUDGET_MIN_K
+    assert plan["whole_test"] is False and plan["max_test"] == 100 and plan["random_subset"]
+    assert plan["iwae_k"] == int((255 - 0.05 * 100 * 11) / (1e-3 * 100))
+    assert evaluate.estimated_seconds(costs, plan, 500) <= 255 + 1e-6
+    assert evaluate.estimated_seconds(costs, {**plan, "whole_test": True}, 500) > 255
+    monkeypatch.setattr(evaluate, "probe_costs", lambda *args, **kwargs: costs)
+    metrics = evaluate.evaluate_run(shutil.copytree(vae_run, tmp_path / "vae"), device="cpu", budget=300,
+                                    n_samples=0)
+    assert metrics["settings"]["whole_test"] is False and metrics["settings"]["test_images"] == 100
+    assert metrics["settings"]["iwae_k"] == plan["iwae_k"] and metrics["iwae_gap_nats"]["n"] == 100
+    assert "nll_nats_whole_test" not in metrics
+    said = capsys.readouterr().err
+    assert "(their NLL only: the ELBO of every test digit, for the whole set's, does not fit)" in said
+
+
 # ---------------------------------------------------------------------------- resuming
 
 

@@ -412,10 +412,11 @@ def training_record(model, run_dir: Path) -> dict[str, Any]:
 def unconditional_likelihood_metrics(model, binary_x: torch.Tensor, binary_all: torch.Tensor, subset: torch.Tensor,
                                      *, seed: int, iwae_k: int, ais_betas: int, ais_runs: int, random_subset: bool,
                                      generator: torch.Generator, device: torch.device,
-                                     partial: PartialState | None = None
+                                     partial: PartialState | None = None, whole_test: bool = True
                                      ) -> tuple[dict[str, Any], dict[str, Any], dict[str, int] | None]:
     """log p(x) of an unconditional model on the scored test images, with what its kind adds: the AIS estimate
-    of log Z first (the RBM), the IWAE gap after (the VAE).
+    of log Z first (the RBM), the IWAE gap after (the VAE), and from a random subset, unless `whole_test` is
+    False (a budget too small for the ELBO of every test image), the whole test set's NLL.
 
     Returns:
         (metrics, the log_prob arguments used ({"k": K} for importance-sampled estimates), the AIS cost or None).
@@ -447,7 +448,8 @@ def unconditional_likelihood_metrics(model, binary_x: torch.Tensor, binary_all: 
     if model.estimates_log_z:  # log p(x) through an AIS estimate of log Z: its spread and its cost
         metrics.update(log_z_metrics(model, metrics, ais))
     if model.has_elbo and takes_k:
-        if random_subset:  # the ELBO of every test image turns the subset's gap into the whole set's NLL
+        if random_subset and whole_test:  # the ELBO of every test image turns the subset's gap into the whole
+            # set's NLL
             elbo_all = mean_elbo(model, binary_all.to(device), seed, partial)
             metrics.update(iwae_gap_metrics(elbo_all[subset], log_p, elbo_all, elbo_draws=ELBO_DRAWS))
         else:
@@ -456,8 +458,8 @@ def unconditional_likelihood_metrics(model, binary_x: torch.Tensor, binary_all: 
 
 
 def density_metrics(model, data, subset: torch.Tensor, *, seed: int, iwae_k: int, ais_betas: int, ais_runs: int,
-                    random_subset: bool, device: torch.device, partial: PartialState | None = None
-                    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, int] | None]:
+                    random_subset: bool, device: torch.device, partial: PartialState | None = None,
+                    whole_test: bool = True) -> tuple[dict[str, Any], dict[str, Any], dict[str, int] | None]:
     """The ELBO and the NLL (marginal and given the label for a class-conditional model) on the scored test
     images, binarized by the fixed binarization for Bernoulli models.
 
@@ -482,7 +484,7 @@ def density_metrics(model, data, subset: torch.Tensor, *, seed: int, iwae_k: int
         return metrics, {}, None
     more, kwargs, ais = unconditional_likelihood_metrics(
         model, binary_x, binary_all, subset, seed=seed, iwae_k=iwae_k, ais_betas=ais_betas, ais_runs=ais_runs,
-        random_subset=random_subset, generator=generator, device=device, partial=partial)
+        random_subset=random_subset, generator=generator, device=device, partial=partial, whole_test=whole_test)
     return {**metrics, **more}, kwargs, ais
 
 
@@ -604,8 +606,9 @@ def estimated_seconds(costs: dict[str, float], settings: dict[str, Any], n_total
     """The long passes' seconds under `settings` (max_test, iwae_k, ais_betas, ais_runs, n_samples, n_edits)."""
     n = min(settings["max_test"] or n_total, n_total)
     seconds = costs.get("image", 0.0) * n + costs.get("decode", 0.0) * n * (settings.get("iwae_k") or 0)
-    if "elbo" in costs:  # the scored images once, and every one ELBO_DRAWS times for the gap
-        seconds += costs["elbo"] * (n + ELBO_DRAWS * (n_total if n < n_total else n))
+    if "elbo" in costs:  # the scored images once, and every one ELBO_DRAWS times for the whole set's NLL
+        seconds += costs["elbo"] * (n + ELBO_DRAWS * (n_total if n < n_total and settings.get("whole_test", True)
+                                                      else n))
     seconds += costs.get("ais_step", 0.0) * (settings.get("ais_betas") or 0)
     seconds += costs.get("edit", 0.0) * (settings.get("n_edits") or 0)
     if settings.get("n_samples"):
@@ -619,7 +622,9 @@ def plan_budget(costs: dict[str, float], budget: float, n_total: int, given: dic
     kept. The likelihood gets half the budget when there are samples to draw too, the samples what is left.
 
     IWAE: K as large as fits (at most the paper's 5,000) on all test images, else on a random subset, the largest
-    of BUDGET_SUBSETS that still allows K >= BUDGET_MIN_K (the whole set's NLL is then estimated from it). AIS:
+    of BUDGET_SUBSETS that still allows K >= BUDGET_MIN_K (the whole set's NLL is then estimated from it, with the
+    ELBO of every test image); where none does, the subset's NLL alone ("whole_test": False), the largest subset
+    with K >= BUDGET_MIN_K, else the smallest with the K that fits. AIS:
     as many intermediate distributions as fit (at most the paper's 14,500), with the run's chains. Exact
     likelihoods: as many test images as fit, at random. An editor's edits: as many as fit in that half, a whole
     number of rounds of the edit kinds, one round to DEFAULT_EDITS. Samples: as many as fit, BUDGET_MIN_SAMPLES to
@@ -630,12 +635,14 @@ def plan_budget(costs: dict[str, float], budget: float, n_total: int, given: dic
     usable = budget * (1 - BUDGET_RESERVE)
     share = usable / 2 if "sample" in costs and given.get("n_samples") is None else usable
     if "decode" in costs and (given.get("iwae_k") is None or given.get("max_test") is None):
-        for n in ([given["max_test"]] if given.get("max_test") is not None else [n_total, *BUDGET_SUBSETS]):
-            n = min(n or n_total, n_total)
-            elbo = costs.get("elbo", 0.0) * (n + ELBO_DRAWS * n_total)
+        sizes = [min(n or n_total, n_total) for n in
+                 ([given["max_test"]] if given.get("max_test") is not None else [n_total, *BUDGET_SUBSETS])]
+        # the whole set's NLL from a subset needs the ELBO of every test image; without it, the subset's own
+        for n, whole in [(n, True) for n in sizes] + [(n, False) for n in sizes if n < n_total]:
+            elbo = costs.get("elbo", 0.0) * (n + ELBO_DRAWS * (n_total if whole else n))
             k = plan["iwae_k"] if given.get("iwae_k") is not None else \
                 int(min(PAPER_PROTOCOL["iwae_k"], max(1, (share - elbo) / (costs["decode"] * n))))
-            plan.update(max_test=0 if n == n_total else n, iwae_k=k)
+            plan.update(max_test=0 if n == n_total else n, iwae_k=k, whole_test=whole)
             if k >= BUDGET_MIN_K or given.get("iwae_k") is not None and estimated_seconds(
                     costs, {**plan, "n_samples": 0}, n_total) <= share:
                 break
@@ -663,7 +670,9 @@ def _describe_settings(model, settings: dict[str, Any], n_total: int) -> str:
     scored = f"all {n_total:,} test digits" if n == n_total else f"a random {n:,} of the {n_total:,} test digits"
     parts = []
     if model.log_prob_kind is not None and "k" in model.log_prob_options:
-        parts.append(f"IWAE K={settings['iwae_k']:,} on {scored}")
+        parts.append(f"IWAE K={settings['iwae_k']:,} on {scored}" + (
+            "" if settings.get("whole_test", True) or n == n_total else " (their NLL only: the ELBO of every test "
+            "digit, for the whole set's, does not fit)"))
     elif model.estimates_log_z:
         parts.append(f"AIS {settings['ais_betas']:,} betas x {settings['ais_runs']} runs, log p(x) on {scored}")
     elif model.log_prob_kind is not None:
@@ -825,7 +834,7 @@ def _evaluate_locked(run_dir: Path, *, device: str, seed: int, given: dict[str, 
             metrics.update(editing_metrics(model, test_x, n_edits, seed))
         density, kwargs, ais = density_metrics(model, data, subset, seed=seed, iwae_k=iwae_k, ais_betas=ais_betas,
                                                ais_runs=ais_runs, random_subset=random_subset, device=device,
-                                               partial=partial)
+                                               partial=partial, whole_test=settings.get("whole_test", True))
         metrics.update(density)
         # Sample quality against a fixed reference: every test digit of the data (10,000 for MNIST; features
         # cached by content), whatever max_test says, so that FID-style, precision and recall of two evaluations
@@ -849,6 +858,7 @@ def _evaluate_locked(run_dir: Path, *, device: str, seed: int, given: dict[str, 
                            "sampling": sample_options, "guidance_sweep": guidance_sweep,
                            "protocol": protocol or ("budget" if budget is not None else "given"),
                            **({"budget_seconds": budget} if budget is not None and protocol is None else {}),
+                           **({"whole_test": False} if not settings.get("whole_test", True) else {}),
                            **({"n_edits": n_edits} if model.can_edit else {})}
     if ais is not None:
         metrics["settings"]["ais"] = {"betas": ais["ais_betas"], "runs": ais["ais_runs"]}
