@@ -24,6 +24,7 @@ from .config import ConfigError, field_types, parse_sets, parse_value
 from .data import DataError, fixed_binarization, load_data, spread
 from .evaluate import DEFAULT_BUDGET, evaluate_run
 from .evaluate import DEFAULT_EDITS as DEFAULT_EDITS  # the CLI's help says it
+from .image_input import BlankImageError, digit_from_image
 from .images import save_grid, save_pictures
 from .mixture import GaussianMixture
 from .models.autoregressive import PixelModel, completion_rows, visible_mask
@@ -402,9 +403,9 @@ def complete(run: str | Path, hide: str = "bottom-half", n: int = 10, *, complet
 def load_digit(path: str | Path) -> torch.Tensor:
     """A PNG, JPEG or any image Pillow reads, of any size and mode, as a (1, 1, 28, 28) MNIST-like digit in [0, 1].
 
-    Grey levels; inverted when the background (the border's median) is light, so the digit is white on black;
-    the ink's bounding box scaled to fit 20x20 (aspect kept) and placed so that its centre of mass is at the
-    centre of the 28x28 image, as MNIST's digits were made. A file that is not an image is a DataError.
+    `image_input.digit_from_image` makes it, as it does for the web app's uploads: white ink on black, the ink's
+    box scaled to fit 20 x 20, its centre of mass at the frame's centre. A file that is not an image, or a
+    blank one, is a DataError naming the file.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -413,29 +414,12 @@ def load_digit(path: str | Path) -> torch.Tensor:
         raise DataError(f"{path}: no such image file")
     try:
         with Image.open(path) as image:
-            grey = np.asarray(image.convert("L"), dtype=np.float32) / 255  # (H, W)
-    except (UnidentifiedImageError, OSError) as e:
+            image.load()
+            return digit_from_image(image)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         raise DataError(f"{path}: not an image Pillow can read ({e}); give a PNG or JPEG of a digit") from None
-    background = float(np.median(np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])))
-    if background > 0.5:  # dark ink on light paper
-        grey, background = 1 - grey, 1 - background
-    grey = np.clip((grey - background) / max(float(grey.max()) - background, 1e-6), 0, 1)  # background 0, ink 1
-    rows, cols = np.nonzero(grey > 0.1)
-    if len(rows) == 0:
-        raise DataError(f"{path}: the image is blank (no stroke stands out from the background)")
-    crop = grey[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-    h, w = crop.shape
-    factor = 20 / max(h, w)
-    size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    small = np.asarray(Image.fromarray((crop * 255).astype(np.uint8)).resize(size, Image.LANCZOS), np.float32) / 255
-    canvas = np.zeros((28, 28), np.float32)
-    top, left = (28 - small.shape[0]) // 2, (28 - small.shape[1]) // 2
-    canvas[top:top + small.shape[0], left:left + small.shape[1]] = small
-    mass = canvas.sum()
-    cy, cx = (canvas.sum(1) @ np.arange(28)) / mass, (canvas.sum(0) @ np.arange(28)) / mass
-    dy, dx = int(round(13.5 - cy)), int(round(13.5 - cx))
-    canvas = np.roll(canvas, (dy, dx), axis=(0, 1))  # the box leaves 4 px of background each side: rolls in zeros
-    return torch.from_numpy(np.clip(canvas, 0, 1))[None, None]
+    except BlankImageError as e:
+        raise DataError(f"{path}: {e}; give a PNG or JPEG of a digit") from None
 
 
 def _editor(run: str | Path, device: str) -> InstructPix2Pix:
