@@ -227,6 +227,34 @@ def test_a_second_trainer_is_refused_with_the_holders_pid_and_command(tmp_path, 
     assert runlock.holder(run) is None and (run / "model.safetensors").exists()
 
 
+def test_overwrite_keeps_the_lock_it_holds(tmp_path, monkeypatch):
+    """`train --overwrite` empties the run folder while holding its lock: the lock file stays, so a third process
+    that comes meanwhile is refused instead of locking a fresh file of the same name."""
+    from genzoo import trainer
+
+    run = tmp_path / "ae"
+    args = ["train", "ae", "--data", "embedded", "--steps", "1", "--out", str(run), "--set", "channels=4",
+            "--set", "latent_dim=4", "--device", "cpu"]
+    assert main(args) == 0
+    (run / "samples" / "old.png").write_bytes(b"old")
+    seen = {}
+    write_config = trainer.runs.write_config
+
+    def meanwhile(run_dir, *rest):  # the folder just emptied, the new run not yet written
+        seen["left"] = sorted(p.name for p in run_dir.rglob("*"))
+        seen["holder"] = runlock.holder(run_dir)
+        third = python(f"import genzoo.runlock as r\ntry:\n    r.acquire({str(run)!r}, 'training')\n"
+                       "    print('took it')\nexcept r.RunBusyError as e:\n    print(e)")
+        seen["third"] = third.communicate(timeout=120)[0].strip()
+        return write_config(run_dir, *rest)
+
+    monkeypatch.setattr(trainer.runs, "write_config", meanwhile)
+    assert main([*args, "--overwrite"]) == 0
+    assert seen["left"] == [runlock.LOCK, "samples"] and seen["holder"]["pid"] == os.getpid()
+    assert seen["third"].startswith(f"{run}: in use by another process (PID {os.getpid()} on ")
+    assert runlock.holder(run) is None and not (run / "samples" / "old.png").exists()
+
+
 def test_one_process_may_nest_its_holds(tmp_path):
     with runlock.hold(tmp_path, "training"), runlock.hold(tmp_path, "evaluation"):
         assert runlock.holder(tmp_path)["pid"] == os.getpid()

@@ -14,6 +14,7 @@ import fcntl
 import functools
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -120,6 +121,18 @@ class hold:
 
     def __exit__(self, *exc: object) -> None:
         release(self.run_dir)
+
+
+def empty_run_folder(run_dir: str | Path) -> None:
+    """Delete everything in a run folder but its lock (`--overwrite`): deleting the lock file while it is held
+    would let a third process lock a fresh file of the same name and write beside the holder."""
+    for entry in Path(run_dir).iterdir():
+        if entry.name == LOCK:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def holder(run_dir: str | Path) -> dict[str, Any] | None:

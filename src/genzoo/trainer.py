@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from . import runs
 from .config import build
 from .data import Dataset, load_data
 from .pretrained import run_path
-from .runlock import locks_run
+from .runlock import empty_run_folder, locks_run
 from .train_config import TrainConfig, check_train_keys
 from .training import TrainingError
 from .training.devices import Distributed, forked_rng, resolve_device
@@ -153,7 +152,7 @@ def _initialised(model: Any, source: str, model_overrides: dict | None):
 def _prepare_run_dir(run_dir: Path, model, train_cfg: TrainConfig, data_spec: str, seed: int,
                      lengthened_config: dict | None, resume: bool) -> None:
     if not resume and (run_dir / runs.CONFIG).exists():  # --overwrite: nothing of the earlier run may linger
-        shutil.rmtree(run_dir)
+        empty_run_folder(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "samples").mkdir(exist_ok=True)
     if not resume:
