@@ -71,6 +71,24 @@ def test_the_budget_plan_fits_its_seconds_and_keeps_what_was_given():
                                 own)["ais_betas"] == 14500
 
 
+def test_an_editors_edits_fit_the_budget_in_whole_rounds_of_the_kinds():
+    """Half of the 255 usable seconds go to the edits when samples are drawn too: a whole number of rounds of the
+    23 edit kinds, at least one, at most DEFAULT_EDITS (ten rounds); the samples take what is left."""
+    from genzoo.models.instruct.edits import KINDS
+
+    assert len(KINDS) == 23 and evaluate.DEFAULT_EDITS == 230
+    none = dict.fromkeys(("max_test", "iwae_k", "ais_betas", "ais_runs", "n_samples", "n_edits"))
+    own = {"max_test": 0, "random_subset": False, "iwae_k": 0, "ais_betas": 0, "ais_runs": 0, "n_samples": 10_000,
+           "n_edits": 230}
+    for edit, expected in ((0.5, 230), (2.0, 46), (20.0, 23)):  # 127.5 / (23 e) rounds: 11 -> 10, 2, 0 -> 1
+        costs = {"edit": edit, "sample": 0.01, "scoring": 2.0}
+        plan = evaluate.plan_budget(costs, 300.0, 10_000, none, own)
+        assert plan["n_edits"] == expected, edit
+        assert plan["n_samples"] == int(min(10_000, max(200, (255 - 2.0 - edit * expected) / 0.01)))
+    kept = evaluate.plan_budget({"edit": 20.0, "sample": 0.01}, 300.0, 10_000, {**none, "n_edits": 5}, own)
+    assert kept["n_edits"] == 5
+
+
 def test_a_default_evaluate_of_a_slow_model_keeps_to_its_budget(vae_run, monkeypatch, capsys):
     """A VAE whose decoder is made slow: the paper's protocol would take hours; the default budget of the command
     (here 8 s) chooses settings that end in about that time, and says both."""
