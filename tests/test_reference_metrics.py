@@ -15,7 +15,18 @@ import torch
 from scipy import linalg
 
 from genzoo.evaluator import load_evaluator
-from genzoo.metrics import model_sample_quality, sample_quality
+from genzoo.metrics import (
+    class_coverage,
+    conditional_accuracy,
+    confident_share,
+    coverage_entropy,
+    frechet_distance,
+    knn_radii,
+    model_sample_quality,
+    precision_recall,
+    psnr,
+    sample_quality,
+)
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +166,107 @@ def test_model_sample_quality_scores_the_models_own_samples(embedded, evaluator,
         assert expected["conditional_accuracy"] < 0.2
     else:
         assert "conditional_accuracy" not in got
+
+
+# The figures' small functions on inputs chosen so a slip in a guard, a batch boundary or a constant shows;
+# none needs the evaluator.
+
+def test_psnr_is_ten_log10_of_one_over_each_images_mse():
+    g = torch.Generator().manual_seed(1)
+    reference = torch.rand(3, 1, 5, 7, generator=g)
+    x = (reference + torch.tensor([0.01, 0.1, 0.3])[:, None, None, None] * torch.randn(3, 1, 5, 7, generator=g))
+    got = psnr(x, reference)
+    for i in range(3):
+        diff = (x[i] - reference[i]).double().numpy().ravel()
+        mse = float((diff ** 2).sum() / diff.size)
+        assert float(got[i]) == pytest.approx(10 * math.log10(1 / mse), rel=1e-5)
+    # an exact copy: the MSE floor of 1e-10 gives 100 dB, not infinity
+    assert psnr(reference, reference).tolist() == pytest.approx([100.0] * 3, rel=1e-6)
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 7, 2048])
+def test_precision_recall_and_radii_across_batch_boundaries(batch_size):
+    rng = np.random.default_rng(3)
+    real_f = rng.normal(size=(23, 4))
+    fake_f = rng.normal(loc=0.7, size=(17, 4))
+    precision, recall = precision_recall(torch.tensor(real_f), torch.tensor(fake_f), k=3, batch_size=batch_size)
+    hand = hand_precision_recall(real_f.astype(np.float32).astype(np.float64),
+                                 fake_f.astype(np.float32).astype(np.float64), k=3)
+    assert (precision, recall) == pytest.approx(hand, abs=1e-6)
+    assert 0 < precision < 1 and 0 < recall < 1  # neither figure is trivially 0 or 1 on this case
+    d = np.sqrt(((real_f[:, None] - real_f[None]) ** 2).sum(-1))
+    np.testing.assert_allclose(knn_radii(torch.tensor(real_f), k=2, batch_size=batch_size).numpy(),
+                               np.sort(d, axis=1)[:, 2], rtol=1e-5)
+
+
+def test_precision_recall_and_radii_refuse_what_they_cannot_compute():
+    with pytest.raises(ValueError, match=r"more than k=3 points.*got 3"):
+        knn_radii(torch.zeros(3, 2), k=3)
+    assert knn_radii(torch.tensor([[0.0], [1.0], [3.0], [6.0]]), k=3).tolist() == [6.0, 5.0, 3.0, 6.0]
+    with pytest.raises(ValueError, match=r"feature sizes differ: \(5, 2\) vs \(5, 3\)"):
+        precision_recall(torch.zeros(5, 2), torch.zeros(5, 3))
+    with pytest.raises(ValueError, match=r"feature sizes differ: \(5, 2\) vs \(6, 3\)"):
+        frechet_distance(torch.zeros(5, 2), torch.zeros(6, 3))
+
+
+def test_the_digit_share_figures_by_counting():
+    labels = [3, 3, 0, 9, 3, 1]
+    assert class_coverage(torch.tensor(labels)) == pytest.approx([labels.count(c) / 6 for c in range(10)])
+    assert class_coverage(torch.tensor([2]), n_classes=3) == [0.0, 0.0, 1.0]
+    for bad in ([0, 10], [-1, 2]):
+        with pytest.raises(ValueError, match=rf"must lie in 0\.\.9, got {bad[0] if bad[0] < 0 else bad[1]}$"):
+            class_coverage(torch.tensor(bad))
+    with pytest.raises(ValueError, match="at least one label"):
+        class_coverage(torch.tensor([], dtype=torch.long))
+    shares = [0.5, 0.25, 0.25, 0.0]
+    assert coverage_entropy(shares) == pytest.approx(-(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)))
+    assert coverage_entropy([1.0, 0.0]) == 0.0 and str(coverage_entropy([1.0])) == "0.0"  # not "-0.0"
+    probabilities = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.05, 0.95], [0.5, 0.5]])
+    assert confident_share(probabilities) == pytest.approx(2 / 4)  # exactly 0.9 counts
+    assert confident_share(probabilities, threshold=0.8) == pytest.approx(3 / 4)
+    assert confident_share(probabilities[:1]) == 1.0
+    for bad in (torch.zeros(0, 10), torch.zeros(10)):
+        with pytest.raises(ValueError, match=r"probabilities must be \(N, n_classes\) with N >= 1, got shape"):
+            confident_share(bad)
+    assert conditional_accuracy(torch.tensor([4]), torch.tensor([4])) == 1.0
+    assert conditional_accuracy(torch.tensor([4, 1, 2]), torch.tensor([4, 1, 7])) == pytest.approx(2 / 3)
+    for pred, requested in (([1, 2], [1]), ([], [])):
+        with pytest.raises(ValueError, match=r"equal-length non-empty label vectors, got \(\d,\) and \(\d,\)"):
+            conditional_accuracy(torch.tensor(pred), torch.tensor(requested))
+
+
+class StandIn(torch.nn.Module):
+    """An evaluator small enough for many runs: features a fixed projection of the pixels, classes a fixed linear
+    read-out of them (probabilities sharp enough that some samples pass the 0.9 bar and some do not)."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(7)
+        self.project = torch.randn(784, 6, generator=g) / 28
+        self.read_out = 3 * torch.randn(6, 10, generator=g)
+
+    def features_and_predictions(self, images):
+        feats = images.flatten(1) @ self.project
+        return feats, self.class_probabilities(feats).argmax(1)
+
+    def class_probabilities(self, feats):
+        return torch.softmax(feats @ self.read_out, dim=1)
+
+
+def test_sample_quality_with_a_stand_in_evaluator_and_its_defaults():
+    g = torch.Generator().manual_seed(5)
+    real = torch.rand(70, 1, 28, 28, generator=g)
+    samples = torch.rand(50, 1, 28, 28, generator=g) ** 3  # darker than the real digits: every figure differs
+    labels = torch.arange(50) % 10
+    evaluator = StandIn()
+    got = sample_quality(samples, real, evaluator, labels=labels)  # k left at its default, 3
+    expected = by_hand(evaluator, samples, real, labels)
+    compare(got, expected)
+    assert got["k"] == 3 and 0 < expected["confident_share"] < 1 and 0 < expected["recall"] < 1
+    real_f, _ = evaluator.features_and_predictions(real)
+    compare(sample_quality(samples, real[:1], evaluator, labels=labels, real_features=real_f), expected)
+    for images, name in ((samples, "samples"), (real, "real images")):
+        bad = images.clone()
+        bad[0, 0, 0, 0] = float("nan")
+        with pytest.raises(ValueError, match=f"^{name} contain NaN"):
+            sample_quality(bad, real, evaluator) if name == "samples" else sample_quality(samples, bad, evaluator)
