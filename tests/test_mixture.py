@@ -114,13 +114,15 @@ def test_one_em_iteration_matches_sklearn_with_sparse_responsibilities(covarianc
 
 def test_diag_fit_on_mostly_zero_data_takes_the_sparse_step_and_matches_sklearn():
     """MNIST-like data (most entries exactly 0) goes through sparse products; the fit must not change."""
-    from genzoo import mixture
+    from genzoo.mixture import kernels
 
     rng = np.random.default_rng(3)
     X = rng.random((400, 30)) * (rng.random((400, 30)) < 0.2)  # 80% exact zeros
     X[:200, :10] += rng.random((200, 10)) * (rng.random((200, 10)) < 0.1)
-    assert mixture._sparse_copies(torch.as_tensor(X)) is not None
-    assert mixture._sparse_copies(torch.as_tensor(X + 1.0)) is None  # dense data keeps the blocked step
+    assert kernels.sparse_copies(torch.as_tensor(X)) is not None
+    assert kernels.sparse_copies(torch.as_tensor(X + 1.0)) is None  # dense data keeps the blocked step
+    assert type(kernels.choose_kernel(torch.as_tensor(X), "diag", 1e-6)) is kernels.SparseDiagKernel
+    assert type(kernels.choose_kernel(torch.as_tensor(X + 1.0), "diag", 1e-6)) is kernels.FusedKernel
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         init = same_init(SklearnGM(4, covariance_type="diag", max_iter=2, random_state=0).fit(X))
@@ -133,31 +135,34 @@ def test_diag_fit_on_mostly_zero_data_takes_the_sparse_step_and_matches_sklearn(
         np.testing.assert_allclose(getattr(ours, name), getattr(ref, name), rtol=1e-10, atol=1e-13, err_msg=name)
 
 
-@pytest.mark.parametrize("start", ["fitted", "coupled precision", "nonzero mean"])
+@pytest.mark.parametrize("start", ["fitted", "coupled precision", "nonzero mean", "coupled precision, nonzero mean"])
 def test_full_fit_with_features_zero_in_every_sample_takes_the_active_step_and_matches_sklearn(start):
     """Features that are 0 in every sample (MNIST's borders) are left out of the full step's products;
     the fit must not change, also from a precisions_init that links them to the others (then the first
     E-step must use every feature) or a means_init that is not 0 there."""
     from genzoo import mixture
+    from genzoo.mixture import kernels
 
     rng = np.random.default_rng(4)
     X = rng.random((400, 30)) * (rng.random((400, 30)) < 0.4)
     X[:200, :10] += rng.random((200, 10)) * (rng.random((200, 10)) < 0.3)
     dead = [0, 5, 6, 29]
     X[:, dead] = 0
-    idx, inactive, _ = mixture._active_features(torch.as_tensor(X))
+    idx, inactive, _ = kernels.active_features(torch.as_tensor(X))
     assert inactive.tolist() == dead and len(idx) == 26
+    assert type(kernels.choose_kernel(torch.as_tensor(X), "full", 1e-6)) is kernels.ActiveFullKernel
+    assert type(kernels.choose_kernel(torch.as_tensor(X), "full", 0.0)) is kernels.DenseKernel  # must meet the error
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         init = same_init(SklearnGM(4, covariance_type="full", max_iter=2, random_state=0).fit(X))
-        if start == "coupled precision":  # a precision coupling a dead feature to a live one
+        if start.startswith("coupled precision"):  # a precision coupling a dead feature to a live one
             init["precisions_init"] = init["precisions_init"].copy()
             init["precisions_init"][:, 0, 1] = init["precisions_init"][:, 1, 0] = 0.5
-        if start == "nonzero mean":  # the dead features' terms then depend on the means
+        if start.endswith("nonzero mean"):  # the dead features' terms then depend on the means
             init["means_init"] = init["means_init"].copy()
             init["means_init"][:, dead] = 1e-3 * np.arange(4)[:, None]  # (mu_j P_jj)^2 = 0, 1, 4, 9 nats
         first = mixture.precision_cholesky_from_precisions(torch.as_tensor(init["precisions_init"]), "full")
-        assert mixture._separates(first, inactive) == (start != "coupled precision")
+        assert kernels.separates(first, inactive) == (not start.startswith("coupled precision"))
         ours = GaussianMixture(4, covariance_type="full", tol=0, max_iter=5, **init)
         ref = SklearnGM(4, covariance_type="full", tol=0, max_iter=5, **init).fit(X)
         labels = ours.fit_predict(X)
