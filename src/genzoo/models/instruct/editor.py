@@ -19,8 +19,8 @@ Paper followed: Brooks, Holynski & Efros 2023, "InstructPix2Pix: Learning to Fol
   image-to-image tasks with exact outputs), with a share (`semantic_fraction`) replaced by semantic pairs
   ("turn this 3 into a 8") from a file of `genzoo semantic-pairs` when `semantic_pairs` names one, and minimises
   the epsilon loss of Ho et al. on the output, or (`prediction="v"`) the v loss of Salimans & Ho 2022, which asks
-  for the output itself at the noisy steps, where only the input image can give it (4 dB better at equal CPU
-  time in docs/results/instruct.md; the CPU recipes use it).
+  for the output itself at the noisy steps, where only the input image can give it (better at equal CPU time:
+  docs/results/instruct.md; the CPU recipes use it).
   It drops the text, the image, or both, each with probability 5% (the paper's rates), so that one network
   gives eps(I, T), eps(I, 0) and eps(0, 0) (0: the image replaced by zeros, the text by a learned null vector).
 - Sampling is DDIM (Song et al. 2021) with the paper's two guidance scales (its eq. 3):

@@ -384,7 +384,7 @@ def make_triples(x: Images, generator: torch.Generator | None = None, *, kinds: 
     return Triples(inputs, instructions, outputs, kinds)
 
 
-# An edit "succeeds" at this PSNR against its exact output (issue 19's bar; about 0.13 root-mean-square error).
+# An edit "succeeds" at this PSNR against its exact output (the editor's bar; about 0.13 root-mean-square error).
 SUCCESS_PSNR = 18.0
 
 
