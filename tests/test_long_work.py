@@ -71,6 +71,22 @@ def test_the_budget_plan_fits_its_seconds_and_keeps_what_was_given():
                                 own)["ais_betas"] == 14500
 
 
+def test_the_seconds_gone_before_the_plan_come_off_the_budget(vae_run, monkeypatch):
+    """Loading and the timed probe are part of the budget: 100 s gone of 300, the plan is that of 200 s."""
+    costs = {"decode": 5e-5, "elbo": 1e-4, "sample": 1e-3, "scoring": 2.0}
+    monkeypatch.setattr(evaluate, "probe_costs", lambda *args, **kwargs: costs)
+    model = runs.load(vae_run)
+    given = dict.fromkeys(("max_test", "iwae_k", "ais_betas", "ais_runs", "n_samples", "n_edits"))
+    plan, said = evaluate.choose_settings(model, torch.zeros(16, 1, 28, 28), 10_000, torch.device("cpu"), budget=300,
+                                          protocol=None, given=given, started=time.perf_counter() - 100)
+    own = {"max_test": 0, "random_subset": False, "iwae_k": model.config.iwae_k, "ais_betas": 0, "ais_runs": 0,
+           "n_samples": 10_000, "n_edits": evaluate.DEFAULT_EDITS}
+    after_100 = evaluate.plan_budget(costs, 200.0, 10_000, given, own)  # a few ms more have gone: K within 1
+    assert abs(plan.pop("iwae_k") - after_100.pop("iwae_k")) <= 1 and plan == after_100
+    assert evaluate.plan_budget(costs, 300.0, 10_000, given, own)["max_test"] == 2000 != plan["max_test"]
+    assert "after 100 s of loading and timing" in said
+
+
 def test_an_editors_edits_fit_the_budget_in_whole_rounds_of_the_kinds():
     """Half of the 255 usable seconds go to the edits when samples are drawn too: a whole number of rounds of the
     23 edit kinds, at least one, at most DEFAULT_EDITS (ten rounds); the samples take what is left."""

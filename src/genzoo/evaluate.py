@@ -692,12 +692,13 @@ def _duration(seconds: float) -> str:
 
 
 def choose_settings(model, binary_x: torch.Tensor, n_total: int, device: torch.device, *, budget: float | None,
-                    protocol: str | None, given: dict[str, Any], reference: torch.Tensor | None = None
-                    ) -> tuple[dict[str, Any], str | None]:
+                    protocol: str | None, given: dict[str, Any], reference: torch.Tensor | None = None,
+                    started: float | None = None) -> tuple[dict[str, Any], str | None]:
     """The settings of an evaluation and the line that says them (None when every setting was given).
 
     `protocol="paper"`: the paper's protocol (PAPER_PROTOCOL, what was given kept), with its time here.
-    `budget`: `plan_budget`'s settings for that many seconds, beside the paper protocol's time.
+    `budget`: `plan_budget`'s settings for that many seconds, less those gone since `started` (a
+    `time.perf_counter()`: loading and the probe), beside the paper protocol's time.
     Neither: the given settings, the others at the model's own (IWAE K, AIS) and all test images."""
     own = {"max_test": 0, "random_subset": False, "iwae_k": int(getattr(model.config, "iwae_k", 0) or 0),
            "ais_betas": int(getattr(model.config, "ais_betas", 0) or 0),
@@ -713,10 +714,12 @@ def choose_settings(model, binary_x: torch.Tensor, n_total: int, device: torch.d
                   f"{_duration(estimated_seconds(costs, paper, n_total))} here")
     if protocol == "paper":
         return paper, f"{model.name}: {paper_line}"
-    plan = plan_budget(costs, budget, n_total, given, own)
+    spent = time.perf_counter() - started if started is not None else 0.0  # on a busy machine, not negligible
+    plan = plan_budget(costs, max(0.0, budget - spent), n_total, given, own)
     return plan, (f"{model.name}: settings for a {budget:g} s budget on this machine (--budget): "
                   f"{_describe_settings(model, plan, n_total)}, about "
-                  f"{_duration(estimated_seconds(costs, plan, n_total))} of long passes; {paper_line}")
+                  f"{_duration(estimated_seconds(costs, plan, n_total))} of long passes after {spent:.0f} s of "
+                  f"loading and timing; {paper_line}")
 
 
 @torch.no_grad()
@@ -804,7 +807,7 @@ def _evaluate_locked(run_dir: Path, *, device: str, seed: int, given: dict[str, 
     if partial.plan is None:
         probe_x = (fixed_binarization(data.test_x[:200]) if model.binary_data else data.test_x[:200]).to(device)
         settings, said = choose_settings(model, probe_x, len(data.test_x), device, budget=budget, protocol=protocol,
-                                         given=given, reference=data.test_x)
+                                         given=given, reference=data.test_x, started=start)
         if random_subset is not None:
             settings["random_subset"] = random_subset
         partial.plan = {"settings": settings, "said": said}
