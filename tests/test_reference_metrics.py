@@ -265,6 +265,11 @@ def test_sample_quality_with_a_stand_in_evaluator_and_its_defaults():
     assert got["k"] == 3 and 0 < expected["confident_share"] < 1 and 0 < expected["recall"] < 1
     real_f, _ = evaluator.features_and_predictions(real)
     compare(sample_quality(samples, real[:1], evaluator, labels=labels, real_features=real_f), expected)
+    fake_f, _ = evaluator.features_and_predictions(samples)
+    wider = sample_quality(samples, real, evaluator, k=5)
+    assert wider["k"] == 5 and (wider["precision"], wider["recall"]) == pytest.approx(
+        hand_precision_recall(real_f.double().numpy(), fake_f.double().numpy(), k=5), abs=1e-6)
+    assert wider["recall"] != expected["recall"]
     for images, name in ((samples, "samples"), (real, "real images")):
         bad = images.clone()
         bad[0, 0, 0, 0] = float("nan")
