@@ -27,7 +27,8 @@ def torch_one_thread(X: torch.Tensor, covariance_type: str) -> Iterator[None]:
 
     Those steps spend their time in OpenBLAS; torch only does (N, K) elementwise work between the
     calls. With both on 2 threads, each library's idle threads spin for a while after its parallel
-    sections and the two take the cores from each other (docs/results/classical.md has the timings).
+    sections and the two take the cores from each other (benchmarks/mixture_kernels.py --threads 2 times a
+    step with and without this).
     """
     if X.device.type != "cpu" or covariance_type not in ("full", "tied") or torch.get_num_threads() == 1:
         yield
