@@ -104,10 +104,10 @@ def fixed_costs(name: str, data, run_dir: Path) -> tuple[float, float, float, fl
     import torch
 
     from genzoo import registry
-    from genzoo.demo import MIN_SAMPLES, PROBE_SAMPLES, eval_settings, model_settings
     from genzoo.evaluate import evaluate_run
     from genzoo.images import save_pictures
     from genzoo.runs import load
+    from genzoo.showcase.demo import MIN_SAMPLES, PROBE_SAMPLES, eval_settings, model_settings
     from genzoo.trainer import train
 
     hparams, train_cfg = model_settings(name, "cpu")
@@ -134,8 +134,8 @@ def costs(out: Path, models: list[str] | None = None) -> str:
 
     from genzoo import registry
     from genzoo.data import load_data
-    from genzoo.demo import DEFAULT_BUDGET, MIN_SAMPLES, plan_slice
-    from genzoo.zoo import RECIPES
+    from genzoo.showcase.demo import DEFAULT_BUDGET, MIN_SAMPLES, plan_slice
+    from genzoo.showcase.zoo import RECIPES
 
     torch.set_num_threads(1)
     data = load_data("auto")

@@ -4,14 +4,14 @@
     SEEDS=0,1 OMP_NUM_THREADS=1 python benchmarks/demo_recipes.py gan 2500 'base:{}' \
         'ema99:{"hp": {"ema_decay": 0.99}}'
 
-Each LABEL:JSON is a variant of the model's demo recipe (`genzoo.demo.model_settings(name, "cpu")`): "hp" overrides
-its hyper-parameters, "train" its trainer settings. Every variant trains for STEPS steps (a closed-form fit: to
-convergence, on the demo's seeded subset of 10,000) on $DATA (default ../shared/data/mnist) with one thread, is
-sampled 1,000 times, and is scored against the first 1,000 test digits: the share of samples the evaluator reads
+Each LABEL:JSON is a variant of the model's demo recipe (`genzoo.showcase.demo.model_settings(name, "cpu")`): "hp"
+overrides its hyper-parameters, "train" its trainer settings. Every variant trains for STEPS steps (a closed-form
+fit: to convergence, on the demo's seeded subset of 10,000) on $DATA (default ../shared/data/mnist) with one thread,
+is sampled 1,000 times, and is scored against the first 1,000 test digits: the share of samples the evaluator reads
 with confidence >= 0.9, the entropy of their classes, the FID-style score, a class-conditional model's conditional
 accuracy (samples asked for 0..9 in turn), and the CPU seconds of training (the same steps may cost more under
-another variant; compare at equal CPU time then). Variants run interleaved, seed
-by seed ($SEEDS, default 0). Runs go to /tmp/genzoo-demo-recipes/.
+another variant; compare at equal CPU time then). Variants run interleaved, seed by seed ($SEEDS, default 0). Runs
+go to /tmp/genzoo-demo-recipes/.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import torch
 
 from genzoo import registry
 from genzoo.data import load_data
-from genzoo.demo import fit_subset, model_settings
 from genzoo.metrics import model_sample_quality
 from genzoo.runs import load
+from genzoo.showcase.demo import fit_subset, model_settings
 from genzoo.trainer import train
 
 

@@ -158,7 +158,7 @@ def test_default_output_names_carry_what_differs(small_dae, tmp_path):
 def test_evaluations_are_kept_side_by_side_and_the_most_complete_is_shown(small_dae, tmp_path, capsys):
     dae_run = small_dae
     from genzoo import runs
-    from genzoo.report import write_report
+    from genzoo.showcase.report import write_report
 
     assert main(["evaluate", str(dae_run), "--max-test", "60", "--samples", "0", "--device", "cpu"]) == 0
     assert main(["evaluate", str(dae_run), "--max-test", "30", "--samples", "0", "--device", "cpu"]) == 0

@@ -14,7 +14,11 @@ from test_report import CHROMIUM, chromium_check, parse
 from genzoo import commands, registry
 from genzoo.config import ConfigError
 from genzoo.data import Dataset
-from genzoo.demo import (
+from genzoo.metrics import confident_share
+from genzoo.models.base import CapabilityError
+from genzoo.models.dae import DenoisingAutoencoder, corrupt
+from genzoo.runs import RunError
+from genzoo.showcase.demo import (
     END_RESERVE,
     MIN_SAMPLES,
     MIN_TRAIN_SECONDS,
@@ -26,12 +30,8 @@ from genzoo.demo import (
     sampling_cost,
     train_slice,
 )
-from genzoo.demo_report import COLLAPSED_BITS, RECOGNISABLE_SHARE, not_there_note, objective_source
-from genzoo.metrics import confident_share
-from genzoo.models.base import CapabilityError
-from genzoo.models.dae import DenoisingAutoencoder, corrupt
-from genzoo.runs import RunError
-from genzoo.zoo import RECIPES, taxonomy_leaves
+from genzoo.showcase.demo_report import COLLAPSED_BITS, RECOGNISABLE_SHARE, not_there_note, objective_source
+from genzoo.showcase.zoo import RECIPES, taxonomy_leaves
 
 
 def test_every_registered_model_has_a_leaf_and_the_demo_runs_those_with_a_recipe(monkeypatch):
@@ -43,7 +43,7 @@ def test_every_registered_model_has_a_leaf_and_the_demo_runs_those_with_a_recipe
     with monkeypatch.context() as m:  # a model registered without a recipe is left out, and refused by name
         m.delitem(RECIPES, "rbm")
         assert "rbm" not in check_models(None) and check_models(["gmm"]) == ["gmm"]
-        with pytest.raises(ConfigError, match=r"--models rbm: no demo recipe yet; add an entry to genzoo.zoo.RECIPES"):
+        with pytest.raises(ConfigError, match=r"--models rbm: no demo recipe yet; add an entry to genzoo.showcase.zoo"):
             check_models(["gmm", "rbm"])
     with pytest.raises(ConfigError, match=r"--models nope: unknown; known models: gmm, bayes"):
         check_models(["nope"])
@@ -78,7 +78,7 @@ def test_sampling_cost_separates_the_call_from_the_samples(monkeypatch):
     where the small batch alone would charge the call to its samples (0.4 s / 8 = 0.05 s each, not 0.01)."""
     import time
 
-    from genzoo import demo
+    from genzoo.showcase import demo
 
     class Slow:
         conditional = False

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from genzoo.images import save_gif, save_grid, save_rows
-from genzoo.report import write_report
+from genzoo.showcase.report import write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -96,7 +96,7 @@ def test_report_renders_what_runs_wrote(tmp_path):
 
 
 def test_curves_plot_numeric_keys_only(tmp_path):
-    from genzoo import report
+    from genzoo.showcase import report
 
     run = make_run(tmp_path, "r", "vae", fid=None)
     r = report.RunFiles(run, "r", tmp_path / "report")
@@ -171,8 +171,8 @@ def test_report_in_headless_chromium(tmp_path):
 
 
 def test_leaderboard_rows_and_markdown():
-    from genzoo.bench import leaderboard_markdown
     from genzoo.leaderboard import leaderboard_row
+    from genzoo.showcase.bench import leaderboard_markdown
 
     good = {"model": "vae", "parameters": 1000, "fid": {"value": 3.0, "n": 500}, "precision": {"value": 0.8},
             "recall": {"value": 0.6}, "nll_nats": {"value": 90.0, "kind": "estimate"}, "bits_per_dim": {"value": 0.17},
@@ -197,8 +197,8 @@ def test_leaderboard_rows_and_markdown():
 def test_likelihoods_of_different_data_and_settings_are_never_ranked_together():
     """The issue's case: a GMM's dequantized density (-538.8 nats) beside Bernoulli NLLs must not be bolded
     as the best NLL; a row scored on 100 test images is marked and not bolded against rows scored on 10,000."""
-    from genzoo.bench import leaderboard_markdown
     from genzoo.leaderboard import leaderboard_row, table
+    from genzoo.showcase.bench import leaderboard_markdown
 
     def nll(v, data, n=10_000):
         return {"value": v, "n": n, "kind": "exact", "likelihood_data": data}
@@ -261,7 +261,7 @@ def test_train_evaluate_report_end_to_end(tmp_path, monkeypatch):
     assert "metrics-vae" in page.tables and any(src.endswith("training_curves.png") for src in page.imgs)
     assert "runs/vae/samples/epoch_001.png" in page.imgs
     # genzoo bench takes the finished run as it is (no training) and ranks it.
-    from genzoo.bench import run_bench
+    from genzoo.showcase.bench import run_bench
 
     rows = run_bench(["vae"], data="embedded", budget_seconds=0, device="cpu", out_dir=tmp_path / "bench", seed=0,
                      n_samples=300, max_test=200, iwae_k=2, progress=False)

@@ -25,8 +25,8 @@ class _Lazy(ModuleType):
         return getattr(importlib.import_module(self._target), attr)
 
 
-commands, bench, demo, report, evaluator = (_Lazy(f"genzoo.{m}") for m in ("commands", "bench", "demo", "report",
-                                                                            "evaluator"))
+commands, evaluator = _Lazy("genzoo.commands"), _Lazy("genzoo.evaluator")
+bench, demo, report = (_Lazy(f"genzoo.showcase.{m}") for m in ("bench", "demo", "report"))
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

@@ -36,7 +36,7 @@ from ..metrics import psnr
 from ..models.autoregressive import completion_rows, visible_mask
 from ..models.base import CapabilityError
 from ..models.dae import corrupt, parse_noise
-from ..report import IMAGE_SUFFIXES, NOT_CURVES, flatten, fmt, read_json
+from ..showcase.report import IMAGE_SUFFIXES, NOT_CURVES, flatten, fmt, read_json
 from .inputs import (
     MAX_IMAGE_BYTES,
     InputError,

@@ -18,8 +18,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from . import runs
-from .leaderboard import leaderboard_row, table
+from .. import runs
+from ..leaderboard import leaderboard_row, row_label, table
 
 IMAGE_SUFFIXES = (".png", ".gif", ".jpg", ".jpeg", ".svg")
 # metrics.jsonl keys that are bookkeeping, not curves.
@@ -191,10 +191,10 @@ def _leaderboard(runs: list[RunFiles]) -> str:
     columns, cells, notes = table(rows)
     head = "".join(f"<th>{html.escape(c.label)}</th>" for c in columns)
     lines = []
-    for run, line in zip(runs, cells):
+    for run, row, line in zip(runs, rows, cells):
         tds = "".join(f"<td{BEST if c.best else ''}>{html.escape(c.text + c.mark)}</td>" for c in line)
         lines.append(f'<tr><td class="name"><a href="#{run.slug}">{html.escape(run.slug)}</a></td>'
-                     f'<td class="name">{html.escape(run.model)}</td>{tds}</tr>')
+                     f'<td class="name">{html.escape(row_label({**row, "model": run.model}))}</td>{tds}</tr>')
     footnotes = "".join(f"<br>{html.escape(note)}" for note in notes)
     return (f'<h2>Leaderboard</h2>\n<table id="leaderboard"><tr><th class="name">run</th><th class="name">model</th>'
             f'{head}</tr>\n' + "\n".join(lines) + "</table>\n"

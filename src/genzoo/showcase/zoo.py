@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import catalog
+from .. import catalog
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ budget) or taken from an existing run folder, evaluated with `evaluate_run`
 (likelihood where tractable, the FID-style score, precision and recall of
 Kynkäänniemi et al. 2019 in the fixed evaluator's feature space), and the
 results go to `leaderboard.md` and `leaderboard.json` next to the runs, with an
-HTML report of all runs (`genzoo.report`).
+HTML report of all runs (`genzoo.showcase.report`).
 """
 
 from __future__ import annotations
@@ -15,16 +15,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import registry, runs
-from .config import ConfigError
-from .leaderboard import leaderboard_row, table
+from .. import registry, runs
+from ..config import ConfigError
+from ..leaderboard import leaderboard_row, row_label, table
 from .report import write_report
 
 
 def leaderboard_markdown(rows: list[dict], meta: dict) -> str:
-    """A markdown table, best FID-style score first; models without one go last. Bold and marks as in the
-    report (`leaderboard.table`): every column is shown, so tables of several benches line up."""
-    rows = sorted(rows, key=lambda r: (r["fid"] is None, r["fid"] if r["fid"] is not None else 0.0))
+    """A markdown table, best FID-style score first; models without one go last, and budgeted evaluations after
+    the others (never ranked against them). Bold and marks as in the report (`leaderboard.table`): every column
+    is shown, so tables of several benches line up."""
+    rows = sorted(rows, key=lambda r: (r.get("protocol") == "budget", r["fid"] is None,
+                                       r["fid"] if r["fid"] is not None else 0.0))
     columns, cells, notes = table(rows, all_columns=True)
     head = "| model | " + " | ".join(c.label for c in columns) + " |"
     lines = ["# genzoo leaderboard", "",
@@ -35,8 +37,7 @@ def leaderboard_markdown(rows: list[dict], meta: dict) -> str:
              f"Hardware: {meta['hardware']}. {meta['date']}.", "",
              head, "|" + "---|" * (len(columns) + 1)]
     for r, line in zip(rows, cells):
-        name = r["model"] + (f" ({r['nll_kind']})" if r.get("nll_kind") else "")
-        lines.append(f"| {name} | " + " | ".join(f"**{c.text}**{c.mark}" if c.best else c.text + c.mark
+        lines.append(f"| {row_label(r)} | " + " | ".join(f"**{c.text}**{c.mark}" if c.best else c.text + c.mark
                                                   for c in line) + " |")
     if notes:
         lines += [""] + [f"{note}  " for note in notes]
@@ -76,9 +77,9 @@ def run_bench(
     Returns:
         The leaderboard rows (also in leaderboard.json).
     """
-    from .evaluate import evaluate_run
-    from .trainer import train
-    from .training.devices import resolve_device
+    from ..evaluate import evaluate_run
+    from ..trainer import train
+    from ..training.devices import resolve_device
 
     models = list(models or registry.MODELS)
     unknown = [m for m in models if m not in registry.MODELS]

@@ -2,7 +2,7 @@
 
 The data is MNIST when it is found ($GENZOO_DATA or the cache), else the embedded 4,500-digit subset.
 `budget` is the demo's whole wall clock (training, pictures, evaluation, report). Each model gets a slice
-of what is left, in proportion to its share in `genzoo.zoo.RECIPES`, and everything it does runs inside
+of what is left, in proportion to its share in `genzoo.showcase.zoo.RECIPES`, and everything it does runs inside
 that slice: training stops at the slice less the time its recipe keeps for the pictures and the evaluation
 (`eval_seconds`), and the evaluation draws as many samples as the rest of the slice allows (timed on a
 small probe batch first: the pixel models draw 784 sequential network steps per image). An overrun of one
@@ -30,14 +30,14 @@ from typing import Any
 
 import torch
 
-from . import commands, registry, runs
-from .config import ConfigError
-from .constants import N_CLASSES
-from .data import Dataset, load_data
-from .evaluate import evaluate_run
-from .trainer import train
-from .training.devices import resolve_device
-from .training.schedule import total_steps
+from .. import commands, registry, runs
+from ..config import ConfigError
+from ..constants import N_CLASSES
+from ..data import Dataset, load_data
+from ..evaluate import evaluate_run
+from ..trainer import train
+from ..training.devices import resolve_device
+from ..training.schedule import total_steps
 from .zoo import CPU_TRAIN, RECIPES
 
 DEFAULT_BUDGET = 840.0  # seconds of wall clock: the whole zoo in under a quarter of an hour on a 2-core CPU
@@ -129,8 +129,8 @@ def check_models(models: list[str] | None) -> list[str]:
         raise ConfigError(f"--models {' '.join(unknown)}: unknown; known models: {', '.join(registry.MODELS)}")
     missing = [m for m in models if m not in RECIPES]
     if missing:  # a model is in the demo once it has its recipe and section
-        raise ConfigError(f"--models {' '.join(missing)}: no demo recipe yet; add an entry to genzoo.zoo.RECIPES "
-                          "(docs/CONTRIBUTING.md) or leave it out of --models")
+        raise ConfigError(f"--models {' '.join(missing)}: no demo recipe yet; add an entry to "
+                          "genzoo.showcase.zoo.RECIPES (docs/CONTRIBUTING.md) or leave it out of --models")
     return [m for m in registry.MODELS if m in models]
 
 
@@ -197,8 +197,8 @@ def train_slice(name: str, dataset: Dataset, run_dir: Path, seed: int, device: t
 
 
 def _train_config(values: dict):
-    from .config import build
-    from .train_config import TrainConfig
+    from ..config import build
+    from ..train_config import TrainConfig
 
     return build(TrainConfig, values, owner="trainer")
 
@@ -213,8 +213,8 @@ def real_data_floor(out: Path, dataset: Dataset, settings: dict[str, int], seed:
         floor = json.loads(path.read_text())
         if floor.get("n") == n and floor.get("n_real") == len(test_x) and floor.get("data") == dataset.describe():
             return floor
-    from .evaluator import EVALUATOR_VERSION, load_evaluator
-    from .metrics import real_features, sample_quality
+    from ..evaluator import EVALUATOR_VERSION, load_evaluator
+    from ..metrics import real_features, sample_quality
 
     evaluator = load_evaluator(device)
     generator = torch.Generator().manual_seed(seed)

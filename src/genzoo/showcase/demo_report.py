@@ -1,10 +1,10 @@
 """The demo's report page: the taxonomy, the leaderboard with the real-data floor, one section per model.
 
 It renders only what the runs and the demo wrote (config.json, metrics.json, metrics.jsonl, the pictures,
-demo.json, real_data.json) plus text: each model's section from `genzoo.zoo.RECIPES`, its objective drawn
+demo.json, real_data.json) plus text: each model's section from `genzoo.showcase.zoo.RECIPES`, its objective drawn
 with matplotlib's mathtext into a PNG (no network, no script, no web font), and the source of the functions
 that compute the objective, read from the installed package when the page is written. `genzoo report RUN...`
-(genzoo.report) stays the plain gallery of any run folders.
+(genzoo.showcase.report) stays the plain gallery of any run folders.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from . import registry, runs
-from .leaderboard import COLUMNS, best, cell, leaderboard_row
+from .. import registry, runs
+from ..leaderboard import COLUMNS, best, cell, leaderboard_row, row_label
 from .report import RunFiles, copy_image, draw_curves, epoch_key, fmt
 from .zoo import LEAF_NOTES, RECIPES, TAXONOMY
 
@@ -160,11 +160,11 @@ def _leaderboard(models: list[str], metrics: dict[str, dict], floor: dict) -> st
     floor_cells = "".join(f"<td>{html.escape(cell(floor.get(c.key), c))}</td>" for c in columns)
     lines = [f'<tr class="floor"><td class="name">real training digits (floor)</td>{floor_cells}</tr>']
     for name, row in rows.items():
-        kind = f" ({row['nll_kind']})" if row.get("nll_kind") else ""
         cells = "".join(
             f'<td{" class=best" if row[c.key] is not None and row[c.key] == bests[c.key] else ""}>'
             f"{html.escape(cell(row[c.key], c))}</td>" for c in columns)
-        lines.append(f'<tr><td class="name"><a href="#{name}">{name}</a>{kind}</td>{cells}</tr>')
+        label = html.escape(row_label(row)[len(str(row["model"])):])  # the kind and the protocol after the link
+        lines.append(f'<tr><td class="name"><a href="#{name}">{name}</a>{label}</td>{cells}</tr>')
     notes = "".join(f"<li><b>{html.escape(c.label)}</b>: {html.escape(COLUMN_NOTES.get(c.key, ''))}</li>"
                     for c in columns)
     return (f'<div class="scroll"><table id="leaderboard"><tr><th class="name">model</th>{head}</tr>'
