@@ -26,15 +26,17 @@ pytest.importorskip("httpx", reason="the API tests use FastAPI's TestClient, whi
 from fastapi.testclient import TestClient  # noqa: E402
 
 import genzoo  # noqa: E402
-from genzoo import runs  # noqa: E402
+from genzoo import cli, commands, pretrained, runs  # noqa: E402
+from genzoo.config import ConfigError  # noqa: E402
 from genzoo.evaluator import load_evaluator  # noqa: E402
 from genzoo.images import save_pictures  # noqa: E402
 from genzoo.models.autoregressive import visible_mask  # noqa: E402
 from genzoo.models.base import report_progress, reporting_progress  # noqa: E402
 from genzoo.models.dae import corrupt  # noqa: E402
+from genzoo.pretrained.build import pack_run  # noqa: E402
 from genzoo.serve import is_loopback  # noqa: E402
 from genzoo.serve.app import create_app  # noqa: E402
-from genzoo.serve.inputs import MAX_IMAGE_BYTES, to_mnist  # noqa: E402
+from genzoo.serve.inputs import MAX_IMAGE_BYTES  # noqa: E402
 from genzoo.serve.jobs import Cancelled, Job, JobBoard, watched  # noqa: E402
 from genzoo.train_config import TrainConfig  # noqa: E402
 
@@ -117,7 +119,7 @@ def client(serve_root):
     patch = pytest.MonkeyPatch()
     for owner, name in ((torch, "load"), (pickle, "load"), (pickle, "loads")):
         patch.setattr(owner, name, refuse)
-    with TestClient(create_app(serve_root)) as client:
+    with TestClient(create_app(serve_root, shipped=False)) as client:
         yield client
     patch.undo()
 
@@ -200,7 +202,9 @@ def test_an_uploaded_digit_becomes_the_mnist_input_and_is_classified(client, emb
 
 def test_blank_and_jpeg_inputs(client):
     blank = client.post("/api/digit", files={"image": ("b.png", png_bytes(np.zeros((50, 50), np.uint8)), "image/png")})
-    assert blank.status_code == 200 and max(blank.json()["pixels"]) == 0
+    assert blank.status_code == 422
+    assert blank.json()["error"].startswith("the image is blank (no stroke stands out from its background")
+    assert blank.json()["error"].endswith("; draw one on the canvas or drop a picture of one")
     stroke = np.zeros((100, 100, 3), np.uint8)
     stroke[10:90, 45:55] = 255
     jpeg = client.post("/api/digit", files={"image": ("s.jpg", png_bytes(stroke, "JPEG"), "image/jpeg")})
@@ -624,8 +628,6 @@ def test_loopback_and_the_warning_for_other_addresses(monkeypatch, capsys, serve
 
     seen = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))
-    from genzoo import cli
-
     assert cli.main(["serve", str(serve_root), "--host", "0.0.0.0", "--port", "0", "--threads", "1"]) == 0
     assert seen == {"host": "0.0.0.0", "port": 0, "log_level": "warning"}
     assert "warning: bound to 0.0.0.0, not loopback" in capsys.readouterr().err
@@ -633,12 +635,169 @@ def test_loopback_and_the_warning_for_other_addresses(monkeypatch, capsys, serve
     assert "no such folder of runs" in capsys.readouterr().err
 
 
-def test_to_mnist_keeps_a_centred_20px_digit(a_one):
-    """A digit already in MNIST's frame comes back nearly as it was (MNIST digits are 20 x 20, mass-centred)."""
-    x = np.asarray(a_one, np.float32).reshape(28, 28)
-    again = to_mnist(x)[0, 0].numpy()
-    assert np.abs(again - x).mean() < 0.08
-    assert json.dumps(again.tolist())  # plain floats
+def test_the_app_and_genzoo_edit_turn_one_picture_into_one_digit(client, a_one, tmp_path):
+    """The same files, uploaded and given to `genzoo edit --image`: the same 28 x 28 input, pixel for pixel."""
+    one = (np.asarray(a_one, np.float32).reshape(28, 28) * 255).astype(np.uint8)
+    photo = np.full((240, 200), 230, np.uint8)  # dark ink on light paper, large and off-centre
+    photo[10:178, 5:173] = 230 - np.asarray(Image.fromarray(one).resize((168, 168))) * 0.9
+    rgba = np.zeros((60, 60, 4), np.uint8)  # black ink on a transparent layer
+    rgba[5:45, 30:36, 3] = 255
+    for name, data in {"mnist.png": png_bytes(one), "photo.jpg": png_bytes(photo, "JPEG"),
+                       "layer.png": png_bytes(rgba)}.items():
+        (tmp_path / name).write_bytes(data)
+        kind = "image/jpeg" if name.endswith("jpg") else "image/png"
+        answer = client.post("/api/digit", files={"image": (name, data, kind)}).json()
+        assert np.array_equal(np.asarray(answer["pixels"], np.float32),
+                              commands.load_digit(tmp_path / name).flatten().numpy()), name
+
+
+# ---------------------------------------------------------------------------- the shipped zoo, no RUN_ROOT
+
+SHIPPED = ("dae", "vae", "pixelcnn", "ddpm", "cgan", "instruct")
+
+
+@pytest.fixture(scope="module")
+def tiny_zoo(serve_root, tiny, tmp_path_factory) -> Path:
+    """Six of the runs above packed by the packing code as a shipped zoo of its own (a folder and its manifest)."""
+    root = tmp_path_factory.mktemp("zoo")
+    # The written diffusion model starts with a zero output layer, which no guidance weight changes: its weights
+    # are set apart from zero here, so that the guidance a request asks for shows in the samples.
+    ddpm = tmp_path_factory.mktemp("random") / "ddpm"
+    shutil.copytree(serve_root / "ddpm", ddpm)
+    model = genzoo.load(ddpm)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(0)))
+    runs.save_weights(model, ddpm / runs.WEIGHTS)
+    for name in SHIPPED:
+        pack_run(ddpm if name == "ddpm" else serve_root / name, name, tiny,
+                 evaluation={"fid": {"value": 12.5, "n": 10}}, cpu_seconds=7200.0, commit="test", root=root)
+    return root
+
+
+@pytest.fixture
+def zoo_client(tiny_zoo, monkeypatch, tmp_path):
+    """`genzoo serve` with no RUN_ROOT, the tiny zoo installed as genzoo's shipped models, run from a fresh folder."""
+    monkeypatch.setattr(pretrained, "ROOT", tiny_zoo)
+    monkeypatch.setattr(pretrained, "MANIFEST", tiny_zoo / "manifest.json")
+    monkeypatch.chdir(tmp_path)
+    with TestClient(create_app()) as client:
+        yield client
+
+
+def files_of(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def test_without_run_root_the_shipped_models_are_the_runs(zoo_client, tiny_zoo):
+    answer = zoo_client.get("/api/runs").json()
+    assert answer["root"] == "the shipped zoo (read-only)"
+    listed = {r["name"]: r for r in answer["runs"]}
+    assert list(listed) == [f"pretrained:{name}" for name in sorted(SHIPPED)]  # the manifest's order
+    assert all(r["shipped"] and r["weights"] and "error" not in r for r in listed.values())
+    assert listed["pretrained:ddpm"]["max_steps"] == TINY["ddpm"]["timesteps"]
+    assert listed["pretrained:dae"]["denoise"] and listed["pretrained:pixelcnn"]["complete"]
+    assert listed["pretrained:instruct"]["edit"] and listed["pretrained:vae"]["latent_map"]
+    report = zoo_client.get("/api/runs/pretrained:cgan/report").json()
+    assert report["model"] == "cgan" and report["metrics"]["trained"] == "2.00 CPU-hours of training"
+    assert report["metrics"]["FID-style (10)"] == "12.50"  # the manifest's headline, as `genzoo pretrained` says it
+    missing = zoo_client.get("/api/runs/pretrained:gmm/report")
+    assert missing.status_code == 404 and "no run named 'pretrained:gmm' in the shipped zoo" in missing.json()["error"]
+
+
+def test_every_shipped_family_works_and_nothing_is_written(zoo_client, tiny_zoo, tmp_path, a_one):
+    """Sample each family (ddpm with guidance and steps), classify, denoise, complete, walk, edit: each answer is
+    the shipped model's own computation, and no file is written, in the package or anywhere under the working
+    folder."""
+    before = files_of(tiny_zoo)
+    own = {name: runs.load(tiny_zoo / name) for name in SHIPPED}  # the shipped folder, loaded directly
+
+    cgan = zoo_client.post("/api/runs/pretrained:cgan/sample", json={"n": 4, "label": 7, "seed": 5}).json()
+    expected = own["cgan"].sample(4, y=7, generator=torch.Generator().manual_seed(5))
+    assert np.abs(decode(cgan["image"]).astype(float) - grid_of(expected)).max() <= 1
+
+    body = {"n": 2, "label": 3, "guidance": 5.0, "steps": 3, "seed": 1}  # neither is the model's default
+    done = wait(zoo_client, zoo_client.post("/api/runs/pretrained:ddpm/sample", json=body).json()["job"])
+    assert done["status"] == "done" and done["result"]["settings"]["steps"] == 3
+    expected = own["ddpm"].sample(2, y=3, guidance=5.0, steps=3, generator=torch.Generator().manual_seed(1))
+    default = own["ddpm"].sample(2, y=3, generator=torch.Generator().manual_seed(1))
+    assert (expected - default).abs().max() > 0.1  # so the comparison below sees both settings arrive
+    assert np.abs(decode(done["result"]["image"]).astype(float) - grid_of(expected)).max() <= 1
+
+    digit = zoo_client.post("/api/digit", files={"image": ("d.png", png_bytes(
+        (np.asarray(a_one).reshape(28, 28) * 255).astype(np.uint8)), "image/png")}).json()
+    assert digit["top"] == 1
+
+    denoised = zoo_client.post("/api/runs/pretrained:dae/denoise", json={"pixels": a_one, "seed": 0}).json()
+    x = torch.tensor(a_one).view(1, 1, 28, 28)
+    with torch.no_grad():
+        clean = own["dae"].denoise(corrupt(x, "gaussian", 0.5, torch.Generator().manual_seed(0)))
+    assert np.abs(decode(denoised["denoised"]).astype(float) - (clean[0, 0].numpy() * 255).round()).max() <= 1
+
+    completed = wait(zoo_client, zoo_client.post("/api/runs/pretrained:pixelcnn/complete",
+                                                 json={"pixels": a_one, "completions": 1}).json()["job"])
+    assert completed["status"] == "done" and len(completed["result"]["completions"]) == 1
+
+    walk = zoo_client.post("/api/runs/pretrained:vae/interpolate", json={"pixels": a_one, "steps": 3}).json()
+    assert len(walk["frames"]) == 3
+    body = {"pixels": a_one, "instruction": "mirror it", "steps": 2}
+    edit = wait(zoo_client, zoo_client.post("/api/runs/pretrained:instruct/edit", json=body).json()["job"])
+    assert edit["status"] == "done" and decode(edit["result"]["image"]).shape == (28, 28)
+
+    assert files_of(tiny_zoo) == before
+    assert not any(tmp_path.rglob("*"))  # the working folder: no genzoo-pretrained copy, no upload, nothing
+
+
+def grid_of(images: torch.Tensor) -> np.ndarray:
+    """The page's grid of 2 to 16 `images`, drawn here plainly: 4 columns, 2 pixels of 0.5 grey between and around."""
+    cols, pad = 4, 2
+    rows = -(-len(images) // cols)
+    canvas = np.full((rows * (28 + pad) + pad, cols * (28 + pad) + pad), 0.5)
+    for i, image in enumerate(images.clamp(0, 1)):
+        r, c = divmod(i, cols)
+        canvas[pad + r * (28 + pad):pad + r * (28 + pad) + 28, pad + c * (28 + pad):pad + c * (28 + pad) + 28] = \
+            image[0].numpy()
+    return (canvas * 255).round()
+
+
+def test_a_model_shipped_while_the_server_runs_appears(zoo_client, tiny_zoo, monkeypatch, tmp_path):
+    manifest = json.loads((tiny_zoo / "manifest.json").read_text())
+    fewer = tmp_path / "manifest.json"
+    fewer.write_text(json.dumps({"models": {"cgan": manifest["models"]["cgan"]}}))
+    monkeypatch.setattr(pretrained, "MANIFEST", fewer)
+    assert [r["name"] for r in zoo_client.get("/api/runs").json()["runs"]] == ["pretrained:cgan"]
+    assert zoo_client.post("/api/runs/pretrained:dae/denoise", json={"pixels": [0.0] * 784}).status_code == 404
+    monkeypatch.setattr(pretrained, "MANIFEST", tiny_zoo / "manifest.json")
+    assert len(zoo_client.get("/api/runs").json()["runs"]) == len(SHIPPED)
+
+
+def test_the_shipped_zoo_beside_a_run_root(tiny_zoo, serve_root, monkeypatch):
+    monkeypatch.setattr(pretrained, "ROOT", tiny_zoo)
+    monkeypatch.setattr(pretrained, "MANIFEST", tiny_zoo / "manifest.json")
+    with TestClient(create_app(serve_root)) as client:
+        answer = client.get("/api/runs").json()
+    names = [r["name"] for r in answer["runs"]]
+    assert names[:len(SHIPPED)] == [f"pretrained:{name}" for name in sorted(SHIPPED)]
+    assert set(names[len(SHIPPED):]) == {"training-now", "corrupt", "instruct", *WRITTEN}
+    assert answer["root"] == f"the shipped zoo (read-only) and {serve_root}"
+
+
+def test_genzoo_serve_with_no_run_root(tiny_zoo, monkeypatch, capsys, tmp_path):
+    import uvicorn
+
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(app))
+    monkeypatch.setattr(pretrained, "ROOT", tiny_zoo)
+    monkeypatch.setattr(pretrained, "MANIFEST", tiny_zoo / "manifest.json")
+    assert cli.main(["serve", "--port", "0", "--threads", "1"]) == 0
+    assert "genzoo serve: the shipped zoo (read-only); open http://127.0.0.1:0/" in capsys.readouterr().err
+    assert served[0].state.catalog.root is None
+    monkeypatch.setattr(pretrained, "MANIFEST", tmp_path / "none.json")  # a copy of genzoo that ships nothing
+    with pytest.raises(ConfigError, match="no trained models ship with this copy of genzoo, so there is nothing to "
+                                         r"serve without a RUN_ROOT; give the folder that holds your run folders"):
+        create_app()
+    assert cli.main(["serve", "--threads", "1"]) == 2
+    assert "nothing to serve without a RUN_ROOT" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------- a real browser
@@ -651,7 +810,8 @@ def live_server(serve_root):
     """The app on a free loopback port, served by uvicorn in a thread, as `genzoo serve` runs it."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(create_app(serve_root), host="127.0.0.1", port=0, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(serve_root, shipped=False), host="127.0.0.1", port=0,
+                                           log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(600):

@@ -402,9 +402,11 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(p)
     p.set_defaults(fn=cmd_bench)
 
-    p = sub.add_parser("serve", help="local web app over run folders: draw a digit, watch every model work on it")
-    p.add_argument("root", nargs="?", default=SERVE_ROOT, metavar="RUN_ROOT",
-                   help=f"folder whose run folders are served (default {SERVE_ROOT}, the demo's)")
+    p = sub.add_parser("serve", help="local web app over the shipped models and run folders: draw a digit, watch "
+                                      "every model work on it")
+    p.add_argument("root", nargs="?", default=None, metavar="RUN_ROOT",
+                   help=f"folder whose run folders are served beside the shipped models (e.g. {SERVE_ROOT}, the "
+                        "demo's; default: the shipped models alone)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback; others warn)")
     p.add_argument("--port", type=non_negative_int, default=8000, help="TCP port (default 8000)")
     p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: half the cores, <= 4)")

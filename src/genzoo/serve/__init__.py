@@ -1,4 +1,5 @@
-"""`genzoo serve [RUN_ROOT]`: a local web app over run folders (draw a digit, watch every model work on it).
+"""`genzoo serve [RUN_ROOT]`: a local web app over the shipped models and run folders (draw a digit, watch every
+model work on it). Without RUN_ROOT it opens on the shipped zoo alone.
 
 FastAPI and uvicorn are an optional extra (`pip install "genzoo[serve]"`); they are imported only here,
 when the server starts, so the rest of genzoo never needs them. The API is in `app.py` (OpenAPI at /docs),
@@ -16,7 +17,7 @@ DEFAULT_ROOT = "genzoo-demo"  # where `genzoo demo` writes its runs
 
 
 class ServeError(RuntimeError):
-    """The server cannot start (its optional dependencies are missing)."""
+    """The server cannot start: its optional dependencies are missing, or it has no model to serve."""
 
 
 def is_loopback(host: str) -> bool:
@@ -28,10 +29,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(root: str | Path = DEFAULT_ROOT, *, host: str = "127.0.0.1", port: int = 8000, threads: int = 0) -> None:
-    """Start the web app over the runs under `root` and serve until Ctrl-C.
+def serve(root: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 8000, threads: int = 0) -> None:
+    """Start the web app over the shipped models and the runs under `root` and serve until Ctrl-C.
 
     Args:
+        root: a folder of run folders (e.g. `DEFAULT_ROOT`, the demo's); None: the shipped models alone.
         host: the address to bind; loopback unless told otherwise (another address prints a warning:
             anyone who can reach it can use the models and read the runs' reports).
         port: the TCP port (0: a free one, printed).
@@ -52,6 +54,7 @@ def serve(root: str | Path = DEFAULT_ROOT, *, host: str = "127.0.0.1", port: int
         print(f"genzoo serve: warning: bound to {host}, not loopback: anyone who can reach this address can use "
               "the models and read the reports of the runs; use --host 127.0.0.1 to keep it on this machine",
               file=sys.stderr)
-    print(f"genzoo serve: runs under {Path(root).resolve()}; open http://{host}:{port}/ (API docs at /docs); "
-          "Ctrl-C stops", file=sys.stderr)
+    where = "the shipped zoo (read-only)" if root is None else \
+        f"the shipped zoo (read-only) and the runs under {Path(root).resolve()}"
+    print(f"genzoo serve: {where}; open http://{host}:{port}/ (API docs at /docs); Ctrl-C stops", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_level="warning")

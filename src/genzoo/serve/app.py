@@ -1,4 +1,6 @@
-"""The FastAPI application of `genzoo serve`: a page, and a JSON API over the run folders under RUN_ROOT.
+"""The FastAPI application of `genzoo serve`: a page, and a JSON API over the shipped models and the run folders
+under RUN_ROOT. The shipped models are read from the installed package and nothing is ever written there (nor
+into any run folder: uploads and answers stay in memory).
 
 Every endpoint is documented at /docs (OpenAPI), so scripts can use the same API as the page.
 Digits travel as 784 pixel values in [0, 1] (28 x 28, row by row); pictures come back as PNG
@@ -28,7 +30,7 @@ from pydantic import BaseModel, Field
 from safetensors import SafetensorError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import registry, runs
+from .. import pretrained, registry, runs
 from ..config import ConfigError, build
 from ..evaluator import load_evaluator
 from ..images import grid
@@ -39,13 +41,11 @@ from ..models.dae import corrupt, parse_noise
 from ..showcase.report import IMAGE_SUFFIXES, NOT_CURVES, flatten, fmt, read_json
 from .inputs import (
     MAX_IMAGE_BYTES,
+    Catalog,
     InputError,
-    decode_image,
-    find_runs,
     pixels_tensor,
-    run_folder,
     run_picture,
-    to_mnist,
+    upload_digit,
 )
 from .jobs import Job, JobBoard, watched
 
@@ -170,8 +170,8 @@ class Capabilities:
 class Models:
     """Trained models by run name, loaded on first use and again when model.safetensors changes."""
 
-    def __init__(self, root: Path):
-        self.root = root
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
         self.lock = threading.Lock()
         self.loading: dict[str, threading.Lock] = {}
         self.lock_guard = threading.Lock()
@@ -180,7 +180,7 @@ class Models:
         self.evaluator = load_evaluator("cpu")
 
     def get(self, name: str) -> tuple[Path, Any]:
-        folder = run_folder(self.root, name)
+        folder = self.catalog.folder(name)
         weights = folder / runs.WEIGHTS
         try:
             stat = weights.stat()
@@ -229,13 +229,18 @@ def _require(ok: bool, model, what: str, fix: str) -> None:
 # ---------------------------------------------------------------------------- the application
 
 
-def create_app(root: str | Path) -> FastAPI:
-    """The app over the run folders under `root` (which must exist)."""
-    root = Path(root)
-    if not root.is_dir():
+def create_app(root: str | Path | None = None, *, shipped: bool = True) -> FastAPI:
+    """The app over the shipped models (`shipped`) and the run folders under `root` (which must exist), if given."""
+    root = None if root is None else Path(root)
+    if root is not None and not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder of runs; give the folder that holds your run folders "
-                                "(e.g. genzoo-demo after `genzoo demo`)")
-    models = Models(root)
+                                "(e.g. genzoo-demo after `genzoo demo`), or none to serve the shipped zoo")
+    if root is None and not (shipped and pretrained.names()):
+        raise ConfigError("no trained models ship with this copy of genzoo, so there is nothing to serve without a "
+                         "RUN_ROOT; give the folder that holds your run folders (e.g. genzoo-demo after `genzoo "
+                         "demo`)")
+    catalog = Catalog(root, shipped=shipped)
+    models = Models(catalog)
     board = JobBoard()
 
     @contextlib.asynccontextmanager
@@ -244,13 +249,13 @@ def create_app(root: str | Path) -> FastAPI:
         board.shutdown()  # cancel what runs and waits, so that no model is mid-step when the process ends
 
     app = FastAPI(title="genzoo serve", description=__doc__, version="1", lifespan=lifespan)
-    app.state.models, app.state.board, app.state.root = models, board, root
+    app.state.models, app.state.board, app.state.catalog = models, board, catalog
     app.middleware("http")(refuse_big_uploads)
     add_error_handlers(app)
     page = (STATIC / "index.html").read_text()  # read once: the first answer of a fresh server has no file to open
     app.get("/", include_in_schema=False, response_class=HTMLResponse)(lambda: page)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.include_router(catalog_router(root))
+    app.include_router(catalog_router(catalog))
     app.include_router(digit_router(models))
     app.include_router(answers_router(models))
     app.include_router(heavy_router(models, board))
@@ -314,30 +319,46 @@ def jsonable(errors: list[dict]) -> list[dict]:
 # ---------------------------------------------------------------------------- the runs and their reports
 
 
-def catalog_router(root: Path) -> APIRouter:
-    """What is under RUN_ROOT: the runs and what each can do, each run's report and its pictures."""
+def catalog_router(catalog: Catalog) -> APIRouter:
+    """What is served: the runs and what each can do, each run's report and its pictures."""
     router = APIRouter()
     capabilities_of = Capabilities()
 
-    @router.get("/api/runs", summary="The runs under RUN_ROOT and what each can do")
+    @router.get("/api/runs", summary="The runs served (shipped models first) and what each can do")
     def list_runs():
         out = []
-        for name, folder in find_runs(root).items():
+        for name, folder in catalog.runs().items():
             try:
-                out.append({"name": name, **capabilities_of(folder)})
+                out.append({"name": name, "shipped": catalog.is_shipped(name), **capabilities_of(folder)})
             except (runs.RunError, ConfigError) as e:
-                out.append({"name": name, "error": str(e)})
-        return {"root": str(root), "runs": out}
+                out.append({"name": name, "shipped": catalog.is_shipped(name), "error": str(e)})
+        return {"root": catalog.describe(), "runs": out}
 
     @router.get("/api/runs/{name:path}/report", summary="A run's report: config, metrics, curves, pictures")
     def report(name: str):
-        return run_report(run_folder(root, name), name)
+        folder = catalog.folder(name)
+        answer = run_report(folder, name)
+        if catalog.is_shipped(name):
+            answer["metrics"] = {**shipped_figures(name), **answer["metrics"]}
+        return answer
 
     @router.get("/api/runs/{name:path}/files/{relative:path}", summary="A picture the run wrote")
     def picture(name: str, relative: str):
-        return FileResponse(run_picture(run_folder(root, name), relative))
+        return FileResponse(run_picture(catalog.folder(name), relative))
 
     return router
+
+
+def shipped_figures(name: str) -> dict[str, str]:
+    """A shipped model's lines of the report, from the manifest: how it was trained, and its headline figures
+    on the full test set."""
+    entry = pretrained.manifest()["models"].get(name[len(pretrained.PREFIX):])
+    if entry is None:  # taken out of the manifest since the list was read
+        raise InputError(f"{name}: no longer shipped; reload the page", 404)
+    trained = f"{entry['cpu_seconds'] / 3600:.2f} CPU-hours of training"
+    if entry.get("command"):
+        trained += f": {entry['command']}"
+    return {"trained": trained, **entry.get("headline", {})}
 
 
 def run_report(folder: Path, name: str) -> dict[str, Any]:
@@ -392,7 +413,7 @@ def digit_router(models: Models) -> APIRouter:
     @router.post("/api/digit", summary="An uploaded PNG or JPEG -> the 28 x 28 digit the models get, and its class")
     def digit(image: Annotated[UploadFile, File(description=f"PNG or JPEG, at most {MAX_IMAGE_BYTES:,} bytes")]):
         data = image.file.read(MAX_IMAGE_BYTES + 1)
-        x = to_mnist(decode_image(data))
+        x = upload_digit(data)
         probabilities = models.classify(x)
         return {"pixels": x.flatten().tolist(), "image": png(x), "probabilities": probabilities,
                 "top": int(np.argmax(probabilities))}

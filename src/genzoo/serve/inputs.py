@@ -1,11 +1,13 @@
 """What `genzoo serve` accepts from the outside, checked before anything runs.
 
-- Runs are found by walking RUN_ROOT (symlinks are never followed) and named by their folder
-  relative to it; a request names one of those names or gets a 404. No path a client sends is
-  ever joined to RUN_ROOT before that look-up, so `..`, absolute paths, symlinks that point out
-  and URL-encoded variants of them cannot reach a file outside RUN_ROOT.
+- Runs are the shipped models, named `pretrained:NAME` (read from the installed package, never
+  written), and the run folders found by walking RUN_ROOT when one is given (symlinks are never
+  followed), named by their folder relative to it; a request names one of those names or gets a
+  404. No path a client sends is ever joined to a folder before that look-up, so `..`, absolute
+  paths, symlinks that point out and URL-encoded variants of them cannot reach another file.
 - Uploaded images: PNG or JPEG only, at most `MAX_IMAGE_BYTES` bytes and `MAX_IMAGE_SIDE` pixels a
   side (read from the header before the pixels are decoded), decoded in memory and never written.
+- An image becomes a digit by `image_input.digit_from_image`, as in `genzoo edit --image`.
 - A digit is handed to the models as 784 values in [0, 1] (28 x 28, row by row).
 """
 
@@ -16,18 +18,17 @@ import math
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .. import runs
+from .. import pretrained, runs
+from ..image_input import SIDE, BlankImageError, digit_from_image
 
 MAX_IMAGE_BYTES = 2 * 1024 * 1024
 MAX_IMAGE_SIDE = 2048
 MIN_IMAGE_SIDE = 8
 IMAGE_FORMATS = ("PNG", "JPEG")
 RUN_DEPTH = 3  # RUN_ROOT/a/b/c/config.json is the deepest run found
-SIDE = 28
 # Report pictures a client may fetch from a run folder (never config, weights or checkpoints).
 PICTURE_SUFFIXES = (".png", ".gif", ".jpg", ".jpeg")
 
@@ -60,12 +61,38 @@ def find_runs(root: Path) -> dict[str, Path]:
     return found
 
 
-def run_folder(root: Path, name: str) -> Path:
-    """The folder of the run called `name` under root; a name that is not one of `find_runs(root)` is a 404."""
-    folder = find_runs(root).get(name)
-    if folder is None:
-        raise InputError(f"no run named {name!r} under {root}; the names are the folders GET /api/runs lists", 404)
-    return folder
+class Catalog:
+    """The runs the app serves, by name: the shipped models as `pretrained:NAME` (the manifest is read at every
+    call, so a model shipped while the server runs appears), then the run folders under `root` when one is given.
+    A folder under root named like a shipped model (`pretrained:...`) is left out: that name is the shipped one's."""
+
+    def __init__(self, root: Path | None, *, shipped: bool = True):
+        self.root = root
+        self.shipped = shipped
+
+    def describe(self) -> str:
+        """What the page says it serves, e.g. "the shipped zoo (read-only) and genzoo-demo"."""
+        zoo = "the shipped zoo (read-only)" if self.shipped else ""
+        return " and ".join(part for part in (zoo, str(self.root) if self.root is not None else "") if part)
+
+    def runs(self) -> dict[str, Path]:
+        found = {pretrained.PREFIX + name: pretrained.ROOT / name for name in pretrained.names()} \
+            if self.shipped else {}
+        if self.root is not None:
+            found.update({name: folder for name, folder in find_runs(self.root).items()
+                          if not name.startswith(pretrained.PREFIX)})
+        return found
+
+    def folder(self, name: str) -> Path:
+        """The folder of the run called `name`; a name that is not one of `runs()` is a 404."""
+        folder = self.runs().get(name)
+        if folder is None:
+            raise InputError(f"no run named {name!r} in {self.describe()}; the names are the runs GET /api/runs "
+                             "lists", 404)
+        return folder
+
+    def is_shipped(self, name: str) -> bool:
+        return self.shipped and pretrained.is_pretrained(name)
 
 
 def run_picture(folder: Path, relative: str) -> Path:
@@ -85,8 +112,8 @@ def run_picture(folder: Path, relative: str) -> Path:
 # ---------------------------------------------------------------------------- images
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """Bytes of a PNG or JPEG -> a grey image (H, W) float32 in [0, 1], after checking size and type."""
+def decode_image(data: bytes) -> Image.Image:
+    """Bytes of a PNG or JPEG -> the decoded Pillow image, after checking its size and type."""
     if len(data) == 0:
         raise InputError("the image is empty (0 bytes); send a PNG or JPEG file")
     if len(data) > MAX_IMAGE_BYTES:
@@ -109,42 +136,16 @@ def decode_image(data: bytes) -> np.ndarray:
         image.load()
     except (OSError, ValueError, Image.DecompressionBombError) as e:  # truncated or malformed pixel data
         raise InputError(f"the {image.format} image is truncated or malformed ({e}); send the whole file") from None
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-        # A transparent drawing: ink is where alpha is; the page's canvas is drawn opaque, a dropped PNG may not be.
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    return image
 
 
-def to_mnist(grey: np.ndarray) -> torch.Tensor:
-    """A grey picture of one digit (H, W) in [0, 1] -> the (1, 1, 28, 28) input the models get.
-
-    MNIST's own recipe (LeCun et al. 1998): ink is white on black (a light background is inverted),
-    the digit's bounding box is scaled to fit 20 x 20 keeping its aspect ratio, and placed in a
-    28 x 28 frame with its centre of mass at the centre. A blank picture stays blank.
-    """
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    ink = 1.0 - grey if border.mean() > 0.5 else grey
-    ink = np.clip((ink - 0.1) / 0.9, 0, 1)  # JPEG ringing and paper grain below 10% are background
-    rows, cols = np.nonzero(ink > 0.05)
-    out = np.zeros((SIDE, SIDE), dtype=np.float32)
-    if len(rows) == 0:
-        return torch.from_numpy(out)[None, None]
-    box = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-    scale = 20.0 / max(box.shape)
-    h, w = max(1, round(box.shape[0] * scale)), max(1, round(box.shape[1] * scale))
-    small = np.asarray(Image.fromarray((box * 255).astype(np.uint8)).resize((w, h), Image.LANCZOS),
-                       dtype=np.float32) / 255.0
-    total = small.sum()
-    if total <= 0:
-        return torch.from_numpy(out)[None, None]
-    cy = (small.sum(1) * np.arange(h)).sum() / total
-    cx = (small.sum(0) * np.arange(w)).sum() / total
-    top, left = round(SIDE / 2 - 0.5 - cy), round(SIDE / 2 - 0.5 - cx)
-    top, left = min(max(top, 0), SIDE - h), min(max(left, 0), SIDE - w)
-    out[top:top + h, left:left + w] = small
-    return torch.from_numpy(np.clip(out, 0, 1))[None, None]
+def upload_digit(data: bytes) -> torch.Tensor:
+    """Bytes of a PNG or JPEG (an upload, or the page's canvas) -> the (1, 1, 28, 28) digit the models get, made
+    by `image_input.digit_from_image` as for `genzoo edit --image`."""
+    try:
+        return digit_from_image(decode_image(data))
+    except BlankImageError as e:
+        raise InputError(f"{e}; draw one on the canvas or drop a picture of one") from None
 
 
 def pixels_tensor(pixels: list[float]) -> torch.Tensor:
