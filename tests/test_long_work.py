@@ -522,3 +522,17 @@ def test_a_full_disk_while_streaming_samples_ends_in_one_line(vae_run, tmp_path,
     assert err.startswith(f"genzoo sample: error: {out}: no space left on the device to write it (the write needs "
                           f"about {5000 * 784 / 1e6:.1f} MB, ")
     assert out.read_bytes() == b"earlier" and sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+def test_a_slow_probe_call_is_not_repeated(monkeypatch):
+    """A quick call is timed on its second run (the first pays for set-up); a slow one's first run is its time."""
+    calls = []
+
+    def fn(seconds):
+        calls.append(seconds)
+        time.sleep(seconds)
+
+    monkeypatch.setattr(evaluate, "PROBE_ONCE_ABOVE", 0.2)
+    assert 0.05 <= evaluate._timed(lambda: fn(0.05)) < 0.2 and calls == [0.05, 0.05]
+    calls.clear()
+    assert evaluate._timed(lambda: fn(0.3)) >= 0.3 and calls == [0.3]
