@@ -21,6 +21,7 @@ from genzoo.metrics import (
     confident_share,
     coverage_entropy,
     frechet_distance,
+    gaussian_stats,
     knn_radii,
     model_sample_quality,
     precision_recall,
@@ -203,6 +204,25 @@ def test_precision_recall_and_radii_refuse_what_they_cannot_compute():
     with pytest.raises(ValueError, match=r"more than k=3 points.*got 3"):
         knn_radii(torch.zeros(3, 2), k=3)
     assert knn_radii(torch.tensor([[0.0], [1.0], [3.0], [6.0]]), k=3).tolist() == [6.0, 5.0, 3.0, 6.0]
+    assert knn_radii(torch.tensor([[0.0], [1.0], [3.0], [6.0], [10.0]])).tolist() == [6.0, 5.0, 3.0, 5.0, 9.0]  # k=3
+    with pytest.raises(ValueError, match=r"^feats must be \(N, D\) features with N >= 2, got shape \(5,\)$"):
+        knn_radii(torch.zeros(5))
+    for real_f, fake_f, name in ((torch.zeros(5), torch.zeros(5, 2), "real_feats"),
+                                 (torch.zeros(5, 2), torch.zeros(1, 2), "fake_feats")):
+        with pytest.raises(ValueError, match=rf"^{name} must be \(N, D\) features with N >= 2"):
+            precision_recall(real_f, fake_f)
+    line = torch.tensor([[0.0], [1.0], [3.0], [6.0], [10.0]])  # k=3 radii 6, 5, 3, 5, 9; k=4 radii 10, 9, 7, 6, 10
+    assert precision_recall(line, line + 0.5) == pytest.approx((1.0, 1.0))
+    # fake 20 lies in no real ball; reals 0, 1, 3 lie in no fake ball (k=4's wider balls would give 1.0, 1.0)
+    assert precision_recall(line, line + 10) == pytest.approx((0.8, 0.4))
+    # fake 19 lies exactly on real 10's ball (radius 9), real 10 exactly on fake 16's (radius 6): both count
+    assert precision_recall(line, line + 16) == pytest.approx((0.6, 0.2))
+    with pytest.raises(ValueError, match=r"^feats must be \(N, D\) features"):
+        gaussian_stats(torch.zeros(4))
+    for a, b, name in ((torch.zeros(4), torch.zeros(4, 2), "feats_a"),
+                       (torch.zeros(4, 2), torch.zeros(1, 2), "feats_b")):
+        with pytest.raises(ValueError, match=rf"^{name} must be \(N, D\) features"):
+            frechet_distance(a, b)
     with pytest.raises(ValueError, match=r"feature sizes differ: \(5, 2\) vs \(5, 3\)"):
         precision_recall(torch.zeros(5, 2), torch.zeros(5, 3))
     with pytest.raises(ValueError, match=r"feature sizes differ: \(5, 2\) vs \(6, 3\)"):
@@ -216,7 +236,8 @@ def test_the_digit_share_figures_by_counting():
     for bad in ([0, 10], [-1, 2]):
         with pytest.raises(ValueError, match=rf"must lie in 0\.\.9, got {bad[0] if bad[0] < 0 else bad[1]}$"):
             class_coverage(torch.tensor(bad))
-    with pytest.raises(ValueError, match="at least one label"):
+    assert class_coverage(torch.tensor([0, 1, 1])) == pytest.approx([1 / 3, 2 / 3] + [0.0] * 8)  # all 10 shares
+    with pytest.raises(ValueError, match="^class_coverage needs at least one label, got none$"):
         class_coverage(torch.tensor([], dtype=torch.long))
     shares = [0.5, 0.25, 0.25, 0.0]
     assert coverage_entropy(shares) == pytest.approx(-(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)))
@@ -265,6 +286,8 @@ def test_sample_quality_with_a_stand_in_evaluator_and_its_defaults():
     assert got["k"] == 3 and 0 < expected["confident_share"] < 1 and 0 < expected["recall"] < 1
     real_f, _ = evaluator.features_and_predictions(real)
     compare(sample_quality(samples, real[:1], evaluator, labels=labels, real_features=real_f), expected)
+    odd = sample_quality(samples[:47], real, evaluator)  # shares k/47: rounding to 4 places shows
+    assert odd["class_coverage"] == [round(c, 4) for c in by_hand(evaluator, samples[:47], real)["class_coverage"]]
     fake_f, _ = evaluator.features_and_predictions(samples)
     wider = sample_quality(samples, real, evaluator, k=5)
     assert wider["k"] == 5 and (wider["precision"], wider["recall"]) == pytest.approx(
