@@ -304,6 +304,63 @@ MUTATIONS = [
 ]
 
 
+# mutmut targets (docs/TESTING.md, section 2): per module, the files mutated, the tests run against each mutant
+# (narrow: the tests that check that code against an independent computation; pytest's -k drops slow ones a
+# fast test duplicates) and the functions mutated, as mutmut's name patterns.
+@dataclass(frozen=True)
+class MutmutTarget:
+    files: tuple[str, ...]  # under src/genzoo
+    tests: tuple[str, ...]  # pytest arguments selecting the tests
+    functions: tuple[str, ...]  # mutmut name patterns
+
+
+MUTMUT_TARGETS = {
+    "metrics": MutmutTarget(
+        ("metrics.py",),
+        ("tests/test_reference_metrics.py", "tests/test_metrics.py", "-k",
+         "not unlike_the_real and not precomputed_real and not model_sample_quality"),
+        tuple(f"genzoo.metrics.x_{f}*" for f in (
+            "sample_quality", "psnr", "precision_recall", "knn_radii", "frechet_distance", "gaussian_stats",
+            "class_coverage", "coverage_entropy", "confident_share", "conditional_accuracy"))),
+    "diffusion": MutmutTarget(
+        ("models/diffusion.py", "models/ddpm.py", "models/instruct/editor.py"),
+        ("tests/test_reference_diffusion.py",),
+        ("genzoo.models.diffusion.x_make_betas*", "genzoo.models.diffusion.xǁNoiseScheduleǁ*",
+         "genzoo.models.diffusion.xǁSamplerǁstep*", "genzoo.models.diffusion.xǁSamplerǁ__init__*",
+         "genzoo.models.ddpm.xǁDDPMǁguided_output*", "genzoo.models.ddpm.xǁDDPMǁpredictor*",
+         "genzoo.models.instruct.editor.xǁInstructPix2Pixǁdrops*",
+         "genzoo.models.instruct.editor.xǁInstructPix2Pixǁtriple_loss*",
+         "genzoo.models.instruct.editor.xǁInstructPix2Pixǁguided_output*")),
+    "edits": MutmutTarget(
+        ("models/instruct/edits.py",), ("tests/test_reference_edits.py", "tests/test_edits.py"),
+        ("genzoo.models.instruct.edits.x_*",)),
+    "serve": MutmutTarget(
+        ("serve/inputs.py",), ("tests/test_reference_serve.py",),
+        tuple(f"genzoo.serve.inputs.x_{f}*" for f in ("find_runs", "run_folder", "run_picture"))),
+    "training": MutmutTarget(
+        ("training/loop.py", "training/schedule.py"), ("tests/test_reference_trainer.py",),
+        ("genzoo.training.loop.*", "genzoo.training.schedule.*")),
+    "vae": MutmutTarget(
+        ("models/vae.py",), ("tests/test_reference_vae.py",), ("genzoo.models.vae.xǁVAEǁloss*",)),
+    "mixture": MutmutTarget(
+        ("mixture/em.py", "mixture/estimator.py"), ("tests/test_reference_mixture.py",),
+        ("genzoo.mixture.em.*", "genzoo.mixture.estimator.*")),
+}
+
+
+def mutmut_setup(name: str) -> str:
+    """The [tool.mutmut] block to append to a private copy's pyproject.toml, and the command to run there."""
+    target = MUTMUT_TARGETS[name]
+    files = ", ".join(f'"src/genzoo/{f}"' for f in target.files)
+    tests = ", ".join(f'"{t}"' for t in target.tests)
+    patterns = " ".join(f'"{f}"' for f in target.functions)
+    return (f"\n[tool.mutmut]\nsource_paths = [\"src/genzoo\"]\nonly_mutate = [{files}]\n"
+            f"pytest_add_cli_args_test_selection = [{tests}]\n"
+            'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\nprocess_isolation = "forkserver"\n'
+            "use_git_change_detection = false\n\n"
+            f"# then: OMP_NUM_THREADS=1 timeout 1500 nice -n 10 mutmut run --max-children 2 {patterns}\n")
+
+
 def check(mutations: list[Mutation], src: Path) -> list[str]:
     """Problems with the mutations' old texts in `src` (the genzoo package folder): not found, or ambiguous."""
     problems = []
@@ -342,10 +399,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the mutations and exit")
     parser.add_argument("--check", action="store_true", help="only check that every old text is found once")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per test run")
+    parser.add_argument("--mutmut", choices=sorted(MUTMUT_TARGETS),
+                        help="print the mutmut configuration and command for one module (docs/TESTING.md) and exit")
     parser.add_argument("--baseline-all", action="store_true",
                         help="check that the family tests pass unmutated too, not only the reference tests")
     args = parser.parse_args(argv)
 
+    if args.mutmut:
+        print(mutmut_setup(args.mutmut), end="")
+        return 0
     mutations = MUTATIONS
     if args.only:
         names = set(args.only.split(","))
