@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_demo_shipped import shipped, zoo  # noqa: F401 - the tiny packed zoo, installed as genzoo's shipped models
 from test_report import CHROMIUM, chromium_check, parse
 
-from genzoo import commands, registry
+from genzoo import commands, registry, runs
 from genzoo.config import ConfigError
 from genzoo.data import Dataset
 from genzoo.metrics import confident_share
@@ -302,3 +303,39 @@ def test_demo_report_in_headless_chromium(demo, tmp_path):
     shots = Path(os.environ.get("GENZOO_SCREENSHOT_DIR", tmp_path))
     for name, size in (("demo-report.png", "1200,2400"), ("demo-report-400px.png", "400,2400")):
         screenshot(shots / name, size)
+
+
+@pytest.mark.usefixtures("shipped")
+def test_the_shipped_phase_alone_and_training_alone(tiny, tmp_path):
+    """phases="shipped": the tiny zoo's pictures and figures in the report, its first picture the zoo, nothing
+    trained; phases="scratch": nothing drawn from the shipped models."""
+    out = tmp_path / "shipped-only"
+    index = run_demo(out, data=tiny, budget=30, models=["ae", "cgan"], device="cpu", scale="tiny", progress=False,
+                     phases="shipped")
+    page = index.read_text()
+    first = page.index("<img")
+    assert page[first:first + 40].startswith('<img src="shipped/zoo.png"')
+    for name in ("ae", "cgan"):
+        assert f'<h3 id="shipped-{name}">' in page and not (out / name / runs.CONFIG).exists()
+    assert "not trained from scratch in this demo | shipped, 1.50 CPU-hours" in page
+    assert "640 samples against 1,000 test digits" in page  # each figure with what it rests on
+    assert (index.parent / "shipped" / "ae" / "samples.png").is_file()
+    out = tmp_path / "scratch-only"
+    run_demo(out, data=tiny, budget=10, models=["ae"], device="cpu", scale="tiny", progress=False, phases="scratch")
+    assert (out / "ae" / runs.WEIGHTS).exists() and not (out / "shipped").exists()
+    with pytest.raises(ConfigError, match=r"phases='all': must be one of both, shipped, scratch"):
+        run_demo(tmp_path / "x", data=tiny, budget=10, phases="all", progress=False)
+
+
+def test_the_two_halves_from_the_command_line(monkeypatch, capsys):
+    from genzoo import cli
+    from genzoo.showcase import demo
+
+    seen = []
+    monkeypatch.setattr(demo, "run_demo", lambda **kwargs: seen.append(kwargs["phases"]) or 0)
+    for flags, phases in (([], "both"), (["--shipped-only"], "shipped"), (["--from-scratch-only"], "scratch")):
+        cli.main(["demo", *flags])
+        assert seen.pop() == phases
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--shipped-only", "--from-scratch-only"])
+    assert "not allowed with argument" in capsys.readouterr().err

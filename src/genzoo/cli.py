@@ -164,7 +164,7 @@ def cmd_report(args):
 
 def cmd_demo(args):
     return demo.run_demo(out=args.out, data=args.data, budget=args.budget, models=args.models, device=args.device,
-                    seed=args.seed)
+                         seed=args.seed, phases=args.phases)
 
 
 def cmd_gmm_demo(args):
@@ -377,6 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"seconds of wall clock for the whole demo (default {demo.DEFAULT_BUDGET:.0f})")
     p.add_argument("--models", nargs="+", help="CLI names (default: every model)")
     p.add_argument("--seed", type=int, default=0)
+    half = p.add_mutually_exclusive_group()
+    half.add_argument("--shipped-only", dest="phases", action="store_const", const="shipped", default="both",
+                      help="only the shipped trained models' pictures and figures (a few minutes), no training")
+    half.add_argument("--from-scratch-only", dest="phases", action="store_const", const="scratch",
+                      help="only the training from scratch, without the shipped models")
     device_arg(p)
     p.set_defaults(fn=cmd_demo)
 

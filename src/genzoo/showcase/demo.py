@@ -38,6 +38,7 @@ from ..evaluate import evaluate_run
 from ..trainer import train
 from ..training.devices import resolve_device
 from ..training.schedule import total_steps
+from .shipped import draw_shipped
 from .zoo import CPU_TRAIN, RECIPES
 
 DEFAULT_BUDGET = 840.0  # seconds of wall clock: the whole zoo in under a quarter of an hour on a 2-core CPU
@@ -49,6 +50,8 @@ SAMPLING_SHARE = 0.6  # of the slice's time left after training: for sampling; t
 SESSIONS = "demo.json"  # in the demo folder: every session of every model (the report's "trained in all")
 REAL_DATA = "real_data.json"  # the real-data floor of the sample scores, with the same settings
 SCALES = ("cpu", "gpu", "tiny")
+PHASES = ("both", "shipped", "scratch")  # the shipped zoo then training from scratch, or either alone
+SHIPPED_SECONDS = 180.0  # the shipped phase's deadline: the trained zoo on the page within three minutes
 # kept per demo run (the edit scores: an editor's)
 SESSION_SCORES = ("confident_share", "class_entropy_bits", "fid", "conditional_accuracy", "edit_psnr",
                   "edit_psnr_input", "edit_label_agreement")
@@ -232,7 +235,7 @@ def real_data_floor(out: Path, dataset: Dataset, settings: dict[str, int], seed:
 
 def run_demo(out: str | Path = "genzoo-demo", data: str | Dataset = "auto", budget: float = DEFAULT_BUDGET,
              models: list[str] | None = None, device: str = "auto", seed: int = 0, scale: str | None = None,
-             progress: bool = True) -> Path:
+             progress: bool = True, phases: str = "both") -> Path:
     """Train, evaluate and report every model family (or `models`) within `budget` seconds of wall clock.
 
     Args:
@@ -242,6 +245,8 @@ def run_demo(out: str | Path = "genzoo-demo", data: str | Dataset = "auto", budg
         models: CLI names (default: every registered model).
         device: "auto", "cpu" or "cuda".
         scale: "cpu" (small networks, light evaluation), "gpu" (full-size) or "tiny" (tests); default by device.
+        phases: "both" (the shipped models drawn first, within SHIPPED_SECONDS, then every model trained from
+            scratch for the rest of the budget), "shipped" or "scratch" alone.
     Returns:
         The report's index.html.
     """
@@ -256,14 +261,20 @@ def run_demo(out: str | Path = "genzoo-demo", data: str | Dataset = "auto", budg
     scale = scale or ("cpu" if device.type == "cpu" else "gpu")
     if scale not in SCALES:
         raise ConfigError(f"scale={scale!r}: must be one of {', '.join(SCALES)}")
+    if phases not in PHASES:
+        raise ConfigError(f"phases={phases!r}: must be one of {', '.join(PHASES)}")
     dataset = data if isinstance(data, Dataset) else load_data(data)
     say = (lambda text: print(text, file=sys.stderr, flush=True)) if progress else (lambda text: None)
     say(f"genzoo demo: {len(names)} models on {dataset.describe()}, {device} ({scale} recipes), "
         f"{budget:.0f} s in all; the report is {out / 'report' / 'index.html'}, rewritten after each model")
+    if phases != "scratch":
+        shipped = draw_shipped(out, dataset, models=names, seed=seed, deadline=start + SHIPPED_SECONDS, say=say)
+        say(f"genzoo demo: the shipped zoo ({len(shipped['models'])} models) drawn in "
+            f"{time.perf_counter() - start:.0f} s")
     floor = real_data_floor(out, dataset, eval_settings("vae", scale, len(dataset.test_x)), seed, device)
     sessions = _sessions(out)
     index = write_demo_report(out, names, floor)
-    for i, name in enumerate(names):
+    for i, name in enumerate(names if phases != "shipped" else []):
         recipe = RECIPES[name]
         left = budget - (time.perf_counter() - start)
         shares = sum(RECIPES[m].share for m in names[i:])

@@ -14,6 +14,7 @@ import importlib
 import inspect
 import json
 import math
+import shutil
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from typing import Any
 from .. import registry, runs
 from ..leaderboard import COLUMNS, best, cell, leaderboard_row, row_label
 from .report import RunFiles, copy_image, draw_curves, epoch_key, fmt
+from .shipped import FOLDER as SHIPPED_FOLDER
+from .shipped import SUMMARY as SHIPPED_SUMMARY
 from .zoo import LEAF_NOTES, RECIPES, TAXONOMY
 
 CSS = """
@@ -375,6 +378,35 @@ def _section(name: str, out: Path, report_dir: Path, sessions: list[dict], floor
     return "\n".join(parts)
 
 
+def _shipped_copy(out: Path, report_dir: Path, relative: str) -> str:
+    """Copy a picture of the shipped phase (OUT/shipped/...) next to the page; return its relative URL."""
+    dest = report_dir / SHIPPED_FOLDER / relative
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out / SHIPPED_FOLDER / relative, dest)
+    return (Path(SHIPPED_FOLDER) / relative).as_posix()
+
+
+def _shipped_block(name: str, entry: dict, out: Path, report_dir: Path, sessions: list[dict]) -> str:
+    """A family's shipped model beside what this demo trained: "trained now, N minutes" | "shipped, M CPU-hours",
+    its pictures and its figures on the full test set, each with the count and reference set it rests on."""
+    trained = sum(s.get("train_wall_seconds") or 0 for s in sessions) / 60
+    now = f"trained now, {trained:.1f} minutes (above)" if sessions else "not trained from scratch in this demo"
+    parts = [f'<h3 id="shipped-{name}">Shipped: {name}</h3>',
+             f'<p class="meta">{html.escape(now)} | shipped, {entry["cpu_hours"]:.2f} CPU-hours '
+             f'(<code>{html.escape(entry["command"])}</code>), loaded as <code>pretrained:{html.escape(name)}</code>'
+             "</p>"]
+    parts += [_figure(_shipped_copy(out, report_dir, f"{name}/{picture}"), picture)
+              for picture in entry["pictures"]]
+    if entry.get("pictures_left_out"):
+        parts.append('<p class="note">Its other pictures were left out: the shipped phase had used its time.</p>')
+    rows = "".join(f'<tr><td class="name">{html.escape(f["label"])}</td><td>{html.escape(f["value"])}</td>'
+                   f'<td class="name">{html.escape(f["rests_on"])}</td></tr>' for f in entry["figures"])
+    if rows:
+        parts.append('<div class="scroll"><table><tr><th class="name">figure</th><th>value</th>'
+                     f'<th class="name">rests on</th></tr>{rows}</table></div>')
+    return "\n".join(parts)
+
+
 def write_demo_report(out: str | Path, models: list[str], floor: dict, title: str = "genzoo demo: the whole zoo"
                       ) -> Path:
     """Write out/report/index.html for the demo's models (run folders out/MODEL); returns its path."""
@@ -388,7 +420,15 @@ def write_demo_report(out: str | Path, models: list[str], floor: dict, title: st
         path = out / name / runs.METRICS
         metrics[name] = json.loads(path.read_text()) if path.exists() else None
     done = [m for m in models if metrics[m]]
-    body = [f"<h1>{html.escape(title)}</h1>",
+    shipped_path = out / SHIPPED_FOLDER / SHIPPED_SUMMARY
+    shipped = json.loads(shipped_path.read_text()) if shipped_path.exists() else {"models": {}, "zoo": None}
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    if shipped["zoo"]:  # the first screen: the trained zoo, one row of samples per family
+        body.append(f'<figure><img src="{_shipped_copy(out, report_dir, shipped["zoo"])}" alt="samples of every '
+                    f'shipped model, one row per family"><figcaption>The trained zoo that ships with genzoo: '
+                    f'{len(shipped["models"])} models, one row of samples each (conditional ones: 0-9); each '
+                    "family's section shows its shipped model under \"Shipped\".</figcaption></figure>")
+    body += [
             f'<p class="meta">{len(done)} of {len(models)} models trained and evaluated. '
             f"Data: {html.escape(floor.get('data', ''))}. Every number comes from the runs' metrics.json "
             f"(evaluator {html.escape(str(floor.get('evaluator_version')))}); every picture from the run folders.</p>",
@@ -402,7 +442,10 @@ def write_demo_report(out: str | Path, models: list[str], floor: dict, title: st
                     f"with confidence &gt;= 0.9, or under {COLLAPSED_BITS:g} bit of classes among them): "
                     + ", ".join(f'<a href="#{m}">{m}</a>' for m in behind) + ". Their sections say what they "
                     "reached and what to run; running the demo again in this folder continues every model.</p>")
-    body += [_section(name, out, report_dir, sessions.get(name, []), floor) for name in models]
+    for name in models:
+        body.append(_section(name, out, report_dir, sessions.get(name, []), floor))
+        body += [_shipped_block(shipped_name, entry, out, report_dir, sessions.get(name, []))
+                 for shipped_name, entry in shipped["models"].items() if entry["model"] == name]
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head>\n<body>\n"
