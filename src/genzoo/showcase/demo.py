@@ -312,6 +312,8 @@ def run_demo(out: str | Path = "genzoo-demo", data: str | Dataset = "auto", budg
         runs.atomic_write_text(out / SESSIONS, json.dumps(sessions, indent=2) + "\n")
         index = write_demo_report(out, names, floor)
     took = time.perf_counter() - start
+    again = (f"`genzoo demo --out {out}` trains every model from scratch beside the shipped ones" if phases == "shipped"
+             else f"run it again in {out} to train every model for another {budget:.0f} s")
     say(f"genzoo demo: done in {took:.0f} s ({'within' if took <= budget else 'over'} the budget of {budget:.0f} s); "
-        f"run it again in {out} to train every model for another {budget:.0f} s")
+        f"{again}")
     return index

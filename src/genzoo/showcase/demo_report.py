@@ -395,7 +395,9 @@ def _shipped_block(name: str, entry: dict, out: Path, report_dir: Path, sessions
              f'<p class="meta">{html.escape(now)} | shipped, {entry["cpu_hours"]:.2f} CPU-hours '
              f'(<code>{html.escape(entry["command"])}</code>), loaded as <code>pretrained:{html.escape(name)}</code>'
              "</p>"]
-    parts += [_figure(_shipped_copy(out, report_dir, f"{name}/{picture}"), picture)
+    captions = {"samples.png": "samples (conditional models: the digits 0-9 in turn)",
+                **RECIPES[entry["model"]].captions}
+    parts += [_figure(_shipped_copy(out, report_dir, f"{name}/{picture}"), captions.get(picture, picture))
               for picture in entry["pictures"]]
     if entry.get("pictures_left_out"):
         parts.append('<p class="note">Its other pictures were left out: the shipped phase had used its time.</p>')
