@@ -147,7 +147,9 @@ def test_a_budget_too_small_for_every_test_elbo_scores_the_subset_alone(vae_run,
     metrics = evaluate.evaluate_run(shutil.copytree(vae_run, tmp_path / "vae"), device="cpu", budget=300,
                                     n_samples=0)
     assert metrics["settings"]["whole_test"] is False and metrics["settings"]["test_images"] == 100
-    assert metrics["settings"]["iwae_k"] == plan["iwae_k"] and metrics["iwae_gap_nats"]["n"] == 100
+    # the seconds of loading and probing come off the budget first: a K a little below the plan's 2,000
+    assert evaluate.BUDGET_MIN_K <= metrics["settings"]["iwae_k"] <= plan["iwae_k"]
+    assert metrics["iwae_gap_nats"]["n"] == 100
     assert "nll_nats_whole_test" not in metrics
     said = capsys.readouterr().err
     assert "(their NLL only: the ELBO of every test digit, for the whole set's, does not fit)" in said
