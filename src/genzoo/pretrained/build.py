@@ -1,5 +1,6 @@
 """Packing a trained run as a shipped model: the weights sampling needs, float16 where the re-score allows,
-the config that rebuilds the model, its evaluation, and its manifest entry with every file's sha256.
+the config that rebuilds the model, its evaluation, the animation of its samples across epochs where it has
+one, and its manifest entry with every file's sha256.
 
 benchmarks/pretrained.py trains and evaluates; this module writes. Tests pack tiny runs into a folder of
 their own with the same code.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,9 @@ def pack_run(run: str | Path, name: str, data: Dataset, *, evaluation: dict[str,
     # data "auto": MNIST where the user has it, else the embedded digits
     (target / "config.json").write_text(json.dumps({**config, "data": "auto", "shipped": shipped}, indent=2) + "\n")
     (target / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+    samples = Path(run) / "samples"
+    if len(list(samples.glob("epoch_*.png"))) > 1:  # the animation of generation across epochs (the cGAN's)
+        shutil.copyfile(samples / "progress.gif", target / "progress.gif")
     for path in target.iterdir():
         path.chmod(0o644)  # package data: readable by every user (safetensors writes 0600)
     recipe = config["train"].get("recipe", "")
