@@ -22,6 +22,7 @@ IWAE_K = 50  # importance samples of an IWAE re-score
 SEED = 0
 
 
+@torch.no_grad()
 def subset_figures(model: torch.nn.Module, data: Dataset) -> dict[str, float]:
     """The re-score: deterministic figures of `model` on the first SUBSET test digits (seeded draws).
 
@@ -41,8 +42,7 @@ def subset_figures(model: torch.nn.Module, data: Dataset) -> dict[str, float]:
             options["generator"] = torch.Generator(model.device).manual_seed(SEED)
         out["nll_nats"] = float(-per_image_log_prob(model, binary.to(model.device), **options).mean())
     if model.can_reconstruct:
-        with torch.no_grad():
-            out["recon_psnr"] = float(psnr(model.reconstruct(x), x).mean())
+        out["recon_psnr"] = float(psnr(model.reconstruct(x), x).mean())
     if model.can_denoise:
         trained = f"{model.config.noise.replace('-', '_')}"
         out["denoise_psnr"] = denoising_metrics(model, x, SEED)[f"psnr_denoised_{trained}"]["value"]
