@@ -35,6 +35,12 @@ def zoo(tmp_path_factory, tiny, one_thread) -> Path:
         (work / name).mkdir()
         runs.write_config(work / name, model, TrainConfig(steps=1, epochs=0), "embedded", 0)
         runs.save_weights(model, work / name / runs.WEIGHTS)
+        if name == "cgan":  # a run that drew a grid at each of two epochs, and their animation
+            (work / name / "samples").mkdir()
+            for epoch in (1, 2):
+                Image.new("L", (8, 8), 40 * epoch).save(work / name / "samples" / f"epoch_00{epoch}.png")
+            frames = [Image.new("L", (8, 8), v) for v in (40, 80)]
+            frames[0].save(work / name / "samples" / "progress.gif", save_all=True, append_images=frames[1:])
         pack_run(work / name, name, tiny, evaluation=EVALUATION, cpu_seconds=5400.0, commit="test", root=root)
     return root
 
@@ -86,3 +92,13 @@ def test_models_choose_and_a_passed_deadline_leaves_samples_only(shipped, tiny, 
     assert list(summary["models"]) == ["ae"]
     assert summary["models"]["ae"]["pictures"] == ["samples.png"] and summary["models"]["ae"]["pictures_left_out"]
     assert sorted(p.name for p in (tmp_path / FOLDER / "ae").iterdir()) == ["samples.png"]
+
+
+def test_a_shipped_animation_is_packed_listed_and_drawn(shipped, tiny, tmp_path):
+    gif = shipped / "cgan" / "progress.gif"
+    assert pretrained.manifest()["models"]["cgan"]["files"]["progress.gif"]
+    assert not (shipped / "ae" / "progress.gif").exists()  # no epoch grids, no animation
+    summary = draw_shipped(tmp_path, tiny, seed=0, say=lambda text: None)
+    assert "progress.gif" in summary["models"]["cgan"]["pictures"]
+    assert "progress.gif" not in summary["models"]["ae"]["pictures"]
+    assert (tmp_path / FOLDER / "cgan" / "progress.gif").read_bytes() == gif.read_bytes()

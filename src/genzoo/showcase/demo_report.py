@@ -396,6 +396,7 @@ def _shipped_block(name: str, entry: dict, out: Path, report_dir: Path, sessions
              f'(<code>{html.escape(entry["command"])}</code>), loaded as <code>pretrained:{html.escape(name)}</code>'
              "</p>"]
     captions = {"samples.png": "samples (conditional models: the digits 0-9 in turn)",
+                "progress.gif": "its samples at the end of every training epoch, in turn: what training bought",
                 **RECIPES[entry["model"]].captions}
     parts += [_figure(_shipped_copy(out, report_dir, f"{name}/{picture}"), captions.get(picture, picture))
               for picture in entry["pictures"]]

@@ -14,6 +14,7 @@ nothing is written into the installed package.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from ..images import save_figure, save_grid, save_pictures
 
 FOLDER = "shipped"
 ZOO_PICTURE = "zoo.png"
+ANIMATION = "progress.gif"  # shipped beside a model whose samples were drawn at every epoch (the cGAN)
 SUMMARY = "shipped.json"
 N_SAMPLES = 64
 ZOO_COLUMNS = 10
@@ -97,6 +99,10 @@ def draw_shipped(out: str | Path, data: Dataset, *, models: list[str] | None = N
         rows[name] = samples[:ZOO_COLUMNS]
         late = deadline is not None and time.perf_counter() > deadline
         pictures = [] if late else save_pictures(model.pictures(data), target)
+        animation = pretrained.ROOT / name / ANIMATION  # its samples across the training's epochs, where shipped
+        if animation.exists():
+            shutil.copyfile(animation, target / ANIMATION)
+            pictures.append(target / ANIMATION)
         evaluation = json.loads((pretrained.ROOT / name / "evaluation.json").read_text())
         summary["models"][name] = {
             "model": entry["model"], "recipe": entry["recipe"], "command": entry["command"],
