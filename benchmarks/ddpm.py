@@ -39,7 +39,8 @@ from genzoo import runs
 from genzoo.data import load_data
 from genzoo.evaluate import guidance_sweep_metrics
 from genzoo.metrics import model_sample_quality
-from genzoo.trainer import resolve_device, train_or_resume
+from genzoo.trainer import train_or_resume
+from genzoo.training.devices import resolve_device
 
 # name -> (model overrides, trainer overrides): the package's recipes (`genzoo recipes ddpm`) and this
 # benchmark's experiments beside them.

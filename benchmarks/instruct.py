@@ -39,7 +39,8 @@ import torch
 from genzoo import metrics, runs
 from genzoo.data import load_data, spread
 from genzoo.models.instruct import edits
-from genzoo.trainer import resolve_device, train_or_resume
+from genzoo.trainer import train_or_resume
+from genzoo.training.devices import resolve_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ddpm import stamp, write_result  # noqa: E402  (benchmarks/ddpm.py: the same record and JSON output)

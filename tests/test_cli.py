@@ -300,3 +300,11 @@ def genzoo_version() -> str:
     from genzoo import __version__
 
     return __version__
+
+
+def test_what_a_model_cannot_draw_is_refused_by_its_flags(small_dae, capsys):
+    for verb, words in (("reverse-process", "dae: has no reverse process to draw; use a ddpm run"),
+                        ("interpolate", "dae: has no latent space to walk; use a vae, gan, cgan or dcgan run"),
+                        ("complete", "dae: cannot complete digits; use a pixelcnn or pixelrnn run")):
+        assert main([verb, str(small_dae)]) == 2
+        assert words in capsys.readouterr().err, verb

@@ -18,7 +18,7 @@ import genzoo
 from genzoo.config import ConfigError, build
 from genzoo.models.base import GenerativeModel
 from genzoo.train_config import TrainConfig
-from genzoo.trainer import TrainingError
+from genzoo.training import TrainingError
 from genzoo.training.devices import Distributed
 from genzoo.training.loop import Loop
 
@@ -160,7 +160,7 @@ def test_bad_options_list_valid_keys(tiny, tmp_path):
 
 
 def test_cosine_schedule_and_warmup():
-    from genzoo.trainer import lr_factor
+    from genzoo.training.schedule import lr_factor
 
     f = lr_factor(TrainConfig(schedule="cosine", warmup_steps=10), 110)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
@@ -241,7 +241,7 @@ def test_a_finished_run_trained_for_longer_matches_a_run_of_that_length(tiny, tm
 
 
 def test_lengthening_a_cosine_run_follows_the_new_schedule_and_says_so(tiny, tmp_path, capsys):
-    from genzoo.trainer import lr_factor
+    from genzoo.training.schedule import lr_factor
 
     train = {"epochs": 2, "batch_size": 64, "sample_every": 0, "log_every": 1, "schedule": "cosine", "lr": 0.01}
     genzoo.train("ae", data=tiny, out=tmp_path, device="cpu", progress=False, train_overrides=train,

@@ -39,7 +39,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from .pretrained import PretrainedError
     from .recipes import RecipeError
     from .runs import RunError
-    from .trainer import TrainingError
+    from .training import TrainingError
 
     return (DataError, ConfigError, RunError, TrainingError, CapabilityError, EvaluatorError, FileNotFoundError,
             ServeError, RecipeError, PretrainedError)

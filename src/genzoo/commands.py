@@ -27,17 +27,15 @@ from .evaluate import DEFAULT_EDITS as DEFAULT_EDITS  # the CLI's help says it
 from .image_input import BlankImageError, digit_from_image
 from .images import save_grid, save_pictures
 from .mixture import GaussianMixture
-from .models.autoregressive import PixelModel, completion_rows, visible_mask
-from .models.base import CapabilityError
+from .models.autoregressive import completion_rows, visible_mask
+from .models.base import CapabilityError, GenerativeModel
 from .models.dae import parse_noise
-from .models.ddpm import DDPM, reverse_process_rows
-from .models.gan import AdversarialModel
-from .models.gan import interpolate as interpolate_latents
-from .models.instruct import InstructPix2Pix
+from .models.ddpm import reverse_process_rows
 from .train_config import TrainConfig
-from .trainer import TrainingError, resolve_device, train_or_resume
 from .trainer import train as train_model
-from .training import progress
+from .trainer import train_or_resume
+from .training import TrainingError, progress
+from .training.devices import resolve_device
 
 
 def split_sets(model_name: str, pairs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -305,7 +303,7 @@ def reverse_process(run: str | Path, n: int = 4, *, columns: int = 10, label: in
     """
     check_picture(n=n, columns=columns)
     model = runs.load(run, resolve_device(device))
-    if not isinstance(model, DDPM):
+    if not model.has_reverse_process:
         raise CapabilityError(f"{model.name}: has no reverse process to draw; use a ddpm run")
     y = None if label is None else model.check_labels(n, label)
     rows = reverse_process_rows(model, n, columns, y, torch.Generator().manual_seed(seed), **given(sampling))
@@ -353,7 +351,7 @@ def denoise(run: str | Path, noises: list[str] | None = None, n: int = 12, *, se
 
 def interpolate(run: str | Path, out: str | Path | None = None, *, steps: int = 10, label: int | None = None,
                 rows: int = 4, seed: int = 0, device: str = "auto") -> Path:
-    """`genzoo interpolate RUN`: rows of images along straight latent paths of a gan, cgan or dcgan.
+    """`genzoo interpolate RUN`: rows of images along straight latent paths of a gan, cgan, dcgan or vae.
 
     Args:
         out: PNG path; RUN/samples/interpolation_steps<S>_rows<R>_seed<S>[_label<L>].png by default.
@@ -361,7 +359,7 @@ def interpolate(run: str | Path, out: str | Path | None = None, *, steps: int = 
             default one row per digit); rows: independent paths; seed: seeds the end points.
     Raises:
         ConfigError: steps < 2, rows < 1 or a label outside 0..9.
-        CapabilityError: the run is not an adversarial model, or a label for an unconditional one.
+        CapabilityError: the run's model has no latent space to walk, or a label for an unconditional one.
     """
     if steps < 2 or rows < 1:
         raise ConfigError(f"--steps {steps} --rows {rows}: need at least 2 steps and 1 row")
@@ -369,9 +367,9 @@ def interpolate(run: str | Path, out: str | Path | None = None, *, steps: int = 
         raise ConfigError(f"--label {label}: must be a digit 0..9")
     check_picture(steps=steps, rows=rows)
     model = runs.load(run, resolve_device(device))
-    if not isinstance(model, AdversarialModel):
-        raise CapabilityError(f"{model.name}: interpolate works on gan, cgan and dcgan runs only")
-    images = interpolate_latents(model, steps, label=label, rows=rows, generator=torch.Generator().manual_seed(seed))
+    if not model.can_interpolate:
+        raise CapabilityError(f"{model.name}: has no latent space to walk; use a vae, gan, cgan or dcgan run")
+    images = model.interpolation(steps, label=label, rows=rows, generator=torch.Generator().manual_seed(seed))
     name = output_name("interpolation", steps=steps, rows=rows, seed=seed, label=label)
     return _write_rows(images, out or Path(run) / "samples" / name)
 
@@ -387,7 +385,7 @@ def complete(run: str | Path, hide: str = "bottom-half", n: int = 10, *, complet
     visible_mask(hide)  # check --hide before loading anything
     check_picture(n=n, completions=completions)
     model = runs.load(run, resolve_device(device))
-    if not isinstance(model, PixelModel):
+    if not model.can_complete:
         raise CapabilityError(f"{model.name}: cannot complete digits; use a pixelcnn or pixelrnn run")
     dataset = load_data(data or runs.read_config(run)["data"], verbose=False)
     x = fixed_binarization(dataset.test_x[:n]).to(model.device)
@@ -422,9 +420,9 @@ def load_digit(path: str | Path) -> torch.Tensor:
         raise DataError(f"{path}: {e}; give a PNG or JPEG of a digit") from None
 
 
-def _editor(run: str | Path, device: str) -> InstructPix2Pix:
+def _editor(run: str | Path, device: str) -> GenerativeModel:
     model = runs.load(run, resolve_device(device))
-    if not isinstance(model, InstructPix2Pix):
+    if not model.can_edit:
         raise CapabilityError(f"{model.name}: is not an editor; `genzoo edit` needs an instruct run")
     return model
 

@@ -34,12 +34,11 @@ from .pretrained import run_path
 from .runlock import empty_run_folder, locks_run
 from .train_config import TrainConfig, check_train_keys
 from .training import TrainingError
-from .training.devices import Distributed, forked_rng, resolve_device
+from .training.devices import Distributed, resolve_device
 from .training.loop import Loop
-from .training.schedule import epoch_steps, lr_factor, total_steps
+from .training.schedule import lr_factor, total_steps
 
-__all__ = ["LENGTH_KEYS", "TrainingError", "epoch_steps", "forked_rng", "lr_factor", "resolve_device", "total_steps",
-           "train", "train_or_resume"]
+__all__ = ["LENGTH_KEYS", "train", "train_or_resume"]
 
 # The trainer settings that --resume may change: the run's length, in steps or epochs, and its time budget
 # (training seconds summed over sessions: `genzoo demo` gives a continued run another slice this way).

@@ -85,6 +85,7 @@ class GenerativeModel(nn.Module):
     interpolates_from_digit: ClassVar[bool] = False  # interpolation(start=x) begins at the code of the digit x
     has_latent_map: ClassVar[bool] = False  # a 2-D latent space is drawn as a map (latent_manifold, encode)
     heavy_sampling: ClassVar[bool] = False  # sampling takes many sequential network calls (pixels, denoising steps)
+    has_reverse_process: ClassVar[bool] = False  # reverse_process(...) keeps states x_T ... x_0 (diffusion)
     sample_options: ClassVar[tuple[str, ...]] = ()  # keyword options of sample beyond n, y, generator
     # what to use instead when a chosen digit is asked of an unconditional model
     conditional_hint: ClassVar[str] = "use a conditional model: cgan, bayes, or one trained with --set conditional=true"

@@ -70,6 +70,7 @@ class DDPM(LatentSpace, WithEMA, GenerativeModel):
     Config = DDPMConfig
     sample_options: ClassVar[tuple[str, ...]] = ("guidance", "steps", "eta", "sampler")
     heavy_sampling: ClassVar[bool] = True
+    has_reverse_process: ClassVar[bool] = True
     conditional_hint: ClassVar[str] = "train it with --set conditional=true"
     train_defaults: ClassVar[dict] = {"epochs": 20, "batch_size": 128, "lr": 1e-3, "warmup_steps": 200,
                                       "grad_clip": 1.0}
