@@ -360,9 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "fewer are quicker, with a wider spread (recorded beside the NLL)")
     p.add_argument("--ais-runs", dest="ais_runs", type=non_negative_int, default=None,
                    help="rbm: AIS chains for log Z (0: the run's own, 100 by default)")
-    p.add_argument("--edits", dest="n_edits", type=non_negative_int, default=commands.DEFAULT_EDITS,
+    p.add_argument("--edits", dest="n_edits", type=non_negative_int, default=None,
                    help=f"instruct: test digits edited, the edit kinds in turn, scored against the exact outputs "
-                        f"(default {commands.DEFAULT_EDITS}; 0: none)")
+                        f"(default: what the budget allows, at most {commands.DEFAULT_EDITS}; 0: none)")
     p.set_defaults(fn=cmd_evaluate)
 
     p = sub.add_parser("report", help="static HTML gallery of one or more runs")
