@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
 
 import genzoo
-from genzoo import cli
+from genzoo import catalog, cli
 
 PACKAGE = Path(genzoo.__file__).parent
 # Modules that sit above the models: a model file importing one of these would tie models to runs and files.
-ABOVE_MODELS = {"genzoo.runs", "genzoo.cli", "genzoo.evaluate", "genzoo.report", "genzoo.commands"}
+ABOVE_MODELS = {"genzoo.runs", "genzoo.cli", "genzoo.evaluate", "genzoo.commands", "genzoo.showcase",
+                *(f"genzoo.showcase.{m}" for m in ("report", "demo", "demo_report", "zoo", "bench"))}
 
 
 def module_name(path: Path) -> str:
@@ -49,6 +51,13 @@ def imported_modules(path: Path) -> set[str]:
 
 MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
 GRAPH = {name: imported_modules(path) for name, path in MODULES.items()}
+# The registry imports the classes the model table names by their module's name: edges the walk cannot see.
+GRAPH["genzoo.registry"] |= {f"genzoo.models.{entry.target.partition(':')[0]}" for entry in catalog.MODELS.values()}
+
+
+def test_the_registry_imports_every_model_module_of_the_table():
+    assert "genzoo.models.gan" in GRAPH["genzoo.registry"] and "genzoo.models.pixelcnn" in GRAPH["genzoo.registry"]
+    assert all(f"genzoo.models.{e.target.partition(':')[0]}" in MODULES for e in catalog.MODELS.values())
 
 
 def test_the_import_walk_sees_function_local_and_relative_imports():
@@ -114,6 +123,8 @@ def test_every_cli_verb_is_one_call_of_a_library_function():
         body = functions[fn_name].body
         if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
             body = body[1:]  # a docstring
+        if len(body) == 2 and isinstance(body[0], ast.ImportFrom):
+            body = body[1:]  # the library module imported when the verb runs: `genzoo list` needs no torch
         assert len(body) == 1 and isinstance(body[0], ast.Return) and isinstance(body[0].value, ast.Call), (
             f"genzoo {verb}: {fn_name} must be `return library_function(args...)`, one statement")
         called = body[0].value.func
@@ -124,3 +135,141 @@ def test_every_cli_verb_is_one_call_of_a_library_function():
         for arg in [*body[0].value.args, *(k.value for k in body[0].value.keywords)]:
             plain = arg.operand if isinstance(arg, ast.UnaryOp) and isinstance(arg.op, ast.Not) else arg
             assert isinstance(plain, (ast.Attribute, ast.Name)), f"genzoo {verb}: argument {ast.unparse(arg)}"
+
+
+# ---------------------------------------------------------------------------- asking, not looking: names and classes
+
+
+def imported_names(tree: ast.AST, name: str, path: Path) -> dict[str, tuple[str, str | None]]:
+    """Local name -> (genzoo module, the name imported from it; None where the local name is the module itself)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: dict[str, tuple[str, str | None]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in MODULES:
+                    found[alias.asname or alias.name] = (alias.name, None)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                target = ".".join(base[: len(base) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                if f"{target}.{alias.name}" in MODULES:
+                    found[alias.asname or alias.name] = (f"{target}.{alias.name}", None)
+                elif target in MODULES:
+                    found[alias.asname or alias.name] = (target, alias.name)
+    return found
+
+
+def private_imports(name: str, path: Path, source: str | None = None) -> list[str]:
+    """`from genzoo.x import _private` and `x._private` (x a genzoo module) in module `name`, as lines to show."""
+    tree = ast.parse(source if source is not None else path.read_text(), str(path))
+    names = imported_names(tree, name, path)
+    found = [f"{path.name}: from {module} import {imported}" for module, imported in names.values()
+             if imported and imported.startswith("_") and not imported.startswith("__") and module != name]
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in names
+                and names[node.value.id][1] is None and node.attr.startswith("_") and not node.attr.startswith("__")):
+            found.append(f"{path.name}:{node.lineno}: {node.value.id}.{node.attr}")
+    return found
+
+
+def model_class_checks(name: str, path: Path, source: str | None = None) -> list[str]:
+    """isinstance/issubclass calls of module `name` whose class comes from genzoo.models (not an exception)."""
+    tree = ast.parse(source if source is not None else path.read_text(), str(path))
+    names = imported_names(tree, name, path)
+
+    def model_class(node: ast.expr) -> str | None:
+        if isinstance(node, ast.Name) and node.id in names and names[node.id][1]:
+            module, attr = names[node.id]
+        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in names
+              and names[node.value.id][1] is None):
+            module, attr = names[node.value.id][0], node.attr
+        else:
+            return None
+        if not module.startswith("genzoo.models"):
+            return None
+        obj = getattr(importlib.import_module(module), attr, None)
+        return attr if isinstance(obj, type) and not issubclass(obj, BaseException) else None
+
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("isinstance",
+                                                                                                 "issubclass"):
+            classes = node.args[1].elts if len(node.args) > 1 and isinstance(node.args[1], ast.Tuple) else \
+                node.args[1:2]
+            found += [f"{path.name}:{node.lineno}: {node.func.id}(..., {hit})" for c in classes
+                      if (hit := model_class(c))]
+    return found
+
+
+def reexported_imports(name: str, path: Path, source: str | None = None) -> list[str]:
+    """Names module `name` imports from a genzoo module (not a package) that only imports them itself."""
+    tree = ast.parse(source if source is not None else path.read_text(), str(path))
+    found = []
+    for module, imported in imported_names(tree, name, path).values():
+        if imported is None or module == name or MODULES[module].name == "__init__.py" or imported == "*":
+            continue
+        if imported not in DEFINED[module]:
+            found.append(f"{path.name}: {imported} from {module}, which imports it from elsewhere")
+    return found
+
+
+def top_level(body: list[ast.stmt]) -> list[ast.stmt]:
+    """A module's statements, those inside top-level `try`/`if` blocks included (an optional import's fallback)."""
+    out = []
+    for node in body:
+        out.append(node)
+        if isinstance(node, ast.Try):
+            out += top_level(node.body + [s for h in node.handlers for s in h.body] + node.orelse + node.finalbody)
+        elif isinstance(node, ast.If):
+            out += top_level(node.body + node.orelse)
+    return out
+
+
+def defined_names(path: Path) -> set[str]:
+    """The names a module binds itself at its top level: functions, classes, assignments (an optional dependency
+    imported in a `try` whose fallback assigns the name counts as the module's own)."""
+    names = set()
+    for node in top_level(ast.parse(path.read_text(), str(path)).body):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return names
+
+
+DEFINED = {name: defined_names(path) for name, path in MODULES.items()}
+OUTSIDE_MODELS = sorted(m for m in MODULES if not m.startswith("genzoo.models"))
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_no_module_imports_another_modules_private_name(name):
+    assert not private_imports(name, MODULES[name]), "make the helper public where it is shared, or move it"
+
+
+@pytest.mark.parametrize("name", OUTSIDE_MODELS)
+def test_outside_the_models_nothing_asks_a_model_which_class_it_is(name):
+    assert not model_class_checks(name, MODULES[name]), "ask what it can do: a capability flag of models/base.py"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_names_are_imported_from_the_module_that_defines_them(name):
+    assert not reexported_imports(name, MODULES[name]), "import it from where it is defined"
+
+
+def test_the_ast_checks_find_planted_faults():
+    serve = MODULES["genzoo.serve.app"]
+    planted = ("from ..showcase.report import _esc\nfrom ..showcase import report\nfrom ..models.vae import VAE\n"
+               "from ..models import gan\nfrom ..models.base import CapabilityError\n"
+               "from ..trainer import resolve_device\n"
+               "report._Run\nisinstance(m, VAE)\nissubclass(c, (int, gan.GAN))\nisinstance(e, CapabilityError)\n")
+    assert private_imports("genzoo.serve.app", serve, planted) == [
+        "app.py: from genzoo.showcase.report import _esc", "app.py:7: report._Run"]
+    assert model_class_checks("genzoo.serve.app", serve, planted) == [
+        "app.py:8: isinstance(..., VAE)", "app.py:9: issubclass(..., GAN)"]
+    assert reexported_imports("genzoo.serve.app", serve, planted) == [
+        "app.py: resolve_device from genzoo.trainer, which imports it from elsewhere"]
