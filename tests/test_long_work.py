@@ -100,7 +100,10 @@ def test_an_editors_edits_fit_the_budget_in_whole_rounds_of_the_kinds():
         costs = {"edit": edit, "sample": 0.01, "scoring": 2.0}
         plan = evaluate.plan_budget(costs, 300.0, 10_000, none, own)
         assert plan["n_edits"] == expected, edit
-        assert plan["n_samples"] == int(min(10_000, max(200, (255 - 2.0 - edit * expected) / 0.01)))
+        fit = (255 - 2.0 - edit * expected) / 0.01
+        assert plan["n_samples"] == (int(min(10_000, fit)) if fit >= 200 else 0)
+    slow = evaluate.plan_budget({"sample": 2.0, "scoring": 2.0}, 300.0, 10_000, none, own)
+    assert slow["n_samples"] == 0  # 126 samples fit: under the 200 worth scoring, so none rather than overrun
     kept = evaluate.plan_budget({"edit": 20.0, "sample": 0.01}, 300.0, 10_000, {**none, "n_edits": 5}, own)
     assert kept["n_edits"] == 5
 

@@ -635,8 +635,8 @@ def plan_budget(costs: dict[str, float], budget: float, n_total: int, given: dic
     with K >= BUDGET_MIN_K, else the smallest with the K that fits. AIS:
     as many intermediate distributions as fit (at most the paper's 14,500), with the run's chains. Exact
     likelihoods: as many test images as fit, at random. An editor's edits: as many as fit in that half, a whole
-    number of rounds of the edit kinds, one round to DEFAULT_EDITS. Samples: as many as fit, BUDGET_MIN_SAMPLES to
-    10,000.
+    number of rounds of the edit kinds, one round to DEFAULT_EDITS. Samples: as many as fit, up to 10,000; none
+    when fewer than BUDGET_MIN_SAMPLES fit.
     """
     plan = dict(defaults)
     plan.update({k: v for k, v in given.items() if v is not None})
@@ -669,7 +669,9 @@ def plan_budget(costs: dict[str, float], budget: float, n_total: int, given: dic
         plan["random_subset"] = True
     if "sample" in costs and given.get("n_samples") is None:
         left = usable - estimated_seconds(costs, {**plan, "n_samples": 0}, n_total)
-        plan["n_samples"] = int(min(REFERENCE_SAMPLES, max(BUDGET_MIN_SAMPLES, left / costs["sample"])))
+        fit = left / costs["sample"]
+        # fewer than BUDGET_MIN_SAMPLES would give scores too noisy to read: then none ("0 samples" in its line)
+        plan["n_samples"] = int(min(REFERENCE_SAMPLES, fit)) if fit >= BUDGET_MIN_SAMPLES else 0
     return plan
 
 
