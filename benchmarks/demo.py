@@ -134,19 +134,20 @@ def costs(out: Path, models: list[str] | None = None) -> str:
 
     from genzoo import registry
     from genzoo.data import load_data
-    from genzoo.showcase.demo import DEFAULT_BUDGET, MIN_SAMPLES, plan_slice
+    from genzoo.defaults import DEMO_BUDGET
+    from genzoo.showcase.demo import MIN_SAMPLES, plan_slice
     from genzoo.showcase.zoo import RECIPES
 
     torch.set_num_threads(1)
     data = load_data("auto")
     shares = sum(RECIPES[m].share for m in registry.MODELS)
     lines = [f"CPU seconds of one thread on {data.describe()}; reserve: the seconds of the slice kept from training "
-             f"at the default budget of {DEFAULT_BUDGET:.0f} s, every model run to plan", "",
+             f"at the default budget of {DEMO_BUDGET:.0f} s, every model run to plan", "",
              f"| model | slice s | reserve s | stop grid | pictures | probe | evaluation, {MIN_SAMPLES} samples | "
              "in all | in all / reserve |", "|---|---|---|---|---|---|---|---|---|"]
     for name in models or registry.MODELS:
         recipe = RECIPES[name]
-        whole, seconds = plan_slice(DEFAULT_BUDGET, recipe.share, shares, recipe.eval_seconds)
+        whole, seconds = plan_slice(DEMO_BUDGET, recipe.share, shares, recipe.eval_seconds)
         grid, pictures, probe, evaluation = fixed_costs(name, data, out / name)
         total, reserve = grid + pictures + probe + evaluation, whole - seconds
         lines.append(f"| {name} | {whole:.0f} | {reserve:.0f} | {grid:.1f} | {pictures:.1f} | {probe:.1f} | "

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import genzoo
-from genzoo import evaluate, runlock, runs
+from genzoo import defaults, evaluate, runlock, runs
 from genzoo.cli import main
 
 SRC = str(Path(genzoo.__file__).resolve().parents[1])
@@ -80,7 +80,7 @@ def test_the_seconds_gone_before_the_plan_come_off_the_budget(vae_run, monkeypat
     plan, said = evaluate.choose_settings(model, torch.zeros(16, 1, 28, 28), 10_000, torch.device("cpu"), budget=300,
                                           protocol=None, given=given, started=time.perf_counter() - 100)
     own = {"max_test": 0, "random_subset": False, "iwae_k": model.config.iwae_k, "ais_betas": 0, "ais_runs": 0,
-           "n_samples": 10_000, "n_edits": evaluate.DEFAULT_EDITS}
+           "n_samples": 10_000, "n_edits": defaults.DEFAULT_EDITS}
     after_100 = evaluate.plan_budget(costs, 200.0, 10_000, given, own)  # a few ms more have gone: K within 1
     assert abs(plan.pop("iwae_k") - after_100.pop("iwae_k")) <= 1 and plan == after_100
     assert evaluate.plan_budget(costs, 300.0, 10_000, given, own)["max_test"] == 2000 != plan["max_test"]
@@ -92,7 +92,7 @@ def test_an_editors_edits_fit_the_budget_in_whole_rounds_of_the_kinds():
     23 edit kinds, at least one, at most DEFAULT_EDITS (ten rounds); the samples take what is left."""
     from genzoo.models.instruct.edits import KINDS
 
-    assert len(KINDS) == 23 and evaluate.DEFAULT_EDITS == 230
+    assert len(KINDS) == 23 and defaults.DEFAULT_EDITS == 230
     none = dict.fromkeys(("max_test", "iwae_k", "ais_betas", "ais_runs", "n_samples", "n_edits"))
     own = {"max_test": 0, "random_subset": False, "iwae_k": 0, "ais_betas": 0, "ais_runs": 0, "n_samples": 10_000,
            "n_edits": 230}

@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
-from types import ModuleType
 
 from . import catalog
 from ._version import __version__
+from .defaults import DEFAULT_EDITS, DEMO_BUDGET, EVALUATE_BUDGET, add_evaluator_arguments
 from .serve import DEFAULT_ROOT as SERVE_ROOT  # a light module: FastAPI is imported when the server starts
 from .serve import ServeError, serve
-
-
-class _Lazy(ModuleType):
-    """A genzoo module imported on first use: `genzoo list` and `--version` answer without importing torch."""
-
-    def __init__(self, name: str):
-        super().__init__(name)
-        self._target = name
-
-    def __getattr__(self, attr: str):
-        return getattr(importlib.import_module(self._target), attr)
-
-
-commands, evaluator = _Lazy("genzoo.commands"), _Lazy("genzoo.evaluator")
-bench, demo, report = (_Lazy(f"genzoo.showcase.{m}") for m in ("bench", "demo", "report"))
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -82,7 +66,9 @@ def guidance_weights(text: str) -> list[float]:
     return [_bounded(part, float, 0) for part in text.split(",") if part.strip()]
 
 
-# Each verb is one call of a library function; what it returns (a path, a text) is printed by `main`.
+# Each verb is one call of a library function, whose module is imported when the verb runs (the models and
+# torch take seconds to import: `genzoo list` needs neither); what it returns (a path, a text) is printed by
+# `main`.
 
 
 def cmd_list(args):
@@ -90,6 +76,8 @@ def cmd_list(args):
 
 
 def cmd_train(args):
+    from . import commands
+
     return commands.train(args.model, data=args.data, out=args.out, device=args.device, seed=args.seed,
                           resume=args.resume, sets=args.set, epochs=args.epochs, steps=args.steps,
                           batch_size=args.batch_size, lr=args.lr, overwrite=args.overwrite,
@@ -109,47 +97,65 @@ def cmd_recipes(args):
 
 
 def cmd_sample(args):
+    from . import commands
+
     return commands.sample(args.run, args.n, label=args.label, seed=args.seed, out=args.out, device=args.device,
                            guidance=args.guidance, steps=args.steps, eta=args.eta, sampler=args.sampler,
                            chain=args.chain)
 
 
 def cmd_reverse_process(args):
+    from . import commands
+
     return commands.reverse_process(args.run, args.n, columns=args.columns, label=args.label, seed=args.seed,
                                     out=args.out, device=args.device, guidance=args.guidance, steps=args.steps,
                                     eta=args.eta, sampler=args.sampler)
 
 
 def cmd_interpolate(args):
+    from . import commands
+
     return commands.interpolate(args.run, args.out, steps=args.steps, label=args.label, rows=args.rows,
                                 seed=args.seed, device=args.device)
 
 
 def cmd_complete(args):
+    from . import commands
+
     return commands.complete(args.run, args.hide, args.n, completions=args.completions, seed=args.seed,
                              out=args.out, device=args.device)
 
 
 def cmd_reconstruct(args):
+    from . import commands
+
     return commands.reconstruct(args.run, args.n, out=args.out, device=args.device)
 
 
 def cmd_denoise(args):
+    from . import commands
+
     return commands.denoise(args.run, args.noise, args.n, seed=args.seed, out=args.out, device=args.device)
 
 
 def cmd_edit(args):
+    from . import commands
+
     return commands.edit(args.run, args.instruction, images=args.image, test_indices=args.test_index,
                          image_guidance=args.image_guidance, text_guidance=args.text_guidance, steps=args.steps,
                          sweep=args.sweep, seed=args.seed, out=args.out, device=args.device)
 
 
 def cmd_semantic_pairs(args):
+    from . import commands
+
     return commands.semantic_pairs(args.run, args.out, args.n, threshold=args.threshold, steps=args.steps,
                                    guidance=args.guidance, seed=args.seed, device=args.device)
 
 
 def cmd_evaluate(args):
+    from . import commands
+
     return commands.evaluate(args.run, as_json=args.json, device=args.device, seed=args.seed,
                              max_test=args.max_test, random_subset=args.random_subset, iwae_k=args.iwae_k,
                              n_samples=args.n_samples, guidance=args.guidance, steps=args.steps, eta=args.eta,
@@ -159,19 +165,27 @@ def cmd_evaluate(args):
 
 
 def cmd_report(args):
+    from .showcase import report
+
     return report.write_report(args.runs, args.out)
 
 
 def cmd_demo(args):
+    from .showcase import demo
+
     return demo.run_demo(out=args.out, data=args.data, budget=args.budget, models=args.models, device=args.device,
                          seed=args.seed, phases=args.phases)
 
 
 def cmd_gmm_demo(args):
+    from . import commands
+
     return commands.gmm_demo(args.out, n_components=args.components, seed=args.seed)
 
 
 def cmd_bench(args):
+    from .showcase import bench
+
     return bench.run_bench(args.models, data=args.data, budget_seconds=args.budget, device=args.device,
                            out_dir=args.out, seed=args.seed, n_samples=args.n_samples, reuse=not args.retrain,
                            max_test=args.max_test, iwae_k=args.iwae_k)
@@ -182,20 +196,21 @@ def cmd_serve(args):
 
 
 def cmd_evaluator(args):
+    from . import evaluator
+
     return evaluator.main(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genzoo", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--version", action="version", version=f"genzoo {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def device_arg(p) -> None:
+    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
 
-    def device_arg(p):
-        p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
 
+def add_list(sub) -> None:
     p = sub.add_parser("list", help="the models, one line each")
     p.set_defaults(fn=cmd_list)
 
+
+def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model into a run folder")
     p.add_argument("model", choices=catalog.NAMES, metavar="MODEL")
     p.add_argument("--data", default="auto", help="folder of IDX files, mnist, embedded, fashion-mnist or auto")
@@ -226,13 +241,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "fresh optimizer: how a shipped model trains on")
     p.set_defaults(fn=cmd_train)
 
+
+def add_pretrained(sub) -> None:
     p = sub.add_parser("pretrained", help="the trained models shipped with genzoo (pretrained:NAME) and their figures")
     p.set_defaults(fn=cmd_pretrained)
 
+
+def add_recipes(sub) -> None:
     p = sub.add_parser("recipes", help="the named recipes of every model (or one): settings, time, figures reached")
     p.add_argument("model", nargs="?", choices=catalog.NAMES, metavar="MODEL")
     p.set_defaults(fn=cmd_recipes)
 
+
+def add_sample(sub) -> None:
     p = sub.add_parser("sample", help="draw a grid of samples from a trained run")
     p.add_argument("run")
     p.add_argument("-n", type=positive_int, default=64)
@@ -246,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(p)
     p.set_defaults(fn=cmd_sample)
 
+
+def add_reverse_process(sub) -> None:
     p = sub.add_parser("reverse-process", help="diffusion: rows of x_T ... x_0, one digit per row (ddpm)")
     p.add_argument("run")
     p.add_argument("-n", type=positive_int, default=4, help="rows (digits 0, 3, 6, 9, ... unless --label)")
@@ -257,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(p)
     p.set_defaults(fn=cmd_reverse_process)
 
+
+def add_interpolate(sub) -> None:
     p = sub.add_parser("interpolate", help="rows of images along straight latent paths (gan, cgan, dcgan)")
     p.add_argument("run")
     p.add_argument("--steps", type=positive_int, default=10, help="images per row, end points included")
@@ -267,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(p)
     p.set_defaults(fn=cmd_interpolate)
 
+
+def add_complete(sub) -> None:
     p = sub.add_parser("complete", help="fill in the hidden part of test digits (pixelcnn, pixelrnn)")
     p.add_argument("run")
     p.add_argument("--hide", choices=["bottom-half", "right-half", "box"], default="bottom-half")
@@ -277,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(p)
     p.set_defaults(fn=cmd_complete)
 
+
+def add_reconstruct(sub) -> None:
     p = sub.add_parser("reconstruct", help="test digits above their reconstructions (autoencoders)")
     p.add_argument("run")
     p.add_argument("-n", type=positive_int, default=16)
@@ -284,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(p)
     p.set_defaults(fn=cmd_reconstruct)
 
+
+def add_denoise(sub) -> None:
     p = sub.add_parser("denoise", help="rows of clean / noisy / denoised test digits (dae)")
     p.add_argument("run")
     p.add_argument("--noise", action="append", metavar="KIND:LEVEL",
@@ -294,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(p)
     p.set_defaults(fn=cmd_denoise)
 
+
+def add_edit(sub) -> None:
     p = sub.add_parser("edit", help="edit digits by free-text instructions (an instruct run)")
     p.add_argument("run")
     p.add_argument("--image", action="append", metavar="FILE",
@@ -314,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(p)
     p.set_defaults(fn=cmd_edit)
 
+
+def add_semantic_pairs(sub) -> None:
     p = sub.add_parser("semantic-pairs", help="editor training pairs 'turn this 3 into an 8' from a ddpm run")
     p.add_argument("run", help="a class-conditional ddpm run")
     p.add_argument("--out", required=True, help="folder for pairs.safetensors, pairs.json and pairs.png")
@@ -326,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(p)
     p.set_defaults(fn=cmd_semantic_pairs)
 
+
+def add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="every metric that applies; writes RUN/evaluations/SETTINGS.json and "
                        "RUN/metrics.json (the most complete evaluation)")
     p.add_argument("run")
@@ -334,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--budget", type=non_negative_float, metavar="SECONDS",
                         help="the settings not given are chosen to take about this long here, from a timed probe "
-                             "(default 300); the estimates carry their standard errors")
+                             f"(default {EVALUATE_BUDGET:.0f}); the estimates carry their standard errors")
     budget.add_argument("--protocol", choices=["paper"], help="the paper's protocol for the settings not given "
                         "(IWAE K=5000 on all test digits, AIS 14500 x 100, 10000 samples); says its time first")
     p.add_argument("--max-test", dest="max_test", type=non_negative_int, default=None,
@@ -362,19 +399,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rbm: AIS chains for log Z (0: the run's own, 100 by default)")
     p.add_argument("--edits", dest="n_edits", type=non_negative_int, default=None,
                    help=f"instruct: test digits edited, the edit kinds in turn, scored against the exact outputs "
-                        f"(default: what the budget allows, at most {commands.DEFAULT_EDITS}; 0: none)")
+                        f"(default: what the budget allows, at most {DEFAULT_EDITS}; 0: none)")
     p.set_defaults(fn=cmd_evaluate)
 
+
+def add_report(sub) -> None:
     p = sub.add_parser("report", help="static HTML gallery of one or more runs")
     p.add_argument("runs", nargs="+")
     p.add_argument("--out", default="report")
     p.set_defaults(fn=cmd_report)
 
+
+def add_demo(sub) -> None:
     p = sub.add_parser("demo", help="train, evaluate and report every model family within a time budget")
     p.add_argument("--out", default="genzoo-demo", help="demo folder; run again to train every model for longer")
     p.add_argument("--data", default="auto")
-    p.add_argument("--budget", type=non_negative_float, default=demo.DEFAULT_BUDGET,
-                   help=f"seconds of wall clock for the whole demo (default {demo.DEFAULT_BUDGET:.0f})")
+    p.add_argument("--budget", type=non_negative_float, default=DEMO_BUDGET,
+                   help=f"seconds of wall clock for the whole demo (default {DEMO_BUDGET:.0f})")
     p.add_argument("--models", nargs="+", help="CLI names (default: every model)")
     p.add_argument("--seed", type=int, default=0)
     half = p.add_mutually_exclusive_group()
@@ -385,12 +426,16 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(p)
     p.set_defaults(fn=cmd_demo)
 
+
+def add_gmm_demo(sub) -> None:
     p = sub.add_parser("gmm-demo", help="Gaussian mixture by EM on 2-D clusters: points, 1 and 2 std ellipses, samples")
     p.add_argument("--out", default="gmm-demo")
     p.add_argument("--components", type=positive_int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_gmm_demo)
 
+
+def add_bench(sub) -> None:
     p = sub.add_parser("bench", help="train (or reuse), evaluate and rank models: leaderboard.md/.json")
     p.add_argument("--models", nargs="+", help="CLI names (default: every model)")
     p.add_argument("--data", default="auto")
@@ -407,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(p)
     p.set_defaults(fn=cmd_bench)
 
+
+def add_serve(sub) -> None:
     p = sub.add_parser("serve", help="local web app over the shipped models and run folders: draw a digit, watch "
                                       "every model work on it")
     p.add_argument("root", nargs="?", default=None, metavar="RUN_ROOT",
@@ -417,10 +464,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: half the cores, <= 4)")
     p.set_defaults(fn=cmd_serve)
 
+
+def add_evaluator(sub) -> None:
     p = sub.add_parser("evaluator", help="`genzoo evaluator train`: rebuild the evaluator network asset")
     p.add_argument("action", choices=["train"])
-    evaluator.add_arguments(p)
+    add_evaluator_arguments(p)
     p.set_defaults(fn=cmd_evaluator)
+
+
+# The verbs in the order `genzoo --help` lists them.
+VERBS = (add_list, add_train, add_pretrained, add_recipes, add_sample, add_reverse_process, add_interpolate,
+         add_complete, add_reconstruct, add_denoise, add_edit, add_semantic_pairs, add_evaluate, add_report,
+         add_demo, add_gmm_demo, add_bench, add_serve, add_evaluator)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: one subparser per verb, each added by its own function below."""
+    parser = argparse.ArgumentParser(prog="genzoo", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"genzoo {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_verb in VERBS:
+        add_verb(sub)
     return parser
 
 
@@ -438,10 +502,6 @@ def shipped_runs_to_workspaces(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv in (["list"], ["--version"]):  # at once: the full parser imports the models (torch) for its defaults
-        print(catalog.listing() if argv == ["list"] else f"genzoo {__version__}")
-        return 0
     args = build_parser().parse_args(argv)
     try:
         shipped_runs_to_workspaces(args)

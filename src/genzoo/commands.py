@@ -22,8 +22,8 @@ import torch
 from . import pretrained, recipes, registry, runs
 from .config import ConfigError, field_types, parse_sets, parse_value
 from .data import DataError, fixed_binarization, load_data, spread
-from .evaluate import DEFAULT_BUDGET, evaluate_run
-from .evaluate import DEFAULT_EDITS as DEFAULT_EDITS  # the CLI's help says it
+from .defaults import EVALUATE_BUDGET
+from .evaluate import evaluate_run
 from .image_input import BlankImageError, digit_from_image
 from .images import save_grid, save_pictures
 from .mixture import GaussianMixture
@@ -584,7 +584,7 @@ def evaluate(run: str | Path, *, as_json: bool = False, device: str = "auto", se
     guidance weight too. `budget` (seconds) or `protocol="paper"` choose the settings not given
     (`evaluate.choose_settings`)."""
     if budget is None and protocol is None:
-        budget = DEFAULT_BUDGET
+        budget = EVALUATE_BUDGET
     metrics = evaluate_run(run, device=device, seed=seed, max_test=max_test, random_subset=random_subset,
                            iwae_k=iwae_k, n_samples=n_samples, sample_options=given(sampling),
                            guidance_sweep=guidance_sweep, sweep_samples=sweep_samples, ais_betas=ais_betas,

@@ -38,6 +38,7 @@ from . import runlock, runs
 from .config import ConfigError, non_negative
 from .constants import N_CLASSES
 from .data import FIXED_BINARIZATION, fixed_binarization, load_data
+from .defaults import DEFAULT_EDITS
 from .leaderboard import BINARIZED, DEQUANTIZED
 from .metrics import bits_per_dim
 from .training import progress
@@ -48,11 +49,9 @@ DECODED_PER_CALL = 65_536  # IWAE: images decoded per log_prob call (test images
 REFERENCE_SAMPLES = 10_000  # samples of the reported sample-quality figures (FID-style is biased by the count)
 SAMPLE_SCORES = ("fid", "precision", "recall")
 PR_NEIGHBOURS = 3  # k of precision/recall's k-nearest-neighbour balls (Kynkäänniemi et al. 2019)
-DEFAULT_EDITS = 230  # an editor's scored edits: ten of each of the 23 kinds of genzoo.models.instruct.edits
 ELBO_DRAWS = 10  # ELBO draws averaged per image for the IWAE gap: the one-sample ELBO's noise is most of its spread
 
 
-DEFAULT_BUDGET = 300.0  # seconds: what a default `genzoo evaluate` aims to take on the machine at hand
 BUDGET_RESERVE = 0.15  # share of a budget left for loading, the evaluator's features, reconstructions and scoring
 PAPER_PROTOCOL = {"max_test": 0, "iwae_k": 5000, "ais_betas": 14500, "ais_runs": 100, "n_samples": REFERENCE_SAMPLES}
 BUDGET_SUBSETS = (2000, 1000, 500, 200, 100)  # test images a budget scores at random when all cannot be

@@ -36,6 +36,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .data import Dataset, load_data
+from .defaults import add_evaluator_arguments
 
 EVALUATOR_VERSION = "v1"
 EVALUATOR_SHA256 = "94a7ac32d1bf24f0bbe2a0039d701e6558b2e5b2a6167ef877477a36336d2b38"
@@ -283,22 +284,13 @@ def train_evaluator(data: str | Dataset = "mnist", out_path: str | Path = ASSET_
     return result
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `genzoo evaluator train` (shared with `python -m genzoo.evaluator`)."""
-    parser.add_argument("--data", default="mnist", help="data spec (full MNIST for the shipped asset)")
-    parser.add_argument("--out", default=str(ASSET_PATH), help="output safetensors file")
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-
-
 def main(args: argparse.Namespace | None = None) -> dict:
     """Entry point for `genzoo evaluator train`: trains and prints accuracy and hash."""
     if args is None:
         parser = argparse.ArgumentParser(description="Train the genzoo evaluator network.")
-        add_arguments(parser)
+        add_evaluator_arguments(parser)
         args = parser.parse_args()
-    return train_evaluator(args.data, args.out, args.epochs, args.seed, args.device)
+    return train_evaluator(args.data, args.out or ASSET_PATH, args.epochs, args.seed, args.device)
 
 
 if __name__ == "__main__":

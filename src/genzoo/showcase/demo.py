@@ -34,6 +34,7 @@ from .. import commands, registry, runs
 from ..config import ConfigError
 from ..constants import N_CLASSES
 from ..data import Dataset, load_data
+from ..defaults import DEMO_BUDGET
 from ..evaluate import evaluate_run
 from ..trainer import train
 from ..training.devices import resolve_device
@@ -41,7 +42,6 @@ from ..training.schedule import total_steps
 from .shipped import draw_shipped
 from .zoo import CPU_TRAIN, RECIPES
 
-DEFAULT_BUDGET = 840.0  # seconds of wall clock: the whole zoo in under a quarter of an hour on a 2-core CPU
 MIN_TRAIN_SECONDS = 5.0  # a model whose slice is used up still trains this long
 END_RESERVE = 5.0  # seconds kept after the last model for the last page and the summary
 MIN_SAMPLES = 100  # the fewest samples scored when the slice is short: fewer say little about digits and coverage
@@ -233,7 +233,7 @@ def real_data_floor(out: Path, dataset: Dataset, settings: dict[str, int], seed:
     return floor
 
 
-def run_demo(out: str | Path = "genzoo-demo", data: str | Dataset = "auto", budget: float = DEFAULT_BUDGET,
+def run_demo(out: str | Path = "genzoo-demo", data: str | Dataset = "auto", budget: float = DEMO_BUDGET,
              models: list[str] | None = None, device: str = "auto", seed: int = 0, scale: str | None = None,
              progress: bool = True, phases: str = "both") -> Path:
     """Train, evaluate and report every model family (or `models`) within `budget` seconds of wall clock.
@@ -254,7 +254,7 @@ def run_demo(out: str | Path = "genzoo-demo", data: str | Dataset = "auto", budg
 
     start = time.perf_counter()
     if budget <= 0:
-        raise ConfigError(f"--budget {budget}: give the demo's seconds, > 0 (default {DEFAULT_BUDGET:.0f})")
+        raise ConfigError(f"--budget {budget}: give the demo's seconds, > 0 (default {DEMO_BUDGET:.0f})")
     names = check_models(models)
     out = Path(out)
     device = resolve_device(device)
