@@ -209,6 +209,7 @@ def test_every_model_has_cpu_and_paper_recipes_that_build(capsys):
     out = capsys.readouterr().out
     for name in catalog.NAMES:
         assert {"cpu", "paper"} <= set(recipes.RECIPES[name])
+        assert recipes.RECIPES[name] is catalog.MODELS[name].recipes  # the table's row is the one place
         assert f"genzoo train {name} --recipe cpu --data mnist" in out
         for recipe in recipes.RECIPES[name].values():
             runs.create(name, **recipe.model)  # every recipe's settings are the model's own keys
@@ -252,12 +253,12 @@ def test_a_staged_recipe_trains_its_stages_then_the_editor_from_one_command(tmp_
     that stage's first stage and learning from those pairs; the same command again finds every stage done."""
     latent = {"space": "latent", "widths": (8, 16), "res_blocks": 1, "ae_widths": (4, 8), "first_stage_steps": 2,
               "timesteps": 20, "sample_steps": 5}
-    monkeypatch.setitem(recipes.RECIPES["ddpm"], "tiny", recipes.Recipe(
+    monkeypatch.setitem(recipes.RECIPES["ddpm"], "tiny", catalog.Recipe(
         "tiny", model=latent, train={"steps": 3, "epochs": 0, "batch_size": 16, "sample_every": 0}))
-    monkeypatch.setitem(recipes.RECIPES["instruct"], "tiny", recipes.Recipe(
+    monkeypatch.setitem(recipes.RECIPES["instruct"], "tiny", catalog.Recipe(
         "tiny", model={**latent, "semantic_fraction": 0.5}, train={"steps": 2, "epochs": 0, "batch_size": 16,
                                                                    "sample_every": 0},
-        stages=(recipes.Stage("ddpm", "ddpm", "tiny"),), pairs=8, pairs_threshold=0.0))
+        stages=(catalog.Stage("ddpm", "ddpm", "tiny"),), pairs=8, pairs_threshold=0.0))
     run = tmp_path / "editor"
     args = ["train", "instruct", "--recipe", "tiny", "--data", "embedded", "--out", str(run), "--device", "cpu"]
     assert main(args) == 0
