@@ -64,6 +64,7 @@ def acquire(run_dir: str | Path, purpose: str) -> None:
         _held[key][1] += 1
         return
     path = run_dir / LOCK
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         f = open(path, "a+")
@@ -87,7 +88,7 @@ def acquire(run_dir: str | Path, purpose: str) -> None:
     f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv),
                         "purpose": purpose, "since": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
     f.flush()
-    _held[key] = [f, 1]
+    _held[key] = [f, 1, run_dir if created else None]
 
 
 def release(run_dir: str | Path) -> None:
@@ -100,13 +101,17 @@ def release(run_dir: str | Path) -> None:
     if entry[1] > 0:
         return
     del _held[key]
-    f = entry[0]
+    f, created = entry[0], entry[2]
     try:
         f.seek(0)
         f.truncate()  # empty: no holder to report as dead next time
     finally:
         fcntl.flock(f, fcntl.LOCK_UN)
         f.close()
+    if created is not None and [p.name for p in created.iterdir()] == [LOCK]:
+        # the folder was made for the lock and nothing was written (a refused command): leave no trace
+        (created / LOCK).unlink()
+        created.rmdir()
 
 
 class hold:
