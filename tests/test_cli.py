@@ -314,3 +314,11 @@ def test_what_a_model_cannot_draw_is_refused_by_its_flags(small_dae, capsys):
                         ("complete", "dae: cannot complete digits; use a pixelcnn or pixelrnn run")):
         assert main([verb, str(small_dae)]) == 2
         assert words in capsys.readouterr().err, verb
+
+
+def test_a_listing_piped_into_a_reader_that_stops_early_ends_quietly():
+    import subprocess
+    import sys
+
+    out = subprocess.run(f"{sys.executable} -m genzoo recipes | head -1", shell=True, capture_output=True, text=True)
+    assert out.stdout.strip() and "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -516,5 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # training has checkpointed and said how to resume
         return 130
     if isinstance(result, (str, Path)):  # a written file or a text; bench and evaluator print their own tables
-        print(result)
+        try:
+            print(result, flush=True)
+        except BrokenPipeError:  # `genzoo recipes | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
     return 0
