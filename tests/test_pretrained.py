@@ -18,7 +18,7 @@ from genzoo import catalog, pretrained, recipes, runs
 from genzoo.cli import main
 from genzoo.data import load_embedded, load_idx_folder
 from genzoo.pretrained.build import pack_run
-from genzoo.pretrained.check import subset_figures
+from genzoo.pretrained.check import SAMPLES, subset_figures
 from genzoo.pretrained.weights import complete_state, shipped_state
 from genzoo.trainer import train
 
@@ -58,7 +58,11 @@ def test_shipped_model_gives_its_recorded_figures(name):
     figures = subset_figures(model, load_idx_folder(SHARED_MNIST))
     assert figures.keys() == recorded.keys()
     for key, value in recorded.items():
-        assert math.isclose(figures[key], value, rel_tol=1e-3, abs_tol=1e-4), (key, figures[key], value)
+        # Sampled figures ride on float rounding that differs with the thread count (a diffusion sampler's 50
+        # steps amplify it): two samples' verdicts or 1% of the FID-style score; weights that differ move far more.
+        tolerance = ({"abs_tol": 2 / SAMPLES} if key in ("precision", "recall", "conditional_accuracy") else
+                     {"rel_tol": 1e-2} if key == "fid" else {"rel_tol": 1e-3, "abs_tol": 1e-4})
+        assert math.isclose(figures[key], value, **tolerance), (key, figures[key], value)
 
 
 # ------------------------------------------------------------------ the machinery, on tiny packed models
