@@ -130,8 +130,8 @@ MODELS: dict[str, Entry] = {
         leaf=VARIATIONAL,
         note="variational autoencoder",
         recipes={
-            "cpu": Recipe("the default conv VAE (32-d latent) for 25 epochs, the cosine schedule ending with them",
-                          train={"epochs": 25}),
+            "cpu": Recipe("the default conv VAE (32-d latent) for 12 epochs, the cosine schedule ending with them",
+                          train={"epochs": 12}),
             "paper": Recipe("Kingma & Welling's 784-400-20 MLP VAE for 100 epochs",
                             model={"arch": "mlp", "hidden": 400, "latent_dim": 20}, train={"epochs": 100},
                             device="gpu"),
