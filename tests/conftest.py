@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -28,6 +29,16 @@ def tiny(embedded) -> Dataset:
     test = torch.randperm(len(embedded.test_x), generator=g)[:64]
     return Dataset("embedded", embedded.source, embedded.train_x[train], embedded.train_y[train],
                    embedded.test_x[test], embedded.test_y[test])
+
+
+@pytest.fixture(scope="module")
+def data() -> np.ndarray:
+    """For the mixture tests: 300 points in 5-D, three correlated Gaussian blobs of 100 (shifted +4, -3, 0)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 5)) @ rng.standard_normal((5, 5))
+    X[:100] += 4.0
+    X[100:200] -= 3.0
+    return X
 
 
 @pytest.fixture(scope="module")

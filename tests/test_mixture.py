@@ -37,15 +37,6 @@ TYPES = ("full", "tied", "diag", "spherical")
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-@pytest.fixture(scope="module")
-def data():
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((300, 5)) @ rng.standard_normal((5, 5))
-    X[:100] += 4.0
-    X[100:200] -= 3.0
-    return X
-
-
 def fitted_sklearn(X, covariance_type):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

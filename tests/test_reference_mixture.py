@@ -15,15 +15,6 @@ import torch
 from genzoo.mixture import ConvergenceWarning, GaussianMixture
 
 
-@pytest.fixture(scope="module")
-def data():
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((300, 5)) @ rng.standard_normal((5, 5))
-    X[:100] += 4.0
-    X[100:200] -= 3.0
-    return X
-
-
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_a_multi_start_fit_reports_its_best_start_not_its_last(data, covariance_type):
     kw = {"covariance_type": covariance_type, "init_params": "random_from_data", "max_iter": 10, "tol": 1e-3}
