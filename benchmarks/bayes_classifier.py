@@ -5,7 +5,7 @@ Each configuration K:PCA_DIM:COVARIANCE is fitted on the 60,000 training digits,
 scored on the 10,000 test digits (Bayes-rule accuracy; log-likelihood of uniformly
 dequantized pixels, nats and 8-bit bits/dim) and on `--samples` class-balanced samples
 (FID-style score, precision/recall and conditional accuracy with the pinned evaluator,
-`genzoo.metrics.model_sample_quality`). Expected: more components, better (lower) FID.
+`genzoo.evaluation.scoring.model_sample_quality`). Expected: more components, better (lower) FID.
 
     python benchmarks/bayes_classifier.py --device cuda --out bayes.json
     python benchmarks/bayes_classifier.py --device cpu --configs 1:0:full 1:50:full 10:50:full --out bayes_cpu.json
@@ -26,10 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from genzoo.data import load_data  # noqa: E402
-from genzoo.metrics import (
-    bits_per_dim,  # noqa: E402
-    model_sample_quality,  # noqa: E402
-)
+from genzoo.evaluation.scoring import model_sample_quality  # noqa: E402
+from genzoo.metrics import bits_per_dim  # noqa: E402
 from genzoo.models.bayes import BayesClassifier  # noqa: E402
 
 

@@ -37,8 +37,8 @@ import torch
 from genzoo import recipes as genzoo_recipes
 from genzoo import runs
 from genzoo.data import load_data
-from genzoo.evaluate import guidance_sweep_metrics
-from genzoo.metrics import model_sample_quality
+from genzoo.evaluation.evaluate import guidance_sweep_metrics
+from genzoo.evaluation.scoring import model_sample_quality
 from genzoo.trainer import train_or_resume
 from genzoo.training.devices import resolve_device
 
@@ -169,8 +169,9 @@ def cmd_speed(args) -> dict:
 def cmd_floor(args) -> dict:
     """FID-style of n real training digits against the test set: the floor at the sample counts used above
     (the score's bias grows as n shrinks, so a figure on n samples is read against the floor at n)."""
-    from genzoo.evaluator import load_evaluator
-    from genzoo.metrics import frechet_distance, real_features
+    from genzoo.evaluation.evaluator import load_evaluator
+    from genzoo.evaluation.scoring import real_features
+    from genzoo.metrics import frechet_distance
 
     data = load_data(args.data, verbose=False)
     evaluator = load_evaluator("cpu")

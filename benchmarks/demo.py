@@ -104,7 +104,7 @@ def fixed_costs(name: str, data, run_dir: Path) -> tuple[float, float, float, fl
     import torch
 
     from genzoo import registry
-    from genzoo.evaluate import evaluate_run
+    from genzoo.evaluation.evaluate import evaluate_run
     from genzoo.images import save_pictures
     from genzoo.runs import load
     from genzoo.showcase.demo import MIN_SAMPLES, PROBE_SAMPLES, eval_settings, model_settings

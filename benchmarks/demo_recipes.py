@@ -25,7 +25,7 @@ import torch
 
 from genzoo import registry
 from genzoo.data import load_data
-from genzoo.metrics import model_sample_quality
+from genzoo.evaluation.scoring import model_sample_quality
 from genzoo.runs import load
 from genzoo.showcase.demo import fit_subset, model_settings
 from genzoo.trainer import train

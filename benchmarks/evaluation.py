@@ -19,8 +19,8 @@ import time
 import torch
 
 from genzoo.data import load_data
-from genzoo.evaluator import EVALUATOR_VERSION, accuracy, load_evaluator
-from genzoo.metrics import sample_quality
+from genzoo.evaluation.evaluator import EVALUATOR_VERSION, accuracy, load_evaluator
+from genzoo.evaluation.scoring import sample_quality
 
 
 def bad_samplers(train_x: torch.Tensor, train_y: torch.Tensor, n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:

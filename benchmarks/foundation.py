@@ -23,7 +23,7 @@ import genzoo
 from genzoo.commands import split_sets
 from genzoo.config import ConfigError, parse_sets
 from genzoo.data import load_data
-from genzoo.evaluate import evaluate_run
+from genzoo.evaluation.evaluate import evaluate_run
 from genzoo.runs import read_config, read_metrics_log, steady_images_per_s
 from genzoo.trainer import train_or_resume
 

@@ -32,7 +32,7 @@ import torch
 
 from genzoo import runs
 from genzoo.data import load_data
-from genzoo.metrics import describe_quality, sample_quality
+from genzoo.evaluation.scoring import describe_quality, sample_quality
 from genzoo.trainer import train_or_resume
 
 # name -> (registry model, model overrides, epochs for the full benchmark)
@@ -161,7 +161,7 @@ def main() -> dict:
     data = load_data(args.data)
     evaluator, skipped = None, None
     if not args.steps:
-        from genzoo.evaluator import EVALUATOR_VERSION, EvaluatorError, load_evaluator
+        from genzoo.evaluation.evaluator import EVALUATOR_VERSION, EvaluatorError, load_evaluator
 
         try:
             evaluator = load_evaluator(args.device)

@@ -190,7 +190,7 @@ def semantic_edits(model, test_x: torch.Tensor, test_y: torch.Tensor, evaluator,
 
 
 def cmd_evaluate(args) -> dict:
-    from genzoo.evaluator import load_evaluator
+    from genzoo.evaluation.evaluator import load_evaluator
 
     device = resolve_device(args.device)
     run = Path(args.run)

@@ -228,7 +228,8 @@ MUTATIONS = [
              "return float(fake_in_real.float().mean()), float(real_in_fake.float().mean())",
              "return float(real_in_fake.float().mean()), float(fake_in_real.float().mean())", "metrics",
              "improved precision and recall returned in each other's place"),
-    Mutation("class-entropy-in-nats", "metrics.py", '"class_entropy_bits": coverage_entropy(shares) / math.log(2),',
+    Mutation("class-entropy-in-nats", "evaluation/scoring.py",
+             '"class_entropy_bits": coverage_entropy(shares) / math.log(2),',
              '"class_entropy_bits": coverage_entropy(shares),', "metrics",
              "the class entropy reported in bits is in nats (log2 10 would read 2.30)"),
     Mutation("ais-base-partition-hidden-units", "models/rbm.py", "+ n_hid * math.log(2))", ")", "rbm",
@@ -242,7 +243,7 @@ MUTATIONS = [
              "return nll_nats / n_dims", "evaluate", "binary bits/dim divided by 784 only (ln 2 dropped)"),
     Mutation("bits-per-dim-dequantized-sign", "metrics.py", "(nll_nats / n_dims + math.log(256))",
              "(nll_nats / n_dims - math.log(256))", "evaluate", "dequantized bits/dim: the 8-bit offset's sign"),
-    Mutation("marginal-nll-prior-dropped", "evaluate.py", "log_prior[:, None] + log_p_given", "log_p_given",
+    Mutation("marginal-nll-prior-dropped", "evaluation/evaluate.py", "log_prior[:, None] + log_p_given", "log_p_given",
              "evaluate", "conditional model's marginal NLL sums p(x|y) without the prior p(y)"),
     Mutation("conditional-nll-default-labels", "models/autoregressive.py", "if self.conditional and y is None:",
              "if self.conditional and y is None and False:", "evaluate",
@@ -280,10 +281,10 @@ MUTATIONS = [
     Mutation("mixture-warm-start-from-minus-infinity", "mixture/estimator.py",
              'start = getattr(self, "lower_bound_", -math.inf) if continuing else -math.inf', "start = -math.inf",
              "mixture", "warm_start: each fit's first change measured against -inf (converged_ never set)"),
-    Mutation("metrics-precision-recall-sides-swapped", "metrics.py",
+    Mutation("metrics-precision-recall-sides-swapped", "evaluation/scoring.py",
              "precision_recall(real_features, fake_feats, k=k)", "precision_recall(fake_feats, real_features, k=k)",
              "metrics-ref", "sample_quality passes the fake features as the real ones"),
-    Mutation("metrics-confident-share-of-real-digits", "metrics.py",
+    Mutation("metrics-confident-share-of-real-digits", "evaluation/scoring.py",
              "confident_share(evaluator.class_probabilities(fake_feats))",
              "confident_share(evaluator.class_probabilities(real_features))", "metrics-ref",
              "the confident share computed on the real digits, not the samples"),
@@ -316,12 +317,12 @@ class MutmutTarget:
 
 MUTMUT_TARGETS = {
     "metrics": MutmutTarget(
-        ("metrics.py",),
+        ("metrics.py", "evaluation/scoring.py"),
         ("tests/test_reference_metrics.py", "tests/test_metrics.py", "-k",
          "not unlike_the_real and not precomputed_real and not model_sample_quality"),
-        tuple(f"genzoo.metrics.x_{f}*" for f in (
-            "sample_quality", "psnr", "precision_recall", "knn_radii", "frechet_distance", "gaussian_stats",
-            "class_coverage", "coverage_entropy", "confident_share", "conditional_accuracy"))),
+        ("genzoo.evaluation.scoring.x_sample_quality*", *(f"genzoo.metrics.x_{f}*" for f in (
+            "psnr", "precision_recall", "knn_radii", "frechet_distance", "gaussian_stats",
+            "class_coverage", "coverage_entropy", "confident_share", "conditional_accuracy")))),
     "diffusion": MutmutTarget(
         ("models/diffusion.py", "models/ddpm.py", "models/instruct/editor.py"),
         ("tests/test_reference_diffusion.py",),

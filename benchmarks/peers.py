@@ -513,9 +513,9 @@ def compare_ddpm_quality(data: Dataset, peer: str, steps: int, n_samples: int, s
     (eta 0), scored by genzoo's evaluator against the first `references` test digits. Against diffusers both
     sides are class-conditional (digits 0..9 in turn, guidance `guidance`) and start from the same noise;
     denoising-diffusion-pytorch's Unet takes no label, so against it both sides are unconditional."""
-    from genzoo.evaluator import load_evaluator
+    from genzoo.evaluation.evaluator import load_evaluator
+    from genzoo.evaluation.scoring import real_features, sample_quality
     from genzoo.images import save_grid
-    from genzoo.metrics import real_features, sample_quality
 
     conditional = peer == "diffusers"
     torch.manual_seed(seed)

@@ -25,7 +25,7 @@ from pathlib import Path
 from genzoo import pretrained, recipes, runs
 from genzoo.commands import train
 from genzoo.data import load_data
-from genzoo.evaluate import evaluate_run
+from genzoo.evaluation.evaluate import evaluate_run
 from genzoo.pretrained.build import pack_run
 
 # evaluate_run settings beyond the paper protocol (every test digit, 10,000 samples, the papers' IWAE and AIS)

@@ -50,9 +50,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from genzoo.data import load_data
-from genzoo.evaluator import EVALUATOR_VERSION, load_evaluator
+from genzoo.evaluation.evaluator import EVALUATOR_VERSION, load_evaluator
+from genzoo.evaluation.scoring import describe_quality, sample_quality
 from genzoo.images import save_grid
-from genzoo.metrics import describe_quality, sample_quality
 from genzoo.runs import atomic_torch_save, hardware
 
 LATENT, SIZE, CLASSES, BATCH = 100, 32, 10, 64

@@ -62,7 +62,7 @@ def stable(value: Any) -> Any:
 def evaluate_function():
     """`evaluate_run` wherever the tree under test keeps it."""
     try:
-        from genzoo.evaluation import evaluate_run
+        from genzoo.evaluation.evaluate import evaluate_run
     except ImportError:
         from genzoo.evaluate import evaluate_run
     return evaluate_run

@@ -274,7 +274,7 @@ def test_instruct_style_kept_against_an_editor_that_ignores_the_input_and_one_th
                 out.append(same[torch.randint(len(same), (), generator=self.g)])
             return torch.stack(out)
 
-    from genzoo.evaluator import load_evaluator
+    from genzoo.evaluation.evaluator import load_evaluator
 
     evaluator = load_evaluator("cpu")
     args = SimpleNamespace(semantic=n, seed=0, image_guidance=1.0, text_guidance=1.0, steps=1)

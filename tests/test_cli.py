@@ -249,7 +249,7 @@ def test_only_settings_far_above_their_defaults_are_sized_on_the_meta_device():
 def test_every_n_is_drawn_in_batches_or_refused_before_any_work(small_dae, tmp_path, monkeypatch, capsys):
     import numpy as np
 
-    from genzoo import commands
+    from genzoo import sampling
     from genzoo.models.dae import DenoisingAutoencoder as DAE
 
     sizes = []
@@ -259,7 +259,7 @@ def test_every_n_is_drawn_in_batches_or_refused_before_any_work(small_dae, tmp_p
         sizes.append(n)
         return real_sample(self, n, **kwargs)
 
-    monkeypatch.setattr(commands, "SAMPLE_BATCH", 3)
+    monkeypatch.setattr(sampling, "SAMPLE_BATCH", 3)
     monkeypatch.setattr(DAE, "sample", counting)
     assert main(["sample", str(small_dae), "-n", "7", "--out", str(tmp_path / "s.npz")]) == 0
     assert sizes == [3, 3, 1]

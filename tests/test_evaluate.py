@@ -12,7 +12,14 @@ import torch
 import genzoo
 from genzoo.cli import main
 from genzoo.data import fixed_binarization, load_data
-from genzoo.evaluate import evaluate_run, iwae_gap_metrics, mean_and_se, mean_elbo, per_image_log_prob, subset_indices
+from genzoo.evaluation.evaluate import (
+    evaluate_run,
+    iwae_gap_metrics,
+    mean_and_se,
+    mean_elbo,
+    per_image_log_prob,
+    subset_indices,
+)
 
 
 def test_subset_indices_first_random_and_all():
@@ -147,7 +154,7 @@ def test_the_rbm_ais_cost_is_a_knob_stated_beside_the_number(tiny, tmp_path, cap
 
 
 def test_a_long_iwae_pass_says_its_time_and_how_to_shorten_it(monkeypatch, capsys):
-    from genzoo import evaluate
+    from genzoo.evaluation import evaluate
 
     class Slow:
         name = "vae"

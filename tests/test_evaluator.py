@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from genzoo.data import Dataset, load_data
-from genzoo.evaluator import (
+from genzoo.evaluation.evaluator import (
     ASSET_PATH,
     EVALUATOR_SHA256,
     FEATURE_DIM,

@@ -204,8 +204,8 @@ def test_same_generator_same_edit_and_inputs_are_checked():
 def test_evaluation_scores_edits_against_their_exact_outputs():
     """`genzoo evaluate`'s edit metrics: the kinds in turn, the run's guidance, PSNR and evaluator agreement written
     out plainly here (PSNR = -10 log10 of the mean squared error per image, averaged)."""
-    from genzoo.evaluate import editing_metrics
-    from genzoo.evaluator import load_evaluator
+    from genzoo.evaluation.evaluate import editing_metrics
+    from genzoo.evaluation.evaluator import load_evaluator
 
     model = scrambled(InstructPix2Pix(**TINY))
     x = torch.rand(30, 1, 28, 28, generator=torch.Generator().manual_seed(4))

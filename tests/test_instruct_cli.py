@@ -92,7 +92,7 @@ def test_edit_errors_are_one_line(editor_run, tmp_path, capsys):
 def test_semantic_pairs_share_their_noise_and_keep_what_the_evaluator_reads(tiny, tmp_path, editor_run):
     from safetensors.torch import load_file
 
-    from genzoo.evaluator import load_evaluator
+    from genzoo.evaluation.evaluator import load_evaluator
 
     run = genzoo.train("ddpm", data=tiny, out=tmp_path / "ddpm", device="cpu", seed=0, progress=False,
                        train_overrides={"steps": 2, "epochs": 0, "batch_size": 8, "sample_every": 0, "test_every": 0},

@@ -18,8 +18,9 @@ import pytest
 import torch
 
 import genzoo
-from genzoo import defaults, evaluate, runlock, runs
+from genzoo import defaults, runlock, runs
 from genzoo.cli import main
+from genzoo.evaluation import evaluate
 
 SRC = str(Path(genzoo.__file__).resolve().parents[1])
 
@@ -217,7 +218,7 @@ def test_kill_9_then_the_same_command_gives_the_same_numbers(vae_run, tmp_path, 
     """A real kill -9 in the middle of the IWAE pass (its partial state saved every batch)."""
     monkeypatch.setattr(evaluate, "DECODED_PER_CALL", 2000)  # as in the killed process: the same batches
     a, b = shutil.copytree(vae_run, tmp_path / "a"), shutil.copytree(vae_run, tmp_path / "b")
-    code = ("import sys, genzoo.evaluate as e; e.DECODED_PER_CALL = 2000; "
+    code = ("import sys, genzoo.evaluation.evaluate as e; e.DECODED_PER_CALL = 2000; "
             "e.evaluate_run(sys.argv[1], device='cpu', iwae_k=400, n_samples=0, max_test=200, save_every=0.0)")
     whole = evaluate.evaluate_run(a, device="cpu", iwae_k=400, n_samples=0, max_test=200)
     child = subprocess.Popen([sys.executable, "-c", code, str(b)], env={**os.environ, "PYTHONPATH": SRC},
@@ -396,7 +397,7 @@ def _evaluation(model: str, nll: float, fid: float, protocol: str, *, n: int = 1
 def test_budgeted_estimates_are_marked_and_never_ranked_against_paper_figures(tmp_path):
     """A budgeted PixelCNN measured exactly like the paper-protocol rows (all 10,000 digits, 10,000 samples) has the
     lowest NLL and FID-style score: it is marked and never bolded against them; the best paper figure is."""
-    from genzoo.leaderboard import leaderboard_row, row_label, table
+    from genzoo.evaluation.leaderboard import leaderboard_row, row_label, table
     from genzoo.showcase.bench import leaderboard_markdown
     from genzoo.showcase.report import write_report
 
@@ -501,11 +502,11 @@ def test_a_full_disk_while_a_figure_is_written_keeps_the_old_file(tmp_path, monk
 def test_a_full_disk_while_streaming_samples_ends_in_one_line(vae_run, tmp_path, monkeypatch, capsys, suffix):
     """The disk fills after 3,000 digits of 5,000: one line naming the file and the size of the whole array, no
     half file left, an earlier file of that name kept."""
-    from genzoo import commands
+    from genzoo.commands import drawing
 
     out = tmp_path / f"digits{suffix}"
     out.write_bytes(b"earlier")
-    stream = commands._stream_images
+    stream = drawing._stream_images
 
     class Filling:
         def __init__(self, f):
@@ -520,7 +521,7 @@ def test_a_full_disk_while_streaming_samples_ends_in_one_line(vae_run, tmp_path,
         def __getattr__(self, name):
             return getattr(self.f, name)
 
-    monkeypatch.setattr(commands, "_stream_images", lambda model, n, labels, g, options, f:
+    monkeypatch.setattr(drawing, "_stream_images", lambda model, n, labels, g, options, f:
                         stream(model, n, labels, g, options, Filling(f)))
     assert main(["sample", str(vae_run), "-n", "5000", "--out", str(out), "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]

@@ -5,6 +5,7 @@ import pytest
 import scipy.linalg
 import torch
 
+from genzoo.evaluation.scoring import sample_quality
 from genzoo.metrics import (
     bits_per_dim,
     class_coverage,
@@ -12,7 +13,6 @@ from genzoo.metrics import (
     frechet_distance,
     knn_radii,
     precision_recall,
-    sample_quality,
 )
 
 
@@ -134,10 +134,10 @@ def test_sample_quality_on_fake_evaluator():
 
 
 def test_real_features_are_cached_by_content(tmp_path, monkeypatch):
-    from genzoo import metrics
+    from genzoo.evaluation import scoring
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(metrics, "_REAL_FEATURES", {})
+    monkeypatch.setattr(scoring, "_REAL_FEATURES", {})
     calls = []
 
     class Counting(FakeEvaluator):
@@ -146,12 +146,12 @@ def test_real_features_are_cached_by_content(tmp_path, monkeypatch):
             return super().features_and_predictions(x)
 
     real = torch.rand(50, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    first = metrics.real_features(Counting(), real)
+    first = scoring.real_features(Counting(), real)
     assert calls == [50] and len(list((tmp_path / "genzoo" / "features").glob("v1-*.safetensors"))) == 1
-    assert metrics.real_features(Counting(), real.clone()) is first and calls == [50]  # same content: memory
-    monkeypatch.setattr(metrics, "_REAL_FEATURES", {})
-    assert torch.equal(metrics.real_features(Counting(), real), first) and calls == [50]  # from disk
-    metrics.real_features(Counting(), real[:40])  # other images: computed
+    assert scoring.real_features(Counting(), real.clone()) is first and calls == [50]  # same content: memory
+    monkeypatch.setattr(scoring, "_REAL_FEATURES", {})
+    assert torch.equal(scoring.real_features(Counting(), real), first) and calls == [50]  # from disk
+    scoring.real_features(Counting(), real[:40])  # other images: computed
     assert calls == [50, 40]
 
 

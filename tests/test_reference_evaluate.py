@@ -12,7 +12,7 @@ import torch
 
 import genzoo
 from genzoo.data import fixed_binarization, load_data
-from genzoo.evaluate import (
+from genzoo.evaluation.evaluate import (
     class_conditional_likelihood_metrics,
     evaluate_run,
     likelihood_metrics,

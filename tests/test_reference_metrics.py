@@ -14,7 +14,8 @@ import pytest
 import torch
 from scipy import linalg
 
-from genzoo.evaluator import load_evaluator
+from genzoo.evaluation.evaluator import load_evaluator
+from genzoo.evaluation.scoring import model_sample_quality, sample_quality
 from genzoo.metrics import (
     class_coverage,
     conditional_accuracy,
@@ -23,10 +24,8 @@ from genzoo.metrics import (
     frechet_distance,
     gaussian_stats,
     knn_radii,
-    model_sample_quality,
     precision_recall,
     psnr,
-    sample_quality,
 )
 
 

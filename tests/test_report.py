@@ -171,7 +171,7 @@ def test_report_in_headless_chromium(tmp_path):
 
 
 def test_leaderboard_rows_and_markdown():
-    from genzoo.leaderboard import leaderboard_row
+    from genzoo.evaluation.leaderboard import leaderboard_row
     from genzoo.showcase.bench import leaderboard_markdown
 
     good = {"model": "vae", "parameters": 1000, "fid": {"value": 3.0, "n": 500}, "precision": {"value": 0.8},
@@ -197,7 +197,7 @@ def test_leaderboard_rows_and_markdown():
 def test_likelihoods_of_different_data_and_settings_are_never_ranked_together():
     """The issue's case: a GMM's dequantized density (-538.8 nats) beside Bernoulli NLLs must not be bolded
     as the best NLL; a row scored on 100 test images is marked and not bolded against rows scored on 10,000."""
-    from genzoo.leaderboard import leaderboard_row, table
+    from genzoo.evaluation.leaderboard import leaderboard_row, table
     from genzoo.showcase.bench import leaderboard_markdown
 
     def nll(v, data, n=10_000):
@@ -239,7 +239,7 @@ def test_train_evaluate_report_end_to_end(tmp_path, monkeypatch):
     """A tiny VAE run through the real trainer, `evaluate_run` with sample quality, and the report."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # real-feature cache
     import genzoo
-    from genzoo.evaluate import evaluate_run
+    from genzoo.evaluation.evaluate import evaluate_run
 
     run = genzoo.train(
         "vae",

@@ -28,7 +28,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 import genzoo  # noqa: E402
 from genzoo import cli, commands, pretrained, runs  # noqa: E402
 from genzoo.config import ConfigError  # noqa: E402
-from genzoo.evaluator import load_evaluator  # noqa: E402
+from genzoo.evaluation.evaluator import load_evaluator  # noqa: E402
 from genzoo.images import save_pictures  # noqa: E402
 from genzoo.models.autoregressive import visible_mask  # noqa: E402
 from genzoo.models.base import report_progress, reporting_progress  # noqa: E402

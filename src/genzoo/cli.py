@@ -19,7 +19,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     by then the modules that define them are imported.)"""
     from .config import ConfigError
     from .data import DataError
-    from .evaluator import EvaluatorError
+    from .evaluation.evaluator import EvaluatorError
     from .models.base import CapabilityError
     from .pretrained import PretrainedError
     from .recipes import RecipeError
@@ -197,7 +197,7 @@ def cmd_serve(args):
 
 
 def cmd_evaluator(args):
-    from . import evaluator
+    from .evaluation import evaluator
 
     return evaluator.main(args)
 

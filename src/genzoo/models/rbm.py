@@ -92,17 +92,9 @@ def ais_betas(n_betas: int) -> torch.Tensor:
                       torch.linspace(0.9, 1.0, n3, dtype=torch.float64)])
 
 
-def ais_log_partition(
-    W: torch.Tensor,
-    b: torch.Tensor,
-    c: torch.Tensor,
-    base_bias: torch.Tensor,
-    n_betas: int = 14500,
-    n_runs: int = 100,
-    generator: torch.Generator | None = None,
-    on_step: Callable[[int], None] | None = None,
-    state: dict | None = None,
-) -> dict[str, float]:
+def ais_log_partition(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, base_bias: torch.Tensor, n_betas: int = 14500,
+                      n_runs: int = 100, generator: torch.Generator | None = None,
+                      on_step: Callable[[int], None] | None = None, state: dict | None = None) -> dict[str, float]:
     """Estimate log Z of an RBM by annealed importance sampling (Salakhutdinov & Murray 2008).
 
     The path runs from a base-rate model p_0(v) with visible biases `base_bias` (logits of the
@@ -196,8 +188,8 @@ class RBM(GenerativeModel):
     binary_data = True
     log_prob_kind = "estimate"
     estimates_log_z = True  # log Z by AIS: log_z_uncertainty() gives its spread
-    # PCD-1 with the lr annealed to 0 (PCD needs a small final rate): -85.84 nats by AIS on the test set
-    # after 100 epochs, -84.62 after 200 (benchmarks/rbm_ais.py, docs/results/classical.md).
+    # PCD-1 with the lr annealed to 0: PCD needs a small final rate. Its AIS log-likelihoods after 100 and 200
+    # epochs: docs/results/classical.md (benchmarks/rbm_ais.py).
     train_defaults = {"lr": 0.05, "batch_size": 100, "epochs": 100, "schedule": "cosine"}
     amp_safe = False
 

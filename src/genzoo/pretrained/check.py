@@ -12,8 +12,9 @@ from typing import Any
 import torch
 
 from ..data import Dataset, fixed_binarization
-from ..evaluate import denoising_metrics, editing_metrics, per_image_log_prob
-from ..metrics import model_sample_quality, psnr
+from ..evaluation.evaluate import denoising_metrics, editing_metrics, per_image_log_prob
+from ..evaluation.scoring import model_sample_quality
+from ..metrics import psnr
 
 SUBSET = 300  # the first test digits scored
 SAMPLES = 300  # samples drawn, seed 0, for a model without a likelihood

@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import pretrained, registry, runs
 from ..config import ConfigError, build
-from ..evaluator import load_evaluator
+from ..evaluation.evaluator import load_evaluator
 from ..images import grid
 from ..metrics import psnr
 from ..models.autoregressive import completion_rows, visible_mask

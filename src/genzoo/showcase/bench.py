@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import registry, runs
 from ..config import ConfigError
-from ..leaderboard import leaderboard_row, row_label, table
+from ..evaluation.leaderboard import leaderboard_row, row_label, table
 from .report import write_report
 
 
@@ -44,20 +44,10 @@ def leaderboard_markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_bench(
-    models: list[str] | None = None,
-    data: str = "auto",
-    budget_seconds: float = 120.0,
-    device: str = "auto",
-    out_dir: str | Path = "bench",
-    seed: int = 0,
-    n_samples: int = 10_000,
-    reuse: bool = True,
-    train_overrides: dict[str, Any] | None = None,
-    progress: bool = True,
-    max_test: int = 0,
-    iwae_k: int = 0,
-) -> list[dict]:
+def run_bench(models: list[str] | None = None, data: str = "auto", budget_seconds: float = 120.0, device: str = "auto",
+              out_dir: str | Path = "bench", seed: int = 0, n_samples: int = 10_000, reuse: bool = True,
+              train_overrides: dict[str, Any] | None = None, progress: bool = True, max_test: int = 0,
+              iwae_k: int = 0) -> list[dict]:
     """Train (or reuse), evaluate and rank models; write leaderboard.md, leaderboard.json and report/.
 
     Args:
@@ -77,7 +67,7 @@ def run_bench(
     Returns:
         The leaderboard rows (also in leaderboard.json).
     """
-    from ..evaluate import evaluate_run
+    from ..evaluation.evaluate import evaluate_run
     from ..trainer import train
     from ..training.devices import resolve_device
 
@@ -93,10 +83,7 @@ def run_bench(
     rows, run_dirs = [], []
     for name in models:
         run_dir = out_dir / "runs" / name
-        finished = (run_dir / runs.WEIGHTS).exists() and any(
-            r.get("event") == "end" and not r.get("stopped") or r.get("stopped") == "time budget reached"
-            for r in runs.read_metrics_log(run_dir))
-        if reuse and finished and runs.read_config(run_dir)["model"] == name:
+        if reuse and finished_run_of(run_dir, name):
             print(f"genzoo bench: {name}: reusing {run_dir}", flush=True)
         else:
             print(f"genzoo bench: {name}: training (budget {budget_seconds or 'none'} s) -> {run_dir}", flush=True)
@@ -107,19 +94,20 @@ def run_bench(
                                iwae_k=iwae_k)
         rows.append(leaderboard_row(run_dir, metrics))
         run_dirs.append(run_dir)
-    meta = {
-        "data": data,
-        "seed": seed,
-        "max_test": max_test or "all",
-        "iwae_k": iwae_k or "model default",
-        "budget": f"{budget_seconds:g} s per model" if budget_seconds else "none",
-        "n_samples": n_samples,
-        "evaluator_version": rows[0]["evaluator_version"] if rows else None,
-        "hardware": runs.hardware(resolve_device(device)),
-        "date": time.strftime("%Y-%m-%d"),
-    }
+    meta = {"data": data, "seed": seed, "max_test": max_test or "all", "iwae_k": iwae_k or "model default",
+            "budget": f"{budget_seconds:g} s per model" if budget_seconds else "none", "n_samples": n_samples,
+            "evaluator_version": rows[0]["evaluator_version"] if rows else None,
+            "hardware": runs.hardware(resolve_device(device)), "date": time.strftime("%Y-%m-%d")}
     (out_dir / "leaderboard.json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
     (out_dir / "leaderboard.md").write_text(leaderboard_markdown(rows, meta))
     write_report(run_dirs, out_dir / "report", title="genzoo bench")
     print(leaderboard_markdown(rows, meta))
     return rows
+
+
+def finished_run_of(run_dir: Path, name: str) -> bool:
+    """Whether `run_dir` holds a run of model `name` that ended on its own length or its time budget."""
+    finished = (run_dir / runs.WEIGHTS).exists() and any(
+        r.get("event") == "end" and not r.get("stopped") or r.get("stopped") == "time budget reached"
+        for r in runs.read_metrics_log(run_dir))
+    return finished and runs.read_config(run_dir)["model"] == name

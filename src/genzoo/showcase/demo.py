@@ -35,7 +35,7 @@ from ..config import ConfigError
 from ..constants import N_CLASSES
 from ..data import Dataset, load_data
 from ..defaults import DEMO_BUDGET
-from ..evaluate import evaluate_run
+from ..evaluation.evaluate import evaluate_run
 from ..trainer import train
 from ..training.devices import resolve_device
 from ..training.schedule import total_steps
@@ -216,8 +216,8 @@ def real_data_floor(out: Path, dataset: Dataset, settings: dict[str, int], seed:
         floor = json.loads(path.read_text())
         if floor.get("n") == n and floor.get("n_real") == len(test_x) and floor.get("data") == dataset.describe():
             return floor
-    from ..evaluator import EVALUATOR_VERSION, load_evaluator
-    from ..metrics import real_features, sample_quality
+    from ..evaluation.evaluator import EVALUATOR_VERSION, load_evaluator
+    from ..evaluation.scoring import real_features, sample_quality
 
     evaluator = load_evaluator(device)
     generator = torch.Generator().manual_seed(seed)
@@ -273,7 +273,7 @@ def run_demo(out: str | Path = "genzoo-demo", data: str | Dataset = "auto", budg
             f"{time.perf_counter() - start:.0f} s")
     floor = real_data_floor(out, dataset, eval_settings("vae", scale, len(dataset.test_x)), seed, device)
     sessions = _sessions(out)
-    index = write_demo_report(out, names, floor, phases=phases)
+    index = write_demo_report(out, names, floor)
     for i, name in enumerate(names if phases != "shipped" else []):
         recipe = RECIPES[name]
         left = budget - (time.perf_counter() - start)
@@ -310,7 +310,7 @@ def run_demo(out: str | Path = "genzoo-demo", data: str | Dataset = "auto", budg
             "train_seconds_in_all": metrics.get("train_seconds"),
             **{key: metrics[key]["value"] for key in SESSION_SCORES if key in metrics}})  # how each demo run moved it
         runs.atomic_write_text(out / SESSIONS, json.dumps(sessions, indent=2) + "\n")
-        index = write_demo_report(out, names, floor, phases=phases)
+        index = write_demo_report(out, names, floor)
     took = time.perf_counter() - start
     again = (f"`genzoo demo --out {out}` trains every model from scratch beside the shipped ones" if phases == "shipped"
              else f"run it again in {out} to train every model for another {budget:.0f} s")

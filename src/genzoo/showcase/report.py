@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import runs
-from ..leaderboard import leaderboard_row, row_label, table
+from ..evaluation.leaderboard import leaderboard_row, row_label, table
 
 IMAGE_SUFFIXES = (".png", ".gif", ".jpg", ".jpeg", ".svg")
 # metrics.jsonl keys that are bookkeeping, not curves.

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from .. import runs
 from ..data import Dataset, binarize
-from ..evaluator import evaluator_or_reason
+from ..evaluation.evaluator import evaluator_or_reason
 from ..images import save_pictures
 from ..train_config import TrainConfig
 from . import TrainingError, progress

@@ -10,6 +10,7 @@ import torch
 
 from ..data import Dataset, fixed_binarization
 from ..images import save_gif, save_grid
+from ..sampling import sample_in_batches
 from ..train_config import TrainConfig
 from . import progress
 from .devices import forked_rng
@@ -24,7 +25,8 @@ def write_sample_grid(model, n: int, seed: int, samples: Path, epoch: int) -> No
     with forked_rng(model.device):
         model.eval()
         labels = model.default_labels(n) if model.conditional else None
-        images = model.sample(n, y=labels, generator=torch.Generator().manual_seed(seed))
+        images = torch.cat(list(sample_in_batches(model, n, labels=labels,
+                                                  generator=torch.Generator().manual_seed(seed))))
         model.train()
     save_grid(images, samples / f"epoch_{epoch:03d}.png", nrow=10 if model.conditional else None)
     save_gif(sorted(samples.glob("epoch_*.png")), samples / "progress.gif")

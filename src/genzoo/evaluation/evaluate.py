@@ -34,15 +34,15 @@ from typing import Any
 
 import torch
 
-from . import runlock, runs
-from .config import ConfigError, non_negative
-from .constants import N_CLASSES
-from .data import FIXED_BINARIZATION, fixed_binarization, load_data
-from .defaults import DEFAULT_EDITS
+from .. import runlock, runs
+from ..config import ConfigError, non_negative
+from ..constants import N_CLASSES
+from ..data import FIXED_BINARIZATION, fixed_binarization, load_data
+from ..defaults import DEFAULT_EDITS
+from ..metrics import bits_per_dim
+from ..training import progress
+from ..training.devices import resolve_device
 from .leaderboard import BINARIZED, DEQUANTIZED
-from .metrics import bits_per_dim
-from .training import progress
-from .training.devices import resolve_device
 
 SAY_ESTIMATE_ABOVE = 60.0  # seconds: a longer IWAE pass says its estimated time and how to shorten it
 DECODED_PER_CALL = 65_536  # IWAE: images decoded per log_prob call (test images x K), so progress shows
@@ -326,8 +326,8 @@ def reconstruction_metrics(model, test_x: torch.Tensor, batch: int = 500) -> dic
 
 
 def denoising_metrics(model, test_x: torch.Tensor, seed: int, batch: int = 500) -> dict[str, Any]:
-    from .metrics import psnr
-    from .models.dae import NOISE_KINDS, corrupt
+    from ..metrics import psnr
+    from ..models.dae import NOISE_KINDS, corrupt
 
     out = {}
     level = {"gaussian": 0.5, "salt-and-pepper": 0.3, "masking": 0.5}
@@ -347,8 +347,8 @@ def editing_metrics(model, test_x: torch.Tensor, n_edits: int, seed: int) -> dic
     seeded), with the run's guidance scales and steps, scored against their exact outputs (`edits.score_edits`):
     mean PSNR beside that of doing nothing (the input as the edit), the share at 18 dB or more, and the share the
     evaluator reads as the digit of the exact output."""
+    from ..models.instruct import edits
     from .evaluator import load_evaluator
-    from .models.instruct import edits
 
     names = list(edits.KINDS)
     digits = test_x[torch.arange(n_edits) % len(test_x)]
@@ -489,7 +489,7 @@ def density_metrics(model, data, subset: torch.Tensor, *, seed: int, iwae_k: int
 
 
 class DrawnSamples:
-    """Stands in for a model in `metrics.model_sample_quality`: its `sample` hands back samples drawn already, in
+    """Stands in for a model in `scoring.model_sample_quality`: its `sample` hands back samples drawn already, in
     order, so that the drawing (long, resumable) and the scoring (one pass) stay apart."""
 
     def __init__(self, model, samples: torch.Tensor):
@@ -507,7 +507,7 @@ class DrawnSamples:
 
 def draw_samples(model, n_samples: int, seed: int, sample_options: dict[str, Any], resume: PassState | None = None,
                  batch_size: int = 1000) -> tuple[torch.Tensor, float]:
-    """The samples `metrics.model_sample_quality` draws (the same labels, generator and batches), with progress,
+    """The samples `scoring.model_sample_quality` draws (the same labels, generator and batches), with progress,
     kept in `resume` as they come. Returns them (n, 1, 28, 28) float32 on the CPU and the seconds of drawing."""
     labels = torch.arange(n_samples) % N_CLASSES if model.conditional else None
     generator = torch.Generator().manual_seed(seed)
@@ -533,7 +533,7 @@ def sample_metrics(model, reference: torch.Tensor, n_samples: int, seed: int, sa
                    partial: PartialState | None = None) -> dict[str, Any]:
     """Sample quality of `n_samples` samples against every real digit of `reference`, with progress; the
     scores that depend on the count say so when it is under REFERENCE_SAMPLES."""
-    from .metrics import model_sample_quality
+    from .scoring import model_sample_quality
 
     model.eval()
     resume = partial and partial.pass_state("samples", n_samples)
@@ -587,7 +587,7 @@ def probe_costs(model, binary_x: torch.Tensor, device: torch.device, ais_runs: i
     if model.has_elbo:
         costs["elbo"] = _timed(lambda: model.elbo(binary_x[:200], generator=g)) / len(binary_x[:200])
     if model.can_edit:
-        from .models.instruct import edits
+        from ..models.instruct import edits
 
         triples = edits.make_triples(binary_x[:8].cpu(), torch.Generator().manual_seed(1))
         costs["edit"] = _timed(lambda: model.edit(triples.inputs.to(device), triples.instructions,
@@ -597,7 +597,7 @@ def probe_costs(model, binary_x: torch.Tensor, device: torch.device, ais_runs: i
         costs["sample"] = _timed(lambda: model.sample(8, y=y, generator=torch.Generator().manual_seed(1))) / 8
         if reference is not None:  # the evaluator's features and the nearest-neighbour balls grow with the count
             from .evaluator import load_evaluator
-            from .metrics import real_features, sample_quality
+            from .scoring import real_features, sample_quality
 
             evaluator = load_evaluator(device)
             real = real_features(evaluator, reference.cpu())
@@ -660,7 +660,7 @@ def plan_budget(costs: dict[str, float], budget: float, n_total: int, given: dic
         n = int(share / costs["image"])
         plan["max_test"] = 0 if n >= n_total else max(min(BUDGET_SUBSETS), n)
     if "edit" in costs and given.get("n_edits") is None:
-        from .models.instruct.edits import KINDS
+        from ..models.instruct.edits import KINDS
 
         rounds = int(share / (costs["edit"] * len(KINDS)))
         plan["n_edits"] = len(KINDS) * min(DEFAULT_EDITS // len(KINDS), max(1, rounds))
@@ -732,25 +732,12 @@ def choose_settings(model, binary_x: torch.Tensor, n_total: int, device: torch.d
 
 
 @torch.no_grad()
-def evaluate_run(
-    run_dir: str | Path,
-    *,
-    device: str = "auto",
-    seed: int = 0,
-    max_test: int | None = None,
-    random_subset: bool | None = None,
-    iwae_k: int | None = None,
-    n_samples: int | None = None,
-    sample_options: dict[str, Any] | None = None,
-    guidance_sweep: list[float] | None = None,
-    sweep_samples: int = 0,
-    ais_betas: int | None = None,
-    ais_runs: int | None = None,
-    n_edits: int | None = None,
-    budget: float | None = None,
-    protocol: str | None = None,
-    save_every: float = SAVE_EVERY,
-) -> dict[str, Any]:
+def evaluate_run(run_dir: str | Path, *, device: str = "auto", seed: int = 0, max_test: int | None = None,
+                 random_subset: bool | None = None, iwae_k: int | None = None, n_samples: int | None = None,
+                 sample_options: dict[str, Any] | None = None, guidance_sweep: list[float] | None = None,
+                 sweep_samples: int = 0, ais_betas: int | None = None, ais_runs: int | None = None,
+                 n_edits: int | None = None, budget: float | None = None, protocol: str | None = None,
+                 save_every: float = SAVE_EVERY) -> dict[str, Any]:
     """Evaluate a run folder and write RUN/metrics.json; returns what it wrote.
 
     The long passes (IWAE, AIS, drawing samples) keep their partial sums in RUN/evaluations/.partial_*.pt every
@@ -767,7 +754,7 @@ def evaluate_run(
             that has both an ELBO and an IWAE log_prob, this also estimates the whole test set's NLL.
         iwae_k: importance samples for models with an IWAE log_prob (0: the model's own setting).
         n_samples: samples scored in the evaluator's feature space (FID-style, precision, recall,
-            class coverage, conditional accuracy; `genzoo.metrics.model_sample_quality`); 0: none.
+            class coverage, conditional accuracy; `genzoo.evaluation.scoring.model_sample_quality`); 0: none.
         sample_options: options of the model's `sample` (diffusion: guidance, steps, eta, sampler).
         guidance_sweep: classifier-free guidance weights: FID-style score and conditional accuracy at each,
             written to RUN/guidance_sweep.json and drawn in RUN/guidance_sweep.png.
@@ -808,27 +795,12 @@ def _evaluate_locked(run_dir: Path, *, device: str, seed: int, given: dict[str, 
     model = runs.load(run_dir, device)
     sample_options = check_sample_options(model, sample_options, guidance_sweep)
     data = load_data(config["data"], verbose=False)
-    weights = (run_dir / runs.WEIGHTS).stat()
     request = {"budget": budget, "protocol": protocol, "given": given, "random_subset": random_subset, "seed": seed,
-               "sampling": sample_options, "device": device.type, "weights": [weights.st_size, weights.st_mtime_ns],
-               "trained_step": runs.trained_step(run_dir)}
+               "sampling": sample_options, "device": device.type, **trained_weights(run_dir)}
     partial = PartialState(run_dir, request, every=save_every)
-    if partial.plan is None:
-        probe_x = (fixed_binarization(data.test_x[:200]) if model.binary_data else data.test_x[:200]).to(device)
-        settings, said = choose_settings(model, probe_x, len(data.test_x), device, budget=budget, protocol=protocol,
-                                         given=given, reference=data.test_x, started=start)
-        if random_subset is not None:
-            settings["random_subset"] = random_subset
-        partial.plan = {"settings": settings, "said": said}
-    else:
-        settings, said = partial.plan["settings"], partial.plan["said"]
-        print(f"genzoo evaluate: {model.name}: going on from {partial.path} (done: {partial.describe()})",
-              file=sys.stderr, flush=True)
-    if said:
-        print(f"genzoo evaluate: {said}", file=sys.stderr, flush=True)
+    settings = planned_settings(partial, model, data, device, budget=budget, protocol=protocol, given=given,
+                                random_subset=random_subset, started=start)
     max_test, random_subset, n_samples = settings["max_test"], settings["random_subset"], settings["n_samples"]
-    iwae_k, ais_betas, ais_runs = settings["iwae_k"], settings["ais_betas"], settings["ais_runs"]
-    n_edits = settings["n_edits"]
     if n_samples and len(data.test_x) <= PR_NEIGHBOURS:
         raise ConfigError(f"{config['data']}: {len(data.test_x)} test digits; precision and recall need at least "
                           f"{PR_NEIGHBOURS + 1} real digits as their reference; use other data or --samples 0")
@@ -842,15 +814,15 @@ def _evaluate_locked(run_dir: Path, *, device: str, seed: int, given: dict[str, 
             metrics.update(denoising_metrics(model, test_x, seed))
         if model.can_reconstruct:
             metrics.update(reconstruction_metrics(model, test_x))
-        if model.can_edit and n_edits:
-            metrics.update(editing_metrics(model, test_x, n_edits, seed))
-        density, kwargs, ais = density_metrics(model, data, subset, seed=seed, iwae_k=iwae_k, ais_betas=ais_betas,
-                                               ais_runs=ais_runs, random_subset=random_subset, device=device,
-                                               partial=partial, whole_test=settings.get("whole_test", True))
+        if model.can_edit and settings["n_edits"]:
+            metrics.update(editing_metrics(model, test_x, settings["n_edits"], seed))
+        density, kwargs, ais = density_metrics(model, data, subset, seed=seed, iwae_k=settings["iwae_k"],
+                                               ais_betas=settings["ais_betas"], ais_runs=settings["ais_runs"],
+                                               random_subset=random_subset, device=device, partial=partial,
+                                               whole_test=settings.get("whole_test", True))
         metrics.update(density)
-        # Sample quality against a fixed reference: every test digit of the data (10,000 for MNIST; features
-        # cached by content), whatever max_test says, so that FID-style, precision and recall of two evaluations
-        # compare.
+        # Sample quality against a fixed reference: every test digit of the data (features cached by content),
+        # whatever max_test says, so that FID-style, precision and recall of two evaluations compare.
         reference = data.test_x
         if n_samples and model.can_sample:
             metrics.update(sample_metrics(model, reference, n_samples, seed, sample_options, partial))
@@ -864,16 +836,10 @@ def _evaluate_locked(run_dir: Path, *, device: str, seed: int, given: dict[str, 
                                                            sweep_samples or n_samples, seed, sample_options, run_dir)
     metrics.update(seed=seed, hardware=runs.hardware(device), seconds=round(time.perf_counter() - start, 2),
                    data=data.describe())
-    metrics["settings"] = {"test_images": len(subset), "test_total": len(data.test_x), "random_subset": random_subset,
-                           "n_samples": n_samples if model.can_sample else 0, "seed": seed,
-                           "iwae_k": kwargs.get("k") if model.log_prob_kind is not None else None,
-                           "sampling": sample_options, "guidance_sweep": guidance_sweep,
-                           "protocol": protocol or ("budget" if budget is not None else "given"),
-                           **({"budget_seconds": budget} if budget is not None and protocol is None else {}),
-                           **({"whole_test": False} if not settings.get("whole_test", True) else {}),
-                           **({"n_edits": n_edits} if model.can_edit else {})}
-    if ais is not None:
-        metrics["settings"]["ais"] = {"betas": ais["ais_betas"], "runs": ais["ais_runs"]}
+    metrics["settings"] = settings_record(model, settings, n_test=len(subset), n_total=len(data.test_x),
+                                          random_subset=random_subset, seed=seed, iwae_k=kwargs.get("k"),
+                                          sample_options=sample_options, guidance_sweep=guidance_sweep,
+                                          budget=budget, protocol=protocol, ais=ais)
     metrics["trained_step"] = runs.trained_step(run_dir)
     metrics["evaluated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     runs.write_evaluation(run_dir, metrics)
@@ -881,11 +847,56 @@ def _evaluate_locked(run_dir: Path, *, device: str, seed: int, given: dict[str, 
     return metrics
 
 
+def trained_weights(run_dir: Path) -> dict[str, Any]:
+    """Which weights an evaluation scores (their file's size and time, the step trained): a partial evaluation of
+    other weights is not gone on from."""
+    weights = (run_dir / runs.WEIGHTS).stat()
+    return {"weights": [weights.st_size, weights.st_mtime_ns], "trained_step": runs.trained_step(run_dir)}
+
+
+def planned_settings(partial: PartialState, model, data, device: torch.device, *, budget: float | None,
+                     protocol: str | None, given: dict[str, Any], random_subset: bool | None,
+                     started: float) -> dict[str, Any]:
+    """The evaluation's settings: those an interrupted run of the same request planned (`partial`), else
+    `choose_settings`' (probed on the first 200 test digits), kept in `partial`; the line that says them is printed."""
+    if partial.plan is None:
+        probe_x = (fixed_binarization(data.test_x[:200]) if model.binary_data else data.test_x[:200]).to(device)
+        settings, said = choose_settings(model, probe_x, len(data.test_x), device, budget=budget, protocol=protocol,
+                                         given=given, reference=data.test_x, started=started)
+        if random_subset is not None:
+            settings["random_subset"] = random_subset
+        partial.plan = {"settings": settings, "said": said}
+    else:
+        settings, said = partial.plan["settings"], partial.plan["said"]
+        print(f"genzoo evaluate: {model.name}: going on from {partial.path} (done: {partial.describe()})",
+              file=sys.stderr, flush=True)
+    if said:
+        print(f"genzoo evaluate: {said}", file=sys.stderr, flush=True)
+    return settings
+
+
+def settings_record(model, settings: dict[str, Any], *, n_test: int, n_total: int, random_subset: bool, seed: int,
+                    iwae_k: int | None, sample_options: dict[str, Any], guidance_sweep: list[float] | None,
+                    budget: float | None, protocol: str | None, ais: dict[str, int] | None) -> dict[str, Any]:
+    """metrics.json's "settings": what was measured and how, so that two evaluations are compared only alike."""
+    record = {"test_images": n_test, "test_total": n_total, "random_subset": random_subset,
+              "n_samples": settings["n_samples"] if model.can_sample else 0, "seed": seed,
+              "iwae_k": iwae_k if model.log_prob_kind is not None else None,
+              "sampling": sample_options, "guidance_sweep": guidance_sweep,
+              "protocol": protocol or ("budget" if budget is not None else "given"),
+              **({"budget_seconds": budget} if budget is not None and protocol is None else {}),
+              **({"whole_test": False} if not settings.get("whole_test", True) else {}),
+              **({"n_edits": settings["n_edits"]} if model.can_edit else {})}
+    if ais is not None:
+        record["ais"] = {"betas": ais["ais_betas"], "runs": ais["ais_runs"]}
+    return record
+
+
 def guidance_sweep_metrics(model, test_x: torch.Tensor, weights: list[float], n_samples: int, seed: int,
                            sample_options: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """FID-style score and conditional accuracy at each guidance weight (the fidelity/diversity trade-off of
     classifier-free guidance); writes RUN/guidance_sweep.json and RUN/guidance_sweep.png."""
-    from .metrics import model_sample_quality
+    from .scoring import model_sample_quality
 
     if not model.conditional:
         raise ConfigError(f"{model.name}: an unconditional model has no guidance to sweep; train it conditional")
@@ -914,7 +925,7 @@ def plot_guidance_sweep(result: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .images import save_figure
+    from ..images import save_figure
 
     rows = result["value"]
     w = [r["guidance"] for r in rows]

@@ -6,7 +6,7 @@ one network, the way Inception-v3 pool features are used for FID on natural
 images (Heusel et al. 2017, "GANs Trained by a Two Time-Scale Update Rule
 Converge to a Local Nash Equilibrium"). Inception features fit MNIST poorly,
 so genzoo ships its own classifier, trained by `train_evaluator` and stored as
-`assets/evaluator-v1.safetensors` (fp16 weights) whose SHA-256 is pinned
+`genzoo/assets/evaluator-v1.safetensors` (fp16 weights) whose SHA-256 is pinned
 below. Changing the network changes every number, hence the version string
 written next to each metric.
 
@@ -17,7 +17,7 @@ one-cycle learning rate, random shifts of up to 2 px and dropout.
 Reproduce the asset with::
 
     genzoo evaluator train --data ../shared/data/mnist --out src/genzoo/assets/evaluator-v1.safetensors
-    # or: python -m genzoo.evaluator --data ... --out ...
+    # or: python -m genzoo.evaluation.evaluator --data ... --out ...
 """
 
 from __future__ import annotations
@@ -35,12 +35,13 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .data import Dataset, load_data
-from .defaults import add_evaluator_arguments
+from ..data import Dataset, load_data
+from ..defaults import add_evaluator_arguments
 
 EVALUATOR_VERSION = "v1"
 EVALUATOR_SHA256 = "94a7ac32d1bf24f0bbe2a0039d701e6558b2e5b2a6167ef877477a36336d2b38"
-ASSET_PATH = Path(__file__).parent / "assets" / f"evaluator-{EVALUATOR_VERSION}.safetensors"
+# the package's data folder, where the rebuild command and the docs put it
+ASSET_PATH = Path(__file__).parents[1] / "assets" / f"evaluator-{EVALUATOR_VERSION}.safetensors"
 REBUILD_COMMAND = f"genzoo evaluator train --data mnist --out {ASSET_PATH}"
 FEATURE_DIM = 128
 
@@ -158,7 +159,7 @@ def load_evaluator(device: str | torch.device = "cpu", path: str | Path | None =
                 f"evaluator asset {path} has SHA-256 {found}, expected {sha256} "
                 f"(evaluator {EVALUATOR_VERSION}); the file is corrupt or not the pinned one: "
                 f"reinstall genzoo or rebuild it with `{REBUILD_COMMAND}` and pin the new hash "
-                "in genzoo/evaluator.py as a new EVALUATOR_VERSION"
+                "in genzoo/evaluation/evaluator.py as a new EVALUATOR_VERSION"
             )
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path)).items()}
     model = Evaluator()
@@ -249,21 +250,10 @@ def train_evaluator(data: str | Dataset = "mnist", out_path: str | Path = ASSET_
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch)
     start = time.time()
     for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(dataset.train_x), generator=gen)
-        total = 0.0
-        for i in range(steps_per_epoch):
-            idx = order[i * batch_size:(i + 1) * batch_size]
-            x = random_shift(dataset.train_x[idx], max_shift, gen).to(device)
-            loss = F.cross_entropy(model.logits(x), dataset.train_y[idx].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += loss.item()
+        loss = train_epoch(model, dataset, optimizer, schedule, gen, batch_size, max_shift, device)
         if verbose:
             acc = accuracy(model, dataset.test_x, dataset.test_y)
-            print(f"epoch {epoch + 1}/{epochs}  loss {total / steps_per_epoch:.4f}  "
+            print(f"epoch {epoch + 1}/{epochs}  loss {loss:.4f}  "
                   f"test accuracy {acc:.4%}  ({time.time() - start:.0f} s)", flush=True)
     metadata = {"version": EVALUATOR_VERSION, "data": dataset.name, "epochs": str(epochs), "seed": str(seed)}
     digest = save_evaluator(model, out_path, metadata)
@@ -282,6 +272,25 @@ def train_evaluator(data: str | Dataset = "mnist", out_path: str | Path = ASSET_
     if verbose:
         print(json.dumps(result, indent=2))
     return result
+
+
+def train_epoch(model: Evaluator, dataset: Dataset, optimizer: torch.optim.Optimizer, schedule, gen: torch.Generator,
+                batch_size: int, max_shift: int, device: str) -> float:
+    """One pass over the shuffled training set with random shifts; returns the mean loss of its batches."""
+    model.train()
+    order = torch.randperm(len(dataset.train_x), generator=gen)
+    steps = math.ceil(len(dataset.train_x) / batch_size)
+    total = 0.0
+    for i in range(steps):
+        idx = order[i * batch_size:(i + 1) * batch_size]
+        x = random_shift(dataset.train_x[idx], max_shift, gen).to(device)
+        loss = F.cross_entropy(model.logits(x), dataset.train_y[idx].to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        total += loss.item()
+    return total / steps
 
 
 def main(args: argparse.Namespace | None = None) -> dict:
