@@ -273,7 +273,7 @@ def run_demo(out: str | Path = "genzoo-demo", data: str | Dataset = "auto", budg
             f"{time.perf_counter() - start:.0f} s")
     floor = real_data_floor(out, dataset, eval_settings("vae", scale, len(dataset.test_x)), seed, device)
     sessions = _sessions(out)
-    index = write_demo_report(out, names, floor)
+    index = write_demo_report(out, names, floor, phases=phases)
     for i, name in enumerate(names if phases != "shipped" else []):
         recipe = RECIPES[name]
         left = budget - (time.perf_counter() - start)
@@ -310,7 +310,7 @@ def run_demo(out: str | Path = "genzoo-demo", data: str | Dataset = "auto", budg
             "train_seconds_in_all": metrics.get("train_seconds"),
             **{key: metrics[key]["value"] for key in SESSION_SCORES if key in metrics}})  # how each demo run moved it
         runs.atomic_write_text(out / SESSIONS, json.dumps(sessions, indent=2) + "\n")
-        index = write_demo_report(out, names, floor)
+        index = write_demo_report(out, names, floor, phases=phases)
     took = time.perf_counter() - start
     again = (f"`genzoo demo --out {out}` trains every model from scratch beside the shipped ones" if phases == "shipped"
              else f"run it again in {out} to train every model for another {budget:.0f} s")

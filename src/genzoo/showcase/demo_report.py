@@ -318,11 +318,20 @@ def _edits_not_there_note(name: str, out: Path, metrics: dict, sessions: list[di
             f"editor there at {RECOGNISABLE_SHARE:.0%}.{moved} " + _continue_it(name, out))
 
 
-def _section(name: str, out: Path, report_dir: Path, sessions: list[dict], floor: dict | None = None) -> str:
+def heading(name: str, docstring: str | None) -> str:
+    """A section's heading, as HTML, from the first line of the model class's docstring: the name written once
+    (a docstring that opens with "`name`: " does not repeat it) and `code` spans as <code>."""
+    line = (docstring or "").strip().split("\n")[0].removeprefix(f"`{name}`:").strip()
+    parts = line.split("`")  # odd-numbered parts were between backticks
+    text = "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts))
+    return f"{name}: {text}" if text else name
+
+
+def _section(name: str, out: Path, report_dir: Path, sessions: list[dict], floor: dict | None = None,
+             phases: str = "both") -> str:
     recipe = RECIPES[name]
     cls = registry.get(name)
-    parts = [f'<h2 id="{name}">{name}: {html.escape((cls.__doc__ or "").strip().splitlines()[0])}</h2>',
-             f"<p>{html.escape(recipe.about)}</p>"]
+    parts = [f'<h2 id="{name}">{heading(name, cls.__doc__)}</h2>', f"<p>{html.escape(recipe.about)}</p>"]
     formula = render_formula(recipe.objective, report_dir / "formulas", name)
     parts.append(f'<h3>Objective</h3><img class="formula" src="formulas/{formula.name}" '
                  f'alt="objective of {name}: {html.escape(" ; ".join(recipe.objective))}">')
@@ -333,8 +342,13 @@ def _section(name: str, out: Path, report_dir: Path, sessions: list[dict], floor
     parts.append(f'<p class="meta">Paper: {html.escape(recipe.paper)}</p>')
     run_dir = out / name
     if not (run_dir / runs.CONFIG).exists():
-        parts.append('<p class="note">Not trained yet: the demo is still running, or this model was left out '
-                     "(--models).</p>")
+        if phases == "shipped":
+            again = html.escape(f"genzoo demo --out {out} --models {name} --from-scratch-only")
+            parts.append('<p class="note">Not trained from scratch: this demo drew the shipped models only '
+                         f"(--shipped-only); <code>{again}</code> trains it.</p>")
+        else:
+            parts.append('<p class="note">Not trained yet: the demo is still running, or this model was left out '
+                         "(--models).</p>")
         return "\n".join(parts)
     run = RunFiles(run_dir, name, report_dir)
     metrics = run.metrics or {}
@@ -410,9 +424,29 @@ def _shipped_block(name: str, entry: dict, out: Path, report_dir: Path, sessions
     return "\n".join(parts)
 
 
-def write_demo_report(out: str | Path, models: list[str], floor: dict, title: str = "genzoo demo: the whole zoo"
-                      ) -> Path:
-    """Write out/report/index.html for the demo's models (run folders out/MODEL); returns its path."""
+def _shipped_table(shipped: dict) -> str:
+    """The shipped models' figures side by side, one row each, linked to their sections (which say what each
+    figure rests on); no figure is bolded: the models were scored on different quantities and sample counts."""
+    labels = list(dict.fromkeys(f["label"] for entry in shipped["models"].values() for f in entry["figures"]))
+    head = "".join(f"<th>{html.escape(label)}</th>" for label in labels)
+    rows = []
+    for name, entry in shipped["models"].items():
+        values = {f["label"]: f["value"] for f in entry["figures"]}
+        cells = "".join(f"<td>{html.escape(values.get(label, '–'))}</td>" for label in labels)
+        rows.append(f'<tr><td class="name"><a href="#shipped-{html.escape(name)}">{html.escape(name)}</a></td>'
+                    f"<td>{entry['cpu_hours']:.2f}</td>{cells}</tr>")
+    return (f'<div class="scroll"><table id="shipped-figures"><tr><th class="name">shipped model</th>'
+            f"<th>CPU-hours</th>{head}</tr>" + "".join(rows) + "</table></div>"
+            '<p class="meta">Each model\'s section gives every figure with the samples and test digits it rests '
+            "on.</p>")
+
+
+def write_demo_report(out: str | Path, models: list[str], floor: dict, title: str = "genzoo demo: the whole zoo",
+                      phases: str = "both") -> Path:
+    """Write out/report/index.html for the demo's models (run folders out/MODEL); returns its path.
+
+    phases: the demo's (`run_demo`); with "shipped" nothing is trained from scratch, and the page says so
+    where it would show what training did."""
     out = Path(out)
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -431,14 +465,20 @@ def write_demo_report(out: str | Path, models: list[str], floor: dict, title: st
                     f'shipped model, one row per family"><figcaption>The trained zoo that ships with genzoo: '
                     f'{len(shipped["models"])} models, one row of samples each (conditional ones: 0-9); each '
                     "family's section shows its shipped model under \"Shipped\".</figcaption></figure>")
+    trained = (f"{len(done)} of {len(models)} models trained and evaluated. " if phases != "shipped" else
+               "Nothing trained from scratch in this demo (--shipped-only). ")
     body += [
-            f'<p class="meta">{len(done)} of {len(models)} models trained and evaluated. '
+            f'<p class="meta">{trained}'
             f"Data: {html.escape(floor.get('data', ''))}. Every number comes from the runs' metrics.json "
             f"(evaluator {html.escape(str(floor.get('evaluator_version')))}); every picture from the run folders.</p>",
             "<h2>The taxonomy of generative models</h2>",
             '<p>After Goodfellow\'s NIPS 2016 tutorial (figure 9). Each leaf links to its model\'s section.</p>',
             f'<ul class="tax">{_taxonomy(TAXONOMY, set(models))}</ul>',
-            "<h2>Leaderboard</h2>", _leaderboard(models, metrics, floor)]
+            "<h2>Leaderboard</h2>"]
+    if shipped["models"] and not done:  # nothing trained here (yet): the shipped models' figures stand in
+        body.append(_shipped_table(shipped))
+    else:
+        body.append(_leaderboard(models, metrics, floor))
     behind = [m for m in done if not_there_note(m, out, metrics[m], sessions.get(m, []), floor)]
     if behind:
         body.append(f'<p class="note">Not recognisable digits yet (under {RECOGNISABLE_SHARE:.0%} of samples read '
@@ -446,7 +486,7 @@ def write_demo_report(out: str | Path, models: list[str], floor: dict, title: st
                     + ", ".join(f'<a href="#{m}">{m}</a>' for m in behind) + ". Their sections say what they "
                     "reached and what to run; running the demo again in this folder continues every model.</p>")
     for name in models:
-        body.append(_section(name, out, report_dir, sessions.get(name, []), floor))
+        body.append(_section(name, out, report_dir, sessions.get(name, []), floor, phases))
         body += [_shipped_block(shipped_name, entry, out, report_dir, sessions.get(name, []))
                  for shipped_name, entry in shipped["models"].items() if entry["model"] == name]
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
