@@ -166,3 +166,24 @@ def test_iwae_training_loss_is_the_k_sample_bound_computed_directly(model, x):
 def test_iwae_training_refuses_a_kl_warmup():
     with pytest.raises(ConfigError, match="train_k=5 with kl_warmup_steps=10"):
         VAE(arch="mlp", hidden=16, latent_dim=2, train_k=5, kl_warmup_steps=10)
+
+
+def test_mlp_depth_stacks_hidden_layers_and_keeps_one_layer_keys():
+    """depth=2: 784 -> h -> h -> 2 * latent in the encoder and latent -> h -> h -> 784 in the decoder; depth=1 keeps
+    the state-dict names of one-hidden-layer runs saved before `depth` existed."""
+    deep = VAE(arch="mlp", hidden=12, depth=2, latent_dim=3)
+    shapes = [tuple(m.weight.shape) for m in deep.encoder.net if isinstance(m, torch.nn.Linear)]
+    assert shapes == [(12, 784), (12, 12), (6, 12)]
+    shapes = [tuple(m.weight.shape) for m in deep.decoder.net if isinstance(m, torch.nn.Linear)]
+    assert shapes == [(12, 3), (12, 12), (784, 12)]
+    x = torch.rand(4, 1, 28, 28)
+    h = x.flatten(1)
+    for i, layer in enumerate(m for m in deep.encoder.net if isinstance(m, torch.nn.Linear)):
+        h = layer(h) if i == 2 else torch.relu(layer(h))
+    mu, logvar = deep.encode(x)
+    torch.testing.assert_close(mu, h[:, :3])
+    torch.testing.assert_close(logvar, h[:, 3:].clamp(-12, 8))
+    shallow = VAE(arch="mlp", hidden=12, latent_dim=3).state_dict()
+    assert {k for k in shallow if k.startswith(("encoder", "decoder"))} == {
+        "encoder.net.1.weight", "encoder.net.1.bias", "encoder.net.3.weight", "encoder.net.3.bias",
+        "decoder.net.0.weight", "decoder.net.0.bias", "decoder.net.2.weight", "decoder.net.2.bias"}

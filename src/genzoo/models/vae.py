@@ -49,6 +49,7 @@ class VAEConfig:
     latent_dim: int = 32
     channels: int = 64  # conv width (first layer)
     hidden: int = 400  # mlp width
+    depth: int = 1  # mlp hidden layers, in the encoder and in the decoder
     iwae_k: int = 5000  # importance samples for log_prob
     iwae_chunk: int = 500  # importance samples drawn at once (decoded DECODED_PER_PASS images at a time)
     kl_warmup_steps: int = (
@@ -57,7 +58,7 @@ class VAEConfig:
     train_k: int = 1  # > 1: train on the IWAE bound with this many samples (Burda et al. 2016), not the ELBO
 
     def __post_init__(self):
-        positive(latent_dim=self.latent_dim, channels=self.channels, hidden=self.hidden,
+        positive(latent_dim=self.latent_dim, channels=self.channels, hidden=self.hidden, depth=self.depth,
                  iwae_k=self.iwae_k, iwae_chunk=self.iwae_chunk, train_k=self.train_k)
         non_negative(kl_warmup_steps=self.kl_warmup_steps)
         if self.train_k > 1 and self.kl_warmup_steps:
@@ -65,19 +66,27 @@ class VAEConfig:
                               "weighs the ELBO's KL term, which the IWAE bound has not; set one of them only")
 
 
+def mlp(in_dim: int, hidden: int, depth: int, out_dim: int) -> list[nn.Module]:
+    """`depth` hidden layers of `hidden` ReLU units between `in_dim` inputs and `out_dim` outputs."""
+    layers: list[nn.Module] = []
+    for width_in in [in_dim] + [hidden] * (depth - 1):
+        layers += [nn.Linear(width_in, hidden), nn.ReLU()]
+    return layers + [nn.Linear(hidden, out_dim)]
+
+
 class MLPEncoder(nn.Module):
-    def __init__(self, hidden: int, out_dim: int):
+    def __init__(self, hidden: int, out_dim: int, depth: int = 1):
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(N_PIXELS, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
+        self.net = nn.Sequential(nn.Flatten(), *mlp(N_PIXELS, hidden, depth, out_dim))
 
     def forward(self, x):
         return self.net(x)
 
 
 class MLPDecoder(nn.Module):
-    def __init__(self, hidden: int, in_dim: int):
+    def __init__(self, hidden: int, in_dim: int, depth: int = 1):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, N_PIXELS))
+        self.net = nn.Sequential(*mlp(in_dim, hidden, depth, N_PIXELS))
 
     def forward(self, z):
         return self.net(z).view(len(z), 1, 28, 28)  # (B, 1, 28, 28) logits
@@ -122,8 +131,8 @@ class VAE(GenerativeModel):
             self.encoder = ConvEncoder(cfg.channels, 2 * cfg.latent_dim)
             self.decoder = ConvDecoder(cfg.channels, cfg.latent_dim)
         else:
-            self.encoder = MLPEncoder(cfg.hidden, 2 * cfg.latent_dim)
-            self.decoder = MLPDecoder(cfg.hidden, cfg.latent_dim)
+            self.encoder = MLPEncoder(cfg.hidden, 2 * cfg.latent_dim, cfg.depth)
+            self.decoder = MLPDecoder(cfg.hidden, cfg.latent_dim, cfg.depth)
         # Runs saved before the trainer passed the step count held it in a "train_steps" buffer.
         self.register_load_state_dict_pre_hook(lambda _, state, prefix, *__: state.pop(prefix + "train_steps", None))
 
