@@ -12,7 +12,7 @@ import torch
 from test_demo_shipped import shipped, zoo  # noqa: F401 - the tiny packed zoo, installed as genzoo's shipped models
 from test_report import CHROMIUM, chromium_check, parse
 
-from genzoo import commands, registry, runs
+from genzoo import catalog, commands, registry, runs
 from genzoo.config import ConfigError
 from genzoo.data import Dataset
 from genzoo.metrics import confident_share
@@ -38,13 +38,16 @@ from genzoo.showcase.zoo import RECIPES, taxonomy_leaves
 def test_every_registered_model_has_a_leaf_and_the_demo_runs_those_with_a_recipe(monkeypatch):
     assert sorted(taxonomy_leaves()) == sorted(registry.MODELS)  # each once, drawn from the model table
     assert set(RECIPES) <= set(registry.MODELS)
+    assert all(RECIPES[name] is catalog.MODELS[name].demo for name in RECIPES)  # the table's row is the one place
+    assert [name for name, entry in catalog.MODELS.items() if entry.demo is not None] == list(RECIPES)
     assert all(r.share > 0 for r in RECIPES.values())  # relative shares, normalised over the models run
     assert all(callable(getattr(commands, extra)) for r in RECIPES.values() for extra in r.extras)
     assert check_models(None) == [name for name in registry.MODELS if name in RECIPES]
     with monkeypatch.context() as m:  # a model registered without a recipe is left out, and refused by name
         m.delitem(RECIPES, "rbm")
         assert "rbm" not in check_models(None) and check_models(["gmm"]) == ["gmm"]
-        with pytest.raises(ConfigError, match=r"--models rbm: no demo recipe yet; add an entry to genzoo.showcase.zoo"):
+        with pytest.raises(ConfigError, match=r"--models rbm: no demo recipe yet; give its row of "
+                                              r"genzoo.catalog.MODELS a demo \(docs/CONTRIBUTING.md\)"):
             check_models(["gmm", "rbm"])
     with pytest.raises(ConfigError, match=r"--models nope: unknown; known models: gmm, bayes"):
         check_models(["nope"])

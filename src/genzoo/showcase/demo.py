@@ -132,8 +132,8 @@ def check_models(models: list[str] | None) -> list[str]:
         raise ConfigError(f"--models {' '.join(unknown)}: unknown; known models: {', '.join(registry.MODELS)}")
     missing = [m for m in models if m not in RECIPES]
     if missing:  # a model is in the demo once it has its recipe and section
-        raise ConfigError(f"--models {' '.join(missing)}: no demo recipe yet; add an entry to "
-                          "genzoo.showcase.zoo.RECIPES (docs/CONTRIBUTING.md) or leave it out of --models")
+        raise ConfigError(f"--models {' '.join(missing)}: no demo recipe yet; give its row of genzoo.catalog.MODELS "
+                          "a demo (docs/CONTRIBUTING.md) or leave it out of --models")
     return [m for m in registry.MODELS if m in models]
 
 
