@@ -1,9 +1,9 @@
 """The EM mathematics of a Gaussian mixture on (N, D) tensors, as Bishop (2006), section 9.2, and scikit-learn
 write it: the M-step (`estimate_gaussian_parameters`), the precisions' Cholesky factors
 (`compute_precision_cholesky` and the conversions), the E-step's log densities (`estimate_log_gaussian_prob`,
-`log_responsibilities`) and drawing from the components (`sample_gaussians`). Any device; on the CPU the products
-go through `products` (NumPy's BLAS, LAPACK). The faster steps that reuse what does not change in a fit are in
-`kernels`.
+`log_responsibilities`, `responsibilities`) and drawing from the components (`sample_gaussians`). Any device; on
+the CPU the products go through `products` (NumPy's BLAS, LAPACK). The faster steps that reuse what does not
+change in a fit are in `kernels`.
 """
 
 from __future__ import annotations
@@ -300,3 +300,17 @@ def log_responsibilities(weighted: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     """E-step: from log w_k + log N(x_n | k) (N, K), log p(x_n) (N,) and the log responsibilities (N, K)."""
     log_prob_norm = torch.logsumexp(weighted, 1)
     return log_prob_norm, weighted - log_prob_norm[:, None]
+
+
+def responsibilities(weighted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """E-step for the M-step: from log w_k + log N(x_n | k) (N, K), log p(x_n) (N,) and the responsibilities (N, K).
+
+    One exponential per entry: with m_n the row's largest entry, p(k | x_n) = exp(w_nk - m_n) / s_n and
+    log p(x_n) = m_n + log s_n, s_n = sum_k exp(w_nk - m_n); `torch.logsumexp` followed by `exp` takes two.
+    """
+    top = weighted.amax(1, keepdim=True)  # (N, 1)
+    top.masked_fill_(top.abs() == math.inf, 0)  # as logsumexp: a row of -inf gives log p = -inf
+    resp = (weighted - top).exp_()
+    total = resp.sum(1, keepdim=True)  # (N, 1)
+    resp /= total
+    return (top + total.log()).squeeze(1), resp

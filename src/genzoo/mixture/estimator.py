@@ -331,31 +331,32 @@ class GaussianMixture:
 
     # ------------------------------------------------------------ initialisation
 
-    def _initial_resp(self, X: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """(N, K) initial responsibilities by `init_params`."""
+    def _initial_resp(self, X: torch.Tensor, generator: torch.Generator, X_csr: torch.Tensor | None = None,
+                      ) -> torch.Tensor:
+        """(N, K) initial responsibilities by `init_params`; `X_csr`: X as a CSR tensor, if the fit made one."""
         n_samples, k = X.shape[0], self.n_components
         resp = torch.zeros(n_samples, k, dtype=X.dtype, device=X.device)
         if self.init_params == "random":
             resp = torch.rand(n_samples, k, generator=generator, dtype=X.dtype).to(X.device)
             return resp / resp.sum(1, keepdim=True)
         if self.init_params == "kmeans":
-            labels = kmeans(X, k, generator)
+            labels = kmeans(X, k, generator, X_csr=X_csr)
             resp[torch.arange(n_samples, device=X.device), labels] = 1
             return resp
         if self.init_params.startswith("k-means++"):
-            seeds = kmeans_plusplus(X, k, generator)
+            seeds = kmeans_plusplus(X, k, generator, X_csr=X_csr)
         else:
             seeds = torch.randperm(n_samples, generator=generator)[:k].to(X.device)
         if self.init_params.endswith("_nearest"):
-            nearest = sq_distances(X, row_sq_norms(X), X[seeds]).argmin(1)  # (N,)
+            nearest = sq_distances(X, row_sq_norms(X), X[seeds], X_csr).argmin(1)  # (N,)
             resp[torch.arange(n_samples, device=X.device), nearest] = 1
         else:  # scikit-learn's: each seed alone is responsible for its component
             resp[seeds, torch.arange(k, device=X.device)] = 1
         return resp
 
-    def _initialize(self, X: torch.Tensor, generator: torch.Generator) -> None:
+    def _initialize(self, X: torch.Tensor, generator: torch.Generator, kernel: DenseKernel) -> None:
         if any(v is None for v in (self._weights_init, self._means_init, self._precisions_init)):
-            resp = self._initial_resp(X, generator)
+            resp = self._initial_resp(X, generator, kernel.X_csr)
             nk, means, covariances = estimate_gaussian_parameters(X, resp, self.reg_covar, self.covariance_type)
             self._weights, self._means, self._covariances = nk / X.shape[0], means, covariances
         if self._weights_init is not None:
@@ -440,7 +441,7 @@ class GaussianMixture:
         self.converged_, best_iter = False, 0
         for init in range(1 if continuing else self.n_init):
             if not continuing:
-                self._initialize(X, generator)
+                self._initialize(X, generator, kernel)
             # A continued fit measures its first change against the previous fit's last bound (as
             # scikit-learn does), so repeated one-iteration fits can detect convergence.
             start = getattr(self, "lower_bound_", -math.inf) if continuing else -math.inf

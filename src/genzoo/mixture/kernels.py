@@ -24,10 +24,10 @@ from .em import (
     compute_precision_cholesky,
     estimate_gaussian_parameters,
     estimate_log_gaussian_prob,
-    log_responsibilities,
+    responsibilities,
     torch_one_thread,
 )
-from .products import as_numpy, gram_matrix, matmul, row_sq_norms, scipy_sparse
+from .products import as_numpy, csr_rows, gram_matrix, matmul, row_sq_norms, scipy_sparse
 
 BLOCK_ROWS = 2048  # rows of X per block of the fused step: a few MB, so that the block stays in cache
 SPARSE_ZERO_SHARE = 0.5  # diag on the CPU: X with at least this share of exact zeros takes the sparse step
@@ -44,6 +44,7 @@ class DenseKernel:
     """The plain E- and M-steps of `em`, for any covariance type on any device; the base of the others.
 
     `X_sq`, `sq_norms`, `gram`: X * X (N, D), its row sums (N,) and X^T X (D, D), when a fit computes them once.
+    `X_csr`: X as a CSR tensor where the kernel made one, which the fit's k-means start reuses.
     Without them (a new X in predict or score) each step computes what it needs.
     """
 
@@ -51,6 +52,7 @@ class DenseKernel:
                  sq_norms: torch.Tensor | None = None, gram: torch.Tensor | None = None):
         self.X, self.covariance_type, self.reg_covar = X, covariance_type, reg_covar
         self.X_sq, self.sq_norms, self.gram = X_sq, sq_norms, gram
+        self.X_csr: torch.Tensor | None = None  # X as a CSR tensor, where a kernel made one (for the k-means start)
 
     def weighted_log_prob(self, weights: torch.Tensor, means: torch.Tensor,
                           precisions_chol: torch.Tensor) -> torch.Tensor:
@@ -73,8 +75,8 @@ class DenseKernel:
                 precisions_chol: torch.Tensor) -> Step:
         """One E-step and M-step: the lower bound under the parameters given, then the new parameters."""
         with torch_one_thread(self.X, self.covariance_type):
-            log_prob_norm, log_resp = log_responsibilities(self.weighted_log_prob(weights, means, precisions_chol))
-            return (float(log_prob_norm.mean()), *self.m_step(log_resp.exp()))
+            log_prob_norm, resp = responsibilities(self.weighted_log_prob(weights, means, precisions_chol))
+            return (float(log_prob_norm.mean()), *self.m_step(resp))
 
 
 class FusedKernel(DenseKernel):
@@ -94,6 +96,7 @@ class SparseDiagKernel(DenseKernel):
     def __init__(self, X: torch.Tensor, reg_covar: float, sparse: tuple[torch.Tensor, ...]):
         super().__init__(X, "diag", reg_covar)
         self.sparse = sparse
+        self.X_csr = sparse[0]
 
     def log_prob(self, means: torch.Tensor, precisions_chol: torch.Tensor) -> torch.Tensor:
         return _sparse_diag_log_prob(self.sparse, means, precisions_chol)
@@ -148,22 +151,19 @@ def sparse_copies(X: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
     The diag step's four products (X and X * X times the parameters, their transposes times the
     responsibilities) then read only the nonzero pixels, the same sums in another order. Built once per fit.
     """
-    if scipy_sparse is None or X.device.type != "cpu" or X.numel() == 0:
+    if scipy_sparse is None:
         return None
-    flat = X.reshape(-1)
-    nonzero = flat.nonzero().squeeze(1)  # (nnz,) positions in row-major order: CSR's order
-    if len(nonzero) > (1 - SPARSE_ZERO_SHARE) * len(flat):
+    by_row = csr_rows(X, SPARSE_ZERO_SHARE)
+    if by_row is None:
         return None
-    n, d = X.shape
-    values, cols = flat[nonzero], (nonzero % d).to(torch.int32)
-    crow = torch.searchsorted(nonzero, torch.arange(0, n * d + 1, d)).to(torch.int32)  # (N + 1,)
-    by_row = scipy_sparse.csr_matrix((as_numpy(values), as_numpy(cols), as_numpy(crow)), shape=(n, d))
-    by_column = by_row.tocsc()  # X^T's CSR
+    crow, cols, values = by_row.crow_indices(), by_row.col_indices(), by_row.values()
+    by_column = scipy_sparse.csr_matrix((as_numpy(values), as_numpy(cols), as_numpy(crow)), shape=X.shape).tocsc()
     t_crow, t_cols = torch.from_numpy(by_column.indptr), torch.from_numpy(by_column.indices)
     t_values = torch.from_numpy(by_column.data)
+    n, d = X.shape
     with warnings.catch_warnings():  # torch calls its sparse CSR support beta: a UserWarning on construction
         warnings.simplefilter("ignore", UserWarning)
-        return (torch.sparse_csr_tensor(crow, cols, values, (n, d)),
+        return (by_row,
                 torch.sparse_csr_tensor(crow, cols, values * values, (n, d)),
                 torch.sparse_csr_tensor(t_crow, t_cols, t_values, (d, n)),
                 torch.sparse_csr_tensor(t_crow, t_cols, t_values * t_values, (d, n)))
@@ -186,8 +186,7 @@ def _sparse_diag_em_step(
     """`fused_em_step` for diag covariances on `sparse_copies`: the same bound, nk, means and covariances."""
     X_t, X_sq_t = sparse[2:]
     weighted = _sparse_diag_log_prob(sparse, means, precisions_chol) + weights.log()  # (N, K)
-    log_norm = torch.logsumexp(weighted, 1)  # (N,)
-    resp = (weighted - log_norm[:, None]).exp_()  # (N, K)
+    log_norm, resp = responsibilities(weighted)  # (N,), (N, K)
     nk = resp.sum(0) + 10 * torch.finfo(resp.dtype).eps  # as in estimate_gaussian_parameters
     new_means = (X_t @ resp).T / nk[:, None]  # (K, D)
     covariances = (X_sq_t @ resp).T / nk[:, None] - new_means**2 + reg_covar
@@ -352,8 +351,7 @@ def _fused_block(mm, xb: torch.Tensor, sqb: torch.Tensor | None, linear: torch.T
     else:
         weighted -= 0.5 * sqb[:, None] * prec
     weighted += const
-    log_norm = torch.logsumexp(weighted, 1)  # (B,)
-    resp = (weighted - log_norm[:, None]).exp_()  # (B, K)
+    log_norm, resp = responsibilities(weighted)  # (B,), (B, K)
     nk += resp.sum(0)
     if quadratic is None:
         second += mm(sqb[None], resp)[0]

@@ -6,6 +6,7 @@ NumPy's BLAS threads are NumPy's to set (threadpoolctl), not `torch.set_num_thre
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,31 @@ def gram_matrix(a: torch.Tensor) -> torch.Tensor:
         x = as_numpy(a)
         return torch.from_numpy(x.T @ x)
     return a.mT @ a
+
+
+def csr_rows(X: torch.Tensor, zero_share: float = 0.5) -> torch.Tensor | None:
+    """X (N, D) as a CSR tensor when at least `zero_share` of its entries are exactly 0 (as MNIST's pixels) and
+    it is on the CPU, else None: products with it then read the nonzero entries only."""
+    if X.device.type != "cpu" or X.ndim != 2 or X.numel() == 0:
+        return None
+    x = as_numpy(X.contiguous())
+    n, d = x.shape
+    if np.count_nonzero(x) > (1 - zero_share) * x.size:
+        return None
+    flat = np.flatnonzero(x)  # (nnz,) positions in row-major order: CSR's order
+    crow = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.count_nonzero(x, axis=1), out=crow[1:])
+    index = np.int32 if len(flat) < 2**31 else np.int64  # torch takes one index type for both
+    cols = (flat % d).astype(index)
+    with warnings.catch_warnings():  # torch calls its sparse CSR support beta: a UserWarning on construction
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(torch.from_numpy(crow.astype(index)), torch.from_numpy(cols),
+                                       torch.from_numpy(x.reshape(-1)[flat]), (n, d))
+
+
+def times(X: torch.Tensor, X_csr: torch.Tensor | None, M: torch.Tensor) -> torch.Tensor:
+    """X (N, D) @ M (D, K): through `X_csr` (X's `csr_rows`) where there is one, else `matmul`."""
+    return X_csr @ M if X_csr is not None else matmul(X, M)
 
 
 def row_sq_norms(y: torch.Tensor) -> torch.Tensor:
