@@ -26,8 +26,8 @@ def semantic_pairs(ddpm_run: str | Path, out: str | Path, n: int = 1000, *, thre
     """
     from safetensors.torch import save_file
 
+    from ..evaluation.evaluator import load_evaluator
     from ..models.instruct.pairs import check_request, make_semantic_pairs
-    from .evaluation.evaluator import load_evaluator
 
     model = runs.load(ddpm_run, resolve_device(device))
     check_request(model, n, threshold)
