@@ -139,6 +139,9 @@ def test_an_unknown_shipped_name_lists_the_shipped_ones(shipped, capsys):
     assert main(["sample", "pretrained:nope", "-n", "4"]) == 2
     err = capsys.readouterr().err
     assert "pretrained:nope: no shipped model 'nope'" in err and "pretrained:ae, pretrained:cgan" in err
+    assert main(["bench", "--models", "ae", "pretrained:nope", "--out", "b"]) == 2  # before training ae
+    assert "pretrained:nope: no shipped model 'nope'" in capsys.readouterr().err
+    assert not Path("b/runs/ae").exists()
 
 
 COMMANDS = {
@@ -148,6 +151,7 @@ COMMANDS = {
     "reconstruct": ["reconstruct", "pretrained:ae", "-n", "4"],
     "evaluate": ["evaluate", "pretrained:cgan", "--samples", "64", "--max-test", "64"],
     "report": ["report", "pretrained:cgan", "pretrained:ae", "--out", "report"],
+    "bench": ["bench", "--models", "pretrained:cgan", "--samples", "64", "--max-test", "64", "--out", "bench"],
 }
 
 
@@ -162,6 +166,10 @@ def test_pretrained_name_works_in_every_command_and_writes_only_in_the_user_fold
             copy = tmp_path / "genzoo-pretrained" / name
             assert json.loads((copy / "config.json").read_text()) == json.loads((root / name / "config.json")
                                                                                 .read_text())
+    if verb == "bench":  # ranked under its shipped name, scored from the user's copy
+        rows = json.loads((tmp_path / "bench" / "leaderboard.json").read_text())["rows"]
+        assert [(r["model"], r["run"]) for r in rows] == [("pretrained:cgan", "genzoo-pretrained/cgan")]
+        assert rows[0]["conditional_accuracy"] is not None and rows[0]["fid"] is not None
 
 
 def test_the_same_model_loads_from_the_name_and_from_its_folder(shipped):

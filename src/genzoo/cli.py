@@ -417,7 +417,8 @@ def add_demo(sub) -> None:
     p.add_argument("--data", default="auto")
     p.add_argument("--budget", type=non_negative_float, default=DEMO_BUDGET,
                    help=f"seconds of wall clock for the whole demo (default {DEMO_BUDGET:.0f})")
-    p.add_argument("--models", nargs="+", help="CLI names (default: every model)")
+    p.add_argument("--models", nargs="+", help="CLI names (default: every model), or pretrained:NAME for a shipped "
+                                               "model, ranked as shipped (not trained)")
     p.add_argument("--seed", type=int, default=0)
     half = p.add_mutually_exclusive_group()
     half.add_argument("--shipped-only", dest="phases", action="store_const", const="shipped", default="both",
@@ -438,7 +439,8 @@ def add_gmm_demo(sub) -> None:
 
 def add_bench(sub) -> None:
     p = sub.add_parser("bench", help="train (or reuse), evaluate and rank models: leaderboard.md/.json")
-    p.add_argument("--models", nargs="+", help="CLI names (default: every model)")
+    p.add_argument("--models", nargs="+", help="CLI names (default: every model), or pretrained:NAME for a shipped "
+                                               "model, ranked as shipped (not trained)")
     p.add_argument("--data", default="auto")
     p.add_argument("--budget", type=non_negative_float, default=120.0,
                    help="training seconds per model (0: its own epochs)")

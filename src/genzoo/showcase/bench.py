@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import registry, runs
+from .. import pretrained, registry, runs
 from ..config import ConfigError
 from ..evaluation.leaderboard import leaderboard_row, row_label, table
 from .report import write_report
@@ -51,7 +51,8 @@ def run_bench(models: list[str] | None = None, data: str = "auto", budget_second
     """Train (or reuse), evaluate and rank models; write leaderboard.md, leaderboard.json and report/.
 
     Args:
-        models: CLI names (default: every registered model).
+        models: CLI names (default: every registered model), or `pretrained:NAME` for a shipped model, which
+            is evaluated (in ./genzoo-pretrained/NAME, a copy the user owns) and ranked, not trained.
         data: a `--data` value shared by every model.
         budget_seconds: training time cap per model (0: the model's own epochs).
         device: "auto", "cpu" or "cuda".
@@ -72,9 +73,12 @@ def run_bench(models: list[str] | None = None, data: str = "auto", budget_second
     from ..training.devices import resolve_device
 
     models = list(models or registry.MODELS)
-    unknown = [m for m in models if m not in registry.MODELS]
+    unknown = [m for m in models if m not in registry.MODELS and not pretrained.is_pretrained(m)]
     if unknown:
-        raise ConfigError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(registry.MODELS)}")
+        raise ConfigError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(registry.MODELS)}, or "
+                          "pretrained:NAME for a shipped model (`genzoo pretrained` lists them)")
+    for name in filter(pretrained.is_pretrained, models):
+        pretrained.resolve(name)  # an unknown shipped name fails before anything trains
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     overrides = dict(train_overrides or {})
@@ -83,7 +87,9 @@ def run_bench(models: list[str] | None = None, data: str = "auto", budget_second
     rows, run_dirs = [], []
     for name in models:
         run_dir = out_dir / "runs" / name
-        if reuse and finished_run_of(run_dir, name):
+        if pretrained.is_pretrained(name):  # evaluated as shipped, in the user's copy of it; never trained here
+            run_dir = pretrained.workspace(name)
+        elif reuse and finished_run_of(run_dir, name):
             print(f"genzoo bench: {name}: reusing {run_dir}", flush=True)
         else:
             print(f"genzoo bench: {name}: training (budget {budget_seconds or 'none'} s) -> {run_dir}", flush=True)
@@ -92,7 +98,10 @@ def run_bench(models: list[str] | None = None, data: str = "auto", budget_second
         print(f"genzoo bench: {name}: evaluating on {n_samples:,} samples", flush=True)
         metrics = evaluate_run(run_dir, device=device, seed=seed, n_samples=n_samples, max_test=max_test,
                                iwae_k=iwae_k)
-        rows.append(leaderboard_row(run_dir, metrics))
+        row = leaderboard_row(run_dir, metrics)
+        if pretrained.is_pretrained(name):
+            row["model"] = name  # "pretrained:gan", told apart from a "gan" trained here
+        rows.append(row)
         run_dirs.append(run_dir)
     meta = {"data": data, "seed": seed, "max_test": max_test or "all", "iwae_k": iwae_k or "model default",
             "budget": f"{budget_seconds:g} s per model" if budget_seconds else "none", "n_samples": n_samples,
