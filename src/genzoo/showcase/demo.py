@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,39 @@ def check_models(models: list[str] | None) -> list[str]:
         raise ConfigError(f"--models {' '.join(missing)}: no demo recipe yet; give its row of genzoo.catalog.MODELS "
                           "a demo (docs/CONTRIBUTING.md) or leave it out of --models")
     return [m for m in registry.MODELS if m in models]
+
+
+def run_slice(name: str, label: str, dataset: Dataset, run_dir: Path, whole: float, seconds: float, *, seed: int,
+              device: torch.device, scale: str, progress: bool, say: Callable[[str], None]) -> dict[str, Any]:
+    """One model's slice of the demo: train it for `seconds` (its extras drawn), evaluate it with as many samples
+    as the rest of its `whole` slice allows; returns the session's record for demo.json."""
+    recipe = RECIPES[name]
+    began, cpu_began = time.perf_counter(), time.process_time()
+    deadline = began + whole
+    what = train_slice(name, dataset, run_dir, seed, device, scale, seconds, progress)
+    for extra in recipe.extras:  # pictures a command draws from the run (e.g. the 2-D mixture)
+        getattr(commands, extra)(run_dir)
+    trained, cpu_trained = time.perf_counter() - began, time.process_time() - cpu_began
+    settings = eval_settings(name, scale, len(dataset.test_x))
+    wanted = settings["n_samples"]
+    if scale == "cpu" and wanted and registry.get(name).can_sample:  # as many samples as the slice allows
+        cost = sampling_cost(run_dir, device, seed)
+        sampling = (deadline - time.perf_counter()) * SAMPLING_SHARE
+        settings["n_samples"] = samples_within(sampling, cost, wanted)
+    say(f"genzoo demo {label} {name}: {what}; evaluating ({settings['n_samples']} samples"
+        f"{f' of {wanted}, what the slice allows' if settings['n_samples'] < wanted else ''}, "
+        f"{settings['max_test'] or 'all'} test digits)")
+    metrics = evaluate_run(run_dir, device=str(device), seed=seed, **settings)
+    wall = time.perf_counter() - began
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "slice_seconds": round(whole, 1),
+        "train_budget_seconds": round(seconds, 1), "train_wall_seconds": round(trained, 1),
+        "eval_wall_seconds": round(wall - trained, 1), "wall_seconds": round(wall, 1),
+        "cpu_seconds": round(time.process_time() - cpu_began, 1), "train_cpu_seconds": round(cpu_trained, 1),
+        "load_average": round(os.getloadavg()[0], 2), "what": what, "scale": scale,
+        "device": runs.hardware(device), "samples_wanted": wanted, **settings,
+        "train_seconds_in_all": metrics.get("train_seconds"),
+        **{key: metrics[key]["value"] for key in SESSION_SCORES if key in metrics}}  # how each demo run moved it
 
 
 def _sessions(out: Path) -> dict[str, list[dict]]:
@@ -282,33 +316,9 @@ def run_demo(out: str | Path = "genzoo-demo", data: str | Dataset = "auto", budg
         whole, seconds = plan_slice(left, recipe.share, shares, eval_seconds)
         say(f"genzoo demo [{i + 1}/{len(names)}] {name}: a {whole:.0f} s slice, {seconds:.0f} s of it training; "
             f"{max(left, 0):.0f} s left in the budget")
-        began, cpu_began = time.perf_counter(), time.process_time()
-        deadline = began + whole
-        run_dir = out / name
-        what = train_slice(name, dataset, run_dir, seed, device, scale, seconds, progress)
-        for extra in recipe.extras:  # pictures a command draws from the run (e.g. the 2-D mixture)
-            getattr(commands, extra)(run_dir)
-        trained, cpu_trained = time.perf_counter() - began, time.process_time() - cpu_began
-        settings = eval_settings(name, scale, len(dataset.test_x))
-        wanted = settings["n_samples"]
-        if scale == "cpu" and wanted and registry.get(name).can_sample:  # as many samples as the slice allows
-            cost = sampling_cost(run_dir, device, seed)
-            sampling = (deadline - time.perf_counter()) * SAMPLING_SHARE
-            settings["n_samples"] = samples_within(sampling, cost, wanted)
-        say(f"genzoo demo [{i + 1}/{len(names)}] {name}: {what}; evaluating ({settings['n_samples']} samples"
-            f"{f' of {wanted}, what the slice allows' if settings['n_samples'] < wanted else ''}, "
-            f"{settings['max_test'] or 'all'} test digits)")
-        metrics = evaluate_run(run_dir, device=str(device), seed=seed, **settings)
-        wall = time.perf_counter() - began
-        sessions.setdefault(name, []).append({
-            "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "slice_seconds": round(whole, 1),
-            "train_budget_seconds": round(seconds, 1), "train_wall_seconds": round(trained, 1),
-            "eval_wall_seconds": round(wall - trained, 1), "wall_seconds": round(wall, 1),
-            "cpu_seconds": round(time.process_time() - cpu_began, 1), "train_cpu_seconds": round(cpu_trained, 1),
-            "load_average": round(os.getloadavg()[0], 2), "what": what, "scale": scale,
-            "device": runs.hardware(device), "samples_wanted": wanted, **settings,
-            "train_seconds_in_all": metrics.get("train_seconds"),
-            **{key: metrics[key]["value"] for key in SESSION_SCORES if key in metrics}})  # how each demo run moved it
+        sessions.setdefault(name, []).append(run_slice(name, f"[{i + 1}/{len(names)}]", dataset, out / name, whole,
+                                                       seconds, seed=seed, device=device, scale=scale,
+                                                       progress=progress, say=say))
         runs.atomic_write_text(out / SESSIONS, json.dumps(sessions, indent=2) + "\n")
         index = write_demo_report(out, names, floor, phases=phases)
     took = time.perf_counter() - start

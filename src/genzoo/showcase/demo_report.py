@@ -366,19 +366,7 @@ def _section(name: str, out: Path, report_dir: Path, sessions: list[dict], floor
         parts.append(not_there)
     if recipe.cpu_note and sessions and sessions[-1].get("scale") == "cpu":
         parts.append(f'<p class="note">{html.escape(recipe.cpu_note)}</p>')
-    figures = []
-    if run.grids:
-        latest = run.grids[-1]
-        figures.append(_figure(copy_image(run, latest, report_dir),
-                               f"samples at epoch {epoch_key(latest)[0]} (the latest grid, seed fixed): do they "
-                               "look like digits, and like different ones?"))
-    for file, caption in recipe.captions.items():
-        if (run_dir / file).exists():
-            figures.append(_figure(copy_image(run, run_dir / file, report_dir), caption))
-    curves = _fresh_curves(run, report_dir)
-    if curves:
-        figures.append(_figure(curves, "training curves from metrics.jsonl (test pass as dots)", pixelated=False))
-    parts.append("<h3>Pictures</h3>" + "".join(figures))
+    parts.append("<h3>Pictures</h3>" + _pictures(run, recipe.captions, report_dir))
     if metrics:
         coverage = metrics.get("class_entropy_bits")
         if coverage and "conditional_accuracy" not in metrics:  # unconditional: which digits it draws is its own
@@ -390,6 +378,23 @@ def _section(name: str, out: Path, report_dir: Path, sessions: list[dict], floor
     if not not_there:
         parts.append(f'<p class="meta">Full recipe: <code>{html.escape(recipe.full_recipe)}</code></p>')
     return "\n".join(parts)
+
+
+def _pictures(run: RunFiles, captions: dict[str, str], report_dir: Path) -> str:
+    """A run's figures in its section: the latest sample grid, the pictures its recipe captions, its curves."""
+    figures = []
+    if run.grids:
+        latest = run.grids[-1]
+        figures.append(_figure(copy_image(run, latest, report_dir),
+                               f"samples at epoch {epoch_key(latest)[0]} (the latest grid, seed fixed): do they "
+                               "look like digits, and like different ones?"))
+    for file, caption in captions.items():
+        if (run.dir / file).exists():
+            figures.append(_figure(copy_image(run, run.dir / file, report_dir), caption))
+    curves = _fresh_curves(run, report_dir)
+    if curves:
+        figures.append(_figure(curves, "training curves from metrics.jsonl (test pass as dots)", pixelated=False))
+    return "".join(figures)
 
 
 def _shipped_copy(out: Path, report_dir: Path, relative: str) -> str:
