@@ -3,6 +3,7 @@ the estimator API (clone, grid search, pipelines, warm start), input checks, err
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -124,6 +125,72 @@ def test_diag_fit_on_mostly_zero_data_takes_the_sparse_step_and_matches_sklearn(
     assert ours.lower_bound_ == pytest.approx(ref.lower_bound_, rel=1e-12)
     for name in ("weights_", "means_", "covariances_"):
         np.testing.assert_allclose(getattr(ours, name), getattr(ref, name), rtol=1e-10, atol=1e-13, err_msg=name)
+
+
+def test_sparse_products_match_the_dense_ones():
+    """The CSR copies and the blocked transposed product against plain dense products (several blocks of samples)."""
+    from genzoo.mixture import kernels, products
+
+    rng = np.random.default_rng(5)
+    n = 2 * kernels.BLOCK_ROWS + 123  # three blocks, the last one short
+    X = torch.as_tensor(rng.standard_normal((n, 12)) * (rng.random((n, 12)) < 0.3))  # about 70% exact zeros
+    X[:, 4] = 0  # a feature that is 0 in every sample
+    M, R = torch.as_tensor(rng.standard_normal((12, 5))), torch.as_tensor(rng.random((n, 5)))
+    csr = products.csr_rows(X)
+    torch.testing.assert_close(csr.to_dense(), X, rtol=0, atol=0)
+    torch.testing.assert_close(products.times(X, csr, M), X @ M, rtol=1e-13, atol=1e-13)
+    copies = kernels.sparse_copies(X)
+    assert len(copies.X_t) == 3
+    torch.testing.assert_close(copies.X_sq.to_dense(), X * X, rtol=0, atol=0)
+    torch.testing.assert_close(kernels.transposed_times(copies.X_t, R), X.T @ R, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(kernels.transposed_times(copies.X_sq_t, R), (X * X).T @ R, rtol=1e-12, atol=1e-12)
+    assert products.csr_rows(X + 1.0) is None
+
+
+def test_responsibilities_match_logsumexp():
+    from genzoo.mixture.em import responsibilities
+
+    rng = np.random.default_rng(6)
+    weighted = torch.as_tensor(rng.standard_normal((50, 4)) * 300 - 1000)  # far below exp's range
+    weighted[:, 2] = -math.inf  # a component of weight 0
+    weighted[7] = -math.inf  # a sample no component can have made
+    log_norm, resp = responsibilities(weighted.clone())
+    expected = torch.logsumexp(weighted, 1)
+    torch.testing.assert_close(log_norm, expected, rtol=1e-14, atol=0)
+    keep = torch.arange(50) != 7
+    torch.testing.assert_close(resp[keep], (weighted - expected[:, None]).exp()[keep], rtol=1e-10, atol=1e-300)
+    torch.testing.assert_close(resp[keep].sum(1), torch.ones(49, dtype=torch.float64), rtol=1e-14, atol=0)
+    assert log_norm[7] == -math.inf and bool(resp[7].isnan().all())  # as log p - log p of -inf rows
+
+
+@pytest.mark.parametrize("zeros", [False, True])
+def test_kmeans_matches_plain_lloyd_from_the_same_seeds(zeros):
+    """Labels against Lloyd's iteration written plainly (all distances, all sums, every iteration) from the
+    same k-means++ seeds, with scikit-learn's stopping rule; also on mostly-zero data (the CSR products)."""
+    from genzoo.mixture import kmeans_plusplus
+    from genzoo.mixture.kmeans import mean_variance
+
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((3000, 8)) + np.repeat(rng.standard_normal((6, 8)) * 2, 500, axis=0)
+    if zeros:
+        X = np.abs(X) * (rng.random(X.shape) < 0.3)
+    X = torch.as_tensor(X)
+    assert math.isclose(mean_variance(X), float(X.var(0, correction=0).mean()), rel_tol=1e-12)
+    for seed in range(3):
+        labels = kmeans(X, 6, torch.Generator().manual_seed(seed), tol=1e-6).numpy()
+        centres = X[kmeans_plusplus(X, 6, torch.Generator().manual_seed(seed))].numpy()
+        x, threshold, expected = X.numpy(), 1e-6 * float(X.var(0, correction=0).mean()), None
+        for _ in range(300):
+            new = ((x[:, None] - centres) ** 2).sum(-1).argmin(1)
+            if expected is not None and (new == expected).all():
+                break
+            expected = new
+            moved = np.stack([x[expected == k].mean(0) for k in range(6)])
+            shift, centres = ((moved - centres) ** 2).sum(), moved
+            if shift <= threshold:
+                expected = ((x[:, None] - centres) ** 2).sum(-1).argmin(1)
+                break
+        np.testing.assert_array_equal(labels, expected, err_msg=f"seed {seed}")
 
 
 @pytest.mark.parametrize("start", ["fitted", "coupled precision", "nonzero mean", "coupled precision, nonzero mean"])
