@@ -69,8 +69,8 @@ import genzoo  # noqa: E402
 from genzoo import commands, recipes, runs  # noqa: E402
 from genzoo.constants import N_CLASSES  # noqa: E402
 from genzoo.data import Dataset, fixed_binarization, load_data, spread  # noqa: E402
-from genzoo.evaluator import load_evaluator  # noqa: E402
-from genzoo.metrics import real_features, sample_quality  # noqa: E402
+from genzoo.evaluation.evaluator import load_evaluator  # noqa: E402
+from genzoo.evaluation.scoring import real_features, sample_quality  # noqa: E402
 from genzoo.mixture import GaussianMixture  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "peers"
