@@ -312,3 +312,22 @@ def test_the_ast_checks_find_planted_faults():
         "app.py:8: isinstance(..., VAE)", "app.py:9: issubclass(..., GAN)"]
     assert reexported_imports("genzoo.serve.app", serve, planted) == [
         "app.py: resolve_device from genzoo.trainer, which imports it from elsewhere"]
+
+
+def long_functions(root: Path, limit: int = 60) -> list[str]:
+    """Functions of the .py files under `root` longer than `limit` lines, as "file:line name (n lines)"."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > limit:
+                    found.append(f"{path.relative_to(root)}:{node.lineno} {node.name} ({length} lines)")
+    return found
+
+
+def test_no_function_in_the_package_is_longer_than_60_lines(tmp_path):
+    assert long_functions(PACKAGE) == []
+    planted = tmp_path / "long.py"  # the check itself sees a long one
+    planted.write_text("def f():\n" + "    x = 1\n" * 60)
+    assert long_functions(tmp_path) == ["long.py:1 f (61 lines)"]

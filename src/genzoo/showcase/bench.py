@@ -72,13 +72,7 @@ def run_bench(models: list[str] | None = None, data: str = "auto", budget_second
     from ..trainer import train
     from ..training.devices import resolve_device
 
-    models = list(models or registry.MODELS)
-    unknown = [m for m in models if m not in registry.MODELS and not pretrained.is_pretrained(m)]
-    if unknown:
-        raise ConfigError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(registry.MODELS)}, or "
-                          "pretrained:NAME for a shipped model (`genzoo pretrained` lists them)")
-    for name in filter(pretrained.is_pretrained, models):
-        pretrained.resolve(name)  # an unknown shipped name fails before anything trains
+    models = checked_models(models)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     overrides = dict(train_overrides or {})
@@ -98,10 +92,8 @@ def run_bench(models: list[str] | None = None, data: str = "auto", budget_second
         print(f"genzoo bench: {name}: evaluating on {n_samples:,} samples", flush=True)
         metrics = evaluate_run(run_dir, device=device, seed=seed, n_samples=n_samples, max_test=max_test,
                                iwae_k=iwae_k)
-        row = leaderboard_row(run_dir, metrics)
-        if pretrained.is_pretrained(name):
-            row["model"] = name  # "pretrained:gan", told apart from a "gan" trained here
-        rows.append(row)
+        row = leaderboard_row(run_dir, metrics)  # a shipped model as "pretrained:gan", apart from a "gan" trained now
+        rows.append({**row, "model": name} if pretrained.is_pretrained(name) else row)
         run_dirs.append(run_dir)
     meta = {"data": data, "seed": seed, "max_test": max_test or "all", "iwae_k": iwae_k or "model default",
             "budget": f"{budget_seconds:g} s per model" if budget_seconds else "none", "n_samples": n_samples,
@@ -112,6 +104,19 @@ def run_bench(models: list[str] | None = None, data: str = "auto", budget_second
     write_report(run_dirs, out_dir / "report", title="genzoo bench")
     print(leaderboard_markdown(rows, meta))
     return rows
+
+
+def checked_models(models: list[str] | None) -> list[str]:
+    """The models to bench (every registered one by default); an unknown name, or an unknown shipped one, is an
+    error before anything trains."""
+    models = list(models or registry.MODELS)
+    unknown = [m for m in models if m not in registry.MODELS and not pretrained.is_pretrained(m)]
+    if unknown:
+        raise ConfigError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(registry.MODELS)}, or "
+                          "pretrained:NAME for a shipped model (`genzoo pretrained` lists them)")
+    for name in filter(pretrained.is_pretrained, models):
+        pretrained.resolve(name)
+    return models
 
 
 def finished_run_of(run_dir: Path, name: str) -> bool:
