@@ -14,7 +14,7 @@ from genzoo.models.autoregressive import (
     pixel_probabilities,
     visible_mask,
 )
-from genzoo.models.pixelcnn import PixelCNN
+from genzoo.models.pixelcnn import MaskedConv2d, PixelCNN
 
 VARIANTS = {
     "plain": {},
@@ -48,6 +48,37 @@ def input_gradients(model, size: int) -> torch.Tensor:
     logits = model.logits(x, y).view(n, n)  # (P copies, P pixels)
     logits[torch.arange(n), torch.arange(n)].sum().backward()  # copy k contributes pixel k's logit only
     return x.grad.view(n, n)
+
+
+def full_mask(kh: int, kw: int, mask: str) -> torch.Tensor:
+    """The (kh, kw) mask written out: rows above the centre; on its row, left of it (A), also the centre (B),
+    or the whole row (vertical)."""
+    m = torch.zeros(kh, kw, dtype=torch.float64)
+    m[: kh // 2] = 1
+    m[kh // 2, : kw if mask == "vertical" else kw // 2 + (mask == "B")] = 1
+    return m
+
+
+@pytest.mark.parametrize(("kernel", "mask"), [((7, 7), "A"), ((3, 3), "B"), ((3, 3), "vertical"), ((5, 5), "vertical"),
+                                              ((1, 7), "A"), ((1, 3), "B"), ((1, 3), "A"), ((1, 1), "A")])
+def test_masked_conv_is_the_same_padded_conv_with_the_masked_weight(kernel, mask):
+    """forward (which convolves only the weight's unmasked corner), row and pixel against F.conv2d of the
+    whole (kh, kw) weight times the mask, with "same" padding."""
+    torch.manual_seed(0)
+    conv = MaskedConv2d(3, 5, kernel, mask).double()
+    x = torch.randn(2, 3, 6, 7, dtype=torch.float64)
+    kh, kw = kernel
+    weight = conv.weight * full_mask(kh, kw, mask)
+    expected = torch.nn.functional.conv2d(x, weight, conv.bias, padding=(kh // 2, kw // 2))
+    torch.testing.assert_close(conv(x), expected, rtol=0, atol=1e-12)
+    for i in range(6):
+        torch.testing.assert_close(conv.row(x, i), expected[:, :, i : i + 1], rtol=0, atol=1e-12)
+        for j in range(7):
+            torch.testing.assert_close(conv.pixel(x, i, j), expected[:, :, i : i + 1, j : j + 1], rtol=0, atol=1e-12)
+    # the gradient reaches only the unmasked taps
+    conv(x).sum().backward()
+    assert (conv.weight.grad[:, :, full_mask(kh, kw, mask) == 0] == 0).all()
+    assert (conv.weight.grad[:, :, full_mask(kh, kw, mask) == 1] != 0).all()
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -11,10 +11,12 @@
 - Class-conditional (`conditional=true`): a learned per-class vector added as a bias to
   every layer (to both stacks' gates in the gated model).
 
-Fast sampling (`PixelModel.sample`, exact): every layer caches its activations row by
-row. Once row i is complete, nothing at rows <= i changes again; for pixel (i, j) only
-row i of each layer is recomputed, from that layer's cached rows above (a row's worth of
-work instead of a whole image's). `sample(..., method="naive")` is the reference.
+Fast sampling (`PixelModel.sample`, exact): every layer caches its activations. Once
+pixel (i, j) is drawn, nothing at it or before it in raster order changes again, so for
+pixel (i, j) each layer computes its output at (i, j) alone, from its cached earlier
+pixels (a pixel's worth of work instead of a whole image's). The gated model's vertical
+stacks advance a row at a time, when the row above is complete.
+`sample(..., method="naive")` is the reference.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ class MaskedConv2d(nn.Conv2d):
     mask "B": as "A" plus the centre itself;
     mask "vertical": every column of the rows above and of the current row (the gated
     PixelCNN's vertical stack, used shifted down one row).
+
+    The weight keeps its full (kh, kw) shape, but only the corner that holds the mask's
+    taps is convolved (`taps`: kh // 2 + 1 rows; on one row, the columns up to the
+    centre): the rest would only add zeros, a third of a 3x3's multiply-adds and more of
+    a 1 x k's. The input is padded to match, so the output is that of the masked
+    (kh, kw) convolution with "same" padding.
     """
 
     def __init__(self, c_in: int, c_out: int, kernel: tuple[int, int], mask: Literal["A", "B", "vertical"]):
@@ -48,19 +56,40 @@ class MaskedConv2d(nn.Conv2d):
             m[kh // 2] = 1
         else:
             m[kh // 2, : kw // 2 + (mask == "B")] = 1
-        self.register_buffer("mask", m, persistent=False)
+        rows = kh // 2 + 1  # the rows below the centre are masked
+        cols = kw if rows > 1 or mask == "vertical" else max(1, kw // 2 + (mask == "B"))
+        self.taps = (rows, cols)
+        # left, right, top, bottom: output (r, c) reads input rows r - kh // 2 .. r, columns c - kw // 2 ..
+        # c - kw // 2 + cols - 1 (a negative right pad drops a last column no output reads)
+        self.pads = (kw // 2, cols - 1 - kw // 2, kh // 2, 0)
+        self.register_buffer("mask", m[:rows, :cols].clone(), persistent=False)
+
+    def masked_weight(self) -> torch.Tensor:
+        """The convolved corner of the weight, masked: (C_out, C_in, rows, cols)."""
+        rows, cols = self.taps
+        return self.weight[:, :, :rows, :cols] * self.mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+        return F.conv2d(F.pad(x, self.pads), self.masked_weight(), self.bias)
 
     def row(self, x: torch.Tensor, i: int) -> torch.Tensor:
         """Row i of the output from rows <= i of x (B, C, H, W) -> (B, C_out, 1, W)."""
-        kh, kw = self.kernel_size
-        up = kh // 2
-        weight = (self.weight * self.mask)[:, :, : up + 1]  # the rows below the centre are masked anyway
+        up = self.pads[2]
         slab = x[:, :, max(0, i - up) : i + 1]  # (B, C, <= up + 1, W)
-        slab = F.pad(slab, (kw // 2, kw // 2, up + 1 - slab.shape[2], 0))  # (B, C, up + 1, W + kw - 1)
-        return F.conv2d(slab, weight, self.bias)
+        slab = F.pad(slab, (*self.pads[:2], up + 1 - slab.shape[2], 0))  # (B, C, up + 1, W + cols - 1)
+        return F.conv2d(slab, self.masked_weight(), self.bias)
+
+    def pixel(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        """Output (i, j) alone from rows <= i of x (B, C, H, W), (B, C_out, 1, 1); x's entries
+        after (i, j) in raster order are not read (nor (i, j) itself under mask A)."""
+        up, left = self.pads[2], self.pads[0]
+        width = x.shape[3]
+        rows, cols = self.taps
+        # the input window of output (i, j): rows i - up .. i, columns j - left .. j - left + cols - 1
+        c0, c1 = j - left, j - left + cols
+        slab = x[:, :, max(0, i - up) : i + 1, max(0, c0) : min(width, c1)]
+        slab = F.pad(slab, (max(0, -c0), max(0, c1 - width), up + 1 - slab.shape[2], 0))  # (B, C, rows, cols)
+        return F.conv2d(slab, self.masked_weight(), self.bias)
 
 
 def gate(a: torch.Tensor) -> torch.Tensor:
@@ -82,10 +111,12 @@ class ResidualBlock(nn.Module):
         t = F.relu(self.down(F.relu(x)))
         return x + self.up(F.relu(self.conv(t) + cond))
 
-    def row(self, x_row: torch.Tensor, t_cache: torch.Tensor, i: int, cond: torch.Tensor | float = 0.0) -> torch.Tensor:
-        """Row i of the block's output; x_row (B, C, 1, W), t_cache (B, C/2, H, W) gets its row i."""
-        t_cache[:, :, i : i + 1] = F.relu(self.down(F.relu(x_row)))
-        return x_row + self.up(F.relu(self.conv.row(t_cache, i) + cond))
+    def pixel(self, x_pixel: torch.Tensor, t_cache: torch.Tensor, i: int, j: int,
+              cond: torch.Tensor | float = 0.0) -> torch.Tensor:
+        """Output (i, j) of the block, (B, C, 1, 1), from its input there, x_pixel (B, C, 1, 1);
+        t_cache (B, C/2, H, W) holds the 1x1 branch at every earlier pixel and gets (i, j)."""
+        t_cache[:, :, i : i + 1, j : j + 1] = F.relu(self.down(F.relu(x_pixel)))
+        return x_pixel + self.up(F.relu(self.conv.pixel(t_cache, i, j) + cond))
 
 
 class GatedLayer(nn.Module):
@@ -113,11 +144,12 @@ class GatedLayer(nn.Module):
         h_new = self.h_out(gate(self.h_conv(h) + self.v_to_h(v_down) + cond_h))
         return gate(v_pre + cond_v), h_new if self.first else h + h_new
 
-    def h_row(self, h_row: torch.Tensor, link: torch.Tensor) -> torch.Tensor:
-        """Row i of the horizontal stack from its input row (B, C, 1, W) and
-        link = v_to_h(v_pre at row i - 1) + the horizontal class bias, (B, 2C, 1, W)."""
-        h_new = self.h_out(gate(self.h_conv(h_row) + link))
-        return h_new if self.first else h_row + h_new
+    def h_pixel(self, h_row: torch.Tensor, j: int, link: torch.Tensor) -> torch.Tensor:
+        """Pixel j of the current row of the horizontal stack, (B, C, 1, 1), from its input row
+        h_row (B, C_in, 1, W), set up to column j (up to j - 1 in the first layer), and
+        link = v_to_h(v_pre at the row above) + the horizontal class bias at column j, (B, 2C, 1, 1)."""
+        h_new = self.h_out(gate(self.h_conv.pixel(h_row, 0, j) + link))
+        return h_new if self.first else h_row[:, :, :, j : j + 1] + h_new
 
 
 @dataclass
@@ -206,11 +238,16 @@ class PixelCNN(PixelModel):
             # vpre[l][:, :, r + 1] holds layer l's vertical conv at row r; index 0 is the zero row above.
             cache["vpre"] = [zeros(2 * c, size + 1) for _ in self.layers]
             cache["link"] = [None] * len(self.layers)  # set at the start of each row
+            # hin[l]: layer l's horizontal input on the current row (layers >= 1; layer 0 reads the image),
+            # filled pixel by pixel
+            cache["hin"] = [None] + [zeros(c, 1) for _ in self.layers[1:]]
         else:
             cache["t"] = [zeros(c // 2, size) for _ in self.layers]
         return cache
 
     def cached_logit(self, cache: dict, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        """Only pixel (i, j) of each layer's horizontal path is computed: its earlier pixels are cached
+        and its later ones are not read yet."""
         conds = cache["conds"]
         if self.config.gated:
             if j == 0:  # row i - 1 is complete: extend every vertical stack by it
@@ -223,11 +260,14 @@ class PixelCNN(PixelModel):
                             cache["vin"][index + 1][:, :, i - 1 : i] = gate(v_pre + cond_v)
                     # what the vertical stack (rows < i) adds to row i, fixed for the whole row
                     cache["link"][index] = layer.v_to_h(cache["vpre"][index][:, :, i : i + 1]) + cond_h
-            h = x[:, :, i : i + 1]  # (B, 1, 1, W)
-            for layer, link in zip(self.layers, cache["link"]):
-                h = layer.h_row(h, link)
+            h_row = x[:, :, i : i + 1]  # (B, 1, 1, W)
+            for index, (layer, link) in enumerate(zip(self.layers, cache["link"])):
+                h = layer.h_pixel(h_row, j, link[:, :, :, j : j + 1])  # (B, C, 1, 1)
+                if index + 1 < len(self.layers):
+                    h_row = cache["hin"][index + 1]
+                    h_row[:, :, :, j : j + 1] = h
         else:
-            h = self.conv_in.row(x, i) + conds[0]  # (B, C, 1, W)
+            h = self.conv_in.pixel(x, i, j) + conds[0]  # (B, C, 1, 1)
             for block, t_cache, cond in zip(self.layers, cache["t"], conds[1:]):
-                h = block.row(h, t_cache, i, cond)
-        return self.head(h)[:, 0, 0, j]
+                h = block.pixel(h, t_cache, i, j, cond)
+        return self.head(h)[:, 0, 0, 0]
