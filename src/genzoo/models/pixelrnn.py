@@ -20,7 +20,8 @@ residual connections, then two 1x1 layers to one Bernoulli logit per pixel.
   background almost always.
 
 Fast sampling (`PixelModel.sample`, exact): the Row LSTM keeps each layer's (h, c)
-for every finished row and recomputes only the current row from the row above; the
+for every finished pixel and computes each layer at the new pixel alone, from the states
+of the row above and the current row's cached inputs to its left; the
 Diagonal BiLSTM keeps the states of every pixel and advances each layer by one LSTM
 step per pixel (left-to-right), running the right-to-left direction once over each
 row when it is complete. `sample(..., method="naive")` is the reference.
@@ -192,7 +193,9 @@ class PixelRNN(PixelModel):
         if self.config.variant == "row":
             # h[l][:, :, r + 1] is row r's state; index 0 is the zero state above the image.
             return {"h": [zeros(hidden, size + 1, size) for _ in range(layers)],
-                    "c": [zeros(hidden, size + 1, size) for _ in range(layers)]}
+                    "c": [zeros(hidden, size + 1, size) for _ in range(layers)],
+                    # each layer's input on the current row, filled pixel by pixel
+                    "in_row": [zeros(self.config.channels, 1, size) for _ in range(layers)]}
         return {
             "inputs": [zeros(self.config.channels, size, size) for _ in range(layers)],  # each layer's input
             # left to right: state of (i, j) at [i + 1, j + 1]; row 0 and column 0 are the zeros outside.
@@ -209,14 +212,22 @@ class PixelRNN(PixelModel):
         return self._diagonal_logit(cache, x, i, j)
 
     def _row_logit(self, cache: dict, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
-        """Recompute row i of every layer from the cached states of row i - 1."""
-        h_row = self.conv_in.row(x, i)  # (B, C, 1, W)
-        for layer, h_cache, c_cache in zip(self.layers, cache["h"], cache["c"]):
-            gates_in = layer.input_to_state(h_row)[:, :, 0]  # (B, 4h, W)
-            h, c = layer.step(gates_in, h_cache[:, :, i], c_cache[:, :, i])
-            h_cache[:, :, i + 1], c_cache[:, :, i + 1] = h, c
-            h_row = h_row + layer.out(h[:, :, None])  # (B, C, 1, W)
-        return self.head(h_row)[:, 0, 0, j]
+        """Every layer at pixel (i, j) alone: its input there, the input row's cached earlier pixels and
+        row i - 1's cached states; the row's later pixels are not read yet."""
+        size = self.image_size
+        a = self.conv_in.pixel(x, i, j)  # (B, C, 1, 1)
+        for layer, in_row, h_cache, c_cache in zip(self.layers, cache["in_row"], cache["h"], cache["c"]):
+            in_row[:, :, :, j : j + 1] = a
+            gates_in = layer.input_to_state.pixel(in_row, 0, j)[:, :, 0]  # (B, 4h, 1)
+            k = layer.state_to_state.kernel_size[0]
+            c0, c1 = j - k // 2, j + k // 2 + 1  # row i - 1's states that reach column j
+            above = h_cache[:, :, i, max(0, c0) : min(size, c1)]
+            above = F.pad(above, (max(0, -c0), max(0, c1 - size)))  # (B, hidden, k)
+            recurrent = F.conv1d(above, layer.state_to_state.weight, layer.state_to_state.bias)  # (B, 4h, 1)
+            h, c = lstm_update(gates_in + recurrent, c_cache[:, :, i, j : j + 1])
+            h_cache[:, :, i + 1, j : j + 1], c_cache[:, :, i + 1, j : j + 1] = h, c
+            a = a + layer.out(h[:, :, None])  # (B, C, 1, 1)
+        return self.head(a)[:, 0, 0, 0]
 
     def _diagonal_logit(self, cache: dict, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
         """One LSTM step per layer at (i, j); at the start of a row, the right-to-left pass over the row above."""
