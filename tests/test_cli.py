@@ -89,7 +89,9 @@ def test_label_on_unconditional_model(dae_run, capsys):
 def test_demo_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("GENZOO_DATA", str(tmp_path / "none"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--budget", "6", "--device", "cpu"]) == 0
+    # the from-scratch half (test_demo.py draws the shipped half)
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--budget", "6", "--device", "cpu",
+                 "--from-scratch-only"]) == 0
     page = (tmp_path / "demo" / "report" / "index.html").read_text()
     for name in ("ae", "dae", "vae"):
         assert (tmp_path / "demo" / name / "metrics.json").exists()
