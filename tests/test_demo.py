@@ -309,12 +309,14 @@ def test_demo_report_in_headless_chromium(demo, tmp_path):
 
 
 @pytest.mark.usefixtures("shipped")
-def test_the_shipped_phase_alone_and_training_alone(tiny, tmp_path):
+def test_the_shipped_phase_alone_and_training_alone(tiny, tmp_path, capsys):
     """phases="shipped": the tiny zoo's pictures and figures in the report, its first picture the zoo, nothing
-    trained; phases="scratch": nothing drawn from the shipped models."""
+    trained, no training budget announced; phases="scratch": nothing drawn from the shipped models."""
     out = tmp_path / "shipped-only"
-    index = run_demo(out, data=tiny, budget=30, models=["ae", "cgan"], device="cpu", scale="tiny", progress=False,
+    index = run_demo(out, data=tiny, budget=30, models=["ae", "cgan"], device="cpu", scale="tiny", progress=True,
                      phases="shipped")
+    said = capsys.readouterr().err
+    assert "genzoo demo: the shipped models, drawn on" in said and "s in all" not in said
     page = index.read_text()
     first = page.index("<img")
     assert page[first:first + 40].startswith('<img src="shipped/zoo.png"')

@@ -299,7 +299,9 @@ def run_demo(out: str | Path = "genzoo-demo", data: str | Dataset = "auto", budg
         raise ConfigError(f"phases={phases!r}: must be one of {', '.join(PHASES)}")
     dataset = data if isinstance(data, Dataset) else load_data(data)
     say = (lambda text: print(text, file=sys.stderr, flush=True)) if progress else (lambda text: None)
-    say(f"genzoo demo: {len(names)} models on {dataset.describe()}, {device} ({scale} recipes), "
+    say(f"genzoo demo: the shipped models, drawn on {dataset.describe()}; the report is "
+        f"{out / 'report' / 'index.html'}" if phases == "shipped" else
+        f"genzoo demo: {len(names)} models on {dataset.describe()}, {device} ({scale} recipes), "
         f"{budget:.0f} s in all; the report is {out / 'report' / 'index.html'}, rewritten after each model")
     if phases != "scratch":
         shipped = draw_shipped(out, dataset, models=names, seed=seed, deadline=start + SHIPPED_SECONDS, say=say)
