@@ -38,7 +38,7 @@ class AEConfig:
 
 
 def norm(channels: int) -> nn.GroupNorm:
-    # Without normalisation these nets sit for ~150 steps on the mean-image plateau. GroupNorm (not
+    # Without normalisation these nets sit for a long while on the mean-image plateau. GroupNorm (not
     # BatchNorm) normalises each image on its own: the same in training and evaluation, and a
     # data-parallel run computes exactly what one process would. The convolutions before it have no
     # bias: the normalisation would cancel it, leaving it a parameter trained on rounding noise.
