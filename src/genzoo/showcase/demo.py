@@ -267,6 +267,16 @@ def real_data_floor(out: Path, dataset: Dataset, settings: dict[str, int], seed:
     return floor
 
 
+def opening_line(phases: str, names: list[str], dataset: Dataset, device: torch.device, scale: str, budget: float,
+                 out: Path) -> str:
+    """What the demo says first: what it will do, and where its report is."""
+    report = out / "report" / "index.html"
+    if phases == "shipped":
+        return f"genzoo demo: the shipped models, drawn on {dataset.describe()}; the report is {report}"
+    return (f"genzoo demo: {len(names)} models on {dataset.describe()}, {device} ({scale} recipes), "
+            f"{budget:.0f} s in all; the report is {report}, rewritten after each model")
+
+
 def run_demo(out: str | Path = "genzoo-demo", data: str | Dataset = "auto", budget: float = DEMO_BUDGET,
              models: list[str] | None = None, device: str = "auto", seed: int = 0, scale: str | None = None,
              progress: bool = True, phases: str = "both") -> Path:
@@ -299,10 +309,7 @@ def run_demo(out: str | Path = "genzoo-demo", data: str | Dataset = "auto", budg
         raise ConfigError(f"phases={phases!r}: must be one of {', '.join(PHASES)}")
     dataset = data if isinstance(data, Dataset) else load_data(data)
     say = (lambda text: print(text, file=sys.stderr, flush=True)) if progress else (lambda text: None)
-    say(f"genzoo demo: the shipped models, drawn on {dataset.describe()}; the report is "
-        f"{out / 'report' / 'index.html'}" if phases == "shipped" else
-        f"genzoo demo: {len(names)} models on {dataset.describe()}, {device} ({scale} recipes), "
-        f"{budget:.0f} s in all; the report is {out / 'report' / 'index.html'}, rewritten after each model")
+    say(opening_line(phases, names, dataset, device, scale, budget, out))
     if phases != "scratch":
         shipped = draw_shipped(out, dataset, models=names, seed=seed, deadline=start + SHIPPED_SECONDS, say=say)
         say(f"genzoo demo: the shipped zoo ({len(shipped['models'])} models) drawn in "
