@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from genzoo import catalog, pretrained, recipes, runs
 from genzoo.cli import main
 from genzoo.data import load_embedded, load_idx_folder
-from genzoo.pretrained.build import pack_run
+from genzoo.pretrained.build import ANIMATION_FRAMES, evenly_spaced, pack_run
 from genzoo.pretrained.check import SAMPLES, subset_figures
 from genzoo.pretrained.weights import complete_state, shipped_state
 from genzoo.trainer import train
@@ -47,6 +48,16 @@ def test_shipped_files_match_the_manifest(name):
 def test_shipped_weights_fit_the_budget():
     total = sum((pretrained.ROOT / name / "model.safetensors").stat().st_size for name in SHIPPED)
     assert total <= MAX_BYTES
+    # and everything shipped beside them too: the animations are thinned to a few frames to stay inside it
+    assert sum(p.stat().st_size for p in pretrained.ROOT.rglob("*") if p.is_file()) <= MAX_BYTES
+    for gif in pretrained.ROOT.glob("*/progress.gif"):
+        assert Image.open(gif).n_frames <= ANIMATION_FRAMES, gif
+
+
+@pytest.mark.parametrize("n, most, expected", [(3, 5, [0, 1, 2]), (5, 5, [0, 1, 2, 3, 4]), (10, 4, [0, 3, 6, 9]),
+                                               (200, 3, [0, 100, 199]), (7, 2, [0, 6])])
+def test_the_animation_keeps_evenly_spaced_frames_first_and_last_among_them(n, most, expected):
+    assert evenly_spaced(list(range(n)), most) == expected
 
 
 @pytest.mark.skipif(not SHARED_MNIST.exists(), reason=f"needs full MNIST at {SHARED_MNIST}")
