@@ -324,6 +324,9 @@ def test_the_shipped_phase_alone_and_training_alone(tiny, tmp_path, capsys):
         assert f'<h3 id="shipped-{name}">' in page and not (out / name / runs.CONFIG).exists()
     assert "not trained from scratch in this demo | shipped, 1.50 CPU-hours" in page
     assert "640 samples against 1,000 test digits" in page  # each figure with what it rests on
+    # the shipped models' data named apart from the demo's own (here the small embedded set)
+    assert "Shipped models: trained and scored on mnist (60,000 train / 10,000 test" in page
+    assert f"Pictures drawn here from test digits: {html.escape(tiny.describe())}" in page
     assert (index.parent / "shipped" / "ae" / "samples.png").is_file()
     out = tmp_path / "scratch-only"
     run_demo(out, data=tiny, budget=10, models=["ae"], device="cpu", scale="tiny", progress=False, phases="scratch")

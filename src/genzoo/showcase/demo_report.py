@@ -472,10 +472,15 @@ def write_demo_report(out: str | Path, models: list[str], floor: dict, title: st
                     "family's section shows its shipped model under \"Shipped\".</figcaption></figure>")
     trained = (f"{len(done)} of {len(models)} models trained and evaluated. " if phases != "shipped" else
                "Nothing trained from scratch in this demo (--shipped-only). ")
+    # the shipped models were trained and scored on their own data, which need not be the demo's
+    shipped_data = sorted({entry["data"] for entry in shipped["models"].values() if entry.get("data")})
+    data = (f"Shipped models: trained and scored on {'; '.join(shipped_data)}. " if shipped_data else "") + (
+        "Runs trained here" if phases != "shipped" else "Pictures drawn here from test digits")
     body += [
             f'<p class="meta">{trained}'
-            f"Data: {html.escape(floor.get('data', ''))}. Every number comes from the runs' metrics.json "
-            f"(evaluator {html.escape(str(floor.get('evaluator_version')))}); every picture from the run folders.</p>",
+            f"{html.escape(data)}: {html.escape(floor.get('data', ''))}. Every number comes from the runs' "
+            f"metrics.json (evaluator {html.escape(str(floor.get('evaluator_version')))}); every picture from the run "
+            "folders.</p>",
             "<h2>The taxonomy of generative models</h2>",
             '<p>After Goodfellow\'s NIPS 2016 tutorial (figure 9). Each leaf links to its model\'s section.</p>',
             f'<ul class="tax">{_taxonomy(TAXONOMY, set(models))}</ul>',

@@ -107,7 +107,7 @@ def draw_shipped(out: str | Path, data: Dataset, *, models: list[str] | None = N
         summary["models"][name] = {
             "model": entry["model"], "recipe": entry["recipe"], "command": entry["command"],
             "cpu_hours": round(entry["cpu_seconds"] / 3600, 2), "headline": entry.get("headline", {}),
-            "figures": figures_of(evaluation),
+            "figures": figures_of(evaluation), "data": evaluation.get("data", ""),
             "pictures": ["samples.png", *(str(p.relative_to(target)) for p in pictures)],
             "pictures_left_out": late, "seconds": round(time.perf_counter() - began, 1)}
         say(f"genzoo demo [shipped {i + 1}/{len(names)}] {pretrained.PREFIX + name}: "
