@@ -671,7 +671,8 @@ def tiny_zoo(serve_root, tiny, tmp_path_factory) -> Path:
     runs.save_weights(model, ddpm / runs.WEIGHTS)
     for name in SHIPPED:
         pack_run(ddpm if name == "ddpm" else serve_root / name, name, tiny,
-                 evaluation={"fid": {"value": 12.5, "n": 10}}, cpu_seconds=7200.0, commit="test", root=root)
+                 evaluation={"fid": {"value": 12.5, "n": 10}, "data": "mnist (60,000 train / 10,000 test)"},
+                 cpu_seconds=7200.0, commit="test", root=root)
     return root
 
 
@@ -701,6 +702,7 @@ def test_without_run_root_the_shipped_models_are_the_runs(zoo_client, tiny_zoo):
     report = zoo_client.get("/api/runs/pretrained:cgan/report").json()
     assert report["model"] == "cgan" and report["metrics"]["trained"] == "2.00 CPU-hours of training"
     assert report["metrics"]["FID-style (10)"] == "12.50"  # the manifest's headline, as `genzoo pretrained` says it
+    assert report["data"] == "mnist (60,000 train / 10,000 test)"  # what it was trained on, not its config's "auto"
     missing = zoo_client.get("/api/runs/pretrained:gmm/report")
     assert missing.status_code == 404 and "no run named 'pretrained:gmm' in the shipped zoo" in missing.json()["error"]
 
