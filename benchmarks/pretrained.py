@@ -109,14 +109,19 @@ def main() -> None:
     if args.command == "build":
         run = Path(args.runs) / args.model
         spent = run / "training_cpu_seconds.json"  # summed over the commands that trained it
-        before = json.loads(spent.read_text())["cpu_seconds"] if spent.exists() else 0.0
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        before, commit = 0.0, subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        if spent.exists():  # a training the same command began: its seconds so far, and the commit it began at
+            before, commit = (json.loads(spent.read_text())[key] for key in ("cpu_seconds", "commit"))
         began = cpu_seconds()
         resume = (run / runs.CONFIG).exists()
-        train(args.model, data=args.data, out=str(run), device="cpu", resume=resume,
-              recipe=None if resume else "cpu")
-        total = before + cpu_seconds() - began
-        spent.write_text(json.dumps({"cpu_seconds": total, "commit": commit}) + "\n")
+        try:
+            train(args.model, data=args.data, out=str(run), device="cpu", resume=resume,
+                  recipe=None if resume else "cpu")
+        except KeyboardInterrupt:
+            sys.exit(f"{args.model}: stopped (checkpointed); the same command continues the training")
+        finally:  # the CPU-seconds of a stopped training count too, when the same command goes on
+            total = before + cpu_seconds() - began
+            spent.write_text(json.dumps({"cpu_seconds": total, "commit": commit}) + "\n")
         entry = pack(args.model, run, total, commit, args.data)
     else:
         entry = pack(args.model, Path(args.run), args.cpu_seconds, args.commit, args.data)
