@@ -109,7 +109,8 @@ def main() -> None:
     if args.command == "build":
         run = Path(args.runs) / args.model
         spent = run / "training_cpu_seconds.json"  # summed over the commands that trained it
-        before, commit = 0.0, subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        before = 0.0
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
         if spent.exists():  # a training the same command began: its seconds so far, and the commit it began at
             before, commit = (json.loads(spent.read_text())[key] for key in ("cpu_seconds", "commit"))
         began = cpu_seconds()
