@@ -6,6 +6,7 @@ the metrics it reads, the page's static files). Each case is one that only one o
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from urllib.parse import quote
 
@@ -15,9 +16,9 @@ pytest.importorskip("fastapi", reason="genzoo serve needs the `serve` extra: pip
 pytest.importorskip("httpx", reason="the API tests use FastAPI's TestClient, which needs httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from genzoo import runs  # noqa: E402
+from genzoo import pretrained, runs  # noqa: E402
 from genzoo.serve.app import create_app  # noqa: E402
-from genzoo.serve.inputs import InputError, find_runs, run_picture  # noqa: E402
+from genzoo.serve.inputs import Catalog, InputError, find_runs, run_picture  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32  # served as bytes: no need to be a whole image
 MARKER = b"TOP-SECRET-BYTES"
@@ -60,6 +61,32 @@ def client(root):
 
 def test_only_real_run_folders_are_runs(root):
     assert set(find_runs(root)) == {"run", "leaky"}
+
+
+def test_the_catalog_is_the_shipped_models_and_the_run_folders_and_nothing_else(tmp_path, monkeypatch):
+    """Each of the four catalogs (shipped or not, with a RUN_ROOT or not) written out; a folder under RUN_ROOT named
+    like a shipped model is never served as one; a name outside the catalog is a 404 that repeats it."""
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"models": {"gan": {}, "vae": {}}}))
+    monkeypatch.setattr(pretrained, "MANIFEST", manifest)
+    root = (tmp_path / "runs").resolve()
+    for name in ("a", "b/c", "pretrained:gan"):
+        (root / name).mkdir(parents=True)
+        (root / name / runs.CONFIG).write_text(json.dumps(CONFIG))
+    shipped = {"pretrained:gan": pretrained.ROOT / "gan", "pretrained:vae": pretrained.ROOT / "vae"}
+    folders = {"a": root / "a", "b/c": root / "b" / "c"}
+    assert Catalog(root).runs() == {**shipped, **folders}
+    assert Catalog(root, shipped=False).runs() == folders
+    assert Catalog(None).runs() == shipped
+    assert Catalog(None, shipped=False).runs() == {}
+    assert Catalog(root).folder("pretrained:gan") == pretrained.ROOT / "gan"
+    assert Catalog(root).folder("b/c") == root / "b" / "c"
+    for catalog, name in ((Catalog(root, shipped=False), "pretrained:gan"), (Catalog(root), "pretrained:dcgan"),
+                          (Catalog(root), "c"), (Catalog(root), "b/../a"), (Catalog(root), str(root / "a")),
+                          (Catalog(None), "a")):
+        with pytest.raises(InputError, match=re.escape(f"no run named {name!r} in ")) as error:
+            catalog.folder(name)
+        assert error.value.status == 404
 
 
 @pytest.mark.parametrize("relative", [
