@@ -81,10 +81,13 @@ def test_the_catalog_is_the_shipped_models_and_the_run_folders_and_nothing_else(
     assert Catalog(None, shipped=False).runs() == {}
     assert Catalog(root).folder("pretrained:gan") == pretrained.ROOT / "gan"
     assert Catalog(root).folder("b/c") == root / "b" / "c"
-    for catalog, name in ((Catalog(root, shipped=False), "pretrained:gan"), (Catalog(root), "pretrained:dcgan"),
-                          (Catalog(root), "c"), (Catalog(root), "b/../a"), (Catalog(root), str(root / "a")),
-                          (Catalog(None), "a")):
-        with pytest.raises(InputError, match=re.escape(f"no run named {name!r} in ")) as error:
+    both, zoo = f"the shipped zoo (read-only) and {root}", "the shipped zoo (read-only)"
+    for catalog, name, serves in ((Catalog(root, shipped=False), "pretrained:gan", str(root)),
+                                  (Catalog(root), "pretrained:dcgan", both), (Catalog(root), "c", both),
+                                  (Catalog(root), "b/../a", both), (Catalog(root), str(root / "a"), both),
+                                  (Catalog(None), "a", zoo)):
+        message = f"no run named {name!r} in {serves}; the names are the runs GET /api/runs lists"
+        with pytest.raises(InputError, match=f"^{re.escape(message)}$") as error:
             catalog.folder(name)
         assert error.value.status == 404
 
