@@ -63,6 +63,15 @@ def test_only_real_run_folders_are_runs(root):
     assert set(find_runs(root)) == {"run", "leaky"}
 
 
+def test_runs_are_found_three_folders_deep_at_most_and_never_in_hidden_folders(tmp_path):
+    """RUN_ROOT/a/b/c/config.json is the deepest run found; a run in a hidden folder, at any depth, is not one."""
+    for name in ("top", "a/b/c", "a/b/c/d", ".cache/r", "a/.old", "a/b/.tmp/r", ".x"):
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / runs.CONFIG).write_text(json.dumps(CONFIG))
+    root = tmp_path.resolve()
+    assert find_runs(tmp_path) == {"top": root / "top", "a/b/c": root / "a" / "b" / "c"}
+
+
 def test_the_catalog_is_the_shipped_models_and_the_run_folders_and_nothing_else(tmp_path, monkeypatch):
     """Each of the four catalogs (shipped or not, with a RUN_ROOT or not) written out; a folder under RUN_ROOT named
     like a shipped model is never served as one; a name outside the catalog is a 404 that repeats it."""
