@@ -101,19 +101,24 @@ def test_the_catalog_is_the_shipped_models_and_the_run_folders_and_nothing_else(
         assert error.value.status == 404
 
 
-@pytest.mark.parametrize("relative", [
-    "link-out.png",  # symlinked file to outside RUN_ROOT
-    "alias.png",  # symlinked file, even to a picture of the same run
-    "out/secret.png",  # through a symlinked folder
-    "samples/../samples/grid.png",  # `..` that stays inside: refused all the same
-    "../leaky/metrics.json",
-    ".hidden/x.png",
-    "config.json",
-    "samples",
-    "",
+NOT_RELATIVE = "picture {!r}: give a path relative to the run folder, without '..'"
+NOT_THERE = "no picture {!r} in this run"
+NOT_A_PICTURE = "{!r}: only pictures (.png, .gif, .jpg, .jpeg) are served from a run"
+
+
+@pytest.mark.parametrize(("relative", "message"), [
+    ("link-out.png", NOT_THERE),  # symlinked file to outside RUN_ROOT
+    ("alias.png", NOT_THERE),  # symlinked file, even to a picture of the same run
+    ("out/secret.png", NOT_THERE),  # through a symlinked folder
+    ("samples/../samples/grid.png", NOT_RELATIVE),  # `..` that stays inside: refused all the same
+    ("../leaky/metrics.json", NOT_RELATIVE),
+    (".hidden/x.png", NOT_RELATIVE),
+    ("config.json", NOT_A_PICTURE),
+    ("samples", NOT_THERE),
+    ("", NOT_RELATIVE),
 ])
-def test_run_picture_refuses(root, relative):
-    with pytest.raises(InputError) as error:
+def test_run_picture_refuses(root, relative, message):
+    with pytest.raises(InputError, match=f"^{re.escape(message.format(relative))}$") as error:
         run_picture(root / "run", relative)
     assert error.value.status == 404
 
