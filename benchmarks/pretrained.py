@@ -44,6 +44,16 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def shipped_stage_seconds(model_name: str, run: Path) -> float:
+    """The training CPU-seconds of the recipe's stages that were copies of shipped models (the editor's diffusion
+    stage): part of what the recipe cost, though this command did not spend them."""
+    total = 0.0
+    for stage in recipes.get(model_name, "cpu").stages:
+        if "shipped" in runs.read_config(run / "stages" / stage.name):
+            total += pretrained.manifest()["models"][stage.model]["cpu_seconds"]
+    return total
+
+
 def pack(model_name: str, run: Path, cpu_s: float, commit: str, data: str) -> dict:
     """Evaluate `run` on the full test set, then write src/genzoo/pretrained/MODEL/ and its manifest entry."""
     config = runs.read_config(run)
@@ -123,7 +133,7 @@ def main() -> None:
         finally:  # the CPU-seconds of a stopped training count too, when the same command goes on
             total = before + cpu_seconds() - began
             spent.write_text(json.dumps({"cpu_seconds": total, "commit": commit}) + "\n")
-        entry = pack(args.model, run, total, commit, args.data)
+        entry = pack(args.model, run, total + shipped_stage_seconds(args.model, run), commit, args.data)
     else:
         entry = pack(args.model, Path(args.run), args.cpu_seconds, args.commit, args.data)
     print(json.dumps(entry, indent=2))

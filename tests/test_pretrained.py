@@ -294,3 +294,45 @@ def test_a_staged_recipe_trains_its_stages_then_the_editor_from_one_command(tmp_
     stage_mtime = (stage / runs.WEIGHTS).stat().st_mtime_ns
     assert main(args) == 2  # the same command again: the stages are found done, the editor's run is kept
     assert (stage / runs.WEIGHTS).stat().st_mtime_ns == stage_mtime  # a finished stage is not trained again
+
+
+def test_a_stage_that_ships_is_copied_not_trained_when_its_recipe_and_data_match(tmp_path, monkeypatch, capsys):
+    """The editor's first stage is diffusion's cpu run, which ships: a staged recipe copies the shipped model into
+    its stage folder (made by the stage's recipe with today's settings, on the same data) and trains only the
+    editor; a recipe whose settings moved on, or other data, trains its own stage."""
+    latent = {"space": "latent", "widths": (8, 16), "res_blocks": 1, "ae_widths": (4, 8), "first_stage_steps": 2,
+              "timesteps": 20, "sample_steps": 5}
+    monkeypatch.setitem(recipes.RECIPES["ddpm"], "tiny", catalog.Recipe(
+        "tiny", model=latent, train={"steps": 3, "epochs": 0, "batch_size": 16, "sample_every": 0}))
+    monkeypatch.setitem(recipes.RECIPES["instruct"], "tiny", catalog.Recipe(
+        "tiny", model=latent, train={"steps": 1, "epochs": 0, "batch_size": 16, "sample_every": 0},
+        stages=(catalog.Stage("ddpm", "ddpm", "tiny"),), pairs=4, pairs_threshold=0.0))
+    assert main(["train", "ddpm", "--recipe", "tiny", "--data", "embedded", "--out", str(tmp_path / "ddpm"),
+                 "--device", "cpu"]) == 0
+    zoo = tmp_path / "zoo"
+    pack_run(tmp_path / "ddpm", "ddpm", load_embedded(), evaluation={"data": load_embedded().describe()},
+             cpu_seconds=60.0, commit="test", root=zoo)
+    monkeypatch.setattr(pretrained, "ROOT", zoo)
+    monkeypatch.setattr(pretrained, "MANIFEST", zoo / "manifest.json")
+    capsys.readouterr()
+
+    def editor(out: str, data: str = "embedded") -> Path:
+        assert main(["train", "instruct", "--recipe", "tiny", "--data", data, "--out", str(tmp_path / out),
+                     "--device", "cpu"]) == 0
+        return tmp_path / out / "stages" / "ddpm"
+
+    stage = editor("copied")
+    assert "stage 'ddpm' is the shipped pretrained:ddpm" in capsys.readouterr().err
+    assert sorted(p.name for p in stage.iterdir()) == sorted(pretrained.manifest()["models"]["ddpm"]["files"])
+    assert runs.read_config(tmp_path / "copied")["hparams"]["first_stage_from"] == str(stage.resolve())
+    assert runs.trained_step(tmp_path / "copied") == 1
+    monkeypatch.setitem(recipes.RECIPES["ddpm"], "tiny", catalog.Recipe(
+        "tiny", model={**latent, "widths": (8, 8)}, train={"steps": 3, "epochs": 0, "batch_size": 16,
+                                                           "sample_every": 0}))
+    stage = editor("settings-moved-on")
+    assert "is the shipped" not in capsys.readouterr().err and runs.trained_step(stage) == 3
+    monkeypatch.setitem(recipes.RECIPES["ddpm"], "tiny", catalog.Recipe(
+        "tiny", model=latent, train={"steps": 3, "epochs": 0, "batch_size": 16, "sample_every": 0}))
+    (zoo / "ddpm" / "evaluation.json").write_text(json.dumps({"data": "mnist (60,000 train / 10,000 test)"}))
+    stage = editor("other-data")
+    assert "is the shipped" not in capsys.readouterr().err and runs.trained_step(stage) == 3

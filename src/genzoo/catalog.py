@@ -550,7 +550,8 @@ MODELS: dict[str, Entry] = {
         leaf=VARIATIONAL,
         note="InstructPix2Pix-style editor",
         recipes={
-            "cpu": Recipe("latent editor predicting v: diffusion's cpu run gives the first stage and 2,000 semantic "
+            "cpu": Recipe("latent editor predicting v: diffusion's cpu run (the shipped ddpm, copied, where it was "
+                          "trained on the same data with today's settings) gives the first stage and 2,000 semantic "
                           "pairs, then the editor trains 12,000 steps",
                           model={"space": "latent", "widths": (32, 64), "res_blocks": 1, "attn_resolution": 7,
                                  "ae_widths": (16, 32), "first_stage_steps": 400, "ema_decay": 0.999,

@@ -7,12 +7,16 @@ are trained first, each going on where a killed command left it.
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from .. import pretrained, recipes, registry, runs
+from ..catalog import Stage
 from ..config import ConfigError, field_types, parse_sets, parse_value
+from ..data import load_data
 from ..train_config import TrainConfig
 from ..trainer import train as train_model
 from ..trainer import train_or_resume
@@ -96,6 +100,10 @@ def recipe_stages(model: str, name: str, run_dir: Path, *, data: str, device: st
     settings: dict[str, Any] = {}
     for stage in chosen.stages:
         stage_dir = run_dir / "stages" / stage.name
+        if not stage_dir.exists() and copy_shipped_stage(stage, stage_dir, data):
+            print(f"genzoo: {model} --recipe {name}: stage {stage.name!r} is the shipped {pretrained.PREFIX}"
+                  f"{stage.model} (its --recipe {stage.recipe}, trained on the same data), copied into {stage_dir}",
+                  file=sys.stderr)
         if not _finished(stage_dir):
             print(f"genzoo: {model} --recipe {name}: stage {stage.name!r}: {stage.model} --recipe {stage.recipe} "
                   f"into {stage_dir}", file=sys.stderr)
@@ -118,7 +126,28 @@ def recipe_stages(model: str, name: str, run_dir: Path, *, data: str, device: st
     return settings
 
 
+def copy_shipped_stage(stage: Stage, stage_dir: Path, data: str) -> bool:
+    """Copy the shipped model of a stage's model into `stage_dir` when it is that stage's run already: made by the
+    stage's recipe, with that recipe's model settings as they are now, on the dataset `data` names. Returns
+    whether it did (a stage trained from scratch otherwise)."""
+    entry = pretrained.manifest()["models"].get(stage.model)
+    if entry is None or entry["model"] != stage.model or entry["recipe"] != stage.recipe:
+        return False
+    folder = pretrained.ROOT / stage.model
+    hparams = runs.read_config(folder)["hparams"]
+    wanted = json.loads(json.dumps(recipes.get(stage.model, stage.recipe).model))  # tuples as the config's lists
+    trained_on = json.loads((folder / "evaluation.json").read_text()).get("data", "")
+    if any(hparams.get(key) != value for key, value in wanted.items()) or \
+            trained_on.split(" ")[0] != load_data(data, verbose=False).name:
+        return False
+    shutil.copytree(folder, stage_dir)
+    return True
+
+
 def _finished(run_dir: Path) -> bool:
-    """Whether a run folder holds a run that ended on its own length (not cut by a budget or a signal)."""
+    """Whether a run folder holds a run that ended on its own length (not cut by a budget or a signal), or a
+    shipped model's copy."""
+    if (run_dir / runs.CONFIG).exists() and "shipped" in runs.read_config(run_dir):
+        return True
     ends = [r for r in runs.read_metrics_log(run_dir) if r.get("event") == "end"] if run_dir.exists() else []
     return bool(ends) and not ends[-1].get("stopped")
