@@ -187,6 +187,32 @@ def test_guided_sampling_with_a_known_output_combines_the_two_predictions():
         torch.testing.assert_close(model.guided_output(model.unet, x, t, y, w), null + w * (cond - null))
 
 
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_the_predictor_guides_with_the_labels_and_the_scale_it_is_given(prediction):
+    """What the sampler steps with, by hand: the guided output of a network with a known label term, read as eps or
+    v, x_0 from it clipped to [-1, 1], eps made consistent with the clipped x_0; no labels is the null label's."""
+    model = DDPM(widths=(8, 16), res_blocks=1, timesteps=12, sample_steps=4, conditional=True, ema_decay=0.0,
+                 prediction=prediction).eval()
+    model.unet = Known()
+    abar = torch.cumprod(1 - make_betas("cosine", 12).double(), 0)
+    g = torch.Generator().manual_seed(6)
+    x, y = 2 * torch.randn(2, 1, 28, 28, generator=g), torch.tensor([2, 7])
+    inside = []  # the share of x_0's pixels the clipping leaves alone, in each case
+    for labels, w in ((y, 0.0), (y, 1.0), (y, 2.5), (None, 2.5)):
+        for t in (11, 4, 0):
+            a, s = abar[t].sqrt().item(), (1 - abar[t]).sqrt().item()
+            base = 0.5 * x.double() + 0.1 + 0.01 * t
+            null = base + 0.2 * 10
+            out = null if labels is None else null + w * (base + 0.2 * y.view(-1, 1, 1, 1) - null)
+            x0 = ((x - s * out) / a if prediction == "eps" else a * x - s * out).clamp(-1, 1)
+            eps = (x - a * x0) / s
+            inside.append((x0.abs() < 1).double().mean().item())
+            got_eps, got_x0 = model.predictor(labels, w)(x, t)
+            close(got_x0, x0, scale=1 / a)
+            close(got_eps, eps, scale=1 / (a * s))
+    assert any(0 < share < 1 for share in inside)  # the clipping is exercised: some pixels clipped, some not
+
+
 # ---------------------------------------------------------------------------- the editor's conditioning drops
 
 TINY_EDITOR = {"widths": (8, 16), "res_blocks": 1, "attn_heads": 2, "timesteps": 20, "sample_steps": 2,
