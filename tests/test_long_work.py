@@ -109,6 +109,54 @@ def test_an_editors_edits_fit_the_budget_in_whole_rounds_of_the_kinds():
     assert kept["n_edits"] == 5
 
 
+def test_a_sampler_too_slow_for_its_half_leaves_the_whole_budget_to_the_likelihood(rbm_run, tmp_path, monkeypatch,
+                                                                                   capsys):
+    """An RBM whose Gibbs sampler takes 2 s a sample: its half of the 255 usable seconds holds 62 samples, fewer
+    than the 200 worth scoring, so none are drawn, and AIS takes the whole 255 s (5,098 betas at 0.05 s) rather
+    than the likelihood's half (2,548) with the other half left idle."""
+    costs = {"ais_step": 0.05, "image": 1e-5, "sample": 2.0, "scoring": 2.0}
+    none = dict.fromkeys(("max_test", "iwae_k", "ais_betas", "ais_runs", "n_samples", "n_edits"))
+    own = {"max_test": 0, "random_subset": False, "iwae_k": 0, "ais_betas": 1000, "ais_runs": 100,
+           "n_samples": 10_000, "n_edits": defaults.DEFAULT_EDITS}
+    plan = evaluate.plan_budget(costs, 300.0, 10_000, none, own)
+    assert plan["n_samples"] == 0 and plan["ais_betas"] == int((255 - 1e-5 * 10_000) / 0.05) == 5098
+    assert evaluate.estimated_seconds(costs, plan, 10_000) <= 255 + 1e-6
+    # a sampler that fits 200 samples in its half keeps its half: 127.5 s less 2 s of scoring at 0.6 s a sample
+    shared = evaluate.plan_budget({**costs, "sample": 0.6}, 300.0, 10_000, none, own)
+    assert shared["ais_betas"] == int((127.5 - 0.1) / 0.05) and shared["n_samples"] >= 200
+    monkeypatch.setattr(evaluate, "probe_costs", lambda *args, **kwargs: costs)
+    metrics = evaluate.evaluate_run(shutil.copytree(rbm_run, tmp_path / "rbm"), device="cpu", budget=300, ais_runs=4)
+    # embedded data: 500 test digits; the seconds of loading come off the budget first; 4 chains keep it quick
+    assert metrics["settings"]["n_samples"] == 0 and "fid" not in metrics
+    assert int((127.5 - 5e-3) / 0.05) < metrics["settings"]["ais"]["betas"] <= int((255 - 5e-3) / 0.05)
+    assert ", 0 samples, about " in capsys.readouterr().err
+
+
+def test_reconstructions_and_denoising_are_timed_and_fit_the_budget(monkeypatch):
+    """A denoising autoencoder whose passes over a test image (the reconstruction and the three noise kinds) take
+    30 ms: all 10,000 digits would take 300 s of the 255 usable. The probe times those passes on this machine, and
+    the budget scores as many digits as its half holds (127.5 s: a random 4,250); the samples take the rest."""
+    none = dict.fromkeys(("max_test", "iwae_k", "ais_betas", "ais_runs", "n_samples", "n_edits"))
+    own = {"max_test": 0, "random_subset": False, "iwae_k": 0, "ais_betas": 0, "ais_runs": 0, "n_samples": 10_000,
+           "n_edits": defaults.DEFAULT_EDITS}
+    costs = {"scored": 0.03, "sample": 1e-3, "scoring": 2.0}
+    plan = evaluate.plan_budget(costs, 300.0, 10_000, none, own)
+    assert plan["max_test"] == int(127.5 / 0.03) == 4250 and plan["random_subset"]
+    assert plan["n_samples"] == 10_000 and evaluate.estimated_seconds(costs, plan, 10_000) <= 255 + 1e-6
+    assert evaluate.estimated_seconds(costs, {**plan, "max_test": 0}, 10_000) > 255
+    assert evaluate.plan_budget({**costs, "scored": 1e-3}, 300.0, 10_000, none, own)["max_test"] == 0  # all fit
+    model = genzoo.create("dae", channels=4, latent_dim=2)
+    denoise = model.__class__.denoise
+
+    def slow_denoise(self, noisy):
+        time.sleep(1e-3 * len(noisy))  # 1 ms a digit, each of the three noise kinds
+        return denoise(self, noisy)
+
+    monkeypatch.setattr(model.__class__, "denoise", slow_denoise)
+    probed = evaluate.probe_costs(model, torch.rand(200, 1, 28, 28), torch.device("cpu"), 100)
+    assert probed["scored"] >= 3e-3
+
+
 def test_a_default_evaluate_of_a_slow_model_keeps_to_its_budget(vae_run, monkeypatch, capsys):
     """A VAE whose decoder is made slow: the paper's protocol would take hours; the default budget of the command
     (here 8 s) chooses settings that end in about that time, and says both."""
@@ -542,3 +590,30 @@ def test_a_slow_probe_call_is_not_repeated(monkeypatch):
     assert 0.05 <= evaluate._timed(lambda: fn(0.05)) < 0.2 and calls == [0.05, 0.05]
     calls.clear()
     assert evaluate._timed(lambda: fn(0.3)) >= 0.3 and calls == [0.3]
+
+
+class _FakeSampler:
+    """What probe_costs asks of a model that only samples: each call sleeps `per_call` (a chain's steps) and
+    `per_sample` a sample, the first call `set_up` more (a GAN's averaged generator setting its batch norms)."""
+
+    log_prob_kind, has_elbo, can_edit, can_sample, conditional = None, False, False, True, False
+    can_reconstruct = can_denoise = False
+
+    def __init__(self, set_up: float, per_call: float, per_sample: float):
+        self.set_up, self.per_call, self.per_sample, self.calls = set_up, per_call, per_sample, []
+
+    def sample(self, n, *, y=None, generator=None):
+        self.calls.append(n)
+        time.sleep(self.per_call + self.per_sample * n + (self.set_up if len(self.calls) == 1 else 0.0))
+        return torch.zeros(n, 1, 28, 28)
+
+
+def test_a_one_time_set_up_in_the_first_draw_is_not_taken_for_a_slow_sampler(monkeypatch):
+    """A first draw of 8 that takes 0.5 s of set-up: the sample's cost is that of later draws (10 ms), not 1/8 of
+    the first (the budget would draw none); a sampler slow on every call keeps its cost over 8, one call more."""
+    monkeypatch.setattr(evaluate, "PROBE_ONCE_ABOVE", 0.2)
+    x, cpu = torch.zeros(16, 1, 28, 28), torch.device("cpu")
+    set_up = _FakeSampler(set_up=0.5, per_call=0.0, per_sample=0.01)
+    assert 0.01 <= evaluate.probe_costs(set_up, x, cpu, 100)["sample"] < 0.03 and set_up.calls[0] == 8
+    slow = _FakeSampler(set_up=0.0, per_call=0.4, per_sample=0.0)  # a Gibbs chain: as long for 1 sample as for 8
+    assert 0.05 <= evaluate.probe_costs(slow, x, cpu, 100)["sample"] < 0.1 and slow.calls == [8, 1]

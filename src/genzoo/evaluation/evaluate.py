@@ -568,10 +568,19 @@ def probe_costs(model, binary_x: torch.Tensor, device: torch.device, ais_runs: i
     draws are not moved): "decode" (one IWAE importance sample of one image), "elbo" (one image's ELBO),
     "image" (one image's log p(x), every label for a class-conditional model), "ais_step" (one AIS step of
     `ais_runs` chains), "sample" (drawing one sample, and scoring it against every image of `reference`), and
-    "scoring" (what scoring costs whatever the count), "edit" (one of an editor's scored edits)."""
+    "scoring" (what scoring costs whatever the count), "edit" (one of an editor's scored edits), "scored" (one
+    test image's reconstruction and denoising, every noise kind)."""
     costs: dict[str, float] = {}
     g = torch.Generator(device).manual_seed(12345)
     x = binary_x[:16]
+    if model.can_reconstruct or model.can_denoise:  # a conv net's passes over 10,000 digits take minutes when busy
+        def scored() -> None:
+            if model.can_denoise:
+                denoising_metrics(model, binary_x[:100], seed=1)
+            if model.can_reconstruct:
+                reconstruction_metrics(model, binary_x[:100])
+
+        costs["scored"] = _timed(scored) / len(binary_x[:100])
     if model.log_prob_kind is not None:
         if "k" in model.log_prob_options:
             draws = {"generator": g} if "generator" in model.log_prob_options else {}
@@ -593,8 +602,15 @@ def probe_costs(model, binary_x: torch.Tensor, device: torch.device, ais_runs: i
         costs["edit"] = _timed(lambda: model.edit(triples.inputs.to(device), triples.instructions,
                                                   generator=torch.Generator().manual_seed(1))) / len(triples.inputs)
     if model.can_sample:
-        y = (torch.arange(8) % N_CLASSES).to(device) if model.conditional else None
-        costs["sample"] = _timed(lambda: model.sample(8, y=y, generator=torch.Generator().manual_seed(1))) / 8
+        def draw(n: int) -> None:
+            y = (torch.arange(n) % N_CLASSES).to(device) if model.conditional else None
+            model.sample(n, y=y, generator=torch.Generator().manual_seed(1))
+
+        costs["sample"] = _timed(lambda: draw(8)) / 8
+        # a slow first call is a slow sampler or a one-time set-up (a GAN's averaged generator sets its batch norms on
+        # its first draw): one sample more, timed, tells them apart at the cost of a call at most as long
+        if costs["sample"] * 8 > PROBE_ONCE_ABOVE:
+            costs["sample"] = min(costs["sample"], _timed(lambda: draw(1)))
         if reference is not None:  # the evaluator's features and the nearest-neighbour balls grow with the count
             from .evaluator import load_evaluator
             from .scoring import real_features, sample_quality
@@ -612,7 +628,8 @@ def probe_costs(model, binary_x: torch.Tensor, device: torch.device, ais_runs: i
 def estimated_seconds(costs: dict[str, float], settings: dict[str, Any], n_total: int) -> float:
     """The long passes' seconds under `settings` (max_test, iwae_k, ais_betas, ais_runs, n_samples, n_edits)."""
     n = min(settings["max_test"] or n_total, n_total)
-    seconds = costs.get("image", 0.0) * n + costs.get("decode", 0.0) * n * (settings.get("iwae_k") or 0)
+    seconds = (costs.get("image", 0.0) + costs.get("scored", 0.0)) * n
+    seconds += costs.get("decode", 0.0) * n * (settings.get("iwae_k") or 0)
     if "elbo" in costs:  # the scored images once, and every one ELBO_DRAWS times for the whole set's NLL
         seconds += costs["elbo"] * (n + ELBO_DRAWS * (n_total if n < n_total and settings.get("whole_test", True)
                                                       else n))
@@ -626,21 +643,25 @@ def estimated_seconds(costs: dict[str, float], settings: dict[str, Any], n_total
 def plan_budget(costs: dict[str, float], budget: float, n_total: int, given: dict[str, Any],
                 defaults: dict[str, Any]) -> dict[str, Any]:
     """Settings whose long passes fit `budget` seconds at the measured `costs`; settings in `given` (not None) are
-    kept. The likelihood gets half the budget when there are samples to draw too, the samples what is left.
+    kept. The likelihood gets half the budget when there are samples to draw too and that half holds
+    BUDGET_MIN_SAMPLES of them, else the whole; the samples what is left.
 
     IWAE: K as large as fits (at most the paper's 5,000) on all test images, else on a random subset, the largest
     of BUDGET_SUBSETS that still allows K >= BUDGET_MIN_K (the whole set's NLL is then estimated from it, with the
     ELBO of every test image); where none does, the subset's NLL alone ("whole_test": False), the largest subset
     with K >= BUDGET_MIN_K, else the smallest with the K that fits. AIS:
     as many intermediate distributions as fit (at most the paper's 14,500), with the run's chains. Exact
-    likelihoods: as many test images as fit, at random. An editor's edits: as many as fit in that half, a whole
-    number of rounds of the edit kinds, one round to DEFAULT_EDITS. Samples: as many as fit, up to 10,000; none
-    when fewer than BUDGET_MIN_SAMPLES fit.
+    likelihoods, reconstructions and denoising: as many test images as fit, at random. An editor's edits: as many
+    as fit in that half, a whole number of rounds of the edit kinds, one round to DEFAULT_EDITS. Samples: as many
+    as fit, up to 10,000; none when fewer than BUDGET_MIN_SAMPLES fit.
     """
     plan = dict(defaults)
     plan.update({k: v for k, v in given.items() if v is not None})
     usable = budget * (1 - BUDGET_RESERVE)
-    share = usable / 2 if "sample" in costs and given.get("n_samples") is None else usable
+    # the samples' half stays idle when it cannot hold BUDGET_MIN_SAMPLES (a slow Gibbs chain): the likelihood takes it
+    samples_fit = "sample" in costs and given.get("n_samples") is None and \
+        usable / 2 - costs.get("scoring", 0.0) >= BUDGET_MIN_SAMPLES * costs["sample"]
+    share = usable / 2 if samples_fit else usable
     if "decode" in costs and (given.get("iwae_k") is None or given.get("max_test") is None):
         sizes = [min(n or n_total, n_total) for n in
                  ([given["max_test"]] if given.get("max_test") is not None else [n_total, *BUDGET_SUBSETS])]
@@ -656,8 +677,8 @@ def plan_budget(costs: dict[str, float], budget: float, n_total: int, given: dic
     elif "ais_step" in costs and given.get("ais_betas") is None:
         steps = (share - costs["image"] * n_total) / costs["ais_step"]
         plan["ais_betas"] = int(min(PAPER_PROTOCOL["ais_betas"], max(10, steps)))
-    elif "image" in costs and given.get("max_test") is None:
-        n = int(share / costs["image"])
+    elif ("image" in costs or "scored" in costs) and given.get("max_test") is None:
+        n = int(share / (costs.get("image", 0.0) + costs.get("scored", 0.0)))
         plan["max_test"] = 0 if n >= n_total else max(min(BUDGET_SUBSETS), n)
     if "edit" in costs and given.get("n_edits") is None:
         from ..models.instruct.edits import KINDS
