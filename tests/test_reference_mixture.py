@@ -37,3 +37,25 @@ def test_a_multi_start_fit_reports_its_best_start_not_its_last(data, covariance_
             if best is not last and (best.n_iter_, best.converged_) != (last.n_iter_, last.converged_):
                 telling += 1
     assert telling >= 1  # a seed where reporting the last start instead of the best shows in every attribute
+
+
+def test_a_multi_start_fit_reports_each_iteration_of_every_start(data, capsys):
+    """`on_iteration` gets every start's bound after each iteration; `verbose` prints the first iteration and every
+    `verbose_interval`-th one of each start, with the change from the previous bound (from -inf at a start's first);
+    the fit keeps the history of its best start."""
+    seen = []
+    gm = GaussianMixture(3, n_init=2, max_iter=5, tol=0, init_params="random", random_state=0, verbose=1,
+                         verbose_interval=2, on_iteration=seen.append)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(data)
+    starts = [seen[:5], seen[5:]]
+    assert len(seen) == 10 and starts[0] != starts[1]
+    lines = []
+    for init, bounds in enumerate(starts):
+        previous = [-np.inf, *bounds[:-1]]
+        lines += [f"init {init} iteration {n}: lower bound {b:.6f} (change {b - p:.3g})"
+                  for n, (b, p) in enumerate(zip(bounds, previous), 1) if n == 1 or n % 2 == 0]
+    assert capsys.readouterr().out.splitlines() == lines
+    best = max(starts, key=lambda bounds: bounds[-1])
+    assert gm.lower_bounds_ == best and gm.lower_bound_ == best[-1] and gm.n_iter_ == 5 and not gm.converged_
