@@ -554,6 +554,10 @@ def test_numpy_in_numpy_out_torch_in_torch_out_and_float32(data):
     assert isinstance(gt.sample(3)[0], torch.Tensor) and isinstance(gn.sample(3)[0], np.ndarray)
     assert isinstance(gn.predict(Xt), torch.Tensor) and isinstance(gt.predict(data), np.ndarray)
     assert isinstance(gn.score_samples(data), np.ndarray) and isinstance(gn.predict_proba(Xt), torch.Tensor)
+    labels_n, labels_t = GaussianMixture(3, random_state=0).fit_predict(data), \
+        GaussianMixture(3, random_state=0).fit_predict(Xt)
+    assert isinstance(labels_n, np.ndarray) and isinstance(labels_t, torch.Tensor)
+    np.testing.assert_array_equal(labels_n, labels_t.numpy())
     np.testing.assert_allclose(gt.means_.numpy(), gn.means_)
     for dtype in (np.float32, "float32", torch.float32, None):
         g32 = GaussianMixture(3, random_state=0, dtype=dtype).fit(data.astype(np.float32))
