@@ -474,6 +474,8 @@ def test_bad_data_messages():
         GaussianMixture(2).fit(np.zeros(5))
     with pytest.raises(ValueError, match=r"3 samples for n_components=4"):
         GaussianMixture(4).fit(np.zeros((3, 2)))
+    four = np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0], [4.0, 4.0]])  # as many samples as components, fewer features
+    np.testing.assert_array_equal(np.sort(GaussianMixture(4, random_state=0).fit_predict(four)), np.arange(4))
     with pytest.raises(ValueError, match="X: contains NaN or infinity"):
         GaussianMixture(1).fit(np.array([[0.0, np.nan], [1.0, 2.0]]))
     with pytest.raises(ValueError, match="X: contains NaN or infinity"):

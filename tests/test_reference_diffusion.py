@@ -102,8 +102,11 @@ def test_a_ddim_step_is_the_hand_computed_step(eta):
     x, eps, x0 = (torch.randn(2, 1, 4, 4, generator=g) for _ in range(3))
     for t, t_prev in ((T - 1, 49), (20, 10), (5, -1)):
         noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(t))
-        got = sampler.step(eps, x0, t, t_prev, x, torch.Generator().manual_seed(t))
+        generator = torch.Generator().manual_seed(t)
+        got = sampler.step(eps, x0, t, t_prev, x, generator)
         close(got, hand_ddim_step("linear", eps, x0, t, t_prev, eta, noise))
+        if eta == 0:  # a deterministic step draws nothing from the caller's generator
+            assert torch.equal(generator.get_state(), torch.Generator().manual_seed(t).get_state())
 
 
 def test_an_ancestral_step_is_the_posterior_mean_plus_its_noise():
@@ -118,8 +121,11 @@ def test_an_ancestral_step_is_the_posterior_mean_plus_its_noise():
         mean = math.sqrt(prev) * b / (1 - a_t) * x0.double() + math.sqrt(1 - b) * (1 - prev) / (1 - a_t) * x.double()
         std = math.sqrt(b * (1 - prev) / (1 - a_t))
         noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(t))
-        got = sampler.step(eps, x0, t, t - 1, x, torch.Generator().manual_seed(t))
+        generator = torch.Generator().manual_seed(t)
+        got = sampler.step(eps, x0, t, t - 1, x, generator)
         close(got, mean + (std * noise.double() if t > 0 else 0))  # the last step adds no noise
+        drew = not torch.equal(generator.get_state(), torch.Generator().manual_seed(t).get_state())
+        assert drew == (t > 0)  # nor draws any
 
 
 class Known(torch.nn.Module):
