@@ -472,7 +472,8 @@ def test_bad_parameters_name_the_parameter_and_both_values(data, kwargs, message
 def test_bad_data_messages():
     with pytest.raises(ValueError, match=r"got shape \(5,\)"):
         GaussianMixture(2).fit(np.zeros(5))
-    with pytest.raises(ValueError, match=r"3 samples for n_components=4"):
+    with pytest.raises(ValueError, match=r"^X: 3 samples for n_components=4; need at least as many samples as "
+                                         r"components$"):
         GaussianMixture(4).fit(np.zeros((3, 2)))
     four = np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0], [4.0, 4.0]])  # as many samples as components, fewer features
     np.testing.assert_array_equal(np.sort(GaussianMixture(4, random_state=0).fit_predict(four)), np.arange(4))
