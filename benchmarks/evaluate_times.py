@@ -111,8 +111,10 @@ def markdown(results: list[dict]) -> str:
     for r in results:
         d = r["default"]
         figures = "; ".join(f"{k} {v['value']:.2f}" + (f" ± {v['se']:.2g}" if v.get("se") else "")
-                            + (f" (n {v['n']:,})" if v.get("n") else "") for k, v in d["figures"].items())
-        settings = ", ".join(f"{k} {v}" for k, v in d["settings"].items()
+                            + (f" (n {v['n']:,})" if v.get("n") else "") for k, v in d["figures"].items()) or \
+            "none (no pass fitted)"
+        settings = ", ".join(f"{k} {v['betas']:,} betas x {v['runs']} runs" if k == "ais" else f"{k} {v}"
+                             for k, v in d["settings"].items()
                              if k not in ("seed", "protocol", "budget_seconds", "test_total") and v is not False)
         if d["settings"].get("whole_test") is False:
             settings += " (the subset's own NLL)"
