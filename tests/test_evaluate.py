@@ -172,3 +172,30 @@ def test_a_long_iwae_pass_says_its_time_and_how_to_shorten_it(monkeypatch, capsy
     monkeypatch.setattr(evaluate, "SAY_ESTIMATE_ABOVE", 3600.0)
     per_image_log_prob(Slow(), torch.zeros(40, 1, 28, 28), k=50)
     assert "IWAE" not in capsys.readouterr().err  # a short pass says nothing
+
+
+def test_a_model_that_asks_for_few_images_per_call_gets_them_and_the_same_log_p():
+    """Pixel models ask for 16 test images per log_prob call (their cost per image grows with the batch on a
+    CPU); every image is scored once, in order."""
+    from genzoo.models.autoregressive import PixelModel
+
+    class Counting:
+        name = "pixelcnn"
+        log_prob_batch = PixelModel.log_prob_batch
+
+        def __init__(self):
+            self.calls = []
+
+        def log_prob(self, x):
+            self.calls.append(len(x))
+            return -x.flatten(1).sum(1)
+
+    x = torch.rand(40, 1, 28, 28)
+    model = Counting()
+    log_p = per_image_log_prob(model, x)
+    assert PixelModel.log_prob_batch == 16 and model.calls == [16, 16, 8]
+    assert torch.equal(log_p, -x.flatten(1).sum(1))
+    Counting.log_prob_batch = None  # a model that does not ask: the evaluation's own batches
+    model = Counting()
+    per_image_log_prob(model, x, batch=25)
+    assert model.calls == [25, 15]

@@ -195,6 +195,7 @@ def per_image_log_prob(model, test_x: torch.Tensor, batch: int = 500, resume: Pa
     With importance samples (IWAE, K decoder passes per image), the time the whole pass will take is said
     after its first batch, with the ways to shorten it, when it is more than SAY_ESTIMATE_ABOVE seconds."""
     first = None
+    batch = min(batch, getattr(model, "log_prob_batch", None) or batch)
     if "k" in log_prob_kwargs:  # K decoder passes per image: fewer images per call keep the progress bar moving
         k = log_prob_kwargs["k"]
         batch = max(1, min(batch, DECODED_PER_CALL // k))

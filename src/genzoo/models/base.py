@@ -75,6 +75,7 @@ class GenerativeModel(nn.Module):
     can_sample: ClassVar[bool] = True
     log_prob_kind: ClassVar[str | None] = None  # "exact" | "bound" | "estimate" where log_prob exists
     log_prob_options: ClassVar[tuple[str, ...]] = ()  # keyword options of log_prob, e.g. ("k",) for IWAE
+    log_prob_batch: ClassVar[int | None] = None  # test images per log_prob call in an evaluation, if it must be few
     has_elbo: ClassVar[bool] = False  # elbo(x) -> (N,) nats
     estimates_log_z: ClassVar[bool] = False  # log_prob uses an estimated log Z: log_z_uncertainty() gives its spread
     can_reconstruct: ClassVar[bool] = False  # reconstruct(x) -> x_hat
