@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from genzoo import catalog, pretrained, recipes, runs
 from genzoo.cli import main
+from genzoo.commands.train_run import copy_shipped_stage
 from genzoo.data import load_embedded, load_idx_folder
 from genzoo.pretrained.build import ANIMATION_FRAMES, evenly_spaced, pack_run
 from genzoo.pretrained.check import SAMPLES, subset_figures
@@ -302,11 +303,12 @@ def test_a_stage_that_ships_is_copied_not_trained_when_its_recipe_and_data_match
     editor; a recipe whose settings moved on, or other data, trains its own stage."""
     latent = {"space": "latent", "widths": (8, 16), "res_blocks": 1, "ae_widths": (4, 8), "first_stage_steps": 2,
               "timesteps": 20, "sample_steps": 5}
-    monkeypatch.setitem(recipes.RECIPES["ddpm"], "tiny", catalog.Recipe(
-        "tiny", model=latent, train={"steps": 3, "epochs": 0, "batch_size": 16, "sample_every": 0}))
+    ddpm_train = {"steps": 3, "epochs": 0, "batch_size": 16, "sample_every": 0}
+    monkeypatch.setitem(recipes.RECIPES["ddpm"], "tiny", catalog.Recipe("tiny", model=latent, train=ddpm_train))
+    stage = catalog.Stage("ddpm", "ddpm", "tiny")
     monkeypatch.setitem(recipes.RECIPES["instruct"], "tiny", catalog.Recipe(
         "tiny", model=latent, train={"steps": 1, "epochs": 0, "batch_size": 16, "sample_every": 0},
-        stages=(catalog.Stage("ddpm", "ddpm", "tiny"),), pairs=4, pairs_threshold=0.0))
+        stages=(stage,), pairs=4, pairs_threshold=0.0))
     assert main(["train", "ddpm", "--recipe", "tiny", "--data", "embedded", "--out", str(tmp_path / "ddpm"),
                  "--device", "cpu"]) == 0
     zoo = tmp_path / "zoo"
@@ -315,24 +317,20 @@ def test_a_stage_that_ships_is_copied_not_trained_when_its_recipe_and_data_match
     monkeypatch.setattr(pretrained, "ROOT", zoo)
     monkeypatch.setattr(pretrained, "MANIFEST", zoo / "manifest.json")
     capsys.readouterr()
-
-    def editor(out: str, data: str = "embedded") -> Path:
-        assert main(["train", "instruct", "--recipe", "tiny", "--data", data, "--out", str(tmp_path / out),
-                     "--device", "cpu"]) == 0
-        return tmp_path / out / "stages" / "ddpm"
-
-    stage = editor("copied")
+    run = tmp_path / "editor"
+    assert main(["train", "instruct", "--recipe", "tiny", "--data", "embedded", "--out", str(run),
+                 "--device", "cpu"]) == 0
+    copied = run / "stages" / "ddpm"
     assert "stage 'ddpm' is the shipped pretrained:ddpm" in capsys.readouterr().err
-    assert sorted(p.name for p in stage.iterdir()) == sorted(pretrained.manifest()["models"]["ddpm"]["files"])
-    assert runs.read_config(tmp_path / "copied")["hparams"]["first_stage_from"] == str(stage.resolve())
-    assert runs.trained_step(tmp_path / "copied") == 1
+    assert sorted(p.name for p in copied.iterdir()) == sorted(pretrained.manifest()["models"]["ddpm"]["files"])
+    assert runs.read_config(run)["hparams"]["first_stage_from"] == str(copied.resolve())
+    assert runs.trained_step(run) == 1
+    # a stage recipe whose settings moved on since the model shipped, or other data: no copy (the stage trains)
+    assert copy_shipped_stage(stage, tmp_path / "again", "embedded") and (tmp_path / "again").is_dir()
     monkeypatch.setitem(recipes.RECIPES["ddpm"], "tiny", catalog.Recipe(
-        "tiny", model={**latent, "widths": (8, 8)}, train={"steps": 3, "epochs": 0, "batch_size": 16,
-                                                           "sample_every": 0}))
-    stage = editor("settings-moved-on")
-    assert "is the shipped" not in capsys.readouterr().err and runs.trained_step(stage) == 3
-    monkeypatch.setitem(recipes.RECIPES["ddpm"], "tiny", catalog.Recipe(
-        "tiny", model=latent, train={"steps": 3, "epochs": 0, "batch_size": 16, "sample_every": 0}))
+        "tiny", model={**latent, "widths": (8, 8)}, train=ddpm_train))
+    assert not copy_shipped_stage(stage, tmp_path / "moved-on", "embedded")
+    monkeypatch.setitem(recipes.RECIPES["ddpm"], "tiny", catalog.Recipe("tiny", model=latent, train=ddpm_train))
     (zoo / "ddpm" / "evaluation.json").write_text(json.dumps({"data": "mnist (60,000 train / 10,000 test)"}))
-    stage = editor("other-data")
-    assert "is the shipped" not in capsys.readouterr().err and runs.trained_step(stage) == 3
+    assert not copy_shipped_stage(stage, tmp_path / "other-data", "embedded")
+    assert not (tmp_path / "moved-on").exists() and not (tmp_path / "other-data").exists()
