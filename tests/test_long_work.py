@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -86,6 +87,25 @@ def test_the_seconds_gone_before_the_plan_come_off_the_budget(vae_run, monkeypat
     assert abs(plan.pop("iwae_k") - after_100.pop("iwae_k")) <= 1 and plan == after_100
     assert evaluate.plan_budget(costs, 300.0, 10_000, given, own)["max_test"] == 2000 != plan["max_test"]
     assert "after 100 s of loading and timing" in said
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="the process's start time is read from /proc")
+def test_the_commands_start_up_comes_off_its_budget(vae_run, monkeypatch, capsys):
+    """`genzoo evaluate`'s budget is the time the user waits: the seconds since its process started (Python and
+    torch's import) are spent before the plan. The process age against a clock started before the process."""
+    began = time.monotonic()
+    code = "import time; time.sleep(1.5); from genzoo.cli import seconds_since_start; print(seconds_since_start())"
+    age = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert 1.5 <= age <= time.monotonic() - began + 0.05  # clock ticks of 10 ms
+    spent = []
+    monkeypatch.setattr(evaluate, "probe_costs", lambda *args, **kwargs: {"decode": 5e-5, "elbo": 1e-4,
+                                                                          "sample": 1e-3, "scoring": 2.0})
+    monkeypatch.setattr("genzoo.cli.seconds_since_start", lambda: spent.append(100.0) or 100.0)
+    called = time.monotonic()
+    assert main(["evaluate", str(vae_run), "--budget", "300", "--device", "cpu", "--max-test", "16",
+                 "--samples", "0"]) == 0
+    gone = float(re.search(r"after (\d+) s of loading and timing", capsys.readouterr().err).group(1))
+    assert spent == [100.0] and 100 <= gone <= 100 + time.monotonic() - called + 0.5
 
 
 def test_an_editors_edits_fit_the_budget_in_whole_rounds_of_the_kinds():
