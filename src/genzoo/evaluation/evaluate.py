@@ -603,26 +603,33 @@ def probe_costs(model, binary_x: torch.Tensor, device: torch.device, ais_runs: i
         costs["edit"] = _timed(lambda: model.edit(triples.inputs.to(device), triples.instructions,
                                                   generator=torch.Generator().manual_seed(1))) / len(triples.inputs)
     if model.can_sample:
-        def draw(n: int) -> None:
-            y = (torch.arange(n) % N_CLASSES).to(device) if model.conditional else None
-            model.sample(n, y=y, generator=torch.Generator().manual_seed(1))
+        costs.update(sampling_costs(model, device, reference))
+    return costs
 
-        costs["sample"] = _timed(lambda: draw(8)) / 8
-        # a slow first call is a slow sampler or a one-time set-up (a GAN's averaged generator sets its batch norms on
-        # its first draw): one sample more, timed, tells them apart at the cost of a call at most as long
-        if costs["sample"] * 8 > PROBE_ONCE_ABOVE:
-            costs["sample"] = min(costs["sample"], _timed(lambda: draw(1)))
-        if reference is not None:  # the evaluator's features and the nearest-neighbour balls grow with the count
-            from .evaluator import load_evaluator
-            from .scoring import real_features, sample_quality
 
-            evaluator = load_evaluator(device)
-            real = real_features(evaluator, reference.cpu())
-            fake = reference[:200].cpu().flip(-1)
-            few, many = (_timed(lambda n=n: sample_quality(fake[:n], reference, evaluator, real_features=real))
-                         for n in (50, 200))
-            costs["sample"] += max(0.0, many - few) / 150
-            costs["scoring"] = max(0.0, few - 50 * max(0.0, many - few) / 150)  # the real digits' own balls
+def sampling_costs(model, device: torch.device, reference: torch.Tensor | None) -> dict[str, float]:
+    """`probe_costs`' "sample" (drawing one sample, and scoring it against every image of `reference`) and
+    "scoring" (what scoring costs whatever the count)."""
+    def draw(n: int) -> None:
+        y = (torch.arange(n) % N_CLASSES).to(device) if model.conditional else None
+        model.sample(n, y=y, generator=torch.Generator().manual_seed(1))
+
+    costs = {"sample": _timed(lambda: draw(8)) / 8}
+    # a slow first call is a slow sampler or a one-time set-up (a GAN's averaged generator sets its batch norms on
+    # its first draw): one sample more, timed, tells them apart at the cost of a call at most as long
+    if costs["sample"] * 8 > PROBE_ONCE_ABOVE:
+        costs["sample"] = min(costs["sample"], _timed(lambda: draw(1)))
+    if reference is not None:  # the evaluator's features and the nearest-neighbour balls grow with the count
+        from .evaluator import load_evaluator
+        from .scoring import real_features, sample_quality
+
+        evaluator = load_evaluator(device)
+        real = real_features(evaluator, reference.cpu())
+        fake = reference[:200].cpu().flip(-1)
+        few, many = (_timed(lambda n=n: sample_quality(fake[:n], reference, evaluator, real_features=real))
+                     for n in (50, 200))
+        costs["sample"] += max(0.0, many - few) / 150
+        costs["scoring"] = max(0.0, few - 50 * max(0.0, many - few) / 150)  # the real digits' own balls
     return costs
 
 
