@@ -37,7 +37,7 @@ HEADLINE = {"nll_nats": ("NLL", "{:.2f} nats"), "bits_per_dim": ("bits/dim", "{:
             "psnr_denoised_gaussian": ("denoised PSNR, Gaussian noise 0.5", "{:.2f} dB"),
             "edit_psnr": ("edit PSNR", "{:.2f} dB")}
 # the shipped animation shows at most this many of the run's epoch grids, evenly spaced, first and last kept
-# (the rbm's 200 epochs as 200 frames would be 11 MB of the 40 MiB all shipped files may take)
+# (the rbm's 200 epochs as 200 frames took 11 MB, six times its weights)
 ANIMATION_FRAMES = 20
 
 
