@@ -56,6 +56,22 @@ def test_dual_guidance_is_the_papers_formula(space):
         torch.testing.assert_close(model.guided_output(net, xt, t, image, text, 0.0, 0.0), e_00, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("batch", [4, 5])
+def test_dual_guidance_splits_its_three_passes_at_any_batch_size(batch):
+    """The 3B outputs of the one network call are split back into their three passes by position: at batch sizes
+    that 3B does not share a divisor with (3 divides every 3B, so a batch of 3 hides a split into the wrong count)."""
+    model = scrambled(InstructPix2Pix(**TINY, ema_decay=0.0))
+    g = torch.Generator().manual_seed(3)
+    xt, image = torch.randn(batch, *model.shape, generator=g), torch.rand(batch, *model.shape, generator=g) * 2 - 1
+    t = torch.arange(batch) * 9
+    with torch.no_grad():
+        text, null, net = model.encode_text(["zoom out"] * batch), model.null_text.expand(batch, -1), model.unet
+        e_it, e_i0, e_00 = (net(torch.cat([xt, im], 1), t, cond=c)
+                            for im, c in ((image, text), (image, null), (torch.zeros_like(image), null)))
+        got = model.guided_output(net, xt, t, image, text, 2.0, 0.5)
+    torch.testing.assert_close(got, e_00 + 2.0 * (e_i0 - e_00) + 0.5 * (e_it - e_i0), rtol=1e-4, atol=1e-5)
+
+
 def test_guidance_of_v_outputs_is_the_guidance_of_their_noise_predictions():
     """With v-prediction the editor combines the three v outputs by eq. 3: the same as combining the three eps they
     stand for (eps = sqrt(1 - abar) x_t + sqrt(abar) v), which is what DDIM then steps with."""

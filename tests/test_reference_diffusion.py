@@ -244,6 +244,24 @@ def test_each_drop_rate_and_the_joint_over_many_draws(p_text, p_image, p_both):
     assert abs(image.double().mean().item() - (p_image + p_both)) < 0.005
 
 
+@pytest.mark.parametrize(("p_text", "p_image", "p_both"),
+                         [(0.25, 0.25, 0.25), (0.25, 0.25, 0.0), (0.0, 0.5, 0.25), (0.5, 0.0, 0.5)])
+def test_the_drop_kinds_split_the_unit_interval_at_their_rates(monkeypatch, p_text, p_image, p_both):
+    """One uniform u in [0, 1) (torch.rand's range) per example: text alone for u in [0, p_text), the image alone
+    in [p_text, p_text + p_image), both in the next p_both, nothing after: half-open intervals, so that each kind
+    comes at exactly its rate and a rate of 0 never drops. Checked at every edge and one float32 step either side
+    (the rates here are exact in float32)."""
+    model = InstructPix2Pix(**TINY_EDITOR, p_drop_text=p_text, p_drop_image=p_image, p_drop_both=p_both)
+    step = 2.0 ** -24  # torch.rand's float32 draws are multiples of this
+    edges = (p_text, p_text + p_image, p_text + p_image + p_both)
+    u = sorted({v for e in (0.0, *edges, 1.0) for v in (e - step, e, e + step) if 0 <= v < 1})
+    monkeypatch.setattr(torch, "rand", lambda n, **kwargs: torch.tensor(u, dtype=torch.float32)[:n])
+    text, image = model.drops(len(u))
+    expected_text = [v < edges[0] or edges[1] <= v < edges[2] for v in u]
+    expected_image = [edges[0] <= v < edges[2] for v in u]
+    assert (text.tolist(), image.tolist()) == (expected_text, expected_image), u
+
+
 def scrambled(model):
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
