@@ -324,13 +324,16 @@ MUTMUT_TARGETS = {
             "psnr", "precision_recall", "knn_radii", "frechet_distance", "gaussian_stats",
             "class_coverage", "coverage_entropy", "confident_share", "conditional_accuracy")))),
     "diffusion": MutmutTarget(
-        ("models/diffusion.py", "models/ddpm.py", "models/instruct/editor.py"),
-        ("tests/test_reference_diffusion.py", "tests/test_ddpm.py", "tests/test_instruct.py", "-k",
+        ("models/diffusion.py", "models/ddpm.py"),
+        ("tests/test_reference_diffusion.py", "tests/test_ddpm.py", "-k",
          "not learns and not resume and not evaluation and not semantic and not first_stage and not config_errors "
          "and not same_generator and not channels_last and not self_attention"),
         ("genzoo.models.diffusion.xǁNoiseScheduleǁ*", "genzoo.models.diffusion.xǁSamplerǁstep*",
-         "genzoo.models.ddpm.xǁDDPMǁguided_output*", "genzoo.models.ddpm.xǁDDPMǁpredictor*",
-         "genzoo.models.instruct.editor.xǁInstructPix2Pixǁdrops*",
+         "genzoo.models.ddpm.xǁDDPMǁguided_output*", "genzoo.models.ddpm.xǁDDPMǁpredictor*")),
+    "instruct": MutmutTarget(  # the editor's conditioning drops, training loss and two-scale guidance
+        ("models/instruct/editor.py",),
+        ("tests/test_instruct.py", "tests/test_reference_diffusion.py", "-k", "guidance or loss or drop or word_noise"),
+        ("genzoo.models.instruct.editor.xǁInstructPix2Pixǁdrops*",
          "genzoo.models.instruct.editor.xǁInstructPix2Pixǁtriple_loss*",
          "genzoo.models.instruct.editor.xǁInstructPix2Pixǁguided_output*")),
     "edits": MutmutTarget(
