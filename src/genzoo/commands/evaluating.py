@@ -16,20 +16,22 @@ def evaluate(run: str | Path, *, as_json: bool = False, device: str = "auto", se
              max_test: int | None = None, random_subset: bool | None = None, iwae_k: int | None = None,
              n_samples: int | None = None, guidance_sweep: list[float] | None = None, sweep_samples: int = 0,
              ais_betas: int | None = None, ais_runs: int | None = None, n_edits: int | None = None,
-             budget: float | None = None, protocol: str | None = None, spent: float = 0.0, **sampling: Any) -> str:
+             budget: float | None = None, protocol: str | None = None, started: float | None = None,
+             **sampling: Any) -> str:
     """`genzoo evaluate RUN`: every metric that applies, written to RUN/metrics.json; returns them as text
     (one line each, with standard errors and units) or as JSON. Each evaluation is kept in
     RUN/evaluations/<settings>.json, and metrics.json is the most complete of them (a quick look with
     --max-test never replaces a full evaluation). `sampling`: the model's sampling options
     (diffusion: guidance, steps, eta, sampler; None: the model's default); `guidance_sweep` scores each
     guidance weight too. `budget` (seconds) or `protocol="paper"` choose the settings not given
-    (`evaluate.choose_settings`); `spent`: seconds of the budget gone before the call (the command's start-up)."""
+    (`evaluate.choose_settings`); `started`: the `time.perf_counter()` at which the budget began (the
+    command's start)."""
     if budget is None and protocol is None:
         budget = EVALUATE_BUDGET
     metrics = evaluate_run(run, device=device, seed=seed, max_test=max_test, random_subset=random_subset,
                            iwae_k=iwae_k, n_samples=n_samples, sample_options=given(sampling),
                            guidance_sweep=guidance_sweep, sweep_samples=sweep_samples, ais_betas=ais_betas,
-                           ais_runs=ais_runs, n_edits=n_edits, budget=budget, protocol=protocol, spent=spent)
+                           ais_runs=ais_runs, n_edits=n_edits, budget=budget, protocol=protocol, started=started)
     if as_json:
         return json.dumps(metrics, indent=2)
     lines = []

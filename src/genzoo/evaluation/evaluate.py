@@ -766,7 +766,7 @@ def evaluate_run(run_dir: str | Path, *, device: str = "auto", seed: int = 0, ma
                  sample_options: dict[str, Any] | None = None, guidance_sweep: list[float] | None = None,
                  sweep_samples: int = 0, ais_betas: int | None = None, ais_runs: int | None = None,
                  n_edits: int | None = None, budget: float | None = None, protocol: str | None = None,
-                 save_every: float = SAVE_EVERY, spent: float = 0.0) -> dict[str, Any]:
+                 save_every: float = SAVE_EVERY, started: float | None = None) -> dict[str, Any]:
     """Evaluate a run folder and write RUN/metrics.json; returns what it wrote.
 
     The long passes (IWAE, AIS, drawing samples) keep their partial sums in RUN/evaluations/.partial_*.pt every
@@ -796,7 +796,8 @@ def evaluate_run(run_dir: str | Path, *, device: str = "auto", seed: int = 0, ma
         budget: seconds: the settings not given (None) are chosen to fit it (`plan_budget`), from a timed probe.
         protocol: "paper": the paper's protocol for the settings not given (`PAPER_PROTOCOL`), its time said first.
         save_every: seconds between the long passes' saves of their partial sums.
-        spent: seconds of the budget gone before the call (`genzoo evaluate`'s start-up: Python and torch).
+        started: the `time.perf_counter()` at which the budget began (None: the call; `genzoo evaluate`: the
+            process's start, so that Python's start and torch's import count).
         Settings left None without either: all test images, the model's own K and AIS, 10,000 samples,
         DEFAULT_EDITS edits.
     """
@@ -815,7 +816,7 @@ def evaluate_run(run_dir: str | Path, *, device: str = "auto", seed: int = 0, ma
         return _evaluate_locked(run_dir, device=device, seed=seed, given=given, random_subset=random_subset,
                                 sample_options=sample_options, guidance_sweep=guidance_sweep,
                                 sweep_samples=sweep_samples, budget=budget, protocol=protocol, save_every=save_every,
-                                start=time.perf_counter() - spent)
+                                start=time.perf_counter() if started is None else started)
 
 
 def _evaluate_locked(run_dir: Path, *, device: str, seed: int, given: dict[str, Any], random_subset: bool | None,
