@@ -89,7 +89,7 @@ def test_edit_errors_are_one_line(editor_run, tmp_path, capsys):
         assert err.startswith("genzoo edit: error:") and message in err and "Traceback" not in err, (extra, err)
 
 
-def test_semantic_pairs_share_their_noise_and_keep_what_the_evaluator_reads(tiny, tmp_path, editor_run):
+def test_semantic_pairs_share_their_noise_and_keep_what_the_evaluator_reads(tiny, tmp_path, editor_run, capsys):
     from safetensors.torch import load_file
 
     from genzoo.evaluation.evaluator import load_evaluator
@@ -121,6 +121,9 @@ def test_semantic_pairs_share_their_noise_and_keep_what_the_evaluator_reads(tiny
     with pytest.raises(genzoo.models.base.CapabilityError, match="instruct: semantic pairs need a class-conditional"):
         commands.semantic_pairs(editor_run, tmp_path / "no", 2, device="cpu")
     # without guidance the label is ignored: both images of a pair come from one x_T, so they are the same image
-    commands.semantic_pairs(run, tmp_path / "same", 6, threshold=0.0, steps=2, guidance=0.0, seed=1, device="cpu")
+    capsys.readouterr()
+    commands.semantic_pairs(run, tmp_path / "same", 6, threshold=0.0, steps=2, guidance=0.0, seed=1, batch=4,
+                            device="cpu")
+    assert "semantic pairs: 100% 6/6 pair" in capsys.readouterr().err  # the progress counts every candidate drawn
     same = load_file(str(tmp_path / "same" / "pairs.safetensors"))
     assert len(same["inputs"]) == 6 and torch.equal(same["inputs"], same["outputs"])

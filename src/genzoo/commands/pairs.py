@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from .. import runs
+from ..training import progress
 from ..training.devices import resolve_device
 from .drawing import write_rows
 
@@ -31,8 +32,9 @@ def semantic_pairs(ddpm_run: str | Path, out: str | Path, n: int = 1000, *, thre
 
     model = runs.load(ddpm_run, resolve_device(device))
     check_request(model, n, threshold)
-    made = make_semantic_pairs(model, load_evaluator(model.device), n, threshold=threshold, steps=steps,
-                               guidance=guidance, seed=seed, batch=batch)
+    with progress.bar(n, "semantic pairs", "pair", enabled=True) as bar:
+        made = make_semantic_pairs(model, load_evaluator(model.device), n, threshold=threshold, steps=steps,
+                                   guidance=guidance, seed=seed, batch=batch, done=bar.update)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_file(made.tensors, str(out / "pairs.safetensors"))

@@ -10,6 +10,7 @@ the second, each with probability >= threshold (the paper's filter checks both s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +50,8 @@ def check_request(model, n: int, threshold: float) -> None:
 
 @torch.no_grad()
 def make_semantic_pairs(model, evaluator, n: int = 1000, *, threshold: float = 0.9, steps: int = 50,
-                        guidance: float = 2.0, seed: int = 0, batch: int = 250) -> SemanticPairs:
+                        guidance: float = 2.0, seed: int = 0, batch: int = 250,
+                        done: Callable[[int], object] | None = None) -> SemanticPairs:
     """n candidate pairs from `model` (a class-conditional ddpm), those the evaluator reads both sides of kept.
 
     Args:
@@ -59,6 +61,7 @@ def make_semantic_pairs(model, evaluator, n: int = 1000, *, threshold: float = 0
         steps, guidance: DDIM steps and classifier-free guidance weight of the samples.
         seed: the digits drawn, the noise of each pair and the instructions' phrasings.
         batch: candidates sampled at a time.
+        done: called with the number of candidates each batch drew (a progress bar's update).
     Returns:
         the kept pairs, their instructions and the settings.
     """
@@ -73,6 +76,8 @@ def make_semantic_pairs(model, evaluator, n: int = 1000, *, threshold: float = 0
         noise_seed = seed * 1_000_003 + start  # the same x_T for both digits of a pair
         inputs.append(model.sample(len(a), y=a, generator=torch.Generator().manual_seed(noise_seed), **options).cpu())
         outputs.append(model.sample(len(b), y=b, generator=torch.Generator().manual_seed(noise_seed), **options).cpu())
+        if done is not None:
+            done(len(a))
     inputs, outputs = torch.cat(inputs), torch.cat(outputs)
     p_in = torch.softmax(evaluator.logits(inputs.to(model.device)), 1).cpu()  # (n, 10)
     p_out = torch.softmax(evaluator.logits(outputs.to(model.device)), 1).cpu()
