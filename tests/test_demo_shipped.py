@@ -93,6 +93,8 @@ def test_models_choose_and_a_passed_deadline_leaves_samples_only(shipped, tiny, 
     assert list(summary["models"]) == ["ae"]
     assert summary["models"]["ae"]["pictures"] == ["samples.png"] and summary["models"]["ae"]["pictures_left_out"]
     assert sorted(p.name for p in (tmp_path / FOLDER / "ae").iterdir()) == ["samples.png"]
+    width, height = Image.open(tmp_path / FOLDER / "ae" / "samples.png").size
+    assert width > 3 * height  # reached after the deadline: only the zoo row's samples are drawn
 
 
 def test_a_shipped_animation_is_packed_listed_and_drawn(shipped, tiny, tmp_path):
