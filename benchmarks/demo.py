@@ -8,7 +8,8 @@
     GENZOO_DATA=../shared/data/mnist OMP_NUM_THREADS=1 python benchmarks/demo.py --out /tmp/costs --costs --models vae
 
 Prints the wall clock of the whole command against its budget, the machine's load average before,
-during (sampled every 15 s) and after, then one row per model from the demo folder: demo runs, training
+during (sampled every 15 s) and after; the shipped phase's wall clock, model by model; then one row per model
+trained from scratch in the demo folder: demo runs, training
 seconds in all, the last run's slice, wall clock and CPU seconds, the samples scored, the share of samples
 the evaluator classifies with confidence >= 0.9, the entropy of their digits in bits, FID-style score and
 conditional accuracy; and, for models run more than once, those scores after each demo run and the change of
@@ -58,7 +59,25 @@ def history_row(name: str, runs: list[dict], width: int) -> str:
     return f"| {name} | " + " | ".join(cells) + f" | {change} |"
 
 
+def shipped_table(out: Path) -> str:
+    """The shipped phase (OUT/shipped/shipped.json): each shipped model's wall clock and pictures drawn."""
+    summary = json.loads((out / "shipped" / "shipped.json").read_text())
+    lines = [f"The shipped phase: {len(summary['models'])} models drawn in {summary.get('seconds', 0):.0f} s "
+             "(zoo picture included).", "", "| shipped model | wall clock (s) | pictures | pictures left out |",
+             "|---|---|---|---|"]
+    lines += [f"| {name} | {entry['seconds']:.1f} | {len(entry['pictures'])} | "
+              f"{'yes' if entry['pictures_left_out'] else '-'} |" for name, entry in summary["models"].items()]
+    return "\n".join(lines)
+
+
 def table(out: Path) -> str:
+    parts = [shipped_table(out)] if (out / "shipped" / "shipped.json").exists() else []
+    if (out / "demo.json").exists():
+        parts.append(scratch_table(out))
+    return "\n\n".join(parts)
+
+
+def scratch_table(out: Path) -> str:
     floor = json.loads((out / "real_data.json").read_text())
     sessions = json.loads((out / "demo.json").read_text())
     lines = ["| model | demo runs | train s in all | last run: slice / wall / CPU s | samples | confident >= 0.9 | "

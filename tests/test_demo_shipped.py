@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_benchmarks import load_benchmark
 from test_contract import TINY
 
 import genzoo
@@ -76,7 +77,12 @@ def test_every_shipped_model_is_drawn_from_its_own_weights(shipped, tiny, tmp_pa
     assert len(summary["models"]["ae"]["pictures"]) > 1  # reconstructions beside the samples
     zoo_picture = Image.open(tmp_path / FOLDER / ZOO_PICTURE)
     assert summary["zoo"] == ZOO_PICTURE and zoo_picture.width > zoo_picture.height > 0
+    assert summary["seconds"] >= sum(entry["seconds"] for entry in summary["models"].values())  # the whole phase
     assert files_of(shipped) == before
+    rows = load_benchmark("demo").table(tmp_path).splitlines()  # benchmarks/demo.py's table of the phase
+    assert rows[0] == f"The shipped phase: 2 models drawn in {summary['seconds']:.0f} s (zoo picture included)."
+    assert [row.split(" | ")[0] for row in rows[4:]] == ["| ae", "| cgan"]
+    assert rows[4].split(" | ")[1] == f"{summary['models']['ae']['seconds']:.1f}"
 
 
 def test_each_figure_says_what_it_rests_on():

@@ -78,7 +78,8 @@ def draw_shipped(out: str | Path, data: Dataset, *, models: list[str] | None = N
                  deadline: float | None = None,
                  say: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True)) -> dict:
     """Draw every shipped model (or those of `models` that ship) into OUT/shipped/; returns the summary written
-    to OUT/shipped/shipped.json: {"models": {name: {...}}, "zoo": "zoo.png" or None}.
+    to OUT/shipped/shipped.json: {"models": {name: {...}}, "zoo": "zoo.png" or None, "seconds": the phase's wall
+    clock, zoo picture included}.
 
     Args:
         data: the digits the pictures start from (reconstructions, completions, edits).
@@ -89,8 +90,9 @@ def draw_shipped(out: str | Path, data: Dataset, *, models: list[str] | None = N
     folder = Path(out) / FOLDER
     manifest = pretrained.manifest()["models"]
     names = [n for n in manifest if models is None or manifest[n]["model"] in models or n in models]
-    summary: dict[str, Any] = {"models": {}, "zoo": None}
+    summary: dict[str, Any] = {"models": {}, "zoo": None, "seconds": 0.0}
     rows: dict[str, torch.Tensor] = {}
+    phase_began = time.perf_counter()
     for i, name in enumerate(names):
         entry = manifest[name]
         began = time.perf_counter()
@@ -120,6 +122,7 @@ def draw_shipped(out: str | Path, data: Dataset, *, models: list[str] | None = N
     if rows:
         save_figure(zoo_figure(rows), folder / ZOO_PICTURE, dpi=100, bbox_inches="tight")
         summary["zoo"] = ZOO_PICTURE
+        summary["seconds"] = round(time.perf_counter() - phase_began, 1)
         runs.atomic_write_text(folder / SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary
 
