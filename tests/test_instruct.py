@@ -239,6 +239,76 @@ def test_evaluation_scores_edits_against_their_exact_outputs():
     same = evaluator.predict(edited) == evaluator.predict(triples.outputs)
     assert got["edit_label_agreement"]["value"] == pytest.approx(same.float().mean().item())
     assert got["edit_psnr"]["n"] == 30 and got["edit_psnr"]["text_guidance"] == model.config.text_guidance
+    per_kind = {kind: (-10 * torch.log10(mse[[i for i in range(30) if i % len(kinds) == k]])).mean().item()
+                for k, kind in enumerate(kinds)}  # edits k, k + 23, ... are of kind k
+    assert got["edit_kinds_at_18db"]["by_kind"] == pytest.approx(per_kind, rel=1e-5)
+    assert got["edit_kinds_at_18db"]["value"] == sum(v >= 18 for v in per_kind.values())
+    assert "semantic_edit_accuracy" not in got  # no labels given
+    from genzoo.pretrained.build import HEADLINE
+    from genzoo.showcase.shipped import FIGURES
+    shown = {key: form for key, _, form in FIGURES}  # what the manifest and the demo report print of the count
+    assert HEADLINE["edit_kinds_at_18db"][1] == shown["edit_kinds_at_18db"] == "{:.0f} of " + str(len(kinds))
+
+
+def test_semantic_edits_are_read_as_the_digit_asked_for():
+    """`genzoo evaluate`'s semantic edits: one test digit per 23 edits, each asked to become another digit drawn
+    from the seed, scored as the share the evaluator reads as that digit (recomputed plainly here)."""
+    from genzoo.evaluation.evaluate import editing_metrics
+    from genzoo.evaluation.evaluator import load_evaluator
+
+    model = scrambled(InstructPix2Pix(**TINY))
+    x = torch.rand(50, 1, 28, 28, generator=torch.Generator().manual_seed(4))
+    y = torch.arange(50) % 10
+    got = editing_metrics(model, x, 46, seed=5, test_y=y)["semantic_edit_accuracy"]
+    g = torch.Generator().manual_seed(6)
+    targets = (y[:2] + torch.randint(1, 10, (2,), generator=g)) % 10
+    assert (targets != y[:2]).all()
+    texts = edits.semantic_instructions(y[:2].tolist(), targets.tolist(), g)
+    assert all(str(t) in text or edits.DIGIT_WORDS[t] in text for t, text in zip(targets.tolist(), texts))
+    edited = model.edit(x[:2], texts, generator=g)
+    read = load_evaluator("cpu").predict(edited)
+    assert got["n"] == 2 and got["value"] == pytest.approx((read == targets).float().mean().item())
+
+
+def test_semantic_edit_accuracy_counts_the_digits_asked_for_across_batches():
+    """A stand-in editor draws the digit each instruction names (as a numeral or a word), except on every
+    third image, where it leaves the input's own digit; a stand-in evaluator reads the digit back. 300 edits
+    cross the 256-edit batches."""
+    from genzoo.evaluation.evaluate import semantic_edit_metrics
+
+    def named_digit(text: str) -> int:
+        last = text.split()[-1]
+        return int(last) if last.isdigit() else edits.DIGIT_WORDS.index(last)
+
+    class Editor:
+        def edit(self, images, instructions, generator=None):
+            assert len(images) == len(instructions) <= 256
+            return torch.stack([torch.full((1, 28, 28), named_digit(t) / 10) for t in instructions])
+
+        def edit_settings(self):
+            return {"steps": 1}
+
+    class Evaluator:
+        def predict(self, images):
+            return (images.mean(dim=(1, 2, 3)) * 10).round().long()
+
+    x = torch.zeros(400, 1, 28, 28)
+    y = torch.arange(400) % 10
+    keep_own = torch.arange(300) % 3 == 0
+
+    class Stubborn(Editor):  # every third edit keeps the source digit
+        def edit(self, images, instructions, generator=None):
+            out = super().edit(images, instructions, generator)
+            start = self.done
+            self.done += len(images)
+            own = y[start:self.done].float().div(10).view(-1, 1, 1, 1).expand_as(out)
+            return torch.where(keep_own[start:self.done].view(-1, 1, 1, 1), own, out)
+
+    assert semantic_edit_metrics(Editor(), x, y, 300, 7, Evaluator())["semantic_edit_accuracy"]["value"] == 1.0
+    stubborn = Stubborn()
+    stubborn.done = 0
+    got = semantic_edit_metrics(stubborn, x, y, 300, 7, Evaluator())["semantic_edit_accuracy"]
+    assert got["n"] == 300 and got["value"] == pytest.approx(200 / 300)  # the targets always differ from the source
 
 
 @pytest.mark.parametrize("space", SPACES)

@@ -39,7 +39,7 @@ from ..config import ConfigError, non_negative
 from ..constants import N_CLASSES
 from ..data import FIXED_BINARIZATION, fixed_binarization, load_data
 from ..defaults import DEFAULT_EDITS
-from ..metrics import bits_per_dim
+from ..metrics import bits_per_dim, psnr
 from ..training import progress
 from ..training.devices import resolve_device
 from .leaderboard import BINARIZED, DEQUANTIZED
@@ -327,7 +327,6 @@ def reconstruction_metrics(model, test_x: torch.Tensor, batch: int = 500) -> dic
 
 
 def denoising_metrics(model, test_x: torch.Tensor, seed: int, batch: int = 500) -> dict[str, Any]:
-    from ..metrics import psnr
     from ..models.dae import NOISE_KINDS, corrupt
 
     out = {}
@@ -343,18 +342,22 @@ def denoising_metrics(model, test_x: torch.Tensor, seed: int, batch: int = 500) 
     return out
 
 
-def editing_metrics(model, test_x: torch.Tensor, n_edits: int, seed: int) -> dict[str, Any]:
+def editing_metrics(model, test_x: torch.Tensor, n_edits: int, seed: int,
+                    test_y: torch.Tensor | None = None) -> dict[str, Any]:
     """An editor's edits of `n_edits` test digits, the edit kinds in turn (`edits.KINDS`, trained phrasings,
     seeded), with the run's guidance scales and steps, scored against their exact outputs (`edits.score_edits`):
-    mean PSNR beside that of doing nothing (the input as the edit), the share at 18 dB or more, and the share the
-    evaluator reads as the digit of the exact output."""
+    mean PSNR beside that of doing nothing (the input as the edit), the share at 18 dB or more, the share the
+    evaluator reads as the digit of the exact output, and how many kinds reach 18 dB on average (each kind's mean
+    PSNR beside it). Given the digits' labels `test_y`, also semantic edits ("turn this 3 into an 8") of one test
+    digit per 23 edits (`semantic_edit_metrics`)."""
     from ..models.instruct import edits
     from .evaluator import load_evaluator
 
     names = list(edits.KINDS)
     digits = test_x[torch.arange(n_edits) % len(test_x)]
     g = torch.Generator().manual_seed(seed)
-    triples = edits.make_triples(digits.cpu(), g, kinds=[names[i % len(names)] for i in range(n_edits)])
+    kinds = [names[i % len(names)] for i in range(n_edits)]
+    triples = edits.make_triples(digits.cpu(), g, kinds=kinds)
     settings = model.edit_settings()
     edited = torch.cat([model.edit(triples.inputs[i:i + 256].to(test_x.device), triples.instructions[i:i + 256],
                                    generator=g).cpu() for i in range(0, n_edits, 256)])
@@ -363,13 +366,41 @@ def editing_metrics(model, test_x: torch.Tensor, n_edits: int, seed: int) -> dic
         edits.score_edits(triples.inputs, triples.outputs, evaluator)
     note = {"n": n_edits, "kinds": len(names), **settings, "what": "edits of test digits, each kind in turn, "
             "against the exact output"}
-    return {"edit_psnr": {"value": scored["psnr"], "unit": "dB", **note},
-            "edit_psnr_input": {"value": nothing["psnr"], "unit": "dB", **note,
-                                "what": "doing nothing: the input itself against the exact output"},
-            "edit_success": {"value": scored["success"], "unit": f"share of edits at >= {edits.SUCCESS_PSNR:g} dB",
-                             **note},
-            "edit_label_agreement": {"value": scored["label_agreement"], **note,
-                                     "unit": "share of edits the evaluator reads as the exact output's digit"}}
+    per_edit = psnr(edited, triples.outputs)
+    by_kind = {kind: per_edit[[i for i, k in enumerate(kinds) if k == kind]].mean().item()
+               for kind in names if kind in kinds}
+    out = {"edit_psnr": {"value": scored["psnr"], "unit": "dB", **note},
+           "edit_psnr_input": {"value": nothing["psnr"], "unit": "dB", **note,
+                               "what": "doing nothing: the input itself against the exact output"},
+           "edit_success": {"value": scored["success"], "unit": f"share of edits at >= {edits.SUCCESS_PSNR:g} dB",
+                            **note},
+           "edit_label_agreement": {"value": scored["label_agreement"], **note,
+                                    "unit": "share of edits the evaluator reads as the exact output's digit"},
+           "edit_kinds_at_18db": {"value": sum(v >= edits.SUCCESS_PSNR for v in by_kind.values()), **note,
+                                  "unit": f"kinds (of {len(by_kind)}) whose mean PSNR is >= {edits.SUCCESS_PSNR:g} dB",
+                                  "by_kind": by_kind}}
+    if test_y is not None:
+        out.update(semantic_edit_metrics(model, test_x, test_y, max(1, n_edits // len(names)), seed, evaluator))
+    return out
+
+
+def semantic_edit_metrics(model, test_x: torch.Tensor, test_y: torch.Tensor, n: int, seed: int,
+                          evaluator) -> dict[str, Any]:
+    """Semantic edits of the first `n` test digits, each to another digit drawn at random ("turn this 3 into an
+    8", trained phrasings, seeded): the share the evaluator reads as the digit asked for."""
+    from ..models.instruct import edits
+
+    n = min(n, len(test_x))
+    g = torch.Generator().manual_seed(seed + 1)
+    sources = test_y[:n].cpu()
+    targets = (sources + torch.randint(1, N_CLASSES, (n,), generator=g)) % N_CLASSES  # a different digit
+    instructions = edits.semantic_instructions(sources.tolist(), targets.tolist(), g)
+    edited = torch.cat([model.edit(test_x[i:min(i + 256, n)], instructions[i:i + 256], generator=g).cpu()
+                        for i in range(0, n, 256)])
+    read = evaluator.predict(edited)
+    return {"semantic_edit_accuracy": {"value": (read == targets).float().mean().item(), "n": n,
+                                       **model.edit_settings(), "what": "semantic edits of test digits to another "
+                                       "digit drawn at random, read by the evaluator as the digit asked for"}}
 
 
 def check_evaluation_arguments(*, max_test: int, random_subset: bool, iwae_k: int, n_samples: int,
@@ -847,7 +878,7 @@ def _evaluate_locked(run_dir: Path, *, device: str, seed: int, given: dict[str, 
         if model.can_reconstruct:
             metrics.update(reconstruction_metrics(model, test_x))
         if model.can_edit and settings["n_edits"]:
-            metrics.update(editing_metrics(model, test_x, settings["n_edits"], seed))
+            metrics.update(editing_metrics(model, test_x, settings["n_edits"], seed, data.test_y[subset]))
         density, kwargs, ais = density_metrics(model, data, subset, seed=seed, iwae_k=settings["iwae_k"],
                                                ais_betas=settings["ais_betas"], ais_runs=settings["ais_runs"],
                                                random_subset=random_subset, device=device, partial=partial,

@@ -35,7 +35,8 @@ HEADLINE = {"nll_nats": ("NLL", "{:.2f} nats"), "bits_per_dim": ("bits/dim", "{:
             "recall": ("recall", "{:.3f}"), "class_entropy_bits": ("class entropy", "{:.2f} bits"),
             "reconstruction_mse": ("reconstruction MSE", "{:.4f}"),
             "psnr_denoised_gaussian": ("denoised PSNR, Gaussian noise 0.5", "{:.2f} dB"),
-            "edit_psnr": ("edit PSNR", "{:.2f} dB")}
+            "edit_psnr": ("edit PSNR", "{:.2f} dB"), "edit_kinds_at_18db": ("edit kinds at >= 18 dB", "{:.0f} of 23"),
+            "semantic_edit_accuracy": ("semantic edits read as the digit asked for", "{:.2%}")}
 # the shipped animation shows at most this many of the run's epoch grids, evenly spaced, first and last kept
 # (the rbm's 200 epochs as 200 frames took 11 MB, six times its weights)
 ANIMATION_FRAMES = 20

@@ -45,6 +45,8 @@ FIGURES = (
     ("class_entropy_bits", "class entropy", "{:.2f} bits"),
     ("recon_psnr", "reconstruction PSNR", "{:.2f} dB"),
     ("edit_psnr", "edit PSNR", "{:.2f} dB"),
+    ("edit_kinds_at_18db", "edit kinds at >= 18 dB", "{:.0f} of 23"),
+    ("semantic_edit_accuracy", "semantic edits read as the digit asked for", "{:.2%}"),
 )
 
 
