@@ -295,3 +295,65 @@ def test_the_loss_drops_the_condition_it_says(dropped):
         text = model.null_text.expand(4, -1) if dropped in ("text", "both") else model.encode_text(texts)
         expected = ((model.unet(torch.cat([xt, image], 1), t, cond=text) - noise) ** 2).mean()
     torch.testing.assert_close(got.detach(), expected, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- the latent model's two-stage loss
+
+TINY_LATENT = {"widths": (16,), "res_blocks": 1, "attn_heads": 2, "timesteps": 20, "sample_steps": 2,
+               "space": "latent", "ae_widths": (8, 8), "latent_channels": 2, "kl_weight": 0.3, "p_uncond": 0.5,
+               "ema_decay": 0.0}
+
+
+def test_a_latent_ddpm_trains_its_autoencoder_then_diffuses_its_scaled_latent_means():
+    """Rombach et al. in two stages, by hand: before `first_stage_steps` the loss is the autoencoder's, per-image
+    Bernoulli nats of a reparameterised z plus kl_weight times KL(N(mu, sigma^2) || N(0, I)); from then on (and
+    without a step) the eps loss of Ho et al. on the latent means scaled to unit standard deviation, a scale that
+    training measures on its first batch and keeps, and evaluation only borrows."""
+    model = scrambled(DDPM(**TINY_LATENT, first_stage_steps=3)).train()
+    x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    y = torch.arange(6)
+    with torch.no_grad():
+        model.latent_scale.zero_()  # (scrambled drew it too)
+        mu, logvar = model.first_stage.encoder(2 * x - 1).double().chunk(2, dim=1)
+    logvar = logvar.clamp(-30, 10)
+
+    for step in (0, 2):  # stage one
+        torch.manual_seed(5)
+        got = model.loss(x, y, step=step)
+        torch.manual_seed(5)
+        z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape).double()
+        with torch.no_grad():
+            logits = model.first_stage.decoder(z.float()).double()
+        p = torch.sigmoid(logits).flatten(1)
+        pixels = x.flatten(1).double()
+        recon = -(pixels * p.log() + (1 - pixels) * (1 - p).log()).sum(1).mean()
+        kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).flatten(1).sum(1).mean()
+        assert float(got["stage"]) == 1.0
+        close(got["loss"].detach(), recon + 0.3 * kl)
+        assert float(model.latent_scale) == 0.0  # nothing measured in stage one
+
+    def diffusion_loss(labels_dropped: bool) -> torch.Tensor:
+        torch.manual_seed(6)
+        t = torch.randint(0, 20, (6,))
+        noise = torch.randn(6, 2, 7, 7)
+        drop = torch.rand(6) < 0.5
+        assert drop.any() and not drop.all()  # the seed drops some labels, not all
+        a = torch.cumprod(1 - make_betas("cosine", 20).double(), 0)[t].view(-1, 1, 1, 1)
+        x0 = mu * (1 / mu.float().std())
+        xt = (a.sqrt() * x0 + (1 - a).sqrt() * noise).float()
+        labels = torch.where(drop, torch.full_like(y, 10), y) if labels_dropped else y
+        with torch.no_grad():
+            return ((model.unet(xt, t, labels) - noise) ** 2).mean()
+
+    model.eval()  # evaluation: no labels dropped, and the scale is not kept
+    for step in (3, None):
+        torch.manual_seed(6)
+        got = model.loss(x, y, step=step)
+        assert float(got["stage"]) == 2.0
+        torch.testing.assert_close(got["loss"].detach(), diffusion_loss(False), rtol=1e-5, atol=1e-6)
+        assert float(model.latent_scale) == 0.0
+    model.train()
+    torch.manual_seed(6)
+    got = model.loss(x, y, step=3)
+    torch.testing.assert_close(got["loss"].detach(), diffusion_loss(True), rtol=1e-5, atol=1e-6)
+    assert float(model.latent_scale) == pytest.approx(1 / mu.float().std().item(), rel=1e-6)

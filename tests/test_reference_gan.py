@@ -58,6 +58,9 @@ def test_loss_functions_match_their_definitions(kind):
     d_ref, g_ref = reference_losses(real.numpy(), fake.numpy(), kind, smoothing)
     assert float(discriminator_loss(real, fake, kind, smoothing)) == pytest.approx(d_ref, rel=1e-12)
     assert float(generator_loss(fake, kind)) == pytest.approx(g_ref, rel=1e-12)
+    # without a smoothing argument the real target is 1
+    unsmoothed, _ = reference_losses(real.numpy(), fake.numpy(), kind, 0.0)
+    assert float(discriminator_loss(real, fake, kind)) == pytest.approx(unsmoothed, rel=1e-12)
 
 
 def test_gradient_penalty_of_a_critic_with_a_known_gradient():
@@ -133,6 +136,37 @@ def test_model_losses_match_the_plain_computation(kind, cls):
         d_ref = d_ref + model.config.gp_weight * penalty
     assert float(d["loss"].detach()) == pytest.approx(d_ref, rel=1e-5)
     assert float(g_out["loss"].detach()) == pytest.approx(g_ref, rel=1e-5)
+
+
+def test_the_model_smooths_with_its_setting_and_draws_the_penalty_mix_when_not_given_one():
+    """label_smoothing = 0.2 reaches the discriminator's loss (real target 0.8); without eps, d_losses draws
+    eps ~ U[0, 1) of shape (B, 1, 1, 1) from the global stream, the loss then being that of the eps drawn."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(6, 1, 28, 28, generator=g, dtype=torch.float64)
+    z = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    torch.manual_seed(0)
+    smoothed = GAN(latent_dim=4, widths=(8, 6), loss="nonsaturating", label_smoothing=0.2, ema_decay=0.0)
+    smoothed = smoothed.double().eval()
+    d = smoothed.d_losses(x, None, z)
+    with torch.no_grad():
+        fake_in = smoothed.generator(z, None).flatten(1).numpy()
+    real = mlp_discriminator(smoothed, x.flatten(1).numpy() * 2 - 1, None)
+    fake = mlp_discriminator(smoothed, fake_in, None)
+    d_ref, _ = reference_losses(real, fake, "nonsaturating", 0.2)
+    assert float(d["loss"].detach()) == pytest.approx(d_ref, rel=1e-5)
+    assert d_ref != pytest.approx(reference_losses(real, fake, "nonsaturating")[0], rel=1e-3)
+
+    torch.manual_seed(0)
+    critic = GAN(latent_dim=4, widths=(8, 6), loss="wgan-gp", ema_decay=0.0).double().eval()
+    torch.manual_seed(3)
+    drawn = critic.d_losses(x, None, z)
+    torch.manual_seed(3)
+    eps = torch.rand(6, 1, 1, 1).double()
+    given = critic.d_losses(x, None, z, eps)
+    assert float(drawn["gp"].detach()) == pytest.approx(float(given["gp"].detach()), rel=1e-6)
+    assert float(drawn["loss"].detach()) == pytest.approx(float(given["loss"].detach()), rel=1e-6)
+    other = critic.d_losses(x, None, z, torch.rand(6, 1, 1, 1, generator=g).double())
+    assert float(other["gp"].detach()) != pytest.approx(float(given["gp"].detach()), rel=1e-3)
 
 
 # ---------------------------------------------------------------------------- a known problem: two modes in 1-D

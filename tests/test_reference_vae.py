@@ -109,3 +109,76 @@ def test_iwae_estimate_matches_the_plain_computation(vae_and_digits, k):
     np.testing.assert_allclose(got, expected, rtol=1e-4)
     if k == 1:  # one importance sample: log p(x | z) + log p(z) - log q(z | x), whose mean is the ELBO
         assert np.ptp(got) > 1
+
+
+def same_weights(model: VAE, **config) -> VAE:
+    """A VAE of the fixture's shape with other settings and the fixture's weights."""
+    other = VAE(arch="mlp", hidden=16, latent_dim=3, **config).eval()
+    other.load_state_dict(model.state_dict())
+    return other
+
+
+def plain_iwae(model: VAE, x: torch.Tensor, eps: np.ndarray) -> np.ndarray:
+    """log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x) per image, z_k = mu + sigma eps_k, eps (K, B, D)."""
+    flat = x.reshape(len(x), -1).double().numpy()
+    mu, logvar = encode(model, x)
+    z = mu + np.exp(0.5 * logvar) * eps
+    log_w = (log_bernoulli(mlp(model.decoder.net, z), flat)
+             + log_normal(z, 0.0, 1.0) - log_normal(z, mu, np.exp(logvar)))  # (K, B)
+    top = log_w.max(0)
+    return top + np.log(np.exp(log_w - top).sum(0)) - math.log(len(eps))
+
+
+def test_the_iwae_training_loss_is_minus_the_mean_k_sample_bound(vae_and_digits):
+    """train_k = K > 1: the loss is -mean_x log (1/K) sum_k w_k, from K reparameterised draws (Burda et al.)."""
+    model, x = vae_and_digits
+    iwae = same_weights(model, train_k=7)
+    torch.manual_seed(13)
+    eps = torch.randn(7, len(x), 3).double().numpy()
+    expected = -plain_iwae(model, x, eps).mean()
+    for step in (None, 3):
+        torch.manual_seed(13)
+        out = iwae.loss(x, step=step)
+        assert float(out["loss"].detach()) == pytest.approx(expected, rel=1e-5)
+        assert float(out["niwae"]) == pytest.approx(expected, rel=1e-5)
+    torch.manual_seed(13)
+    eps3 = torch.randn(3, len(x), 3).double().numpy()
+    torch.manual_seed(13)
+    k3 = iwae.iwae_loss(x, 3)  # K as given, not train_k
+    assert float(k3["loss"].detach()) == pytest.approx(-plain_iwae(model, x, eps3).mean(), rel=1e-5)
+
+
+def test_the_kl_warm_up_weighs_the_training_loss_and_not_the_bound(vae_and_digits):
+    """kl_warmup_steps = 4: at the trainer's step 1 the loss is recon + KL / 4; "nelbo" is recon + KL."""
+    model, x = vae_and_digits
+    warm = same_weights(model, kl_warmup_steps=4)
+    flat = x.reshape(len(x), -1).double().numpy()
+    mu, logvar = encode(model, x)
+    torch.manual_seed(7)
+    z = mu + np.exp(0.5 * logvar) * torch.randn(len(x), 3).double().numpy()
+    recon = -log_bernoulli(mlp(model.decoder.net, z), flat).mean()
+    kl = 0.5 * (mu**2 + np.exp(logvar) - 1 - logvar).sum(1).mean()
+    for step, weight in ((1, 0.25), (None, 1.0)):
+        torch.manual_seed(7)
+        out = warm.loss(x, step=step)
+        assert float(out["loss"].detach()) == pytest.approx(recon + weight * kl, rel=1e-5)
+        assert float(out["nelbo"]) == pytest.approx(recon + kl, rel=1e-5)
+        assert float(out["recon"].detach()) == pytest.approx(recon, rel=1e-5)
+        assert float(out["kl"].detach()) == pytest.approx(kl, rel=1e-5)
+
+
+def test_the_iwae_estimate_draws_its_samples_in_chunks_from_the_generator_it_is_given(vae_and_digits):
+    """k = 7 importance samples in chunks of iwae_chunk = 3 (3, 3, then 1), drawn in that order; k defaults to
+    iwae_k; a generator given is the one drawn from, the global stream is left alone."""
+    model, x = vae_and_digits
+    chunked = same_weights(model, iwae_k=7, iwae_chunk=3)
+    g = torch.Generator().manual_seed(21)
+    eps = torch.cat([torch.randn(m, len(x), 3, generator=g) for m in (3, 3, 1)]).double().numpy()
+    expected = plain_iwae(model, x, eps)
+    state = torch.get_rng_state()
+    for k in (7, None):
+        got = chunked.log_prob(x, k=k, generator=torch.Generator().manual_seed(21))
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
+    assert torch.equal(state, torch.get_rng_state())
+    torch.manual_seed(21)  # without a generator, the global stream
+    np.testing.assert_allclose(chunked.log_prob(x).numpy(), expected, rtol=1e-5)
