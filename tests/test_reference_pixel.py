@@ -168,6 +168,73 @@ def test_pixelcnn_log_prob_is_the_bernoulli_sum_of_the_reference_logits():
         np.testing.assert_allclose(got[n], np.sum(v * np.log(p) + (1 - v) * np.log(1 - p)), rtol=1e-6)  # float32 sum
 
 
+def bernoulli_sum(logits: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """sum over pixels of x log sigmoid(l) + (1 - x) log(1 - sigmoid(l)), per image."""
+    p = sigmoid(logits)
+    return (x * np.log(p) + (1 - x) * np.log(1 - p)).reshape(len(x), -1).sum(1)
+
+
+def test_a_conditional_pixelcnn_scores_and_trains_on_the_labels_it_is_given():
+    """log p(x | y) is the Bernoulli sum of the logits given y (each label scores differently); the loss is its
+    mean negated, in nats, and nll / (D log 2) bits per dimension; without labels log_prob refuses, saying why."""
+    from genzoo.models.base import CapabilityError
+
+    torch.manual_seed(0)
+    model = randomise(PixelCNN(image_size=4, channels=4, n_layers=1, first_kernel=3, head_channels=3, gated=True,
+                               conditional=True).double())
+    x, y = images(3, 4, seed=5), torch.tensor([2, 7, 7])
+    with torch.no_grad():
+        got = model.log_prob(x, y).numpy()
+        expected = bernoulli_sum(model.logits(x, y).numpy(), x.numpy())
+        other = model.log_prob(x, torch.tensor([5, 0, 1])).numpy()
+        out = model.loss(x, y)
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert np.abs(other - got).min() > 1e-3
+    assert float(out["loss"]) == pytest.approx(-expected.mean(), rel=1e-6)
+    assert float(out["bits_per_dim"]) == pytest.approx(-expected.mean() / (16 * np.log(2)), rel=1e-6)
+    message = ("pixelcnn: is class-conditional, log_prob gives log p(x | y) and needs the labels; "
+               "pass them as log_prob(x, y), y (N,) ints in [0, 10)")
+    with pytest.raises(CapabilityError) as caught:
+        model.log_prob(x)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["unconditional", "conditional"])
+def test_the_fast_sampler_draws_each_pixel_from_the_whole_networks_probability(conditional, monkeypatch):
+    """Raster order by hand: pixel (i, j) is 1 when u_ij < sigmoid(logit_ij) of the whole network given the pixels
+    set so far; a completion starts from the known pixels and keeps the visible ones. The fast sampler gets the
+    same images from its caches alone, never running the whole network."""
+    from genzoo.models.autoregressive import sample_cached
+
+    torch.manual_seed(0)
+    model = randomise(PixelCNN(image_size=4, channels=4, n_layers=2, first_kernel=3, head_channels=3, gated=True,
+                               conditional=conditional).double()).eval()
+    g = torch.Generator().manual_seed(9)
+    u = torch.rand(5, 1, 4, 4, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 3, 3, 8, 9]) if conditional else None
+    known = images(5, 4, seed=6)
+    visible = torch.zeros(5, 1, 4, 4, dtype=torch.bool)
+    visible[:, :, :2] = True  # the top half given
+    visible[:, :, 3, 1] = True  # and one pixel below it
+
+    def by_hand(start: torch.Tensor | None) -> torch.Tensor:
+        x = torch.zeros(5, 1, 4, 4, dtype=torch.float64) if start is None else torch.where(visible, start, 0.0)
+        with torch.no_grad():
+            for i in range(4):
+                for j in range(4):
+                    if start is not None and visible[0, 0, i, j]:
+                        continue
+                    p = torch.sigmoid(model.logits(x, y)[:, 0, i, j])
+                    x[:, 0, i, j] = (u[:, 0, i, j] < p).double()
+        return x
+
+    expected, completed = by_hand(None), by_hand(known)
+    assert 0 < expected.mean() < 1 and not torch.equal(completed, expected)
+    monkeypatch.setattr(model, "logits", lambda *args: pytest.fail("the fast sampler ran the whole network"))
+    assert torch.equal(sample_cached(model, u, y), expected)
+    assert torch.equal(sample_cached(model, u, y, known, visible), completed)
+
+
 # ---------------------------------------------------------------------------- PixelRNN
 
 
