@@ -200,7 +200,7 @@ def test_a_conditional_pixelcnn_scores_and_trains_on_the_labels_it_is_given():
 
 
 @pytest.mark.parametrize("conditional", [False, True], ids=["unconditional", "conditional"])
-def test_the_fast_sampler_draws_each_pixel_from_the_whole_networks_probability(conditional, monkeypatch):
+def test_the_fast_sampler_draws_each_pixelcnn_pixel_from_the_whole_networks_probability(conditional, monkeypatch):
     """Raster order by hand: pixel (i, j) is 1 when u_ij < sigmoid(logit_ij) of the whole network given the pixels
     set so far; a completion starts from the known pixels and keeps the visible ones. The fast sampler gets the
     same images from its caches alone, never running the whole network."""
