@@ -77,13 +77,17 @@ def test_the_schedule_tables_are_the_closed_forms():
     abar = torch.cumprod(1 - betas, 0)
     prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
     s = NoiseSchedule(betas)
-    expected = {"alpha_bar": abar, "alpha_bar_prev": prev, "sqrt_alpha_bar": abar.sqrt(),
-                "sqrt_one_minus_alpha_bar": (1 - abar).sqrt(),
+    expected = {"betas": betas, "alphas": 1 - betas, "alpha_bar": abar, "alpha_bar_prev": prev,
+                "sqrt_alpha_bar": abar.sqrt(), "sqrt_one_minus_alpha_bar": (1 - abar).sqrt(),
                 # Ho et al. eq. 7
                 "posterior_var": betas * (1 - prev) / (1 - abar),
                 "coef_x0": prev.sqrt() * betas / (1 - abar), "coef_xt": (1 - betas).sqrt() * (1 - prev) / (1 - abar)}
     for name, value in expected.items():
+        assert getattr(s, name).dtype == torch.float32, name
         torch.testing.assert_close(getattr(s, name).double(), value, rtol=1e-6, atol=1e-9, msg=name)
+    assert s.timesteps == T
+    # buffers that follow the model's device, rebuilt from the config rather than saved
+    assert dict(s.named_buffers()).keys() == expected.keys() and s.state_dict() == {}
 
 
 def hand_ddim_step(kind, eps, x0, t, t_prev, eta, noise):
