@@ -187,13 +187,14 @@ def test_sampling_a_model_with_a_known_output_is_the_hand_computed_chain(predict
 
 def test_guided_sampling_with_a_known_output_combines_the_two_predictions():
     """Classifier-free guidance with a network whose label term is known: w = 3 puts 3 times the label's effect
-    on top of the null label's output (the null label is N_CLASSES = 10)."""
+    on top of the null label's output (the null label is N_CLASSES = 10); w = 0 and 1 are the two outputs, and
+    w = 2 is guided like any other w."""
     model = DDPM(widths=(8, 16), res_blocks=1, timesteps=12, sample_steps=4, conditional=True, ema_decay=0.0).eval()
     model.unet = Known()
     x, t, y = torch.randn(2, 1, 28, 28), torch.tensor([3, 9]), torch.tensor([2, 7])
     base = 0.5 * x + 0.1 + 0.01 * t.view(-1, 1, 1, 1)
     null, cond = base + 0.2 * 10, base + 0.2 * y.view(-1, 1, 1, 1)
-    for w in (0.0, 1.0, 3.0):
+    for w in (0.0, 1.0, 2.0, 3.0):
         torch.testing.assert_close(model.guided_output(model.unet, x, t, y, w), null + w * (cond - null))
 
 
