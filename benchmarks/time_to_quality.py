@@ -22,6 +22,25 @@ grids (genzoo's `sample_every=0 test_every=0`, the peers' evaluation loaders unu
              their samples are brought to 28 x 28 by that file's least-squares inverse of the upsampling and drawn
              with batch statistics (batches of 64), as the pictures their scripts save. Quality: FID-style,
              precision/recall and (cgan) the conditional accuracy of `--samples` samples (digits 0..9 in turn).
+    diffusion genzoo `ddpm` cpu recipe (class-conditional latent diffusion) against (diffusers) diffusers'
+             UNet2DModel + DDPMScheduler trained as in the Hugging Face diffusion course, unit 2
+             (github.com/huggingface/diffusion-models-class, unit2/02_class_conditioned_diffusion_model_example:
+             `ClassConditionedUnet`, a label embedding of 4 appended as input channels, 28 x 28, 2 layers a block,
+             widths 32/64/64, Down/AttnDown/AttnDown and the mirrored up blocks; DDPMScheduler 1000 steps
+             'squaredcos_cap_v2'; MSE on the noise, Adam 1e-3, batch 128, images in [-1, 1]), and against
+             (lucidrains) denoising-diffusion-pytorch's `Unet` + `GaussianDiffusion` with its README settings
+             (`LUCIDRAINS_README`; 32 x 32 images, its down-samplings need a side divisible by 8). Every side samples
+             by DDIM, `--sampler-steps` (50) steps, eta 0: genzoo by its own sampler (guidance at the recipe's
+             default against diffusers; unconditional, guidance 0, against denoising-diffusion-pytorch, whose Unet
+             takes no label), diffusers by its DDIMScheduler (benchmarks/peers.py `diffusers_ddim`), denoising-
+             diffusion-pytorch by its own DDIM from its EMA weights. Quality: FID-style (and, against diffusers, the
+             conditional accuracy) of `--samples` samples (digits 0..9 in turn where conditional). Each comparison
+             trains its own genzoo run (`--only` picks one).
+    pixelcnn genzoo `pixelcnn` cpu recipe (a narrow gated PixelCNN) against pytorch-generative's PixelCNN and
+             GatedPixelCNN with their `reproduce()` settings, restated in benchmarks/pytorch_generative_reference.py
+             (pytorch-generative is not on PyPI): batch 256 / 128, Adam 1e-3 decayed x0.999977 / x0.9999 a step,
+             the training digits binarized afresh each batch. Quality: the exact NLL in nats on `--test-images`
+             test digits binarized by `genzoo.data.fixed_binarization(seed=0)`, the same digits for every side.
     mixture  genzoo.mixture.GaussianMixture against scikit-learn's, each with its defaults (k-means
              initialisation, n_init 1, tol 1e-3, max_iter 100, reg_covar 1e-6) but `--components`: whole `fit()`
              seconds, diag on `--n-diag` and full on `--n-full` MNIST training digits (float64 pixels / 255), at
@@ -34,14 +53,19 @@ The JSON (written again after every checkpoint, so a killed run keeps what it me
 
     python benchmarks/time_to_quality.py vae --data ../shared/data/mnist --budgets 5,15,30,60 --threads 1
     python benchmarks/time_to_quality.py gan --data ../shared/data/mnist --budgets 5,15,30,60 --samples 10000
+    python benchmarks/time_to_quality.py diffusion --data ../shared/data/mnist --budgets 5,15,30,60 --samples 10000
+    python benchmarks/time_to_quality.py pixelcnn --data ../shared/data/mnist --budgets 5,15,30,60
     python benchmarks/time_to_quality.py mixture --data ../shared/data/mnist --threads 1,2
 
-The vae row needs pythae (the peers' virtual environment: see benchmarks/peers.py).
+The vae row needs pythae, the diffusion row diffusers and denoising-diffusion-pytorch (the peers' virtual
+environment: see benchmarks/peers.py); the gan, pixelcnn and mixture rows restate their peers or need only the
+test extra.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -58,12 +82,15 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmarks: peers, the PyTorch-GAN reference
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmarks: peers and the restated peers
 
 import peers  # noqa: E402
 import pytorch_gan_reference as gan_reference  # noqa: E402
+import pytorch_generative_reference as pixel_reference  # noqa: E402
 
 import genzoo  # noqa: E402
 from genzoo import commands, recipes, runs  # noqa: E402
@@ -357,6 +384,181 @@ class ReferenceGANSide:
                         "least-squares inverse of the upsampling")
 
 
+# ---------------------------------------------------------------------------- the diffusion row
+
+
+class CourseUnet(nn.Module):
+    """The Hugging Face diffusion course's `ClassConditionedUnet` (unit 2, 02_class_conditioned_diffusion_model_example
+    in github.com/huggingface/diffusion-models-class): a label's learned 4-vector broadcast over the image as 4 more
+    input channels of diffusers' UNet2DModel (28 x 28, 2 ResNet layers a block, widths 32, 64, 64, down blocks
+    Down / AttnDown / AttnDown and the mirrored up blocks); returns the predicted noise."""
+
+    def __init__(self, class_emb_size: int = 4):
+        super().__init__()
+        from diffusers import UNet2DModel
+
+        self.class_emb = nn.Embedding(N_CLASSES, class_emb_size)
+        self.model = UNet2DModel(sample_size=28, in_channels=1 + class_emb_size, out_channels=1, layers_per_block=2,
+                                 block_out_channels=(32, 64, 64),
+                                 down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
+                                 up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        cond = self.class_emb(class_labels)[:, :, None, None].expand(b, -1, h, w)  # (B, 4, H, W)
+        return self.model(torch.cat([x, cond], 1), t).sample  # (B, 1, H, W)
+
+
+class DiffusersCourseSide:
+    """The course's training loop: batches of 128 (shuffled each epoch, the last short one kept), images mapped to
+    [-1, 1], t drawn from randint(0, 999) as the course draws it, the noise added by DDPMScheduler (1000 steps,
+    'squaredcos_cap_v2'), MSE against the noise, Adam 1e-3; no EMA, no clipping. Samples: DDIM with `steps` steps
+    (eta 0) through diffusers' DDIMScheduler as `peers.diffusers_ddim` sets it (the timesteps spaced by linspace
+    from 999, x_0 clipped to [-1, 1]), each image's own label, no guidance (the course's network has no null
+    label). The course samples with the DDPM scheduler's 1,000 steps; DDIM-50 is what every side here uses."""
+
+    BATCH, LR, TIMESTEPS = 128, 1e-3, 1000
+
+    def __init__(self, data: Dataset, seed: int, steps: int = 50):
+        peers.import_peer("diffusers")
+        from diffusers import DDPMScheduler
+
+        torch.manual_seed(seed)
+        self.net = CourseUnet()
+        self.scheduler = DDPMScheduler(num_train_timesteps=self.TIMESTEPS, beta_schedule="squaredcos_cap_v2")
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=self.LR)
+        self.images, self.labels, self.sampler_steps = data.train_x, data.train_y, steps
+        self.rng = torch.Generator().manual_seed(seed)
+        self.order, self.position = torch.randperm(len(self.images), generator=self.rng), 0
+
+    def step(self) -> float:
+        if self.position >= len(self.images):
+            self.order, self.position = torch.randperm(len(self.images), generator=self.rng), 0
+        idx = self.order[self.position:self.position + self.BATCH]
+        self.position += self.BATCH
+        x, y = self.images[idx] * 2 - 1, self.labels[idx]  # (B, 1, 28, 28) in [-1, 1]
+        noise = torch.randn(x.shape, generator=self.rng)
+        t = torch.randint(0, self.TIMESTEPS - 1, (len(x),), generator=self.rng)  # the course's randint(0, 999)
+        self.net.train()
+        loss = F.mse_loss(self.net(self.scheduler.add_noise(x, noise, t), t, y), noise)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def sample(self, n, y, generator):
+        self.net.eval()
+        x = torch.randn((n, 1, 28, 28), generator=generator)
+        x = peers.diffusers_ddim(lambda x, t, labels: self.net(x, t, labels), x, y, self.sampler_steps, 1.0,
+                                 self.TIMESTEPS)
+        return (x.clamp(-1, 1) + 1) / 2
+
+    def side(self) -> PeerSide:
+        return PeerSide("diffusers", self.step, lambda: self, "diffusers UNet2DModel + DDPMScheduler, class-"
+                        "conditional as in the Hugging Face diffusion course, unit 2 (label embedding of 4 as input "
+                        "channels, widths 32/64/64, Adam 1e-3, batch 128); samples by DDIMScheduler, "
+                        f"{self.sampler_steps} steps, eta 0, no guidance")
+
+
+# denoising-diffusion-pytorch's README: Unet(dim=64, dim_mults=(1, 2, 4, 8), flash_attn=True), GaussianDiffusion
+# (image_size, timesteps=1000, its defaults otherwise: pred_v, sigmoid schedule), Trainer(train_batch_size=32,
+# train_lr=8e-5, gradient_accumulate_every=2, ema_decay=0.995); the Trainer's defaults: Adam betas (0.9, 0.99),
+# gradient norm clipped at 1, EMA updated every 10 steps.
+LUCIDRAINS_README = {"unet": {"dim": 64, "dim_mults": (1, 2, 4, 8), "flash_attn": True}, "timesteps": 1000,
+                     "batch_size": 32, "accumulate": 2, "lr": 8e-5, "betas": (0.9, 0.99), "max_grad_norm": 1.0,
+                     "ema_decay": 0.995, "ema_update_every": 10}
+
+
+class LucidrainsReadmeSide:
+    """denoising-diffusion-pytorch's README recipe (`LUCIDRAINS_README`), the step of its Trainer: two batches of 32
+    (shuffled each epoch), each loss halved and backpropagated, the gradient norm clipped at 1, Adam's step, the
+    EMA's update. One channel; the digits resized to 32 x 32 (bilinear, as the Trainer's Resize would: its three
+    down-samplings need a side divisible by 8) and their samples brought back to 28 x 28 by the least-squares inverse
+    of that resizing (benchmarks/pytorch_gan_reference.py). Left out: the Trainer's random horizontal flips (its
+    default, which would mirror digits) and its mixed precision (CUDA only). Samples from the EMA weights by its own
+    DDIM (`sampling_timesteps` = `steps`, eta 0); unconditional (its Unet takes no label)."""
+
+    def __init__(self, data: Dataset, seed: int, steps: int = 50):
+        ddp = peers.import_peer("lucidrains")
+        from ema_pytorch import EMA
+
+        r = LUCIDRAINS_README
+        torch.manual_seed(seed)
+        self.unet = ddp.Unet(channels=1, **r["unet"])
+        # GaussianDiffusion takes images in [0, 1] and rescales inside
+        self.diffusion = ddp.GaussianDiffusion(self.unet, image_size=gan_reference.SIZE, timesteps=r["timesteps"])
+        self.ema = EMA(self.diffusion, beta=r["ema_decay"], update_every=r["ema_update_every"])
+        self.opt = torch.optim.Adam(self.diffusion.parameters(), lr=r["lr"], betas=r["betas"])
+        self.images = (gan_reference.to_their_images(data.train_x) + 1) / 2  # (N, 1, 32, 32) in [0, 1]
+        self.sampler_steps = steps
+        self.rng = torch.Generator().manual_seed(seed)
+        self.order, self.position = torch.randperm(len(self.images), generator=self.rng), 0
+
+    def batch(self) -> torch.Tensor:
+        if self.position >= len(self.images):
+            self.order, self.position = torch.randperm(len(self.images), generator=self.rng), 0
+        idx = self.order[self.position:self.position + LUCIDRAINS_README["batch_size"]]
+        self.position += LUCIDRAINS_README["batch_size"]
+        return self.images[idx]
+
+    def step(self) -> float:
+        r = LUCIDRAINS_README
+        self.diffusion.train()
+        total = 0.0
+        for _ in range(r["accumulate"]):
+            loss = self.diffusion(self.batch()) / r["accumulate"]
+            total += float(loss.detach())
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.diffusion.parameters(), r["max_grad_norm"])
+        self.opt.step()
+        self.opt.zero_grad()
+        self.ema.update()
+        return total
+
+    @torch.no_grad()
+    def sample(self, n, y, generator):
+        """n digits (n, 1, 28, 28) in [0, 1]. Their sampler draws its noise from torch's global generator: it is
+        seeded from `generator` for each call."""
+        model = self.ema.ema_model
+        model.sampling_timesteps, model.is_ddim_sampling = self.sampler_steps, self.sampler_steps < model.num_timesteps
+        torch.manual_seed(int(torch.randint(0, 2**62, (), generator=generator)))
+        return gan_reference.to_our_images(model.sample(batch_size=n).clamp(0, 1) * 2 - 1)
+
+    def side(self) -> PeerSide:
+        return PeerSide("denoising-diffusion-pytorch", self.step, lambda: self, "denoising-diffusion-pytorch Unet "
+                        "+ GaussianDiffusion with its README settings (dim 64, mults 1/2/4/8, 1000 steps, batch "
+                        f"32 x 2, lr 8e-5, EMA 0.995), 32 x 32; samples by its DDIM, {self.sampler_steps} steps, "
+                        "eta 0, unconditional")
+
+
+# ---------------------------------------------------------------------------- the pixelcnn row: pytorch-generative
+
+
+def pytorch_generative_side(key: str, data: Dataset, seed: int) -> PeerSide:
+    """pytorch-generative's `reproduce()` of `key` ("pixelcnn" or "gated"), restated in
+    benchmarks/pytorch_generative_reference.py, on the training digits binarized afresh each batch."""
+    run = pixel_reference.Reproduce(key, data.train_x, seed)
+    settings = pixel_reference.REPRODUCE[key]
+    name = {"pixelcnn": "PixelCNN", "gated": "GatedPixelCNN"}[key]
+    side = PeerSide("pytorch-generative", run.step, lambda: run,
+                    f"pytorch-generative {name} reproduce() (restated in benchmarks/pytorch_generative_reference.py): "
+                    f"{settings['network']}, batch {settings['batch_size']}, Adam {settings['lr']:g} decayed "
+                    f"x{settings['lr_decay']} a step, dynamic binarization")
+    side.run = run  # for the tests
+    return side
+
+
+class ExactNLL:
+    """genzoo's autoregressive model behind the scorer's `log_prob(x, generator)`: exact, the generator unused."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def log_prob(self, x, generator):
+        return self.model.log_prob(x)
+
+
 # ---------------------------------------------------------------------------- the mixture row: scikit-learn
 
 
@@ -450,7 +652,9 @@ class Comparison:
     wrap: Callable[[Any], Any]  # genzoo's loaded model -> what the scorer calls
     kind: str  # "likelihood" or "samples"
     conditional: bool = False
-    notes: dict = field(default_factory=dict)
+    notes: dict = field(default_factory=dict)  # how each side is sampled or scored, for the JSON
+    measure: str = ""  # the likelihood's name in the JSON and the plot (the samples' is FID-style)
+    package: str | None = None  # the peer's package in benchmarks/peers.py (None: restated here)
 
 
 def vae_wrap(k: int):
@@ -463,7 +667,7 @@ def vae_wrap(k: int):
     return IWAE
 
 
-def comparisons(row: str, k: int) -> dict[str, Comparison]:
+def comparisons(row: str, k: int, sampler_steps: int = 50) -> dict[str, Comparison]:
     if row == "vae":
         iwae = vae_wrap(k)
 
@@ -472,19 +676,47 @@ def comparisons(row: str, k: int) -> dict[str, Comparison]:
             scorable = side.scorable
             side.scorable = lambda: iwae(scorable())
             return side
-        return {"vae-pythae": Comparison("vae", pythae_side, iwae, "likelihood")}
+        return {"vae-pythae": Comparison("vae", pythae_side, iwae, "likelihood", measure=f"IWAE NLL, nats, K = {k}",
+                                         package="vae")}
     if row == "gan":
         return {key: Comparison(key, lambda data, seed, work, key=key: ReferenceGANSide(key, data, seed).side(),
                                 GenzooSampler, "samples", conditional=key == "cgan")
                 for key in ("dcgan", "cgan")}
-    raise ValueError(f"row {row!r}: the learned-model rows built are vae and gan")
+    if row == "diffusion":
+        ddim = {"sampler": "ddim", "steps": sampler_steps}
+        ours = f"genzoo's DDIM, {sampler_steps} steps, eta 0 (its own sampler)"
+        return {
+            "diffusers": Comparison(
+                "ddpm", lambda data, seed, work: DiffusersCourseSide(data, seed, sampler_steps).side(),
+                functools.partial(GenzooSampler, **ddim), "samples", conditional=True, package="diffusers",
+                notes={"genzoo_sampler": ours + ", classifier-free guidance at the recipe's default",
+                       "peer_sampler": f"diffusers DDIMScheduler, {sampler_steps} steps, eta 0, timesteps by "
+                                       "linspace, x_0 clipped (benchmarks/peers.py diffusers_ddim), no guidance",
+                       "labels": "digits 0..9 in turn, both sides"}),
+            "lucidrains": Comparison(
+                "ddpm", lambda data, seed, work: LucidrainsReadmeSide(data, seed, sampler_steps).side(),
+                functools.partial(GenzooSampler, guidance=0.0, **ddim), "samples", package="lucidrains",
+                notes={"genzoo_sampler": ours + ", unconditional (guidance 0: the null label)",
+                       "peer_sampler": f"denoising-diffusion-pytorch's DDIM, {sampler_steps} steps, eta 0, EMA "
+                                       "weights, 32 x 32 brought to 28 x 28 by the least-squares inverse of the "
+                                       "resizing",
+                       "labels": "none: both sides unconditional"}),
+        }
+    if row == "pixelcnn":
+        return {key: Comparison("pixelcnn", lambda data, seed, work, key=key: pytorch_generative_side(key, data, seed),
+                                ExactNLL, "likelihood", measure="exact NLL, nats")
+                for key in ("pixelcnn", "gated")}
+    raise ValueError(f"row {row!r}: the learned-model rows built are {', '.join(LEARNED_ROWS)}")
+
+
+LEARNED_ROWS = ("vae", "gan", "diffusion", "pixelcnn")
 
 
 def run_row(row: str, data: Dataset, data_spec: str, budgets_min: list[float], args, out_json: Path,
             work: Path) -> dict:
     result: dict[str, Any] = {"row": row, "budgets_minutes": budgets_min, "order": args.order, "comparisons": {}}
     stamp(result, args)
-    for name, comparison in comparisons(row, args.k).items():
+    for name, comparison in comparisons(row, args.k, args.sampler_steps).items():
         if args.only and name not in args.only:
             continue
         print(f"{name}: genzoo {comparison.model} --recipe cpu against its peer, budgets {budgets_min} min",
@@ -494,14 +726,15 @@ def run_row(row: str, data: Dataset, data_spec: str, budgets_min: list[float], a
         if comparison.kind == "likelihood":
             test = fixed_binarization(spread(data.test_x, args.test_images))
             score, key = likelihood_scorer(test, args.seed), "nll"
-            quality = {"measure": f"IWAE NLL, nats, K = {args.k}", "test_images": len(test),
+            quality = {"measure": comparison.measure, "test_images": len(test),
                        "binarization": "genzoo.data.fixed_binarization(seed=0)"}
         else:
             real = data.test_x[:args.real]
             score, key = sample_scorer(real, args.samples, comparison.conditional, args.seed), "fid"
             quality = {"measure": "FID-style (genzoo's evaluator)", "samples": args.samples, "real": len(real)}
         entry = {"genzoo": ours.about, "peer": peer.about, "peer_name": peer.name, "quality": quality, "key": key,
-                 "peer_version": peers.peer_version("vae") if row == "vae" else "restated here (no package)"}
+                 "peer_version": (peers.peer_version(comparison.package) if comparison.package else
+                                  "restated here (no package)"), **comparison.notes}
         result["comparisons"][name] = entry
 
         def save(checkpoints, entry=entry):
@@ -576,7 +809,7 @@ def numbers(text: str, kind=float) -> list:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("row", choices=["vae", "gan", "mixture"])
+    p.add_argument("row", choices=[*LEARNED_ROWS, "mixture"])
     p.add_argument("--data", default="mnist", help="full MNIST: a folder of IDX files, or mnist")
     p.add_argument("--budgets", type=numbers, default=[5.0, 15.0, 30.0, 60.0],
                    help="training minutes at which both sides are stopped and scored, ascending (default 5,15,30,60)")
@@ -584,11 +817,17 @@ def main(argv: list[str] | None = None) -> dict:
                    help="torch threads of both sides (the learned rows take one count; mixture: a list, e.g. 1,2)")
     p.add_argument("--order", choices=["interleaved", "sequential"], default="interleaved")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--only", nargs="*", default=None, help="the comparisons of the row to run (gan: dcgan cgan)")
+    p.add_argument("--only", nargs="*", default=None,
+                   help="the comparisons of the row to run (gan: dcgan cgan; diffusion: diffusers lucidrains; "
+                        "pixelcnn: pixelcnn gated)")
     p.add_argument("--k", type=int, default=1000, help="vae: importance samples of the IWAE NLL (both sides)")
-    p.add_argument("--test-images", type=int, default=10_000, help="vae: test digits scored (spread over the set)")
-    p.add_argument("--samples", type=int, default=10_000, help="gan: samples scored at each checkpoint, each side")
-    p.add_argument("--real", type=int, default=10_000, help="gan: test digits the samples are compared with")
+    p.add_argument("--test-images", type=int, default=10_000,
+                   help="vae, pixelcnn: test digits scored (spread over the set)")
+    p.add_argument("--samples", type=int, default=10_000,
+                   help="gan, diffusion: samples scored at each checkpoint, each side")
+    p.add_argument("--real", type=int, default=10_000,
+                   help="gan, diffusion: test digits the samples are compared with")
+    p.add_argument("--sampler-steps", type=int, default=50, help="diffusion: DDIM steps of every side's sampler")
     p.add_argument("--components", type=int, default=10, help="mixture: Gaussians (the one non-default setting)")
     p.add_argument("--n-diag", type=int, default=20_000, help="mixture: training digits of the diag fits")
     p.add_argument("--n-full", type=int, default=5_000, help="mixture: training digits of the full fits")

@@ -8,6 +8,7 @@ a run killed after a checkpoint resumes to the weights of an uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import sys
@@ -423,3 +424,130 @@ def test_time_to_quality_trains_genzoos_recipe_to_each_budget_and_scores_its_run
         log_p = torch.cat([model.log_prob(part, k=2, generator=g) for part in test.split(8)]).double()
     assert points[-1]["nll"] == pytest.approx(-float(log_p.mean()), rel=1e-6)
     assert result["peer"][-1]["nll"] == pytest.approx(100 / 3)
+
+
+# ---------------------------------------------------------------------------- the pixelcnn row: pytorch-generative
+
+PG = load_benchmark("pytorch_generative_reference")
+
+
+def small(key: str):
+    torch.manual_seed(0)
+    if key == "pixelcnn":
+        return PG.PixelCNN(n_residual=2, residual_channels=4, head_channels=8).double()
+    return PG.GatedPixelCNN(n_gated=2, gated_channels=4, head_channels=8).double()
+
+
+def test_pytorch_generative_masks_are_type_a_and_type_b():
+    a = PG.CausalConv2d(True, 1, 2, 3, padding=1).mask
+    b = PG.CausalConv2d(False, 1, 2, 3, padding=1).mask
+    assert a.tolist() == [[1, 1, 1], [1, 0, 0], [0, 0, 0]] and b.tolist() == [[1, 1, 1], [1, 1, 0], [0, 0, 0]]
+    assert int(PG.CausalConv2d(True, 1, 2, 7, padding=3).mask.sum()) == 3 * 7 + 3
+
+
+@pytest.mark.parametrize("key", ["pixelcnn", "gated"])
+def test_pytorch_generative_networks_see_only_earlier_pixels(key):
+    """By input gradients: the logit of pixel (i, j) depends on pixels before it in raster order only, and on some of
+    them (the nearest: the pixel to its left and the one above), for pixels on the edges and inside."""
+    net = small(key)
+    x = torch.bernoulli(torch.full((1, 1, 28, 28), 0.5, dtype=torch.float64),
+                        generator=torch.Generator().manual_seed(1)).requires_grad_()
+    logits = net(x)
+    order = torch.arange(28 * 28).view(28, 28)
+    for i, j in [(0, 0), (0, 5), (4, 0), (13, 13), (27, 27), (20, 27)]:
+        grad, = torch.autograd.grad(logits[0, 0, i, j], x, retain_graph=True)
+        seen = grad[0, 0] != 0
+        assert not seen[order >= i * 28 + j].any(), (key, i, j)
+        if j > 0:
+            assert seen[i, j - 1], (key, i, j)
+        if i > 0:
+            assert seen[i - 1, j], (key, i, j)
+
+
+def test_pytorch_generative_pixelcnn_adds_each_blocks_input_twice_as_published():
+    """pixel_cnn.py: the block returns h + net(h) and the model adds h again; recomputed here layer by layer."""
+    F = torch.nn.functional
+    net = small("pixelcnn")
+    x = torch.bernoulli(torch.full((2, 1, 28, 28), 0.3, dtype=torch.float64))
+    h = F.conv2d(x, net.input.weight * net.input.mask, net.input.bias, padding=3)
+    for block in net.blocks:
+        relu, c1, _, c3, _, c5 = block.net
+        inner = F.conv2d(torch.relu(h), c1.weight, c1.bias)
+        inner = F.conv2d(torch.relu(inner), c3.weight * c3.mask, c3.bias, padding=1)
+        h = 2 * h + F.conv2d(torch.relu(inner), c5.weight, c5.bias)
+    torch.testing.assert_close(net(x), net.head(h))
+
+
+def test_pytorch_generative_loss_is_the_bernoulli_nll_and_one_step_takes_it():
+    logits = torch.randn(3, 1, 28, 28, dtype=torch.float64)
+    x = torch.bernoulli(torch.full_like(logits, 0.4))
+    p = torch.sigmoid(logits)
+    by_hand = -(x * p.log() + (1 - x) * (1 - p).log()).sum((1, 2, 3))
+    torch.testing.assert_close(PG.bernoulli_nll(x, logits), by_hand)
+
+    train_x = torch.rand(40, 1, 28, 28)
+    run = PG.Reproduce("pixelcnn", train_x, seed=3, network=small("pixelcnn").float())
+    assert run.batch_size == 256 and run.optimizer.defaults["lr"] == 1e-3
+    rng = torch.Generator().set_state(run.rng.get_state())
+    batch = torch.bernoulli(train_x[run.order[:256]], generator=rng)  # the whole (short) epoch, binarized afresh
+    with torch.no_grad():
+        expected = float(PG.bernoulli_nll(batch, run.model(batch)).mean())
+    before = [p.detach().clone() for p in run.model.parameters()]
+    assert run.step() == pytest.approx(expected, rel=1e-6)
+    assert any(not torch.equal(a, b) for a, b in zip(before, run.model.parameters()))
+    run.step()  # a new epoch: reshuffled, binarized again
+    assert run.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.999977 ** 2)
+    with torch.no_grad():
+        torch.testing.assert_close(-run.log_prob(batch), PG.bernoulli_nll(batch, run.model(batch)))
+
+
+def test_pytorch_generative_reproduce_networks_have_the_published_sizes():
+    """Counted by hand. PixelCNN (trunk 32): the 7 x 7 input 1,600; a block 1 x 1 32->16 528, 3 x 3 16->16 2,320,
+    1 x 1 16->32 544, 15 of them; the head 32->32 1,056 and 32->1 33. Gated (128): the input layer (kernel 7) 232,960,
+    a gated layer 312,704, 10 of them, the head 4,161."""
+    count = lambda key: sum(p.numel() for p in PG.build(key).parameters())  # noqa: E731
+    assert count("pixelcnn") == 1_600 + 15 * (528 + 2_320 + 544) + 1_056 + 33
+    assert count("gated") == 232_960 + 10 * 312_704 + 4_161
+    assert PG.REPRODUCE["gated"]["batch_size"] == 128 and PG.REPRODUCE["gated"]["lr_decay"] == 0.9999
+
+
+def fast_genzoo_side(ttq, monkeypatch, batch_size: int = 16) -> None:
+    """genzoo's side of a row's smoke test at a small batch, and without the pictures the trainer draws after each
+    session (not training time, but most of a tiny run's)."""
+    from genzoo.training.loop import Loop
+
+    monkeypatch.setattr(Loop, "make_pictures", lambda self, stops: None)
+    monkeypatch.setattr(ttq, "GenzooSide", functools.partial(
+        ttq.GenzooSide, sets=("sample_every=0", "test_every=0", f"batch_size={batch_size}")))
+
+
+def test_time_to_quality_pixelcnn_row_runs_at_tiny_budgets(tmp_path, monkeypatch, one_thread):
+    """The pixelcnn row end to end: genzoo's cpu recipe (at batch 16, without its end-of-session pictures) and both
+    restated peers (small stand-ins for their networks) trained to each budget and scored by the exact NLL of the
+    same fixed-binarized test digits."""
+    ttq = load_benchmark("time_to_quality")
+    fast_genzoo_side(ttq, monkeypatch)
+    monkeypatch.setitem(ttq.pixel_reference.REPRODUCE["pixelcnn"], "network",
+                        {"n_residual": 1, "residual_channels": 4, "head_channels": 8})
+    monkeypatch.setitem(ttq.pixel_reference.REPRODUCE["gated"], "network",
+                        {"n_gated": 1, "gated_channels": 4, "head_channels": 8})
+    result = ttq.main(["pixelcnn", "--data", "embedded", "--budgets", "0.001,0.002", "--test-images", "12",
+                       "--out-dir", str(tmp_path), "--work", str(tmp_path / "work")])
+    assert list(result["comparisons"]) == ["pixelcnn", "gated"]
+    for entry in result["comparisons"].values():
+        assert entry["quality"]["measure"] == "exact NLL, nats" and entry["quality"]["test_images"] == 12
+        assert entry["peer_version"] == "restated here (no package)"
+        for side in ("genzoo", "pytorch-generative"):
+            points = entry["checkpoints"][side]
+            assert [p["budget_minutes"] for p in points] == [0.001, 0.002]
+            assert all(p["test_images"] == 12 and 0 < p["nll"] < 1e7 for p in points)
+            assert 0 < points[0]["steps"] <= points[1]["steps"]
+    run = json.loads((tmp_path / "time-to-quality-pixelcnn.json").read_text())
+    assert run["comparisons"]["gated"]["summary"]["key"] == "nll"
+    assert (tmp_path / "time-to-quality-pixelcnn.png").stat().st_size > 0
+    # genzoo's last point is its run's own exact NLL on the same digits
+    test = ttq.fixed_binarization(ttq.spread(ttq.load_data("embedded").test_x, 12))
+    model = runs.load(tmp_path / "work" / "gated" / "genzoo")
+    with torch.no_grad():
+        nll = -float(model.log_prob(test).double().mean())
+    assert result["comparisons"]["gated"]["checkpoints"]["genzoo"][-1]["nll"] == pytest.approx(nll, rel=1e-6)

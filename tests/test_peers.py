@@ -11,6 +11,7 @@ are genzoo's; then a couple of steps of each comparison run end to end.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import sys
@@ -265,3 +266,89 @@ def test_time_to_quality_pythae_side_is_the_reproducibility_script(tiny, tmp_pat
     with torch.no_grad():
         log_p = torch.cat([networks.log_prob(part, generator=g) for part in test.split(4)])
     assert nll == pytest.approx(-float(log_p.double().mean()), rel=1e-6)
+
+
+def load_time_to_quality():
+    spec_ttq = importlib.util.spec_from_file_location("benchmark_time_to_quality", BENCHMARKS / "time_to_quality.py")
+    ttq = importlib.util.module_from_spec(spec_ttq)
+    sys.modules[spec_ttq.name] = ttq  # a dataclass looks its module up there
+    spec_ttq.loader.exec_module(ttq)
+    return ttq
+
+
+@needs("diffusers")
+def test_time_to_quality_course_unet_is_the_courses_class_conditioned_unet():
+    """The Hugging Face course's network: diffusers' UNet2DModel with 1 + 4 input channels, the label's embedding
+    broadcast over the image as the 4 extra ones (recomputed here), and the course's block settings."""
+    ttq = load_time_to_quality()
+    torch.manual_seed(0)
+    net = ttq.CourseUnet()
+    c = net.model.config
+    assert (c.sample_size, c.in_channels, c.out_channels, c.layers_per_block) == (28, 5, 1, 2)
+    assert tuple(c.block_out_channels) == (32, 64, 64)
+    assert tuple(c.down_block_types) == ("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D")
+    assert tuple(c.up_block_types) == ("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D")
+    x, t, y = torch.randn(3, 1, 28, 28), torch.tensor([5, 500, 998]), torch.tensor([0, 7, 3])
+    planes = net.class_emb.weight[y].reshape(3, 4, 1, 1) * torch.ones(3, 4, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, t, y), net.model(torch.cat([x, planes], 1), t).sample)
+
+
+@needs("diffusers")
+def test_time_to_quality_course_step_is_the_courses_loss(tiny, monkeypatch):
+    """One step of the diffusers side (at batch 16 here): MSE between the noise and the network's prediction at
+    t < 999 on the images in [-1, 1], noised by the cosine DDPMScheduler, recomputed from the same draws; then Adam
+    1e-3 moves the weights."""
+    from diffusers import DDPMScheduler
+
+    ttq = load_time_to_quality()
+    assert ttq.DiffusersCourseSide.BATCH == 128
+    monkeypatch.setattr(ttq.DiffusersCourseSide, "BATCH", 16)
+    side = ttq.DiffusersCourseSide(tiny, seed=0, steps=2)
+    assert side.opt.defaults["lr"] == 1e-3
+    rng = torch.Generator().set_state(side.rng.get_state())
+    idx = side.order[:16]
+    x0 = tiny.train_x[idx] * 2 - 1
+    noise = torch.randn(x0.shape, generator=rng)
+    t = torch.randint(0, 999, (16,), generator=rng)
+    alpha_bar = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2").alphas_cumprod[t]
+    noisy = alpha_bar.sqrt().view(-1, 1, 1, 1) * x0 + (1 - alpha_bar).sqrt().view(-1, 1, 1, 1) * noise
+    with torch.no_grad():
+        expected = float(((side.net(noisy, t, tiny.train_y[idx]) - noise) ** 2).mean())
+    before = [p.detach().clone() for p in side.net.parameters()]
+    assert side.step() == pytest.approx(expected, rel=1e-5)
+    assert any(not torch.equal(a, b) for a, b in zip(before, side.net.parameters()))
+
+
+@pytest.mark.parametrize("peer", [pytest.param("diffusers", marks=needs("diffusers")),
+                                  pytest.param("lucidrains", marks=needs("lucidrains"))])
+def test_time_to_quality_diffusion_row_runs_at_tiny_budgets(tmp_path, monkeypatch, one_thread, peer):
+    """The diffusion row end to end against one peer: genzoo's ddpm cpu recipe (at batch 16, without its
+    end-of-session pictures) and the peer's recipe (diffusers' at batch 16, denoising-diffusion-pytorch's at a
+    width of 8 and batch 4, their other settings kept) trained to each budget, sampled by DDIM (2 steps here) and
+    scored; the conditional accuracy only against diffusers, whose side is class-conditional."""
+    from genzoo.training.loop import Loop
+
+    ttq = load_time_to_quality()
+    monkeypatch.setattr(Loop, "make_pictures", lambda self, stops: None)
+    monkeypatch.setattr(ttq, "GenzooSide", functools.partial(
+        ttq.GenzooSide, sets=("sample_every=0", "test_every=0", "batch_size=16")))
+    assert ttq.LUCIDRAINS_README["unet"] == {"dim": 64, "dim_mults": (1, 2, 4, 8), "flash_attn": True}
+    assert (ttq.LUCIDRAINS_README["batch_size"], ttq.LUCIDRAINS_README["accumulate"],
+            ttq.LUCIDRAINS_README["lr"], ttq.LUCIDRAINS_README["ema_decay"]) == (32, 2, 8e-5, 0.995)
+    monkeypatch.setitem(ttq.LUCIDRAINS_README, "unet", {"dim": 8, "dim_mults": (1, 2, 4, 8), "flash_attn": True})
+    monkeypatch.setitem(ttq.LUCIDRAINS_README, "batch_size", 4)
+    monkeypatch.setattr(ttq.DiffusersCourseSide, "BATCH", 16)
+    result = ttq.main(["diffusion", "--data", "embedded", "--budgets", "0.001,0.002", "--samples", "10",
+                       "--real", "40", "--sampler-steps", "2", "--only", peer, "--out-dir", str(tmp_path),
+                       "--work", str(tmp_path / "work")])
+    entry = result["comparisons"][peer]
+    assert list(result["comparisons"]) == [peer] and entry["key"] == "fid"
+    assert entry["peer_version"].startswith("diffusers" if peer == "diffusers" else "denoising-diffusion-pytorch")
+    assert "2 steps" in entry["genzoo_sampler"] and "2 steps" in entry["peer_sampler"]
+    for side, points in entry["checkpoints"].items():
+        assert [p["budget_minutes"] for p in points] == [0.001, 0.002]
+        for p in points:
+            assert math.isfinite(p["fid"]) and p["n_samples"] == 10 and p["n_real"] == 40 and p["steps"] > 0
+            assert ("conditional_accuracy" in p) == (peer == "diffusers"), side
+    assert (tmp_path / "time-to-quality-diffusion.png").stat().st_size > 0
