@@ -130,6 +130,9 @@ MUTATIONS = [
              "torch.logsumexp(torch.cat(chunks), dim=0)", "vae", "IWAE: the 1/K of the average dropped"),
     Mutation("vae-iwae-proposal-sign", "models/vae.py", "- gaussian_log_density(z, mu, logvar))",
              "+ gaussian_log_density(z, mu, logvar))", "vae", "IWAE weight multiplies by q(z|x) instead of dividing"),
+    # (VAE.log_prob and sample_cached are decorated with torch.no_grad, which mutmut 3 does not mutate)
+    Mutation("vae-iwae-last-chunk-whole", "models/vae.py", "m = min(self.config.iwae_chunk, k - start)",
+             "m = self.config.iwae_chunk", "vae", "IWAE estimate: the last chunk drawn whole, more than k samples"),
     # diffusion
     Mutation("ddpm-noising-sign", "models/diffusion.py", "* x0 + _as(self.sqrt_one_minus_alpha_bar, t, x0) * noise",
              "* x0 - _as(self.sqrt_one_minus_alpha_bar, t, x0) * noise", "ddpm",
@@ -196,6 +199,14 @@ MUTATIONS = [
     Mutation("completion-ignores-the-visible-pixels", "models/autoregressive.py",
              "pixel = torch.where(visible[:, 0, i, j], x_known[:, 0, i, j], pixel)", "pixel = pixel", "pixelcnn",
              "completions redraw the pixels they were given"),
+    Mutation("pixel-fast-sampler-runs-the-whole-network", "models/autoregressive.py",
+             "return _raster_sample(model, u, y, x_known, visible, cached=True)",
+             "return _raster_sample(model, u, y, x_known, visible, cached=False)", "pixelcnn",
+             "the fast sampler runs the whole network once per pixel (the same images, H * W times the work)"),
+    Mutation("pixel-fast-sampler-drops-the-labels", "models/autoregressive.py",
+             "return _raster_sample(model, u, y, x_known, visible, cached=True)",
+             "return _raster_sample(model, u, None, x_known, visible, cached=True)", "pixelcnn",
+             "the fast sampler leaves out the labels it was given"),
     Mutation("rbm-gibbs-mean-field-hidden", "models/rbm.py",
              "h = torch.bernoulli(self.hidden_probs(v), generator=generator)", "h = self.hidden_probs(v)", "rbm",
              "Gibbs sampling: the hidden units' probabilities passed on instead of a draw from them"),
@@ -351,19 +362,23 @@ MUTMUT_TARGETS = {
         ("models/vae.py",),
         ("tests/test_reference_vae.py", "tests/test_vae.py", "-k",
          "reference_vae or kl_warmup or generator_they_are_given"),
-        ("genzoo.models.vae.xǁVAEǁloss*", "genzoo.models.vae.xǁVAEǁiwae_loss*", "genzoo.models.vae.xǁVAEǁlog_prob*")),
+        # log_prob is decorated (torch.no_grad), which mutmut 3 leaves alone: its importance weights are mutated
+        ("genzoo.models.vae.xǁVAEǁloss*", "genzoo.models.vae.xǁVAEǁiwae_loss*",
+         "genzoo.models.vae.xǁVAEǁlog_weights*")),
     "gan": MutmutTarget(  # the losses; the 1-D mixture that must be learnt trains for a while, so it is left out
         ("models/gan.py",),
         ("tests/test_reference_gan.py", "tests/test_gan.py", "-k",
          "reference_gan and not learns or nonsaturating_loss_matches or gradient_penalty"),
         ("genzoo.models.gan.x_discriminator_loss*", "genzoo.models.gan.x_generator_loss*",
          "genzoo.models.gan.xǁAdversarialModelǁd_losses*", "genzoo.models.gan.xǁAdversarialModelǁg_losses*")),
-    "pixel": MutmutTarget(  # the pixel models' shared likelihood, loss and fast sampler
+    "pixel": MutmutTarget(  # the pixel models' shared likelihood, loss and the raster loop of their samplers
         ("models/autoregressive.py",),
         ("tests/test_reference_pixel.py", "tests/test_pixelcnn.py", "-k",
          "pixelcnn and not samples_follow and not training_steps and not genzoo_complete"),
+        # (sample_cached itself is decorated, which mutmut 3 leaves alone: the loop it runs is mutated)
         ("genzoo.models.autoregressive.xǁPixelModelǁlog_prob*", "genzoo.models.autoregressive.xǁPixelModelǁloss*",
-         "genzoo.models.autoregressive.x_sample_cached*")),
+         "genzoo.models.autoregressive.x__raster_sample*", "genzoo.models.autoregressive.x__draw*",
+         "genzoo.models.autoregressive.x__start*")),
     "mixture": MutmutTarget(
         ("mixture/estimator.py",),
         ("tests/test_reference_mixture.py", "tests/test_mixture.py", "-k",

@@ -209,6 +209,9 @@ def test_the_fast_sampler_draws_each_pixelcnn_pixel_from_the_whole_networks_prob
     torch.manual_seed(0)
     model = randomise(PixelCNN(image_size=4, channels=4, n_layers=2, first_kernel=3, head_channels=3, gated=True,
                                conditional=conditional).double()).eval()
+    if conditional:
+        with torch.no_grad():  # class biases large enough that the labels change the images drawn
+            model.class_bias.weight.mul_(6)
     g = torch.Generator().manual_seed(9)
     u = torch.rand(5, 1, 4, 4, generator=g, dtype=torch.float64)
     y = torch.tensor([0, 3, 3, 8, 9]) if conditional else None
@@ -217,7 +220,7 @@ def test_the_fast_sampler_draws_each_pixelcnn_pixel_from_the_whole_networks_prob
     visible[:, :, :2] = True  # the top half given
     visible[:, :, 3, 1] = True  # and one pixel below it
 
-    def by_hand(start: torch.Tensor | None) -> torch.Tensor:
+    def by_hand(start: torch.Tensor | None, y=y) -> torch.Tensor:
         x = torch.zeros(5, 1, 4, 4, dtype=torch.float64) if start is None else torch.where(visible, start, 0.0)
         with torch.no_grad():
             for i in range(4):
@@ -230,6 +233,8 @@ def test_the_fast_sampler_draws_each_pixelcnn_pixel_from_the_whole_networks_prob
 
     expected, completed = by_hand(None), by_hand(known)
     assert 0 < expected.mean() < 1 and not torch.equal(completed, expected)
+    if conditional:
+        assert not torch.equal(by_hand(None, torch.tensor([5, 0, 1, 2, 3])), expected)
     monkeypatch.setattr(model, "logits", lambda *args: pytest.fail("the fast sampler ran the whole network"))
     assert torch.equal(sample_cached(model, u, y), expected)
     assert torch.equal(sample_cached(model, u, y, known, visible), completed)
