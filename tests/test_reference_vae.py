@@ -129,12 +129,13 @@ def plain_iwae(model: VAE, x: torch.Tensor, eps: np.ndarray) -> np.ndarray:
     return top + np.log(np.exp(log_w - top).sum(0)) - math.log(len(eps))
 
 
-def test_the_iwae_training_loss_is_minus_the_mean_k_sample_bound(vae_and_digits):
+@pytest.mark.parametrize("k", [2, 7])
+def test_the_iwae_training_loss_is_minus_the_mean_k_sample_bound(vae_and_digits, k):
     """train_k = K > 1: the loss is -mean_x log (1/K) sum_k w_k, from K reparameterised draws (Burda et al.)."""
     model, x = vae_and_digits
-    iwae = same_weights(model, train_k=7)
+    iwae = same_weights(model, train_k=k)
     torch.manual_seed(13)
-    eps = torch.randn(7, len(x), 3).double().numpy()
+    eps = torch.randn(k, len(x), 3).double().numpy()
     expected = -plain_iwae(model, x, eps).mean()
     for step in (None, 3):
         torch.manual_seed(13)
