@@ -127,6 +127,7 @@ def test_model_losses_match_the_plain_computation(kind, cls):
     real, fake = mlp_discriminator(model, real_in, y_np), mlp_discriminator(model, fake_in, y_np)
     np.testing.assert_allclose(d["real"].detach().numpy(), real, rtol=1e-5)  # scores leave D as float32
     np.testing.assert_allclose(d["fake"].detach().numpy(), fake, rtol=1e-5)
+    np.testing.assert_allclose(g_out["fake"].detach().numpy(), fake, rtol=1e-5)  # the generator step's scores
     d_ref, g_ref = reference_losses(real, fake, kind)
     if kind == "wgan-gp":
         e = eps.flatten(1).numpy()
