@@ -188,10 +188,12 @@ def test_a_conditional_pixelcnn_scores_and_trains_on_the_labels_it_is_given():
         expected = bernoulli_sum(model.logits(x, y).numpy(), x.numpy())
         other = model.log_prob(x, torch.tensor([5, 0, 1])).numpy()
         out = model.loss(x, y)
+        one = model.loss(x[:1], y[:1])  # a batch of one image
     np.testing.assert_allclose(got, expected, rtol=1e-6)
     assert np.abs(other - got).min() > 1e-3
     assert float(out["loss"]) == pytest.approx(-expected.mean(), rel=1e-6)
     assert float(out["bits_per_dim"]) == pytest.approx(-expected.mean() / (16 * np.log(2)), rel=1e-6)
+    assert float(one["bits_per_dim"]) == pytest.approx(-expected[0] / (16 * np.log(2)), rel=1e-6)
     message = ("pixelcnn: is class-conditional, log_prob gives log p(x | y) and needs the labels; "
                "pass them as log_prob(x, y), y (N,) ints in [0, 10)")
     with pytest.raises(CapabilityError) as caught:
