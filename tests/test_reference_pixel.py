@@ -233,6 +233,10 @@ def test_the_fast_sampler_draws_each_pixelcnn_pixel_from_the_whole_networks_prob
                     x[:, 0, i, j] = (u[:, 0, i, j] < p).double()
         return x
 
+    with torch.no_grad():  # the first pixel's probability, which no other pixel changes
+        p_first = torch.sigmoid(model.logits(torch.zeros(5, 1, 4, 4, dtype=torch.float64), y)[:, 0, 0, 0].float())
+    on_p = u.clone()
+    on_p[:, 0, 0, 0] = p_first.double()  # u = p exactly: P(x = 1) = P(u < p), so a draw on p itself gives 0
     expected, completed = by_hand(None), by_hand(known)
     assert 0 < expected.mean() < 1 and not torch.equal(completed, expected)
     if conditional:
@@ -240,6 +244,7 @@ def test_the_fast_sampler_draws_each_pixelcnn_pixel_from_the_whole_networks_prob
     monkeypatch.setattr(model, "logits", lambda *args: pytest.fail("the fast sampler ran the whole network"))
     assert torch.equal(sample_cached(model, u, y), expected)
     assert torch.equal(sample_cached(model, u, y, known, visible), completed)
+    assert (sample_cached(model, on_p, y)[:, 0, 0, 0] == 0).all()
 
 
 # ---------------------------------------------------------------------------- PixelRNN
