@@ -281,6 +281,8 @@ def test_semantic_edit_accuracy_counts_the_digits_asked_for_across_batches():
         return int(last) if last.isdigit() else edits.DIGIT_WORDS.index(last)
 
     class Editor:
+        name = "stand-in"
+
         def edit(self, images, instructions, generator=None):
             assert len(images) == len(instructions) <= 256
             return torch.stack([torch.full((1, 28, 28), named_digit(t) / 10) for t in instructions])

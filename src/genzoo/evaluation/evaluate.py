@@ -359,8 +359,9 @@ def editing_metrics(model, test_x: torch.Tensor, n_edits: int, seed: int,
     kinds = [names[i % len(names)] for i in range(n_edits)]
     triples = edits.make_triples(digits.cpu(), g, kinds=kinds)
     settings = model.edit_settings()
-    edited = torch.cat([model.edit(triples.inputs[i:i + 256].to(test_x.device), triples.instructions[i:i + 256],
-                                   generator=g).cpu() for i in range(0, n_edits, 256)])
+    edited = _batched(lambda index: model.edit(triples.inputs[index].to(test_x.device),
+                                               [triples.instructions[i] for i in index.tolist()], generator=g).cpu(),
+                      torch.arange(n_edits), 256, desc=f"{model.name}: edits")
     evaluator = load_evaluator("cpu")
     scored, nothing = edits.score_edits(edited, triples.outputs, evaluator), \
         edits.score_edits(triples.inputs, triples.outputs, evaluator)
@@ -395,8 +396,9 @@ def semantic_edit_metrics(model, test_x: torch.Tensor, test_y: torch.Tensor, n: 
     sources = test_y[:n].cpu()
     targets = (sources + torch.randint(1, N_CLASSES, (n,), generator=g)) % N_CLASSES  # a different digit
     instructions = edits.semantic_instructions(sources.tolist(), targets.tolist(), g)
-    edited = torch.cat([model.edit(test_x[i:min(i + 256, n)], instructions[i:i + 256], generator=g).cpu()
-                        for i in range(0, n, 256)])
+    edited = _batched(lambda index: model.edit(test_x[index], [instructions[i] for i in index.tolist()],
+                                               generator=g).cpu(),
+                      torch.arange(n), 256, desc=f"{model.name}: semantic edits")
     read = evaluator.predict(edited)
     return {"semantic_edit_accuracy": {"value": (read == targets).float().mean().item(), "n": n,
                                        **model.edit_settings(), "what": "semantic edits of test digits to another "
