@@ -97,6 +97,8 @@ def table_cells(name: str) -> tuple[str, str, str]:
     """README's family-table cells of a shipped model: how to sample it, its training time, its headline."""
     entry = manifest()["models"][name]
     sample = f"`genzoo sample {PREFIX + name} -n 64`"
+    if entry["model"] == "instruct":  # an editor is shown by its edits
+        sample = f"`genzoo edit {PREFIX + name} --test-index 0 --instruction \"turn it into a 3\"`"
     figures = {label: value for label, value in entry["headline"].items() if not label.startswith(README_LEAVES)}
     return sample, f"{entry['cpu_seconds'] / 3600:.2f} CPU-hours", "; ".join(
         f"{label}: {value}" for label, value in figures.items())
