@@ -95,16 +95,20 @@ def draw_shipped(out: str | Path, data: Dataset, *, models: list[str] | None = N
     summary: dict[str, Any] = {"models": {}, "zoo": None, "seconds": 0.0}
     rows: dict[str, torch.Tensor] = {}
     phase_began = time.perf_counter()
+
+    def past_deadline() -> bool:
+        return deadline is not None and time.perf_counter() > deadline
+
     for i, name in enumerate(names):
         entry = manifest[name]
         began = time.perf_counter()
         model = runs.load(pretrained.PREFIX + name, "cpu")
         target = folder / name
-        late = deadline is not None and time.perf_counter() > deadline  # reached late: its zoo row only
+        late = past_deadline()  # reached late: its zoo row only
         samples = samples_of(model, ZOO_COLUMNS if late else N_SAMPLES, seed)
         save_grid(samples, target / "samples.png", nrow=ZOO_COLUMNS if late else 8)
         rows[name] = samples[:ZOO_COLUMNS]
-        late = late or (deadline is not None and time.perf_counter() > deadline)
+        late = late or past_deadline()
         pictures = [] if late else save_pictures(model.pictures(data), target)
         animation = pretrained.ROOT / name / ANIMATION  # its samples across the training's epochs, where shipped
         if animation.exists():
