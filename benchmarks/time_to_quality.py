@@ -5,8 +5,10 @@ feels is how many minutes of their CPU it takes to reach good digits or a good l
 the way its own docs say. Each row trains genzoo's `cpu` recipe (`genzoo train MODEL --recipe cpu`, the same
 code path) and the peer's recipe on the same CPU, at the same torch thread count, and stops both at the same
 points of their training clocks (`--budgets`, minutes), in turn (`--order interleaved`: every side reaches a point
-before any goes on, so that what else the machine does falls on both) or one side after the other
-(`--order sequential`, for an idle machine). At each point the training is paused and the checkpoint is scored by
+before any goes on, so that what else the machine does falls on both), one side after the other
+(`--order sequential`, for an idle machine), or both at once, each in a process of its own pinned to a core of
+its own (`--order parallel`, for an idle 2-core machine: half the wall time, and the memory traffic of each falls
+on the other). At each point the training is paused and the checkpoint is scored by
 genzoo's own evaluation code on the same test digits and the same number of samples; scoring is not training
 time. A side's clock counts its training steps only: neither side runs its per-epoch test pass or picture
 grids (genzoo's `sample_every=0 test_every=0`, the peers' evaluation loaders unused).
@@ -186,28 +188,84 @@ def run_comparison(sides: dict[str, Any], budgets_s: list[float], score: Callabl
 
     Returns {side: [checkpoint, ...]} in budget order, each checkpoint the budget, the side's reading and the
     scores. `order` "interleaved": every side reaches a point before any goes on; "sequential": one side through
-    all its points, then the next. `on_checkpoint(result)` is called after each score (to save what is measured).
+    all its points, then the next; "parallel": every side at once, each in its own process on its own core (its
+    points in turn). `on_checkpoint(result)` is called after each score (to save what is measured).
     """
     if list(budgets_s) != sorted(budgets_s) or any(b <= 0 for b in budgets_s):
         raise ValueError(f"budgets {budgets_s}: give positive points in ascending order")
     result: dict[str, list[dict]] = {name: [] for name in sides}
+
+    def record(name: str, point: dict) -> None:
+        result[name].append(point)
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in point.items() if k in LIKELIHOOD_KEYS + SAMPLE_KEYS)
+        print(f"  {name} at {point['budget_minutes']:g} min: {point['steps']:,} steps in "
+              f"{point['train_seconds']:.0f} s; {shown} (load {point['load']})", file=sys.stderr, flush=True)
+        if on_checkpoint is not None:
+            on_checkpoint(result)
+
+    if order == "parallel":
+        for name, point in in_parallel(sides, budgets_s, score):
+            record(name, point)
+        return result
     plan = ([(b, name) for b in budgets_s for name in sides] if order == "interleaved" else
             [(b, name) for name in sides for b in budgets_s])
     for budget, name in plan:
-        side = sides[name]
-        reading = side.train_until(budget)
-        start = time.perf_counter()
-        scores = score(side)
-        result[name].append({"budget_minutes": budget / 60, "train_seconds": reading.seconds,
-                             "cpu_seconds": reading.cpu_seconds, "steps": reading.steps,
-                             "recipe_finished": reading.finished, "score_seconds": time.perf_counter() - start,
-                             "load": peers.load_average(), **scores})
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, float))
-        print(f"  {name} at {budget / 60:g} min: {reading.steps:,} steps in {reading.seconds:.0f} s; {shown} "
-              f"(load {peers.load_average()})", file=sys.stderr, flush=True)
-        if on_checkpoint is not None:
-            on_checkpoint(result)
+        record(name, checkpoint(sides[name], budget, score))
     return result
+
+
+def checkpoint(side, budget: float, score: Callable[[Any], dict]) -> dict:
+    """Train `side` to `budget` seconds of its clock, score it, and return the point: budget, reading, scores."""
+    reading = side.train_until(budget)
+    start = time.perf_counter()
+    scores = score(side)
+    return {"budget_minutes": budget / 60, "train_seconds": reading.seconds, "cpu_seconds": reading.cpu_seconds,
+            "steps": reading.steps, "recipe_finished": reading.finished,
+            "score_seconds": time.perf_counter() - start, "load": peers.load_average(), **scores}
+
+
+def in_parallel(sides: dict[str, Any], budgets_s: list[float], score: Callable[[Any], dict]):
+    """Yield (side, checkpoint) as each side, in a forked process pinned to a core of its own at this process's
+    torch thread count, reaches its points in turn. A side that fails raises here with its traceback; Ctrl-C (or
+    any error) stops every side's process."""
+    import multiprocessing
+
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < len(sides):
+        raise ValueError(f"--order parallel runs each of the {len(sides)} sides on a core of its own; this process "
+                         f"may use {len(cores)} core(s): use --order interleaved")
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    workers = [context.Process(target=side_worker, args=(name, side, budgets_s, score, queue, core,
+                                                          torch.get_num_threads()), daemon=True)
+               for (name, side), core in zip(sides.items(), cores)]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in range(len(sides) * len(budgets_s)):
+            name, point = queue.get()
+            if name is None:
+                raise RuntimeError(f"a side failed in its process:\n{point}")
+            yield name, point
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+            worker.join()
+
+
+def side_worker(name: str, side, budgets_s: list[float], score: Callable[[Any], dict], queue, core: int,
+                threads: int) -> None:
+    """One side of `in_parallel`, in its own process: pinned to `core`, every point in turn, each sent back."""
+    import traceback
+
+    os.sched_setaffinity(0, {core})
+    torch.set_num_threads(threads)
+    try:
+        for budget in budgets_s:
+            queue.put((name, {**checkpoint(side, budget, score), "core": core}))
+    except BaseException:
+        queue.put((None, f"{name}: {traceback.format_exc()}"))
 
 
 def time_to_reach(curve: list[dict], target: float, key: str) -> float | None:
@@ -815,7 +873,9 @@ def main(argv: list[str] | None = None) -> dict:
                    help="training minutes at which both sides are stopped and scored, ascending (default 5,15,30,60)")
     p.add_argument("--threads", type=lambda s: numbers(s, int), default=[1],
                    help="torch threads of both sides (the learned rows take one count; mixture: a list, e.g. 1,2)")
-    p.add_argument("--order", choices=["interleaved", "sequential"], default="interleaved")
+    p.add_argument("--order", choices=["interleaved", "sequential", "parallel"], default="interleaved",
+                   help="interleaved: the sides take turns to each point; sequential: one side after the other; "
+                        "parallel: both at once, each on a core of its own (a 2-core machine to themselves)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", nargs="*", default=None,
                    help="the comparisons of the row to run (gan: dcgan cgan; diffusion: diffusers lucidrains; "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -385,6 +386,31 @@ def test_time_to_quality_checkpoints_fall_at_the_budgets_in_the_chosen_order():
         ttq.run_comparison(sides, [2.0, 1.0], lambda side: {}, "sequential")
 
 
+def test_time_to_quality_parallel_order_runs_each_side_in_its_own_process_on_its_own_core():
+    """`--order parallel`: the same points and scores as the sides taking turns, each side trained and scored in a
+    forked process pinned to a core of its own, every point saved as it arrives; a side that fails names itself."""
+    ttq = load_benchmark("time_to_quality")
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("parallel order needs two cores")
+    test = torch.zeros(7, 1, 28, 28)
+    saved = []
+    sides = {"a": fake_peer(ttq, "a", []), "b": fake_peer(ttq, "b", [], nll_per_step=200.0)}
+    result = ttq.run_comparison(sides, [2.5, 5.0], ttq.likelihood_scorer(test, seed=0, batch=3), "parallel",
+                                lambda r: saved.append(len(r["a"]) + len(r["b"])))
+    for name, per_step in (("a", 100), ("b", 200)):
+        assert [p["steps"] for p in result[name]] == [3, 5]
+        assert [p["nll"] for p in result[name]] == pytest.approx([per_step / 3, per_step / 5])
+    assert saved == [1, 2, 3, 4]
+    cores = {name: {p["core"] for p in points} for name, points in result.items()}
+    assert len(cores["a"]) == len(cores["b"]) == 1 and cores["a"] != cores["b"]
+    assert sides["a"].reading.steps == 0  # the training happened in the side's own process
+
+    broken = {"a": fake_peer(ttq, "a", []), "b": fake_peer(ttq, "b", [])}
+    broken["b"].scorable = None
+    with pytest.raises(RuntimeError, match=r"(?s)a side failed in its process:.*b: Traceback"):
+        ttq.run_comparison(broken, [1.0], ttq.likelihood_scorer(test, seed=0, batch=3), "parallel")
+
+
 def test_time_to_quality_summary_reads_the_minutes_to_the_peers_last_quality():
     ttq = load_benchmark("time_to_quality")
     ours = [{"budget_minutes": m, "train_seconds": 60 * m + 1, "nll": v}
@@ -521,10 +547,13 @@ def fast_genzoo_side(ttq, monkeypatch, batch_size: int = 16) -> None:
         ttq.GenzooSide, sets=("sample_every=0", "test_every=0", f"batch_size={batch_size}")))
 
 
-def test_time_to_quality_pixelcnn_row_runs_at_tiny_budgets(tmp_path, monkeypatch, one_thread):
+@pytest.mark.parametrize("order", ["interleaved", "parallel"])
+def test_time_to_quality_pixelcnn_row_runs_at_tiny_budgets(tmp_path, monkeypatch, one_thread, order):
     """The pixelcnn row end to end: genzoo's cpu recipe (at batch 16, without its end-of-session pictures) and both
     restated peers (small stand-ins for their networks) trained to each budget and scored by the exact NLL of the
-    same fixed-binarized test digits."""
+    same fixed-binarized test digits; in parallel order each side in its own process."""
+    if order == "parallel" and len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("parallel order needs two cores")
     ttq = load_benchmark("time_to_quality")
     fast_genzoo_side(ttq, monkeypatch)
     monkeypatch.setitem(ttq.pixel_reference.REPRODUCE["pixelcnn"], "network",
@@ -532,8 +561,8 @@ def test_time_to_quality_pixelcnn_row_runs_at_tiny_budgets(tmp_path, monkeypatch
     monkeypatch.setitem(ttq.pixel_reference.REPRODUCE["gated"], "network",
                         {"n_gated": 1, "gated_channels": 4, "head_channels": 8})
     result = ttq.main(["pixelcnn", "--data", "embedded", "--budgets", "0.001,0.002", "--test-images", "12",
-                       "--out-dir", str(tmp_path), "--work", str(tmp_path / "work")])
-    assert list(result["comparisons"]) == ["pixelcnn", "gated"]
+                       "--out-dir", str(tmp_path), "--work", str(tmp_path / "work"), "--order", order])
+    assert list(result["comparisons"]) == ["pixelcnn", "gated"] and result["order"] == order
     for entry in result["comparisons"].values():
         assert entry["quality"]["measure"] == "exact NLL, nats" and entry["quality"]["test_images"] == 12
         assert entry["peer_version"] == "restated here (no package)"
