@@ -324,6 +324,9 @@ class MutmutTarget:
     files: tuple[str, ...]  # under src/genzoo
     tests: tuple[str, ...]  # pytest arguments selecting the tests
     functions: tuple[str, ...]  # mutmut name patterns
+    # decorated methods ("Class.method" in files[0]) that mutmut 3 would skip: `--undecorate` rewrites them in a
+    # private copy so that the decorator wraps them after their class instead (the same method, now reachable)
+    undecorate: tuple[str, ...] = ()
 
 
 MUTMUT_TARGETS = {
@@ -379,6 +382,13 @@ MUTMUT_TARGETS = {
         ("genzoo.models.autoregressive.xǁPixelModelǁlog_prob*", "genzoo.models.autoregressive.xǁPixelModelǁloss*",
          "genzoo.models.autoregressive.x__raster_sample*", "genzoo.models.autoregressive.x__draw*",
          "genzoo.models.autoregressive.x__start*")),
+    "rbm": MutmutTarget(  # the AIS estimates against enumeration (1.5 minutes) and CD's 60 steps are left out
+        ("models/rbm.py",),
+        ("tests/test_reference_rbm.py", "tests/test_rbm.py", "-k", "not ais_log_z and not cd_lowers"),
+        ("genzoo.models.rbm.x_free_energy*", "genzoo.models.rbm.x_ais_betas*",
+         "genzoo.models.rbm.x_exact_log_partition*", "genzoo.models.rbm.xǁRBMǁgibbs*",
+         "genzoo.models.rbm.xǁRBMǁtrain_step*", "genzoo.models.rbm.xǁRBMǁlog_prob*"),
+        undecorate=("RBM.train_step", "RBM.log_prob")),
     "mixture": MutmutTarget(
         ("mixture/estimator.py",),
         ("tests/test_reference_mixture.py", "tests/test_mixture.py", "-k",
@@ -398,7 +408,41 @@ def mutmut_setup(name: str) -> str:
             f"pytest_add_cli_args_test_selection = [{tests}]\n"
             'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\nprocess_isolation = "forkserver"\n'
             "use_git_change_detection = false\n\n"
-            f"# then: OMP_NUM_THREADS=1 timeout 1500 nice -n 10 mutmut run --max-children 1 {patterns}\n")
+            + (f"# then, in the private copy: python benchmarks/mutations.py --undecorate {name}\n"
+               if target.undecorate else "")
+            + f"# then: OMP_NUM_THREADS=1 timeout 1500 nice -n 10 mutmut run --max-children 1 {patterns}\n")
+
+
+def undecorate(name: str, root: Path = ROOT) -> list[str]:
+    """In a private copy, move each of the target's decorated methods' decorator from its `@` line to a
+    re-assignment after the class (`RBM.log_prob = torch.no_grad()(RBM.log_prob)`): the same method, which
+    mutmut 3 (it leaves decorated functions alone) can now mutate. Returns the methods rewritten."""
+    target = MUTMUT_TARGETS[name]
+    path = root / "src" / "genzoo" / target.files[0]
+    text = path.read_text()
+    done = []
+    for qualname in target.undecorate:
+        cls, method = qualname.split(".")
+        pattern = re.compile(rf"^    @(\S.*)\n(    def {re.escape(method)}\()", re.MULTILINE)
+        found = pattern.findall(text)
+        if len(found) != 1:
+            raise SystemExit(f"--undecorate {name}: a decorated `def {method}(` found {len(found)} times in "
+                             f"src/genzoo/{target.files[0]} (must be exactly once); update MUTMUT_TARGETS")
+        decorator = found[0][0]
+        text = pattern.sub(r"\2", text)
+        text += f"\n{qualname} = {decorator}({qualname})  # undecorated for mutmut (benchmarks/mutations.py)\n"
+        done.append(qualname)
+    path.write_text(text)
+    return done
+
+
+def is_private_copy(root: Path) -> bool:
+    """True in a linked git worktree (`git worktree add`), whose git dir differs from the common one."""
+    def ask(flag: str) -> Path:
+        out = subprocess.run(["git", "rev-parse", "--path-format=absolute", flag], cwd=root, check=True,
+                             capture_output=True, text=True).stdout.strip()
+        return Path(out).resolve()
+    return ask("--git-dir") != ask("--git-common-dir")
 
 
 def check(mutations: list[Mutation], src: Path) -> list[str]:
@@ -441,12 +485,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per test run")
     parser.add_argument("--mutmut", choices=sorted(MUTMUT_TARGETS),
                         help="print the mutmut configuration and command for one module (docs/TESTING.md) and exit")
+    parser.add_argument("--undecorate", choices=sorted(n for n, t in MUTMUT_TARGETS.items() if t.undecorate),
+                        help="in a private worktree only: rewrite a module's decorated methods for mutmut to reach")
     parser.add_argument("--baseline-all", action="store_true",
                         help="check that the family tests pass unmutated too, not only the reference tests")
     args = parser.parse_args(argv)
 
     if args.mutmut:
         print(mutmut_setup(args.mutmut), end="")
+        return 0
+    if args.undecorate:
+        if not is_private_copy(ROOT):
+            print(f"--undecorate rewrites src/: run it in a private worktree (git worktree add), not in {ROOT}",
+                  file=sys.stderr)
+            return 2
+        print("undecorated: " + ", ".join(undecorate(args.undecorate)))
         return 0
     mutations = MUTATIONS
     if args.only:

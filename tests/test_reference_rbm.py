@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from genzoo.models.rbm import RBM
+from genzoo.models import rbm as rbm_module
+from genzoo.models.rbm import RBM, ais_betas, exact_log_partition
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -105,3 +106,154 @@ def test_cd_with_many_gibbs_steps_approaches_the_exact_gradient():
         se = 0.5 / np.sqrt(len(x))  # the largest standard error of a mean of values in [0, 1]
         assert np.abs(got - want).max() < 5 * se, (name, np.abs(got - want).max())
         assert np.abs(want).max() > 10 * se, name  # the gradient itself is far from zero
+
+
+def free_energy_np(v: np.ndarray, W: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """F(v) = -b.v - sum_j log(1 + exp(c_j + (v W)_j)), per row of v."""
+    return -(v @ b) - softplus(v @ W + c).sum(1)
+
+
+@pytest.mark.parametrize("method", ["cd", "pcd"])
+def test_an_update_reads_k_sweeps_from_the_data_or_the_persistent_chains(monkeypatch, method):
+    """CD starts its k sweeps at the batch; PCD at its fantasy particles, which keep where the sweeps ended. With 7
+    particles for a batch of 12 the two averages have different counts. The step also returns the reconstruction
+    error of one sweep from the data (hidden states drawn from the global stream) and the free-energy gap, both
+    after the update, and records the batch's pixel counts for the AIS base model and marks log Z stale."""
+    model = small_rbm(5, seed=6, scale=0.05, method=method, k=3, persistent_chains=7)
+    x = data(12, seed=7)
+    v0 = x.reshape(12, -1)
+    n_neg = 7 if method == "pcd" else 12
+    vk = torch.bernoulli(torch.full((n_neg, 784), 0.4), generator=torch.Generator().manual_seed(8))
+    chains = model.chains.clone()
+    calls = []
+
+    def gibbs(v, steps, generator=None):
+        calls.append((v.clone(), steps))
+        return vk, vk * 0.5
+
+    monkeypatch.setattr(model, "gibbs", gibbs)
+    with torch.no_grad():
+        model.log_z.fill_(3.0)
+        model.pixel_sum.fill_(2.0)
+        model.pixel_count.fill_(5.0)
+    W, b, c = params(model)
+    ph0_32 = torch.sigmoid(v0 @ model.W.detach() + model.c.detach())  # the hidden draw's probabilities, float32
+    lr = 0.1
+    torch.manual_seed(9)
+    out = model.train_step(x, None, plain_sgd(model, lr), step=0, autocast=contextlib.nullcontext)
+    torch.manual_seed(9)
+    h = torch.bernoulli(ph0_32).double().numpy()
+
+    assert len(calls) == 1 and calls[0][1] == 3
+    assert torch.equal(calls[0][0], chains if method == "pcd" else v0)
+    if method == "pcd":
+        assert torch.equal(model.chains, vk)
+    else:
+        assert torch.equal(model.chains, chains)
+    v0n, vn = v0.double().numpy(), vk.double().numpy()
+    ph0, phk = sigmoid(v0n @ W + c), sigmoid(vn @ W + c)
+    W1, b1, c1 = params(model)
+    np.testing.assert_allclose(W1, W + lr * (v0n.T @ ph0 / 12 - vn.T @ phk / n_neg), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b1, b + lr * (v0n.mean(0) - vn.mean(0)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c1, c + lr * (ph0.mean(0) - phk.mean(0)), rtol=1e-5, atol=1e-6)
+    recon = sigmoid(h @ W1.T + b1)
+    assert float(out["recon_error"]) == pytest.approx(((recon - v0n) ** 2).sum(1).mean(), rel=1e-4)
+    gap = free_energy_np(v0n, W1, b1, c1).mean() - free_energy_np(vn, W1, b1, c1).mean()
+    assert float(out["free_energy_gap"]) == pytest.approx(gap, rel=1e-4, abs=1e-3)
+    np.testing.assert_array_equal(model.pixel_sum.numpy(), 2.0 + v0n.sum(0))
+    assert float(model.pixel_count) == 17.0 and model.pixel_sum.dtype == torch.float64
+    assert torch.isnan(model.log_z)
+
+
+def test_gibbs_sweeps_draw_the_hiddens_then_the_visibles_from_the_generator():
+    """Each sweep draws h ~ p(h | v) = sigmoid(c + v W), then v ~ p(v | h) = sigmoid(b + W h), both from the
+    generator given (the global stream untouched); it returns the last v and its p(v | h). No sweep: v twice."""
+    model = small_rbm(6, seed=10, scale=0.3)
+    W, b, c = params(model)
+    v = torch.bernoulli(torch.full((3, 784), 0.3), generator=torch.Generator().manual_seed(11))
+    torch.manual_seed(12)
+    before = torch.get_rng_state()
+    with torch.no_grad():
+        got_v, got_p = model.gibbs(v, 2, torch.Generator().manual_seed(13))
+    assert torch.equal(torch.get_rng_state(), before)
+    g = torch.Generator().manual_seed(13)
+    want = v.clone()
+    for _ in range(2):
+        h = torch.bernoulli(torch.from_numpy(sigmoid(want.double().numpy() @ W + c)).float(), generator=g)
+        p = sigmoid(h.double().numpy() @ W.T + b)
+        want = torch.bernoulli(torch.from_numpy(p).float(), generator=g)
+    torch.testing.assert_close(got_p.double(), torch.from_numpy(p), rtol=1e-5, atol=1e-6)
+    assert torch.equal(got_v, want)
+    same_v, same_p = model.gibbs(v, 0)
+    assert same_v is v and same_p is v
+
+
+def test_log_prob_is_minus_free_energy_minus_the_stored_log_z():
+    """log p(v) = -F(v) - log Z with the log Z estimate already stored (no new estimate); any pixel that is not
+    0 or 1 is refused, in whole."""
+    model = small_rbm(6, seed=14, scale=0.2, ais_betas=10, ais_runs=2)
+    with torch.no_grad():
+        model.log_z.fill_(123.25)
+    x = data(5, seed=15)
+    W, b, c = params(model)
+    want = -free_energy_np(x.reshape(5, -1).double().numpy(), W, b, c) - 123.25
+    got = model.log_prob(x)
+    assert got.dtype == torch.float32 and float(model.log_z) == 123.25
+    np.testing.assert_allclose(got.double().numpy(), want, rtol=1e-5)
+    for bad in (0.5, 2.0, -1.0):
+        y = x.clone()
+        y[1, 0, 3, 4] = bad
+        message = ("rbm.log_prob: pixels must be 0 or 1; binarize first, e.g. "
+                   "genzoo.data.fixed_binarization(x)")
+        with pytest.raises(ValueError) as caught:
+            model.log_prob(y)
+        assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("n, want", [
+    # 500 / 14500 of the count in [0, 0.5), 4000 / 14500 in [0.5, 0.9), the rest in [0.9, 1], each evenly spaced,
+    # at least one in each of the first two and two in the last
+    (10, [0.0, 0.5, 0.5 + 0.4 / 3, 0.5 + 0.8 / 3, 0.9, 0.92, 0.94, 0.96, 0.98, 1.0]),
+    (2, [0.0, 0.5, 0.9, 1.0]),
+    (58, [0.0, 0.25] + [0.5 + 0.4 * i / 16 for i in range(16)] + [0.9 + 0.1 * i / 39 for i in range(40)]),
+])
+def test_ais_betas_for_a_few_counts(n, want):
+    betas = ais_betas(n)
+    assert betas.dtype == torch.float64
+    np.testing.assert_allclose(betas.numpy(), want, rtol=0, atol=1e-12)
+
+
+def test_exact_log_partition_enumerates_up_to_22_units_and_refuses_more(monkeypatch):
+    """The smaller layer must have at most 22 units; the refusal comes before any state is enumerated."""
+
+    class Enumerated(Exception):
+        pass
+
+    def enumerate_states(n, device):
+        raise Enumerated(n)
+
+    monkeypatch.setattr(rbm_module, "_all_states", enumerate_states)
+    with pytest.raises(Enumerated) as caught:
+        exact_log_partition(torch.zeros(30, 22), torch.zeros(30), torch.zeros(22))
+    assert caught.value.args == (22,)
+    with pytest.raises(Enumerated) as caught:
+        exact_log_partition(torch.zeros(22, 30), torch.zeros(22), torch.zeros(30))
+    assert caught.value.args == (22,)
+    with pytest.raises(ValueError) as refused:
+        exact_log_partition(torch.zeros(24, 23), torch.zeros(24), torch.zeros(23))
+    assert str(refused.value) == (
+        "exact_log_partition: 24 visible x 23 hidden units; one layer must have at most 22 to enumerate")
+
+
+def test_exact_log_partition_of_a_tiny_rbm_by_hand():
+    """Two visible units, one hidden: Z = sum over the 8 joint states of exp(b.v + c h + v.W h), in float64
+    even for float32 parameters; enumerated over either layer (1 hidden < 2 visible; transposed, 1 visible)."""
+    W = np.array([[0.7], [-1.3]])
+    b, c = np.array([0.2, -0.4]), np.array([0.9])
+    z = sum(np.exp(b @ v + c[0] * h + (v @ W)[0] * h)
+            for v in itertools.product([0.0, 1.0], repeat=2) for v in [np.array(v)] for h in (0.0, 1.0))
+    t = [torch.tensor(a, dtype=torch.float32) for a in (W, b, c)]
+    got = exact_log_partition(*t)
+    assert isinstance(got, float)
+    assert got == pytest.approx(np.log(z), abs=1e-6)
+    assert exact_log_partition(t[0].T, t[2], t[1]) == pytest.approx(np.log(z), abs=1e-6)
