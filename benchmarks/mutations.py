@@ -324,8 +324,8 @@ class MutmutTarget:
     files: tuple[str, ...]  # under src/genzoo
     tests: tuple[str, ...]  # pytest arguments selecting the tests
     functions: tuple[str, ...]  # mutmut name patterns
-    # decorated methods ("Class.method" in files[0]) that mutmut 3 would skip: `--undecorate` rewrites them in a
-    # private copy so that the decorator wraps them after their class instead (the same method, now reachable)
+    # decorated methods ("Class.method", the class in one of the files) that mutmut 3 would skip: `--undecorate`
+    # rewrites them in a private copy so that the decorator wraps them after their class (the same method)
     undecorate: tuple[str, ...] = ()
 
 
@@ -389,6 +389,13 @@ MUTMUT_TARGETS = {
          "genzoo.models.rbm.x_exact_log_partition*", "genzoo.models.rbm.xǁRBMǁgibbs*",
          "genzoo.models.rbm.xǁRBMǁtrain_step*", "genzoo.models.rbm.xǁRBMǁlog_prob*"),
         undecorate=("RBM.train_step", "RBM.log_prob")),
+    "ae": MutmutTarget(  # the autoencoders' losses, the corruptions and the denoising chain's step
+        ("models/ae.py", "models/dae.py"),
+        ("tests/test_reference_ae.py", "tests/test_ae.py", "tests/test_dae.py"),
+        ("genzoo.models.ae.x_reconstruction_error*", "genzoo.models.ae.xǁAutoencoderǁloss*",
+         "genzoo.models.dae.x_corrupt*", "genzoo.models.dae.xǁDenoisingAutoencoderǁloss*",
+         "genzoo.models.dae.xǁDenoisingAutoencoderǁchain_step*"),
+        undecorate=("DenoisingAutoencoder.chain_step",)),
     "mixture": MutmutTarget(
         ("mixture/estimator.py",),
         ("tests/test_reference_mixture.py", "tests/test_mixture.py", "-k",
@@ -418,21 +425,23 @@ def undecorate(name: str, root: Path = ROOT) -> list[str]:
     re-assignment after the class (`RBM.log_prob = torch.no_grad()(RBM.log_prob)`): the same method, which
     mutmut 3 (it leaves decorated functions alone) can now mutate. Returns the methods rewritten."""
     target = MUTMUT_TARGETS[name]
-    path = root / "src" / "genzoo" / target.files[0]
-    text = path.read_text()
     done = []
     for qualname in target.undecorate:
         cls, method = qualname.split(".")
+        homes = [f for f in target.files if f"\nclass {cls}(" in (root / "src" / "genzoo" / f).read_text()]
+        if len(homes) != 1:
+            raise SystemExit(f"--undecorate {name}: class {cls} found in {len(homes)} of {', '.join(target.files)}")
+        path = root / "src" / "genzoo" / homes[0]
+        text = path.read_text()
         pattern = re.compile(rf"^    @(\S.*)\n(    def {re.escape(method)}\()", re.MULTILINE)
         found = pattern.findall(text)
         if len(found) != 1:
             raise SystemExit(f"--undecorate {name}: a decorated `def {method}(` found {len(found)} times in "
-                             f"src/genzoo/{target.files[0]} (must be exactly once); update MUTMUT_TARGETS")
-        decorator = found[0][0]
+                             f"src/genzoo/{homes[0]} (must be exactly once); update MUTMUT_TARGETS")
         text = pattern.sub(r"\2", text)
-        text += f"\n{qualname} = {decorator}({qualname})  # undecorated for mutmut (benchmarks/mutations.py)\n"
+        text += f"\n{qualname} = {found[0][0]}({qualname})  # undecorated for mutmut (benchmarks/mutations.py)\n"
+        path.write_text(text)
         done.append(qualname)
-    path.write_text(text)
     return done
 
 
