@@ -396,6 +396,17 @@ MUTMUT_TARGETS = {
          "genzoo.models.dae.x_corrupt*", "genzoo.models.dae.xǁDenoisingAutoencoderǁloss*",
          "genzoo.models.dae.xǁDenoisingAutoencoderǁchain_step*"),
         undecorate=("DenoisingAutoencoder.chain_step",)),
+    "gmm": MutmutTarget(  # the mixture density in pixel space and its sampler (the EM fit: the mixture block)
+        ("models/gmm.py",),
+        ("tests/test_reference_gmm.py", "tests/test_gmm.py", "-k", "reference_gmm or pca_density"),
+        ("genzoo.models.gmm.x_dequantize*", "genzoo.models.gmm.xǁMixtureDensityǁcomponent_log_prob*",
+         "genzoo.models.gmm.xǁMixtureDensityǁlog_prob*", "genzoo.models.gmm.xǁMixtureDensityǁsample*",
+         "genzoo.models.gmm.xǁGMMǁlog_prob*", "genzoo.models.gmm.xǁGMMǁ_sample*")),
+    "bayes": MutmutTarget(  # Bayes' rule and the labelled sampler, on class Gaussians set by hand (no fit)
+        ("models/bayes.py",),
+        ("tests/test_reference_bayes.py",),
+        ("genzoo.models.bayes.xǁBayesClassifierǁlog_prob*", "genzoo.models.bayes.xǁBayesClassifierǁpredict_log_proba*",
+         "genzoo.models.bayes.xǁBayesClassifierǁ_sample*")),
     "mixture": MutmutTarget(
         ("mixture/estimator.py",),
         ("tests/test_reference_mixture.py", "tests/test_mixture.py", "-k",

@@ -1,0 +1,97 @@
+"""The Bayes classifier's densities, posterior and labelled sampler against Bayes' rule written out in NumPy.
+
+p(x, y) = p(y) p(x | y), here with one diagonal Gaussian per digit set by hand: log p(x | y) for each image's own
+label, log p(x) = log sum_y p(y) p(x | y), log p(y | x) = log p(x, y) - log p(x); pixels dequantized as
+(round(255 x) + u) / 256 with u ~ U[0, 1) drawn from a generator seeded 0. A labelled sample draws each digit
+from its class's Gaussian.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import logsumexp
+
+from genzoo.models.bayes import BayesClassifier
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def hand_model():
+    """Ten diagonal Gaussians over the 784 pixels and an uneven prior, set by hand."""
+    rng = np.random.default_rng(0)
+    means, variances = rng.uniform(0, 1, (10, 784)), rng.uniform(0.05, 0.3, (10, 784))
+    prior = rng.uniform(0.5, 2.0, 10)
+    prior /= prior.sum()
+    model = BayesClassifier(covariance_type="diag")
+    for k, density in enumerate(model.classes):
+        density.means.copy_(torch.from_numpy(means[k : k + 1]))
+        density.precisions_cholesky.copy_(torch.from_numpy(1 / np.sqrt(variances[k : k + 1])))
+    model.log_prior.copy_(torch.from_numpy(np.log(prior)))
+    return model, means, variances, np.log(prior)
+
+
+def digits(n: int, seed: int) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.integers(0, 256, (n, 1, 28, 28)) / 255).float()
+
+
+def class_log_densities(x: torch.Tensor, means: np.ndarray, variances: np.ndarray) -> np.ndarray:
+    """log p(x | y) for every class (N, 10), of x dequantized with the noise a generator seeded 0 draws."""
+    u = torch.rand(x.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64).numpy()
+    X = ((np.round(x.double().numpy() * 255) + u) / 256).reshape(len(x), 784)
+    return np.stack([-0.5 * (np.log(2 * np.pi * v) + (X - mu) ** 2 / v).sum(1) for mu, v in zip(means, variances)], 1)
+
+
+def test_log_prob_given_labels_scores_each_image_under_its_own_class(hand_model):
+    model, means, variances, _ = hand_model
+    x = digits(6, seed=1)
+    labels = [3, 0, 3, 9, 1, 0]
+    want = class_log_densities(x, means, variances)[np.arange(6), labels]
+    for y in (torch.tensor(labels), labels, torch.tensor(labels)[:, None]):
+        got = model.log_prob(x, y=y)
+        assert got.shape == (6,) and got.dtype == torch.float32
+        np.testing.assert_allclose(got.double().numpy(), want, rtol=1e-6)
+
+
+def test_log_prob_without_labels_sums_the_classes_under_the_prior(hand_model):
+    model, means, variances, log_prior = hand_model
+    x = digits(5, seed=2)
+    want = logsumexp(class_log_densities(x, means, variances) + log_prior, 1)
+    got = model.log_prob(x)
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got.double().numpy(), want, rtol=1e-6)
+
+
+def test_the_posterior_is_bayes_rule(hand_model):
+    model, means, variances, log_prior = hand_model
+    # images near class means, so that the posterior is not one-hot
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(np.clip(means[[2, 7, 7, 4]] + rng.normal(0, 0.25, (4, 784)), 0, 1)).float()
+    x = x.reshape(4, 1, 28, 28)
+    joint = class_log_densities(x, means, variances) + log_prior
+    got = model.predict_log_proba(x)
+    assert got.shape == (4, 10) and got.dtype == torch.float32
+    np.testing.assert_allclose(got.double().numpy(), joint - logsumexp(joint, 1, keepdims=True), rtol=1e-5,
+                               atol=1e-4)
+    assert np.array_equal(model.predict(x).numpy(), joint.argmax(1))
+
+
+def test_a_labelled_sample_draws_each_digit_from_its_class_in_label_order(hand_model):
+    """The classes draw in turn, 0 to 9, from one generator: each its count of standard normal rows, after
+    choosing among its one component; draws clipped to [0, 1]."""
+    model, means, variances, _ = hand_model
+    y = torch.tensor([5, 2, 5, 0, 2, 5])
+    got = model.sample(6, y=y, generator=torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)
+    want = np.zeros((6, 784))
+    for label in (0, 2, 5):
+        rows = np.flatnonzero(y.numpy() == label)
+        torch.multinomial(torch.ones(1), len(rows), replacement=True, generator=g)
+        noise = torch.randn(len(rows), 784, generator=g, dtype=torch.float64).numpy()
+        want[rows] = means[label] + noise * np.sqrt(variances[label])
+    assert got.shape == (6, 1, 28, 28) and got.dtype == torch.float32
+    np.testing.assert_allclose(got.double().numpy().reshape(6, 784), np.clip(want, 0, 1), rtol=1e-6, atol=1e-6)
+    assert torch.equal(model._sample(6, y, None), model._sample(6, y, torch.Generator().manual_seed(0)))
