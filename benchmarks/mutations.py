@@ -407,6 +407,12 @@ MUTMUT_TARGETS = {
         ("tests/test_reference_bayes.py",),
         ("genzoo.models.bayes.xǁBayesClassifierǁlog_prob*", "genzoo.models.bayes.xǁBayesClassifierǁpredict_log_proba*",
          "genzoo.models.bayes.xǁBayesClassifierǁ_sample*")),
+    "pixelrnn": MutmutTarget(  # the LSTM cell, the skew and the fast sampler's per-pixel logits of both variants
+        ("models/pixelrnn.py",),
+        ("tests/test_reference_pixel.py", "tests/test_pixelrnn.py", "-k",
+         "(pixelrnn or lstm or skew) and not training"),
+        ("genzoo.models.pixelrnn.x_lstm_update*", "genzoo.models.pixelrnn.x_skew*", "genzoo.models.pixelrnn.x_unskew*",
+         "genzoo.models.pixelrnn.xǁPixelRNNǁ_row_logit*", "genzoo.models.pixelrnn.xǁPixelRNNǁ_diagonal_logit*")),
     "mixture": MutmutTarget(
         ("mixture/estimator.py",),
         ("tests/test_reference_mixture.py", "tests/test_mixture.py", "-k",

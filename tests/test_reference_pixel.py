@@ -15,12 +15,14 @@ with loops, and compares value for value with `model.logits`:
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 
 from genzoo.models.pixelcnn import PixelCNN
-from genzoo.models.pixelrnn import PixelRNN
+from genzoo.models.pixelrnn import PixelRNN, lstm_update, skew, unskew
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -320,3 +322,39 @@ def test_pixelrnn_logits_match_the_plain_computation(variant):
             h = row_lstm_reference(layer, h, 3) if variant == "row" else diagonal_bilstm_reference(layer, h)
         np.testing.assert_allclose(got[n], head(model, h), rtol=1e-9, atol=1e-9)
     assert np.ptp(got) > 0.1
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_an_lstm_update_reads_its_gates_along_dim_in_float32(dim):
+    """i, f, o, g in that order along `dim`: c' = s(f) c + s(i) tanh(g), h = s(o) tanh(c'); bfloat16 gates (under
+    autocast) are promoted to float32, float64 ones kept."""
+    rng = np.random.default_rng(3)
+    gates, c = rng.standard_normal((2, 3, 8, 5)) * 2, rng.standard_normal((2, 3, 2, 5))
+    moved = np.moveaxis(gates, 2, dim)  # the gate axis where `dim` says
+    want_h, want_c = np.zeros_like(c), np.zeros_like(c)
+    for a, b, col in itertools.product(range(2), range(3), range(5)):
+        want_h[a, b, :, col], want_c[a, b, :, col] = lstm(gates[a, b, :, col], c[a, b, :, col])
+    c_in = np.moveaxis(c, 2, dim)
+    h, c_new = lstm_update(torch.from_numpy(moved), torch.from_numpy(c_in), dim=dim)
+    assert h.dtype == c_new.dtype == torch.float64
+    np.testing.assert_allclose(np.moveaxis(h.numpy(), dim, 2), want_h, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.moveaxis(c_new.numpy(), dim, 2), want_c, rtol=1e-12, atol=1e-12)
+    low = torch.from_numpy(moved).bfloat16()
+    h, c_new = lstm_update(low, torch.from_numpy(c_in).float(), dim=dim)
+    assert h.dtype == c_new.dtype == torch.float32
+    want_h, _ = np.zeros_like(c), None
+    rounded = np.moveaxis(low.double().numpy(), dim, 2)
+    for a, b, col in itertools.product(range(2), range(3), range(5)):
+        want_h[a, b, :, col], _ = lstm(rounded[a, b, :, col], c.astype(np.float32)[a, b, :, col])
+    np.testing.assert_allclose(np.moveaxis(h.double().numpy(), dim, 2), want_h, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("height, width", [(5, 3), (3, 5), (1, 4), (4, 1)])
+def test_skew_shifts_row_r_right_by_r_and_unskew_undoes_it(height, width):
+    x = torch.randn(2, 3, height, width, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    want = np.zeros((2, 3, height, height + width - 1))
+    for r in range(height):
+        want[:, :, r, r : r + width] = x[:, :, r].numpy()
+    skewed = skew(x)
+    assert np.array_equal(skewed.numpy(), want)
+    assert torch.equal(unskew(skewed, width), x)
