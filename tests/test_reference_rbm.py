@@ -257,3 +257,30 @@ def test_exact_log_partition_of_a_tiny_rbm_by_hand():
     assert isinstance(got, float)
     assert got == pytest.approx(np.log(z), abs=1e-6)
     assert exact_log_partition(t[0].T, t[2], t[1]) == pytest.approx(np.log(z), abs=1e-6)
+
+
+@pytest.mark.parametrize("n, counts", [
+    # n * 500 / 14500 and n * 4000 / 14500 rounded: 919 -> 31.69 and 253.52; 7265 -> 250.52 and 2004.14
+    (919, (32, 254, 633)), (7265, (251, 2004, 5010)), (14500, (500, 4000, 10000)),
+])
+def test_ais_betas_keep_the_papers_proportions_and_even_float64_spacing(n, counts):
+    betas = ais_betas(n).numpy()
+    n1, n2, n3 = counts
+    assert len(betas) == n
+    np.testing.assert_allclose(betas[:n1], np.linspace(0, 0.5, n1 + 1)[:-1], rtol=0, atol=1e-14)
+    np.testing.assert_allclose(betas[n1 : n1 + n2], np.linspace(0.5, 0.9, n2 + 1)[:-1], rtol=0, atol=1e-14)
+    np.testing.assert_allclose(betas[n1 + n2 :], np.linspace(0.9, 1.0, n3), rtol=0, atol=1e-14)
+
+
+def test_a_float64_rbm_trains_on_float32_digits(monkeypatch):
+    """The batch is cast to the model's dtype: a float64 RBM's CD update on float32 digits is the float64 one."""
+    model = small_rbm(4, seed=16, scale=0.05, method="cd", k=1).double()
+    x = data(6, seed=17)
+    vk = torch.bernoulli(torch.full((6, 784), 0.4, dtype=torch.float64), generator=torch.Generator().manual_seed(18))
+    monkeypatch.setattr(model, "gibbs", lambda v, steps, generator=None: (vk, vk))
+    W, b, c = params(model)
+    model.train_step(x, None, plain_sgd(model, 0.5), step=0, autocast=contextlib.nullcontext)
+    v0, vn = x.reshape(6, -1).double().numpy(), vk.numpy()
+    ph0, phk = sigmoid(v0 @ W + c), sigmoid(vn @ W + c)
+    np.testing.assert_allclose(params(model)[0], W + 0.5 * (v0.T @ ph0 - vn.T @ phk) / 6, rtol=1e-12, atol=1e-14)
+    assert model.W.dtype == torch.float64
