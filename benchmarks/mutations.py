@@ -130,7 +130,7 @@ MUTATIONS = [
              "torch.logsumexp(torch.cat(chunks), dim=0)", "vae", "IWAE: the 1/K of the average dropped"),
     Mutation("vae-iwae-proposal-sign", "models/vae.py", "- gaussian_log_density(z, mu, logvar))",
              "+ gaussian_log_density(z, mu, logvar))", "vae", "IWAE weight multiplies by q(z|x) instead of dividing"),
-    # (VAE.log_prob and sample_cached are decorated with torch.no_grad, which mutmut 3 does not mutate)
+    # (VAE.log_prob and sample_cached are decorated with torch.no_grad: mutmut 3 reaches them only with --undecorate)
     Mutation("vae-iwae-last-chunk-whole", "models/vae.py", "m = min(self.config.iwae_chunk, k - start)",
              "m = self.config.iwae_chunk", "vae", "IWAE estimate: the last chunk drawn whole, more than k samples"),
     # diffusion
@@ -365,9 +365,9 @@ MUTMUT_TARGETS = {
         ("models/vae.py",),
         ("tests/test_reference_vae.py", "tests/test_vae.py", "-k",
          "reference_vae or kl_warmup or generator_they_are_given"),
-        # log_prob is decorated (torch.no_grad), which mutmut 3 leaves alone: its importance weights are mutated
         ("genzoo.models.vae.xǁVAEǁloss*", "genzoo.models.vae.xǁVAEǁiwae_loss*",
-         "genzoo.models.vae.xǁVAEǁlog_weights*")),
+         "genzoo.models.vae.xǁVAEǁlog_weights*", "genzoo.models.vae.xǁVAEǁlog_prob*"),
+        undecorate=("VAE.log_prob",)),
     "gan": MutmutTarget(  # the losses; the 1-D mixture that must be learnt trains for a while, so it is left out
         ("models/gan.py",),
         ("tests/test_reference_gan.py", "tests/test_gan.py", "-k",
