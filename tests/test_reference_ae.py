@@ -183,3 +183,14 @@ def test_a_chain_step_of_a_squared_error_model_returns_its_means():
     after = torch.Generator().manual_seed(21)
     torch.rand(x.shape, generator=after)
     assert torch.equal(g.get_state(), after.get_state())
+
+
+def test_a_chain_steps_pixel_is_one_only_for_a_draw_below_its_probability(monkeypatch):
+    """X' = 1 exactly when u < P(X = 1 | X~): a draw equal to the probability gives 0, one just below gives 1."""
+    model = DenoisingAutoencoder(channels=4, latent_dim=3, noise="masking", noise_level=0.3).eval()
+    p = torch.tensor([0.25, 0.5, 0.75, 1.0]).repeat(196).reshape(1, 1, 28, 28)
+    monkeypatch.setattr(model, "reconstruct", lambda noisy: p)
+    for u, want in ((p, torch.zeros_like(p)), (torch.nextafter(p, torch.zeros_like(p)), torch.ones_like(p))):
+        monkeypatch.setattr(model, "rand", lambda *shape, generator=None, u=u: u)
+        state, probs = model.chain_step(torch.zeros(1, 1, 28, 28), torch.Generator().manual_seed(0))
+        assert torch.equal(state, want) and probs is p
