@@ -194,3 +194,16 @@ def test_a_chain_steps_pixel_is_one_only_for_a_draw_below_its_probability(monkey
         monkeypatch.setattr(model, "rand", lambda *shape, generator=None, u=u: u)
         state, probs = model.chain_step(torch.zeros(1, 1, 28, 28), torch.Generator().manual_seed(0))
         assert torch.equal(state, want) and probs is p
+
+
+@pytest.mark.parametrize("kind", ["masking", "salt-and-pepper"])
+def test_a_pixel_is_corrupted_only_for_a_draw_below_the_level_and_salted_below_one_half(monkeypatch, kind):
+    """u < level corrupts (a draw equal to the level does not); salt is a second draw < 1/2, exactly even odds on
+    the float32 grid of [0, 1), so a second draw of exactly 1/2 gives pepper."""
+    x = torch.full((1, 1, 2, 2), 0.6)
+    draws = iter([torch.tensor([0.25, 0.5, 0.5, 0.0]).reshape(1, 1, 2, 2),  # the corruption draw u, level 0.5
+                  torch.tensor([0.0, 0.0, 0.5, 0.5]).reshape(1, 1, 2, 2)])  # the salt draw
+    monkeypatch.setattr(torch, "rand", lambda *args, **kwargs: next(draws))
+    got = corrupt(x, kind, 0.5, torch.Generator().manual_seed(0))
+    want = [1.0 if kind == "salt-and-pepper" else 0.0, 0.6, 0.6, 0.0]
+    assert got.flatten().tolist() == pytest.approx(want)
