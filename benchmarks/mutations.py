@@ -387,8 +387,11 @@ MUTMUT_TARGETS = {
         ("tests/test_reference_rbm.py", "tests/test_rbm.py", "-k", "not ais_log_z and not cd_lowers"),
         ("genzoo.models.rbm.x_free_energy*", "genzoo.models.rbm.x_ais_betas*",
          "genzoo.models.rbm.x_exact_log_partition*", "genzoo.models.rbm.xǁRBMǁgibbs*",
-         "genzoo.models.rbm.xǁRBMǁtrain_step*", "genzoo.models.rbm.xǁRBMǁlog_prob*"),
-        undecorate=("RBM.train_step", "RBM.log_prob")),
+         "genzoo.models.rbm.xǁRBMǁtrain_step*", "genzoo.models.rbm.xǁRBMǁlog_prob*",
+         "genzoo.models.rbm.xǁRBMǁbase_bias*", "genzoo.models.rbm.xǁRBMǁestimate_log_z*",
+         "genzoo.models.rbm.xǁRBMǁlog_z_uncertainty*", "genzoo.models.rbm.xǁRBMǁ_sample*",
+         "genzoo.models.rbm.xǁRBMǁchain*"),
+        undecorate=("RBM.train_step", "RBM.log_prob", "RBM.estimate_log_z", "RBM._sample", "RBM.chain")),
     "ae": MutmutTarget(  # the autoencoders' losses, the corruptions and the denoising chain's step
         ("models/ae.py", "models/dae.py"),
         ("tests/test_reference_ae.py", "tests/test_ae.py", "tests/test_dae.py"),

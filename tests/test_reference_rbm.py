@@ -284,3 +284,82 @@ def test_a_float64_rbm_trains_on_float32_digits(monkeypatch):
     ph0, phk = sigmoid(v0 @ W + c), sigmoid(vn @ W + c)
     np.testing.assert_allclose(params(model)[0], W + 0.5 * (v0.T @ ph0 - vn.T @ phk) / 6, rtol=1e-12, atol=1e-14)
     assert model.W.dtype == torch.float64
+
+
+def trained_counts(model: RBM, seed: int) -> np.ndarray:
+    """Pixel counts as if some digits had been seen; returns the base rate's logits, (sum + 1/2) / (count + 1)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        model.pixel_sum.copy_(torch.randint(0, 41, (784,), generator=g).double())
+        model.pixel_count.fill_(40.0)
+    p = (model.pixel_sum.numpy() + 0.5) / 41.0
+    return np.log(p) - np.log1p(-p)
+
+
+def test_the_base_rate_is_the_smoothed_logit_of_the_pixel_means_and_zero_before_training():
+    model = small_rbm(3, seed=19, scale=0.1)
+    assert torch.equal(model.base_bias(), torch.zeros(784))
+    want = trained_counts(model, seed=20)
+    got = model.base_bias()
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got.double().numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_sample_is_the_last_visible_probability_of_gibbs_steps_from_base_rate_noise():
+    """v ~ Bernoulli(sigmoid(base rate)), then `gibbs_steps` sweeps, each unit on when its uniform draw (from the
+    generator, in that order) is below its probability; the sample is the last p(v | h)."""
+    model = small_rbm(5, seed=21, scale=0.3, gibbs_steps=3)
+    base = trained_counts(model, seed=22)
+    W, b, c = params(model)
+    got = model.sample(4, generator=torch.Generator().manual_seed(23))
+    g = torch.Generator().manual_seed(23)
+    v = (torch.rand(4, 784, generator=g).double().numpy() < sigmoid(base)).astype(float)
+    for _ in range(3):
+        h = (torch.rand(4, 5, generator=g).double().numpy() < sigmoid(v @ W + c)).astype(float)
+        p = sigmoid(h @ W.T + b)
+        v = (torch.rand(4, 784, generator=g).double().numpy() < p).astype(float)
+    assert got.shape == (4, 1, 28, 28) and got.dtype == torch.float32
+    np.testing.assert_allclose(got.double().numpy().reshape(4, 784), p, rtol=1e-5, atol=1e-6)
+
+
+def test_a_chain_shows_the_visible_probabilities_after_each_number_of_sweeps():
+    """Snapshots 0 (the start itself), 1, 1 again (no sweep), 3: the frames are p(v | h) of one continuing chain."""
+    model = small_rbm(5, seed=24, scale=0.3)
+    start = data(2, seed=25)
+    got = model.chain(start, [0, 1, 1, 3], torch.Generator().manual_seed(26))
+    g = torch.Generator().manual_seed(26)
+    v = start.reshape(2, -1)
+    v1, p1 = model.gibbs(v, 1, g)
+    _, p3 = model.gibbs(v1, 2, g)
+    assert got.shape == (2, 4, 1, 28, 28)
+    want = torch.stack([v, p1, p1, p3], 1).reshape(2, 4, 1, 28, 28)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_the_stored_log_z_is_the_ais_estimate_with_the_configured_or_given_settings():
+    """estimate_log_z runs AIS from the base rate with a generator seeded `seed` and stores log Z and its spread;
+    log_z_uncertainty reads them back, se = (exp(high - log Z) - 1) / 3."""
+    from genzoo.models.rbm import ais_log_partition
+
+    model = small_rbm(4, seed=27, scale=0.2, ais_betas=30, ais_runs=6)
+    trained_counts(model, seed=28)
+    steps = []
+    out = model.estimate_log_z(seed=5, on_step=steps.append)
+    with torch.no_grad():
+        want = ais_log_partition(model.W, model.b, model.c, model.base_bias(), 30, 6,
+                                 torch.Generator().manual_seed(5))
+    assert out == {**want, "ais_betas": 30, "ais_runs": 6}
+    assert steps == [1] * 29
+    assert float(model.log_z) == want["log_z"]
+    # (the spread is stored through a float32 tensor: equal to float32 rounding)
+    np.testing.assert_allclose(model.log_z_spread.numpy(), [want["log_z_low"], want["log_z_high"]], rtol=1e-7)
+    spread = model.log_z_uncertainty()
+    assert spread["value"] == want["log_z"]
+    assert [spread["low"], spread["high"]] == model.log_z_spread.tolist()
+    assert spread["se"] == np.expm1(spread["high"] - want["log_z"]) / 3
+    assert spread["se"] > 0
+    other = model.estimate_log_z(n_betas=12, n_runs=3)
+    with torch.no_grad():
+        want = ais_log_partition(model.W, model.b, model.c, model.base_bias(), 12, 3,
+                                 torch.Generator().manual_seed(0))
+    assert other == {**want, "ais_betas": 12, "ais_runs": 3}
