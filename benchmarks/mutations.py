@@ -397,8 +397,11 @@ MUTMUT_TARGETS = {
         ("tests/test_reference_ae.py", "tests/test_ae.py", "tests/test_dae.py"),
         ("genzoo.models.ae.x_reconstruction_error*", "genzoo.models.ae.xǁAutoencoderǁloss*",
          "genzoo.models.dae.x_corrupt*", "genzoo.models.dae.xǁDenoisingAutoencoderǁloss*",
-         "genzoo.models.dae.xǁDenoisingAutoencoderǁchain_step*"),
-        undecorate=("DenoisingAutoencoder.chain_step",)),
+         "genzoo.models.dae.xǁDenoisingAutoencoderǁchain_step*", "genzoo.models.ae.xǁAutoencoderǁ_track_codes*",
+         "genzoo.models.ae.xǁAutoencoderǁ_sample*", "genzoo.models.dae.xǁDenoisingAutoencoderǁmarkov_chain*",
+         "genzoo.models.dae.xǁDenoisingAutoencoderǁ_sample*"),
+        undecorate=("DenoisingAutoencoder.chain_step", "Autoencoder._track_codes", "Autoencoder._sample",
+                    "DenoisingAutoencoder.markov_chain", "DenoisingAutoencoder._sample")),
     "gmm": MutmutTarget(  # the mixture density in pixel space and its sampler (the EM fit: the mixture block)
         ("models/gmm.py",),
         ("tests/test_reference_gmm.py", "tests/test_gmm.py", "-k", "reference_gmm or pca_density"),

@@ -207,3 +207,27 @@ def test_a_pixel_is_corrupted_only_for_a_draw_below_the_level_and_salted_below_o
     got = corrupt(x, kind, 0.5, torch.Generator().manual_seed(0))
     want = [1.0 if kind == "salt-and-pepper" else 0.0, 0.6, 0.6, 0.0]
     assert got.flatten().tolist() == pytest.approx(want)
+
+
+def test_the_markov_chain_starts_from_uniform_noise_and_keeps_its_snapshots_in_order():
+    """Chains start at U[0, 1) noise from the generator; frame 0 is that noise, later frames the pixel probabilities
+    after that many chain steps (snapshots given in any order are shown sorted); a sample is the last one."""
+    torch.manual_seed(29)
+    model = DenoisingAutoencoder(channels=4, latent_dim=3, noise="masking", noise_level=0.3, chain_steps=3).eval()
+    got = model.markov_chain(2, [3, 0, 1], torch.Generator().manual_seed(30))
+    g = torch.Generator().manual_seed(30)
+    x = torch.rand(2, 1, 28, 28, generator=g)
+    frames = [x]
+    for step in range(3):
+        x, probs = model.chain_step(x, g)
+        if step in (0, 2):
+            frames.append(probs)
+    assert got.shape == (2, 3, 1, 28, 28)
+    assert torch.equal(got, torch.stack(frames, 1))
+    assert torch.equal(model.sample(2, generator=torch.Generator().manual_seed(30)), frames[-1])
+    two = model.sample(2, generator=torch.Generator().manual_seed(30), steps=1)
+    assert torch.equal(two, frames[1])
+    for steps in (0, 1.5, True):
+        with pytest.raises(ConfigError) as caught:
+            model.sample(2, steps=steps)
+        assert str(caught.value) == f"dae: steps={steps!r} chain steps; give a whole number >= 1"
