@@ -231,3 +231,23 @@ def test_the_markov_chain_starts_from_uniform_noise_and_keeps_its_snapshots_in_o
         with pytest.raises(ConfigError) as caught:
             model.sample(2, steps=steps)
         assert str(caught.value) == f"dae: steps={steps!r} chain steps; give a whole number >= 1"
+
+
+def test_a_prior_sample_decodes_the_tracked_mean_plus_the_cholesky_factor_times_the_generators_noise():
+    """z = mean + L e with L L^T = cov + 1e-5 I (L lower), e standard normal from the generator; images decode z."""
+    torch.manual_seed(31)
+    model = Autoencoder(channels=4, latent_dim=3).eval()
+    a = np.array([[1.0, 0.0, 0.0], [0.9, 0.5, 0.0], [-0.6, 0.8, 0.03]])  # nearly singular: the 1e-5 shows
+    model.code_cov.copy_(torch.from_numpy(a @ a.T).float())
+    model.code_mean.copy_(torch.tensor([1.0, -2.0, 0.5]))
+    e = torch.randn(5, 3, generator=torch.Generator().manual_seed(32)).double().numpy()
+    L = np.linalg.cholesky(model.code_cov.double().numpy() + 1e-5 * np.eye(3))
+    z = np.array([1.0, -2.0, 0.5]) + e @ L.T
+    got = model.sample(5, generator=torch.Generator().manual_seed(32))
+    with torch.no_grad():
+        want = torch.sigmoid(model.decoder(torch.from_numpy(z).float()))
+    assert got.shape == (5, 1, 28, 28)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    model.decode = lambda codes: codes  # the codes themselves, to a float32 Cholesky factor's rounding
+    codes = model.sample(5, generator=torch.Generator().manual_seed(32))
+    np.testing.assert_allclose(codes.double().numpy(), z, rtol=0, atol=5e-5)  # the jitter moves them 1e-3
