@@ -407,7 +407,8 @@ MUTMUT_TARGETS = {
         ("tests/test_reference_gmm.py", "tests/test_gmm.py", "-k", "reference_gmm or pca_density"),
         ("genzoo.models.gmm.x_dequantize*", "genzoo.models.gmm.xǁMixtureDensityǁcomponent_log_prob*",
          "genzoo.models.gmm.xǁMixtureDensityǁlog_prob*", "genzoo.models.gmm.xǁMixtureDensityǁsample*",
-         "genzoo.models.gmm.xǁGMMǁlog_prob*", "genzoo.models.gmm.xǁGMMǁ_sample*")),
+         "genzoo.models.gmm.xǁGMMǁlog_prob*", "genzoo.models.gmm.xǁGMMǁ_sample*",
+         "genzoo.models.gmm.xǁMixtureDensityǁfit*")),
     "bayes": MutmutTarget(  # Bayes' rule and the labelled sampler, on class Gaussians set by hand (no fit)
         ("models/bayes.py",),
         ("tests/test_reference_bayes.py",),

@@ -146,3 +146,45 @@ def test_the_gmm_scores_dequantized_pixels_and_draws_clipped_images():
     assert samples.shape == (4, 1, 28, 28) and samples.dtype == torch.float32
     assert torch.equal(samples, flat.float().clamp(0, 1).reshape(4, 1, 28, 28))
     assert 0 < float((flat < 0).double().mean()) and 0 < float((flat > 1).double().mean())  # clipping happened
+
+
+@pytest.mark.parametrize("n", [5, 40], ids=["fewer-samples-than-pixels", "more-samples"])
+def test_the_pca_fit_keeps_the_top_eigenvectors_and_the_mean_discarded_variance(n):
+    """PCA of the (biased) covariance: the rows of C span its top d eigenvectors, m is the data mean, s2 the mean
+    of the other D - d eigenvalues (zeros included); the mixture is then fitted to the projections."""
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((n, D)) @ np.diag([3.0, 2.0, 1.5, 1.0, 0.5, 0.25]) @ np.linalg.qr(
+        rng.standard_normal((D, D)))[0]
+    density = MixtureDensity(1, "full", pca_dim=2, n_features=D)
+    estimator = density.fit(torch.from_numpy(X), reg_covar=1e-6, random_state=0)
+    mean = X.mean(0)
+    eigvals, eigvecs = np.linalg.eigh((X - mean).T @ (X - mean) / n)  # ascending
+    top = eigvecs[:, ::-1][:, :2]  # (D, 2)
+    C = density.pca_components.numpy()
+    np.testing.assert_allclose(density.pca_mean.numpy(), mean, atol=1e-12)
+    np.testing.assert_allclose(C @ C.T, np.eye(2), atol=1e-10)
+    np.testing.assert_allclose(C.T @ C, top @ top.T, atol=1e-8)  # the same subspace, whatever the signs
+    np.testing.assert_allclose(np.abs(C @ top), np.eye(2), atol=1e-8)  # in order: first component first
+    assert float(density.pca_noise_var) == pytest.approx(eigvals[:-2].sum() / (D - 2), rel=1e-9)
+    Z = (X - mean) @ C.T
+    np.testing.assert_allclose(density.means.numpy(), Z.mean(0, keepdims=True), atol=1e-10)
+    np.testing.assert_allclose(density.means.numpy(), estimator.means_.numpy(), atol=0)
+    np.testing.assert_allclose(density.weights.numpy(), estimator.weights_.numpy(), atol=0)
+    np.testing.assert_allclose(density.precisions_cholesky.numpy(), estimator.precisions_cholesky_.numpy(), atol=0)
+
+
+def test_the_pca_noise_variance_is_floored_at_reg_covar_and_bad_sizes_are_refused():
+    X = np.zeros((8, D))
+    X[:, :2] = np.random.default_rng(8).standard_normal((8, 2))  # all variance in the first two pixels
+    density = MixtureDensity(1, "diag", pca_dim=2, n_features=D)
+    density.fit(torch.from_numpy(X), reg_covar=0.003, random_state=0)
+    assert float(density.pca_noise_var) == pytest.approx(0.003)
+    from genzoo.config import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        MixtureDensity(1, "diag", pca_dim=D, n_features=D).fit(torch.from_numpy(X))
+    assert str(caught.value) == "pca_dim=6: must be < 6 (0 for no PCA)"
+    with pytest.raises(ConfigError) as caught:
+        MixtureDensity(1, "diag", pca_dim=3, n_features=D).fit(torch.from_numpy(X[:3]))
+    assert str(caught.value) == ("pca_dim=3: PCA needs more than 3 images, this fit has 3; lower pca_dim or give "
+                                 "more data")
