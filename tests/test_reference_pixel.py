@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from genzoo.models.autoregressive import cached_logits
 from genzoo.models.pixelcnn import PixelCNN
 from genzoo.models.pixelrnn import PixelRNN, lstm_update, skew, unskew
 
@@ -328,8 +329,8 @@ def test_pixelrnn_logits_match_the_plain_computation(variant):
 def test_an_lstm_update_reads_its_gates_along_dim_in_float32(dim):
     """i, f, o, g in that order along `dim`: c' = s(f) c + s(i) tanh(g), h = s(o) tanh(c'); bfloat16 gates (under
     autocast) are promoted to float32, float64 ones kept."""
-    rng = np.random.default_rng(3)
-    gates, c = rng.standard_normal((2, 3, 8, 5)) * 2, rng.standard_normal((2, 3, 2, 5))
+    rng = np.random.default_rng(3)  # h = 5 states: chunks of ceil(4h / n) split 4h gates in four only for n = 4
+    gates, c = rng.standard_normal((2, 3, 20, 5)) * 2, rng.standard_normal((2, 3, 5, 5))
     moved = np.moveaxis(gates, 2, dim)  # the gate axis where `dim` says
     want_h, want_c = np.zeros_like(c), np.zeros_like(c)
     for a, b, col in itertools.product(range(2), range(3), range(5)):
@@ -358,3 +359,18 @@ def test_skew_shifts_row_r_right_by_r_and_unskew_undoes_it(height, width):
     skewed = skew(x)
     assert np.array_equal(skewed.numpy(), want)
     assert torch.equal(unskew(skewed, width), x)
+
+
+@pytest.mark.parametrize("variant", ["row", "diagonal"])
+def test_the_fast_samplers_pixelrnn_logits_with_a_wide_row_kernel_and_five_states(variant):
+    """Each pixel's logit from the caches, revealed in raster order, equals the whole network's: a Row LSTM whose
+    state-to-state convolution is 5 wide reads row i - 1's states j - 2 .. j + 2 (edges padded with zeros)."""
+    torch.manual_seed(5)
+    model = PixelRNN(image_size=6, variant=variant, n_layers=2, channels=8, hidden=5, kernel=5, first_kernel=5,
+                     head_channels=8).double().eval()
+    randomise(model, seed=6)
+    x = images(2, 6, seed=7)
+    with torch.no_grad():
+        want = model.logits(x)
+    torch.testing.assert_close(cached_logits(model, x), want, rtol=0, atol=1e-10)
+    assert np.ptp(want.numpy()) > 0.1
