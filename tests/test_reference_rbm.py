@@ -324,7 +324,7 @@ def test_a_sample_is_the_last_visible_probability_of_gibbs_steps_from_base_rate_
 
 def test_a_chain_shows_the_visible_probabilities_after_each_number_of_sweeps():
     """Snapshots 0 (the start itself), 1, 1 again (no sweep), 3: the frames are p(v | h) of one continuing chain."""
-    model = small_rbm(5, seed=24, scale=0.3)
+    model = small_rbm(8, seed=24, scale=0.05)  # weights small enough that the hidden units do not saturate
     start = data(2, seed=25)
     got = model.chain(start, [0, 1, 1, 3], torch.Generator().manual_seed(26))
     g = torch.Generator().manual_seed(26)
@@ -363,3 +363,24 @@ def test_the_stored_log_z_is_the_ais_estimate_with_the_configured_or_given_setti
         want = ais_log_partition(model.W, model.b, model.c, model.base_bias(), 12, 3,
                                  torch.Generator().manual_seed(0))
     assert other == {**want, "ais_betas": 12, "ais_runs": 3}
+
+
+def test_a_sampled_unit_is_on_only_for_a_draw_below_its_probability(monkeypatch):
+    """Every draw at exactly 1/2 and every bias 0: each probability is then 1/2 as long as every unit stays off
+    (u < p is false), so the sample is 1/2 everywhere; a unit turned on by u = p would bring in the weights."""
+    model = small_rbm(6, seed=29, scale=0.5, gibbs_steps=2)
+    with torch.no_grad():
+        model.b.zero_()
+        model.c.zero_()
+    monkeypatch.setattr(model, "rand", lambda *shape, generator=None: torch.full(shape, 0.5))
+    got = model.sample(3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(got, torch.full((3, 1, 28, 28), 0.5))
+
+
+def test_a_float64_rbm_runs_a_chain_from_float32_digits():
+    model = small_rbm(8, seed=30, scale=0.05).double()
+    start = data(2, seed=31)
+    got = model.chain(start, [0, 2], torch.Generator().manual_seed(32))
+    _, p2 = model.gibbs(start.reshape(2, -1).double(), 2, torch.Generator().manual_seed(32))
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got[:, 1].reshape(2, -1), p2, rtol=0, atol=0)
