@@ -303,6 +303,11 @@ def test_the_base_rate_is_the_smoothed_logit_of_the_pixel_means_and_zero_before_
     got = model.base_bias()
     assert got.dtype == torch.float32
     np.testing.assert_allclose(got.double().numpy(), want, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # after one image: p = (x + 1/2) / 2, 3/4 or 1/4
+        model.pixel_sum.copy_(data(1, seed=21)[0].reshape(-1).double())
+        model.pixel_count.fill_(1.0)
+    want = np.where(model.pixel_sum.numpy() == 1, np.log(3), -np.log(3))
+    np.testing.assert_allclose(model.base_bias().double().numpy(), want, rtol=1e-6)
 
 
 def test_a_sample_is_the_last_visible_probability_of_gibbs_steps_from_base_rate_noise():
@@ -384,3 +389,27 @@ def test_a_float64_rbm_runs_a_chain_from_float32_digits():
     _, p2 = model.gibbs(start.reshape(2, -1).double(), 2, torch.Generator().manual_seed(32))
     assert got.dtype == torch.float64
     torch.testing.assert_close(got[:, 1].reshape(2, -1), p2, rtol=0, atol=0)
+
+
+def test_an_interrupted_log_z_estimate_goes_on_from_its_state():
+    """The state dict estimate_log_z is given is kept up to date; an estimate given a state from part way goes on
+    from there, to the figure an uninterrupted run gives."""
+    model = small_rbm(4, seed=33, scale=0.2, ais_betas=20, ais_runs=5)
+    trained_counts(model, seed=34)
+    whole = model.estimate_log_z(seed=3)
+    state, steps = {}, []
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_8(n):
+        steps.append(n)
+        if len(steps) == 8:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        model.estimate_log_z(seed=3, on_step=stop_after_8, state=state)
+    assert state["step"] == 8
+    resumed = model.estimate_log_z(seed=3, state=state)
+    assert state["step"] == 19
+    assert resumed == whole
