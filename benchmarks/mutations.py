@@ -409,11 +409,12 @@ MUTMUT_TARGETS = {
          "genzoo.models.gmm.xǁMixtureDensityǁlog_prob*", "genzoo.models.gmm.xǁMixtureDensityǁsample*",
          "genzoo.models.gmm.xǁGMMǁlog_prob*", "genzoo.models.gmm.xǁGMMǁ_sample*",
          "genzoo.models.gmm.xǁMixtureDensityǁfit*")),
-    "bayes": MutmutTarget(  # Bayes' rule and the labelled sampler, on class Gaussians set by hand (no fit)
+    "bayes": MutmutTarget(  # the fit, Bayes' rule and the labelled sampler, on small data or Gaussians set by hand
         ("models/bayes.py",),
         ("tests/test_reference_bayes.py",),
         ("genzoo.models.bayes.xǁBayesClassifierǁlog_prob*", "genzoo.models.bayes.xǁBayesClassifierǁpredict_log_proba*",
-         "genzoo.models.bayes.xǁBayesClassifierǁ_sample*")),
+         "genzoo.models.bayes.xǁBayesClassifierǁ_sample*", "genzoo.models.bayes.xǁBayesClassifierǁfit*",
+         "genzoo.models.bayes.xǁBayesClassifierǁaccuracy*")),
     "pixelrnn": MutmutTarget(  # the LSTM cell, the skew and the fast sampler's per-pixel logits of both variants
         ("models/pixelrnn.py",),
         ("tests/test_reference_pixel.py", "tests/test_pixelrnn.py", "-k",

@@ -95,3 +95,63 @@ def test_a_labelled_sample_draws_each_digit_from_its_class_in_label_order(hand_m
     assert got.shape == (6, 1, 28, 28) and got.dtype == torch.float32
     np.testing.assert_allclose(got.double().numpy().reshape(6, 784), np.clip(want, 0, 1), rtol=1e-6, atol=1e-6)
     assert torch.equal(model._sample(6, y, None), model._sample(6, y, torch.Generator().manual_seed(0)))
+
+
+def labelled_digits(per_class: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images in [0, 1], each class's pixels brighter around its own mean, shuffled."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0.1, 0.9, (10, 784))
+    y = np.concatenate([np.full(n, k) for k, n in enumerate(per_class)])
+    rng.shuffle(y)
+    x = np.clip(centres[y] + rng.normal(0, 0.15, (len(y), 784)), 0, 1)
+    return torch.from_numpy(np.round(x * 255) / 255).float().reshape(-1, 1, 28, 28), torch.from_numpy(y)
+
+
+def test_a_fit_counts_the_prior_and_fits_each_class_to_its_own_dequantized_digits():
+    """One diagonal Gaussian per digit: its mean and variance (+ reg_covar) those of the class's dequantized pixels,
+    with the noise seeded from the global stream; p(y) the class frequencies; the metrics from log p(x, y)."""
+    per_class = [3, 5, 4, 6, 3, 4, 5, 3, 7, 4]
+    x, y = labelled_digits(per_class, seed=5)
+    model = BayesClassifier(covariance_type="diag", reg_covar=0.01)
+    torch.manual_seed(6)
+    metrics = model.fit(x, y)
+    torch.manual_seed(6)
+    g = torch.Generator().manual_seed(int(torch.randint(2**31, ())))
+    u = torch.rand(len(x), 784, generator=g, dtype=torch.float64).numpy()
+    X = (np.round(x.reshape(len(x), -1).double().numpy() * 255) + u) / 256
+    yn = y.numpy()
+    np.testing.assert_allclose(model.log_prior.numpy(), np.log(np.array(per_class) / sum(per_class)), rtol=1e-12)
+    means = np.stack([X[yn == k].mean(0) for k in range(10)])
+    variances = np.stack([X[yn == k].var(0) for k in range(10)]) + 0.01
+    for k, density in enumerate(model.classes):
+        np.testing.assert_allclose(density.means.numpy()[0], means[k], atol=1e-10)
+        np.testing.assert_allclose(density.precisions_cholesky.numpy()[0], 1 / np.sqrt(variances[k]), rtol=1e-6)
+    joint = np.stack([-0.5 * (np.log(2 * np.pi * v) + (X - mu) ** 2 / v).sum(1) for mu, v in zip(means, variances)],
+                     1) + np.log(np.array(per_class) / sum(per_class))
+    log_xy = joint[np.arange(len(yn)), yn]
+    assert metrics["train_log_likelihood"] == pytest.approx(log_xy.mean(), rel=1e-6)
+    assert metrics["train_bits_per_dim"] == pytest.approx((-log_xy.mean() / 784 + np.log(256)) / np.log(2), rel=1e-6)
+    assert metrics["train_accuracy"] == pytest.approx((joint.argmax(1) == yn).mean())
+    assert metrics["mean_em_iterations"] == 2.0  # one component: the second EM iteration leaves the bound as it was
+    assert set(metrics) == {"train_log_likelihood", "train_bits_per_dim", "train_accuracy", "mean_em_iterations"}
+
+
+def test_a_fit_is_refused_without_labels_or_with_fewer_digits_than_components_in_a_class():
+    x, y = labelled_digits([2] * 10, seed=7)
+    with pytest.raises(ValueError) as caught:
+        BayesClassifier(covariance_type="diag").fit(x)
+    assert str(caught.value) == "bayes.fit: needs the labels y of the training digits"
+    with pytest.raises(ValueError) as caught:
+        BayesClassifier(covariance_type="diag", components_per_class=3).fit(x, y)
+    assert str(caught.value) == ("bayes.fit: class 0 has 2 digits for components_per_class=3; need at least one "
+                                 "digit per component")
+
+
+def test_accuracy_counts_the_digits_predicted_as_their_labels_in_batches(hand_model):
+    model = hand_model[0]
+    x = digits(7, seed=8)
+    predicted = model.predict(x)
+    y = predicted.clone()
+    y[[1, 4]] = (y[[1, 4]] + 1) % 10  # two wrong labels
+    for batch_size in (1, 3, 7, 2000):
+        assert model.accuracy(x, y, batch_size=batch_size) == 5 / 7
