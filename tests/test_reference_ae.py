@@ -251,3 +251,15 @@ def test_a_prior_sample_decodes_the_tracked_mean_plus_the_cholesky_factor_times_
     model.decode = lambda codes: codes  # the codes themselves, to a float32 Cholesky factor's rounding
     codes = model.sample(5, generator=torch.Generator().manual_seed(32))
     np.testing.assert_allclose(codes.double().numpy(), z, rtol=0, atol=5e-5)  # the jitter moves them 1e-3
+
+
+def test_the_codes_of_a_batch_of_two_move_the_covariance_toward_their_unbiased_estimate():
+    """(z1 - z2)(z1 - z2)^T / 2 is the unbiased covariance of two codes (divided by n - 1 = 1); one code gives 0."""
+    model = Autoencoder(channels=4, latent_dim=2, code_momentum=0.5)
+    z = torch.tensor([[1.0, 3.0], [2.0, 1.0]])
+    model._track_codes(z)
+    d = np.array([-1.0, 2.0])
+    np.testing.assert_allclose(model.code_cov.numpy(), 0.5 * np.eye(2) + 0.5 * np.outer(d, d) / 2, rtol=1e-6)
+    np.testing.assert_allclose(model.code_mean.numpy(), [0.75, 1.0], rtol=1e-6)
+    model._track_codes(z[:1])
+    np.testing.assert_allclose(model.code_cov.numpy(), 0.5 * (0.5 * np.eye(2) + 0.25 * np.outer(d, d)), rtol=1e-6)
