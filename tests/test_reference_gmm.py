@@ -188,3 +188,26 @@ def test_the_pca_noise_variance_is_floored_at_reg_covar_and_bad_sizes_are_refuse
         MixtureDensity(1, "diag", pca_dim=3, n_features=D).fit(torch.from_numpy(X[:3]))
     assert str(caught.value) == ("pca_dim=3: PCA needs more than 3 images, this fit has 3; lower pca_dim or give "
                                  "more data")
+
+
+def test_a_fit_hands_its_components_and_settings_to_em():
+    """Two far-apart clusters, two diagonal components: each component is one cluster's mean and variance plus the
+    reg_covar given (EM's responsibilities are 0 or 1 to rounding), weighted by its share of the points."""
+    rng = np.random.default_rng(9)
+    a, b = rng.normal(0, 1, (30, D)), rng.normal(50, 2, (10, D))
+    X = np.concatenate([a, b])
+    density = MixtureDensity(2, "diag", pca_dim=0, n_features=D)
+    density.fit(torch.from_numpy(X), reg_covar=0.05, random_state=0, tol=1e-8)
+    order = np.argsort(density.means.numpy()[:, 0])
+    np.testing.assert_allclose(density.weights.numpy()[order], [0.75, 0.25], atol=1e-12)
+    np.testing.assert_allclose(density.means.numpy()[order], np.stack([a.mean(0), b.mean(0)]), atol=1e-9)
+    want = 1 / np.sqrt(np.stack([a.var(0), b.var(0)]) + 0.05)
+    np.testing.assert_allclose(density.precisions_cholesky.numpy()[order], want, rtol=1e-9)
+
+
+def test_without_reg_covar_the_pca_noise_variance_is_floored_at_em_default():
+    X = np.zeros((8, D))
+    X[:, :2] = np.random.default_rng(10).standard_normal((8, 2))  # nothing left outside the first two pixels
+    density = MixtureDensity(1, "diag", pca_dim=2, n_features=D)
+    density.fit(torch.from_numpy(X), random_state=0)
+    assert float(density.pca_noise_var) == 1e-6
