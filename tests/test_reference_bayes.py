@@ -155,3 +155,61 @@ def test_accuracy_counts_the_digits_predicted_as_their_labels_in_batches(hand_mo
     y[[1, 4]] = (y[[1, 4]] + 1) % 10  # two wrong labels
     for batch_size in (1, 3, 7, 2000):
         assert model.accuracy(x, y, batch_size=batch_size) == 5 / 7
+
+
+def test_each_class_is_fitted_by_em_with_the_configs_settings_and_a_seed_from_the_global_stream():
+    """Two components per digit: each class's mixture is genzoo.mixture.GaussianMixture's fit of that class's
+    dequantized digits with the config's settings, its random_state the next draw of the global stream; progress
+    is reported after every EM iteration of every class and start."""
+    from genzoo.mixture import GaussianMixture
+
+    x, y = labelled_digits([4] * 10, seed=11)
+    settings = dict(tol=1e-4, reg_covar=0.02, max_iter=7, n_init=2, init_params="random")
+    model = BayesClassifier(covariance_type="diag", components_per_class=2, **settings)
+    assert model.fit_iterations() == 7 * 2 * 10
+    assert BayesClassifier(covariance_type="diag").fit_iterations() is None  # one Gaussian: no EM iterations
+    calls = []
+    torch.manual_seed(12)
+    model.fit(x, y, on_iteration=calls.append)
+    torch.manual_seed(12)
+    g = torch.Generator().manual_seed(int(torch.randint(2**31, ())))
+    u = torch.rand(len(x), 784, generator=g, dtype=torch.float64)
+    X = ((x.reshape(len(x), -1).double() * 255).round() + u) / 256
+    want_calls = []
+    for k, density in enumerate(model.classes):
+        em = GaussianMixture(2, covariance_type="diag", random_state=int(torch.randint(2**31, ())),
+                             on_iteration=want_calls.append, **settings).fit(X[y == k])
+        np.testing.assert_allclose(density.weights.numpy(), em.weights_.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(density.means.numpy(), em.means_.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(density.precisions_cholesky.numpy(), em.precisions_cholesky_.numpy(), rtol=1e-12)
+    assert len(calls) == len(want_calls) > 20 and calls == want_calls
+
+
+def test_a_class_with_as_many_digits_as_components_is_fitted_and_a_missing_class_refused():
+    x, y = labelled_digits([2] * 10, seed=13)
+    BayesClassifier(covariance_type="diag", components_per_class=2).fit(x, y)
+    keep = y != 9
+    with pytest.raises(ValueError) as caught:
+        BayesClassifier(covariance_type="diag").fit(x[keep], y[keep])
+    assert str(caught.value) == ("bayes.fit: class 9 has 0 digits for components_per_class=1; need at least one "
+                                 "digit per component")
+
+
+def test_the_training_metrics_score_the_first_10000_digits():
+    """Of 10,001 training digits, the figures are those of the first 10,000: the last one, far from its class,
+    would move them."""
+    x, y = labelled_digits([1001] + [1000] * 9, seed=14)
+    x[-1] = 1 - x[-1]  # a negative image
+    model = BayesClassifier(covariance_type="diag", reg_covar=0.01)
+    torch.manual_seed(15)
+    metrics = model.fit(x, y)
+    torch.manual_seed(15)
+    g = torch.Generator().manual_seed(int(torch.randint(2**31, ())))
+    u = torch.rand(len(x), 784, generator=g, dtype=torch.float64)
+    X = ((x.reshape(len(x), -1).double() * 255).round() + u) / 256
+    with torch.no_grad():
+        joint = model.joint_log_prob(X[:10_000]).numpy()
+    yn = y[:10_000].numpy()
+    assert metrics["train_log_likelihood"] == pytest.approx(joint[np.arange(10_000), yn].mean(), rel=1e-9)
+    assert metrics["train_accuracy"] == pytest.approx((joint.argmax(1) == yn).mean(), rel=1e-12)
+    assert int(model.predict(x[-1:])) != int(y[-1])  # so that counting it would lower the accuracy
