@@ -183,3 +183,48 @@ def test_the_iwae_estimate_draws_its_samples_in_chunks_from_the_generator_it_is_
     assert torch.equal(state, torch.get_rng_state())
     torch.manual_seed(21)  # without a generator, the global stream
     np.testing.assert_allclose(chunked.log_prob(x).numpy(), expected, rtol=1e-5)
+
+
+def test_prior_samples_draw_each_pixel_below_its_decoded_mean(vae_and_digits, monkeypatch):
+    """z ~ N(0, I) from the generator, means = sigmoid(decoder(z)), then a pixel is 1 when its uniform draw (the
+    generator's next) is below its mean; a draw equal to the mean gives 0. `sample` returns the binary images."""
+    model, _ = vae_and_digits
+    samples, means = model.sample_with_means(4, generator=torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)
+    z = torch.randn(4, 3, generator=g).double().numpy()
+    want = 1 / (1 + np.exp(-mlp(model.decoder.net, z)))
+    u = torch.rand(4, 1, 28, 28, generator=g).double().numpy().reshape(4, -1)
+    np.testing.assert_allclose(means.double().numpy().reshape(4, -1), want, rtol=1e-5, atol=1e-6)
+    assert means.shape == samples.shape == (4, 1, 28, 28) and samples.dtype == torch.float32
+    assert np.array_equal(samples.numpy().reshape(4, -1), (u < means.double().numpy().reshape(4, -1)).astype(float))
+    assert torch.equal(model.sample(4, generator=torch.Generator().manual_seed(7)), samples)
+    monkeypatch.setattr(model, "rand", lambda *shape, generator=None: means)
+    edge, _ = model.sample_with_means(4, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(edge, torch.zeros_like(edge))
+
+
+def test_reconstructions_decode_the_posterior_mean(vae_and_digits):
+    model, x = vae_and_digits
+    mu, _ = encode(model, x)
+    want = 1 / (1 + np.exp(-mlp(model.decoder.net, mu)))
+    np.testing.assert_allclose(model.reconstruct(x).double().numpy().reshape(len(x), -1), want, rtol=1e-5, atol=1e-6)
+
+
+def test_the_elementary_densities_of_the_bound():
+    """log N(z; mu, diag(exp(logvar))), its KL to N(0, I) per dimension, and the Bernoulli log-likelihood of
+    bfloat16 logits (scored in float32) summed over the last three axes, each against NumPy."""
+    from genzoo.models.vae import bernoulli_log_likelihood, gaussian_kl, gaussian_log_density
+
+    rng = np.random.default_rng(8)
+    z, mu, logvar = rng.standard_normal((3, 4, 5))
+    got = gaussian_log_density(*(torch.from_numpy(a) for a in (z, mu, logvar)))
+    np.testing.assert_allclose(got.numpy(), log_normal(z, mu, np.exp(logvar)), rtol=1e-12)
+    kl = gaussian_kl(torch.from_numpy(mu), torch.from_numpy(logvar))
+    want = np.log(1 / np.sqrt(np.exp(logvar))) + (np.exp(logvar) + mu**2) / 2 - 0.5
+    np.testing.assert_allclose(kl.numpy(), want, rtol=1e-12, atol=1e-12)
+    logits = torch.from_numpy(rng.standard_normal((2, 3, 1, 28, 28)) * 3).bfloat16()
+    x = torch.bernoulli(torch.full((3, 1, 28, 28), 0.4), generator=torch.Generator().manual_seed(9))
+    got = bernoulli_log_likelihood(logits, x)
+    assert got.shape == (2, 3) and got.dtype == torch.float32
+    want = log_bernoulli(logits.double().numpy().reshape(2, 3, -1), x.double().numpy().reshape(3, -1))
+    np.testing.assert_allclose(got.double().numpy(), want, rtol=1e-5)
