@@ -228,3 +228,20 @@ def test_the_elementary_densities_of_the_bound():
     assert got.shape == (2, 3) and got.dtype == torch.float32
     want = log_bernoulli(logits.double().numpy().reshape(2, 3, -1), x.double().numpy().reshape(3, -1))
     np.testing.assert_allclose(got.double().numpy(), want, rtol=1e-5)
+
+
+def test_the_posterior_log_variance_is_clamped_and_a_given_eps_is_used(vae_and_digits):
+    """log sigma^2 is clamped to [-12, 8] (far outside that, exp overflows or the bound's gradient vanishes); with
+    eps given, z = mu + sigma * eps uses it: eps = 0 scores the decoder at the posterior mean."""
+    model, x = vae_and_digits
+    clamped = VAE(arch="mlp", hidden=16, latent_dim=3).eval()
+    with torch.no_grad():
+        last = clamped.encoder.net[-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([0.5, -0.5, 1.0, -30.0, 30.0, 0.25]))  # mu, then log sigma^2
+    mu, logvar = clamped.encode(x)
+    assert mu[0].tolist() == [0.5, -0.5, 1.0] and logvar[0].tolist() == [-12.0, 8.0, 0.25]
+    terms = model.elbo_terms(x, eps=torch.zeros(len(x), 3))
+    mu, _ = encode(model, x)
+    want = log_bernoulli(mlp(model.decoder.net, mu), x.reshape(len(x), -1).double().numpy())
+    np.testing.assert_allclose(terms["log_px_z"].detach().double().numpy(), want, rtol=1e-5)
