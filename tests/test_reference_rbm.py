@@ -413,3 +413,52 @@ def test_an_interrupted_log_z_estimate_goes_on_from_its_state():
     resumed = model.estimate_log_z(seed=3, state=state)
     assert state["step"] == 19
     assert resumed == whole
+
+
+def test_ais_replayed_step_by_step():
+    """Salakhutdinov & Murray's AIS, replayed in NumPy with the same Bernoulli draws: chains start at the base-rate
+    model, each intermediate distribution adds log p*_beta(v) - log p*_beta'(v) with
+    log p*_beta(v) = (1 - beta) a.v + beta b.v + sum_j softplus(beta (c_j + (v W)_j)), then a Gibbs sweep at beta;
+    log Z = log Z_base + log mean w, the spread log(mean -/+ 3 standard errors of w) (the std with n - 1)."""
+    from genzoo.models.rbm import ais_log_partition
+
+    W, b, c = (torch.from_numpy(a).float() for a in (np.random.default_rng(35).standard_normal((10, 4)) * 0.3,
+                                                       np.random.default_rng(36).standard_normal(10) * 0.5,
+                                                       np.random.default_rng(37).standard_normal(4) * 0.5))
+    base = torch.linspace(-1.0, 1.0, 10)
+    steps = []
+    got = ais_log_partition(W, b, c, base, n_betas=15, n_runs=8, generator=torch.Generator().manual_seed(38),
+                            on_step=steps.append)
+    g = torch.Generator().manual_seed(38)
+    Wn, bn, cn, an = (t.double().numpy() for t in (W, b, c, base))
+    betas = ais_betas(15).numpy()
+    v = torch.bernoulli(torch.sigmoid(base).expand(8, -1), generator=g)
+    log_w = np.zeros(8)
+    for previous, beta in zip(betas[:-1], betas[1:]):
+        vn = v.double().numpy()
+        act = vn @ Wn + cn
+        log_w += (beta - previous) * vn @ (bn - an) + (softplus(beta * act) - softplus(previous * act)).sum(1)
+        h = torch.bernoulli(torch.sigmoid(torch.from_numpy(beta * act).float()), generator=g)
+        p = sigmoid((1 - beta) * an + beta * (h.double().numpy() @ Wn.T + bn))
+        v = torch.bernoulli(torch.from_numpy(p).float(), generator=g)
+    log_z_base = softplus(an).sum() + 4 * np.log(2)
+    w = np.exp(log_w - log_w.max())
+    mean, se = w.mean(), w.std(ddof=1) / np.sqrt(8)
+    assert mean > 3 * se  # a finite lower end
+    want = {"log_z": log_z_base + np.log(np.exp(log_w).mean()),
+            "log_z_low": log_z_base + np.log(mean - 3 * se) + log_w.max(),
+            "log_z_high": log_z_base + np.log(mean + 3 * se) + log_w.max(), "log_z_base": log_z_base}
+    assert set(got) == set(want)
+    for key in want:
+        assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-6), key
+    assert steps == [1] * 14
+    assert exact_log_partition(W, b, c) == pytest.approx(got["log_z"], abs=0.5)  # and near the truth
+
+
+def test_ais_reports_no_lower_end_when_the_weights_spread_past_three_standard_errors():
+    from genzoo.models.rbm import ais_log_partition
+
+    g = torch.Generator().manual_seed(39)
+    W = torch.randn(10, 4, generator=g) * 3  # far from the base model: a few chains carry the weight
+    got = ais_log_partition(W, torch.zeros(10), torch.zeros(4), torch.zeros(10), n_betas=10, n_runs=3, generator=g)
+    assert got["log_z_low"] == -np.inf and got["log_z_low"] < got["log_z"] < got["log_z_high"]
