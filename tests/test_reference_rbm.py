@@ -9,6 +9,7 @@ the model expectation and so the exact gradient are computed here in NumPy, in f
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 from types import SimpleNamespace
 
@@ -426,9 +427,9 @@ def test_ais_replayed_step_by_step():
                                                        np.random.default_rng(36).standard_normal(10) * 0.5,
                                                        np.random.default_rng(37).standard_normal(4) * 0.5))
     base = torch.linspace(-1.0, 1.0, 10)
-    steps = []
+    steps, state = [], {}
     got = ais_log_partition(W, b, c, base, n_betas=15, n_runs=8, generator=torch.Generator().manual_seed(38),
-                            on_step=steps.append)
+                            on_step=steps.append, state=state)
     g = torch.Generator().manual_seed(38)
     Wn, bn, cn, an = (t.double().numpy() for t in (W, b, c, base))
     betas = ais_betas(15).numpy()
@@ -452,7 +453,11 @@ def test_ais_replayed_step_by_step():
     for key in want:
         assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-6), key
     assert steps == [1] * 14
+    assert state["step"] == 14 and state["log_w"].dtype == torch.float64  # weights summed in float64
+    np.testing.assert_allclose(state["log_w"].numpy(), log_w, rtol=1e-6, atol=1e-6)
     assert exact_log_partition(W, b, c) == pytest.approx(got["log_z"], abs=0.5)  # and near the truth
+    defaults = inspect.signature(ais_log_partition).parameters  # the paper's 14,500 distributions, 100 runs
+    assert (defaults["n_betas"].default, defaults["n_runs"].default) == (14500, 100)
 
 
 def test_ais_reports_no_lower_end_when_the_weights_spread_past_three_standard_errors():
