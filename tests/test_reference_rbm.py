@@ -411,8 +411,9 @@ def test_an_interrupted_log_z_estimate_goes_on_from_its_state():
     with pytest.raises(Interrupted):
         model.estimate_log_z(seed=3, on_step=stop_after_8, state=state)
     assert state["step"] == 8
-    resumed = model.estimate_log_z(seed=3, state=state)
-    assert state["step"] == 19
+    more = []
+    resumed = model.estimate_log_z(seed=3, state=state, on_step=more.append)
+    assert state["step"] == 19 and len(more) == 19 - 8  # only the steps left, not a fresh start
     assert resumed == whole
 
 
