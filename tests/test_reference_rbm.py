@@ -468,3 +468,18 @@ def test_ais_reports_no_lower_end_when_the_weights_spread_past_three_standard_er
     W = torch.randn(10, 4, generator=g) * 3  # far from the base model: a few chains carry the weight
     got = ais_log_partition(W, torch.zeros(10), torch.zeros(4), torch.zeros(10), n_betas=10, n_runs=3, generator=g)
     assert got["log_z_low"] == -np.inf and got["log_z_low"] < got["log_z"] < got["log_z_high"]
+
+
+def test_ais_has_a_lower_end_whenever_the_mean_weight_exceeds_three_standard_errors():
+    """Two runs whose weights' mean is 3.5 standard errors: the interval's lower end is log(mean - 3 se), finite."""
+    from genzoo.models.rbm import ais_log_partition
+
+    W = torch.randn(10, 4, generator=torch.Generator().manual_seed(40)) * 0.5
+    state = {}
+    got = ais_log_partition(W, torch.zeros(10), torch.zeros(4), torch.zeros(10), n_betas=10, n_runs=2,
+                            generator=torch.Generator().manual_seed(50), state=state)
+    log_w = state["log_w"].numpy()
+    w = np.exp(log_w - log_w.max())
+    mean, se = w.mean(), w.std(ddof=1) / np.sqrt(2)
+    assert 3 < mean / se < 4
+    assert got["log_z_low"] == pytest.approx(got["log_z_base"] + np.log(mean - 3 * se) + log_w.max(), rel=1e-9)
