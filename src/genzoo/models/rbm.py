@@ -300,7 +300,7 @@ class RBM(GenerativeModel):
         generator = torch.Generator(device=self.W.device).manual_seed(seed)
         out = ais_log_partition(self.W, self.b, self.c, self.base_bias(), n_betas, n_runs, generator, on_step, state)
         self.log_z.fill_(out["log_z"])
-        self.log_z_spread.copy_(torch.tensor([out["log_z_low"], out["log_z_high"]]))
+        self.log_z_spread.copy_(torch.tensor([out["log_z_low"], out["log_z_high"]], dtype=torch.float64))
         return {**out, "ais_betas": n_betas, "ais_runs": n_runs}
 
     def log_z_uncertainty(self) -> dict[str, float]:
