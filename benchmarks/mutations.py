@@ -358,9 +358,13 @@ MUTMUT_TARGETS = {
         ("serve/inputs.py",), ("tests/test_reference_serve.py",),
         ("genzoo.serve.inputs.x_find_runs*", "genzoo.serve.inputs.x_run_picture*",
          "genzoo.serve.inputs.xǁCatalogǁruns*", "genzoo.serve.inputs.xǁCatalogǁfolder*")),
-    "training": MutmutTarget(
-        ("training/loop.py", "training/schedule.py"), ("tests/test_reference_trainer.py",),
-        ("genzoo.training.loop.*", "genzoo.training.schedule.*")),
+    "training": MutmutTarget(  # a step's order, the rate schedule, which examples a step sees, what a resume restores
+        ("training/loop.py", "training/schedule.py", "training/batches.py", "training/checkpoint.py"),
+        ("tests/test_reference_trainer.py", "tests/test_reference_training_parts.py", "tests/test_trainer.py", "-k",
+         "reference_train or grad_clip or cosine_schedule or resuming_a_finished"),
+        ("genzoo.training.loop.xǁLoopǁtrain_step*", "genzoo.training.schedule.x_*",
+         "genzoo.training.schedule.xǁLearningRatesǁ*", "genzoo.training.batches.xǁBatchesǁ*",
+         "genzoo.training.checkpoint.xǁCheckpointsǁsave*", "genzoo.training.checkpoint.xǁCheckpointsǁrestore*")),
     "vae": MutmutTarget(  # the test_vae tests of a trained model are left out: their fixture trains 150 steps
         ("models/vae.py",),
         ("tests/test_reference_vae.py", "tests/test_vae.py", "-k",

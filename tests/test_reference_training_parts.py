@@ -1,0 +1,164 @@
+"""The trainer's parts against plain computations written out here: the steps of an epoch and a run, the
+learning rate of each step (linear warm-up, then constant or cosine), which examples each step sees (a seeded
+permutation per epoch, cut into batches, dealt to the ranks), and what a checkpoint gives back on resume (the
+weights, the optimizer state, the random stream, the step, the elapsed time and the log window)."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from genzoo.data import Dataset, binarize
+from genzoo.train_config import TrainConfig
+from genzoo.training import TrainingError
+from genzoo.training.batches import Batches
+from genzoo.training.checkpoint import Checkpoints
+from genzoo.training.devices import Distributed
+from genzoo.training.logwindow import LogWindow
+from genzoo.training.schedule import LearningRates, epoch_steps, lr_factor, total_steps
+
+
+def plain_rate(step: int, warmup: int, schedule: str, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return (1 + math.cos(math.pi * progress)) / 2
+
+
+@pytest.mark.parametrize("warmup", [0, 1, 4])
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_the_rate_of_every_step_matches_warmup_then_the_schedule(warmup, schedule):
+    total = 13
+    factor = lr_factor(TrainConfig(schedule=schedule, warmup_steps=warmup), total)
+    for step in range(total + 3):  # past the end too: a cosine run stays at 0
+        assert factor(step) == pytest.approx(plain_rate(step, warmup, schedule, total), abs=1e-12), step
+    # a run no longer than its warm-up: the cosine's progress is over a span of at least one step
+    short = lr_factor(TrainConfig(schedule="cosine", warmup_steps=5), 5)
+    assert short(5) == pytest.approx(1.0) and short(6) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize(("batch_size", "n_train", "per_epoch"), [(4, 10, 2), (4, 12, 3), (64, 10, 1), (10, 10, 1)])
+def test_steps_per_epoch_drop_the_remainder_and_a_run_counts_steps_or_epochs(batch_size, n_train, per_epoch):
+    assert epoch_steps(TrainConfig(batch_size=batch_size), n_train) == per_epoch
+    assert total_steps(TrainConfig(batch_size=batch_size, epochs=3, steps=0), n_train) == 3 * per_epoch
+    assert total_steps(TrainConfig(batch_size=batch_size, epochs=3, steps=7), n_train) == 7
+
+
+def test_learning_rates_set_each_group_from_its_own_base_rate():
+    a, b, c = (torch.nn.Parameter(torch.zeros(2)) for _ in range(3))
+    first = torch.optim.SGD([{"params": [a], "lr": 0.1}, {"params": [b], "lr": 0.02}])
+    second = torch.optim.SGD([c], lr=0.5)
+    total, warmup = 9, 3
+    rates = LearningRates({"g": first, "d": second}, TrainConfig(schedule="cosine", warmup_steps=warmup), total)
+    for step in (0, 2, 5, 1, 8):  # in any order: a rate follows from the step alone, never from the last rate
+        rates.set(step)
+        f = plain_rate(step, warmup, "cosine", total)
+        assert [g["lr"] for g in first.param_groups] == pytest.approx([0.1 * f, 0.02 * f], abs=1e-15)
+        assert second.param_groups[0]["lr"] == pytest.approx(0.5 * f, abs=1e-15)
+        assert rates.current() == first.param_groups[0]["lr"]
+    assert LearningRates({}, TrainConfig(), total).current() == 0.0
+
+
+def numbered(n: int) -> Dataset:
+    """Image i holds the value i / 100 everywhere, label i: a batch names the examples it holds."""
+    x = (torch.arange(n, dtype=torch.float32) / 100).view(n, 1, 1, 1).expand(n, 1, 28, 28).contiguous()
+    y = torch.arange(n)
+    return Dataset("numbered", "test", x, y, x[:2], y[:2])
+
+
+@pytest.mark.parametrize(("rank", "world"), [(0, 1), (0, 2), (1, 2)])
+def test_each_step_takes_its_slice_of_a_seeded_permutation_per_epoch(rank, world):
+    n, size, seed = 10, 4, 7
+    batches = Batches(numbered(n), TrainConfig(batch_size=size), torch.device("cpu"),
+                      SimpleNamespace(rank=rank, world=world), seed, binary=False)
+    assert batches.per_epoch == 2 and batches.size == size
+    for step in (0, 1, 2, 3, 4, 1, 0):  # epochs 0, 1, 2 and back: the order is a function of seed and epoch
+        epoch, position = step // 2, step % 2
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        expected = order[position * size:(position + 1) * size][rank::world]
+        x, y = batches.at(step)
+        assert torch.equal(y, expected), step
+        assert torch.equal(x, numbered(n).train_x[expected]), step
+    assert not torch.equal(batches.order(0), batches.order(1))
+
+
+def test_binary_batches_are_drawn_from_the_global_stream():
+    data = numbered(10)
+    batches = Batches(data, TrainConfig(batch_size=4), torch.device("cpu"), SimpleNamespace(rank=0, world=1), 3,
+                      binary=True)
+    torch.manual_seed(11)
+    x, y = batches.at(1)
+    torch.manual_seed(11)
+    assert torch.equal(x, binarize(data.train_x[y]))
+    assert set(x.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_a_batch_that_the_ranks_cannot_share_is_refused():
+    with pytest.raises(TrainingError, match=r"^batch_size=5 must be divisible by the 2 processes$"):
+        Batches(numbered(10), TrainConfig(batch_size=5), torch.device("cpu"), SimpleNamespace(rank=0, world=2), 0,
+                binary=False)
+
+
+def test_a_restored_checkpoint_gives_back_weights_optimizer_stream_step_time_and_window(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    optimizers = {"model": torch.optim.Adam(model.parameters(), lr=0.1)}
+    for _ in range(2):
+        optimizers["model"].zero_grad()
+        model(torch.randn(4, 3)).pow(2).sum().backward()
+        optimizers["model"].step()
+    window = LogWindow()
+    window.add(5, {"loss": torch.tensor(2.5)}, images=4)
+    window.settle()
+    checkpoints = Checkpoints(tmp_path, Distributed(torch.device("cpu")), torch.device("cpu"), seed=0)
+    assert checkpoints.step == -1
+    checkpoints.save(model, optimizers, step=5, elapsed=12.5, window=window)
+    assert checkpoints.step == 5
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    saved_opt = optimizers["model"].state_dict()
+    saved_moments = {k: {n: t.clone() for n, t in s.items()} for k, s in saved_opt["state"].items()}
+    on_disk = load_file(str(tmp_path / "model.safetensors"))
+    assert on_disk.keys() == saved.keys() and all(torch.equal(on_disk[k], saved[k]) for k in saved)
+    next_draw = torch.rand(5)  # what an uninterrupted run draws next
+
+    # the run goes on (weights, moments and stream move), then is resumed into fresh objects
+    optimizers["model"].zero_grad()
+    model(torch.randn(4, 3)).pow(2).sum().backward()
+    optimizers["model"].step()
+    fresh = torch.nn.Linear(3, 2)
+    fresh_opts = {"model": torch.optim.Adam(fresh.parameters(), lr=0.1)}
+    fresh_window = LogWindow()
+    resumed = Checkpoints(tmp_path, Distributed(torch.device("cpu")), torch.device("cpu"), seed=0)
+    assert resumed.restore(fresh, fresh_opts, fresh_window) == (5, 12.5)
+    assert resumed.step == 5
+    for key, value in fresh.state_dict().items():
+        assert torch.equal(value, saved[key]), key
+    state = fresh_opts["model"].state_dict()["state"]
+    assert state.keys() == saved_moments.keys()
+    for key, moments in saved_moments.items():
+        for name, tensor in moments.items():
+            assert torch.equal(state[key][name], tensor), (key, name)
+    assert torch.equal(torch.rand(5), next_draw)
+    assert (fresh_window.sums, fresh_window.steps, fresh_window.images) == ({"loss": 2.5}, 1, 4)
+
+    # without a window the checkpoint holds none, and a window restored from it keeps its own
+    bare = Checkpoints(tmp_path / "bare", Distributed(torch.device("cpu")), torch.device("cpu"), seed=0)
+    (tmp_path / "bare").mkdir()
+    bare.save(model, optimizers, step=1, elapsed=0.5)
+    assert "log_window" not in torch.load(tmp_path / "bare" / "checkpoint.pt", weights_only=True)
+    untouched = LogWindow()
+    assert bare.restore(fresh, fresh_opts, untouched) == (1, 0.5)
+    assert (untouched.sums, untouched.steps) == ({}, 0)
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path):
+    checkpoints = Checkpoints(tmp_path, Distributed(torch.device("cpu")), torch.device("cpu"), seed=0)
+    message = f"{tmp_path / 'checkpoint.pt'}: no checkpoint to resume from; start the run again without --resume"
+    with pytest.raises(TrainingError, match=f"^{message.replace('.', '[.]')}$"):
+        checkpoints.restore(torch.nn.Linear(3, 2), {})
