@@ -162,3 +162,25 @@ def test_resume_without_a_checkpoint_says_so(tmp_path):
     message = f"{tmp_path / 'checkpoint.pt'}: no checkpoint to resume from; start the run again without --resume"
     with pytest.raises(TrainingError, match=f"^{message.replace('.', '[.]')}$"):
         checkpoints.restore(torch.nn.Linear(3, 2), {})
+
+
+def test_a_checkpoint_of_two_processes_resumed_by_one_draws_afresh_from_seed_and_step(tmp_path, capsys):
+    model = torch.nn.Linear(3, 2)
+    torch.manual_seed(5)
+    mine = torch.get_rng_state()
+    other = torch.Generator().manual_seed(6).get_state()
+    two = SimpleNamespace(rank=0, world=2, main=True, enabled=True,
+                          gather=lambda state: [state, {"torch": other}])
+    Checkpoints(tmp_path, two, torch.device("cpu"), seed=3).save(model, {}, step=4, elapsed=1.0)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert [torch.equal(s["torch"], t) for s, t in zip(state["rng_ranks"], (mine, other))] == [True, True]
+    assert torch.equal(state["rng"]["torch"], mine)
+
+    torch.manual_seed(0)
+    one = Checkpoints(tmp_path, Distributed(torch.device("cpu")), torch.device("cpu"), seed=3)
+    assert one.restore(model, {}) == (4, 1.0)
+    drawn = torch.rand(4)
+    torch.manual_seed(3 + 0 + 1_000_003 * 4)  # seed + rank + 1_000_003 * step: neither rank's stream
+    assert torch.equal(drawn, torch.rand(4))
+    said = capsys.readouterr().err
+    assert f"genzoo: {tmp_path / 'checkpoint.pt'} holds the random state of 2 process(es), not 1:" in said
