@@ -351,9 +351,12 @@ MUTMUT_TARGETS = {
         ("genzoo.models.instruct.editor.xǁInstructPix2Pixǁdrops*",
          "genzoo.models.instruct.editor.xǁInstructPix2Pixǁtriple_loss*",
          "genzoo.models.instruct.editor.xǁInstructPix2Pixǁguided_output*")),
-    "edits": MutmutTarget(
+    "edits": MutmutTarget(  # the edit kinds and the two composite makers (the instructions' words: test_edits)
         ("models/instruct/edits.py",), ("tests/test_reference_edits.py", "tests/test_edits.py"),
-        ("genzoo.models.instruct.edits.x_*",)),
+        tuple(f"genzoo.models.instruct.edits.x_{f}__*" for f in (
+            "rotate90", "rotate", "scale", "_affine", "flip", "shift", "dilate", "erode", "thin", "invert",
+            "downsample", "outline", "skeleton", "hide_box", "hide_half", "hide_pixels", "gaussian_noise",
+            "salt_and_pepper", "_make_shift", "_make_combo"))),
     "serve": MutmutTarget(
         ("serve/inputs.py",), ("tests/test_reference_serve.py",),
         ("genzoo.serve.inputs.x_find_runs*", "genzoo.serve.inputs.x_run_picture*",
@@ -432,6 +435,13 @@ MUTMUT_TARGETS = {
          "(pixelrnn or lstm or skew) and not training"),
         ("genzoo.models.pixelrnn.x_lstm_update*", "genzoo.models.pixelrnn.x_skew*", "genzoo.models.pixelrnn.x_unskew*",
          "genzoo.models.pixelrnn.xǁPixelRNNǁ_row_logit*", "genzoo.models.pixelrnn.xǁPixelRNNǁ_diagonal_logit*")),
+    "em": MutmutTarget(  # the EM kernels: M-step, precision factor, log density, draws, responsibilities
+        ("mixture/em.py",),
+        ("tests/test_reference_mixture_em.py", "tests/test_mixture.py", "-k",
+         "reference_mixture_em or e_step or m_step or sparse or responsibilities or samples_recover or singular"),
+        tuple(f"genzoo.mixture.em.x_{f}__*" for f in (
+            "estimate_gaussian_parameters", "compute_precision_cholesky", "estimate_log_gaussian_prob",
+            "sample_gaussians", "log_responsibilities", "responsibilities"))),
     "mixture": MutmutTarget(
         ("mixture/estimator.py",),
         ("tests/test_reference_mixture.py", "tests/test_mixture.py", "-k",
