@@ -80,7 +80,20 @@ def write_readme_cells(readme: Path) -> str:
 
 
 def write_docs_table(page: Path) -> str:
-    """The shipped models' table of docs/PRETRAINED.md (between its markers), from the manifest."""
+    """The shipped models' tables of docs/PRETRAINED.md (each between its markers), from the manifest and the
+    shipped evaluations: the figures, and each digit's share of every sampling model's samples."""
+    text = page.read_text()
+    for block, rows in (("shipped", figure_rows()), ("shares", share_rows())):
+        begin, end = f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
+        if begin not in text or end not in text:
+            raise SystemExit(f"{page}: no {begin} ... {end} markers to write the table between")
+        head, rest = text.split(begin)
+        text = head + begin + "\n" + "\n".join(rows) + "\n" + end + rest.split(end)[1]
+    page.write_text(text)
+    return f"{page}: the tables of {', '.join(pretrained.names())} written from the manifest"
+
+
+def figure_rows() -> list[str]:
     rows = ["| model | figures on the 10,000 test digits | training (one thread) | trained at commit | packed | "
             "weights |", "|---|---|---|---|---|---|"]
     for name, entry in pretrained.manifest()["models"].items():
@@ -88,11 +101,19 @@ def write_docs_table(page: Path) -> str:
         figures = "; ".join(f"{label}: {value}" for label, value in entry["headline"].items())
         rows.append(f"| `pretrained:{name}` | {figures} | {entry['cpu_seconds'] / 3600:.2f} CPU-hours | "
                     f"{entry['commit'][:7]} | {entry['packed_at']} | {entry['dtype']}, {size:.2f} MiB |")
-    text = page.read_text()
-    begin, end = "<!-- shipped:begin -->", "<!-- shipped:end -->"
-    head, rest = text.split(begin)
-    page.write_text(head + begin + "\n" + "\n".join(rows) + "\n" + end + rest.split(end)[1])
-    return f"{page}: the table of {', '.join(pretrained.names())} written from the manifest"
+    return rows
+
+
+def share_rows() -> list[str]:
+    """One row per shipped model whose evaluation read its samples' digits (`class_coverage`): the share of each
+    digit 0-9 in percent, and the sample count."""
+    rows = ["| model | samples | " + " | ".join(str(d) for d in range(10)) + " |", "|---|---|" + "---|" * 10]
+    for name in pretrained.names():
+        coverage = json.loads((pretrained.ROOT / name / "evaluation.json").read_text()).get("class_coverage")
+        if isinstance(coverage, dict):
+            shares = " | ".join(f"{100 * share:.1f}%" for share in coverage["value"])
+            rows.append(f"| `pretrained:{name}` | {coverage['n']:,} | {shares} |")
+    return rows
 
 
 def main() -> None:

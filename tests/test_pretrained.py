@@ -271,6 +271,34 @@ def test_readme_family_table_quotes_the_manifest():
             f"README.md's {name} row differs from the manifest: python benchmarks/pretrained.py readme rewrites it")
 
 
+def test_pretrained_page_tables_are_the_manifests_and_the_shipped_evaluations(tmp_path):
+    """docs/PRETRAINED.md's generated tables are what `benchmarks/pretrained.py readme` writes now, and its
+    digit-share rows read each shipped evaluation's shares (which sum to 100%)."""
+    import importlib.util
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("benchmark_pretrained", repo / "benchmarks" / "pretrained.py")
+    writer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(writer)
+    page = tmp_path / "PRETRAINED.md"
+    page.write_text((repo / "docs" / "PRETRAINED.md").read_text())
+    writer.write_docs_table(page)
+    assert page.read_text() == (repo / "docs" / "PRETRAINED.md").read_text(), (
+        "docs/PRETRAINED.md differs from the manifest: python benchmarks/pretrained.py readme rewrites it")
+    rows = {line.split(" | ")[0].removeprefix("| `pretrained:").removesuffix("`"): line.split(" | ")[1:]
+            for line in page.read_text().split("<!-- shares:begin -->")[1].split("<!-- shares:end -->")[0]
+            .splitlines() if line.startswith("| `pretrained:")}
+    for name in SHIPPED:
+        evaluation = json.loads((pretrained.ROOT / name / "evaluation.json").read_text())
+        if "class_coverage" not in evaluation:
+            assert name not in rows
+            continue
+        shares = [float(cell.strip(" |%")) for cell in rows[name][1:]]
+        assert shares == pytest.approx([100 * v for v in evaluation["class_coverage"]["value"]], abs=0.051)
+        assert sum(shares) == pytest.approx(100, abs=0.5)
+        assert rows[name][0] == f"{evaluation['class_coverage']['n']:,}"
+
+
 def test_a_staged_recipe_trains_its_stages_then_the_editor_from_one_command(tmp_path, monkeypatch):
     """The editor's recipe in small: a latent ddpm stage, semantic pairs drawn from it, the editor starting from
     that stage's first stage and learning from those pairs; the same command again finds every stage done."""
