@@ -6,6 +6,7 @@ weights, the optimizer state, the random stream, the step, the elapsed time and 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
@@ -13,12 +14,14 @@ import torch
 from safetensors.torch import load_file
 
 from genzoo.data import Dataset, binarize
+from genzoo.models.base import GenerativeModel
 from genzoo.train_config import TrainConfig
 from genzoo.training import TrainingError
 from genzoo.training.batches import Batches
 from genzoo.training.checkpoint import Checkpoints
 from genzoo.training.devices import Distributed
 from genzoo.training.logwindow import LogWindow
+from genzoo.training.loop import Loop
 from genzoo.training.schedule import LearningRates, epoch_steps, lr_factor, total_steps
 
 
@@ -184,3 +187,40 @@ def test_a_checkpoint_of_two_processes_resumed_by_one_draws_afresh_from_seed_and
     assert torch.equal(drawn, torch.rand(4))
     said = capsys.readouterr().err
     assert f"genzoo: {tmp_path / 'checkpoint.pt'} holds the random state of 2 process(es), not 1:" in said
+
+
+@dataclass
+class OwnStepConfig:
+    pass
+
+
+class OwnStep(GenerativeModel):
+    """A model with its own training step (as the GAN and the RBM have): it records what the trainer hands it."""
+
+    name = "own-step-reference"
+    Config = OwnStepConfig
+    training_mode = "step"
+
+    def __init__(self, config=None, **overrides):
+        super().__init__(config, **overrides)
+        self.w = torch.nn.Parameter(torch.zeros(2))
+        self.calls = []
+
+    def train_step(self, x, y, optimizers, *, step, autocast):
+        self.calls.append((x, y, optimizers, step, autocast))
+        return {"loss": torch.tensor(float(step))}
+
+    def sample(self, n, *, y=None, generator=None):
+        return self.rand(n, 1, 28, 28, generator=generator)
+
+
+def test_a_model_with_its_own_step_gets_the_batch_its_optimizers_the_step_and_the_autocast(tmp_path):
+    model = OwnStep()
+    loop = Loop(model, TrainConfig(batch_size=4, steps=5, epochs=0, sample_every=0, test_every=0), numbered(10),
+                tmp_path, torch.device("cpu"), 0, Distributed(torch.device("cpu")), False)
+    loop.step = 3
+    x, y = loop.batches.at(3)
+    out = loop.train_step(x, y)
+    ((got_x, got_y, got_optimizers, got_step, got_autocast),) = model.calls
+    assert got_x is x and got_y is y and got_optimizers is loop.optimizers and got_step == 3
+    assert got_autocast is loop.autocast and out == {"loss": torch.tensor(3.0)}
