@@ -224,3 +224,43 @@ def test_a_model_with_its_own_step_gets_the_batch_its_optimizers_the_step_and_th
     ((got_x, got_y, got_optimizers, got_step, got_autocast),) = model.calls
     assert got_x is x and got_y is y and got_optimizers is loop.optimizers and got_step == 3
     assert got_autocast is loop.autocast and out == {"loss": torch.tensor(3.0)}
+
+
+class Recorder(GenerativeModel):
+    """A gradient-trained model that records the labels and step its loss is given; `u` takes part in step 0 only."""
+
+    name = "recorder-reference"
+    Config = OwnStepConfig
+
+    def __init__(self, config=None, **overrides):
+        super().__init__(config, **overrides)
+        self.w = torch.nn.Parameter(torch.ones(2))
+        self.u = torch.nn.Parameter(torch.ones(2))
+        self.seen = []
+
+    def loss(self, x, y=None, *, step=None):
+        self.seen.append((y, step))
+        loss = (self.w * x.mean()).sum() + (self.u.sum() if step == 0 else 0.0)
+        return {"loss": loss}
+
+    def sample(self, n, *, y=None, generator=None):
+        return self.rand(n, 1, 28, 28, generator=generator)
+
+
+def test_the_loss_gets_labels_and_step_and_a_parameter_left_out_of_a_step_stays_put(tmp_path):
+    model = Recorder()
+    loop = Loop(model, TrainConfig(batch_size=4, steps=5, epochs=0, sample_every=0, test_every=0), numbered(10),
+                tmp_path, torch.device("cpu"), 0, Distributed(torch.device("cpu")), False)
+    labels = []
+    for step in (0, 1, 2):
+        loop.step = step
+        x, y = loop.batches.at(step)
+        labels.append(y)
+        loop.train_step(x, y)
+        if step == 0:
+            u_after_first, w_after_first = model.u.detach().clone(), model.w.detach().clone()
+    assert [s for _, s in model.seen] == [0, 1, 2]
+    assert all(got is want for (got, _), want in zip(model.seen, labels))
+    # the gradients are set to None before each step: Adam leaves a parameter without one where it is, where a
+    # zeroed gradient would move it on its momentum
+    assert torch.equal(model.u.detach(), u_after_first) and not torch.equal(model.w.detach(), w_after_first)
