@@ -89,6 +89,11 @@ def test_each_step_takes_its_slice_of_a_seeded_permutation_per_epoch(rank, world
         assert torch.equal(y, expected), step
         assert torch.equal(x, numbered(n).train_x[expected]), step
     assert not torch.equal(batches.order(0), batches.order(1))
+    # a resumed run's first batch may lie in a later epoch
+    resumed = Batches(numbered(n), TrainConfig(batch_size=size), torch.device("cpu"),
+                      SimpleNamespace(rank=rank, world=world), seed, binary=False)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + 1))
+    assert torch.equal(resumed.at(3)[1], order[size:2 * size][rank::world])
 
 
 def test_binary_batches_are_drawn_from_the_global_stream():
