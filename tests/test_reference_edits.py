@@ -274,3 +274,26 @@ def _mask(half) -> np.ndarray:
     m = np.zeros((N, N), bool)
     m[half] = True
     return m
+
+
+def test_random_degradations_are_their_formulas_on_the_generators_draws(embedded):
+    """The draws replayed from the same seed, each degradation's formula written out per pixel in NumPy."""
+    x = asymmetric_digits(embedded)
+    a = x.numpy()
+
+    def draws(kind):
+        g = torch.Generator().manual_seed(9)
+        return (torch.randn if kind == "normal" else torch.rand)(x.shape, generator=g).numpy()
+
+    z = draws("normal")
+    noisy = edits.gaussian_noise(x, torch.Generator().manual_seed(9)).numpy()
+    np.testing.assert_allclose(noisy, np.minimum(np.maximum(a + 0.4 * z, 0), 1), rtol=0, atol=1e-6)
+    u = draws("uniform")
+    hidden = edits.hide_pixels(x, torch.Generator().manual_seed(9)).numpy()
+    assert np.array_equal(hidden, np.where(u < 0.6, 0.0, a))
+    hidden = edits.hide_pixels(x, torch.Generator().manual_seed(9), fraction=0.25, value=0.5).numpy()
+    assert np.array_equal(hidden, np.where(u < 0.25, 0.5, a))
+    salted = edits.salt_and_pepper(x, torch.Generator().manual_seed(9)).numpy()
+    assert np.array_equal(salted, np.where(u < 0.1, 0.0, np.where(u < 0.2, 1.0, a)))
+    salted = edits.salt_and_pepper(x, torch.Generator().manual_seed(9), fraction=0.5).numpy()
+    assert np.array_equal(salted, np.where(u < 0.25, 0.0, np.where(u < 0.5, 1.0, a)))
