@@ -297,3 +297,32 @@ def test_random_degradations_are_their_formulas_on_the_generators_draws(embedded
     assert np.array_equal(salted, np.where(u < 0.1, 0.0, np.where(u < 0.2, 1.0, a)))
     salted = edits.salt_and_pepper(x, torch.Generator().manual_seed(9), fraction=0.5).numpy()
     assert np.array_equal(salted, np.where(u < 0.25, 0.0, np.where(u < 0.5, 1.0, a)))
+
+
+def test_hide_half_hides_a_whole_half_edge_rows_included():
+    x = torch.ones(64, 1, N, N)  # ink up to the border, where MNIST has none
+    hidden = edits.hide_half(x, torch.Generator().manual_seed(1)).numpy()
+    halves = [(slice(0, 14), slice(None)), (slice(14, 28), slice(None)), (slice(None), slice(0, 14)),
+              (slice(None), slice(14, 28))]
+    seen = set()
+    for b in hidden[:, 0]:
+        (which,) = [k for k, h in enumerate(halves) if np.array_equal(b, np.where(_mask(h), 0.0, 1.0))]
+        seen.add(which)
+    assert seen == {0, 1, 2, 3}
+
+
+def test_a_pixel_at_exactly_one_half_is_background_for_outline_and_skeleton():
+    x = torch.zeros(2, 1, N, N)
+    x[:, 0, 8:20, 8:20] = 0.5
+    x[1, 0, 10:18, 10:18] = 0.5 + 2**-10
+    for fn, plain in ((edits.outline, outline), (edits.skeleton, skeleton)):
+        got = fn(x).numpy()
+        assert not got[0].any() and got[1].any(), fn.__name__
+        np.testing.assert_array_equal(got[1, 0], plain(x[1, 0].double().numpy()))
+
+
+def test_shift_and_combo_makers_take_an_empty_batch():
+    empty = torch.zeros(0, 1, N, N)
+    for make in (edits._make_shift, edits._make_combo):
+        inputs, outputs = make(empty, None, [])
+        assert inputs.shape == outputs.shape == (0, 1, N, N)
