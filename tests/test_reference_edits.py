@@ -326,3 +326,18 @@ def test_shift_and_combo_makers_take_an_empty_batch():
     for make in (edits._make_shift, edits._make_combo):
         inputs, outputs = make(empty, None, [])
         assert inputs.shape == outputs.shape == (0, 1, N, N)
+
+
+@pytest.mark.parametrize(("size", "value"), [(12, 0.0), (6, 0.5)])
+def test_hide_box_places_its_square_anywhere_in_the_middle_twenty(size, value):
+    x = torch.ones(400, 1, N, N)
+    hidden = edits.hide_box(x, torch.Generator().manual_seed(2), size=size, value=value).numpy()
+    tops, lefts = set(), set()
+    for b in hidden[:, 0]:
+        rows, cols = np.nonzero(b != 1)
+        top, left = int(rows.min()), int(cols.min())
+        box = _mask((slice(top, top + size), slice(left, left + size)))
+        assert np.array_equal(b, np.where(box, value, 1.0))
+        tops.add(top)
+        lefts.add(left)
+    assert tops == lefts == set(range(4, 4 + 20 - size + 1))  # every place, none outside the middle 20 x 20
