@@ -341,3 +341,17 @@ def test_hide_box_places_its_square_anywhere_in_the_middle_twenty(size, value):
         tops.add(top)
         lefts.add(left)
     assert tops == lefts == set(range(4, 4 + 20 - size + 1))  # every place, none outside the middle 20 x 20
+
+
+def test_erosion_by_the_square_on_strokes_thick_enough_to_survive_it():
+    """MNIST's strokes vanish under the 3x3 erosion; a thick block and a full image (eroded from the border,
+    which counts as background) do not."""
+    x = torch.zeros(3, 1, N, N)
+    x[0, 0, 6:15, 5:20] = 0.8
+    x[0, 0, 9:12, 8:17] = 0.3
+    x[1] = 1.0
+    x[2, 0] = torch.rand(N, N, generator=torch.Generator().manual_seed(0))
+    got = edits.erode(x).numpy()
+    for i in range(3):
+        np.testing.assert_allclose(got[i, 0], erode_square(x[i, 0].double().numpy()), rtol=0, atol=1e-7)
+    assert got[1, 0, 1:-1, 1:-1].min() == 1.0 and got[1, 0, 0].max() == 0.0
