@@ -165,3 +165,20 @@ def test_responsibilities_are_the_normalised_exponentials():
             want = np.exp(weighted[n] - lp)
             got = out[n].exp().numpy() if fn is em.log_responsibilities else out[n].numpy()
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+
+
+def test_an_empty_component_keeps_sklearns_tiny_positive_count(case):
+    from sklearn.mixture._gaussian_mixture import _estimate_gaussian_parameters
+
+    X, resp = case
+    resp = resp.copy()
+    resp[:, 2] = 0.0  # a component no sample belongs to
+    resp /= resp.sum(1, keepdims=True)
+    for covariance_type in TYPES:
+        nk, means, cov = em.estimate_gaussian_parameters(torch.as_tensor(X), torch.as_tensor(resp), REG,
+                                                         covariance_type)
+        nk_sk, means_sk, cov_sk = _estimate_gaussian_parameters(X, resp, REG, covariance_type)
+        np.testing.assert_allclose(nk.numpy(), nk_sk, rtol=1e-14, atol=0)  # 10 float64 eps added to every count
+        assert nk[2].item() == nk_sk[2] == 10 * np.finfo(np.float64).eps
+        np.testing.assert_allclose(means.numpy(), means_sk, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(cov.numpy(), cov_sk, rtol=1e-10, atol=1e-12)
