@@ -182,3 +182,9 @@ def test_an_empty_component_keeps_sklearns_tiny_positive_count(case):
         assert nk[2].item() == nk_sk[2] == 10 * np.finfo(np.float64).eps
         np.testing.assert_allclose(means.numpy(), means_sk, rtol=1e-12, atol=1e-13)
         np.testing.assert_allclose(cov.numpy(), cov_sk, rtol=1e-10, atol=1e-12)
+
+
+def test_log_density_refuses_an_unknown_kind(case):
+    X, _ = case
+    with pytest.raises(ValueError, match=r"^covariance_type='round': must be one of full, tied, diag, spherical$"):
+        em.estimate_log_gaussian_prob(torch.as_tensor(X), torch.zeros(K, D), torch.ones(K), "round")
