@@ -355,3 +355,32 @@ def test_erosion_by_the_square_on_strokes_thick_enough_to_survive_it():
     for i in range(3):
         np.testing.assert_allclose(got[i, 0], erode_square(x[i, 0].double().numpy()), rtol=0, atol=1e-7)
     assert got[1, 0, 1:-1, 1:-1].min() == 1.0 and got[1, 0, 0].max() == 0.0
+
+
+def test_score_edits_against_plain_psnr_error_and_an_evaluator_that_reads_by_hand():
+    """score_edits: mean PSNR (-10 log10 of each image's mean squared error, averaged), mean absolute error, the
+    share at >= 18 dB (an edit at exactly 18 dB counts), and with an evaluator the share read as the exact output's
+    digit and, given labels, the share read as the label."""
+    exact = torch.zeros(4, 1, 28, 28)
+    exact[:, :, 10:18, 12:16] = 1.0
+    edited = exact.clone()
+    mse = [10 ** (-2.0), 10 ** (-1.8), 10 ** (-1.5), 10 ** (-3.0)]  # 20, 18, 15 and 30 dB
+    for i, m in enumerate(mse):
+        edited[i] = exact[i] + math.sqrt(m) * torch.where(torch.arange(784).reshape(1, 28, 28) % 2 == 0, 1.0, -1.0)
+    got = edits.score_edits(edited, exact)
+    want_psnr = np.mean([-10 * np.log10(((e - x) ** 2).double().mean().item()) for e, x in zip(edited, exact)])
+    assert got["psnr"] == pytest.approx(want_psnr, rel=1e-5) and got["psnr"] == pytest.approx((20 + 18 + 15 + 30) / 4)
+    assert got["mae"] == pytest.approx(np.mean([math.sqrt(m) for m in mse]), rel=1e-5)
+    assert got["success"] == 0.75 and got["n"] == 4  # 20, 18 (on the bound) and 30 dB
+    assert "label_agreement" not in got and "accuracy" not in got
+
+    class ReadsByInk:  # a stand-in evaluator: the digit is the image's total ink over 30, modulo 10
+        def predict(self, x):
+            return (x.abs().sum(dim=(1, 2, 3)) / 30).long() % 10
+
+    reader = ReadsByInk()
+    read_edited, read_exact = reader.predict(edited), reader.predict(exact)
+    assert read_edited.tolist() == [3, 4, 5, 1] and read_exact.tolist() == [1, 1, 1, 1]  # only the last agrees
+    got = edits.score_edits(edited, exact, reader, torch.tensor([3, 9, 5, 9]))
+    assert got["label_agreement"] == 0.25 and got["accuracy"] == 0.5  # edits 0 and 2 read as their labels
+    assert "accuracy" not in edits.score_edits(edited, exact, reader)
