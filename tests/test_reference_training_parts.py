@@ -219,10 +219,15 @@ class OwnStep(GenerativeModel):
         return self.rand(n, 1, 28, 28, generator=generator)
 
 
+def five_step_loop(model, run_dir) -> Loop:
+    """The trainer's loop over 10 numbered digits in batches of 4 for 5 steps, on the CPU, with no grids or tests."""
+    return Loop(model, TrainConfig(batch_size=4, steps=5, epochs=0, sample_every=0, test_every=0), numbered(10),
+                run_dir, torch.device("cpu"), 0, Distributed(torch.device("cpu")), False)
+
+
 def test_a_model_with_its_own_step_gets_the_batch_its_optimizers_the_step_and_the_autocast(tmp_path):
     model = OwnStep()
-    loop = Loop(model, TrainConfig(batch_size=4, steps=5, epochs=0, sample_every=0, test_every=0), numbered(10),
-                tmp_path, torch.device("cpu"), 0, Distributed(torch.device("cpu")), False)
+    loop = five_step_loop(model, tmp_path)
     loop.step = 3
     x, y = loop.batches.at(3)
     out = loop.train_step(x, y)
@@ -254,8 +259,7 @@ class Recorder(GenerativeModel):
 
 def test_the_loss_gets_labels_and_step_and_a_parameter_left_out_of_a_step_stays_put(tmp_path):
     model = Recorder()
-    loop = Loop(model, TrainConfig(batch_size=4, steps=5, epochs=0, sample_every=0, test_every=0), numbered(10),
-                tmp_path, torch.device("cpu"), 0, Distributed(torch.device("cpu")), False)
+    loop = five_step_loop(model, tmp_path)
     labels = []
     for step in (0, 1, 2):
         loop.step = step
