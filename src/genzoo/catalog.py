@@ -253,8 +253,8 @@ MODELS: dict[str, Entry] = {
         leaf=IMPLICIT_MARKOV,
         note="denoising autoencoder through its Markov chain (Bengio et al. 2013)",
         recipes={
-            "cpu": Recipe("the default conv denoising autoencoder for 10 epochs, cosine schedule",
-                          train={"epochs": 10}),
+            "cpu": Recipe("the default conv denoising autoencoder for 20 epochs, cosine schedule",
+                          train={"epochs": 20}),
             "paper": Recipe("the default denoising autoencoder for its epochs", device="gpu"),
         },
         demo=Demo(
@@ -414,8 +414,8 @@ MODELS: dict[str, Entry] = {
         leaf=DIRECT,
         note="generative adversarial net",
         recipes={
-            "cpu": Recipe("fully connected GAN on the hinge loss (spreads its samples over the digits), 30 epochs",
-                          model={"loss": "hinge"}, train={"epochs": 30}),
+            "cpu": Recipe("fully connected GAN on the hinge loss (spreads its samples over the digits), 80 epochs",
+                          model={"loss": "hinge"}, train={"epochs": 80}),
             "paper": Recipe("Goodfellow et al.'s nonsaturating GAN for its 30 epochs", device="gpu"),
         },
         demo=Demo(
@@ -502,10 +502,10 @@ MODELS: dict[str, Entry] = {
         note="denoising diffusion (a variational bound; sampled by a Markov chain)",
         recipes={
             "cpu": Recipe("class-conditional latent diffusion: a KL autoencoder to 4x7x7 (first 1,500 steps), then a "
-                          "small U-Net, EMA 0.999, 7,000 steps",
+                          "small U-Net, EMA 0.999, 18,000 steps in all",
                           model={"space": "latent", "noise_schedule": "linear", "widths": (32, 64), "res_blocks": 1,
                                  "ae_widths": (16, 32), "first_stage_steps": 1500, "ema_decay": 0.999},
-                          train={"steps": 7_000, "epochs": 0, "batch_size": 128, "lr": 1e-3, "test_images": 1000}),
+                          train={"steps": 18_000, "epochs": 0, "batch_size": 128, "lr": 1e-3, "test_images": 1000}),
             "paper": Recipe("pixel-space U-Net (64, 128, 128 channels, dropout 0.1), 40 epochs",
                             model={"widths": (64, 128, 128), "res_blocks": 2, "dropout": 0.1, "ema_decay": 0.9995},
                             train={"epochs": 40, "batch_size": 128, "lr": 2e-4, "warmup_steps": 1000}, device="gpu"),
