@@ -5,6 +5,8 @@ the whole test set, and pack it with its manifest entry.
     OMP_NUM_THREADS=1 python benchmarks/pretrained.py build cgan --data ../shared/data/mnist --runs runs/ship
     # pack a run trained already by `genzoo train MODEL --recipe cpu`, with the CPU-seconds its training took
     python benchmarks/pretrained.py pack cgan --run runs/ship/cgan --cpu-seconds 1234 --commit <sha>
+    # after packing: README's family table, docs/PRETRAINED.md's tables and README's zoo picture (docs/zoo.png)
+    python benchmarks/pretrained.py readme
 
 Training runs on one thread (OMP_NUM_THREADS=1), so that its CPU-seconds are a 2-core machine's time with the
 other core free. The evaluation uses each family's full protocol on the 10,000 test digits (`EVALUATION`);
@@ -27,6 +29,7 @@ from genzoo.commands import train
 from genzoo.data import load_data
 from genzoo.evaluation.evaluate import evaluate_run
 from genzoo.pretrained.build import pack_run
+from genzoo.showcase.shipped import write_zoo_picture
 
 # evaluate_run settings beyond the paper protocol (every test digit, 10,000 samples, the papers' IWAE and AIS)
 EVALUATION = {
@@ -129,13 +132,15 @@ def main() -> None:
     k.add_argument("--cpu-seconds", type=float, required=True, help="CPU-seconds its training took")
     k.add_argument("--commit", required=True, help="the commit that trained it")
     k.add_argument("--data", default="mnist")
-    sub.add_parser("readme", help="write the shipped models' cells of README.md's family table and the table of "
-                                  "docs/PRETRAINED.md from the manifest")
+    sub.add_parser("readme", help="write the shipped models' cells of README.md's family table, the tables of "
+                                  "docs/PRETRAINED.md from the manifest, and README's zoo picture (docs/zoo.png) "
+                                  "from the shipped weights")
     args = p.parse_args()
     if args.command == "readme":
         repo = Path(__file__).resolve().parents[1]
         print(write_readme_cells(repo / "README.md"))
         print(write_docs_table(repo / "docs" / "PRETRAINED.md"))
+        print(f"{write_zoo_picture(repo / 'docs' / 'zoo.png')}: one row of samples per shipped model")
         return
     if args.command == "build":
         run = Path(args.runs) / args.model

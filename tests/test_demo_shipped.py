@@ -18,7 +18,8 @@ import genzoo
 from genzoo import pretrained, runs
 from genzoo.images import grid
 from genzoo.pretrained.build import pack_run
-from genzoo.showcase.shipped import FOLDER, SUMMARY, ZOO_PICTURE, draw_shipped, figures_of
+from genzoo.showcase import shipped as shipped_phase
+from genzoo.showcase.shipped import FOLDER, SUMMARY, ZOO_PICTURE, draw_shipped, figures_of, write_zoo_picture
 from genzoo.train_config import TrainConfig
 
 EVALUATION = {"fid": {"value": 12.345, "n": 640, "n_real": 1000},
@@ -111,3 +112,21 @@ def test_a_shipped_animation_is_packed_listed_and_drawn(shipped, tiny, tmp_path)
     assert "progress.gif" in summary["models"]["cgan"]["pictures"]
     assert "progress.gif" not in summary["models"]["ae"]["pictures"]
     assert (tmp_path / FOLDER / "cgan" / "progress.gif").read_bytes() == gif.read_bytes()
+
+
+def test_the_zoo_picture_is_a_row_of_each_shipped_models_own_samples(shipped, tmp_path, monkeypatch):
+    """README's picture (`benchmarks/pretrained.py readme`): ten samples of every shipped model, 0-9 where
+    conditional, drawn from its weights with the seed given; nothing written into the package."""
+    before, rows = files_of(shipped), {}
+    draw = shipped_phase.zoo_figure
+    monkeypatch.setattr(shipped_phase, "zoo_figure", lambda drawn: rows.update(drawn) or draw(drawn))
+    path = write_zoo_picture(tmp_path / "zoo.png", seed=2)
+    assert list(rows) == ["ae", "cgan"]
+    for name, row in rows.items():
+        model = runs.load(shipped / name)
+        labels = torch.arange(10) if model.conditional else None
+        own = model.sample(10, y=labels, generator=torch.Generator().manual_seed(2)).clamp(0, 1)
+        assert row.shape == (10, 1, 28, 28) and torch.equal(row, own), name
+    picture = Image.open(path)
+    assert picture.width > picture.height > 0
+    assert files_of(shipped) == before

@@ -271,6 +271,12 @@ def test_readme_family_table_quotes_the_manifest():
             f"README.md's {name} row differs from the manifest: python benchmarks/pretrained.py readme rewrites it")
 
 
+def test_readme_shows_the_zoo_picture_the_readme_command_writes():
+    repo = Path(__file__).resolve().parents[1]
+    assert "![Ten samples of each shipped model, one row per family](docs/zoo.png)" in (repo / "README.md").read_text()
+    assert Image.open(repo / "docs" / "zoo.png").size[1] > 13 * 28  # a row of 28-pixel digits per shipped family
+
+
 def test_pretrained_page_tables_are_the_manifests_and_the_shipped_evaluations(tmp_path):
     """docs/PRETRAINED.md's generated tables are what `benchmarks/pretrained.py readme` writes now, and its
     digit-share rows read each shipped evaluation's shares (which sum to 100%)."""

@@ -133,6 +133,14 @@ def draw_shipped(out: str | Path, data: Dataset, *, models: list[str] | None = N
     return summary
 
 
+def write_zoo_picture(path: str | Path, seed: int = 0) -> Path:
+    """The zoo picture on its own (README's): ZOO_COLUMNS samples of every shipped model, one row each."""
+    rows = {name: samples_of(runs.load(pretrained.PREFIX + name, "cpu"), ZOO_COLUMNS, seed)
+            for name in pretrained.names()}
+    save_figure(zoo_figure(rows), Path(path), dpi=100, bbox_inches="tight")
+    return Path(path)
+
+
 def zoo_figure(rows: dict[str, torch.Tensor]):
     """A matplotlib Figure: one row of samples per family, its name on the left (conditional ones: 0-9)."""
     from matplotlib.figure import Figure
