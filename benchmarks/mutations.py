@@ -64,6 +64,7 @@ TESTS = {
     "metrics-ref": ["tests/test_reference_metrics.py", "tests/test_metrics.py"],
     "trainer-ref": ["tests/test_reference_trainer.py", "tests/test_trainer.py"],
     "serve": ["tests/test_reference_serve.py", "tests/test_serve.py"],
+    "shipped": ["tests/test_demo_shipped.py"],
 }
 
 
@@ -313,6 +314,14 @@ MUTATIONS = [
     Mutation("serve-report-reads-symlinked-metrics", "serve/app.py",
              "return not path.is_symlink() and path.resolve().is_relative_to(folder.resolve())", "return True",
              "serve", "the report reads metrics.json through a symlink out of RUN_ROOT"),
+    Mutation("zoo-picture-seed-ignored", "showcase/shipped.py",
+             'samples_of(runs.load(pretrained.PREFIX + name, "cpu"), ZOO_COLUMNS, seed)',
+             'samples_of(runs.load(pretrained.PREFIX + name, "cpu"), ZOO_COLUMNS, 0)', "shipped",
+             "README's zoo picture drawn at a fixed seed, not the one asked for"),
+    Mutation("zoo-picture-conditional-labels", "showcase/shipped.py",
+             "labels = torch.arange(n) % N_CLASSES if model.conditional else None",
+             "labels = torch.randint(N_CLASSES, (n,)) if model.conditional else None", "shipped",
+             "conditional models in the zoo picture and the demo draw random digits, not 0-9 in turn"),
 ]
 
 
