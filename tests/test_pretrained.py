@@ -364,7 +364,12 @@ def test_a_stage_that_ships_is_copied_not_trained_when_its_recipe_and_data_match
     monkeypatch.setitem(recipes.RECIPES["ddpm"], "tiny", catalog.Recipe(
         "tiny", model={**latent, "widths": (8, 8)}, train=ddpm_train))
     assert not copy_shipped_stage(stage, tmp_path / "moved-on", "embedded")
+    monkeypatch.setitem(recipes.RECIPES["ddpm"], "tiny", catalog.Recipe(
+        "tiny", model=latent, train={**ddpm_train, "steps": 4}))  # trained longer now than the shipped stage was
+    assert not copy_shipped_stage(stage, tmp_path / "longer", "embedded")
+    assert "steps 3 in the run, 4 in the recipe" in recipes.listing("ddpm")
     monkeypatch.setitem(recipes.RECIPES["ddpm"], "tiny", catalog.Recipe("tiny", model=latent, train=ddpm_train))
+    assert "trained before the recipe changed" not in recipes.listing("ddpm")
     (zoo / "ddpm" / "evaluation.json").write_text(json.dumps({"data": "mnist (60,000 train / 10,000 test)"}))
     assert not copy_shipped_stage(stage, tmp_path / "other-data", "embedded")
-    assert not (tmp_path / "moved-on").exists() and not (tmp_path / "other-data").exists()
+    assert not any((tmp_path / name).exists() for name in ("moved-on", "longer", "other-data"))

@@ -12,6 +12,9 @@ the manifest of the shipped weights (`genzoo.pretrained`), never written here.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from .catalog import MODELS, Recipe
 
 
@@ -31,6 +34,17 @@ def get(model: str, name: str) -> Recipe:
         raise RecipeError(f"{model}: no recipe {name!r}; its recipes: {', '.join(RECIPES[model])} "
                           f"(`genzoo recipes {model}` describes them)")
     return RECIPES[model][name]
+
+
+def drift(model: str, name: str, config: dict[str, Any]) -> list[str]:
+    """How a run's config.json differs from the recipe `name` of `model` as it is now: one "key: the run's value,
+    the recipe's" for each model or training setting the recipe sets that the run does not have; [] for a run of
+    the recipe as it stands (a shipped model that its rebuild command would make again)."""
+    recipe = get(model, name)
+    wanted = json.loads(json.dumps({"hparams": recipe.model, "train": recipe.train}))  # tuples as config's lists
+    return [f"{key} {config.get(part, {}).get(key)!r} in the run, {value!r} in the recipe"
+            for part in ("hparams", "train") for key, value in wanted[part].items()
+            if config.get(part, {}).get(key) != value]
 
 
 def command(model: str, name: str) -> str:
@@ -57,5 +71,8 @@ def listing(model: str | None = None) -> str:
             lines.append(f"  {key:6s} {recipe.about} ({hours})")
             lines.append(f"         {command(name, key)}")
             if entry:
-                lines.append(f"         reached (shipped as pretrained:{name}): {pretrained.headline(entry)}")
+                config = json.loads((pretrained.ROOT / name / "config.json").read_text())
+                moved = drift(name, key, config)
+                since = f"; trained before the recipe changed: {', '.join(moved)}" if moved else ""
+                lines.append(f"         reached (shipped as pretrained:{name}{since}): {pretrained.headline(entry)}")
     return "\n".join(lines)

@@ -128,16 +128,14 @@ def recipe_stages(model: str, name: str, run_dir: Path, *, data: str, device: st
 
 def copy_shipped_stage(stage: Stage, stage_dir: Path, data: str) -> bool:
     """Copy the shipped model of a stage's model into `stage_dir` when it is that stage's run already: made by the
-    stage's recipe, with that recipe's model settings as they are now, on the dataset `data` names. Returns
+    stage's recipe, with that recipe's model and training settings as they are now, on the dataset `data` names. Returns
     whether it did (a stage trained from scratch otherwise)."""
     entry = pretrained.manifest()["models"].get(stage.model)
     if entry is None or entry["model"] != stage.model or entry["recipe"] != stage.recipe:
         return False
     folder = pretrained.ROOT / stage.model
-    hparams = runs.read_config(folder)["hparams"]
-    wanted = json.loads(json.dumps(recipes.get(stage.model, stage.recipe).model))  # tuples as the config's lists
     trained_on = json.loads((folder / "evaluation.json").read_text()).get("data", "")
-    if any(hparams.get(key) != value for key, value in wanted.items()) or \
+    if recipes.drift(stage.model, stage.recipe, runs.read_config(folder)) or \
             trained_on.split(" ")[0] != load_data(data, verbose=False).name:
         return False
     shutil.copytree(folder, stage_dir)
