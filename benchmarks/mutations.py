@@ -65,6 +65,7 @@ TESTS = {
     "trainer-ref": ["tests/test_reference_trainer.py", "tests/test_trainer.py"],
     "serve": ["tests/test_reference_serve.py", "tests/test_serve.py"],
     "shipped": ["tests/test_demo_shipped.py"],
+    "pretrained": ["tests/test_pretrained.py"],
 }
 
 
@@ -322,6 +323,9 @@ MUTATIONS = [
              "labels = torch.arange(n) % N_CLASSES if model.conditional else None",
              "labels = torch.randint(N_CLASSES, (n,)) if model.conditional else None", "shipped",
              "conditional models in the zoo picture and the demo draw random digits, not 0-9 in turn"),
+    Mutation("recipe-drift-model-settings-only", "recipes.py", 'for part in ("hparams", "train")',
+             'for part in ("hparams",)', "pretrained",
+             "a shipped stage trained for fewer steps than its recipe now asks passes for the recipe's run"),
 ]
 
 

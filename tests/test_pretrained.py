@@ -46,6 +46,16 @@ def test_shipped_files_match_the_manifest(name):
     assert entry["recipe"] == "cpu" and entry["cpu_seconds"] <= 3 * 3600
 
 
+@pytest.mark.parametrize("name", SHIPPED)
+def test_each_shipped_model_is_its_recipe_as_it_stands(name):
+    """What ships is what its rebuild command makes now: the recipe's model and training settings, unchanged since
+    it trained (a recipe changed later needs `benchmarks/pretrained.py build NAME` again)."""
+    entry = pretrained.manifest()["models"][name]
+    assert recipes.drift(entry["model"], entry["recipe"], runs.read_config(pretrained.ROOT / name)) == [], (
+        f"pretrained:{name} was trained before its recipe changed: "
+        f"OMP_NUM_THREADS=1 python benchmarks/pretrained.py build {name} --data ../shared/data/mnist rebuilds it")
+
+
 def test_shipped_weights_fit_the_budget():
     total = sum((pretrained.ROOT / name / "model.safetensors").stat().st_size for name in SHIPPED)
     assert total <= MAX_BYTES
