@@ -37,9 +37,9 @@ def get(model: str, name: str) -> Recipe:
 
 
 def drift(model: str, name: str, config: dict[str, Any]) -> list[str]:
-    """How a run's config.json differs from the recipe `name` of `model` as it is now: one "key: the run's value,
-    the recipe's" for each model or training setting the recipe sets that the run does not have; [] for a run of
-    the recipe as it stands (a shipped model that its rebuild command would make again)."""
+    """How a run's config.json differs from the recipe `name` of `model` as it is now: "KEY RUN'S in the run,
+    RECIPE'S in the recipe" for each model or training setting the recipe sets that the run does not have; [] for
+    a run of the recipe as it stands (a shipped model that its rebuild command would make again)."""
     recipe = get(model, name)
     wanted = json.loads(json.dumps({"hparams": recipe.model, "train": recipe.train}))  # tuples as config's lists
     return [f"{key} {config.get(part, {}).get(key)!r} in the run, {value!r} in the recipe"
