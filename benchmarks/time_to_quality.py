@@ -279,13 +279,17 @@ def time_to_reach(curve: list[dict], target: float, key: str) -> float | None:
 
 def summarise(checkpoints: dict[str, list[dict]], key: str, peer: str) -> dict:
     """The issue's readings: the minutes genzoo takes to reach the peer's last quality, and at each point which
-    side is the better (lower `key`)."""
+    side is the better (lower `key`). `speed_up_at_least` is true where genzoo was there at its first checkpoint
+    (it may have got there sooner, so the ratio is a lower bound); `peer_last_gain` is what the peer's figure
+    improved by over its last interval (above 0: its curve was still falling when it stopped)."""
     ours, theirs = checkpoints["genzoo"], checkpoints[peer]
     target = theirs[-1][key]
     minutes = time_to_reach(ours, target, key)
     return {"key": key, "peer_last": target, "peer_last_minutes": theirs[-1]["train_seconds"] / 60,
             "genzoo_minutes_to_peer_last": minutes,
             "speed_up": theirs[-1]["train_seconds"] / 60 / minutes if minutes else None,
+            "speed_up_at_least": minutes is not None and ours[0][key] <= target,
+            "peer_last_gain": theirs[-2][key] - target if len(theirs) > 1 else None,
             "genzoo_better_at": [o["budget_minutes"] for o, t in zip(ours, theirs) if o[key] < t[key]]}
 
 
@@ -843,8 +847,12 @@ def plot_row(result: dict, path: Path) -> None:
         for ax, (name, entry) in zip(axes[0], entries.items()):
             for side, points in entry.get("checkpoints", {}).items():
                 label = "genzoo (cpu recipe)" if side == "genzoo" else entry["peer_name"]
-                ax.plot([p["train_seconds"] / 60 for p in points], [p[entry["key"]] for p in points], "o-",
-                        label=label)
+                line, = ax.plot([p["train_seconds"] / 60 for p in points], [p[entry["key"]] for p in points],
+                                "o-", label=label)
+                if points and points[-1].get("recipe_finished"):  # its later points score the finished weights
+                    ax.plot([points[-1]["train_seconds"] / 60, points[-1]["budget_minutes"]],
+                            [points[-1][entry["key"]]] * 2, "--", color=line.get_color(),
+                            label=f"{label}: recipe finished")
             ax.set_title(name)
             ax.set_xlabel(f"training minutes ({result['threads'][0]} thread(s))")
             ax.set_ylabel(entry["quality"]["measure"] + " (lower is better)")
