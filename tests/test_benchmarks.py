@@ -431,6 +431,28 @@ def test_time_to_quality_summary_reads_the_minutes_to_the_peers_last_quality():
     assert lone["speed_up"] is None and lone["speed_up_at_least"] is False and lone["peer_last_gain"] is None
 
 
+def test_time_to_quality_plot_draws_each_sides_points_and_holds_a_finished_recipe_to_its_last_budget(
+        tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    ttq = load_benchmark("time_to_quality")
+    ours = [{"budget_minutes": 5, "train_seconds": 300, "nll": 91.0, "recipe_finished": False},
+            {"budget_minutes": 30, "train_seconds": 1000, "nll": 88.5, "recipe_finished": True}]
+    theirs = [{"budget_minutes": 5, "train_seconds": 300, "nll": 94.0}, {"budget_minutes": 30, "train_seconds": 1800,
+                                                                         "nll": 93.0}]
+    result = {"row": "vae", "date": "d", "hardware": "h", "threads": [1], "comparisons": {"vae-pythae": {
+        "peer_name": "pythae", "key": "nll", "quality": {"measure": "NLL"},
+        "checkpoints": {"genzoo": ours, "pythae": theirs}}}}
+    saved = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: saved.append(fig))
+    ttq.plot_row(result, tmp_path / "p.png")
+    lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in saved[0].axes[0].lines}
+    assert lines["genzoo (cpu recipe)"] == ([5, 1000 / 60], [91.0, 88.5])
+    assert lines["pythae"] == ([5, 30], [94.0, 93.0])
+    # genzoo's recipe ended at 16.7 minutes: its later points score those weights, drawn flat to the 30-minute one
+    assert lines["genzoo (cpu recipe): recipe finished"] == ([1000 / 60, 30], [88.5, 88.5])
+
+
 def test_time_to_quality_trains_genzoos_recipe_to_each_budget_and_scores_its_run(tmp_path, embedded):
     """genzoo's side through `genzoo train vae --recipe cpu --time-budget` then --resume: each checkpoint's trainer
     clock is at or past its budget, by less than a few steps, and its NLL is the run's own IWAE estimate."""
