@@ -13,12 +13,13 @@ genzoo's own evaluation code on the same test digits and the same number of samp
 time. A side's clock counts its training steps only: neither side runs its per-epoch test pass or picture
 grids (genzoo's `sample_every=0 test_every=0`, the peers' evaluation loaders unused).
 
-    vae      genzoo `vae` cpu recipe (MLP 784-500-500-50, dynamic binarization) against pythae's VAE with its
-             binary-MNIST reproducibility settings (examples/scripts/reproducibility/vae.py: 784-400-40 MLP encoder and
-             decoder, Bernoulli pixels, Adam 1e-3, batch 20, MultiStepLR at epochs 200/350/500/750/1000 by
-             10^(-1/5), seed 123), on one fixed binarization of the training digits (the script reads Larochelle's
-             fixed binarized MNIST). Quality: the IWAE NLL in nats with the same K and the same draws for both
-             (`--k`), on `--test-images` test digits binarized by `genzoo.data.fixed_binarization(seed=0)`.
+    vae      genzoo `vae` cpu recipe (MLP 784-500-500-50 on the IWAE bound with K = 5, dynamic binarization) against
+             pythae's VAE with its binary-MNIST reproducibility settings (examples/scripts/reproducibility/vae.py:
+             784-400-40 MLP encoder and decoder, Bernoulli pixels, Adam 1e-3, batch 20, MultiStepLR at epochs
+             200/350/500/750/1000 by 10^(-1/5), seed 123), on one fixed binarization of the training digits (the
+             script reads Larochelle's fixed binarized MNIST). Quality: the IWAE NLL in nats with the same K and
+             the same draws for both (`--k`), on `--test-images` test digits binarized by
+             `genzoo.data.fixed_binarization(seed=0)`.
     gan      genzoo `dcgan` and `cgan` cpu recipes against PyTorch-GAN's dcgan.py and cgan.py defaults, restated in
              benchmarks/pytorch_gan_reference.py (32 x 32 images in [-1, 1], batch 64, Adam 2e-4 (0.5, 0.999));
              their samples are brought to 28 x 28 by that file's least-squares inverse of the upsampling and drawn
