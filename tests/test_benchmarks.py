@@ -438,8 +438,8 @@ def test_time_to_quality_plot_draws_each_sides_points_and_holds_a_finished_recip
     ttq = load_benchmark("time_to_quality")
     ours = [{"budget_minutes": 5, "train_seconds": 300, "nll": 91.0, "recipe_finished": False},
             {"budget_minutes": 30, "train_seconds": 1000, "nll": 88.5, "recipe_finished": True}]
-    theirs = [{"budget_minutes": 5, "train_seconds": 300, "nll": 94.0}, {"budget_minutes": 30, "train_seconds": 1800,
-                                                                         "nll": 93.0}]
+    theirs = [{"budget_minutes": 5, "train_seconds": 300, "nll": 94.0},
+              {"budget_minutes": 30, "train_seconds": 1800, "nll": 93.0}]
     result = {"row": "vae", "date": "d", "hardware": "h", "threads": [1], "comparisons": {"vae-pythae": {
         "peer_name": "pythae", "key": "nll", "quality": {"measure": "NLL"},
         "checkpoints": {"genzoo": ours, "pythae": theirs}}}}
