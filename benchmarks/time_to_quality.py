@@ -779,8 +779,12 @@ def run_row(row: str, data: Dataset, data_spec: str, budgets_min: list[float], a
             work: Path) -> dict:
     result: dict[str, Any] = {"row": row, "budgets_minutes": budgets_min, "order": args.order, "comparisons": {}}
     stamp(result, args)
+    this_run = {key: result[key] for key in ("command", "date", "load_before", "budgets_minutes", "order")}
+    kept = earlier_comparisons(out_json, row, args.only)
     for name, comparison in comparisons(row, args.k, args.sampler_steps).items():
         if args.only and name not in args.only:
+            if name in kept:
+                result["comparisons"][name] = kept[name]
             continue
         print(f"{name}: genzoo {comparison.model} --recipe cpu against its peer, budgets {budgets_min} min",
               file=sys.stderr, flush=True)
@@ -797,7 +801,7 @@ def run_row(row: str, data: Dataset, data_spec: str, budgets_min: list[float], a
             quality = {"measure": "FID-style (genzoo's evaluator)", "samples": args.samples, "real": len(real)}
         entry = {"genzoo": ours.about, "peer": peer.about, "peer_name": peer.name, "quality": quality, "key": key,
                  "peer_version": (peers.peer_version(comparison.package) if comparison.package else
-                                  "restated here (no package)"), **comparison.notes}
+                                  "restated here (no package)"), "measured": this_run, **comparison.notes}
         result["comparisons"][name] = entry
 
         def save(checkpoints, entry=entry):
@@ -811,9 +815,27 @@ def run_row(row: str, data: Dataset, data_spec: str, budgets_min: list[float], a
     return result
 
 
+def earlier_comparisons(out_json: Path, row: str, only: list[str] | None) -> dict:
+    """The comparisons of `row` already in `out_json` that this run (`--only`) does not measure again, each with the
+    command, date and load of the run that measured it (`measured`), so that a row can be measured one comparison at
+    a time. Without `--only` the row is measured whole and nothing is kept."""
+    if not only or not out_json.exists():
+        return {}
+    try:
+        earlier = json.loads(out_json.read_text())
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"{out_json}: not readable JSON ({e}); move it aside to measure the row afresh") from None
+    if earlier.get("row") != row:
+        raise SystemExit(f"{out_json}: holds the {earlier.get('row')!r} row, not {row!r}; give another --out-dir")
+    run_stamp = {key: earlier.get(key) for key in ("command", "date", "load_before", "budgets_minutes", "order")}
+    return {name: {"measured": run_stamp, **entry} for name, entry in earlier.get("comparisons", {}).items()
+            if name not in only}
+
+
 def stamp(result: dict, args) -> None:
-    result.update(command="python " + " ".join(sys.argv), threads=args.threads_list, seed=args.seed,
-                  date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), load_before=peers.load_average(),
+    result.update(command="python benchmarks/time_to_quality.py " + " ".join(args.argv), threads=args.threads_list,
+                  seed=args.seed, date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                  load_before=peers.load_average(),
                   hardware=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                   torch=torch.__version__)
 
@@ -888,7 +910,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", nargs="*", default=None,
                    help="the comparisons of the row to run (gan: dcgan cgan; diffusion: diffusers lucidrains; "
-                        "pixelcnn: pixelcnn gated)")
+                        "pixelcnn: pixelcnn gated); the row's others already in its JSON are kept")
     p.add_argument("--k", type=int, default=1000, help="vae: importance samples of the IWAE NLL (both sides)")
     p.add_argument("--test-images", type=int, default=10_000,
                    help="vae, pixelcnn: test digits scored (spread over the set)")
@@ -905,11 +927,16 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--work", type=Path, default=None,
                    help="folder for the training runs (default: a temporary folder, deleted at the end)")
     args = p.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
     args.threads_list = args.threads
     if args.row != "mixture" and len(args.threads) != 1:
         p.error(f"--threads {args.threads}: the {args.row} row trains at one thread count; run it once per count")
     if any(b <= 0 for b in args.budgets) or args.budgets != sorted(args.budgets):
         p.error(f"--budgets {args.budgets}: give positive minutes in ascending order")
+    if args.only is not None and args.row != "mixture":
+        known = list(comparisons(args.row, args.k, args.sampler_steps))
+        if not args.only or set(args.only) - set(known):
+            p.error(f"--only {' '.join(args.only)}: the {args.row} row's comparisons are {', '.join(known)}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.row == "mixture" or args.threads == [1] else f"-{args.threads[0]}t"
     out_json = args.out_dir / f"time-to-quality-{args.row}{suffix}.json"

@@ -608,3 +608,35 @@ def test_time_to_quality_pixelcnn_row_runs_at_tiny_budgets(tmp_path, monkeypatch
     with torch.no_grad():
         nll = -float(model.log_prob(test).double().mean())
     assert result["comparisons"]["gated"]["checkpoints"]["genzoo"][-1]["nll"] == pytest.approx(nll, rel=1e-6)
+
+
+def test_time_to_quality_only_measures_a_row_one_comparison_at_a_time(tmp_path, monkeypatch, one_thread):
+    """`--only` measures the comparisons it names and keeps the row's others already in its JSON, each with the
+    command and date of the run that measured it; an unknown name is refused before anything is written."""
+    ttq = load_benchmark("time_to_quality")
+    fast_genzoo_side(ttq, monkeypatch)
+    monkeypatch.setitem(ttq.pixel_reference.REPRODUCE["pixelcnn"], "network",
+                        {"n_residual": 1, "residual_channels": 4, "head_channels": 8})
+    monkeypatch.setitem(ttq.pixel_reference.REPRODUCE["gated"], "network",
+                        {"n_gated": 1, "gated_channels": 4, "head_channels": 8})
+    row = ["pixelcnn", "--data", "embedded", "--budgets", "0.001", "--test-images", "12", "--out-dir", str(tmp_path)]
+    saved = tmp_path / "time-to-quality-pixelcnn.json"
+    first = ttq.main([*row, "--work", str(tmp_path / "w1"), "--only", "gated"])
+    assert list(first["comparisons"]) == ["gated"]
+    gated = json.loads(saved.read_text())["comparisons"]["gated"]
+    assert gated["measured"]["command"].endswith("--only gated")
+
+    second = ttq.main([*row, "--work", str(tmp_path / "w2"), "--only", "pixelcnn"])
+    assert list(second["comparisons"]) == ["pixelcnn", "gated"]  # the row's own order
+    both = json.loads(saved.read_text())
+    assert both["comparisons"]["gated"] == gated  # kept as measured, its own command with it
+    assert both["comparisons"]["pixelcnn"]["measured"]["command"].endswith("--only pixelcnn")
+    assert both["command"].endswith("--only pixelcnn")
+    assert both["comparisons"]["pixelcnn"]["checkpoints"]["genzoo"][0]["budget_minutes"] == 0.001
+    ttq.main([*row, "--work", str(tmp_path / "w3"), "--only", "pixelcnn"])  # once more: gated is still the first's
+    third = saved.read_text()
+    assert json.loads(third)["comparisons"]["gated"] == gated
+
+    with pytest.raises(SystemExit):
+        ttq.main([*row, "--only", "gatd"])
+    assert saved.read_text() == third  # refused before anything was measured or written
