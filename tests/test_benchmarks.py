@@ -575,6 +575,18 @@ def fast_genzoo_side(ttq, monkeypatch, batch_size: int = 16) -> None:
         ttq.GenzooSide, sets=("sample_every=0", "test_every=0", f"batch_size={batch_size}")))
 
 
+def small_pixelcnn_row(monkeypatch):
+    """The time_to_quality benchmark with the pixelcnn row's sides made small: genzoo's as `fast_genzoo_side`, the
+    restated peers' networks one layer of 4 channels."""
+    ttq = load_benchmark("time_to_quality")
+    fast_genzoo_side(ttq, monkeypatch)
+    monkeypatch.setitem(ttq.pixel_reference.REPRODUCE["pixelcnn"], "network",
+                        {"n_residual": 1, "residual_channels": 4, "head_channels": 8})
+    monkeypatch.setitem(ttq.pixel_reference.REPRODUCE["gated"], "network",
+                        {"n_gated": 1, "gated_channels": 4, "head_channels": 8})
+    return ttq
+
+
 @pytest.mark.parametrize("order", ["interleaved", "parallel"])
 def test_time_to_quality_pixelcnn_row_runs_at_tiny_budgets(tmp_path, monkeypatch, one_thread, order):
     """The pixelcnn row end to end: genzoo's cpu recipe (at batch 16, without its end-of-session pictures) and both
@@ -582,12 +594,7 @@ def test_time_to_quality_pixelcnn_row_runs_at_tiny_budgets(tmp_path, monkeypatch
     same fixed-binarized test digits; in parallel order each side in its own process."""
     if order == "parallel" and len(os.sched_getaffinity(0)) < 2:
         pytest.skip("parallel order needs two cores")
-    ttq = load_benchmark("time_to_quality")
-    fast_genzoo_side(ttq, monkeypatch)
-    monkeypatch.setitem(ttq.pixel_reference.REPRODUCE["pixelcnn"], "network",
-                        {"n_residual": 1, "residual_channels": 4, "head_channels": 8})
-    monkeypatch.setitem(ttq.pixel_reference.REPRODUCE["gated"], "network",
-                        {"n_gated": 1, "gated_channels": 4, "head_channels": 8})
+    ttq = small_pixelcnn_row(monkeypatch)
     result = ttq.main(["pixelcnn", "--data", "embedded", "--budgets", "0.001,0.002", "--test-images", "12",
                        "--out-dir", str(tmp_path), "--work", str(tmp_path / "work"), "--order", order])
     assert list(result["comparisons"]) == ["pixelcnn", "gated"] and result["order"] == order
@@ -613,12 +620,7 @@ def test_time_to_quality_pixelcnn_row_runs_at_tiny_budgets(tmp_path, monkeypatch
 def test_time_to_quality_only_measures_a_row_one_comparison_at_a_time(tmp_path, monkeypatch, one_thread):
     """`--only` measures the comparisons it names and keeps the row's others already in its JSON, each with the
     command and date of the run that measured it; an unknown name is refused before anything is written."""
-    ttq = load_benchmark("time_to_quality")
-    fast_genzoo_side(ttq, monkeypatch)
-    monkeypatch.setitem(ttq.pixel_reference.REPRODUCE["pixelcnn"], "network",
-                        {"n_residual": 1, "residual_channels": 4, "head_channels": 8})
-    monkeypatch.setitem(ttq.pixel_reference.REPRODUCE["gated"], "network",
-                        {"n_gated": 1, "gated_channels": 4, "head_channels": 8})
+    ttq = small_pixelcnn_row(monkeypatch)
     row = ["pixelcnn", "--data", "embedded", "--budgets", "0.001", "--test-images", "12", "--out-dir", str(tmp_path)]
     saved = tmp_path / "time-to-quality-pixelcnn.json"
     first = ttq.main([*row, "--work", str(tmp_path / "w1"), "--only", "gated"])
