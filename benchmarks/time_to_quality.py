@@ -280,16 +280,19 @@ def time_to_reach(curve: list[dict], target: float, key: str) -> float | None:
 
 def summarise(checkpoints: dict[str, list[dict]], key: str, peer: str) -> dict:
     """The issue's readings: the minutes genzoo takes to reach the peer's last quality, and at each point which
-    side is the better (lower `key`). `speed_up_at_least` is true where genzoo was there at its first checkpoint
-    (it may have got there sooner, so the ratio is a lower bound); `peer_last_gain` is what the peer's figure
+    side is the better (lower `key`). Read at checkpoints, `speed_up` is a lower bound: genzoo got there between
+    its checkpoint before (its minutes give `speed_up_at_most`) and the one that reached it; `speed_up_at_least` is
+    true where that was its first checkpoint (no upper bound then); `peer_last_gain` is what the peer's figure
     improved by over its last interval (above 0: its curve was still falling when it stopped)."""
     ours, theirs = checkpoints["genzoo"], checkpoints[peer]
     target = theirs[-1][key]
     minutes = time_to_reach(ours, target, key)
+    before = [point["train_seconds"] / 60 for point in ours if minutes and point["train_seconds"] / 60 < minutes]
     return {"key": key, "peer_last": target, "peer_last_minutes": theirs[-1]["train_seconds"] / 60,
             "genzoo_minutes_to_peer_last": minutes,
             "speed_up": theirs[-1]["train_seconds"] / 60 / minutes if minutes else None,
             "speed_up_at_least": minutes is not None and ours[0][key] <= target,
+            "speed_up_at_most": theirs[-1]["train_seconds"] / 60 / before[-1] if before else None,
             "peer_last_gain": theirs[-2][key] - target if len(theirs) > 1 else None,
             "genzoo_better_at": [o["budget_minutes"] for o, t in zip(ours, theirs) if o[key] < t[key]]}
 

@@ -423,12 +423,17 @@ def test_time_to_quality_summary_reads_the_minutes_to_the_peers_last_quality():
     assert s["speed_up"] == pytest.approx(1802 / 901)
     assert s["genzoo_better_at"] == [15, 30]
     assert s["speed_up_at_least"] is False  # genzoo's first point (95.0) had not reached it: the ratio is read
+    assert s["speed_up_at_most"] == pytest.approx(1802 / 301)  # it got there after its 5-minute point
     assert s["peer_last_gain"] == pytest.approx(92.0 - 90.5)  # the peer still falling when it stopped
     early = ttq.summarise({"genzoo": ours, "peer": [*theirs[:2], {**theirs[2], "nll": 96.0}]}, "nll", "peer")
     assert early["speed_up"] == pytest.approx(1802 / 301) and early["speed_up_at_least"] is True
+    assert early["speed_up_at_most"] is None  # there at its first point: no upper bound
+    late = ttq.summarise({"genzoo": ours, "peer": [*theirs[:2], {**theirs[2], "nll": 88.5}]}, "nll", "peer")
+    assert late["speed_up"] == pytest.approx(1802 / 1801) and late["speed_up_at_most"] == pytest.approx(1802 / 901)
     assert early["peer_last_gain"] == pytest.approx(92.0 - 96.0)
     lone = ttq.summarise({"genzoo": ours, "peer": [{**theirs[0], "nll": 80.0}]}, "nll", "peer")
     assert lone["speed_up"] is None and lone["speed_up_at_least"] is False and lone["peer_last_gain"] is None
+    assert lone["speed_up_at_most"] is None
 
 
 def test_time_to_quality_plot_draws_each_sides_points_and_holds_a_finished_recipe_to_its_last_budget(
