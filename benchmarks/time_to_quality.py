@@ -287,12 +287,13 @@ def summarise(checkpoints: dict[str, list[dict]], key: str, peer: str) -> dict:
     ours, theirs = checkpoints["genzoo"], checkpoints[peer]
     target = theirs[-1][key]
     minutes = time_to_reach(ours, target, key)
-    before = [point["train_seconds"] / 60 for point in ours if minutes and point["train_seconds"] / 60 < minutes]
+    before = max((point["train_seconds"] / 60 for point in ours if minutes and point["train_seconds"] / 60 < minutes),
+                 default=None)
     return {"key": key, "peer_last": target, "peer_last_minutes": theirs[-1]["train_seconds"] / 60,
             "genzoo_minutes_to_peer_last": minutes,
             "speed_up": theirs[-1]["train_seconds"] / 60 / minutes if minutes else None,
             "speed_up_at_least": minutes is not None and ours[0][key] <= target,
-            "speed_up_at_most": theirs[-1]["train_seconds"] / 60 / before[-1] if before else None,
+            "speed_up_at_most": theirs[-1]["train_seconds"] / 60 / before if before else None,
             "peer_last_gain": theirs[-2][key] - target if len(theirs) > 1 else None,
             "genzoo_better_at": [o["budget_minutes"] for o, t in zip(ours, theirs) if o[key] < t[key]]}
 
@@ -778,11 +779,14 @@ def comparisons(row: str, k: int, sampler_steps: int = 50) -> dict[str, Comparis
 LEARNED_ROWS = ("vae", "gan", "diffusion", "pixelcnn")
 
 
+MEASURED_BY = ("command", "date", "load_before", "budgets_minutes", "order")  # a comparison's `measured`: its run
+
+
 def run_row(row: str, data: Dataset, data_spec: str, budgets_min: list[float], args, out_json: Path,
             work: Path) -> dict:
     result: dict[str, Any] = {"row": row, "budgets_minutes": budgets_min, "order": args.order, "comparisons": {}}
     stamp(result, args)
-    this_run = {key: result[key] for key in ("command", "date", "load_before", "budgets_minutes", "order")}
+    this_run = {key: result[key] for key in MEASURED_BY}
     kept = earlier_comparisons(out_json, row, args.only)
     for name, comparison in comparisons(row, args.k, args.sampler_steps).items():
         if args.only and name not in args.only:
@@ -830,7 +834,7 @@ def earlier_comparisons(out_json: Path, row: str, only: list[str] | None) -> dic
         raise SystemExit(f"{out_json}: not readable JSON ({e}); move it aside to measure the row afresh") from None
     if earlier.get("row") != row:
         raise SystemExit(f"{out_json}: holds the {earlier.get('row')!r} row, not {row!r}; give another --out-dir")
-    run_stamp = {key: earlier.get(key) for key in ("command", "date", "load_before", "budgets_minutes", "order")}
+    run_stamp = {key: earlier.get(key) for key in MEASURED_BY}
     return {name: {"measured": run_stamp, **entry} for name, entry in earlier.get("comparisons", {}).items()
             if name not in only}
 
